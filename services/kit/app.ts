@@ -1,0 +1,174 @@
+import { randomUUID } from 'node:crypto';
+import Ajv from 'ajv';
+import addFormats from 'ajv-formats';
+import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import { HEADERS, PATHS } from '../../contracts';
+import type { KitConfig } from './config';
+import { installErrorHandlers } from './errors';
+import type { Logger } from './logger';
+import type { KitMetrics } from './metrics';
+import { SpanKind, extractTraceContext, startSpan, type Context, type Span, type Tracing } from './tracing';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Readiness checks run by `/readyz`; services add theirs when mounted. */
+    readiness: Readiness;
+  }
+  interface FastifyRequest {
+    /** The service whose plugin owns the route (metrics label). */
+    serviceName: string;
+    /** The OpenTelemetry context of this request's server span. */
+    traceContext: Context;
+    /** The request's server span (no-op when tracing export is off). */
+    span: Span;
+  }
+}
+
+/** A dependency check: resolves when the dependency answers, throws when it does not. */
+export type ReadinessCheck = () => Promise<void>;
+
+/** The readiness state of an app: named checks plus the shutdown flag. */
+export class Readiness {
+  private readonly checks = new Map<string, ReadinessCheck>();
+  private draining = false;
+
+  constructor(private readonly timeoutMs = 2_000) {}
+
+  add(name: string, check: ReadinessCheck): void {
+    this.checks.set(name, check);
+  }
+
+  /** After this, `/readyz` answers 503 so load balancers stop sending new requests. */
+  startDraining(): void {
+    this.draining = true;
+  }
+
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
+  /** Runs every check in parallel, each bounded by the timeout. */
+  async run(): Promise<{ ready: boolean; checks: Record<string, string> }> {
+    const checks: Record<string, string> = {};
+    if (this.draining) return { ready: false, checks: { shutdown: 'draining' } };
+    let ready = true;
+    await Promise.all(
+      [...this.checks].map(async ([name, check]) => {
+        let timer: NodeJS.Timeout | undefined;
+        try {
+          await Promise.race([
+            check(),
+            new Promise((_, reject) => {
+              timer = setTimeout(() => reject(new Error(`no answer within ${this.timeoutMs} ms`)), this.timeoutMs);
+            }),
+          ]);
+          checks[name] = 'ok';
+        } catch (err) {
+          ready = false;
+          checks[name] = (err as Error).message || 'failed';
+        } finally {
+          clearTimeout(timer);
+        }
+      }),
+    );
+    return { ready, checks };
+  }
+}
+
+/** What `createApp` needs: the process's shared parts. */
+export interface AppOptions {
+  /** The service label of routes that belong to no service (health, metrics). */
+  service: string;
+  config: Pick<KitConfig, 'bodyLimitBytes'>;
+  logger: Logger;
+  metrics: KitMetrics;
+  tracing: Tracing;
+}
+
+// Bodies are validated strictly (wrong types are errors, unknown fields are kept so a schema
+// with additionalProperties: false rejects them); query strings and params are coerced, since
+// everything in a URL is a string.
+const bodyAjv = new Ajv({ allErrors: false, coerceTypes: false, removeAdditional: false, useDefaults: true, strict: false });
+const urlAjv = new Ajv({ allErrors: false, coerceTypes: 'array', removeAdditional: false, useDefaults: true, strict: false });
+addFormats(bodyAjv);
+addFormats(urlAjv);
+
+/**
+ * A Fastify app with the kit's parts installed: request ids, JSON logs with redaction, the
+ * OpenAI error shape, the HTTP duration metric, a server span per request, `/healthz`,
+ * `/readyz` and `/metrics`. Services mount onto it with {@link mountService}.
+ */
+export function createApp(options: AppOptions): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: options.logger,
+    bodyLimit: options.config.bodyLimitBytes,
+    requestIdHeader: HEADERS.requestId,
+    genReqId: () => randomUUID(),
+    disableRequestLogging: true,
+    return503OnClosing: false,
+    forceCloseConnections: 'idle',
+    keepAliveTimeout: 65_000,
+    routerOptions: { ignoreTrailingSlash: true },
+  }) as unknown as FastifyInstance;
+
+  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? bodyAjv : urlAjv).compile(schema));
+  installErrorHandlers(app);
+  app.decorate('readiness', new Readiness());
+  app.decorateRequest('serviceName', options.service);
+  app.decorateRequest('traceContext', null as unknown as Context);
+  app.decorateRequest('span', null as unknown as Span);
+
+  const { tracer } = options.tracing;
+  app.addHook('onRequest', (request, reply, done) => {
+    reply.header(HEADERS.requestId, request.id);
+    const parent = extractTraceContext(request.headers as Record<string, unknown>);
+    const { span, context } = startSpan(tracer, `${request.method} ${request.routeOptions.url ?? 'unmatched'}`, parent, {
+      kind: SpanKind.SERVER,
+      attributes: { 'http.request.method': request.method, 'url.path': request.url.split('?')[0]! },
+    });
+    request.span = span;
+    request.traceContext = context;
+    done();
+  });
+
+  const { httpDuration } = options.metrics;
+  app.addHook('onResponse', (request, reply, done) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    httpDuration.observe(
+      { service: request.serviceName, method: request.method, route, status_code: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
+    request.span.setAttribute('http.response.status_code', reply.statusCode);
+    request.span.end();
+    if (reply.statusCode >= 500) request.log.warn({ method: request.method, url: request.url, statusCode: reply.statusCode }, 'request failed');
+    done();
+  });
+
+  // Once draining, tell keep-alive clients to reconnect elsewhere.
+  app.addHook('onSend', (_request, reply, payload, done) => {
+    if (app.readiness.isDraining) reply.header('connection', 'close');
+    done(null, payload);
+  });
+
+  app.get(PATHS.healthz, async () => ({ status: 'ok' }));
+  app.get(PATHS.readyz, async (_request, reply) => {
+    const result = await app.readiness.run();
+    return reply.code(result.ready ? 200 : 503).send({ status: result.ready ? 'ready' : 'not ready', checks: result.checks });
+  });
+  app.get(PATHS.metrics, async (_request, reply) => {
+    const body = await options.metrics.registry.metrics();
+    return reply.header('content-type', options.metrics.registry.contentType).send(body);
+  });
+  return app;
+}
+
+/** Registers a plugin in its own encapsulated context, labelling its routes with `service`. */
+export async function mountRoutes(app: FastifyInstance, service: string, routes: FastifyPluginAsync): Promise<void> {
+  await app.register(async (child) => {
+    child.addHook('onRequest', (request, _reply, done) => {
+      request.serviceName = service;
+      done();
+    });
+    await child.register(routes);
+  });
+}

@@ -1,0 +1,10 @@
+/** The service kit: what every promptmesh service is built from. */
+export * from './app';
+export * from './config';
+export * from './errors';
+export * from './lifecycle';
+export * from './logger';
+export * from './metrics';
+export * from './redis';
+export * from './service';
+export * from './tracing';

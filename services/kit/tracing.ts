@@ -1,0 +1,76 @@
+import { ROOT_CONTEXT, SpanKind, trace, type Context, type Span, type Tracer } from '@opentelemetry/api';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { BatchSpanProcessor, NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
+
+export { SpanKind, SpanStatusCode, trace, type Context, type Span, type Tracer } from '@opentelemetry/api';
+
+/**
+ * Tracing for one app. Without an OTLP endpoint the tracer is OpenTelemetry's no-op one, which
+ * still carries an incoming `traceparent` through to outgoing calls, so traces stay joined
+ * across services that do export.
+ */
+export interface Tracing {
+  tracer: Tracer;
+  /** True when spans are recorded and exported. */
+  exporting: boolean;
+  /** Flushes and stops the exporter. */
+  shutdown(): Promise<void>;
+}
+
+const propagator = new W3CTraceContextPropagator();
+
+const headerGetter = {
+  get: (carrier: Record<string, unknown>, key: string) => {
+    const v = carrier[key];
+    return Array.isArray(v) ? (v[0] as string) : (v as string | undefined);
+  },
+  keys: (carrier: Record<string, unknown>) => Object.keys(carrier),
+};
+const headerSetter = {
+  set: (carrier: Record<string, string>, key: string, value: string) => {
+    carrier[key] = value;
+  },
+};
+
+/** Reads a W3C `traceparent`/`tracestate` from request headers. */
+export function extractTraceContext(headers: Record<string, unknown>): Context {
+  if (headers.traceparent === undefined) return ROOT_CONTEXT;
+  return propagator.extract(ROOT_CONTEXT, headers, headerGetter);
+}
+
+/** Writes the W3C `traceparent`/`tracestate` of `ctx` into outgoing headers. */
+export function injectTraceHeaders(ctx: Context | undefined, headers: Record<string, string>): Record<string, string> {
+  if (ctx) propagator.inject(ctx, headers, headerSetter);
+  return headers;
+}
+
+/** Starts a span as a child of `parent` and returns it with the context that carries it. */
+export function startSpan(
+  tracer: Tracer,
+  name: string,
+  parent: Context | undefined,
+  options: { kind?: SpanKind; attributes?: Record<string, string | number | boolean> } = {},
+): { span: Span; context: Context } {
+  const base = parent ?? ROOT_CONTEXT;
+  const span = tracer.startSpan(name, { kind: options.kind ?? SpanKind.INTERNAL, attributes: options.attributes }, base);
+  return { span, context: trace.setSpan(base, span) };
+}
+
+/** Creates the app's tracer: exporting over OTLP/HTTP when `otlpEndpoint` is set. */
+export function createTracing(service: string, otlpEndpoint: string | undefined): Tracing {
+  if (!otlpEndpoint) {
+    return { tracer: trace.getTracer('promptmesh'), exporting: false, shutdown: async () => {} };
+  }
+  const base = otlpEndpoint.replace(/\/+$/, '');
+  const provider = new NodeTracerProvider({
+    resource: resourceFromAttributes({ 'service.name': `promptmesh-${service}`, 'service.namespace': 'promptmesh' }),
+    spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter({ url: base.endsWith('/v1/traces') ? base : `${base}/v1/traces` }))],
+  });
+  return {
+    tracer: provider.getTracer('promptmesh'),
+    exporting: true,
+    shutdown: () => provider.shutdown(),
+  };
+}
