@@ -42,10 +42,11 @@ export async function buildProcess(config: KitConfig, options: { logger?: Logger
       const factory = await load();
       services.set(name, await factory(context, services));
     }
-    // In all-in-one mode the llm's internal chat route would collide with the router's public
-    // one; the router reaches llm in-process, so llm's routes are only mounted on their own.
+    // In all-in-one mode only the router's routes are public: it reaches the other services
+    // in-process and exposes what clients may use (with auth), so the internal APIs of
+    // templates, context and llm are not mounted (their paths would also collide).
     for (const [name, instance] of services) {
-      const routes = !(config.service === 'all' && name === 'llm');
+      const routes = config.service !== 'all' || name === 'router' || !services.has('router');
       await mountService(app, instance, { routes });
     }
     app.addHook('onClose', async () => {
