@@ -1,0 +1,147 @@
+import { Pool } from 'undici';
+
+/** One request the load generator sends; `body` may vary per request. */
+export interface LoadTarget {
+  url: string;
+  path: string;
+  method?: 'GET' | 'POST';
+  headers?: Record<string, string>;
+  /** The body of the i-th request (JSON text). */
+  body?: (i: number) => string;
+  /** Read the whole response (SSE streams included) before counting the request done. */
+  expectStatus?: number;
+}
+
+export interface LoadOptions {
+  concurrency: number;
+  /** Measured period. */
+  durationMs: number;
+  /** Unmeasured period before it (connections, JIT, caches). */
+  warmupMs: number;
+  /** Stop after this many measured requests (bounded runs), if set. */
+  maxRequests?: number;
+  /**
+   * Paced mode: requests start on a fixed schedule of `rate` per second (shared by all
+   * workers) instead of back to back. Latency is then measured from each request's scheduled
+   * start, so queueing behind a slow request counts (no coordinated omission). Use it to
+   * measure the latency a component adds at a given load, below saturation.
+   */
+  rate?: number;
+}
+
+export interface LoadResult {
+  concurrency: number;
+  requests: number;
+  errors: number;
+  /** First few error descriptions, for the report. */
+  errorSamples: string[];
+  seconds: number;
+  rps: number;
+  /** Latency percentiles in milliseconds. */
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+  mean: number;
+}
+
+function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return NaN;
+  const idx = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[idx]!;
+}
+
+/**
+ * A closed-loop load generator: `concurrency` workers, each sending its next request as soon as
+ * the previous one finished, over a keep-alive pool of as many connections. Latency is measured
+ * per request with a monotonic clock, from send to the last byte of the body.
+ */
+export async function runLoad(target: LoadTarget, options: LoadOptions): Promise<LoadResult> {
+  const pool = new Pool(target.url, { connections: options.concurrency, pipelining: 1, keepAliveTimeout: 30_000 });
+  const expect = target.expectStatus ?? 200;
+  const latencies: number[] = [];
+  const errorSamples: string[] = [];
+  let errors = 0;
+  let counter = 0;
+  let measuring = false;
+  let stop = false;
+  const method = target.method ?? 'POST';
+  const headers = { 'content-type': 'application/json', ...(target.headers ?? {}) };
+
+  const origin = process.hrtime.bigint();
+  const intervalNs = options.rate ? BigInt(Math.round(1e9 / options.rate)) : 0n;
+
+  async function worker(): Promise<void> {
+    while (!stop) {
+      const i = counter++;
+      let started = process.hrtime.bigint();
+      if (intervalNs > 0n) {
+        const due = origin + BigInt(i) * intervalNs;
+        if (due > started) {
+          // On time: the timer's own lateness is the generator's, not the server's.
+          await new Promise((r) => setTimeout(r, Number(due - started) / 1e6));
+          if (stop) break;
+          started = process.hrtime.bigint();
+        } else {
+          // Behind schedule: the wait for a free worker counts as latency.
+          started = due;
+        }
+      }
+      let ok = false;
+      let why = '';
+      try {
+        const res = await pool.request({ path: target.path, method, headers, body: target.body ? target.body(i) : undefined });
+        const text = await res.body.text();
+        ok = res.statusCode === expect;
+        if (!ok) why = `${res.statusCode} ${text.slice(0, 160)}`;
+      } catch (err) {
+        why = (err as Error).message;
+      }
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      if (!measuring) continue;
+      if (ok) latencies.push(ms);
+      else {
+        errors++;
+        if (errorSamples.length < 5) errorSamples.push(why);
+      }
+      if (options.maxRequests && latencies.length + errors >= options.maxRequests) stop = true;
+    }
+  }
+
+  const workers = Array.from({ length: options.concurrency }, () => worker());
+  await new Promise((r) => setTimeout(r, options.warmupMs));
+  measuring = true;
+  const t0 = process.hrtime.bigint();
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, options.durationMs);
+    const poll = setInterval(() => {
+      if (stop) {
+        clearTimeout(timer);
+        clearInterval(poll);
+        resolve();
+      }
+    }, 20);
+    timer.unref?.();
+    setTimeout(() => clearInterval(poll), options.durationMs + 10);
+  });
+  stop = true;
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  measuring = false;
+  await Promise.all(workers);
+  await pool.close();
+  const sorted = Float64Array.from(latencies).sort();
+  const sum = latencies.reduce((a, b) => a + b, 0);
+  return {
+    concurrency: options.concurrency,
+    requests: latencies.length,
+    errors,
+    errorSamples,
+    seconds,
+    rps: latencies.length / seconds,
+    p50: percentile(sorted, 50),
+    p90: percentile(sorted, 90),
+    p99: percentile(sorted, 99),
+    max: sorted.length ? sorted[sorted.length - 1]! : NaN,
+    mean: latencies.length ? sum / latencies.length : NaN,
+  };
+}
