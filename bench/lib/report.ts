@@ -1,0 +1,93 @@
+import type { LoadResult } from './load';
+
+/** One measured row of the report. */
+export interface BenchRow {
+  scenario: string;
+  label: string;
+  mode: 'saturated' | 'paced';
+  result: LoadResult;
+  /** p99 minus the direct baseline's p99 at the same concurrency and mode (ms). */
+  addedP99?: number;
+  addedP50?: number;
+}
+
+const fmt = (n: number | undefined, digits = 2) => (n === undefined || Number.isNaN(n) ? '-' : n.toFixed(digits));
+
+/** The Markdown report. */
+export function markdownReport(input: {
+  date: string;
+  machine: string;
+  rows: BenchRow[];
+  rss: Array<{ process: string; peakRssMb: number }>;
+  targets: Array<{ target: string; value: string; met: boolean }>;
+  notes: string[];
+}): string {
+  const lines: string[] = [];
+  lines.push(`# promptmesh benchmark, ${input.date}`, '', input.machine, '');
+  for (const mode of ['saturated', 'paced'] as const) {
+    const rows = input.rows.filter((r) => r.mode === mode);
+    if (rows.length === 0) continue;
+    lines.push(
+      mode === 'saturated'
+        ? '## Throughput (closed loop: each client sends its next request as soon as the last one finished)'
+        : '## Latency at a fixed load (paced: requests start on a schedule, below saturation)',
+      '',
+      '| scenario | concurrency | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | errors |',
+      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    );
+    for (const r of rows) {
+      lines.push(
+        `| ${r.label} | ${r.result.concurrency} | ${fmt(r.result.rps, 0)} | ${fmt(r.result.p50, 3)} | ${fmt(r.result.p99, 3)} | ${fmt(r.addedP50, 3)} | ${fmt(r.addedP99, 3)} | ${r.result.errors} |`,
+      );
+    }
+    lines.push('');
+  }
+  lines.push('## Peak memory per process (VmHWM)', '', '| process | peak RSS MB |', '| --- | ---: |');
+  for (const p of input.rss) lines.push(`| ${p.process} | ${fmt(p.peakRssMb, 1)} |`);
+  lines.push('', '## Targets', '', '| target | measured | met |', '| --- | --- | --- |');
+  for (const t of input.targets) lines.push(`| ${t.target} | ${t.value} | ${t.met ? 'yes' : '**no**'} |`);
+  if (input.notes.length > 0) lines.push('', '## Notes', '', ...input.notes.map((n) => `- ${n}`));
+  lines.push('');
+  return lines.join('\n');
+}
+
+/** An SVG line chart of p50 and p99 latency against concurrency, one colour per scenario. */
+export function latencyChartSvg(rows: BenchRow[], title: string): string {
+  const W = 900;
+  const H = 520;
+  const left = 70;
+  const right = 250;
+  const top = 50;
+  const bottom = 60;
+  const scenarios = [...new Set(rows.map((r) => r.label))];
+  const conc = [...new Set(rows.map((r) => r.result.concurrency))].sort((a, b) => a - b);
+  const maxY = Math.max(1, ...rows.map((r) => r.result.p99)) * 1.1;
+  const x = (c: number) => left + (conc.length === 1 ? 0.5 : conc.indexOf(c) / (conc.length - 1)) * (W - left - right);
+  const y = (v: number) => top + (1 - v / maxY) * (H - top - bottom);
+  const colours = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f'];
+  const out: string[] = [];
+  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`);
+  out.push(`<rect width="${W}" height="${H}" fill="white"/>`);
+  out.push(`<text x="${W / 2 - right / 2}" y="24" text-anchor="middle" font-size="15">${title}</text>`);
+  for (let i = 0; i <= 5; i++) {
+    const v = (maxY / 5) * i;
+    out.push(`<line x1="${left}" x2="${W - right}" y1="${y(v)}" y2="${y(v)}" stroke="#ddd"/>`);
+    out.push(`<text x="${left - 8}" y="${y(v) + 4}" text-anchor="end">${v.toFixed(1)}</text>`);
+  }
+  for (const c of conc) out.push(`<text x="${x(c)}" y="${H - bottom + 20}" text-anchor="middle">${c}</text>`);
+  out.push(`<text x="${(W - right + left) / 2}" y="${H - 15}" text-anchor="middle">concurrency (clients)</text>`);
+  out.push(`<text transform="translate(18 ${(H - bottom + top) / 2}) rotate(-90)" text-anchor="middle">latency ms (solid p50, dashed p99)</text>`);
+  scenarios.forEach((s, i) => {
+    const colour = colours[i % colours.length];
+    const pts = rows.filter((r) => r.label === s).sort((a, b) => a.result.concurrency - b.result.concurrency);
+    for (const [key, dash] of [['p50', ''], ['p99', ' stroke-dasharray="6 4"']] as const) {
+      const d = pts.map((r, j) => `${j === 0 ? 'M' : 'L'}${x(r.result.concurrency).toFixed(1)},${y(r.result[key]).toFixed(1)}`).join(' ');
+      out.push(`<path d="${d}" fill="none" stroke="${colour}" stroke-width="2"${dash}/>`);
+      for (const r of pts) out.push(`<circle cx="${x(r.result.concurrency)}" cy="${y(r.result[key])}" r="3" fill="${colour}"/>`);
+    }
+    out.push(`<rect x="${W - right + 15}" y="${top + i * 22}" width="14" height="4" fill="${colour}"/>`);
+    out.push(`<text x="${W - right + 35}" y="${top + i * 22 + 6}">${s.replace(/&/g, '&amp;').replace(/</g, '&lt;')}</text>`);
+  });
+  out.push('</svg>');
+  return out.join('\n');
+}
