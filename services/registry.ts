@@ -14,6 +14,7 @@ export type ServiceFactory = (ctx: ServiceContext, peers: ReadonlyMap<ServiceNam
  */
 export const SERVICE_FACTORIES: Partial<Record<ServiceName, () => Promise<ServiceFactory>>> = {
   // One line per service: name: async () => (await import('./<name>')).create<Name>Service,
+  context: async () => (await import('./context/index.js')).createContextService,
 };
 
 /** The order services are built in, so each finds its peers. */
