@@ -1,0 +1,131 @@
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { freePort, waitFor } from './net';
+
+const run = promisify(execFile);
+
+/** A real local Redis Cluster started from the `redis-server` binary. */
+export interface TestRedisCluster {
+  /** The masters' addresses, usable as `REDIS_CLUSTER_NODES` seeds. */
+  nodes: Array<{ host: string; port: number }>;
+  /** `host:port,host:port,...`, the `REDIS_CLUSTER_NODES` form. */
+  nodesEnv: string;
+  /** Stops every node and removes the temp dir. Safe to call twice. */
+  stop(): Promise<void>;
+}
+
+/** Options of {@link startRedisCluster}. */
+export interface RedisClusterOptions {
+  /**
+   * Number of masters (no replicas). Redis Cluster needs at least three.
+   * @default 3
+   */
+  masters?: number;
+  /**
+   * How long to wait for the cluster to report `cluster_state:ok` on every node.
+   * @default 30000
+   */
+  timeoutMs?: number;
+}
+
+async function cli(port: number, ...args: string[]): Promise<string> {
+  const { stdout } = await run('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args], { timeout: 10_000 });
+  return stdout;
+}
+
+/**
+ * Starts `masters` redis-server processes in cluster mode on free ports (data port and cluster
+ * bus port both picked free) in a temp dir, joins them with `redis-cli --cluster create`, and
+ * waits until every node says `cluster_state:ok`. Nothing is persisted. Always call `stop()`.
+ */
+export async function startRedisCluster(options: RedisClusterOptions = {}): Promise<TestRedisCluster> {
+  const masters = options.masters ?? 3;
+  if (masters < 3) throw new Error('a Redis Cluster needs at least three masters');
+  const dir = await mkdtemp(join(tmpdir(), 'pm-redis-cluster-'));
+  const children: ChildProcess[] = [];
+  const ports: number[] = [];
+  let stopped = false;
+
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    await Promise.all(
+      children.map(
+        (child) =>
+          new Promise<void>((resolve) => {
+            if (child.exitCode !== null || child.signalCode !== null) return resolve();
+            const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+            child.once('exit', () => {
+              clearTimeout(timer);
+              resolve();
+            });
+            child.kill('SIGTERM');
+          }),
+      ),
+    );
+    await rm(dir, { recursive: true, force: true });
+  };
+
+  try {
+    const used = new Set<number>();
+    const pick = async () => {
+      for (;;) {
+        const p = await freePort();
+        if (!used.has(p)) {
+          used.add(p);
+          return p;
+        }
+      }
+    };
+    for (let i = 0; i < masters; i++) {
+      const port = await pick();
+      const busPort = await pick();
+      ports.push(port);
+      const child = spawn(
+        'redis-server',
+        [
+          '--port', String(port),
+          '--cluster-port', String(busPort),
+          '--bind', '127.0.0.1',
+          '--cluster-enabled', 'yes',
+          '--cluster-config-file', join(dir, `nodes-${port}.conf`),
+          '--cluster-node-timeout', '3000',
+          '--dir', dir,
+          '--save', '',
+          '--appendonly', 'no',
+          '--daemonize', 'no',
+          '--logfile', join(dir, `redis-${port}.log`),
+        ],
+        { stdio: 'ignore' },
+      );
+      children.push(child);
+      child.once('error', () => undefined);
+    }
+    for (const port of ports) {
+      await waitFor(async () => (await cli(port, 'PING')).trim() === 'PONG', 10_000, `redis-server on ${port}`);
+    }
+    await run(
+      'redis-cli',
+      ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'],
+      { timeout: 30_000 },
+    );
+    await waitFor(
+      async () => {
+        for (const port of ports) {
+          if (!/cluster_state:ok/.test(await cli(port, 'CLUSTER', 'INFO'))) return false;
+        }
+        return true;
+      },
+      options.timeoutMs ?? 30_000,
+      'cluster_state:ok on every node',
+    );
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  const nodes = ports.map((port) => ({ host: '127.0.0.1', port }));
+  return { nodes, nodesEnv: nodes.map((n) => `${n.host}:${n.port}`).join(','), stop };
+}
