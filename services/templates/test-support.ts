@@ -1,0 +1,53 @@
+/**
+ * Test helpers for the templates service: a real service on a real socket, against a database
+ * and a Redis prefix of the test's own, removed by `close()`.
+ */
+import { readConfig } from '../kit/config';
+import { buildProcess, type PromptmeshProcess } from '../process';
+import { createTestDatabase, type TestDatabase } from '../../test/support/pg';
+import { deletePrefix, uniquePrefix } from '../../test/support/redis';
+import type { TemplatesCore } from './types';
+
+/** A running templates service. */
+export interface RunningTemplates {
+  /** `http://127.0.0.1:<port>` */
+  url: string;
+  core: TemplatesCore;
+  process: PromptmeshProcess;
+  db: TestDatabase;
+  prefix: string;
+  /** Stops the service; with `keepDatabase` the database survives for a restart. */
+  close(options?: { keepDatabase?: boolean }): Promise<void>;
+}
+
+/** Starts `SERVICE=templates` through the real entry-point wiring, listening on a free port. */
+export async function startTemplates(
+  options: { db?: TestDatabase; label?: string; env?: Record<string, string> } = {},
+): Promise<RunningTemplates> {
+  const db = options.db ?? (await createTestDatabase(options.label ?? 'templates'));
+  const prefix = uniquePrefix(options.label ?? 'templates');
+  const config = readConfig({
+    SERVICE: 'templates',
+    DATABASE_URL: db.url,
+    REDIS_KEY_PREFIX: prefix,
+    LOG_LEVEL: 'silent',
+    HOST: '127.0.0.1',
+    PORT: '0',
+    DRAIN_DELAY_MS: '0',
+    ...options.env,
+  });
+  const proc = await buildProcess(config);
+  const address = await proc.app.listen({ port: 0, host: '127.0.0.1' });
+  return {
+    url: address,
+    core: proc.services.get('templates')!.core as TemplatesCore,
+    process: proc,
+    db,
+    prefix,
+    async close(closeOptions = {}) {
+      await proc.app.close();
+      await deletePrefix(prefix);
+      if (!closeOptions.keepDatabase) await db.drop();
+    },
+  };
+}

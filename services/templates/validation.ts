@@ -1,0 +1,195 @@
+/**
+ * The templates service's limits and the checks behind them. Route schemas reject wrong types
+ * and unknown fields; these checks hold for in-process callers too, and each violation is a
+ * 400 naming the field.
+ */
+import { badRequest } from '../kit/errors';
+import {
+  CHAT_ROLES,
+  TEMPLATE_TYPES,
+  TemplateError,
+  checkVariables,
+  compileTemplate,
+  type CompiledTemplate,
+  type SplitEntry,
+  type Variables,
+} from '../kit/template-syntax';
+import type { LabelTarget, VersionInput } from './types';
+
+/** Template names: lower case letters, digits, `.`, `_`, `-`; at most 128 characters. */
+export const NAME_PATTERN = '^[a-z0-9][a-z0-9._-]{0,127}$';
+/** Label names: like template names, at most 64 characters. */
+export const LABEL_PATTERN = '^[a-z0-9][a-z0-9._-]{0,63}$';
+/** Names the API uses for its own paths under `/v1/templates/`. */
+export const RESERVED_NAMES = ['changes', 'export'] as const;
+
+/** The limits the service enforces (each a 400 naming the field). */
+export const LIMITS = {
+  /** Characters of template text (a text template, or the sum of a chat template's contents). */
+  templateChars: 65_536,
+  /** Messages in a chat template. */
+  chatMessages: 256,
+  /** Variables a template may use, and a render may pass. */
+  variables: 256,
+  /** Characters of a render's variables (names and values). */
+  variablesChars: 262_144,
+  /** Characters of a rendered prompt. */
+  renderedChars: 1_048_576,
+  descriptionChars: 2_048,
+  modelChars: 256,
+  /** Labels named in one create or new-version request. */
+  labelsPerRequest: 16,
+  /** Versions one label may split across. */
+  splitArms: 4,
+  /** Page size of listings. */
+  pageSize: 200,
+} as const;
+
+const nameRe = new RegExp(NAME_PATTERN);
+const labelRe = new RegExp(LABEL_PATTERN);
+
+/** Turns a template syntax/render error into a 400 naming its field; rethrows anything else. */
+export function asBadRequest(err: unknown): never {
+  if (err instanceof TemplateError) throw badRequest(err.message, err.param, err.name === 'MissingVariablesError' ? 'missing_variables' : 'invalid_template');
+  throw err;
+}
+
+export function checkName(name: unknown, param = 'name'): string {
+  if (typeof name !== 'string' || !nameRe.test(name)) {
+    throw badRequest(`'${param}' must match ${NAME_PATTERN} (lower case letters, digits, '.', '_', '-'; at most 128 characters)`, param);
+  }
+  return name;
+}
+
+export function checkNewName(name: unknown): string {
+  checkName(name);
+  if ((RESERVED_NAMES as readonly string[]).includes(name as string)) {
+    throw badRequest(`'name' ${JSON.stringify(name)} is reserved by the API; choose another`, 'name');
+  }
+  return name as string;
+}
+
+export function checkLabel(label: unknown, param = 'label'): string {
+  if (typeof label !== 'string' || !labelRe.test(label)) {
+    throw badRequest(`'${param}' must match ${LABEL_PATTERN} (lower case letters, digits, '.', '_', '-'; at most 64 characters)`, param);
+  }
+  return label;
+}
+
+function checkOptionalText(value: unknown, param: string, max: number): string | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== 'string') throw badRequest(`'${param}' must be a string`, param);
+  if (value.length > max) throw badRequest(`'${param}' must be at most ${max} characters, got ${value.length}`, param);
+  return value;
+}
+
+/** A version input checked and compiled: what the core stores. */
+export interface CheckedVersion {
+  type: VersionInput['type'];
+  template: VersionInput['template'];
+  compiled: CompiledTemplate;
+  description: string | null;
+  model: string | null;
+  labels: string[] | undefined;
+}
+
+/** Checks a version's fields, sizes and syntax. */
+export function checkVersionInput(input: VersionInput): CheckedVersion {
+  if (typeof input !== 'object' || input === null) throw badRequest('the body must be a JSON object', 'body');
+  if (!(TEMPLATE_TYPES as readonly unknown[]).includes(input.type)) {
+    throw badRequest(`'type' must be one of ${TEMPLATE_TYPES.map((t) => JSON.stringify(t)).join(', ')}`, 'type');
+  }
+  const template = input.template;
+  if (Array.isArray(template) && template.length > LIMITS.chatMessages) {
+    throw badRequest(`'template' may hold at most ${LIMITS.chatMessages} messages, got ${template.length}`, 'template');
+  }
+  let compiled: CompiledTemplate;
+  try {
+    compiled = compileTemplate(input.type, template);
+  } catch (err) {
+    asBadRequest(err);
+  }
+  const chars = typeof template === 'string' ? template.length : template.reduce((n, m) => n + m.content.length, 0);
+  if (chars > LIMITS.templateChars) {
+    throw badRequest(`'template' must be at most ${LIMITS.templateChars} characters, got ${chars}`, 'template');
+  }
+  if (compiled.variables.length > LIMITS.variables) {
+    throw badRequest(`'template' may use at most ${LIMITS.variables} variables, got ${compiled.variables.length}`, 'template');
+  }
+  let labels: string[] | undefined;
+  if (input.labels !== undefined) {
+    if (!Array.isArray(input.labels)) throw badRequest(`'labels' must be a list of label names`, 'labels');
+    if (input.labels.length > LIMITS.labelsPerRequest) throw badRequest(`'labels' may name at most ${LIMITS.labelsPerRequest} labels`, 'labels');
+    labels = input.labels.map((l, i) => checkLabel(l, `labels[${i}]`));
+    if (new Set(labels).size !== labels.length) throw badRequest(`'labels' must not repeat a label`, 'labels');
+  }
+  return {
+    type: input.type,
+    template,
+    compiled,
+    description: checkOptionalText(input.description, 'description', LIMITS.descriptionChars),
+    model: checkOptionalText(input.model, 'model', LIMITS.modelChars),
+    labels,
+  };
+}
+
+/** Checks a render's variables: shape, value types, count and size. */
+export function checkRenderVariables(variables: unknown): Variables {
+  if (variables === undefined || variables === null) return {};
+  try {
+    checkVariables(variables);
+  } catch (err) {
+    asBadRequest(err);
+  }
+  const entries = Object.entries(variables as Variables);
+  if (entries.length > LIMITS.variables) throw badRequest(`'variables' may hold at most ${LIMITS.variables} entries, got ${entries.length}`, 'variables');
+  let chars = 0;
+  for (const [k, v] of entries) chars += k.length + String(v).length;
+  if (chars > LIMITS.variablesChars) throw badRequest(`'variables' must be at most ${LIMITS.variablesChars} characters in total, got ${chars}`, 'variables');
+  return variables as Variables;
+}
+
+/** Checks a version number. */
+export function checkVersionNumber(version: unknown, param = 'version'): number {
+  if (typeof version !== 'number' || !Number.isInteger(version) || version < 1 || version > 2_147_483_647) {
+    throw badRequest(`'${param}' must be a whole number of at least 1`, param);
+  }
+  return version;
+}
+
+/** Normalises a label target to a split; weights 0..100 summing to 100, versions distinct. */
+export function checkLabelTarget(target: LabelTarget): SplitEntry[] {
+  if (typeof target !== 'object' || target === null) throw badRequest('the body must be a JSON object', 'body');
+  const hasOne = 'version' in target && target.version !== undefined;
+  const hasSplit = 'versions' in target && target.versions !== undefined;
+  if (hasOne === hasSplit) {
+    throw badRequest(`give either 'version' (one version) or 'versions' (a split: [{version, weight}]), not ${hasOne ? 'both' : 'neither'}`, hasOne ? 'versions' : 'version');
+  }
+  if (hasOne) return [{ version: checkVersionNumber((target as { version: number }).version), weight: 100 }];
+  const versions = (target as { versions: SplitEntry[] }).versions;
+  if (!Array.isArray(versions) || versions.length === 0) throw badRequest(`'versions' must be a non-empty list of {version, weight}`, 'versions');
+  if (versions.length > LIMITS.splitArms) throw badRequest(`'versions' may split across at most ${LIMITS.splitArms} versions`, 'versions');
+  const split = versions.map((e, i) => {
+    if (typeof e !== 'object' || e === null) throw badRequest(`'versions[${i}]' must be {version, weight}`, `versions[${i}]`);
+    const version = checkVersionNumber(e.version, `versions[${i}].version`);
+    if (typeof e.weight !== 'number' || !Number.isInteger(e.weight) || e.weight < 0 || e.weight > 100) {
+      throw badRequest(`'versions[${i}].weight' must be a whole number from 0 to 100`, `versions[${i}].weight`);
+    }
+    return { version, weight: e.weight };
+  });
+  if (new Set(split.map((e) => e.version)).size !== split.length) throw badRequest(`'versions' must not name a version twice`, 'versions');
+  const sum = split.reduce((n, e) => n + e.weight, 0);
+  if (sum !== 100) throw badRequest(`'versions' weights must sum to 100, got ${sum}`, 'versions');
+  return split;
+}
+
+/** The `x-promptmesh-actor` header made safe to store: printable, at most 200 characters. */
+export function actorFrom(header: unknown): string {
+  const raw = Array.isArray(header) ? header[0] : header;
+  if (typeof raw !== 'string') return 'anonymous';
+  // eslint-disable-next-line no-control-regex
+  const clean = raw.replace(/[\u0000-\u001f\u007f]/g, '').trim().slice(0, 200);
+  return clean || 'anonymous';
+}
+
+export { CHAT_ROLES, TEMPLATE_TYPES };
