@@ -1,0 +1,199 @@
+import { createHash } from 'node:crypto';
+import type { Logger } from '../kit/logger';
+import type { RedisClient } from '../kit/redis';
+import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from './types';
+
+/**
+ * The exact-match response cache in Redis.
+ *
+ * The key is a hash of the normalised request (canonical JSON of the requested model, the
+ * messages and every parameter that changes the answer; not `stream`, `user` or extension
+ * fields), under a per-tenant namespace, so one tenant never sees another's answers. Only
+ * deterministic requests are cached (temperature 0), unless the caller forces it; a caller can
+ * also opt out. Redis being down means no cache, never an error.
+ */
+
+/** How a caller asks for caching: `default` caches deterministic requests only. */
+export type CacheMode = 'default' | 'force' | 'off';
+
+/** The parameters that change the answer, and so belong in the cache key. */
+const KEY_FIELDS = [
+  'model',
+  'messages',
+  'temperature',
+  'top_p',
+  'max_tokens',
+  'max_completion_tokens',
+  'stop',
+  'n',
+  'presence_penalty',
+  'frequency_penalty',
+  'seed',
+  'tools',
+  'tool_choice',
+  'response_format',
+  'logit_bias',
+  'logprobs',
+  'top_logprobs',
+  'parallel_tool_calls',
+  'reasoning_effort',
+] as const;
+
+/** JSON with object keys sorted at every level, so equal requests give equal strings. */
+export function canonicalJson(value: unknown): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
+  if (Array.isArray(value)) return `[${value.map((v) => canonicalJson(v === undefined ? null : v)).join(',')}]`;
+  const entries = Object.entries(value as Record<string, unknown>)
+    .filter(([, v]) => v !== undefined)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+}
+
+/** The normalised request: the fields of {@link KEY_FIELDS} that are set. */
+export function normaliseForCache(request: ChatRequest): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const field of KEY_FIELDS) if (request[field] !== undefined) out[field] = request[field];
+  return out;
+}
+
+/** Whether a request may be answered from (and stored in) the cache. */
+export function isCacheable(request: ChatRequest, mode: CacheMode): boolean {
+  if (mode === 'off') return false;
+  if (mode === 'force') return true;
+  return request.temperature === 0;
+}
+
+/** What the cache stores per answer. */
+export interface CachedAnswer {
+  completion: ChatCompletion;
+  provider: string;
+  model: string;
+}
+
+export class ResponseCache {
+  private redisDown = false;
+
+  constructor(
+    private readonly redis: RedisClient | undefined,
+    private readonly keyPrefix: string,
+    private readonly ttlSeconds: number,
+    private readonly logger: Logger,
+  ) {}
+
+  /** The Redis key of a request for a tenant (both hashed: no content or tenant id in key names). */
+  key(request: ChatRequest, tenant: string | undefined): string {
+    const tenantHash = createHash('sha256').update(tenant ?? '').digest('hex').slice(0, 16);
+    const requestHash = createHash('sha256').update(canonicalJson(normaliseForCache(request))).digest('hex');
+    return `${this.keyPrefix}llm:cache:${tenantHash}:${requestHash}`;
+  }
+
+  /** The cached answer, `null` on a miss, or `undefined` when Redis could not be asked. */
+  async get(key: string): Promise<CachedAnswer | null | undefined> {
+    if (!this.redis) return undefined;
+    try {
+      const raw = await this.redis.get(key);
+      this.up();
+      if (raw === null) return null;
+      const parsed = JSON.parse(raw) as CachedAnswer;
+      if (!parsed?.completion?.choices) return null;
+      return parsed;
+    } catch (err) {
+      this.down(err);
+      return undefined;
+    }
+  }
+
+  /** Stores an answer; failures are logged, never thrown. */
+  async set(key: string, answer: CachedAnswer): Promise<boolean> {
+    if (!this.redis) return false;
+    try {
+      await this.redis.set(key, JSON.stringify(answer), 'EX', this.ttlSeconds);
+      this.up();
+      return true;
+    } catch (err) {
+      this.down(err);
+      return false;
+    }
+  }
+
+  private up(): void {
+    if (!this.redisDown) return;
+    this.redisDown = false;
+    this.logger.info('llm cache: Redis is back, caching again');
+  }
+
+  private down(err: unknown): void {
+    if (this.redisDown) return;
+    this.redisDown = true;
+    this.logger.warn({ err: (err as Error).message }, 'llm cache: Redis unreachable, answering without the cache');
+  }
+}
+
+/**
+ * Replays a completion as a stream, the way a provider would send it: a role chunk, the content
+ * in pieces, a chunk with the finish reason, and (when asked) a usage chunk.
+ */
+export function* completionToChunks(completion: ChatCompletion, options: { includeUsage: boolean; pieceChars?: number }): Generator<ChatCompletionChunk> {
+  const base = { id: completion.id, object: 'chat.completion.chunk' as const, created: completion.created, model: completion.model };
+  const size = options.pieceChars ?? 32;
+  for (const choice of completion.choices) {
+    yield { ...base, choices: [{ index: choice.index, delta: { role: 'assistant', content: '' }, finish_reason: null }] };
+    const content = choice.message.content ?? '';
+    for (let i = 0; i < content.length; i += size) {
+      yield { ...base, choices: [{ index: choice.index, delta: { content: content.slice(i, i + size) }, finish_reason: null }] };
+    }
+    if (choice.message.tool_calls?.length) {
+      yield {
+        ...base,
+        choices: [{ index: choice.index, delta: { tool_calls: choice.message.tool_calls.map((tc, index) => ({ ...tc, index })) }, finish_reason: null }],
+      };
+    }
+    yield { ...base, choices: [{ index: choice.index, delta: {}, finish_reason: choice.finish_reason }] };
+  }
+  if (options.includeUsage) yield { ...base, choices: [], usage: completion.usage };
+}
+
+/** Builds a completion from the chunks of a stream (to cache a streamed answer). */
+export class ChunkAssembler {
+  private readonly choices = new Map<number, { content: string; finish: ChatCompletion['choices'][number]['finish_reason']; tools: Map<number, any> }>();
+  private first: ChatCompletionChunk | undefined;
+  usage: ChatCompletion['usage'] | undefined;
+
+  add(chunk: ChatCompletionChunk): void {
+    this.first ??= chunk;
+    if (chunk.usage) this.usage = chunk.usage;
+    for (const c of chunk.choices ?? []) {
+      let acc = this.choices.get(c.index);
+      if (!acc) this.choices.set(c.index, (acc = { content: '', finish: null, tools: new Map() }));
+      if (typeof c.delta?.content === 'string') acc.content += c.delta.content;
+      if (c.finish_reason) acc.finish = c.finish_reason;
+      for (const tc of c.delta?.tool_calls ?? []) {
+        const prev = acc.tools.get(tc.index) ?? { id: '', type: 'function', function: { name: '', arguments: '' } };
+        if (tc.id) prev.id = tc.id;
+        if (tc.function?.name) prev.function.name += tc.function.name;
+        if (tc.function?.arguments) prev.function.arguments += tc.function.arguments;
+        acc.tools.set(tc.index, prev);
+      }
+    }
+  }
+
+  /** The completion, or undefined when the stream did not finish properly. */
+  completion(): ChatCompletion | undefined {
+    if (!this.first || this.choices.size === 0) return undefined;
+    if ([...this.choices.values()].some((c) => c.finish === null)) return undefined;
+    return {
+      id: this.first.id,
+      object: 'chat.completion',
+      created: this.first.created,
+      model: this.first.model,
+      choices: [...this.choices.entries()]
+        .sort(([a], [b]) => a - b)
+        .map(([index, c]) => ({
+          index,
+          message: { role: 'assistant' as const, content: c.content, ...(c.tools.size ? { tool_calls: [...c.tools.values()] } : {}) },
+          finish_reason: c.finish,
+        })),
+      usage: this.usage ?? { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 },
+    };
+  }
+}

@@ -1,0 +1,384 @@
+import { readFileSync } from 'node:fs';
+import { extname } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { ENV } from '../../contracts';
+import { ConfigError } from '../kit/config';
+import { PROVIDER_TYPES, type ProviderConfig, type ProviderType } from './types';
+
+/**
+ * The providers file (`PROVIDERS_FILE`, DESIGN.md "Providers file"): providers, model aliases,
+ * routing and cache settings. Everything is validated at start; a problem stops the process with
+ * a {@link ConfigError} naming the file and the field path (`providers[1].limits.rpm`).
+ */
+
+/** How the candidates of a model are ordered. */
+export const ROUTING_STRATEGIES = ['weighted', 'priority', 'least-latency', 'cheapest'] as const;
+export type RoutingStrategy = (typeof ROUTING_STRATEGIES)[number];
+
+/** One target of a model alias: a provider and the model name that provider knows. */
+export interface ModelTarget {
+  /** A provider's `name`. */
+  provider: string;
+  /** The model name sent to that provider. */
+  model: string;
+  /** Share of traffic under the `weighted` strategy (relative to the alias's other targets). @default 1 */
+  weight: number;
+}
+
+/** Retries on the same provider, for retryable failures only. */
+export interface RetryConfig {
+  /** Retries after the first call to one provider (0 = no retries). @default 2 */
+  attempts: number;
+  /** Base of the exponential backoff; each retry waits a random time in [0, backoffMs * 2^n] (full jitter). @default 100 */
+  backoffMs: number;
+  /** Upper bound of one backoff wait. @default 2000 */
+  maxBackoffMs: number;
+  /**
+   * A provider's Retry-After up to this long is honoured by waiting and retrying; a longer one
+   * moves on to the next candidate at once. @default 2000
+   */
+  maxRetryAfterMs: number;
+}
+
+/** The circuit breaker every provider gets (per process). */
+export interface BreakerConfig {
+  /** Consecutive failures that open the circuit. @default 5 */
+  failures: number;
+  /** Failure share over the last `windowSize` calls that opens the circuit. @default 0.5 */
+  failureRate: number;
+  /** How many recent calls the failure rate looks at. @default 20 */
+  windowSize: number;
+  /** Calls needed in the window before the failure rate counts. @default 10 */
+  minRequests: number;
+  /** How long an open circuit skips the provider before letting probes through (half-open). @default 5000 */
+  cooldownMs: number;
+  /** Concurrent probe calls allowed while half-open. @default 1 */
+  halfOpenProbes: number;
+}
+
+/** How requests are routed over a model's targets. */
+export interface RoutingConfig {
+  /** @default 'weighted' */
+  strategy: RoutingStrategy;
+  /** Try the remaining candidates (in strategy order) when one fails or is limited. @default true */
+  fallback: boolean;
+  retries: RetryConfig;
+  breaker: BreakerConfig;
+}
+
+/** The exact-match response cache. */
+export interface CacheConfig {
+  /** @default true */
+  enabled: boolean;
+  /** How long a cached answer lives. @default 3600 */
+  ttlSeconds: number;
+}
+
+/** The validated providers file, with every default applied. */
+export interface LlmConfig {
+  /** Where it came from (a path, or `built-in`). */
+  source: string;
+  providers: ProviderConfig[];
+  /** Model aliases: what clients send as `model`, mapped to targets. */
+  models: Record<string, ModelTarget[]>;
+  routing: RoutingConfig;
+  cache: CacheConfig;
+}
+
+/** The default `routing` section. */
+export const DEFAULT_ROUTING: RoutingConfig = {
+  strategy: 'weighted',
+  fallback: true,
+  retries: { attempts: 2, backoffMs: 100, maxBackoffMs: 2_000, maxRetryAfterMs: 2_000 },
+  breaker: { failures: 5, failureRate: 0.5, windowSize: 20, minRequests: 10, cooldownMs: 5_000, halfOpenProbes: 1 },
+};
+
+/** The default `cache` section. */
+export const DEFAULT_CACHE: CacheConfig = { enabled: true, ttlSeconds: 3_600 };
+
+/** The configuration without a providers file: one built-in `echo` provider serving model `echo`. */
+export function builtinConfig(): LlmConfig {
+  return {
+    source: 'built-in',
+    providers: [
+      {
+        name: 'echo',
+        type: 'echo',
+        baseUrl: 'builtin:echo',
+        timeoutMs: 30_000,
+        connectTimeoutMs: 5_000,
+        firstByteTimeoutMs: 30_000,
+        models: ['echo'],
+        prices: { echo: { input: 0, output: 0 } },
+      },
+    ],
+    models: { echo: [{ provider: 'echo', model: 'echo', weight: 1 }] },
+    routing: structuredClone(DEFAULT_ROUTING),
+    cache: { ...DEFAULT_CACHE },
+  };
+}
+
+/** Reads and validates `PROVIDERS_FILE` (or returns the built-in config when it is unset). */
+export function loadLlmConfig(path: string | undefined, env: Record<string, string | undefined> = process.env): LlmConfig {
+  if (path === undefined || path === '') return builtinConfig();
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(ENV.providersFile, `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = extname(path).toLowerCase() === '.json' ? JSON.parse(text) : parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(path, `is not valid ${extname(path).toLowerCase() === '.json' ? 'JSON' : 'YAML'}: ${(err as Error).message.split('\n')[0]}`);
+  }
+  return parseLlmConfig(raw, path, env);
+}
+
+type Obj = Record<string, unknown>;
+
+/** Validates a parsed providers document; `source` names it in errors. */
+export function parseLlmConfig(raw: unknown, source: string, env: Record<string, string | undefined> = process.env): LlmConfig {
+  const v = new Validator(source);
+  const root = v.object(raw, '', ['providers', 'models', 'routing', 'cache']);
+  const providerList = v.array(root.providers, 'providers', true);
+  if (providerList.length === 0) v.fail('providers', 'must list at least one provider');
+  const providers = providerList.map((p, i) => parseProvider(v, p, `providers[${i}]`, env));
+  const names = new Set<string>();
+  providers.forEach((p, i) => {
+    if (names.has(p.name)) v.fail(`providers[${i}].name`, `duplicate provider name ${JSON.stringify(p.name)}`);
+    names.add(p.name);
+  });
+
+  const models: Record<string, ModelTarget[]> = {};
+  if (root.models !== undefined) {
+    const m = v.object(root.models, 'models');
+    for (const [alias, targetsRaw] of Object.entries(m)) {
+      const at = `models.${alias}`;
+      if (!/^[\w.:/@-]{1,128}$/.test(alias)) v.fail(at, 'alias may hold letters, digits and . : / @ _ - (at most 128)');
+      const list = v.array(targetsRaw, at, true);
+      if (list.length === 0) v.fail(at, 'must list at least one target');
+      models[alias] = list.map((t, i) => {
+        const tp = `${at}[${i}]`;
+        const o = v.object(t, tp, ['provider', 'model', 'weight']);
+        const provider = v.string(o.provider, `${tp}.provider`, true)!;
+        if (!names.has(provider)) v.fail(`${tp}.provider`, `names no provider in 'providers' (known: ${[...names].join(', ')}), got ${JSON.stringify(provider)}`);
+        const model = v.string(o.model, `${tp}.model`, true)!;
+        const weight = v.number(o.weight, `${tp}.weight`, { min: 0, max: 1_000_000 }) ?? 1;
+        return { provider, model, weight };
+      });
+      if (models[alias]!.every((t) => t.weight === 0)) v.fail(at, 'at least one target needs a weight above 0');
+    }
+  }
+
+  const routing = structuredClone(DEFAULT_ROUTING);
+  if (root.routing !== undefined) {
+    const r = v.object(root.routing, 'routing', ['strategy', 'fallback', 'retries', 'breaker']);
+    routing.strategy = (v.oneOf(r.strategy, 'routing.strategy', ROUTING_STRATEGIES) ?? routing.strategy) as RoutingStrategy;
+    routing.fallback = v.boolean(r.fallback, 'routing.fallback') ?? routing.fallback;
+    if (r.retries !== undefined) {
+      const x = v.object(r.retries, 'routing.retries', ['attempts', 'backoffMs', 'maxBackoffMs', 'maxRetryAfterMs']);
+      const d = routing.retries;
+      d.attempts = v.int(x.attempts, 'routing.retries.attempts', 0, 10) ?? d.attempts;
+      d.backoffMs = v.int(x.backoffMs, 'routing.retries.backoffMs', 0, 60_000) ?? d.backoffMs;
+      d.maxBackoffMs = v.int(x.maxBackoffMs, 'routing.retries.maxBackoffMs', 0, 600_000) ?? Math.max(d.maxBackoffMs, d.backoffMs);
+      d.maxRetryAfterMs = v.int(x.maxRetryAfterMs, 'routing.retries.maxRetryAfterMs', 0, 600_000) ?? d.maxRetryAfterMs;
+    }
+    if (r.breaker !== undefined) {
+      const x = v.object(r.breaker, 'routing.breaker', ['failures', 'failureRate', 'windowSize', 'minRequests', 'cooldownMs', 'halfOpenProbes']);
+      const d = routing.breaker;
+      d.failures = v.int(x.failures, 'routing.breaker.failures', 1, 10_000) ?? d.failures;
+      d.failureRate = v.number(x.failureRate, 'routing.breaker.failureRate', { min: 0, max: 1, exclusiveMin: true }) ?? d.failureRate;
+      d.windowSize = v.int(x.windowSize, 'routing.breaker.windowSize', 1, 10_000) ?? d.windowSize;
+      d.minRequests = v.int(x.minRequests, 'routing.breaker.minRequests', 1, 10_000) ?? Math.min(d.minRequests, d.windowSize);
+      if (d.minRequests > d.windowSize) v.fail('routing.breaker.minRequests', `must be at most windowSize (${d.windowSize})`);
+      d.cooldownMs = v.int(x.cooldownMs, 'routing.breaker.cooldownMs', 1, 3_600_000) ?? d.cooldownMs;
+      d.halfOpenProbes = v.int(x.halfOpenProbes, 'routing.breaker.halfOpenProbes', 1, 1_000) ?? d.halfOpenProbes;
+    }
+  }
+
+  const cache = { ...DEFAULT_CACHE };
+  if (root.cache !== undefined) {
+    const c = v.object(root.cache, 'cache', ['enabled', 'ttlSeconds']);
+    cache.enabled = v.boolean(c.enabled, 'cache.enabled') ?? cache.enabled;
+    cache.ttlSeconds = v.int(c.ttlSeconds, 'cache.ttlSeconds', 1, 30 * 86_400) ?? cache.ttlSeconds;
+  }
+  return { source, providers, models, routing, cache };
+}
+
+function parseProvider(v: Validator, raw: unknown, at: string, env: Record<string, string | undefined>): ProviderConfig {
+  const o = v.object(raw, at, [
+    'name',
+    'type',
+    'baseUrl',
+    'apiKeyEnv',
+    'timeoutMs',
+    'connectTimeoutMs',
+    'firstByteTimeoutMs',
+    'limits',
+    'prices',
+    'models',
+    'headers',
+  ]);
+  const name = v.string(o.name, `${at}.name`, true)!;
+  if (!/^[a-z0-9][a-z0-9._-]{0,62}$/i.test(name)) v.fail(`${at}.name`, 'must be 1-63 letters, digits, . _ - (starting with a letter or digit)');
+  const type = v.oneOf(o.type, `${at}.type`, PROVIDER_TYPES, true) as ProviderType;
+  let baseUrl = v.string(o.baseUrl, `${at}.baseUrl`, type !== 'echo');
+  if (baseUrl !== undefined && type !== 'echo') {
+    let u: URL | undefined;
+    try {
+      u = new URL(baseUrl);
+    } catch {
+      v.fail(`${at}.baseUrl`, `is not a valid URL: ${JSON.stringify(baseUrl)}`);
+    }
+    if (u!.protocol !== 'http:' && u!.protocol !== 'https:') v.fail(`${at}.baseUrl`, `must use http: or https:, got ${u!.protocol}`);
+    baseUrl = baseUrl.replace(/\/+$/, '');
+  }
+  const apiKeyEnv = v.string(o.apiKeyEnv, `${at}.apiKeyEnv`);
+  let apiKey: string | undefined;
+  if (apiKeyEnv !== undefined) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(apiKeyEnv)) v.fail(`${at}.apiKeyEnv`, `must be an environment variable name, got ${JSON.stringify(apiKeyEnv)}`);
+    apiKey = env[apiKeyEnv];
+    if (apiKey === undefined || apiKey === '') {
+      throw new ConfigError(apiKeyEnv, `is not set, but ${v.source} ${at}.apiKeyEnv names it as the API key of provider ${JSON.stringify(name)}`);
+    }
+  }
+  const timeoutMs = v.int(o.timeoutMs, `${at}.timeoutMs`, 1, 600_000) ?? 30_000;
+  const connectTimeoutMs = v.int(o.connectTimeoutMs, `${at}.connectTimeoutMs`, 1, 600_000) ?? Math.min(timeoutMs, 5_000);
+  const firstByteTimeoutMs = v.int(o.firstByteTimeoutMs, `${at}.firstByteTimeoutMs`, 1, 600_000) ?? timeoutMs;
+  const provider: ProviderConfig = { name, type, baseUrl: baseUrl ?? `builtin:${type}`, timeoutMs, connectTimeoutMs, firstByteTimeoutMs };
+  if (apiKeyEnv !== undefined) {
+    provider.apiKeyEnv = apiKeyEnv;
+    provider.apiKey = apiKey;
+  }
+  if (o.limits !== undefined) {
+    const l = v.object(o.limits, `${at}.limits`, ['rpm', 'tpm', 'concurrency']);
+    provider.limits = {};
+    const rpm = v.int(l.rpm, `${at}.limits.rpm`, 1, 100_000_000);
+    const tpm = v.int(l.tpm, `${at}.limits.tpm`, 1, 10_000_000_000);
+    const concurrency = v.int(l.concurrency, `${at}.limits.concurrency`, 1, 1_000_000);
+    if (rpm !== undefined) provider.limits.rpm = rpm;
+    if (tpm !== undefined) provider.limits.tpm = tpm;
+    if (concurrency !== undefined) provider.limits.concurrency = concurrency;
+  }
+  if (o.prices !== undefined) {
+    const p = v.object(o.prices, `${at}.prices`);
+    provider.prices = {};
+    for (const [model, priceRaw] of Object.entries(p)) {
+      const pp = `${at}.prices.${model}`;
+      const price = v.object(priceRaw, pp, ['input', 'output'], true);
+      provider.prices[model] = {
+        input: v.number(price.input, `${pp}.input`, { min: 0, max: 1_000_000, required: true })!,
+        output: v.number(price.output, `${pp}.output`, { min: 0, max: 1_000_000, required: true })!,
+      };
+    }
+  }
+  if (o.models !== undefined) {
+    provider.models = v.array(o.models, `${at}.models`).map((m, i) => v.string(m, `${at}.models[${i}]`, true)!);
+  }
+  if (o.headers !== undefined) {
+    const h = v.object(o.headers, `${at}.headers`);
+    provider.headers = {};
+    for (const [k, value] of Object.entries(h)) {
+      if (!/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(k)) v.fail(`${at}.headers`, `${JSON.stringify(k)} is not a valid header name`);
+      provider.headers[k] = v.string(value, `${at}.headers.${k}`, true)!;
+    }
+  }
+  return provider;
+}
+
+/** Field checks that throw a ConfigError naming the file and the field path. */
+class Validator {
+  constructor(readonly source: string) {}
+
+  fail(path: string, message: string): never {
+    throw new ConfigError(this.source, `${path || '(top level)'}: ${message}`);
+  }
+
+  object(value: unknown, path: string, known?: readonly string[], required = false): Obj {
+    if (value === undefined || value === null) {
+      if (required || path === '') this.fail(path, 'is required and must be an object');
+      return {};
+    }
+    if (typeof value !== 'object' || Array.isArray(value)) this.fail(path, `must be an object, got ${describe(value)}`);
+    if (known) {
+      for (const key of Object.keys(value)) {
+        if (!known.includes(key)) this.fail(path ? `${path}.${key}` : key, `is not a known field (known: ${known.join(', ')})`);
+      }
+    }
+    return value as Obj;
+  }
+
+  array(value: unknown, path: string, required = false): unknown[] {
+    if (value === undefined || value === null) {
+      if (required) this.fail(path, 'is required and must be a list');
+      return [];
+    }
+    if (!Array.isArray(value)) this.fail(path, `must be a list, got ${describe(value)}`);
+    return value;
+  }
+
+  string(value: unknown, path: string, required = false): string | undefined {
+    if (value === undefined || value === null) {
+      if (required) this.fail(path, 'is required');
+      return undefined;
+    }
+    if (typeof value !== 'string' || value.trim() === '') this.fail(path, `must be a non-empty string, got ${describe(value)}`);
+    return value;
+  }
+
+  boolean(value: unknown, path: string): boolean | undefined {
+    if (value === undefined || value === null) return undefined;
+    if (typeof value !== 'boolean') this.fail(path, `must be true or false, got ${describe(value)}`);
+    return value;
+  }
+
+  number(value: unknown, path: string, o: { min: number; max: number; exclusiveMin?: boolean; required?: boolean }): number | undefined {
+    if (value === undefined || value === null) {
+      if (o.required) this.fail(path, 'is required');
+      return undefined;
+    }
+    if (typeof value !== 'number' || !Number.isFinite(value)) this.fail(path, `must be a number, got ${describe(value)}`);
+    if ((o.exclusiveMin ? value <= o.min : value < o.min) || value > o.max) {
+      this.fail(path, `must be ${o.exclusiveMin ? 'above' : 'at least'} ${o.min} and at most ${o.max}, got ${value}`);
+    }
+    return value;
+  }
+
+  int(value: unknown, path: string, min: number, max: number): number | undefined {
+    const n = this.number(value, path, { min, max });
+    if (n !== undefined && !Number.isInteger(n)) this.fail(path, `must be a whole number, got ${n}`);
+    return n;
+  }
+
+  oneOf<T extends string>(value: unknown, path: string, allowed: readonly T[], required = false): T | undefined {
+    if (value === undefined || value === null) {
+      if (required) this.fail(path, `is required (one of ${allowed.join(', ')})`);
+      return undefined;
+    }
+    if (typeof value !== 'string' || !(allowed as readonly string[]).includes(value)) {
+      this.fail(path, `must be one of ${allowed.join(', ')}, got ${describe(value)}`);
+    }
+    return value as T;
+  }
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'an object';
+  return JSON.stringify(value);
+}
+
+/** The price of a provider model, in USD per million tokens, if the providers file lists it. */
+export function priceOf(provider: ProviderConfig, model: string): { input: number; output: number } | undefined {
+  return provider.prices?.[model];
+}
+
+/** USD for the given usage at the provider's price for `model` (0 when the model has no price). */
+export function costOf(provider: ProviderConfig, model: string, usage: { prompt_tokens: number; completion_tokens: number }): number {
+  const price = priceOf(provider, model);
+  if (!price) return 0;
+  return (usage.prompt_tokens * price.input + usage.completion_tokens * price.output) / 1_000_000;
+}
