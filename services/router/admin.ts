@@ -1,0 +1,60 @@
+import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import { PATHS } from '../../contracts';
+import type { Scope } from './auth';
+import { ACTOR_HEADER } from './auth-hook';
+import type { PeerHttp } from './http-client';
+
+/**
+ * The scope a templates or sessions API call needs through the router: reading templates
+ * (get, list, versions, render) needs `invoke`; everything else (writes, label moves,
+ * archive, label history, the export and change feed, and every sessions call) needs `admin`.
+ */
+export function adminScopeOf(request: FastifyRequest): Scope {
+  const path = request.url.split('?')[0]!;
+  if (!path.startsWith(PATHS.templates)) return 'admin';
+  const rest = path.slice(PATHS.templates.length);
+  if (rest.startsWith('/export') || rest.startsWith('/changes') || /\/labels\/[^/]+\/history\/?$/.test(rest)) return 'admin';
+  if (request.method === 'GET' || request.method === 'HEAD') return 'invoke';
+  if (request.method === 'POST' && /^\/[^/]+\/render\/?$/.test(rest)) return 'invoke';
+  return 'admin';
+}
+
+/** Replaces any client-sent actor header with the authenticated key's id. */
+export function setActor(request: FastifyRequest): void {
+  request.headers[ACTOR_HEADER] = request.apiKey?.id ?? 'anonymous';
+}
+
+// Response headers of a peer that are passed on to the client.
+const PASSED_HEADERS = ['content-type', 'retry-after', 'location', 'etag', 'cache-control'];
+
+/**
+ * Forwards `/v1/templates/**` and `/v1/sessions/**` to the peers (mesh layout), with the
+ * actor header set from the API key. The peer's status, body and a few headers are passed back.
+ */
+export function proxyRoutes(templates: PeerHttp, context: PeerHttp): FastifyPluginAsync {
+  return async (app: FastifyInstance) => {
+    const forward = (peer: PeerHttp) => async (request: FastifyRequest, reply: FastifyReply) => {
+      setActor(request);
+      const headers: Record<string, string> = { [ACTOR_HEADER]: request.headers[ACTOR_HEADER] as string };
+      const hasBody = request.body !== undefined && request.method !== 'GET' && request.method !== 'HEAD' && request.method !== 'DELETE';
+      const res = await peer.request(request.method as 'GET', request.url, { requestId: request.id, traceContext: request.traceContext }, {
+        body: hasBody ? JSON.stringify(request.body) : undefined,
+        headers,
+      });
+      reply.code(res.statusCode);
+      for (const name of PASSED_HEADERS) {
+        const v = res.headers[name];
+        if (typeof v === 'string') reply.header(name, v);
+      }
+      return reply.send(res.body);
+    };
+    const methods = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH'] as const;
+    for (const [path, peer] of [
+      [PATHS.templates, templates],
+      [`${PATHS.templates}/*`, templates],
+      [`${PATHS.sessions}/*`, context],
+    ] as const) {
+      app.route({ method: [...methods], url: path, handler: forward(peer) });
+    }
+  };
+}

@@ -1,0 +1,61 @@
+import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
+import { forbidden, rateLimited, unauthorized, type Logger } from '../kit';
+import { ApiKeyStore, bearerToken, type ApiKey, type Scope } from './auth';
+import type { KeyRateLimiter } from './key-rate-limit';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The API key the request authenticated with; undefined when auth is off. */
+    apiKey: ApiKey | undefined;
+    /** Parts the router had to go without (`history`, `rate-limit`), for `x-promptmesh-degraded`. */
+    degraded: string[] | undefined;
+  }
+}
+
+/** The header that tells the templates and context services who made a change. */
+export const ACTOR_HEADER = 'x-promptmesh-actor';
+
+/** What {@link authenticate} checks against. */
+export interface AuthOptions {
+  /** The keys; undefined means auth is off (every request passes, no Redis round trip). */
+  keys: ApiKeyStore | undefined;
+  /** Per-key requests per minute; undefined means the `rpm` of keys is not enforced. */
+  limiter: KeyRateLimiter | undefined;
+  logger: Logger;
+}
+
+/**
+ * Builds an onRequest hook that authenticates the bearer key, checks the scope the route needs
+ * (`scopeOf` may look at the method), and takes one request from the key's per-minute budget.
+ * When the rate-limit store is down the request passes (fail open) and is marked degraded.
+ */
+export function authenticate(options: AuthOptions, scopeOf: (request: FastifyRequest) => Scope): onRequestAsyncHookHandler {
+  const { keys, limiter, logger } = options;
+  let limiterDown = false;
+  return async function authHook(request: FastifyRequest, _reply: FastifyReply) {
+    if (!keys) return;
+    const token = bearerToken(request.headers.authorization);
+    if (!token) throw unauthorized('missing API key: send it as "Authorization: Bearer <key>"');
+    const key = keys.verify(token);
+    if (!key) throw unauthorized('invalid API key');
+    const scope = scopeOf(request);
+    if (!ApiKeyStore.allows(key, scope)) throw forbidden(`API key '${key.id}' lacks the '${scope}' scope this route needs`);
+    request.apiKey = key;
+    if (key.rpm !== undefined && limiter) {
+      let decision;
+      try {
+        decision = await limiter.take(key.id, key.rpm);
+        if (limiterDown) logger.info('rate limits: Redis reachable again');
+        limiterDown = false;
+      } catch (err) {
+        if (!limiterDown) logger.warn({ err: (err as Error).message }, 'rate limits: Redis unreachable; letting requests through (fail open)');
+        limiterDown = true;
+        (request.degraded ??= []).push('rate-limit');
+        return;
+      }
+      if (!decision.allowed) {
+        throw rateLimited(`API key '${key.id}' is over its limit of ${key.rpm} requests per minute`, decision.retryAfterMs);
+      }
+    }
+  };
+}

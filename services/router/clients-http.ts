@@ -1,0 +1,160 @@
+import { HEADERS, PATHS } from '../../contracts';
+import { ApiError } from '../kit';
+import type { ContextMessageInput, ContextWindow } from '../context';
+import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '../llm/types';
+import type { ChangeFeed, TemplateVersion, TemplatesExport, VersionList } from '../templates/types';
+import type { CallMeta, ContextClient, LlmCallOptions, LlmClient, LlmOrigin, ModelEntry, RouterClients, TemplatesClient } from './clients';
+import { PeerHttp, type PeerHttpOptions, type PeerResponse } from './http-client';
+import { parseSse } from './sse';
+
+/** The header that carries the tenant (API key id) to llm, which keys its response cache by it. */
+export const TENANT_HEADER = 'x-promptmesh-tenant';
+
+const enc = encodeURIComponent;
+
+/** The templates service over HTTP. */
+export class HttpTemplatesClient implements TemplatesClient {
+  constructor(readonly http: PeerHttp) {}
+
+  exportAll(meta: CallMeta = {}): Promise<TemplatesExport> {
+    return this.http.json<TemplatesExport>('GET', `${PATHS.templates}/export`, meta);
+  }
+
+  changesSince(since: number, meta: CallMeta = {}): Promise<ChangeFeed> {
+    return this.http.json<ChangeFeed>('GET', `${PATHS.templateChanges}?since=${Math.max(0, since)}`, meta);
+  }
+
+  head(name: string, meta: CallMeta = {}): Promise<VersionList | undefined> {
+    return this.http.json<VersionList | undefined>('GET', `${PATHS.templates}/${enc(name)}/versions?limit=1&order=desc`, meta, { allowNotFound: true });
+  }
+
+  version(name: string, version: number, meta: CallMeta = {}): Promise<TemplateVersion | undefined> {
+    return this.http.json<TemplateVersion | undefined>('GET', `${PATHS.templates}/${enc(name)}?version=${version}`, meta, { allowNotFound: true });
+  }
+}
+
+/** The context service over HTTP. */
+export class HttpContextClient implements ContextClient {
+  constructor(readonly http: PeerHttp) {}
+
+  read(sessionId: string, options: { maxTokens?: number; maxMessages?: number }, meta: CallMeta = {}): Promise<ContextWindow> {
+    const q: string[] = [];
+    if (options.maxTokens !== undefined) q.push(`max_tokens=${options.maxTokens}`);
+    if (options.maxMessages !== undefined) q.push(`max_messages=${options.maxMessages}`);
+    return this.http.json<ContextWindow>('GET', `${PATHS.sessions}/${enc(sessionId)}/messages${q.length ? `?${q.join('&')}` : ''}`, meta);
+  }
+
+  async append(sessionId: string, messages: ContextMessageInput[], meta: CallMeta = {}): Promise<void> {
+    await this.http.json('POST', `${PATHS.sessions}/${enc(sessionId)}/messages`, meta, { body: { messages } });
+  }
+
+  async delete(sessionId: string, meta: CallMeta = {}): Promise<void> {
+    await this.http.json('DELETE', `${PATHS.sessions}/${enc(sessionId)}`, meta);
+  }
+}
+
+function origin(res: PeerResponse, fallbackModel: string): LlmOrigin {
+  const h = res.headers;
+  return {
+    provider: typeof h[HEADERS.provider] === 'string' ? (h[HEADERS.provider] as string) : 'unknown',
+    model: typeof h[HEADERS.model] === 'string' ? (h[HEADERS.model] as string) : fallbackModel,
+    cache: h[HEADERS.cache] === 'hit' ? 'hit' : 'miss',
+  };
+}
+
+/** The llm service over HTTP (its internal chat completions route, same shape as OpenAI's). */
+export class HttpLlmClient implements LlmClient {
+  constructor(readonly http: PeerHttp) {}
+
+  private headers(options: LlmCallOptions): Record<string, string> {
+    return options.tenant ? { [TENANT_HEADER]: options.tenant } : {};
+  }
+
+  async complete(request: ChatRequest, options: LlmCallOptions): Promise<LlmOrigin & { completion: ChatCompletion }> {
+    const payload = request.stream ? { ...request, stream: false } : request;
+    const res = await this.http.request('POST', PATHS.chatCompletions, options, { body: JSON.stringify(payload), headers: this.headers(options) });
+    let text: string;
+    try {
+      text = await res.body.text();
+    } catch (err) {
+      throw this.http.mapError(err);
+    }
+    if (res.statusCode >= 400) throw this.http.errorFrom(res.statusCode, res.headers, text);
+    let completion: ChatCompletion;
+    try {
+      completion = JSON.parse(text) as ChatCompletion;
+    } catch {
+      throw new ApiError(502, 'upstream_error', 'llm service answered with a body that is not JSON', null, 'upstream_malformed');
+    }
+    return { ...origin(res, request.model), completion };
+  }
+
+  async stream(request: ChatRequest, options: LlmCallOptions): Promise<LlmOrigin & { chunks: AsyncIterable<ChatCompletionChunk> }> {
+    const payload = request.stream ? request : { ...request, stream: true };
+    const res = await this.http.request('POST', PATHS.chatCompletions, options, { body: JSON.stringify(payload), headers: this.headers(options) });
+    if (res.statusCode >= 400) {
+      const text = await res.body.text().catch(() => '');
+      throw this.http.errorFrom(res.statusCode, res.headers, text);
+    }
+    const http = this.http;
+    async function* chunks(): AsyncGenerator<ChatCompletionChunk> {
+      try {
+        for await (const data of parseSse(res.body)) {
+          if (data === '[DONE]') return;
+          let parsed: ChatCompletionChunk & { error?: { type?: string; message?: string; code?: string | null } };
+          try {
+            parsed = JSON.parse(data);
+          } catch {
+            throw new ApiError(502, 'upstream_error', 'llm service sent a malformed stream event', null, 'upstream_malformed');
+          }
+          if (parsed.error) {
+            throw new ApiError(502, parsed.error.type ?? 'upstream_error', parsed.error.message ?? 'the stream failed', null, parsed.error.code ?? 'stream_interrupted');
+          }
+          yield parsed;
+        }
+        throw new ApiError(502, 'upstream_error', 'llm service ended the stream without [DONE]', null, 'stream_interrupted');
+      } catch (err) {
+        throw http.mapError(err);
+      } finally {
+        if (!res.body.destroyed) res.body.destroy();
+      }
+    }
+    return { ...origin(res, request.model), chunks: chunks() };
+  }
+
+  async models(meta: CallMeta = {}): Promise<ModelEntry[]> {
+    const list = await this.http.json<{ data: ModelEntry[] }>('GET', PATHS.models, meta);
+    return list.data;
+  }
+
+  providers(meta: CallMeta = {}): Promise<unknown> {
+    return this.http.json<unknown>('GET', PATHS.providers, meta);
+  }
+}
+
+/** URLs and pool settings of the three peers. */
+export interface HttpClientsOptions {
+  templatesUrl: string;
+  contextUrl: string;
+  llmUrl: string;
+  pool?: PeerHttpOptions;
+}
+
+/** The three peers over HTTP, each through its own keep-alive pool. */
+export function createHttpClients(options: HttpClientsOptions): RouterClients & { peers: Record<'templates' | 'context' | 'llm', PeerHttp> } {
+  const peers = {
+    templates: new PeerHttp('templates', options.templatesUrl, { ...options.pool, headersTimeoutMs: 10_000 }),
+    context: new PeerHttp('context', options.contextUrl, { ...options.pool, headersTimeoutMs: 5_000 }),
+    // llm calls wait on providers: its own timeouts decide; ours is a backstop.
+    llm: new PeerHttp('llm', options.llmUrl, { ...options.pool, headersTimeoutMs: 300_000, bodyTimeoutMs: 300_000 }),
+  };
+  return {
+    peers,
+    templates: new HttpTemplatesClient(peers.templates),
+    context: new HttpContextClient(peers.context),
+    llm: new HttpLlmClient(peers.llm),
+    async close() {
+      await Promise.all(Object.values(peers).map((p) => p.close()));
+    },
+  };
+}

@@ -1,0 +1,74 @@
+/**
+ * The router's view of its three peers. Each has two implementations: in-process (wrapping
+ * the peer's core, in `SERVICE=all`) and HTTP (keep-alive pools, in the mesh). Both throw
+ * `ApiError`s: 4xx as the peer reports them, 503 `dependency_unavailable` when the peer
+ * cannot be reached.
+ */
+import type { ContextMessageInput, ContextWindow } from '../context';
+import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '../llm/types';
+import type { ChangeFeed, TemplateVersion, TemplatesExport, VersionList } from '../templates/types';
+import type { CallMeta } from './http-client';
+
+export type { CallMeta } from './http-client';
+
+/** What the template cache needs from the templates service. */
+export interface TemplatesClient {
+  /** Every active template with its labels and the versions they point at. */
+  exportAll(meta?: CallMeta): Promise<TemplatesExport>;
+  /** Changes after `since`, oldest first. */
+  changesSince(since: number, meta?: CallMeta): Promise<ChangeFeed>;
+  /** A template's labels and its newest version; undefined when there is no such template. */
+  head(name: string, meta?: CallMeta): Promise<VersionList | undefined>;
+  /** One version; undefined when it does not exist. */
+  version(name: string, version: number, meta?: CallMeta): Promise<TemplateVersion | undefined>;
+}
+
+/** What the router needs from the context service. */
+export interface ContextClient {
+  read(sessionId: string, options: { maxTokens?: number; maxMessages?: number }, meta?: CallMeta): Promise<ContextWindow>;
+  append(sessionId: string, messages: ContextMessageInput[], meta?: CallMeta): Promise<void>;
+  delete(sessionId: string, meta?: CallMeta): Promise<void>;
+}
+
+/** Where an llm answer came from (the `x-promptmesh-*` headers). */
+export interface LlmOrigin {
+  provider: string;
+  model: string;
+  cache: 'hit' | 'miss';
+}
+
+/** Options of an llm call. */
+export interface LlmCallOptions extends CallMeta {
+  /** Who is asking (the API key id); keys the response cache per tenant. */
+  tenant?: string;
+}
+
+/** A model as `GET /v1/models` lists it. */
+export interface ModelEntry {
+  id: string;
+  object: 'model';
+  created: number;
+  owned_by: string;
+}
+
+/** What the router needs from the llm service. */
+export interface LlmClient {
+  complete(request: ChatRequest, options: LlmCallOptions): Promise<LlmOrigin & { completion: ChatCompletion }>;
+  /**
+   * Starts a stream; settles once the provider answered (so failures before the first byte
+   * reject and become an HTTP error, not a broken stream).
+   */
+  stream(request: ChatRequest, options: LlmCallOptions): Promise<LlmOrigin & { chunks: AsyncIterable<ChatCompletionChunk> }>;
+  models(meta?: CallMeta): Promise<ModelEntry[]>;
+  /** Each provider's circuit state, latency estimate and limits (admin data). */
+  providers(meta?: CallMeta): Promise<unknown>;
+}
+
+/** The three clients together. */
+export interface RouterClients {
+  templates: TemplatesClient;
+  context: ContextClient;
+  llm: LlmClient;
+  /** Releases pools. */
+  close(): Promise<void>;
+}

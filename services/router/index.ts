@@ -1,0 +1,161 @@
+/**
+ * The router: promptmesh's public, OpenAI-compatible API (docs/router.md).
+ *
+ * `createRouterService(ctx, peers)` wires the router to its peers: in-process cores when
+ * templates, context and llm run in the same process (`SERVICE=all`), HTTP keep-alive pools to
+ * `TEMPLATES_URL`, `CONTEXT_URL` and `LLM_URL` otherwise. It serves
+ * - `POST /v1/chat/completions` (plain and SSE), `GET /v1/models` (scope `invoke`),
+ * - `GET /v1/providers` (scope `admin`),
+ * - the templates API under `/v1/templates/**` and the sessions API under `/v1/sessions/**`
+ *   (template reads `invoke`, everything else `admin`; the key id is passed on as the actor).
+ */
+import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { ServiceName } from '../../contracts';
+import { PATHS } from '../../contracts';
+import { ConfigError, closeRedis, createRedis, type RedisClient, type ServiceContext, type ServiceInstance } from '../kit';
+import type { ContextCore } from '../context';
+import type { LlmCore } from '../llm/core';
+import type { TemplatesCore } from '../templates/types';
+import { adminScopeOf, proxyRoutes, setActor } from './admin';
+import { ApiKeyStore } from './auth';
+import { authenticate } from './auth-hook';
+import { createChatHandler } from './chat';
+import type { RouterClients } from './clients';
+import { createHttpClients } from './clients-http';
+import { LocalContextClient, LocalLlmClient, LocalTemplatesClient } from './clients-local';
+import { KeyRateLimiter } from './key-rate-limit';
+import { chatRequestSchema } from './schemas';
+import { TemplateCache } from './template-cache';
+
+export { ApiKeyStore, SCOPES, hashApiKey, parseApiKeys, type ApiKey, type Scope } from './auth';
+export { ACTOR_HEADER } from './auth-hook';
+export type { CallMeta, ContextClient, LlmClient, RouterClients, TemplatesClient } from './clients';
+export { HttpContextClient, HttpLlmClient, HttpTemplatesClient, TENANT_HEADER, createHttpClients } from './clients-http';
+export { LocalContextClient, LocalLlmClient, LocalTemplatesClient } from './clients-local';
+export { PeerHttp, isDependencyDown } from './http-client';
+export { KeyRateLimiter } from './key-rate-limit';
+export { chatRequestSchema, type PromptRef, type RouterChatRequest } from './schemas';
+export { TemplateCache, type CachedVersion } from './template-cache';
+
+/** What the router exposes to in-process callers (tests, embedding). */
+export interface RouterCore {
+  clients: RouterClients;
+  templates: TemplateCache;
+  /** The API keys; undefined when auth is off. */
+  keys: ApiKeyStore | undefined;
+}
+
+/** Overrides for {@link createRouterService}, mostly for tests. */
+export interface RouterServiceOptions {
+  /** How often the template cache reads the change feed. @default 5000 */
+  reconcileIntervalMs?: number;
+  /** How often the keys file is stat'ed besides fs.watch. @default 2000 */
+  keysPollIntervalMs?: number;
+}
+
+/**
+ * Builds the router (see the module comment). Throws a ConfigError when the keys file is
+ * broken, or when it runs alone without the peers' URLs.
+ */
+export async function createRouterService(
+  ctx: ServiceContext,
+  peers: ReadonlyMap<ServiceName, ServiceInstance> = new Map(),
+  options: RouterServiceOptions = {},
+): Promise<ServiceInstance<RouterCore>> {
+  const { config, logger } = ctx;
+  const templatesPeer = peers.get('templates') as ServiceInstance<TemplatesCore> | undefined;
+  const contextPeer = peers.get('context') as ServiceInstance<ContextCore> | undefined;
+  const llmPeer = peers.get('llm') as ServiceInstance<LlmCore> | undefined;
+  const local = templatesPeer !== undefined && contextPeer !== undefined && llmPeer !== undefined;
+
+  let clients: RouterClients;
+  let proxy: FastifyPluginAsync | undefined;
+  if (local) {
+    clients = {
+      templates: new LocalTemplatesClient(templatesPeer.core),
+      context: new LocalContextClient(contextPeer.core),
+      llm: new LocalLlmClient(llmPeer.core),
+      close: async () => {},
+    };
+  } else {
+    for (const [name, value] of [
+      ['TEMPLATES_URL', config.templatesUrl],
+      ['CONTEXT_URL', config.contextUrl],
+      ['LLM_URL', config.llmUrl],
+    ] as const) {
+      if (!value) throw new ConfigError(name, 'is required when the router runs without that service in the same process');
+    }
+    const http = createHttpClients({ templatesUrl: config.templatesUrl!, contextUrl: config.contextUrl!, llmUrl: config.llmUrl! });
+    clients = http;
+    proxy = proxyRoutes(http.peers.templates, http.peers.context);
+  }
+
+  const keys = config.apiKeysFile ? ApiKeyStore.open(config.apiKeysFile, logger, { pollIntervalMs: options.keysPollIntervalMs }) : undefined;
+  const redisClients: RedisClient[] = [];
+  let limiter: KeyRateLimiter | undefined;
+  if (keys) {
+    const redis = createRedis(config, 'router');
+    redis.on('error', () => undefined);
+    redisClients.push(redis);
+    limiter = new KeyRateLimiter(redis, config.redisKeyPrefix);
+  }
+  const subscriber = createRedis(config, 'router-templates');
+  subscriber.on('error', () => undefined);
+
+  const cache = new TemplateCache({
+    client: clients.templates,
+    logger,
+    subscriber,
+    keyPrefix: config.redisKeyPrefix,
+    reconcileIntervalMs: options.reconcileIntervalMs,
+    registry: ctx.metrics.registry,
+    onChange: local ? (listener) => templatesPeer.core.onChange(listener) : undefined,
+  });
+  await cache.start();
+
+  const auth = { keys, limiter, logger };
+  const invoke = authenticate(auth, () => 'invoke');
+  const admin = authenticate(auth, () => 'admin');
+  const adminOrRead = authenticate(auth, adminScopeOf);
+  const chat = createChatHandler({ llm: clients.llm, context: clients.context, templates: cache, logger, registry: ctx.metrics.registry });
+
+  const routes: FastifyPluginAsync = async (app: FastifyInstance) => {
+    app.decorateRequest('apiKey', undefined);
+    app.decorateRequest('degraded', undefined);
+
+    app.post(PATHS.chatCompletions, { onRequest: invoke, schema: { body: chatRequestSchema } }, chat as never);
+
+    app.get(PATHS.models, { onRequest: invoke }, async (request) => {
+      const data = await clients.llm.models({ requestId: request.id, traceContext: request.traceContext });
+      return { object: 'list', data };
+    });
+
+    app.get(PATHS.providers, { onRequest: admin }, async (request) => clients.llm.providers({ requestId: request.id, traceContext: request.traceContext }));
+
+    // The templates and sessions APIs, guarded: in-process, the peers' own route plugins run
+    // inside this context (so they share the auth hook); in the mesh, they are proxied.
+    await app.register(async (guarded) => {
+      guarded.addHook('onRequest', adminOrRead);
+      guarded.addHook('preHandler', async (request: FastifyRequest) => setActor(request));
+      if (local) {
+        await guarded.register(templatesPeer.routes);
+        await guarded.register(contextPeer.routes);
+      } else {
+        await guarded.register(proxy!);
+      }
+    });
+  };
+
+  return {
+    name: 'router',
+    core: { clients, templates: cache, keys },
+    routes,
+    readiness: {},
+    async close() {
+      keys?.close();
+      await cache.close();
+      await clients.close();
+      for (const r of redisClients) await closeRedis(r);
+    },
+  };
+}
