@@ -29,7 +29,10 @@ describe('CircuitBreaker', () => {
 
   it('opens on the failure rate over the window', () => {
     const { b } = make({ failures: 100, windowSize: 10, minRequests: 10, failureRate: 0.5 });
-    for (let i = 0; i < 9; i++) (i % 2 ? fail(b) : b.success(b.tryAcquire()!));
+    for (let i = 0; i < 9; i++) {
+      if (i % 2) fail(b);
+      else b.success(b.tryAcquire()!);
+    }
     expect(b.state).toBe('closed'); // 4 of 9, and below minRequests
     fail(b);
     expect(b.state).toBe('open'); // 5 of 10

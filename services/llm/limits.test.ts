@@ -1,0 +1,109 @@
+import { Writable } from 'node:stream';
+import { Redis } from 'ioredis';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../kit/logger';
+import { createRedis, closeRedis, waitForRedis } from '../kit/redis';
+import { freePort } from '../../test/support/net';
+import { TEST_REDIS_URL, deletePrefix, uniquePrefix } from '../../test/support/redis';
+import { ProviderLimiter, estimateTokens } from './limits';
+import type { ProviderConfig } from './types';
+
+const prefixes: string[] = [];
+const clients: Redis[] = [];
+afterAll(async () => {
+  for (const c of clients) await closeRedis(c);
+  for (const p of prefixes) await deletePrefix(p);
+});
+
+function logCapture() {
+  const lines: string[] = [];
+  const logger = createLogger('test', 'info', new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }));
+  return { logger, lines };
+}
+
+async function replica(prefix: string) {
+  const redis = createRedis({ redisUrl: TEST_REDIS_URL, redisClusterNodes: undefined }, 'test') as Redis;
+  clients.push(redis);
+  await waitForRedis(redis);
+  return new ProviderLimiter(redis, prefix, logCapture().logger);
+}
+
+function provider(limits: ProviderConfig['limits']): ProviderConfig {
+  return { name: 'p1', type: 'openai', baseUrl: 'http://127.0.0.1:1', timeoutMs: 1000, connectTimeoutMs: 1000, firstByteTimeoutMs: 1000, limits };
+}
+
+describe('ProviderLimiter (real Redis)', () => {
+  it('holds requests per minute across two replicas sharing Redis', async () => {
+    const prefix = uniquePrefix('llm-rpm');
+    prefixes.push(prefix);
+    const [a, b] = [await replica(prefix), await replica(prefix)];
+    const p = provider({ rpm: 10 });
+    const started = Date.now();
+    const decisions = await Promise.all(Array.from({ length: 30 }, (_, i) => (i % 2 ? a : b).acquire(p, 1)));
+    const elapsedMin = (Date.now() - started) / 60_000;
+    const allowed = decisions.filter((d) => d.allowed).length;
+    expect(allowed).toBeGreaterThanOrEqual(10);
+    expect(allowed).toBeLessThanOrEqual(10 + Math.ceil(elapsedMin * 10));
+    const refused = decisions.find((d) => !d.allowed);
+    expect(refused).toMatchObject({ allowed: false });
+    if (refused && !refused.allowed) {
+      expect(refused.retryAfterMs).toBeGreaterThan(0);
+      expect(refused.retryAfterMs).toBeLessThanOrEqual(6_000);
+      expect(refused.reason).toContain('10 rpm');
+    }
+  });
+
+  it('holds tokens per minute and charges usage beyond the estimate', async () => {
+    const prefix = uniquePrefix('llm-tpm');
+    prefixes.push(prefix);
+    const limiter = await replica(prefix);
+    const p = provider({ tpm: 1000 });
+    const results = [];
+    for (let i = 0; i < 4; i++) results.push((await limiter.acquire(p, 300)).allowed);
+    expect(results).toEqual([true, true, true, false]);
+
+    const prefix2 = uniquePrefix('llm-tpm2');
+    prefixes.push(prefix2);
+    const other = await replica(prefix2);
+    expect((await other.acquire(p, 100)).allowed).toBe(true);
+    await other.charge(p, 900); // the call really used 1000 tokens
+    const after = await other.acquire(p, 100);
+    expect(after.allowed).toBe(false);
+  });
+
+  it('caps concurrency locally and frees slots on release', async () => {
+    const limiter = new ProviderLimiter(undefined, 'unused:', logCapture().logger);
+    const p = provider({ concurrency: 2 });
+    const one = await limiter.acquire(p, 1);
+    const two = await limiter.acquire(p, 1);
+    const three = await limiter.acquire(p, 1);
+    expect([one.allowed, two.allowed, three.allowed]).toEqual([true, true, false]);
+    expect(limiter.concurrency('p1')).toBe(2);
+    if (one.allowed) {
+      one.release();
+      one.release(); // idempotent
+    }
+    expect(limiter.concurrency('p1')).toBe(1);
+    expect((await limiter.acquire(p, 1)).allowed).toBe(true);
+  });
+
+  it('fails open (and logs once) while Redis is unreachable', async () => {
+    const port = await freePort();
+    const redis = createRedis({ redisUrl: `redis://127.0.0.1:${port}`, redisClusterNodes: undefined }, 'test') as Redis;
+    redis.on('error', () => undefined);
+    clients.push(redis);
+    const { logger, lines } = logCapture();
+    const limiter = new ProviderLimiter(redis, 'pmtest:down:', logger);
+    const p = provider({ rpm: 1 });
+    const decisions = await Promise.all([1, 2, 3].map(() => limiter.acquire(p, 1)));
+    expect(decisions.every((d) => d.allowed)).toBe(true);
+    expect(lines.filter((l) => l.includes('limits fail open'))).toHaveLength(1);
+  });
+});
+
+describe('estimateTokens', () => {
+  it('counts about four characters a token plus the completion budget', () => {
+    expect(estimateTokens({ messages: [{ content: 'x'.repeat(400) }], max_tokens: 50 })).toBe(100 + 4 + 50);
+    expect(estimateTokens({ messages: [{ content: [{ type: 'text', text: 'abcd' }] }] })).toBe(1 + 4);
+  });
+});
