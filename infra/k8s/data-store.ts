@@ -1,0 +1,211 @@
+/**
+ * Pieces the data-store constructs (`Redis`, `Postgres`) share: the restricted security
+ * context, resource and image validation, the ServiceMonitor object and pod spreading.
+ *
+ * Internal to `infra/k8s`: library users see the results through the constructs' props.
+ */
+import { createHash } from 'node:crypto';
+import { ApiObject, Chart } from 'cdk8s';
+import type { Construct } from 'constructs';
+import { k8s } from 'cdk8s-plus-27';
+
+/** Requests and limits of one container, as Kubernetes quantities (`250m`, `512Mi`). */
+export interface ContainerResources {
+  /**
+   * CPU the scheduler reserves for the container.
+   * @default the construct's documented default for that container
+   */
+  readonly cpuRequest?: string;
+  /**
+   * CPU the container may use at most (it is throttled above this).
+   * @default the construct's documented default for that container
+   */
+  readonly cpuLimit?: string;
+  /**
+   * Memory the scheduler reserves for the container.
+   * @default the construct's documented default for that container
+   */
+  readonly memoryRequest?: string;
+  /**
+   * Memory the container may use at most (it is OOM-killed above this).
+   * @default the construct's documented default for that container
+   */
+  readonly memoryLimit?: string;
+}
+
+/** A key of a Secret, referenced by name: the value never appears in a manifest. */
+export interface SecretKeyReference {
+  /** Name of the Secret (in the construct's namespace). */
+  readonly name: string;
+  /** Key inside the Secret's `data`. */
+  readonly key: string;
+}
+
+/** Labels that make the platform's Prometheus select a ServiceMonitor or PrometheusRule. */
+export const DEFAULT_PROMETHEUS_SELECTOR_LABELS: Readonly<Record<string, string>> = { release: 'kube-prometheus-stack' };
+
+const QUANTITY = /^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$/;
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const SECRET_KEY = /^[-._a-zA-Z0-9]+$/;
+const DIGEST = /^sha256:[a-f0-9]{64}$/;
+// An image reference pinned to an exact tag: repository[:port]/path:tag, no "latest".
+const PINNED_IMAGE = /^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(\/[a-z0-9]+([._-][a-z0-9]+)*)*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
+
+/** Throws unless `value` is a Kubernetes quantity. */
+export function checkQuantity(construct: string, prop: string, value: string): void {
+  if (!QUANTITY.test(value)) {
+    throw new Error(`${construct}: '${prop}' must be a Kubernetes quantity such as 250m, 1, 512Mi or 8Gi, got ${JSON.stringify(value)}`);
+  }
+}
+
+/** Converts a quantity to a number of base units (cores or bytes) so limits can be compared. */
+export function quantityValue(value: string): number {
+  const m = /^([0-9]+(?:\.[0-9]+)?)(m|k|Ki|M|Mi|G|Gi|T|Ti)?$/.exec(value);
+  if (!m) return NaN;
+  const factor: Record<string, number> = {
+    '': 1, m: 1e-3, k: 1e3, M: 1e6, G: 1e9, T: 1e12, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40,
+  };
+  return Number(m[1]) * factor[m[2] ?? '']!;
+}
+
+/** Throws unless `value` can be a Kubernetes object name (RFC 1123 label, at most 63 characters). */
+export function checkName(construct: string, prop: string, value: string, maxLength = 63): void {
+  if (!DNS_LABEL.test(value) || value.length > maxLength) {
+    throw new Error(`${construct}: '${prop}' must be a lowercase RFC 1123 label (a-z, 0-9, '-', at most ${maxLength} characters), got ${JSON.stringify(value)}`);
+  }
+}
+
+/** Throws unless `ref` names a Secret and a key. */
+export function checkSecretRef(construct: string, prop: string, ref: SecretKeyReference): void {
+  checkName(construct, `${prop}.name`, ref.name, 253);
+  if (!SECRET_KEY.test(ref.key)) {
+    throw new Error(`${construct}: '${prop}.key' must be a Secret key (letters, digits, '-', '_', '.'), got ${JSON.stringify(ref.key)}`);
+  }
+}
+
+/**
+ * Resolves an image reference: the tag must be exact (not `latest`, not missing); a digest, when
+ * given, is appended so the registry cannot serve anything else.
+ */
+export function pinnedImage(construct: string, prop: string, image: string, digest?: string): string {
+  if (!PINNED_IMAGE.test(image) || /:latest$/.test(image)) {
+    throw new Error(`${construct}: '${prop}' must be an image with an exact tag (repository:tag, not latest), got ${JSON.stringify(image)}`);
+  }
+  if (digest === undefined) return image;
+  if (!DIGEST.test(digest)) {
+    throw new Error(`${construct}: '${prop}Digest' must be sha256:<64 hex digits>, got ${JSON.stringify(digest)}`);
+  }
+  return `${image}@${digest}`;
+}
+
+/** Builds the `resources` block from the props over the defaults, checking that requests fit in limits. */
+export function containerResources(
+  construct: string,
+  prop: string,
+  given: ContainerResources | undefined,
+  defaults: Required<ContainerResources>,
+): { resolved: Required<ContainerResources>; spec: k8s.ResourceRequirements } {
+  const resolved: Required<ContainerResources> = { ...defaults, ...stripUndefined(given ?? {}) };
+  for (const key of ['cpuRequest', 'cpuLimit', 'memoryRequest', 'memoryLimit'] as const) {
+    checkQuantity(construct, `${prop}.${key}`, resolved[key]);
+  }
+  if (quantityValue(resolved.cpuRequest) > quantityValue(resolved.cpuLimit)) {
+    throw new Error(`${construct}: '${prop}.cpuRequest' (${resolved.cpuRequest}) must be less than or equal to '${prop}.cpuLimit' (${resolved.cpuLimit})`);
+  }
+  if (quantityValue(resolved.memoryRequest) > quantityValue(resolved.memoryLimit)) {
+    throw new Error(`${construct}: '${prop}.memoryRequest' (${resolved.memoryRequest}) must be less than or equal to '${prop}.memoryLimit' (${resolved.memoryLimit})`);
+  }
+  return {
+    resolved,
+    spec: {
+      requests: { cpu: k8s.Quantity.fromString(resolved.cpuRequest), memory: k8s.Quantity.fromString(resolved.memoryRequest) },
+      limits: { cpu: k8s.Quantity.fromString(resolved.cpuLimit), memory: k8s.Quantity.fromString(resolved.memoryLimit) },
+    },
+  };
+}
+
+function stripUndefined<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** Pod-level restricted security context (Pod Security Standard `restricted`). */
+export function restrictedPodSecurityContext(uid: number, gid: number): k8s.PodSecurityContext {
+  return {
+    runAsNonRoot: true,
+    runAsUser: uid,
+    runAsGroup: gid,
+    fsGroup: gid,
+    fsGroupChangePolicy: 'OnRootMismatch',
+    seccompProfile: { type: 'RuntimeDefault' },
+  };
+}
+
+/** Container-level restricted security context; the root filesystem is read-only. */
+export function restrictedContainerSecurityContext(uid?: number, gid?: number): k8s.SecurityContext {
+  return {
+    runAsNonRoot: true,
+    ...(uid === undefined ? {} : { runAsUser: uid }),
+    ...(gid === undefined ? {} : { runAsGroup: gid }),
+    allowPrivilegeEscalation: false,
+    privileged: false,
+    readOnlyRootFilesystem: true,
+    capabilities: { drop: ['ALL'] },
+    seccompProfile: { type: 'RuntimeDefault' },
+  };
+}
+
+/** Spreads pods of one workload over zones and nodes, preferring (not requiring) an even spread. */
+export function spreadConstraints(selector: Record<string, string>): k8s.TopologySpreadConstraint[] {
+  return ['topology.kubernetes.io/zone', 'kubernetes.io/hostname'].map((topologyKey) => ({
+    maxSkew: 1,
+    topologyKey,
+    whenUnsatisfiable: 'ScheduleAnyway',
+    labelSelector: { matchLabels: { ...selector } },
+  }));
+}
+
+/** The namespace objects of `scope` land in: the prop, else the chart's, else none (the current one). */
+export function resolveNamespace(scope: Construct, namespace: string | undefined): string | undefined {
+  return namespace ?? Chart.of(scope).namespace;
+}
+
+/** The DNS name of a Service: fully qualified when the namespace is known. */
+export function serviceHost(service: string, namespace: string | undefined): string {
+  return namespace ? `${service}.${namespace}.svc.cluster.local` : service;
+}
+
+/** An endpoint of a ServiceMonitor (prometheus-operator `monitoring.coreos.com/v1`). */
+export interface ServiceMonitorEndpoint {
+  readonly port: string;
+  readonly path?: string;
+  readonly interval?: string;
+  readonly scrapeTimeout?: string;
+}
+
+/** Creates a ServiceMonitor that scrapes the named port of the Services matching `selector`. */
+export function serviceMonitor(
+  scope: Construct,
+  id: string,
+  options: {
+    name: string;
+    namespace: string | undefined;
+    labels: Record<string, string>;
+    selector: Record<string, string>;
+    endpoints: ServiceMonitorEndpoint[];
+  },
+): ApiObject {
+  return new ApiObject(scope, id, {
+    apiVersion: 'monitoring.coreos.com/v1',
+    kind: 'ServiceMonitor',
+    metadata: { name: options.name, namespace: options.namespace, labels: options.labels },
+    spec: {
+      selector: { matchLabels: { ...options.selector } },
+      endpoints: options.endpoints.map((e) => ({ path: '/metrics', interval: '30s', scrapeTimeout: '10s', ...e })),
+    },
+  });
+}
+
+/** A short, stable hash of a text, for checksum annotations that roll pods when config changes. */
+export function checksum(text: string): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, 16);
+}
