@@ -45,7 +45,8 @@ function findModel(apiVersion: string, kind: string): ModelClass | undefined {
     const mod = require(modelModule(apiVersion)) as Record<string, unknown>;
     const candidate = mod[kind] as ModelClass | undefined;
     if (
-      typeof candidate === 'function' &&
+      candidate &&
+      typeof (candidate as unknown) === 'function' &&
       candidate.apiVersion === apiVersion &&
       candidate.kind === kind &&
       typeof candidate.prototype.validate === 'function'

@@ -1,0 +1,54 @@
+/**
+ * The names the in-cluster monitoring agrees on with the platform (kube-prometheus-stack and
+ * prometheus-adapter, installed by the Pulumi program or by hand).
+ */
+import { METRICS } from '../../contracts/index';
+
+/**
+ * Label every ServiceMonitor (and PrometheusRule) of promptmesh carries. Prometheus must select
+ * it: with kube-prometheus-stack set
+ * `prometheus.prometheusSpec.serviceMonitorSelector.matchLabels` (and `ruleSelector`) to
+ * `{ "promptmesh.io/monitor": "true" }`, or set `serviceMonitorSelectorNilUsesHelmValues: false`.
+ */
+export const MONITOR_LABEL = 'promptmesh.io/monitor';
+/** Value of {@link MONITOR_LABEL}. */
+export const MONITOR_LABEL_VALUE = 'true';
+
+/**
+ * Port of the Istio agent in every meshed pod that serves the merged metrics (the app's
+ * `/metrics` and Envoy's) on `/stats/prometheus`, in plain text. Istio excludes it from
+ * interception, so Prometheus outside the mesh can scrape it under STRICT mTLS.
+ */
+export const ISTIO_MERGED_METRICS_PORT = 15020;
+/** Path of the merged metrics on {@link ISTIO_MERGED_METRICS_PORT}. */
+export const ISTIO_MERGED_METRICS_PATH = '/stats/prometheus';
+
+/**
+ * The per-pod metric the HPAs scale on: HTTP requests per second, served through the custom
+ * metrics API by prometheus-adapter using {@link REQUESTS_PER_SECOND_ADAPTER_RULE}.
+ */
+export const REQUESTS_PER_SECOND_METRIC = 'promptmesh_http_requests_per_second';
+
+/** One prometheus-adapter rule (the `rules.custom[]` entries of its Helm chart). */
+export interface PrometheusAdapterRule {
+  /** PromQL series selector the rule discovers. */
+  readonly seriesQuery: string;
+  /** How series labels map to Kubernetes resources. */
+  readonly resources: { readonly overrides: Record<string, { readonly resource: string }> };
+  /** The name the custom metrics API serves. */
+  readonly name: { readonly matches: string; readonly as: string };
+  /** The query per pod. */
+  readonly metricsQuery: string;
+}
+
+/**
+ * The prometheus-adapter rule that serves {@link REQUESTS_PER_SECOND_METRIC} per pod from the
+ * services' request histogram. Put it into the adapter's Helm values as
+ * `rules: { custom: [REQUESTS_PER_SECOND_ADAPTER_RULE] }`.
+ */
+export const REQUESTS_PER_SECOND_ADAPTER_RULE: PrometheusAdapterRule = {
+  seriesQuery: `${METRICS.httpDuration}_count{namespace!="",pod!=""}`,
+  resources: { overrides: { namespace: { resource: 'namespace' }, pod: { resource: 'pod' } } },
+  name: { matches: `^${METRICS.httpDuration}_count$`, as: REQUESTS_PER_SECOND_METRIC },
+  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)',
+};

@@ -1,0 +1,744 @@
+import { createHash } from 'node:crypto';
+import { ApiObject } from 'cdk8s';
+import { Construct } from 'constructs';
+import { DEFAULT_PORT, ENV, PATHS, SERVICE_NAMES, type ServiceName } from '../../contracts/index';
+import { canonicalJson, checkDnsLabel, checkLabels, imageVersion, MANAGED_BY, PART_OF, TRACK_LABEL } from './labels';
+import {
+  ISTIO_MERGED_METRICS_PATH,
+  ISTIO_MERGED_METRICS_PORT,
+  MONITOR_LABEL,
+  MONITOR_LABEL_VALUE,
+  REQUESTS_PER_SECOND_METRIC,
+} from './monitoring';
+import { CAPACITIES, type Capacity, placementFor } from './placement';
+import { type ContainerResources, validateResources } from './resources';
+
+/** Requests and limits a service gets when none are given: fits a Node.js service at moderate load. */
+export const DEFAULT_SERVICE_RESOURCES: ContainerResources = {
+  requests: { cpu: '200m', memory: '256Mi' },
+  limits: { cpu: '1', memory: '384Mi' },
+};
+
+/** Numeric user and group the containers run as (the image need not define them). */
+export const DEFAULT_RUN_AS_USER = 10001;
+
+/** Annotation on the pod template holding the checksum of the service's configuration. */
+export const CONFIG_CHECKSUM_ANNOTATION = 'promptmesh.io/config-checksum';
+
+/** One release track of a service: its own Deployment, HPA, PDB and DestinationRule subset. */
+export interface ReleaseTrack {
+  /**
+   * Name of the track, a DNS label: `stable`, `canary`, `blue`, `green`, ... It becomes the
+   * `track` pod label, the Deployment suffix and the Istio subset name.
+   */
+  readonly name: string;
+  /**
+   * Image this track runs.
+   * @default the service's `image`
+   */
+  readonly image?: string;
+  /**
+   * Minimum replicas of this track.
+   * @default the service's `minReplicas`
+   */
+  readonly minReplicas?: number;
+  /**
+   * Maximum replicas of this track.
+   * @default the service's `maxReplicas`
+   */
+  readonly maxReplicas?: number;
+}
+
+/** A value taken from a key of a Secret, never inlined into the manifest. */
+export interface SecretKeyRef {
+  /** Name of the Secret (in the service's namespace). */
+  readonly name: string;
+  /** Key within the Secret. */
+  readonly key: string;
+  /**
+   * Whether the pod may start when the Secret or key is missing.
+   * @default false
+   */
+  readonly optional?: boolean;
+}
+
+/** A file the service reads from a ConfigMap (for example the providers file). */
+export interface ConfigFile {
+  /** Name of the ConfigMap holding the file. */
+  readonly configMapName: string;
+  /** Key of the file in the ConfigMap; also its file name. */
+  readonly key: string;
+  /**
+   * The file's content, as written to the ConfigMap. It is not put into the pod; it feeds the
+   * config checksum so a change rolls the pods.
+   */
+  readonly content: string;
+  /** Directory the ConfigMap is mounted at (read-only). */
+  readonly mountPath: string;
+  /**
+   * Environment variable set to the file's full path (e.g. `PROVIDERS_FILE`).
+   * @default no variable
+   */
+  readonly env?: string;
+}
+
+/** A file the service reads from a Secret (for example the API keys file). */
+export interface SecretFile {
+  /** Name of the Secret holding the file. */
+  readonly secretName: string;
+  /** Key of the file in the Secret; also its file name. */
+  readonly key: string;
+  /** Directory the Secret is mounted at (read-only). */
+  readonly mountPath: string;
+  /**
+   * Environment variable set to the file's full path (e.g. `API_KEYS_FILE`).
+   * @default no variable
+   */
+  readonly env?: string;
+  /**
+   * Whether the pod may start when the Secret is missing.
+   * @default false
+   */
+  readonly optional?: boolean;
+}
+
+/** How Prometheus scrapes the service's metrics. */
+export type MetricsScraping = 'istio-agent' | 'app';
+
+/** Props of {@link PromptService}. */
+export interface PromptServiceProps {
+  /** Which of the four services this is; becomes `SERVICE` in the container. */
+  readonly service: ServiceName;
+  /**
+   * Image of the service (all four services are one image that reads `SERVICE`).
+   * @default none: required unless every track sets its own `image`
+   */
+  readonly image?: string;
+  /**
+   * Namespace of every object.
+   * @default 'promptmesh'
+   */
+  readonly namespace?: string;
+  /**
+   * Name of the Service, ServiceAccount and prefix of the Deployments (`<name>-<track>`).
+   * @default the service name, e.g. 'router'
+   */
+  readonly name?: string;
+  /**
+   * `app.kubernetes.io/instance` label: tells several installations apart.
+   * @default 'promptmesh'
+   */
+  readonly instance?: string;
+  /**
+   * Release tracks, each its own Deployment and image. Two tracks run canary
+   * (`stable` + `canary`) or blue-green (`blue` + `green`).
+   * @default [{ name: 'stable' }]
+   */
+  readonly tracks?: ReleaseTrack[];
+  /**
+   * Percentage of traffic per track (integers 0-100 summing to 100; every key must be a track).
+   * Moving traffic between tracks is a change of this prop only.
+   * @default 100 to the first track, 0 to the others
+   */
+  readonly traffic?: Record<string, number>;
+  /**
+   * Minimum replicas per track (the HPA's floor). At least 2 keeps the service up through a
+   * node drain.
+   * @default 2
+   */
+  readonly minReplicas?: number;
+  /**
+   * Maximum replicas per track (the HPA's ceiling).
+   * @default 10
+   */
+  readonly maxReplicas?: number;
+  /**
+   * Average CPU utilisation (percent of requests) the HPA aims at.
+   * @default 70
+   */
+  readonly targetCpuUtilization?: number;
+  /**
+   * Requests per second per pod the HPA aims at (custom metric
+   * `promptmesh_http_requests_per_second` from prometheus-adapter).
+   * @default 50
+   */
+  readonly targetRequestsPerSecond?: number;
+  /**
+   * Container requests and limits.
+   * @default DEFAULT_SERVICE_RESOURCES: requests 200m / 256Mi, limits 1 CPU / 384Mi
+   */
+  readonly resources?: ContainerResources;
+  /**
+   * Spot or on-demand nodes. Spot pods tolerate the spot taint and prefer spot nodes;
+   * on-demand pods stay off spot nodes.
+   * @default 'on-demand'
+   */
+  readonly capacity?: Capacity;
+  /**
+   * Plain environment variables (never secrets: names that look like secrets or URLs with
+   * credentials are refused; use `secretEnv`).
+   * @default none beyond SERVICE, PORT, HOST, DRAIN_DELAY_MS and SHUTDOWN_TIMEOUT_MS
+   */
+  readonly env?: Record<string, string>;
+  /**
+   * Environment variables taken from Secret keys (e.g. `DATABASE_URL`, `REDIS_URL`).
+   * @default none
+   */
+  readonly secretEnv?: Record<string, SecretKeyRef>;
+  /**
+   * Secrets whose every key becomes an environment variable (e.g. provider API keys named as
+   * the providers file's `apiKeyEnv`). Listed as `{ name, optional }`.
+   * @default none
+   */
+  readonly secretEnvFrom?: { readonly name: string; readonly optional?: boolean }[];
+  /**
+   * Files from ConfigMaps; their content feeds the config checksum.
+   * @default none
+   */
+  readonly configFiles?: ConfigFile[];
+  /**
+   * Files from Secrets (mounted read-only, mode 0440).
+   * @default none
+   */
+  readonly secretFiles?: SecretFile[];
+  /**
+   * Seconds the pod keeps serving after it is marked for termination (preStop sleep), so
+   * endpoints and the mesh stop routing to it before the process stops accepting.
+   * @default 5
+   */
+  readonly drainSeconds?: number;
+  /**
+   * Seconds in-flight requests (streams too) get to finish after SIGTERM
+   * (`SHUTDOWN_TIMEOUT_MS`). The termination grace period is drain + this + 5.
+   * @default 25
+   */
+  readonly shutdownTimeoutSeconds?: number;
+  /**
+   * Numeric user and group the container runs as.
+   * @default 10001
+   */
+  readonly runAsUser?: number;
+  /**
+   * How Prometheus scrapes metrics. `istio-agent`: the Istio agent's merged metrics on port
+   * 15020 (plain text, outside mTLS, so it works under STRICT); `app`: the app's `/metrics` on
+   * the service port (only without STRICT mTLS, or with a Prometheus that holds mesh certificates).
+   * @default 'istio-agent'
+   */
+  readonly metricsScraping?: MetricsScraping;
+  /**
+   * Labels of the ServiceMonitor, which Prometheus' `serviceMonitorSelector` must match.
+   * @default { 'promptmesh.io/monitor': 'true' }
+   */
+  readonly monitorLabels?: Record<string, string>;
+  /**
+   * Scrape interval.
+   * @default '30s'
+   */
+  readonly scrapeInterval?: string;
+  /**
+   * Image pull policy.
+   * @default 'IfNotPresent'
+   */
+  readonly imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
+}
+
+const TRACK_SECRET_LIKE = /(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIALS?)$/i;
+const URL_WITH_PASSWORD = /^[a-z][a-z0-9+.-]*:\/\/[^/@:\s]*:[^/@\s]+@/i;
+
+function int(value: number | undefined, fallback: number, prop: string, min: number, max: number): number {
+  const v = value ?? fallback;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw new Error(`'${prop}' must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`);
+  }
+  return v;
+}
+
+function checkImage(image: unknown, prop: string): string {
+  if (typeof image !== 'string' || !/^[a-z0-9][a-z0-9._\-/:@]*$/i.test(image) || image.length > 512) {
+    throw new Error(`'${prop}' must be an image reference such as "ghcr.io/promptmesh/promptmesh:0.1.0", got ${JSON.stringify(image)}`);
+  }
+  return image;
+}
+
+/** A track after defaults and validation. */
+interface ResolvedTrack {
+  readonly name: string;
+  readonly image: string;
+  readonly minReplicas: number;
+  readonly maxReplicas: number;
+}
+
+/**
+ * One service of the prompt system (`router`, `templates`, `context` or `llm`): a Deployment per
+ * release track, a Service, a ServiceAccount, an HPA and a PDB per track, and a ServiceMonitor.
+ *
+ * Pods run restricted (non-root numeric user, read-only root with a writable `/tmp`, no
+ * privilege escalation, no capabilities, RuntimeDefault seccomp, no service account token),
+ * spread across zones and nodes, probed on `/healthz` and `/readyz`, drained before they stop,
+ * and rolled when their configuration changes (config checksum annotation). Secrets are only
+ * referenced, never inlined.
+ *
+ * The Istio routing for the tracks (DestinationRule subsets, VirtualService weights) is made by
+ * {@link Mesh} from {@link PromptService.trafficWeights}.
+ */
+export class PromptService extends Construct {
+  /** Which service this is. */
+  public readonly service: ServiceName;
+  /** Name of the Service, ServiceAccount and Deployment prefix. */
+  public readonly name: string;
+  /** Namespace of the objects. */
+  public readonly namespace: string;
+  /** The ServiceAccount the pods run as (the identity Istio authorizes). */
+  public readonly serviceAccountName: string;
+  /** Container and Service port. */
+  public readonly port: number;
+  /** Labels selecting every pod of the service, across tracks. */
+  public readonly selectorLabels: Readonly<Record<string, string>>;
+  /** The release tracks, in the order given. */
+  public readonly tracks: readonly string[];
+  /** Traffic percentage per track (sums to 100). */
+  public readonly trafficWeights: Readonly<Record<string, number>>;
+  /** sha256 of the configuration the pods get (plain env, Secret references, config files). */
+  public readonly configChecksum: string;
+  /** How metrics are scraped. */
+  public readonly metricsScraping: MetricsScraping;
+  /** The Deployments, one per track. */
+  public readonly deployments: readonly ApiObject[];
+
+  constructor(scope: Construct, id: string, props: PromptServiceProps) {
+    super(scope, id);
+    if (!(SERVICE_NAMES as readonly string[]).includes(props.service)) {
+      throw new Error(`'service' must be one of ${SERVICE_NAMES.join(', ')}, got ${JSON.stringify(props.service)}`);
+    }
+    this.service = props.service;
+    this.name = checkDnsLabel(props.name ?? props.service, 'name', 50);
+    this.namespace = checkDnsLabel(props.namespace ?? 'promptmesh', 'namespace');
+    const instance = checkDnsLabel(props.instance ?? 'promptmesh', 'instance');
+    this.serviceAccountName = this.name;
+    this.port = DEFAULT_PORT;
+    this.metricsScraping = props.metricsScraping ?? 'istio-agent';
+    if (!['istio-agent', 'app'].includes(this.metricsScraping)) {
+      throw new Error(`'metricsScraping' must be one of istio-agent, app, got ${JSON.stringify(props.metricsScraping)}`);
+    }
+    const capacity = props.capacity ?? 'on-demand';
+    if (!CAPACITIES.includes(capacity)) {
+      throw new Error(`'capacity' must be one of ${CAPACITIES.join(', ')}, got ${JSON.stringify(props.capacity)}`);
+    }
+    const minReplicas = int(props.minReplicas, 2, 'minReplicas', 1, 1000);
+    const maxReplicas = int(props.maxReplicas, Math.max(10, minReplicas), 'maxReplicas', 1, 1000);
+    if (minReplicas > maxReplicas) {
+      throw new Error(`'minReplicas' (${minReplicas}) must be less than or equal to 'maxReplicas' (${maxReplicas})`);
+    }
+    const targetCpu = int(props.targetCpuUtilization, 70, 'targetCpuUtilization', 10, 100);
+    const targetRps = int(props.targetRequestsPerSecond, 50, 'targetRequestsPerSecond', 1, 100_000);
+    const resources = props.resources ?? DEFAULT_SERVICE_RESOURCES;
+    validateResources(resources, 'resources');
+    const drainSeconds = int(props.drainSeconds, 5, 'drainSeconds', 0, 120);
+    const shutdownSeconds = int(props.shutdownTimeoutSeconds, 25, 'shutdownTimeoutSeconds', 1, 600);
+    const runAsUser = int(props.runAsUser, DEFAULT_RUN_AS_USER, 'runAsUser', 1, 2_147_483_647);
+    const pullPolicy = props.imagePullPolicy ?? 'IfNotPresent';
+    if (!['Always', 'IfNotPresent', 'Never'].includes(pullPolicy)) {
+      throw new Error(`'imagePullPolicy' must be one of Always, IfNotPresent, Never, got ${JSON.stringify(pullPolicy)}`);
+    }
+    const monitorLabels = checkLabels(props.monitorLabels ?? { [MONITOR_LABEL]: MONITOR_LABEL_VALUE }, 'monitorLabels');
+    const scrapeInterval = props.scrapeInterval ?? '30s';
+    if (!/^\d+(ms|s|m)$/.test(scrapeInterval)) {
+      throw new Error(`'scrapeInterval' must be a Prometheus duration such as "30s", got ${JSON.stringify(scrapeInterval)}`);
+    }
+
+    // Tracks and traffic.
+    const trackProps = props.tracks ?? [{ name: 'stable' }];
+    if (!Array.isArray(trackProps) || trackProps.length === 0) {
+      throw new Error(`'tracks' must list at least one track, e.g. [{ name: 'stable' }]`);
+    }
+    const tracks: ResolvedTrack[] = trackProps.map((t, i) => {
+      const name = checkDnsLabel(t?.name, `tracks[${i}].name`, 12);
+      const image = checkImage(t.image ?? props.image, t.image !== undefined ? `tracks[${i}].image` : 'image');
+      const tMin = int(t.minReplicas, minReplicas, `tracks[${i}].minReplicas`, 1, 1000);
+      const tMax = int(t.maxReplicas, Math.max(maxReplicas, tMin), `tracks[${i}].maxReplicas`, 1, 1000);
+      if (tMin > tMax) {
+        throw new Error(`'tracks[${i}].minReplicas' (${tMin}) must be less than or equal to 'tracks[${i}].maxReplicas' (${tMax})`);
+      }
+      return { name, image, minReplicas: tMin, maxReplicas: tMax };
+    });
+    const names = tracks.map((t) => t.name);
+    const duplicate = names.find((n, i) => names.indexOf(n) !== i);
+    if (duplicate) throw new Error(`'tracks' has the track ${JSON.stringify(duplicate)} twice; track names must be unique`);
+    this.tracks = names;
+    this.trafficWeights = resolveTraffic(props.traffic, names);
+
+    // Environment: contract variables first, then the caller's.
+    const env: Record<string, string> = {
+      [ENV.service]: this.service,
+      [ENV.port]: String(this.port),
+      [ENV.host]: '0.0.0.0',
+      // The preStop sleep already drains; the process can stop accepting at SIGTERM.
+      [ENV.drainDelayMs]: '0',
+      [ENV.shutdownTimeoutMs]: String(shutdownSeconds * 1000),
+    };
+    for (const [key, value] of Object.entries(props.env ?? {})) {
+      checkEnvName(key, 'env');
+      if (typeof value !== 'string') throw new Error(`'env.${key}' must be a string, got ${JSON.stringify(value)}`);
+      if (TRACK_SECRET_LIKE.test(key)) {
+        throw new Error(`'env.${key}' looks like a secret; pass it as 'secretEnv.${key}' (a Secret reference), never as a value`);
+      }
+      if (URL_WITH_PASSWORD.test(value)) {
+        throw new Error(`'env.${key}' holds a URL with a password; pass it as 'secretEnv.${key}' (a Secret reference), never as a value`);
+      }
+      env[key] = value;
+    }
+    const secretEnv = props.secretEnv ?? {};
+    for (const [key, ref] of Object.entries(secretEnv)) {
+      checkEnvName(key, 'secretEnv');
+      if (key in env) throw new Error(`'secretEnv.${key}' is also set in 'env' or by the construct; set it once`);
+      if (!ref || typeof ref.name !== 'string' || typeof ref.key !== 'string' || !ref.key) {
+        throw new Error(`'secretEnv.${key}' must be { name, key } of a Secret, got ${JSON.stringify(ref)}`);
+      }
+      checkDnsSubdomain(ref.name, `secretEnv.${key}.name`);
+    }
+    const secretEnvFrom = props.secretEnvFrom ?? [];
+    secretEnvFrom.forEach((s, i) => checkDnsSubdomain(s?.name, `secretEnvFrom[${i}].name`));
+    const configFiles = props.configFiles ?? [];
+    const secretFiles = props.secretFiles ?? [];
+    configFiles.forEach((f, i) => {
+      checkDnsSubdomain(f.configMapName, `configFiles[${i}].configMapName`);
+      checkFile(f, `configFiles[${i}]`);
+      if (typeof f.content !== 'string') throw new Error(`'configFiles[${i}].content' must be the file's content as a string`);
+    });
+    secretFiles.forEach((f, i) => {
+      checkDnsSubdomain(f.secretName, `secretFiles[${i}].secretName`);
+      checkFile(f, `secretFiles[${i}]`);
+    });
+    const mountPaths = [...configFiles, ...secretFiles].map((f) => f.mountPath);
+    const dupMount = mountPaths.find((p, i) => mountPaths.indexOf(p) !== i || p === '/tmp');
+    if (dupMount) throw new Error(`'configFiles'/'secretFiles' mount two volumes at ${JSON.stringify(dupMount)}; mount paths must be distinct and not /tmp`);
+    for (const f of [...configFiles, ...secretFiles]) {
+      if (f.env) {
+        checkEnvName(f.env, 'configFiles/secretFiles env');
+        env[f.env] = `${f.mountPath.replace(/\/$/, '')}/${f.key}`;
+      }
+    }
+
+    this.configChecksum = createHash('sha256')
+      .update(
+        canonicalJson({
+          env,
+          secretEnv,
+          secretEnvFrom,
+          configFiles: configFiles.map((f) => ({ ...f })),
+          secretFiles,
+        }),
+      )
+      .digest('hex');
+
+    // Labels.
+    this.selectorLabels = {
+      'app.kubernetes.io/name': this.name,
+      'app.kubernetes.io/instance': instance,
+    };
+    const commonLabels = {
+      ...this.selectorLabels,
+      'app.kubernetes.io/component': this.service,
+      'app.kubernetes.io/part-of': PART_OF,
+      'app.kubernetes.io/managed-by': MANAGED_BY,
+    };
+    const meta = (name: string, labels: Record<string, string> = commonLabels) => ({ name, namespace: this.namespace, labels });
+
+    new ApiObject(this, 'ServiceAccount', {
+      apiVersion: 'v1',
+      kind: 'ServiceAccount',
+      metadata: meta(this.serviceAccountName),
+      automountServiceAccountToken: false,
+    });
+
+    new ApiObject(this, 'Service', {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: meta(this.name),
+      spec: {
+        type: 'ClusterIP',
+        selector: { ...this.selectorLabels },
+        // Istio reads the protocol from the port name / appProtocol.
+        ports: [{ name: 'http', port: this.port, targetPort: 'http', protocol: 'TCP', appProtocol: 'http' }],
+      },
+    });
+
+    // Metrics: a separate headless Service for the scrape target keeps the agent's port out of
+    // the Service clients call.
+    const metricsLabels = { ...commonLabels, 'promptmesh.io/metrics': 'true' };
+    let scrapePort = 'http';
+    let scrapePath: string = PATHS.metrics;
+    if (this.metricsScraping === 'istio-agent') {
+      scrapePort = 'http-metrics';
+      scrapePath = ISTIO_MERGED_METRICS_PATH;
+      new ApiObject(this, 'MetricsService', {
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: meta(`${this.name}-metrics`, metricsLabels),
+        spec: {
+          type: 'ClusterIP',
+          clusterIP: 'None',
+          selector: { ...this.selectorLabels },
+          ports: [{ name: 'http-metrics', port: ISTIO_MERGED_METRICS_PORT, targetPort: ISTIO_MERGED_METRICS_PORT, protocol: 'TCP' }],
+        },
+      });
+    }
+    new ApiObject(this, 'ServiceMonitor', {
+      apiVersion: 'monitoring.coreos.com/v1',
+      kind: 'ServiceMonitor',
+      metadata: meta(this.name, { ...commonLabels, ...monitorLabels }),
+      spec: {
+        selector: { matchLabels: this.metricsScraping === 'istio-agent' ? metricsLabels : commonLabels },
+        namespaceSelector: { matchNames: [this.namespace] },
+        podTargetLabels: [TRACK_LABEL, 'app.kubernetes.io/version'],
+        endpoints: [{ port: scrapePort, path: scrapePath, interval: scrapeInterval, scrapeTimeout: '10s', scheme: 'http' }],
+      },
+    });
+
+    const placement = placementFor(capacity);
+    const volumes: Record<string, unknown>[] = [{ name: 'tmp', emptyDir: { sizeLimit: '64Mi' } }];
+    const mounts: Record<string, unknown>[] = [{ name: 'tmp', mountPath: '/tmp' }];
+    configFiles.forEach((f, i) => {
+      volumes.push({ name: `config-${i}`, configMap: { name: f.configMapName, items: [{ key: f.key, path: f.key }] } });
+      mounts.push({ name: `config-${i}`, mountPath: f.mountPath, readOnly: true });
+    });
+    secretFiles.forEach((f, i) => {
+      volumes.push({
+        name: `secret-${i}`,
+        secret: { secretName: f.secretName, items: [{ key: f.key, path: f.key }], defaultMode: 0o440, optional: f.optional ?? false },
+      });
+      mounts.push({ name: `secret-${i}`, mountPath: f.mountPath, readOnly: true });
+    });
+
+    const envList: Record<string, unknown>[] = [
+      ...Object.entries(env).map(([name, value]) => ({ name, value })),
+      ...Object.entries(secretEnv).map(([name, ref]) => ({
+        name,
+        valueFrom: { secretKeyRef: { name: ref.name, key: ref.key, optional: ref.optional ?? false } },
+      })),
+    ];
+
+    const deployments: ApiObject[] = [];
+    for (const track of tracks) {
+      const version = imageVersion(track.image);
+      const trackSelector = { ...this.selectorLabels, [TRACK_LABEL]: track.name };
+      const podLabels = { ...commonLabels, [TRACK_LABEL]: track.name, 'app.kubernetes.io/version': version };
+      const deploymentName = `${this.name}-${track.name}`;
+      const podAnnotations: Record<string, string> = {
+        [CONFIG_CHECKSUM_ANNOTATION]: this.configChecksum,
+        'kubectl.kubernetes.io/default-container': this.service,
+        // The app starts only once the sidecar is ready, so its first calls are not refused.
+        'proxy.istio.io/config': '{"holdApplicationUntilProxyStarts":true}',
+      };
+      if (this.metricsScraping === 'istio-agent') {
+        // Istio's metrics merging reads these and serves the app's metrics on 15020.
+        podAnnotations['prometheus.io/scrape'] = 'true';
+        podAnnotations['prometheus.io/port'] = String(this.port);
+        podAnnotations['prometheus.io/path'] = PATHS.metrics;
+      }
+      const deployment = new ApiObject(this, `Deployment-${track.name}`, {
+        apiVersion: 'apps/v1',
+        kind: 'Deployment',
+        metadata: meta(deploymentName, podLabels),
+        spec: {
+          // No `replicas`: the HPA owns the count; a fixed value would fight it on every apply.
+          revisionHistoryLimit: 5,
+          progressDeadlineSeconds: 600,
+          minReadySeconds: 5,
+          selector: { matchLabels: trackSelector },
+          strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: '25%', maxUnavailable: 0 } },
+          template: {
+            metadata: { labels: podLabels, annotations: podAnnotations },
+            spec: {
+              serviceAccountName: this.serviceAccountName,
+              automountServiceAccountToken: false,
+              enableServiceLinks: false,
+              terminationGracePeriodSeconds: drainSeconds + shutdownSeconds + 5,
+              securityContext: {
+                runAsNonRoot: true,
+                runAsUser,
+                runAsGroup: runAsUser,
+                fsGroup: runAsUser,
+                seccompProfile: { type: 'RuntimeDefault' },
+              },
+              ...placement,
+              topologySpreadConstraints: [
+                {
+                  maxSkew: 1,
+                  topologyKey: 'topology.kubernetes.io/zone',
+                  whenUnsatisfiable: 'DoNotSchedule',
+                  labelSelector: { matchLabels: trackSelector },
+                  matchLabelKeys: ['pod-template-hash'],
+                },
+                {
+                  maxSkew: 1,
+                  topologyKey: 'kubernetes.io/hostname',
+                  whenUnsatisfiable: 'ScheduleAnyway',
+                  labelSelector: { matchLabels: trackSelector },
+                  matchLabelKeys: ['pod-template-hash'],
+                },
+              ],
+              containers: [
+                {
+                  name: this.service,
+                  image: track.image,
+                  imagePullPolicy: pullPolicy,
+                  ports: [{ name: 'http', containerPort: this.port, protocol: 'TCP' }],
+                  env: envList,
+                  ...(secretEnvFrom.length > 0
+                    ? { envFrom: secretEnvFrom.map((s) => ({ secretRef: { name: s.name, optional: s.optional ?? false } })) }
+                    : {}),
+                  resources: {
+                    requests: { ...resources.requests },
+                    limits: { ...resources.limits },
+                  },
+                  startupProbe: {
+                    httpGet: { path: PATHS.healthz, port: 'http' },
+                    periodSeconds: 2,
+                    timeoutSeconds: 2,
+                    failureThreshold: 30,
+                  },
+                  readinessProbe: {
+                    httpGet: { path: PATHS.readyz, port: 'http' },
+                    periodSeconds: 5,
+                    timeoutSeconds: 2,
+                    failureThreshold: 2,
+                  },
+                  livenessProbe: {
+                    httpGet: { path: PATHS.healthz, port: 'http' },
+                    periodSeconds: 10,
+                    timeoutSeconds: 3,
+                    failureThreshold: 3,
+                  },
+                  lifecycle: drainSeconds > 0 ? { preStop: { sleep: { seconds: drainSeconds } } } : undefined,
+                  securityContext: {
+                    runAsNonRoot: true,
+                    runAsUser,
+                    runAsGroup: runAsUser,
+                    allowPrivilegeEscalation: false,
+                    readOnlyRootFilesystem: true,
+                    privileged: false,
+                    capabilities: { drop: ['ALL'] },
+                    seccompProfile: { type: 'RuntimeDefault' },
+                  },
+                  volumeMounts: mounts,
+                  terminationMessagePolicy: 'FallbackToLogsOnError',
+                },
+              ],
+              volumes,
+            },
+          },
+        },
+      });
+      deployments.push(deployment);
+
+      new ApiObject(this, `HPA-${track.name}`, {
+        apiVersion: 'autoscaling/v2',
+        kind: 'HorizontalPodAutoscaler',
+        metadata: meta(deploymentName, podLabels),
+        spec: {
+          scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name: deploymentName },
+          minReplicas: track.minReplicas,
+          maxReplicas: track.maxReplicas,
+          metrics: [
+            { type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: targetCpu } } },
+            {
+              type: 'Pods',
+              pods: {
+                metric: { name: REQUESTS_PER_SECOND_METRIC },
+                target: { type: 'AverageValue', averageValue: String(targetRps) },
+              },
+            },
+          ],
+          behavior: {
+            scaleUp: {
+              stabilizationWindowSeconds: 0,
+              selectPolicy: 'Max',
+              policies: [
+                { type: 'Percent', value: 100, periodSeconds: 30 },
+                { type: 'Pods', value: 4, periodSeconds: 30 },
+              ],
+            },
+            scaleDown: {
+              stabilizationWindowSeconds: 300,
+              selectPolicy: 'Max',
+              policies: [{ type: 'Percent', value: 50, periodSeconds: 60 }],
+            },
+          },
+        },
+      });
+
+      new ApiObject(this, `PDB-${track.name}`, {
+        apiVersion: 'policy/v1',
+        kind: 'PodDisruptionBudget',
+        metadata: meta(deploymentName, podLabels),
+        spec: {
+          // One pod at a time may go, whatever the replica count: drains proceed, never all at once.
+          maxUnavailable: 1,
+          selector: { matchLabels: trackSelector },
+          // Pods that never became ready must not block a node drain.
+          unhealthyPodEvictionPolicy: 'AlwaysAllow',
+        },
+      });
+    }
+    this.deployments = deployments;
+  }
+
+  /** In-cluster URL of the service, e.g. `http://router.promptmesh.svc.cluster.local:8080`. */
+  public get url(): string {
+    return `http://${this.name}.${this.namespace}.svc.cluster.local:${this.port}`;
+  }
+
+  /** Fully qualified host name of the Service. */
+  public get host(): string {
+    return `${this.name}.${this.namespace}.svc.cluster.local`;
+  }
+}
+
+/**
+ * Checks and completes traffic weights against the track names: integers 0-100, summing to 100,
+ * every key a track. Missing tracks get 0; with no weights at all the first track gets 100.
+ */
+export function resolveTraffic(traffic: Record<string, number> | undefined, tracks: readonly string[]): Record<string, number> {
+  if (traffic === undefined) return Object.fromEntries(tracks.map((t, i) => [t, i === 0 ? 100 : 0]));
+  if (!traffic || typeof traffic !== 'object' || Array.isArray(traffic)) {
+    throw new Error(`'traffic' must map track names to percentages, e.g. { stable: 90, canary: 10 }`);
+  }
+  const result: Record<string, number> = Object.fromEntries(tracks.map((t) => [t, 0]));
+  let sum = 0;
+  for (const [track, weight] of Object.entries(traffic)) {
+    if (!tracks.includes(track)) {
+      throw new Error(`'traffic.${track}' names no track; the tracks (subsets) are ${tracks.join(', ')}`);
+    }
+    if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 0 || weight > 100) {
+      throw new Error(`'traffic.${track}' must be an integer from 0 to 100, got ${JSON.stringify(weight)}`);
+    }
+    result[track] = weight;
+    sum += weight;
+  }
+  if (sum !== 100) {
+    throw new Error(`'traffic' weights must sum to 100, got ${sum} (${JSON.stringify(traffic)})`);
+  }
+  return result;
+}
+
+function checkEnvName(name: string, prop: string): void {
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
+    throw new Error(`'${prop}' has an invalid environment variable name ${JSON.stringify(name)} (letters, digits and _ only)`);
+  }
+}
+
+function checkDnsSubdomain(value: unknown, prop: string): void {
+  if (typeof value !== 'string' || value.length > 253 || !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(value)) {
+    throw new Error(`'${prop}' must be a Kubernetes object name (lowercase letters, digits, '-' and '.'), got ${JSON.stringify(value)}`);
+  }
+}
+
+function checkFile(f: { key: string; mountPath: string }, prop: string): void {
+  if (typeof f.key !== 'string' || !/^[-._a-zA-Z0-9]+$/.test(f.key)) {
+    throw new Error(`'${prop}.key' must be a file name (letters, digits, '-', '_', '.'), got ${JSON.stringify(f.key)}`);
+  }
+  if (typeof f.mountPath !== 'string' || !f.mountPath.startsWith('/') || f.mountPath.includes('..')) {
+    throw new Error(`'${prop}.mountPath' must be an absolute path, got ${JSON.stringify(f.mountPath)}`);
+  }
+}
