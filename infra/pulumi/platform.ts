@@ -1,7 +1,7 @@
 import * as k8s from '@pulumi/kubernetes';
 import * as pulumi from '@pulumi/pulumi';
 import * as random from '@pulumi/random';
-import { METRICS } from '../../contracts';
+import { REQUESTS_PER_SECOND_ADAPTER_RULE } from '../k8s/monitoring';
 import { HELM_CHARTS, type PinnedChart } from './versions';
 
 /** A pod toleration, as Helm values take it. */
@@ -43,16 +43,11 @@ export interface PlatformArgs {
   gatewayServiceType?: 'LoadBalancer' | 'NodePort' | 'ClusterIP';
   /**
    * Labels a ServiceMonitor, PodMonitor or PrometheusRule must carry for this Prometheus to load
-   * it. Must match what the app's constructs put on theirs.
-   * @default { release: 'kube-prometheus-stack' }
+   * it. The default selects every one in every namespace: the app's (labelled
+   * `promptmesh.io/monitor=true`), its data stores' and the chart's own, whatever their labels.
+   * @default {} (all)
    */
   monitoringSelectorLabels?: Record<string, string>;
-  /**
-   * The external metric name the requests-per-second HPA asks prometheus-adapter for: the
-   * per-pod rate of `http_server_request_duration_seconds_count`.
-   * @default 'http_requests_per_second'
-   */
-  requestsPerSecondMetric?: string;
   /**
    * How long Prometheus keeps samples.
    * @default '15d'
@@ -106,7 +101,7 @@ export const OTLP_ENDPOINT = `http://${RELEASE_NAMES.opentelemetryCollector}-ope
  * The cluster platform the app needs, as pinned Helm releases: Istio (base CRDs, istiod, an
  * ingress gateway), kube-prometheus-stack (Prometheus selecting the app's ServiceMonitors and
  * rules by label, Grafana with its dashboard sidecar on `grafana_dashboard=1`),
- * prometheus-adapter (the requests-per-second metric behind the HPA) and tracing (an
+ * prometheus-adapter (the requests-per-second metric behind the HPAs, REQUESTS_PER_SECOND_METRIC) and tracing (an
  * OpenTelemetry collector exporting to Jaeger). `crdsReady` lists what must exist before
  * anything uses Istio or prometheus-operator kinds.
  */
@@ -131,13 +126,11 @@ export class Platform extends pulumi.ComponentResource {
       if (!/^\d+\.\d+\.\d+$/.test(c.version)) throw new Error(`Platform ${name}: 'charts.${key}.version' must be an exact version like 1.2.3 (got ${c.version})`);
       if (!/^https:\/\//.test(c.repo)) throw new Error(`Platform ${name}: 'charts.${key}.repo' must be an https URL (got ${c.repo})`);
     }
-    const metricName = args.requestsPerSecondMetric ?? 'http_requests_per_second';
-    if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(metricName)) throw new Error(`Platform ${name}: 'requestsPerSecondMetric' must be a Prometheus metric name (got ${metricName})`);
     const replicas = args.meshReplicas ?? 2;
     if (!Number.isInteger(replicas) || replicas < 1) throw new Error(`Platform ${name}: 'meshReplicas' must be an integer >= 1 (got ${replicas})`);
     const promReplicas = args.prometheusReplicas ?? 1;
     if (!Number.isInteger(promReplicas) || promReplicas < 1) throw new Error(`Platform ${name}: 'prometheusReplicas' must be an integer >= 1 (got ${promReplicas})`);
-    const selector = args.monitoringSelectorLabels ?? { release: RELEASE_NAMES.kubePrometheusStack };
+    const selector = args.monitoringSelectorLabels ?? {};
     const tolerations = args.tolerations ?? [{ key: 'CriticalAddonsOnly', operator: 'Exists' }];
     const ns = PLATFORM_NAMESPACES;
 
@@ -233,14 +226,15 @@ export class Platform extends pulumi.ComponentResource {
     }, [grafanaSecret]);
     this.grafanaInClusterUrl = `http://${RELEASE_NAMES.kubePrometheusStack}-grafana.${ns.monitoring}.svc.cluster.local`;
 
-    // prometheus-adapter: per-pod request rate from the services' own request histogram.
+    // prometheus-adapter: the per-pod request rate the HPAs scale on (the rule comes from the
+    // constructs, so the metric name the HPA asks for and the one served cannot drift apart).
     const adapter = release('prometheusAdapter', ns.monitoring, {
       prometheus: { url: `http://${RELEASE_NAMES.kubePrometheusStack}-prometheus.${ns.monitoring}.svc`, port: 9090 },
       replicas: 2,
       tolerations,
       rules: {
         default: false,
-        custom: [requestsPerSecondRule(metricName)],
+        custom: [REQUESTS_PER_SECOND_ADAPTER_RULE],
       },
     }, [kps]);
 
@@ -271,18 +265,4 @@ export class Platform extends pulumi.ComponentResource {
     this.crdsReady = [istioBase, istiod, istioGateway, kps, adapter];
     this.registerOutputs({ grafanaInClusterUrl: this.grafanaInClusterUrl, otlpEndpoint: this.otlpEndpoint });
   }
-}
-
-/**
- * The prometheus-adapter rule that serves `metricName` per pod: the 2-minute rate of the
- * services' request counter (`http_server_request_duration_seconds_count`).
- */
-export function requestsPerSecondRule(metricName: string): Record<string, unknown> {
-  const series = `${METRICS.httpDuration}_count`;
-  return {
-    seriesQuery: `${series}{namespace!="",pod!=""}`,
-    resources: { overrides: { namespace: { resource: 'namespace' }, pod: { resource: 'pod' } } },
-    name: { matches: `^${series}$`, as: metricName },
-    metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)',
-  };
 }
