@@ -1,5 +1,5 @@
 import type { ServiceName } from '../../contracts';
-import { closeRedis, createRedis, type RedisClient, type ServiceContext, type ServiceInstance } from '../kit';
+import { closeRedis, createRedis, waitForRedis, type RedisClient, type ServiceContext, type ServiceInstance } from '../kit';
 import { checkContextSettings, readContextSettings, type ContextSettings } from './config';
 import { contextRoutes } from './routes';
 import { RedisContextStore, type ContextCore } from './store';
@@ -71,6 +71,9 @@ export async function createContextService(
   };
   redis.on('error', onError);
   redis.on('ready', onReady);
+  // Give a fresh connection a moment so the first requests do not meet a cold client; if
+  // Redis is down at start we still start (readiness fails, requests answer 503 until it is back).
+  if (ownsRedis && !(await waitForRedis(redis, 2_000))) ctx.logger.warn('context: Redis not reachable at start; retrying in the background');
   const core = new RedisContextStore({ redis, keyPrefix: ctx.config.redisKeyPrefix, settings });
   return {
     name: 'context',

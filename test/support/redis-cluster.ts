@@ -129,3 +129,65 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
   const nodes = ports.map((port) => ({ host: '127.0.0.1', port }));
   return { nodes, nodesEnv: nodes.map((n) => `${n.host}:${n.port}`).join(','), stop };
 }
+
+/** A private standalone redis-server, for tests that stop and restart Redis (outages). */
+export interface TestRedisServer {
+  port: number;
+  url: string;
+  /** Kills the server at once (SIGKILL): clients see connections drop, as in a crash. */
+  kill(): Promise<void>;
+  /** Starts it again on the same port (empty: nothing is persisted). */
+  restart(): Promise<void>;
+  /** Stops it for good and removes its temp dir. Safe to call twice. */
+  stop(): Promise<void>;
+}
+
+/** Starts a private, non-persistent redis-server on a free port of 127.0.0.1. */
+export async function startRedisServer(): Promise<TestRedisServer> {
+  const dir = await mkdtemp(join(tmpdir(), 'pm-redis-'));
+  const port = await freePort();
+  let child: ChildProcess | undefined;
+  let stopped = false;
+
+  const start = async () => {
+    child = spawn(
+      'redis-server',
+      ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--logfile', join(dir, 'redis.log')],
+      { stdio: 'ignore' },
+    );
+    child.once('error', () => undefined);
+    await waitFor(async () => (await cli(port, 'PING')).trim() === 'PONG', 10_000, `redis-server on ${port}`);
+  };
+  const kill = async () => {
+    const c = child;
+    child = undefined;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    await new Promise<void>((resolve) => {
+      c.once('exit', () => resolve());
+      c.kill('SIGKILL');
+    });
+  };
+
+  try {
+    await start();
+  } catch (err) {
+    await kill();
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    kill,
+    restart: async () => {
+      await kill();
+      await start();
+    },
+    stop: async () => {
+      if (stopped) return;
+      stopped = true;
+      await kill();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
