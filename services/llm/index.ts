@@ -1,0 +1,83 @@
+/**
+ * The llm service: provider adapters behind one routing core (weighted, priority, least-latency,
+ * cheapest), with timeouts, retries that honour Retry-After, fallback, a circuit breaker per
+ * provider, cluster-wide rate limits and an exact-match response cache in Redis, and token and
+ * cost accounting. See docs/llm.md.
+ */
+import type { ServiceName } from '../../contracts';
+import { closeRedis, createRedis, type RedisClient } from '../kit/redis';
+import type { ServiceContext, ServiceInstance } from '../kit/service';
+import { loadLlmConfig, type LlmConfig } from './config';
+import { createLlmCore, type LlmCore } from './core';
+import { createLlmMetrics } from './metrics';
+import { getAdapter } from './providers';
+import { llmRoutes } from './routes';
+import type { ProviderAdapter, ProviderType } from './types';
+
+export type { LlmCallOptions, LlmCompletionResult, LlmCore, LlmStreamResult, ModelInfo, ProviderStatus, CacheResult } from './core';
+export type { LlmConfig, ModelTarget, RoutingConfig, RoutingStrategy, BreakerConfig, RetryConfig, CacheConfig } from './config';
+export { loadLlmConfig, parseLlmConfig } from './config';
+export { TENANT_HEADER, COST_HEADER } from './routes';
+
+/** Overrides for tests and embedding; production passes none. */
+export interface LlmServiceOptions {
+  /** The configuration to use instead of reading `PROVIDERS_FILE`. @default loaded from ctx.config.providersFile */
+  config?: LlmConfig;
+  /** The adapter lookup. @default the registry of services/llm/providers */
+  adapterFor?: (type: ProviderType) => ProviderAdapter;
+  /** Randomness for weights and jitter. @default Math.random */
+  random?: () => number;
+}
+
+/**
+ * Builds the llm service. The providers file is read and validated here (a bad one stops the
+ * process with a ConfigError naming the file and field); Redis is optional: while it is
+ * unreachable the cache is skipped and the limits fail open.
+ */
+export async function createLlmService(
+  ctx: ServiceContext,
+  _peers: ReadonlyMap<ServiceName, ServiceInstance> = new Map(),
+  options: LlmServiceOptions = {},
+): Promise<ServiceInstance<LlmCore>> {
+  const config = options.config ?? loadLlmConfig(ctx.config.providersFile);
+  const logger = ctx.logger.child({ component: 'llm' });
+  const redis: RedisClient = createRedis(ctx.config, 'llm');
+  // Connection errors surface through the cache and limiter (logged once per outage there).
+  redis.on('error', () => undefined);
+  let states: () => Array<{ provider: string; state: 'closed' | 'half-open' | 'open' }> = () => [];
+  const metrics = createLlmMetrics(ctx.metrics.registry, () => states());
+  let core;
+  try {
+    core = createLlmCore({
+      config,
+      adapterFor: options.adapterFor ?? getAdapter,
+      redis,
+      keyPrefix: ctx.config.redisKeyPrefix,
+      logger,
+      metrics,
+      tracer: ctx.tracing.tracer,
+      random: options.random,
+    });
+  } catch (err) {
+    await closeRedis(redis);
+    throw err;
+  }
+  states = () => core.breakerStates();
+  logger.info({ source: config.source, providers: config.providers.map((p) => p.name), models: Object.keys(config.models) }, 'llm providers loaded');
+  const instance: ServiceInstance<LlmCore> = {
+    name: 'llm',
+    core,
+    routes: llmRoutes(core),
+    readiness: {
+      // The providers file was loaded and validated at start; Redis is optional (degrades).
+      providers: async () => {
+        if (config.providers.length === 0) throw new Error('no providers configured');
+      },
+    },
+    async close() {
+      await core.close();
+      await closeRedis(redis);
+    },
+  };
+  return instance;
+}
