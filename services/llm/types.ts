@@ -113,6 +113,12 @@ export interface ProviderConfig {
   connectTimeoutMs: number;
   /** Time allowed until the first response byte (headers). @default timeoutMs */
   firstByteTimeoutMs: number;
+  /**
+   * Longest silence allowed between two pieces of a response body; a stream that stalls longer
+   * fails with a `timeout` ProviderError from its iterator.
+   * @default firstByteTimeoutMs
+   */
+  idleTimeoutMs?: number;
   limits?: { rpm?: number; tpm?: number; concurrency?: number };
   /** USD per million tokens, per provider model. */
   prices?: Record<string, { input: number; output: number }>;

@@ -29,6 +29,12 @@ export interface ReplyOptions {
    * @default no tool call
    */
   toolCall?: { name: string; arguments: Record<string, unknown> };
+  /**
+   * Send no usage at all (no `usage` field, no usage chunk even when asked), like some
+   * OpenAI-compatible servers.
+   * @default false
+   */
+  omitUsage?: boolean;
 }
 
 /** One way to fail. */
@@ -121,7 +127,8 @@ function checkKeys(value: Record<string, unknown>, allowed: readonly string[], f
 
 function validateReply(reply: unknown, field: string): ReplyOptions {
   if (!isObject(reply)) throw new PlanError(field, 'must be an object');
-  checkKeys(reply, ['text', 'tokens', 'tokenDelayMs', 'toolCall'], field);
+  checkKeys(reply, ['text', 'tokens', 'tokenDelayMs', 'toolCall', 'omitUsage'], field);
+  if (reply.omitUsage !== undefined && typeof reply.omitUsage !== 'boolean') throw new PlanError(`${field}.omitUsage`, 'must be a boolean');
   if (reply.text !== undefined && typeof reply.text !== 'string') throw new PlanError(`${field}.text`, 'must be a string');
   if (reply.tokens !== undefined && !(Number.isInteger(reply.tokens) && (reply.tokens as number) >= 1)) {
     throw new PlanError(`${field}.tokens`, 'must be an integer >= 1');

@@ -54,6 +54,8 @@ export interface RecordedRequest {
   body: unknown;
   /** Epoch milliseconds. */
   at: number;
+  /** The client's port: requests that share it came over one (keep-alive) connection. */
+  remotePort: number | undefined;
 }
 
 /** Counters since start or the last reset. */
@@ -100,6 +102,7 @@ interface Reply {
   promptTokens: number;
   completionTokens: number;
   tokenDelayMs: number;
+  omitUsage: boolean;
 }
 
 /** The SSE events of one stream: those before the content, the content deltas, those after. */
@@ -195,7 +198,7 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
 
   const record = (req: IncomingMessage, path: string, raw: string, body: unknown) => {
     if (recordLimit <= 0) return;
-    requests.push({ method: req.method ?? 'GET', path, headers: { ...req.headers }, body: body ?? raw, at: Date.now() });
+    requests.push({ method: req.method ?? 'GET', path, headers: { ...req.headers }, body: body ?? raw, at: Date.now(), remotePort: req.socket.remotePort });
     if (requests.length > recordLimit) requests.splice(0, requests.length - recordLimit);
   };
 
@@ -222,6 +225,7 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     const id = api === 'anthropic' ? `msg_${nextId()}` : `chatcmpl-${nextId()}`;
     const prompt = promptTokens(messages, api === 'anthropic' ? body.system : undefined);
     const tokenDelayMs = options.tokenDelayMs ?? 0;
+    const omitUsage = options.omitUsage ?? false;
     if (options.toolCall) {
       const args = JSON.stringify(options.toolCall.arguments);
       return {
@@ -234,6 +238,7 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
         promptTokens: prompt,
         completionTokens: estimateTokens(args) + 8,
         tokenDelayMs,
+        omitUsage,
       };
     }
     let text = options.text ?? `echo: ${lastUserText(messages)}`;
@@ -265,7 +270,7 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
       finish = 'length';
       stopSequence = null;
     }
-    return { id, model: body.model, pieces, finish, stopSequence, promptTokens: prompt, completionTokens: pieces.length, tokenDelayMs };
+    return { id, model: body.model, pieces, finish, stopSequence, promptTokens: prompt, completionTokens: pieces.length, tokenDelayMs, omitUsage };
   };
 
   const openaiFinish = (r: Reply) => (r.finish === 'tool' ? 'tool_calls' : r.finish === 'length' ? 'length' : 'stop');
@@ -293,7 +298,7 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
         finish_reason: openaiFinish(r),
       },
     ],
-    usage: openaiUsage(r),
+    ...(r.omitUsage ? {} : { usage: openaiUsage(r) }),
     service_tier: 'default',
     system_fingerprint: 'fp_fake',
   });
@@ -485,7 +490,7 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     }
     const created = Math.floor(Date.now() / 1000);
     const reply = buildReply(api, b, decision.reply);
-    const includeUsage = api === 'openai' && b.stream_options?.include_usage === true;
+    const includeUsage = api === 'openai' && b.stream_options?.include_usage === true && !reply.omitUsage;
     const events = () => (api === 'openai' ? openaiEvents(reply, created, includeUsage) : anthropicEvents(reply));
     const plainBody = () => JSON.stringify(api === 'openai' ? openaiCompletion(reply, created) : anthropicMessage(reply));
     const requestIdHeader = api === 'openai' ? 'x-request-id' : 'request-id';

@@ -1,0 +1,168 @@
+/**
+ * The OpenAI adapter (Chat Completions API), and the base of `openai-compatible` (vLLM, Ollama,
+ * TGI), which differs in three ways handled here: auth is optional, usage may be missing (we
+ * count the tokens ourselves), and the output cap is `max_tokens` rather than OpenAI's
+ * `max_completion_tokens`.
+ */
+import { ProviderError, type CallOptions, type ChatCompletion, type ChatCompletionChunk, type ChatRequest, type ProviderAdapter, type ProviderConfig, type Usage } from '../../types';
+import { parseSse } from '../sse';
+import { contentText, countPromptTokens, countTextTokens } from '../tokens';
+import { ProviderTransport, errorFromResponse, isEventStream, readJson, transportError, type ProviderResponse } from '../transport';
+
+/** Options of {@link createOpenAIAdapter}. */
+export interface OpenAIAdapterOptions {
+  /** Which flavour of the API. @default 'openai' */
+  type?: 'openai' | 'openai-compatible';
+  /** The transport (pools) to use. @default a transport of its own */
+  transport?: ProviderTransport;
+}
+
+/** Request fields that are promptmesh's own and never go upstream. */
+const PROMPTMESH_FIELDS = new Set(['prompt', 'session_id']);
+
+/**
+ * The body sent upstream. Streams always ask for usage (`stream_options.include_usage`), so the
+ * last chunk can carry it whatever the client asked.
+ */
+export function toOpenAIBody(request: ChatRequest, type: 'openai' | 'openai-compatible', stream: boolean): Record<string, unknown> {
+  const body: Record<string, unknown> = {};
+  for (const key of Object.keys(request)) {
+    if (!PROMPTMESH_FIELDS.has(key) && request[key] !== undefined) body[key] = request[key];
+  }
+  body.stream = stream;
+  if (stream) body.stream_options = { ...request.stream_options, include_usage: true };
+  else delete body.stream_options;
+  if (type === 'openai') {
+    // OpenAI deprecated max_tokens (its reasoning models reject it): send max_completion_tokens.
+    if (body.max_tokens !== undefined) {
+      if (body.max_completion_tokens === undefined) body.max_completion_tokens = body.max_tokens;
+      delete body.max_tokens;
+    }
+  } else if (body.max_completion_tokens !== undefined) {
+    // vLLM, Ollama and TGI know max_tokens.
+    if (body.max_tokens === undefined) body.max_tokens = body.max_completion_tokens;
+    delete body.max_completion_tokens;
+  }
+  return body;
+}
+
+function authHeaders(provider: ProviderConfig): Record<string, string> {
+  return provider.apiKey ? { authorization: `Bearer ${provider.apiKey}` } : {};
+}
+
+function fallbackId(): string {
+  return `chatcmpl-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 10)}`;
+}
+
+function isUsage(u: unknown): u is Usage {
+  return !!u && typeof (u as Usage).prompt_tokens === 'number' && typeof (u as Usage).completion_tokens === 'number';
+}
+
+function countedUsage(request: ChatRequest, completionText: string): Usage {
+  const prompt = countPromptTokens(request.messages);
+  const completion = countTextTokens(completionText);
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+}
+
+/** Normalises a `chat.completion` body; anything without choices is `malformed`. */
+function toCompletion(provider: ProviderConfig, request: ChatRequest, body: any): ChatCompletion {
+  if (!body || typeof body !== 'object' || !Array.isArray(body.choices)) {
+    throw new ProviderError('malformed', `${provider.name}: response has no choices`);
+  }
+  let usage: Usage;
+  if (isUsage(body.usage)) {
+    usage = { ...body.usage, total_tokens: body.usage.total_tokens ?? body.usage.prompt_tokens + body.usage.completion_tokens };
+  } else {
+    usage = countedUsage(request, body.choices.map((c: any) => contentText(c?.message?.content)).join(''));
+  }
+  return {
+    ...body,
+    id: typeof body.id === 'string' ? body.id : fallbackId(),
+    object: 'chat.completion',
+    created: typeof body.created === 'number' ? body.created : Math.floor(Date.now() / 1000),
+    model: typeof body.model === 'string' ? body.model : request.model,
+    usage,
+  };
+}
+
+/** Turns an upstream event stream into canonical chunks; the last one carries usage. */
+async function* openaiChunks(provider: ProviderConfig, request: ChatRequest, res: ProviderResponse, signal?: AbortSignal): AsyncGenerator<ChatCompletionChunk> {
+  let done = false;
+  let finished = false;
+  let usage: Usage | undefined;
+  let text = '';
+  let id: string | undefined;
+  let created = Math.floor(Date.now() / 1000);
+  let model = request.model;
+  try {
+    for await (const ev of parseSse(res.body)) {
+      // Read on to the end of the body after [DONE]: leaving early would destroy the body and,
+      // with it, the keep-alive connection.
+      if (done) continue;
+      if (ev.data === '[DONE]') {
+        done = true;
+        continue;
+      }
+      let chunk: any;
+      try {
+        chunk = JSON.parse(ev.data);
+      } catch {
+        throw new ProviderError('malformed', `${provider.name}: stream event is not valid JSON`);
+      }
+      if (chunk?.error) {
+        const message = typeof chunk.error === 'string' ? chunk.error : chunk.error.message;
+        throw new ProviderError('server', `${provider.name}: error in stream: ${String(message ?? 'unknown').slice(0, 500)}`);
+      }
+      if (!chunk || typeof chunk !== 'object' || !Array.isArray(chunk.choices)) {
+        throw new ProviderError('malformed', `${provider.name}: stream event has no choices`);
+      }
+      id ??= typeof chunk.id === 'string' ? chunk.id : fallbackId();
+      if (typeof chunk.created === 'number') created = chunk.created;
+      if (typeof chunk.model === 'string') model = chunk.model;
+      for (const choice of chunk.choices) {
+        const delta = choice?.delta;
+        if (typeof delta?.content === 'string') text += delta.content;
+        if (Array.isArray(delta?.tool_calls)) for (const tc of delta.tool_calls) text += tc?.function?.arguments ?? '';
+        if (choice?.finish_reason) finished = true;
+      }
+      if (isUsage(chunk.usage)) usage = chunk.usage;
+      yield { ...chunk, id, object: 'chat.completion.chunk', created, model };
+    }
+  } catch (err) {
+    if (!done) throw transportError(provider, err, signal);
+  } finally {
+    if (!done) res.body.destroy();
+  }
+  if (!done && !finished) throw new ProviderError('connection', `${provider.name}: stream ended before it finished`);
+  if (!usage) {
+    // Some OpenAI-compatible servers send no usage in streams: count it and send it last.
+    yield { id: id ?? fallbackId(), object: 'chat.completion.chunk', created, model, choices: [], usage: countedUsage(request, text) };
+  }
+}
+
+/** Creates an adapter for the OpenAI API or an OpenAI-compatible server. */
+export function createOpenAIAdapter(options: OpenAIAdapterOptions = {}): ProviderAdapter {
+  const type = options.type ?? 'openai';
+  const transport = options.transport ?? new ProviderTransport();
+  return {
+    type,
+    async complete(provider: ProviderConfig, request: ChatRequest, call: CallOptions): Promise<ChatCompletion> {
+      const res = await transport.post(provider, '/chat/completions', toOpenAIBody(request, type, false), { ...authHeaders(provider), accept: 'application/json' }, call);
+      if (res.statusCode >= 400) throw await errorFromResponse(provider, res);
+      return toCompletion(provider, request, await readJson(provider, res, call.signal));
+    },
+    async stream(provider: ProviderConfig, request: ChatRequest, call: CallOptions): Promise<AsyncIterable<ChatCompletionChunk>> {
+      const res = await transport.post(provider, '/chat/completions', toOpenAIBody(request, type, true), { ...authHeaders(provider), accept: 'text/event-stream' }, call);
+      if (res.statusCode >= 400) throw await errorFromResponse(provider, res);
+      if (!isEventStream(res)) {
+        await res.body.dump().catch(() => undefined);
+        throw new ProviderError('malformed', `${provider.name}: expected an event stream, got '${res.headers['content-type'] ?? 'no content-type'}'`, res.statusCode);
+      }
+      return openaiChunks(provider, request, res, call.signal);
+    },
+    close: () => transport.close(),
+  };
+}
+
+/** The shared OpenAI adapter (its pools live until {@link ProviderAdapter.close}). */
+export const openaiAdapter: ProviderAdapter = createOpenAIAdapter({ type: 'openai' });

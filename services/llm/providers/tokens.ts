@@ -1,0 +1,36 @@
+/**
+ * Token counting for when a provider does not report usage (some OpenAI-compatible servers in
+ * streams, and the echo provider). Counts with gpt-tokenizer's `o200k_base` encoding (the
+ * GPT-4o family); for other model families it is an estimate of the same order, which is what
+ * accounting needs when the provider itself is silent.
+ */
+import { countTokens } from 'gpt-tokenizer';
+import type { ChatMessage, ContentPart } from '../types';
+
+/** The text of a message content: the string, or its text parts joined. */
+export function contentText(content: string | ContentPart[] | null | undefined): string {
+  if (typeof content === 'string') return content;
+  if (!Array.isArray(content)) return '';
+  let out = '';
+  for (const part of content) if (typeof part?.text === 'string') out += part.text;
+  return out;
+}
+
+/** Tokens in a piece of text. */
+export function countTextTokens(text: string): number {
+  return text.length === 0 ? 0 : countTokens(text);
+}
+
+/**
+ * Prompt tokens of a message list, the way OpenAI bills chat input: 3 tokens of framing per
+ * message, 1 more for a name, and 3 that prime the reply.
+ */
+export function countPromptTokens(messages: ChatMessage[]): number {
+  let n = 3;
+  for (const m of messages) {
+    n += 3 + countTextTokens(contentText(m.content));
+    if (m.name) n += 1 + countTextTokens(m.name);
+    if (m.tool_calls) for (const tc of m.tool_calls) n += countTextTokens(tc.function.name) + countTextTokens(tc.function.arguments) + 3;
+  }
+  return n;
+}
