@@ -3,16 +3,16 @@
  * prometheus-adapter, installed by the Pulumi program or by hand).
  */
 import { METRICS } from '../../contracts/index';
+import { DEFAULT_PROMETHEUS_SELECTOR_LABELS } from './data-store';
 
 /**
- * Label every ServiceMonitor (and PrometheusRule) of promptmesh carries. Prometheus must select
- * it: with kube-prometheus-stack set
- * `prometheus.prometheusSpec.serviceMonitorSelector.matchLabels` (and `ruleSelector`) to
- * `{ "promptmesh.io/monitor": "true" }`, or set `serviceMonitorSelectorNilUsesHelmValues: false`.
+ * Labels every ServiceMonitor and PrometheusRule of promptmesh carries by default, so that
+ * Prometheus selects them: kube-prometheus-stack's Prometheus selects `release: <its release
+ * name>` unless told otherwise, so install it as release `kube-prometheus-stack` (or set
+ * `serviceMonitorSelector`/`ruleSelector` to these labels, or pass other labels to the
+ * constructs). The same value as the data stores' `DEFAULT_PROMETHEUS_SELECTOR_LABELS`.
  */
-export const MONITOR_LABEL = 'promptmesh.io/monitor';
-/** Value of {@link MONITOR_LABEL}. */
-export const MONITOR_LABEL_VALUE = 'true';
+export const MONITOR_LABELS: Readonly<Record<string, string>> = DEFAULT_PROMETHEUS_SELECTOR_LABELS;
 
 /**
  * Port of the Istio agent in every meshed pod that serves the merged metrics (the app's

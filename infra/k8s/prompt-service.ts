@@ -6,8 +6,7 @@ import { canonicalJson, checkDnsLabel, checkLabels, imageVersion, MANAGED_BY, PA
 import {
   ISTIO_MERGED_METRICS_PATH,
   ISTIO_MERGED_METRICS_PORT,
-  MONITOR_LABEL,
-  MONITOR_LABEL_VALUE,
+  MONITOR_LABELS,
   REQUESTS_PER_SECOND_METRIC,
 } from './monitoring';
 import { CAPACITIES, type Capacity, placementFor } from './placement';
@@ -102,6 +101,19 @@ export interface SecretFile {
   readonly optional?: boolean;
 }
 
+/** One environment variable in Kubernetes' shape: a plain value, or a value from a Secret or ConfigMap key. */
+export interface EnvVar {
+  /** Variable name. */
+  readonly name: string;
+  /** Plain value (never a secret). */
+  readonly value?: string;
+  /** Where the value comes from instead. */
+  readonly valueFrom?: {
+    readonly secretKeyRef?: { readonly name?: string; readonly key: string; readonly optional?: boolean };
+    readonly configMapKeyRef?: { readonly name?: string; readonly key: string; readonly optional?: boolean };
+  };
+}
+
 /** How Prometheus scrapes the service's metrics. */
 export type MetricsScraping = 'istio-agent' | 'app';
 
@@ -192,6 +204,14 @@ export interface PromptServiceProps {
    */
   readonly secretEnvFrom?: { readonly name: string; readonly optional?: boolean }[];
   /**
+   * Environment variables in Kubernetes' own shape, placed after `env` and `secretEnv` in this
+   * order, so a value may use `$(VAR)` expansion of an earlier variable (e.g. a datastore's
+   * `clientEnv()`: a password from a Secret, then a URL made with `$(PASSWORD_VAR)`). A `value`
+   * may reference a secret only through `$(VAR)`; plain secrets are refused as in `env`.
+   * @default none
+   */
+  readonly envVars?: EnvVar[];
+  /**
    * Files from ConfigMaps; their content feeds the config checksum.
    * @default none
    */
@@ -227,7 +247,7 @@ export interface PromptServiceProps {
   readonly metricsScraping?: MetricsScraping;
   /**
    * Labels of the ServiceMonitor, which Prometheus' `serviceMonitorSelector` must match.
-   * @default { 'promptmesh.io/monitor': 'true' }
+   * @default MONITOR_LABELS ({ release: 'kube-prometheus-stack' })
    */
   readonly monitorLabels?: Record<string, string>;
   /**
@@ -242,7 +262,7 @@ export interface PromptServiceProps {
   readonly imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
 }
 
-const TRACK_SECRET_LIKE = /(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIALS?)$/i;
+const SECRET_LIKE_NAME = /(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIALS?)$/i;
 const URL_WITH_PASSWORD = /^[a-z][a-z0-9+.-]*:\/\/[^/@:\s]*:[^/@\s]+@/i;
 
 function int(value: number | undefined, fallback: number, prop: string, min: number, max: number): number {
@@ -340,7 +360,7 @@ export class PromptService extends Construct {
     if (!['Always', 'IfNotPresent', 'Never'].includes(pullPolicy)) {
       throw new Error(`'imagePullPolicy' must be one of Always, IfNotPresent, Never, got ${JSON.stringify(pullPolicy)}`);
     }
-    const monitorLabels = checkLabels(props.monitorLabels ?? { [MONITOR_LABEL]: MONITOR_LABEL_VALUE }, 'monitorLabels');
+    const monitorLabels = checkLabels({ ...(props.monitorLabels ?? MONITOR_LABELS) }, 'monitorLabels');
     const scrapeInterval = props.scrapeInterval ?? '30s';
     if (!/^\d+(ms|s|m)$/.test(scrapeInterval)) {
       throw new Error(`'scrapeInterval' must be a Prometheus duration such as "30s", got ${JSON.stringify(scrapeInterval)}`);
@@ -379,7 +399,7 @@ export class PromptService extends Construct {
     for (const [key, value] of Object.entries(props.env ?? {})) {
       checkEnvName(key, 'env');
       if (typeof value !== 'string') throw new Error(`'env.${key}' must be a string, got ${JSON.stringify(value)}`);
-      if (TRACK_SECRET_LIKE.test(key)) {
+      if (SECRET_LIKE_NAME.test(key)) {
         throw new Error(`'env.${key}' looks like a secret; pass it as 'secretEnv.${key}' (a Secret reference), never as a value`);
       }
       if (URL_WITH_PASSWORD.test(value)) {
@@ -396,6 +416,30 @@ export class PromptService extends Construct {
       }
       checkDnsSubdomain(ref.name, `secretEnv.${key}.name`);
     }
+    const envVars = props.envVars ?? [];
+    const seen = new Set([...Object.keys(env), ...Object.keys(secretEnv)]);
+    envVars.forEach((v, i) => {
+      checkEnvName(v?.name, `envVars[${i}].name`);
+      if (seen.has(v.name)) throw new Error(`'envVars[${i}]' sets ${v.name}, which is already set; set it once`);
+      seen.add(v.name);
+      const hasValue = v.value !== undefined;
+      const from = v.valueFrom?.secretKeyRef ?? v.valueFrom?.configMapKeyRef;
+      if (hasValue === (from !== undefined) || (v.valueFrom?.secretKeyRef && v.valueFrom?.configMapKeyRef)) {
+        throw new Error(`'envVars[${i}]' (${v.name}) must have exactly one of 'value', 'valueFrom.secretKeyRef', 'valueFrom.configMapKeyRef'`);
+      }
+      if (hasValue) {
+        if (typeof v.value !== 'string') throw new Error(`'envVars[${i}].value' must be a string`);
+        const unexpanded = v.value.replace(/\$\([A-Za-z_][A-Za-z0-9_]*\)/g, '');
+        if (SECRET_LIKE_NAME.test(v.name) && unexpanded === v.value) {
+          throw new Error(`'envVars[${i}]' (${v.name}) looks like a secret; take it from a Secret (valueFrom.secretKeyRef), never as a value`);
+        }
+        if (URL_WITH_PASSWORD.test(v.value) && !/:\/\/[^/@:\s]*:\$\([A-Za-z_][A-Za-z0-9_]*\)@/.test(v.value)) {
+          throw new Error(`'envVars[${i}]' (${v.name}) holds a URL with a password; put the password in a Secret and use $(VAR) expansion`);
+        }
+      } else {
+        checkDnsSubdomain(from!.name, `envVars[${i}].valueFrom.name`);
+      }
+    });
     const secretEnvFrom = props.secretEnvFrom ?? [];
     secretEnvFrom.forEach((s, i) => checkDnsSubdomain(s?.name, `secretEnvFrom[${i}].name`));
     const configFiles = props.configFiles ?? [];
@@ -424,6 +468,7 @@ export class PromptService extends Construct {
         canonicalJson({
           env,
           secretEnv,
+          envVars,
           secretEnvFrom,
           configFiles: configFiles.map((f) => ({ ...f })),
           secretFiles,
@@ -516,6 +561,7 @@ export class PromptService extends Construct {
         name,
         valueFrom: { secretKeyRef: { name: ref.name, key: ref.key, optional: ref.optional ?? false } },
       })),
+      ...envVars.map((v) => JSON.parse(JSON.stringify(v)) as Record<string, unknown>),
     ];
 
     const deployments: ApiObject[] = [];

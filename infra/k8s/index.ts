@@ -1,0 +1,14 @@
+/**
+ * promptmesh's cdk8s constructs (`promptmesh/k8s`): the whole in-cluster topology as typed,
+ * secure-by-default constructs. See docs/k8s.md.
+ */
+export * from './prompt-system';
+export * from './prompt-service';
+export * from './mesh';
+export * from './network-policies';
+export * from './redis';
+export * from './postgres';
+export * from './placement';
+export * from './monitoring';
+export * from './resources';
+export { TRACK_LABEL, PART_OF } from './labels';
