@@ -119,6 +119,11 @@ describe('context HTTP API (standalone Redis, real sockets)', () => {
     expect(byTokens.body.messages.map((m: { id: string }) => m.id)).toEqual(['req1:assistant']);
     expect(byTokens.body.window_tokens).toBe(budget);
 
+    const metrics = await (await request(`${svc.base}/metrics`)).body.text();
+    expect(metrics).toContain('promptmesh_context_messages_total{result="stored"} 2');
+    expect(metrics).toContain('promptmesh_context_messages_total{result="duplicate"} 2');
+    expect(metrics).toMatch(/promptmesh_context_operations_total\{operation="append",outcome="ok"\} 2\n/);
+
     const deleted = await http(svc.base, 'DELETE', '/v1/sessions/api-1');
     expect(deleted.status).toBe(204);
     expect((await http(svc.base, 'GET', path)).body).toMatchObject({ messages: [], total_messages: 0 });
@@ -241,6 +246,9 @@ describe('context while Redis is down', () => {
     await expect(svc.service.core.read('outage-1')).rejects.toBeInstanceOf(ContextUnavailableError);
     const viaClient = createContextHttpClient({ baseUrl: svc.base });
     await expect(viaClient.append('outage-1', [{ role: 'user', content: 'x' }])).rejects.toBeInstanceOf(ContextUnavailableError);
+
+    const metrics = await (await request(`${svc.base}/metrics`)).body.text();
+    expect(metrics).toMatch(/promptmesh_context_operations_total\{operation="read",outcome="unavailable"\} [1-9]/);
 
     await redis.restart();
     await waitFor(async () => (await http(svc.base, 'GET', '/readyz')).status === 200, 30_000, 'readyz after restart');

@@ -1,6 +1,9 @@
-import { afterAll, beforeAll } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Cluster } from 'ioredis';
-import { createRedis, type RedisClient } from '../kit';
+import { closeRedis, createRedis, readConfig, waitForRedis, type RedisClient } from '../kit';
+import { buildProcess } from '../process';
+import { waitFor } from '../../test/support/net';
+import { uniquePrefix } from '../../test/support/redis';
 import { startRedisCluster, type TestRedisCluster } from '../../test/support/redis-cluster';
 import { describeContextCore } from './core.suite';
 
@@ -29,3 +32,46 @@ describeContextCore('a 3-master Redis Cluster', () => ({
   connect: () => createRedis({ redisUrl: 'redis://unused', redisClusterNodes: cluster.nodes }, 'context-cluster-test'),
   cleanup: deleteEverywhere,
 }));
+
+describe('context service configured with REDIS_CLUSTER_NODES', () => {
+  it('serves the HTTP API on the cluster, ready when the cluster answers', async () => {
+    const prefix = uniquePrefix('ctxclu');
+    const proc = await buildProcess(readConfig({ SERVICE: 'context', REDIS_CLUSTER_NODES: cluster.nodesEnv, REDIS_KEY_PREFIX: prefix, LOG_LEVEL: 'silent' }));
+    try {
+      await waitFor(async () => (await proc.app.inject({ method: 'GET', url: '/readyz' })).statusCode === 200, 15_000, 'readyz');
+      // Sessions spread over the masters; each one's keys stay in one slot.
+      for (let i = 0; i < 12; i++) {
+        const res = await proc.app.inject({
+          method: 'POST',
+          url: `/v1/sessions/cluster-${i}/messages`,
+          payload: { messages: [{ id: 'a', role: 'user', content: `hi ${i}` }, { id: 'b', role: 'assistant', content: 'hello' }] },
+        });
+        expect(res.statusCode, res.body).toBe(201);
+        const again = await proc.app.inject({ method: 'POST', url: `/v1/sessions/cluster-${i}/messages`, payload: { messages: [{ id: 'b', role: 'assistant', content: 'hello' }] } });
+        expect(again.json().duplicates).toEqual(['b']);
+        const read = await proc.app.inject({ method: 'GET', url: `/v1/sessions/cluster-${i}/messages?max_messages=1` });
+        expect(read.json().messages.map((m: { content: string }) => m.content)).toEqual(['hello']);
+      }
+      // The sessions really landed on more than one master, each with all three keys together.
+      const probe = createRedis({ redisUrl: 'redis://unused', redisClusterNodes: cluster.nodes }, 'probe');
+      try {
+        expect(await waitForRedis(probe, 15_000)).toBe(true);
+        let mastersWithKeys = 0;
+        for (const node of (probe as Cluster).nodes('master')) {
+          const keys = await node.keys(`${prefix}*`);
+          if (keys.length > 0) mastersWithKeys++;
+          expect(keys.length % 3).toBe(0);
+        }
+        expect(mastersWithKeys).toBeGreaterThan(1);
+      } finally {
+        await closeRedis(probe);
+      }
+      for (let i = 0; i < 12; i++) {
+        expect((await proc.app.inject({ method: 'DELETE', url: `/v1/sessions/cluster-${i}` })).statusCode).toBe(204);
+        expect((await proc.app.inject({ method: 'GET', url: `/v1/sessions/cluster-${i}/messages` })).json().total_messages).toBe(0);
+      }
+    } finally {
+      await proc.app.close();
+    }
+  });
+});

@@ -1,11 +1,13 @@
 import type { ServiceName } from '../../contracts';
 import { closeRedis, createRedis, waitForRedis, type RedisClient, type ServiceContext, type ServiceInstance } from '../kit';
 import { checkContextSettings, readContextSettings, type ContextSettings } from './config';
+import { createContextMetrics } from './metrics';
 import { contextRoutes } from './routes';
 import { RedisContextStore, type ContextCore } from './store';
 
 export { CONTEXT_ENV, checkContextSettings, readContextSettings, type ContextSettings } from './config';
 export { createContextHttpClient, type ContextHttpClientOptions } from './client';
+export { CONTEXT_METRICS, createContextMetrics, type ContextMetrics } from './metrics';
 export {
   MESSAGE_OVERHEAD_TOKENS,
   MESSAGE_ROLES,
@@ -74,7 +76,8 @@ export async function createContextService(
   // Give a fresh connection a moment so the first requests do not meet a cold client; if
   // Redis is down at start we still start (readiness fails, requests answer 503 until it is back).
   if (ownsRedis && !(await waitForRedis(redis, 2_000))) ctx.logger.warn('context: Redis not reachable at start; retrying in the background');
-  const core = new RedisContextStore({ redis, keyPrefix: ctx.config.redisKeyPrefix, settings });
+  const metrics = createContextMetrics(ctx.metrics.registry);
+  const core = new RedisContextStore({ redis, keyPrefix: ctx.config.redisKeyPrefix, settings, metrics });
   return {
     name: 'context',
     core,

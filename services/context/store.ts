@@ -10,6 +10,7 @@ import {
   type ContextMessageInput,
   type StoredMessage,
 } from './messages';
+import type { ContextMetrics } from './metrics';
 import { APPEND_LUA, READ_LUA } from './scripts';
 
 /** Bounds of a read; each defaults from the service's settings. */
@@ -110,6 +111,11 @@ export interface RedisContextStoreOptions {
   /** Prefix of every key (`REDIS_KEY_PREFIX`). */
   keyPrefix: string;
   settings: ContextSettings;
+  /**
+   * Counters to record operations and messages on.
+   * @default none (nothing recorded)
+   */
+  metrics?: ContextMetrics;
 }
 
 /** {@link ContextCore} on Redis: one Lua script per append and per read. */
@@ -118,10 +124,12 @@ export class RedisContextStore implements ContextCore {
   private readonly keyPrefix: string;
   private readonly settings: ContextSettings;
   private readonly validateAppend: AppendValidator;
+  private readonly metrics: ContextMetrics | undefined;
 
   constructor(options: RedisContextStoreOptions) {
     this.keyPrefix = options.keyPrefix;
     this.settings = options.settings;
+    this.metrics = options.metrics;
     this.validateAppend = createAppendValidator(options.settings);
     const redis = options.redis as RedisClient & Partial<ContextCommands>;
     if (typeof redis.pmContextAppend !== 'function') redis.defineCommand('pmContextAppend', { numberOfKeys: 3, lua: APPEND_LUA });
@@ -135,7 +143,37 @@ export class RedisContextStore implements ContextCore {
     return [`${base}:msgs`, `${base}:ids`, `${base}:meta`];
   }
 
-  async read(sessionId: string, options: ContextReadOptions = {}): Promise<ContextWindow> {
+  read(sessionId: string, options: ContextReadOptions = {}): Promise<ContextWindow> {
+    return this.observe('read', () => this.readWindow(sessionId, options));
+  }
+
+  append(sessionId: string, messages: ContextMessageInput[]): Promise<AppendResult> {
+    return this.observe('append', async () => {
+      const result = await this.appendMessages(sessionId, messages);
+      this.metrics?.messages.inc({ result: 'stored' }, result.stored.length);
+      this.metrics?.messages.inc({ result: 'duplicate' }, result.duplicates.length);
+      this.metrics?.messages.inc({ result: 'trimmed' }, result.trimmed);
+      return result;
+    });
+  }
+
+  delete(sessionId: string): Promise<void> {
+    return this.observe('delete', () => this.deleteSession(sessionId));
+  }
+
+  private async observe<T>(operation: string, run: () => Promise<T>): Promise<T> {
+    try {
+      const result = await run();
+      this.metrics?.operations.inc({ operation, outcome: 'ok' });
+      return result;
+    } catch (err) {
+      const outcome = err instanceof ContextUnavailableError ? 'unavailable' : err instanceof ApiError && err.statusCode < 500 ? 'invalid' : 'error';
+      this.metrics?.operations.inc({ operation, outcome });
+      throw err;
+    }
+  }
+
+  private async readWindow(sessionId: string, options: ContextReadOptions): Promise<ContextWindow> {
     checkSessionId(sessionId);
     const maxMessages = Math.min(bound(options.maxMessages, 'max_messages', this.settings.maxMessages), this.settings.maxMessages);
     const maxTokens = bound(options.maxTokens, 'max_tokens', this.settings.defaultMaxTokens);
@@ -156,7 +194,7 @@ export class RedisContextStore implements ContextCore {
     };
   }
 
-  async append(sessionId: string, messages: ContextMessageInput[]): Promise<AppendResult> {
+  private async appendMessages(sessionId: string, messages: ContextMessageInput[]): Promise<AppendResult> {
     checkSessionId(sessionId);
     this.validateAppend({ messages });
     const now = new Date().toISOString();
@@ -185,7 +223,7 @@ export class RedisContextStore implements ContextCore {
     };
   }
 
-  async delete(sessionId: string): Promise<void> {
+  private async deleteSession(sessionId: string): Promise<void> {
     checkSessionId(sessionId);
     try {
       await this.redis.del(...this.keys(sessionId));
