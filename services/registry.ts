@@ -16,7 +16,7 @@ export const SERVICE_FACTORIES: Partial<Record<ServiceName, () => Promise<Servic
   // One line per service: name: async () => (await import('./<name>')).create<Name>Service,
   llm: async () => (await import('./llm/index.js')).createLlmService,
   router: async () => (await import('./router')).createRouterService,
-  templates: async () => (await import('./templates')).createTemplatesService,
+  templates: async () => (await import('./templates/index.js')).createTemplatesService,
   context: async () => (await import('./context/index.js')).createContextService,
 };
 
