@@ -94,6 +94,25 @@ export function describeContextCore(label: string, target: () => CoreSuiteTarget
       expect((await store({ maxMessages: 4, dedupeWindow: 10 }).read(id)).messages.map((m) => m.id)).toEqual(['a-6', 'a-7', 'a-8', 'a-9']);
     });
 
+    it('windows long sessions exactly (the read walks back in chunks)', async () => {
+      const s = store();
+      const id = session();
+      for (let b = 0; b < 5; b++) await s.append(id, msgs(20, `L${b}`));
+      const all = (await s.read(id, { maxMessages: 1_000 })).messages.map((m) => m.id);
+      expect(all).toHaveLength(100);
+      for (const k of [1, 31, 32, 33, 64, 70, 99, 100]) {
+        const w = await s.read(id, { maxMessages: k });
+        expect(w.messages.map((m) => m.id)).toEqual(all.slice(100 - k));
+      }
+      // A budget that runs out in the third chunk.
+      const full = await s.read(id, { maxMessages: 1_000 });
+      const last75 = full.messages.slice(25);
+      const budget = last75.reduce((a, m) => a + m.tokens, 0);
+      const w = await s.read(id, { maxTokens: budget });
+      expect(w.messages.map((m) => m.id)).toEqual(last75.map((m) => m.id));
+      expect(w.window_tokens).toBe(budget);
+    });
+
     it('windows by token budget: contiguous from the newest, never over budget', async () => {
       const s = store();
       const id = session();

@@ -82,15 +82,26 @@ local maxTokens = tonumber(ARGV[3])
 local total = tonumber(redis.call('HGET', KEYS[3], 'tokens') or '0')
 local out = { len, total, 0 }
 if maxMessages == 0 then return out end
-local entries = redis.call('LRANGE', KEYS[1], -maxMessages, -1)
+-- Walk back from the newest in chunks, so a tight token budget never loads the whole list.
 local used = 0
-for i = #entries, 1, -1 do
-  local e = entries[i]
-  local sp = string.find(e, ' ', 1, true)
-  local t = tonumber(string.sub(e, 1, sp - 1))
-  if used + t > maxTokens then break end
-  used = used + t
-  out[#out + 1] = string.sub(e, sp + 1)
+local fetched = 0
+local full = false
+while not full and fetched < maxMessages do
+  local take = math.min(32, maxMessages - fetched)
+  local entries = redis.call('LRANGE', KEYS[1], -(fetched + take), -(fetched + 1))
+  for i = #entries, 1, -1 do
+    local e = entries[i]
+    local sp = string.find(e, ' ', 1, true)
+    local t = tonumber(string.sub(e, 1, sp - 1))
+    if used + t > maxTokens then
+      full = true
+      break
+    end
+    used = used + t
+    out[#out + 1] = string.sub(e, sp + 1)
+  end
+  fetched = fetched + #entries
+  if #entries < take then break end
 end
 out[3] = used
 return out
