@@ -1,7 +1,7 @@
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, createLogger } from '../kit';
@@ -152,7 +152,7 @@ describe('parseSse', () => {
     const text = 'data: {"a":1}\n\n: comment\n\ndata: {"b":\ndata: 2}\r\n\r\ndata: [DONE]\n\n';
     const pieces = text.match(/[\s\S]{1,3}/g)!.map((s) => Buffer.from(s));
     const out: string[] = [];
-    for await (const d of parseSse(pieces)) out.push(d);
+    for await (const d of parseSse(Readable.from(pieces))) out.push(d);
     expect(out).toEqual(['{"a":1}', '{"b":\n2}', '[DONE]']);
   });
 });

@@ -1,6 +1,6 @@
 import { Gauge } from 'prom-client';
 import { METRICS, templateChangesChannel } from '../../contracts';
-import { badRequest, closeRedis, notFound, type Logger, type RedisClient } from '../kit';
+import { badRequest, closeRedis, notFound, waitForRedis, type Logger, type RedisClient } from '../kit';
 import { compileTemplate, pickVersion, type CompiledTemplate, type SplitEntry } from '../kit/template-syntax';
 import type { TemplateChange, TemplateVersion } from '../templates/types';
 import type { TemplatesClient } from './clients';
@@ -111,15 +111,19 @@ export class TemplateCache {
           this.options.logger.warn({ channel }, 'template cache: ignoring a malformed change notice');
         }
       });
-      // A reconnect after an outage re-subscribes (ioredis does), and what was published
-      // meanwhile is caught up at once rather than at the next reconcile.
+      // Subscribe on every (re)connect: the client queues nothing while disconnected, and
+      // what was published meanwhile is caught up at once rather than at the next reconcile.
+      const subscribe = () =>
+        subscriber.subscribe(channel).catch((err: Error) => {
+          this.options.logger.warn({ err: err.message }, 'template cache: cannot subscribe to change notices yet; relying on the reconcile loop');
+        });
       subscriber.on('ready', () => {
+        if (this.closed) return;
+        void subscribe();
         if (this.warm) void this.reconcile();
       });
       subscriber.on('error', () => undefined);
-      await subscriber.subscribe(channel).catch((err: Error) => {
-        this.options.logger.warn({ err: err.message }, 'template cache: cannot subscribe to change notices yet; relying on the reconcile loop');
-      });
+      if (await waitForRedis(subscriber, 2_000)) await subscribe();
     }
     await this.warmUp().catch((err: Error) => {
       this.options.logger.warn({ err: err.message }, 'template cache: warm-up failed; will retry');
