@@ -3,12 +3,14 @@
  * provider type touches its folder and one line here.
  */
 import { PROVIDER_TYPES, type ProviderAdapter, type ProviderType } from '../types';
+import { anthropicAdapter } from './anthropic';
 import { echoAdapter } from './echo';
 import { openaiAdapter } from './openai';
 import { openaiCompatibleAdapter } from './openai-compatible';
 
-const ADAPTERS: Partial<Record<ProviderType, ProviderAdapter>> = {
+const ADAPTERS: Record<ProviderType, ProviderAdapter> = {
   openai: openaiAdapter,
+  anthropic: anthropicAdapter,
   'openai-compatible': openaiCompatibleAdapter,
   echo: echoAdapter,
 };
@@ -22,8 +24,9 @@ export function getAdapter(type: ProviderType): ProviderAdapter {
 
 /** Closes every adapter's connection pools (the adapters stay usable; pools reopen on demand). */
 export async function closeAdapters(): Promise<void> {
-  await Promise.all(Object.values(ADAPTERS).map((a) => a?.close?.()));
+  await Promise.all(Object.values(ADAPTERS).map((a) => a.close?.()));
 }
 
 export { ProviderTransport, retryAfterMs, kindOfStatus } from './transport';
 export { createOpenAIAdapter } from './openai';
+export { createAnthropicAdapter } from './anthropic';

@@ -1,0 +1,198 @@
+// The Anthropic adapter: the request translation, and round trips against the fake provider
+// over real sockets, with the official SDK as the reference for the wire format.
+import Anthropic from '@anthropic-ai/sdk';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { fakeProviderConfig } from '../../../../test/fake-provider/provider-config';
+import { startFakeProvider, type FakeProvider } from '../../../../test/fake-provider/server';
+import { ProviderError, type ChatCompletionChunk, type ChatRequest, type ProviderAdapter, type ProviderConfig } from '../../types';
+import { DEFAULT_MAX_TOKENS, createAnthropicAdapter, toAnthropicBody } from '.';
+
+let fake: FakeProvider;
+let adapter: ProviderAdapter;
+let provider: ProviderConfig;
+
+beforeAll(async () => {
+  fake = await startFakeProvider({ anthropicApiKey: 'ak-live' });
+  adapter = createAnthropicAdapter();
+  provider = fakeProviderConfig(fake, 'anthropic', { apiKey: 'ak-live' });
+});
+afterAll(async () => {
+  await adapter.close?.();
+  await fake.close();
+});
+afterEach(() => fake.reset());
+
+const request = (content: string, extra: Partial<ChatRequest> = {}): ChatRequest => ({ model: 'claude-haiku-4-5', messages: [{ role: 'user', content }], ...extra });
+
+async function collect(it: AsyncIterable<ChatCompletionChunk>): Promise<ChatCompletionChunk[]> {
+  const out: ChatCompletionChunk[] = [];
+  for await (const c of it) out.push(c);
+  return out;
+}
+
+describe('request translation', () => {
+  it('pulls system messages out, merges same-role neighbours, and maps the parameters', () => {
+    const body = toAnthropicBody(
+      {
+        model: 'claude-haiku-4-5',
+        messages: [
+          { role: 'system', content: 'You are terse.' },
+          { role: 'user', content: 'one' },
+          { role: 'user', content: [{ type: 'text', text: 'two' }] },
+          { role: 'developer', content: 'Answer in English.' },
+          { role: 'assistant', content: 'ok' },
+          { role: 'user', content: 'three' },
+        ],
+        temperature: 1.7,
+        top_p: 0.9,
+        stop: 'END',
+        user: 'u-1',
+      },
+      false,
+    );
+    expect(body).toEqual({
+      model: 'claude-haiku-4-5',
+      max_tokens: DEFAULT_MAX_TOKENS,
+      system: 'You are terse.\n\nAnswer in English.',
+      messages: [
+        { role: 'user', content: [{ type: 'text', text: 'one' }, { type: 'text', text: 'two' }] },
+        { role: 'assistant', content: [{ type: 'text', text: 'ok' }] },
+        { role: 'user', content: [{ type: 'text', text: 'three' }] },
+      ],
+      temperature: 1,
+      top_p: 0.9,
+      stop_sequences: ['END'],
+      metadata: { user_id: 'u-1' },
+    });
+    expect(toAnthropicBody(request('x', { max_tokens: 10, max_completion_tokens: 20 }), true)).toMatchObject({ max_tokens: 20, stream: true });
+  });
+
+  it('translates tools, tool calls and tool results', () => {
+    const body = toAnthropicBody(
+      {
+        model: 'c',
+        messages: [
+          { role: 'user', content: 'weather in Oslo?' },
+          { role: 'assistant', content: null, tool_calls: [{ id: 'toolu_1', type: 'function', function: { name: 'weather', arguments: '{"city":"Oslo"}' } }] },
+          { role: 'tool', tool_call_id: 'toolu_1', content: 'rain' },
+        ],
+        tools: [{ type: 'function', function: { name: 'weather', description: 'forecast', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }],
+        tool_choice: { type: 'function', function: { name: 'weather' } },
+      },
+      false,
+    );
+    expect(body.messages).toEqual([
+      { role: 'user', content: [{ type: 'text', text: 'weather in Oslo?' }] },
+      { role: 'assistant', content: [{ type: 'tool_use', id: 'toolu_1', name: 'weather', input: { city: 'Oslo' } }] },
+      { role: 'user', content: [{ type: 'tool_result', tool_use_id: 'toolu_1', content: 'rain' }] },
+    ]);
+    expect(body.tools).toEqual([{ name: 'weather', description: 'forecast', input_schema: { type: 'object', properties: { city: { type: 'string' } } } }]);
+    expect(body.tool_choice).toEqual({ type: 'tool', name: 'weather' });
+  });
+
+  it('refuses what Anthropic cannot take, as bad_request, before any network call', async () => {
+    const onlySystem = await adapter.complete(provider, { model: 'c', messages: [{ role: 'system', content: 'x' }] }, {}).catch((e: unknown) => e);
+    expect(onlySystem).toBeInstanceOf(ProviderError);
+    expect(onlySystem).toMatchObject({ kind: 'bad_request', retryable: false });
+    const badArgs = () =>
+      toAnthropicBody({ model: 'c', messages: [{ role: 'assistant', content: null, tool_calls: [{ id: 'a', type: 'function', function: { name: 'f', arguments: '{' } }] }] }, false);
+    expect(badArgs).toThrow(/messages\[0\]\.tool_calls\[0\]\.function\.arguments/);
+    expect(fake.requests).toHaveLength(0);
+  });
+});
+
+describe('anthropic adapter', () => {
+  it('round-trips a plain message as a chat.completion with usage', async () => {
+    const res = await adapter.complete(provider, request('hello world', { messages: [{ role: 'system', content: 'be nice' }, { role: 'user', content: 'hello world' }] }), {});
+    expect(res).toMatchObject({ object: 'chat.completion', model: 'claude-haiku-4-5', choices: [{ message: { role: 'assistant', content: 'echo: hello world' }, finish_reason: 'stop' }] });
+    expect(res.id).toMatch(/^msg_/);
+    expect(res.usage.completion_tokens).toBe(3);
+    expect(res.usage.prompt_tokens).toBeGreaterThan(0);
+    expect(res.usage.total_tokens).toBe(res.usage.prompt_tokens + 3);
+    const sent = fake.requests[0];
+    expect(sent.path).toBe('/v1/messages');
+    expect(sent.headers['x-api-key']).toBe('ak-live');
+    expect(sent.headers['anthropic-version']).toBe('2023-06-01');
+    expect(sent.body).toMatchObject({ system: 'be nice', max_tokens: DEFAULT_MAX_TOKENS });
+  });
+
+  it('turns the event stream into OpenAI chunks: role first, text deltas, finish and usage last', async () => {
+    const chunks = await collect(await adapter.stream(provider, request('a b c'), {}));
+    expect(chunks[0].choices[0].delta).toEqual({ role: 'assistant', content: '' });
+    expect(chunks.map((c) => c.choices[0]?.delta.content ?? '').join('')).toBe('echo: a b c');
+    const last = chunks[chunks.length - 1];
+    expect(last.choices[0]).toMatchObject({ delta: {}, finish_reason: 'stop' });
+    expect(last.usage).toMatchObject({ completion_tokens: 4 });
+    expect(last.usage!.prompt_tokens).toBeGreaterThan(0);
+    expect(chunks.every((c) => c.object === 'chat.completion.chunk' && c.id === chunks[0].id && c.id.startsWith('msg_'))).toBe(true);
+    expect(fake.requests[0].body).toMatchObject({ stream: true });
+  });
+
+  it('maps max_tokens to length and stop sequences to stop, plain and streaming', async () => {
+    fake.setBehavior({ reply: { text: 'one two three four five' } });
+    const cut = await adapter.complete(provider, request('x', { max_tokens: 2 }), {});
+    expect(cut.choices[0]).toMatchObject({ finish_reason: 'length', message: { content: 'one two' } });
+    const streamed = await collect(await adapter.stream(provider, request('x', { max_completion_tokens: 3 }), {}));
+    expect(streamed[streamed.length - 1].choices[0].finish_reason).toBe('length');
+    expect(streamed[streamed.length - 1].usage?.completion_tokens).toBe(3);
+    const stopped = await adapter.complete(provider, request('x', { stop: [' four'] }), {});
+    expect(stopped.choices[0]).toMatchObject({ finish_reason: 'stop', message: { content: 'one two three' } });
+    expect(fake.requests[2].body).toMatchObject({ stop_sequences: [' four'] });
+  });
+
+  it('maps tool_use to tool_calls, plain and streaming', async () => {
+    fake.setBehavior({ reply: { toolCall: { name: 'weather', arguments: { city: 'Oslo', days: 3 } } } });
+    const tools = [{ type: 'function', function: { name: 'weather', parameters: { type: 'object' } } }];
+    const res = await adapter.complete(provider, request('?', { tools }), {});
+    expect(res.choices[0].finish_reason).toBe('tool_calls');
+    expect(res.choices[0].message.content).toBeNull();
+    expect(res.choices[0].message.tool_calls).toEqual([{ id: expect.stringMatching(/^toolu_/), type: 'function', function: { name: 'weather', arguments: '{"city":"Oslo","days":3}' } }]);
+
+    const chunks = await collect(await adapter.stream(provider, request('?', { tools }), {}));
+    const calls = chunks.flatMap((c) => c.choices[0]?.delta.tool_calls ?? []);
+    expect(calls[0]).toMatchObject({ index: 0, id: expect.stringMatching(/^toolu_/), type: 'function', function: { name: 'weather', arguments: '' } });
+    expect(JSON.parse(calls.map((c) => c.function?.arguments ?? '').join(''))).toEqual({ city: 'Oslo', days: 3 });
+    expect(chunks[chunks.length - 1].choices[0].finish_reason).toBe('tool_calls');
+  });
+
+  it('sends the body the official SDK sends for the same conversation, and agrees with its reading', async () => {
+    const sdk = new Anthropic({ apiKey: 'ak-live', baseURL: fake.url, maxRetries: 0 });
+    const viaSdk = await sdk.messages.create({
+      model: 'claude-haiku-4-5',
+      max_tokens: 64,
+      system: 'terse',
+      messages: [{ role: 'user', content: [{ type: 'text', text: 'compare me' }] }],
+      temperature: 0.5,
+      stop_sequences: ['END'],
+    });
+    const viaAdapter = await adapter.complete(
+      provider,
+      { model: 'claude-haiku-4-5', max_tokens: 64, messages: [{ role: 'system', content: 'terse' }, { role: 'user', content: 'compare me' }], temperature: 0.5, stop: 'END' },
+      {},
+    );
+    const [sdkReq, adapterReq] = fake.requests;
+    expect(adapterReq.path).toBe(sdkReq.path);
+    expect(adapterReq.body).toEqual(sdkReq.body);
+    expect(adapterReq.headers['content-type']).toBe(sdkReq.headers['content-type']);
+    expect(viaAdapter.choices[0].message.content).toBe((viaSdk.content[0] as Anthropic.TextBlock).text);
+    expect(viaAdapter.usage).toEqual({
+      prompt_tokens: viaSdk.usage.input_tokens,
+      completion_tokens: viaSdk.usage.output_tokens,
+      total_tokens: viaSdk.usage.input_tokens + viaSdk.usage.output_tokens,
+    });
+
+    // the same stream read by the SDK and by the adapter gives the same text and usage
+    const sdkStream = sdk.messages.stream({ model: 'claude-haiku-4-5', max_tokens: 64, messages: [{ role: 'user', content: 'stream me please' }] });
+    const sdkFinal = await sdkStream.finalMessage();
+    const chunks = await collect(await adapter.stream(provider, { model: 'claude-haiku-4-5', max_tokens: 64, messages: [{ role: 'user', content: 'stream me please' }] }, {}));
+    expect(chunks.map((c) => c.choices[0]?.delta.content ?? '').join('')).toBe((sdkFinal.content[0] as Anthropic.TextBlock).text);
+    expect(chunks[chunks.length - 1].usage?.completion_tokens).toBe(sdkFinal.usage.output_tokens);
+  });
+
+  it('uses the anthropic-version the provider headers set, and a /v1 base URL', async () => {
+    const p = { ...provider, baseUrl: `${fake.url}/v1`, headers: { 'anthropic-version': '2099-01-01' } };
+    await adapter.complete(p, request('x'), {});
+    expect(fake.requests[0].path).toBe('/v1/messages');
+    expect(fake.requests[0].headers['anthropic-version']).toBe('2099-01-01');
+  });
+});

@@ -1,0 +1,333 @@
+/**
+ * The Anthropic adapter (Messages API). Requests go from the OpenAI shape to Messages:
+ * system/developer messages become `system`, consecutive messages of one role are merged,
+ * `max_tokens` is always sent (default {@link DEFAULT_MAX_TOKENS}), `stop` becomes
+ * `stop_sequences`, tools and tool results are translated. Answers come back as
+ * `chat.completion`, and the event stream (message_start, content_block_*, message_delta,
+ * message_stop) becomes OpenAI chunks: a first chunk with the role, text deltas as content,
+ * tool_use blocks as tool_calls, and a final chunk with the mapped finish_reason and usage.
+ *
+ * `baseUrl` is `https://api.anthropic.com` (or with `/v1`); the key goes in `x-api-key`;
+ * `anthropic-version` is {@link DEFAULT_ANTHROPIC_VERSION} unless `provider.headers` sets it.
+ */
+import { ProviderError, type CallOptions, type ChatCompletion, type ChatCompletionChunk, type ChatMessage, type ChatRequest, type ContentPart, type FinishReason, type ProviderAdapter, type ProviderConfig, type ToolCall, type Usage } from '../../types';
+import { parseSse } from '../sse';
+import { contentText } from '../tokens';
+import { ProviderTransport, errorFromResponse, isEventStream, readJson, transportError, type ProviderResponse } from '../transport';
+
+/** `max_tokens` when the request sets neither `max_tokens` nor `max_completion_tokens`. */
+export const DEFAULT_MAX_TOKENS = 1024;
+/** The API version sent unless the provider's headers set `anthropic-version`. */
+export const DEFAULT_ANTHROPIC_VERSION = '2023-06-01';
+
+type Block = Record<string, unknown> & { type: string };
+interface AnthropicMessage {
+  role: 'user' | 'assistant';
+  content: Block[];
+}
+
+/** Anthropic stop reasons as OpenAI finish reasons. */
+export function finishReasonOf(stopReason: unknown): FinishReason {
+  switch (stopReason) {
+    case 'end_turn':
+    case 'stop_sequence':
+    case 'pause_turn':
+      return 'stop';
+    case 'max_tokens':
+    case 'model_context_window_exceeded':
+      return 'length';
+    case 'tool_use':
+      return 'tool_calls';
+    case 'refusal':
+      return 'content_filter';
+    case null:
+    case undefined:
+      return null;
+    default:
+      return 'stop';
+  }
+}
+
+function partToBlock(part: ContentPart, field: string): Block {
+  if (part.type === 'text') return { type: 'text', text: part.text ?? '' };
+  if (part.type === 'image_url') {
+    const url = typeof part.image_url === 'string' ? part.image_url : (part.image_url as { url?: string } | undefined)?.url;
+    const data = typeof url === 'string' ? /^data:([^;,]+);base64,(.*)$/s.exec(url) : null;
+    if (data) return { type: 'image', source: { type: 'base64', media_type: data[1], data: data[2] } };
+    if (typeof url === 'string') return { type: 'image', source: { type: 'url', url } };
+  }
+  throw new ProviderError('bad_request', `${field}: content part type '${part.type}' is not supported by Anthropic`);
+}
+
+function contentBlocks(content: ChatMessage['content'], field: string): Block[] {
+  if (content === null || content === undefined) return [];
+  if (typeof content === 'string') return content.length > 0 ? [{ type: 'text', text: content }] : [];
+  return content.map((p, i) => partToBlock(p, `${field}[${i}]`));
+}
+
+function parseArguments(args: string, field: string): unknown {
+  if (!args) return {};
+  try {
+    return JSON.parse(args);
+  } catch {
+    throw new ProviderError('bad_request', `${field}: tool call arguments are not valid JSON`);
+  }
+}
+
+/** The Messages API body for a canonical request. */
+export function toAnthropicBody(request: ChatRequest, stream: boolean): Record<string, unknown> {
+  const system: string[] = [];
+  const messages: AnthropicMessage[] = [];
+  const push = (role: 'user' | 'assistant', blocks: Block[]) => {
+    if (blocks.length === 0) return;
+    const last = messages[messages.length - 1];
+    // Anthropic wants user and assistant turns to alternate: merge neighbours of one role.
+    if (last && last.role === role) last.content.push(...blocks);
+    else messages.push({ role, content: blocks });
+  };
+  request.messages.forEach((m, i) => {
+    const field = `messages[${i}]`;
+    switch (m.role) {
+      case 'system':
+      case 'developer':
+        system.push(contentText(m.content));
+        break;
+      case 'user':
+        push('user', contentBlocks(m.content, `${field}.content`));
+        break;
+      case 'assistant': {
+        const blocks = contentBlocks(m.content, `${field}.content`);
+        for (const [j, tc] of (m.tool_calls ?? []).entries()) {
+          blocks.push({ type: 'tool_use', id: tc.id, name: tc.function.name, input: parseArguments(tc.function.arguments, `${field}.tool_calls[${j}].function.arguments`) });
+        }
+        push('assistant', blocks);
+        break;
+      }
+      case 'tool':
+        push('user', [{ type: 'tool_result', tool_use_id: m.tool_call_id ?? '', content: contentText(m.content) }]);
+        break;
+      default:
+        throw new ProviderError('bad_request', `${field}.role: '${String(m.role)}' is not supported`);
+    }
+  });
+  if (messages.length === 0) throw new ProviderError('bad_request', 'messages: Anthropic needs at least one user or assistant message');
+
+  const body: Record<string, unknown> = {
+    model: request.model,
+    max_tokens: request.max_completion_tokens ?? request.max_tokens ?? DEFAULT_MAX_TOKENS,
+    messages,
+  };
+  const systemText = system.filter((s) => s.length > 0).join('\n\n');
+  if (systemText) body.system = systemText;
+  // OpenAI's temperature runs 0..2, Anthropic's 0..1.
+  if (typeof request.temperature === 'number') body.temperature = Math.min(1, Math.max(0, request.temperature));
+  if (typeof request.top_p === 'number') body.top_p = request.top_p;
+  if (typeof request.top_k === 'number') body.top_k = request.top_k;
+  if (request.stop !== undefined && request.stop !== null) body.stop_sequences = (typeof request.stop === 'string' ? [request.stop] : request.stop).filter((s) => s.length > 0);
+  if (typeof request.user === 'string') body.metadata = { user_id: request.user };
+  if (Array.isArray(request.tools) && request.tools.length > 0) {
+    body.tools = request.tools.map((t, i) => {
+      const fn = (t as { function?: { name?: string; description?: string; parameters?: unknown } }).function;
+      if (!fn?.name) throw new ProviderError('bad_request', `tools[${i}].function.name: required`);
+      return { name: fn.name, ...(fn.description ? { description: fn.description } : {}), input_schema: fn.parameters ?? { type: 'object', properties: {} } };
+    });
+  }
+  const choice = request.tool_choice as string | { type?: string; function?: { name?: string } } | undefined;
+  if (choice === 'auto') body.tool_choice = { type: 'auto' };
+  else if (choice === 'required') body.tool_choice = { type: 'any' };
+  else if (choice === 'none') body.tool_choice = { type: 'none' };
+  else if (choice && typeof choice === 'object' && choice.function?.name) body.tool_choice = { type: 'tool', name: choice.function.name };
+  if (stream) body.stream = true;
+  return body;
+}
+
+function usageOf(u: any): Usage {
+  const prompt = (u?.input_tokens ?? 0) + (u?.cache_creation_input_tokens ?? 0) + (u?.cache_read_input_tokens ?? 0);
+  const completion = u?.output_tokens ?? 0;
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+}
+
+/** A Messages API response as a `chat.completion`. */
+export function toCompletion(provider: ProviderConfig, request: ChatRequest, msg: any): ChatCompletion {
+  if (!msg || typeof msg !== 'object' || !Array.isArray(msg.content)) {
+    throw new ProviderError('malformed', `${provider.name}: response has no content`);
+  }
+  let text = '';
+  const toolCalls: ToolCall[] = [];
+  for (const block of msg.content) {
+    if (block?.type === 'text' && typeof block.text === 'string') text += block.text;
+    else if (block?.type === 'tool_use') toolCalls.push({ id: block.id, type: 'function', function: { name: block.name, arguments: JSON.stringify(block.input ?? {}) } });
+  }
+  const hasText = msg.content.some((b: any) => b?.type === 'text');
+  return {
+    id: typeof msg.id === 'string' ? msg.id : `msg_${Date.now().toString(36)}`,
+    object: 'chat.completion',
+    created: Math.floor(Date.now() / 1000),
+    model: typeof msg.model === 'string' ? msg.model : request.model,
+    choices: [
+      {
+        index: 0,
+        message: { role: 'assistant', content: hasText || toolCalls.length === 0 ? text : null, ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}) },
+        finish_reason: finishReasonOf(msg.stop_reason) ?? 'stop',
+        logprobs: null,
+      },
+    ],
+    usage: usageOf(msg.usage),
+  };
+}
+
+/** An `error` event or body's kind. */
+function errorKindOf(type: unknown): ProviderError['kind'] {
+  switch (type) {
+    case 'overloaded_error':
+      return 'overloaded';
+    case 'rate_limit_error':
+      return 'rate_limited';
+    case 'invalid_request_error':
+    case 'not_found_error':
+    case 'request_too_large':
+      return 'bad_request';
+    case 'authentication_error':
+    case 'permission_error':
+      return 'auth';
+    default:
+      return 'server';
+  }
+}
+
+/** The Anthropic event stream as canonical chunks. */
+async function* anthropicChunks(provider: ProviderConfig, request: ChatRequest, res: ProviderResponse, signal?: AbortSignal): AsyncGenerator<ChatCompletionChunk> {
+  let id = '';
+  let model = request.model;
+  const created = Math.floor(Date.now() / 1000);
+  let started = false;
+  let stopped = false;
+  let stopReason: unknown = null;
+  const usage = { input_tokens: 0, output_tokens: 0, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 };
+  /** Anthropic content block index -> OpenAI tool_calls index. */
+  const toolIndex = new Map<number, number>();
+  const chunk = (delta: ChatCompletionChunk['choices'][0]['delta'], finish: FinishReason = null): ChatCompletionChunk => ({
+    id,
+    object: 'chat.completion.chunk',
+    created,
+    model,
+    choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }],
+  });
+  try {
+    for await (const ev of parseSse(res.body)) {
+      if (stopped) continue; // read to the end so the connection stays reusable
+      let data: any;
+      try {
+        data = JSON.parse(ev.data);
+      } catch {
+        throw new ProviderError('malformed', `${provider.name}: stream event is not valid JSON`);
+      }
+      const type = data?.type ?? ev.event;
+      switch (type) {
+        case 'message_start': {
+          const m = data.message ?? {};
+          if (typeof m.id === 'string') id = m.id;
+          if (typeof m.model === 'string') model = m.model;
+          Object.assign(usage, pickUsage(m.usage));
+          started = true;
+          yield chunk({ role: 'assistant', content: '' });
+          break;
+        }
+        case 'content_block_start': {
+          const block = data.content_block;
+          if (block?.type === 'tool_use') {
+            const index = toolIndex.size;
+            toolIndex.set(data.index, index);
+            yield chunk({ tool_calls: [{ index, id: block.id, type: 'function', function: { name: block.name, arguments: '' } }] });
+          } else if (block?.type === 'text' && typeof block.text === 'string' && block.text.length > 0) {
+            yield chunk({ content: block.text });
+          }
+          break;
+        }
+        case 'content_block_delta': {
+          const delta = data.delta;
+          if (delta?.type === 'text_delta') yield chunk({ content: String(delta.text ?? '') });
+          else if (delta?.type === 'input_json_delta') {
+            const index = toolIndex.get(data.index);
+            if (index !== undefined) yield chunk({ tool_calls: [{ index, function: { arguments: String(delta.partial_json ?? '') } as ToolCall['function'] }] });
+          }
+          // thinking and signature deltas are not part of the OpenAI shape: dropped
+          break;
+        }
+        case 'message_delta':
+          if (data.delta?.stop_reason !== undefined) stopReason = data.delta.stop_reason;
+          Object.assign(usage, pickUsage(data.usage));
+          break;
+        case 'message_stop':
+          if (!started) throw new ProviderError('malformed', `${provider.name}: message_stop before message_start`);
+          stopped = true;
+          yield { ...chunk({}, finishReasonOf(stopReason) ?? 'stop'), usage: usageOf(usage) };
+          break;
+        case 'error': {
+          const e = data.error ?? {};
+          throw new ProviderError(errorKindOf(e.type), `${provider.name}: error in stream: ${String(e.message ?? e.type ?? 'unknown').slice(0, 500)}`);
+        }
+        default:
+          // ping, content_block_stop and event types added later
+          break;
+      }
+    }
+  } catch (err) {
+    if (!stopped) throw transportError(provider, err, signal);
+  } finally {
+    if (!stopped) res.body.destroy();
+  }
+  if (!stopped) throw new ProviderError('connection', `${provider.name}: stream ended before message_stop`);
+}
+
+function pickUsage(u: any): Partial<Record<'input_tokens' | 'output_tokens' | 'cache_creation_input_tokens' | 'cache_read_input_tokens', number>> {
+  const out: Record<string, number> = {};
+  if (!u || typeof u !== 'object') return out;
+  for (const k of ['input_tokens', 'output_tokens', 'cache_creation_input_tokens', 'cache_read_input_tokens']) {
+    if (typeof u[k] === 'number') out[k] = u[k];
+  }
+  return out;
+}
+
+function messagesPath(baseUrl: string): string {
+  return /\/v1\/?$/.test(baseUrl) ? '/messages' : '/v1/messages';
+}
+
+function anthropicHeaders(provider: ProviderConfig, accept: string): Record<string, string> {
+  const headers: Record<string, string> = { accept };
+  if (!provider.headers?.['anthropic-version']) headers['anthropic-version'] = DEFAULT_ANTHROPIC_VERSION;
+  if (provider.apiKey) headers['x-api-key'] = provider.apiKey;
+  return headers;
+}
+
+/** Options of {@link createAnthropicAdapter}. */
+export interface AnthropicAdapterOptions {
+  /** The transport (pools) to use. @default a transport of its own */
+  transport?: ProviderTransport;
+}
+
+/** Creates an Anthropic adapter. */
+export function createAnthropicAdapter(options: AnthropicAdapterOptions = {}): ProviderAdapter {
+  const transport = options.transport ?? new ProviderTransport();
+  return {
+    type: 'anthropic',
+    async complete(provider: ProviderConfig, request: ChatRequest, call: CallOptions): Promise<ChatCompletion> {
+      const res = await transport.post(provider, messagesPath(provider.baseUrl), toAnthropicBody(request, false), anthropicHeaders(provider, 'application/json'), call);
+      if (res.statusCode >= 400) throw await errorFromResponse(provider, res);
+      return toCompletion(provider, request, await readJson(provider, res, call.signal));
+    },
+    async stream(provider: ProviderConfig, request: ChatRequest, call: CallOptions): Promise<AsyncIterable<ChatCompletionChunk>> {
+      const res = await transport.post(provider, messagesPath(provider.baseUrl), toAnthropicBody(request, true), anthropicHeaders(provider, 'text/event-stream'), call);
+      if (res.statusCode >= 400) throw await errorFromResponse(provider, res);
+      if (!isEventStream(res)) {
+        await res.body.dump().catch(() => undefined);
+        throw new ProviderError('malformed', `${provider.name}: expected an event stream, got '${res.headers['content-type'] ?? 'no content-type'}'`, res.statusCode);
+      }
+      return anthropicChunks(provider, request, res, call.signal);
+    },
+    close: () => transport.close(),
+  };
+}
+
+/** The shared Anthropic adapter. */
+export const anthropicAdapter: ProviderAdapter = createAnthropicAdapter();
