@@ -5,7 +5,7 @@
  * cost accounting. See docs/llm.md.
  */
 import type { ServiceName } from '../../contracts';
-import { closeRedis, createRedis, type RedisClient } from '../kit/redis';
+import { closeRedis, createRedis, waitForRedis, type RedisClient } from '../kit/redis';
 import type { ServiceContext, ServiceInstance } from '../kit/service';
 import { loadLlmConfig, type LlmConfig } from './config';
 import { createLlmCore, type LlmCore } from './core';
@@ -27,6 +27,8 @@ export interface LlmServiceOptions {
   adapterFor?: (type: ProviderType) => ProviderAdapter;
   /** Randomness for weights and jitter. @default Math.random */
   random?: () => number;
+  /** How long start waits for Redis before going on without it. @default 2000 */
+  redisWaitMs?: number;
 }
 
 /**
@@ -63,6 +65,11 @@ export async function createLlmService(
     throw err;
   }
   states = () => core.breakerStates();
+  // Give Redis a moment, so the first requests use the cache and the limits; without it the
+  // service starts anyway (degraded) and picks Redis up when it answers.
+  if (!(await waitForRedis(redis, options.redisWaitMs ?? 2_000))) {
+    logger.warn('llm: Redis is not reachable yet; starting without cache and rate limits until it is');
+  }
   logger.info({ source: config.source, providers: config.providers.map((p) => p.name), models: Object.keys(config.models) }, 'llm providers loaded');
   const instance: ServiceInstance<LlmCore> = {
     name: 'llm',
