@@ -91,7 +91,7 @@ export class ContextUnavailableError extends ApiError {
 // Replies that mean "this node cannot serve right now", as opposed to a bug in a command.
 const UNAVAILABLE_REPLIES = /^(CLUSTERDOWN|LOADING|MASTERDOWN|READONLY|TRYAGAIN|BUSY|NOREPLICAS|OOM)\b/;
 
-function unavailable(err: unknown): Error {
+function toStoreError(err: unknown): Error {
   if (err instanceof ApiError) return err;
   if (err instanceof ReplyError && !UNAVAILABLE_REPLIES.test((err as Error).message)) return err as Error;
   const reason = err instanceof Error ? err.message : String(err);
@@ -181,7 +181,7 @@ export class RedisContextStore implements ContextCore {
     try {
       reply = await this.redis.pmContextRead(...this.keys(sessionId), this.settings.ttlSeconds * 1000, maxMessages, maxTokens);
     } catch (err) {
-      throw unavailable(err);
+      throw toStoreError(err);
     }
     const [total, totalTokens, windowTokens, ...newestFirst] = reply;
     const messages = (newestFirst as string[]).reverse().map((json) => JSON.parse(json) as StoredMessage);
@@ -209,7 +209,7 @@ export class RedisContextStore implements ContextCore {
     try {
       reply = await this.redis.pmContextAppend(...this.keys(sessionId), ...argv);
     } catch (err) {
-      throw unavailable(err);
+      throw toStoreError(err);
     }
     const [, trimmed, total, totalTokens, ...dupIndexes] = reply.map(Number) as number[];
     const duplicate = new Set(dupIndexes.map((i) => i - 1));
@@ -228,7 +228,7 @@ export class RedisContextStore implements ContextCore {
     try {
       await this.redis.del(...this.keys(sessionId));
     } catch (err) {
-      throw unavailable(err);
+      throw toStoreError(err);
     }
   }
 }
