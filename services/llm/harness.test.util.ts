@@ -12,7 +12,7 @@ import type { ServiceContext } from '../kit/service';
 import { TEST_REDIS_URL, deletePrefix, uniquePrefix } from '../../test/support/redis';
 import type { LlmCore } from './core';
 import type { ChatRequest } from './types';
-import { createLlmService } from '.';
+import { createLlmService } from './index';
 
 /** A running llm service under test. */
 export interface TestLlm {

@@ -1,10 +1,17 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { request } from 'undici';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeProvider, type FakeProvider } from '../../test/fake-provider/server';
 import { freePort, waitFor } from '../../test/support/net';
+import { deletePrefix, uniquePrefix } from '../../test/support/redis';
+import { createApp, createLogger, createMetrics, createTracing, mountService, readConfig } from '../kit';
 import { startSpan, trace, type Tracing } from '../kit/tracing';
+import { createLlmService } from './index';
 import { ask, chat, fakeOpenAi, metricValue, sseData, startLlm, type TestLlm } from './harness.test.util';
 
 let fa: FakeProvider;
@@ -206,8 +213,6 @@ describe('HTTP API', () => {
   });
 
   it('serves the built-in echo provider without a providers file', async () => {
-    const { createApp, createLogger, createMetrics, createTracing, mountService, readConfig } = await import('../kit');
-    const { createLlmService } = await import('.');
     const config = readConfig({ SERVICE: 'llm', LOG_LEVEL: 'silent' });
     const logger = createLogger('llm', 'silent');
     const m = createMetrics({ defaultMetrics: false });
@@ -235,7 +240,6 @@ describe('Redis outage', () => {
   async function startRedis(port: number) {
     const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
     await waitFor(async () => {
-      const { Socket } = await import('node:net');
       return new Promise<boolean>((resolve) => {
         const sock = new Socket();
         sock.once('error', () => resolve(false));
@@ -278,10 +282,6 @@ describe('rate limits across two llm processes', () => {
   });
 
   it('holds rpm cluster-wide and answers 429 with Retry-After when every candidate is limited', async () => {
-    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
-    const { tmpdir } = await import('node:os');
-    const { join } = await import('node:path');
-    const { uniquePrefix, deletePrefix } = await import('../../test/support/redis');
     const dir = mkdtempSync(join(tmpdir(), 'pm-llm-2p-'));
     const file = join(dir, 'providers.yaml');
     writeFileSync(
