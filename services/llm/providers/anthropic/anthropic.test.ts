@@ -162,12 +162,12 @@ describe('anthropic adapter', () => {
       max_tokens: 64,
       system: 'terse',
       messages: [{ role: 'user', content: [{ type: 'text', text: 'compare me' }] }],
-      temperature: 0.5,
       stop_sequences: ['END'],
+      metadata: { user_id: 'u-9' },
     });
     const viaAdapter = await adapter.complete(
       provider,
-      { model: 'claude-haiku-4-5', max_tokens: 64, messages: [{ role: 'system', content: 'terse' }, { role: 'user', content: 'compare me' }], temperature: 0.5, stop: 'END' },
+      { model: 'claude-haiku-4-5', max_tokens: 64, messages: [{ role: 'system', content: 'terse' }, { role: 'user', content: 'compare me' }], stop: 'END', user: 'u-9' },
       {},
     );
     const [sdkReq, adapterReq] = fake.requests;
