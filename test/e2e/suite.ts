@@ -326,6 +326,33 @@ export function defineSuite(label: string, start: () => Promise<Layout>): void {
       }
     });
 
+    it('stores no half turn when the client disconnects mid-stream', async () => {
+      layout.fake.setBehavior({ reply: { tokens: 40, tokenDelayMs: 50 } });
+      const session = `e2e-disconnect-${Date.now()}`;
+      try {
+        const abort = new AbortController();
+        const res = await fetch(`${layout.url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${KEYS.admin}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'chat', stream: true, session_id: session, messages: [{ role: 'user', content: 'leaving early' }] }),
+          signal: abort.signal,
+        });
+        expect(res.status).toBe(200);
+        const reader = res.body!.getReader();
+        const first = await reader.read();
+        expect(new TextDecoder().decode(first.value)).toContain('data: ');
+        abort.abort();
+        // The router stops the upstream call too; once the provider saw it go, nothing is pending.
+        await waitFor(() => layout.fake.stats.inFlight === 0, 10_000, 'the upstream stream to be cancelled');
+        await new Promise((r) => setTimeout(r, 200));
+        const stored = await call(layout, 'GET', `/v1/sessions/${session}/messages`);
+        expect(stored.status).toBe(200);
+        expect(stored.body.messages).toEqual([]);
+      } finally {
+        layout.fake.setBehavior({});
+      }
+    });
+
     it('finishes in-flight streams on SIGTERM (no request lost)', async () => {
       layout.fake.setBehavior({ reply: { tokens: 12, tokenDelayMs: 60 } });
       const streams = Array.from({ length: 4 }, async (_, i) => {

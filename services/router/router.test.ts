@@ -1,0 +1,135 @@
+/**
+ * The router on its own (SERVICE=router) with its peers unreachable: it still starts, and every
+ * dependency failure is a clear answer, never a 500 or a crash. The full system is covered by
+ * test/e2e (both layouts).
+ */
+import { createServer, type Server } from 'node:http';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HEADERS } from '../../contracts';
+import { readConfig } from '../kit';
+import { buildProcess } from '../process';
+import { freePort } from '../../test/support/net';
+import { TEST_REDIS_URL, deletePrefix, uniquePrefix } from '../../test/support/redis';
+import { PeerHttp } from './http-client';
+
+describe('router with its peers down', () => {
+  let app: FastifyInstance;
+  let url: string;
+  const prefix = uniquePrefix('router-alone');
+  beforeAll(async () => {
+    const dead = await freePort();
+    const config = readConfig({
+      SERVICE: 'router',
+      TEMPLATES_URL: `http://127.0.0.1:${dead}`,
+      CONTEXT_URL: `http://127.0.0.1:${dead}`,
+      LLM_URL: `http://127.0.0.1:${dead}`,
+      REDIS_URL: TEST_REDIS_URL,
+      REDIS_KEY_PREFIX: prefix,
+      LOG_LEVEL: 'silent',
+    });
+    app = (await buildProcess(config)).app;
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+  });
+  afterAll(async () => {
+    await app?.close();
+    await deletePrefix(prefix);
+  });
+
+  const post = async (body: unknown) => {
+    const res = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    return { status: res.status, headers: res.headers, body: (await res.json()) as any };
+  };
+
+  it('answers 503 naming llm when llm is down', async () => {
+    const r = await post({ model: 'chat', messages: [{ role: 'user', content: 'hi' }] });
+    expect(r.status).toBe(503);
+    expect(r.body.error.message).toMatch(/llm service is unreachable/);
+    expect(r.body.error.type).toBe('service_unavailable_error');
+  });
+
+  it('goes on without history (saying so) when context is down, then reports llm', async () => {
+    const r = await post({ model: 'chat', session_id: 's1', messages: [{ role: 'user', content: 'hi' }] });
+    expect(r.status).toBe(503);
+    expect(r.headers.get(HEADERS.degraded)).toBe('history');
+    expect(r.body.error.message).toMatch(/llm service is unreachable/);
+  });
+
+  it('answers 503 naming templates for a prompt it never cached', async () => {
+    const r = await post({ model: 'chat', prompt: { name: 'welcome' } });
+    expect(r.status).toBe(503);
+    expect(r.body.error.message).toMatch(/templates service is unreachable/);
+  });
+
+  it('still validates input first', async () => {
+    const r = await post({ model: 'chat', messages: [{ role: 'user', content: 'hi' }], session_id: 'bad id with spaces' });
+    expect(r.status).toBe(400);
+    expect(r.body.error.param).toBe('session_id');
+    const unknown = await post({ model: 'chat', messages: [{ role: 'user', content: 'hi' }], sesion_id: 'typo' });
+    expect(unknown.status).toBe(400);
+    expect(unknown.body.error.param).toBe('sesion_id');
+    const noMessages = await post({ model: 'chat' });
+    expect(noMessages.status).toBe(400);
+    expect(noMessages.body.error.param).toBe('messages');
+    const badVariable = await post({ model: 'chat', prompt: { name: 'welcome', variables: { user: { nested: true } } } });
+    expect(badVariable.status).toBe(400);
+    expect(badVariable.body.error.param).toBe('prompt.variables.user');
+  });
+
+  it('reports an infinite template cache age before any sync', async () => {
+    const text = await (await fetch(`${url}/metrics`)).text();
+    expect(text).toMatch(/promptmesh_template_cache_age_seconds \+Inf/);
+  });
+});
+
+describe('PeerHttp', () => {
+  let server: Server;
+  let base: string;
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      if (req.url === '/limited') {
+        res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '7' });
+        res.end(JSON.stringify({ error: { type: 'rate_limit_error', message: 'slow down', param: null, code: 'rate_limited' } }));
+      } else if (req.url === '/echo-headers') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(req.headers));
+      } else if (req.url === '/html') {
+        res.writeHead(502, { 'content-type': 'text/html' });
+        res.end('<h1>bad gateway</h1>');
+      } else {
+        // Stall: never answer.
+      }
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  });
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  });
+
+  it('re-raises a peer error with its status, message and Retry-After', async () => {
+    const peer = new PeerHttp('llm', base);
+    const err = await peer.json('GET', '/limited', {}).catch((e: unknown) => e);
+    expect(err).toMatchObject({ statusCode: 429, message: 'slow down', code: 'rate_limited', headers: { 'retry-after': '7' } });
+    const html = await peer.json('GET', '/html', {}).catch((e: unknown) => e);
+    expect(html).toMatchObject({ statusCode: 502, message: 'llm service answered 502' });
+    await peer.close();
+  });
+
+  it('sends the request id and the trace context along', async () => {
+    const peer = new PeerHttp('context', `${base}/`);
+    const headers = await peer.json<Record<string, string>>('GET', '/echo-headers', { requestId: 'req-1' });
+    expect(headers['x-request-id']).toBe('req-1');
+    await peer.close();
+  });
+
+  it('maps a peer that does not answer in time to a 503', async () => {
+    const peer = new PeerHttp('templates', base, { headersTimeoutMs: 300 });
+    const err = await peer.json('GET', '/stall', {}).catch((e: unknown) => e);
+    expect(err).toMatchObject({ statusCode: 503, code: 'dependency_unavailable' });
+    expect((err as Error).message).toMatch(/templates service is unreachable/);
+    await peer.close();
+  });
+});
