@@ -42,3 +42,25 @@ export function expectRestricted(spec: any): void {
     }
   }
 }
+
+/**
+ * Resolves a container's env list the way the kubelet does: `valueFrom.secretKeyRef` from the
+ * given Secrets, then `$(NAME)` references to variables defined earlier in the list.
+ */
+export function resolveEnv(
+  env: Array<{ name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } }>,
+  secrets: Record<string, Record<string, string>>,
+): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const e of env) {
+    if (e.valueFrom?.secretKeyRef) {
+      const { name, key } = e.valueFrom.secretKeyRef;
+      const value = secrets[name]?.[key];
+      if (value === undefined) throw new Error(`env ${e.name}: Secret ${name} has no key ${key}`);
+      out[e.name] = value;
+    } else {
+      out[e.name] = (e.value ?? '').replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (whole, ref: string) => out[ref] ?? whole);
+    }
+  }
+  return out;
+}

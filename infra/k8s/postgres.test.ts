@@ -1,9 +1,12 @@
 import { App, Chart } from 'cdk8s';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
 import { describe, expect, it } from 'vitest';
+import { TEST_PG_ADMIN_URL, createTestDatabase } from '../../test/support/pg';
 import { ENV } from '../../contracts';
 import { validateManifests } from '../../test/support/k8s-validate';
 import { DEFAULT_POSTGRES_EXPORTER_IMAGE, DEFAULT_POSTGRES_IMAGE, Postgres, type PostgresProps } from './postgres';
-import { expectRestricted, podSpecs } from './data-store.test-helpers';
+import { expectRestricted, podSpecs, resolveEnv } from './data-store.test-helpers';
 
 function synth(props: PostgresProps = {}): { pg: Postgres; objects: any[] } {
   const app = new App();
@@ -107,5 +110,39 @@ describe('Postgres construct', () => {
 
   it('matches the snapshot', () => {
     expect(synth().objects).toMatchSnapshot();
+  });
+
+  it('against a real PostgreSQL: every server parameter exists; the composed DATABASE_URL reaches the role and database', async () => {
+    const db = await createTestDatabase('k8s_url');
+    const role = `pm_k8s_${randomBytes(4).toString('hex')}`;
+    const password = randomBytes(16).toString('hex');
+    const admin = new pg.Client({ connectionString: TEST_PG_ADMIN_URL });
+    await admin.connect();
+    try {
+      const { objects } = synth();
+      const args: string[] = byKind(objects, 'StatefulSet')[0].spec.template.spec.containers[0].args;
+      const names = args.filter((_, i) => i % 2 === 1).map((a) => a.split('=')[0]);
+      const known = await admin.query('SELECT name FROM pg_settings WHERE name = ANY($1)', [names]);
+      expect(known.rows.map((r) => r.name).sort()).toEqual([...names].sort());
+
+      await admin.query(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'`);
+      const { pg: construct } = synth({ user: role, database: db.name });
+      const env = resolveEnv(construct.clientEnv() as any, { 'postgres-auth': { password } });
+      const url = env[ENV.databaseUrl]!.replace(`${construct.host}:5432`, '127.0.0.1:5432');
+      expect(url).toBe(`postgres://${role}:${password}@127.0.0.1:5432/${db.name}`);
+      // The local server trusts every login, so this proves the URL's shape (role, database), not the password check.
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      try {
+        const who = await client.query('SELECT current_user, current_database()');
+        expect(who.rows[0]).toEqual({ current_user: role, current_database: db.name });
+      } finally {
+        await client.end();
+      }
+    } finally {
+      await db.drop();
+      await admin.query(`DROP ROLE IF EXISTS ${role}`);
+      await admin.end();
+    }
   });
 });

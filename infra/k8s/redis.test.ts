@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { App, Chart } from 'cdk8s';
+import { Cluster, Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ENV } from '../../contracts';
 import { freePort, waitFor } from '../../test/support/net';
@@ -12,19 +13,19 @@ import {
   BOOTSTRAP_SCRIPT,
   DEFAULT_REDIS_EXPORTER_IMAGE,
   DEFAULT_REDIS_IMAGE,
-  Redis,
+  Redis as RedisConstruct,
   START_SCRIPT,
   redisConfig,
   type RedisProps,
 } from './redis';
-import { expectRestricted, podSpecs, workloads } from './data-store.test-helpers';
+import { expectRestricted, podSpecs, resolveEnv, workloads } from './data-store.test-helpers';
 
 const run = promisify(execFile);
 
-function synth(props: RedisProps = {}, namespace: string | undefined = 'pm'): { redis: Redis; objects: any[] } {
+function synth(props: RedisProps = {}, namespace: string | undefined = 'pm'): { redis: RedisConstruct; objects: any[] } {
   const app = new App();
   const chart = new Chart(app, 'test', namespace ? { namespace } : {});
-  const redis = new Redis(chart, 'redis', props);
+  const redis = new RedisConstruct(chart, 'redis', props);
   return { redis, objects: chart.toJson() };
 }
 
@@ -217,6 +218,17 @@ describe('Redis config and scripts on a real redis-server', () => {
     // Renamed away: DEBUG is not available even with the password.
     const debug = await cli(port, ['debug', 'sleep', '0']);
     expect(debug.stdout + debug.stderr).toMatch(/unknown command/i);
+    // The REDIS_URL the services get, resolved as the kubelet would, authenticates (host moved here).
+    const { redis } = synth();
+    const env = resolveEnv(redis.clientEnv() as any, { 'redis-auth': { password } });
+    const url = env[ENV.redisUrl]!.replace(`${redis.host}:${redis.port}`, `127.0.0.1:${port}`);
+    expect(url).toBe(`redis://:${password}@127.0.0.1:${port}`);
+    const client = new Redis(url, { maxRetriesPerRequest: 1 });
+    try {
+      expect(await client.ping()).toBe('PONG');
+    } finally {
+      client.disconnect();
+    }
   });
 
   it('start.sh refuses a password that would break REDIS_URL', async () => {
@@ -254,6 +266,21 @@ describe('Redis config and scripts on a real redis-server', () => {
         .split('\n')
         .filter((l) => l.split(' ')[2]!.split(',').includes(role)).length;
     await waitFor(async () => (await count('master')) === 3 && (await count('slave')) === 3, 30_000, 'three masters and three replicas');
+
+    // A cluster client, as the services use (ioredis), given the seed list the way REDIS_CLUSTER_NODES
+    // holds it: the nodes announce host names, and keys land across all three masters.
+    const client = new Cluster(nodes.map((n) => ({ host: '127.0.0.1', port: n.port })), { redisOptions: { password } });
+    try {
+      for (let i = 0; i < 30; i++) await client.set(`pm-k8s-test:${i}`, String(i));
+      expect(await client.get('pm-k8s-test:17')).toBe('17');
+      const masters = client.nodes('master');
+      expect(masters).toHaveLength(3);
+      const perMaster = await Promise.all(masters.map((m) => m.dbsize()));
+      expect(perMaster.every((n) => n > 0)).toBe(true);
+      expect(perMaster.reduce((a, b) => a + b, 0)).toBe(30);
+    } finally {
+      client.disconnect();
+    }
 
     const second = await run('sh', [join(dir, 'bootstrap.sh')], { env, timeout: 60_000 });
     expect(second.stdout).toContain('already exists');
