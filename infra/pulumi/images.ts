@@ -1,3 +1,7 @@
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, lstatSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import * as aws from '@pulumi/aws';
 import * as dockerBuild from '@pulumi/docker-build';
 import * as pulumi from '@pulumi/pulumi';
@@ -121,4 +125,26 @@ export class Images extends pulumi.ComponentResource {
     this.imageRefs = refs;
     this.registerOutputs({ digest: this.digest, imageRefs: this.imageRefs });
   }
+}
+
+/**
+ * A tag derived from the content of the build context: the files git tracks or would track
+ * (ignored files excluded), minus what `.dockerignore` excludes at the top level. Same content,
+ * same tag; any change, a new tag (the repositories' tags are immutable).
+ */
+export function contextTag(contextPath: string): string {
+  const listed = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: contextPath, maxBuffer: 64 * 1024 * 1024 })
+    .toString('utf8').split('\0').filter(Boolean);
+  const ignoreFile = join(contextPath, '.dockerignore');
+  const ignored = existsSync(ignoreFile)
+    ? readFileSync(ignoreFile, 'utf8').split('\n').map((l) => l.trim().replace(/^\/+|\/+$/g, '')).filter((l) => l && !l.startsWith('#') && !l.startsWith('!') && !/[*?[]/.test(l))
+    : [];
+  const hash = createHash('sha256');
+  for (const file of listed.sort()) {
+    if (ignored.some((p) => file === p || file.startsWith(`${p}/`))) continue;
+    const full = join(contextPath, file);
+    if (!existsSync(full) || !lstatSync(full).isFile()) continue; // deleted, a directory or a link
+    hash.update(file).update('\0').update(readFileSync(full)).update('\0');
+  }
+  return `src-${hash.digest('hex').slice(0, 16)}`;
 }

@@ -1,0 +1,66 @@
+/**
+ * From the stack configuration to the `PromptSystem` chart's props, and the Secrets the chart
+ * references. Pure functions: the program resolves the runtime values (image digests, hosts)
+ * first and passes them in.
+ */
+import { createHash } from 'node:crypto';
+import { stringify } from 'yaml';
+import { OTLP_ENDPOINT, PLATFORM_NAMESPACES, RELEASE_NAMES } from '../../infra/pulumi';
+import type { PromptSystemProps, ServiceSettings as ChartServiceSettings } from '../../infra/k8s/prompt-system';
+import type { AppSettings } from './config';
+
+/** The Secret names and keys the program creates and the chart references. */
+export const APP_SECRETS = {
+  redis: { name: 'redis-auth', key: 'password' },
+  postgresPassword: { name: 'postgres-auth', key: 'password' },
+  databaseUrl: { name: 'postgres-url', key: 'DATABASE_URL' },
+  providerKeys: 'promptmesh-provider-keys',
+  apiKeys: { name: 'promptmesh-api-keys', key: 'api-keys.yaml' },
+} as const;
+
+/** Runtime values the chart needs. */
+export interface AppInputs {
+  /** The image per service (by digest on AWS). */
+  images: { router: string; templates: string; context: string; llm: string };
+  /** `in-cluster`: the chart runs PostgreSQL; `external`: RDS, URL from the Secret. */
+  postgres: 'in-cluster' | 'external';
+  /** CIDR of the VPC (external PostgreSQL egress). */
+  vpcCidr?: string;
+  /** Environment label. */
+  environment: string;
+  /** Whether the platform (Istio, monitoring, tracing) is installed by this program. */
+  withTracing: boolean;
+}
+
+/** The `PromptSystem` props for a stack. */
+export function promptSystemProps(app: AppSettings, inputs: AppInputs): PromptSystemProps {
+  const services: Partial<Record<'router' | 'templates' | 'context' | 'llm', ChartServiceSettings>> = {};
+  for (const [name, s] of Object.entries(app.services)) {
+    services[name as keyof typeof services] = { ...s };
+  }
+  return {
+    namespace: app.namespace,
+    environment: inputs.environment,
+    images: { ...inputs.images },
+    services,
+    logLevel: app.logLevel,
+    redis: { mode: app.redis, passwordSecret: { ...APP_SECRETS.redis } },
+    postgres: inputs.postgres === 'in-cluster'
+      ? { mode: 'in-cluster', passwordSecret: { ...APP_SECRETS.postgresPassword } }
+      : { mode: 'external', databaseUrlSecret: { ...APP_SECRETS.databaseUrl } },
+    ...(inputs.postgres === 'external' && inputs.vpcCidr ? { externalPostgresCidrs: [inputs.vpcCidr] } : {}),
+    gateway: app.tls ? { hosts: app.tls.hosts, tlsCredentialName: app.tls.credentialName } : { hosts: ['*'] },
+    ingressGateway: { namespace: PLATFORM_NAMESPACES.istioIngress, serviceAccount: RELEASE_NAMES.istioGateway, selector: { istio: 'ingressgateway' } },
+    istioNamespace: PLATFORM_NAMESPACES.istioSystem,
+    monitoring: { namespace: PLATFORM_NAMESPACES.monitoring },
+    ...(app.providers ? { providers: app.providers, providerKeysSecret: APP_SECRETS.providerKeys } : {}),
+    apiKeys: { ...APP_SECRETS.apiKeys },
+    ...(inputs.withTracing ? { otlpEndpoint: OTLP_ENDPOINT, extraEgress: [{ namespace: PLATFORM_NAMESPACES.observability, ports: [4317, 4318] }] } : {}),
+  };
+}
+
+/** The router's API keys file: the admin key (hashed here) and any extra hashes from config. */
+export function apiKeysFile(adminKey: string, extra: AppSettings['apiKeyHashes']): string {
+  const sha256 = createHash('sha256').update(adminKey).digest('hex');
+  return stringify({ keys: [{ id: 'admin', sha256, scopes: ['invoke', 'admin'] }, ...extra] });
+}

@@ -1,0 +1,198 @@
+/**
+ * The Pulumi program: one stack per environment (Pulumi.<stack>.yaml). In `aws` mode it builds
+ * the network, EKS, the images, the database, the platform and the app; in `local` mode it
+ * targets an existing cluster from a kubeconfig and skips everything AWS.
+ */
+import { resolve } from 'node:path';
+import * as k8s from '@pulumi/kubernetes';
+import * as pulumi from '@pulumi/pulumi';
+import * as random from '@pulumi/random';
+import { PromptSystem } from '../../infra/k8s/prompt-system';
+import {
+  Database, EksCluster, Images, Network, Platform, PromptSystemDeployment, contextTag,
+  type AppSecret,
+} from '../../infra/pulumi';
+import { apiKeysFile, APP_SECRETS, promptSystemProps, type AppInputs } from './app';
+import { NS, parseStackConfig, type StackConfig } from './config';
+
+/** The repository root: the Docker build context. */
+export const REPO_ROOT = resolve(__dirname, '../..');
+
+/** The stack's outputs. */
+export interface StackOutputs {
+  /** `aws` or `local`. */
+  mode: string;
+  /** The EKS cluster's name (aws) or the kube context (local). */
+  clusterName: pulumi.Input<string>;
+  /** A kubeconfig for the cluster (secret; aws only). */
+  kubeconfig?: pulumi.Output<string>;
+  /** The router's public URL (the ingress gateway's load balancer). */
+  routerUrl?: pulumi.Output<string>;
+  /** Grafana: reached through a port-forward (see grafanaAccess). */
+  grafanaUrl?: string;
+  /** The command that makes Grafana reachable at grafanaUrl. */
+  grafanaAccess?: string;
+  /** Grafana's admin password (secret; user `admin`). */
+  grafanaAdminPassword?: pulumi.Output<string>;
+  /** The deployed image digest (aws). */
+  imageDigest?: pulumi.Output<string>;
+  /** The image per service. */
+  images: pulumi.Output<AppInputs['images']>;
+  /** The app's namespace. */
+  namespace: string;
+}
+
+function readStackConfig(): StackConfig {
+  const isSecret = (key: string) => {
+    const fn = (pulumi.runtime as unknown as { isConfigSecret?: (k: string) => boolean }).isConfigSecret;
+    return fn ? fn(key) : true;
+  };
+  return parseStackConfig(pulumi.runtime.allConfig(), pulumi.getStack(), isSecret);
+}
+
+/** Runs the program; returns the stack outputs. */
+export async function promptmeshProgram(): Promise<StackOutputs> {
+  const cfg = readStackConfig();
+  const config = new pulumi.Config(NS);
+  const adminApiKey = config.requireSecret('adminApiKey');
+  const providerApiKeys = cfg.secrets.providerKeyNames.length > 0 ? config.requireSecretObject<Record<string, string>>('providerApiKeys') : undefined;
+
+  let provider: k8s.Provider;
+  let clusterName: pulumi.Input<string>;
+  let kubeconfig: pulumi.Output<string> | undefined;
+  let images: pulumi.Output<AppInputs['images']>;
+  let imageDigest: pulumi.Output<string> | undefined;
+  let platform: Platform | undefined;
+  let database: Database;
+  let vpcCidr: string | undefined;
+  const appReady: pulumi.Resource[] = [];
+
+  if (cfg.mode === 'aws') {
+    const a = cfg.aws;
+    const tags = { 'promptmesh.io/environment': cfg.environment, 'app.kubernetes.io/part-of': 'promptmesh', ...a.tags };
+    const network = new Network('network', {
+      clusterName: a.clusterName, availabilityZones: a.availabilityZones, cidrBlock: a.vpcCidr, natGateways: a.natGateways, tags,
+    });
+    vpcCidr = network.cidrBlock;
+    const eks = new EksCluster('eks', {
+      clusterName: a.clusterName,
+      vpcId: network.vpcId,
+      privateSubnetIds: network.privateSubnetIds,
+      publicSubnetIds: network.publicSubnetIds,
+      region: a.region,
+      kubernetesVersion: a.kubernetesVersion,
+      privateEndpoint: a.privateEndpoint,
+      publicAccessCidrs: a.publicAccessCidrs,
+      adminRoleArns: a.adminRoleArns,
+      systemNodeGroup: a.systemNodeGroup,
+      nodeGroups: a.nodeGroups,
+      tags,
+    });
+    provider = eks.provider;
+    clusterName = eks.clusterName;
+    kubeconfig = eks.kubeconfig;
+    const built = new Images('images', {
+      repositoryPrefix: a.clusterName,
+      contextPath: REPO_ROOT,
+      tag: contextTag(REPO_ROOT),
+      forceDelete: cfg.environment !== 'prod',
+      tags,
+    });
+    imageDigest = built.digest;
+    images = pulumi.all(built.imageRefs).apply((r) => ({ router: r.router, templates: r.templates, context: r.context, llm: r.llm }));
+    database = a.database === 'rds'
+      ? new Database('database', {
+        mode: 'rds',
+        rds: {
+          vpcId: network.vpcId,
+          privateSubnetIds: network.privateSubnetIds,
+          clientSecurityGroupId: eks.nodeSecurityGroupId,
+          ...a.rds,
+          tags,
+        },
+      })
+      : new Database('database', { mode: 'in-cluster', inClusterHost: `postgres.${cfg.app.namespace}.svc.cluster.local` });
+    if (database.instance) appReady.push(database.instance);
+    platform = new Platform('platform', {
+      provider,
+      dependsOn: eks.ready,
+      storageClassName: eks.storageClassName,
+      prometheusReplicas: a.prometheusReplicas,
+      meshReplicas: a.meshReplicas,
+      gatewayServiceType: 'LoadBalancer',
+    });
+  } else {
+    const l = cfg.local;
+    provider = new k8s.Provider('local', {
+      ...(l.kubeconfigPath ? { kubeconfig: l.kubeconfigPath } : {}),
+      ...(l.kubeContext ? { context: l.kubeContext } : {}),
+      enableServerSideApply: true,
+    });
+    clusterName = l.kubeContext ?? 'current-context';
+    images = pulumi.output({ router: l.image, templates: l.image, context: l.image, llm: l.image });
+    database = new Database('database', { mode: 'in-cluster', inClusterHost: `postgres.${cfg.app.namespace}.svc.cluster.local` });
+    if (l.installPlatform) {
+      platform = new Platform('platform', {
+        provider,
+        gatewayServiceType: l.gatewayServiceType,
+        meshReplicas: 1,
+        prometheusStorageSize: '10Gi',
+        prometheusRetention: '3d',
+      });
+    }
+  }
+  if (platform) appReady.push(...platform.crdsReady);
+
+  const redisPassword = new random.RandomPassword('redis-password', { length: 40, special: false });
+  const postgresMode = cfg.mode === 'aws' && cfg.aws.database === 'rds' ? 'external' : 'in-cluster';
+  const secrets: AppSecret[] = [
+    { name: APP_SECRETS.redis.name, data: { [APP_SECRETS.redis.key]: pulumi.secret(redisPassword.result) } },
+    postgresMode === 'in-cluster'
+      ? { name: APP_SECRETS.postgresPassword.name, data: { [APP_SECRETS.postgresPassword.key]: database.password } }
+      : { name: APP_SECRETS.databaseUrl.name, data: { [APP_SECRETS.databaseUrl.key]: database.databaseUrl } },
+    { name: APP_SECRETS.apiKeys.name, data: { [APP_SECRETS.apiKeys.key]: adminApiKey.apply((key) => apiKeysFile(key, cfg.app.apiKeyHashes)) } },
+  ];
+  if (providerApiKeys) {
+    secrets.push({
+      name: APP_SECRETS.providerKeys,
+      data: Object.fromEntries(cfg.secrets.providerKeyNames.map((n) => [n, providerApiKeys.apply((keys) => keys[n])])),
+    });
+  }
+
+  const environment = cfg.environment;
+  const withTracing = !!platform;
+  const deployment = new PromptSystemDeployment<AppInputs['images']>('app', {
+    provider,
+    namespace: cfg.app.namespace,
+    inputs: images,
+    chart: (app, resolved) => new PromptSystem(app, 'promptmesh', promptSystemProps(cfg.app, {
+      images: resolved, postgres: postgresMode, vpcCidr, environment, withTracing,
+    })),
+    secrets,
+    dependsOn: appReady,
+  });
+
+  const outputs: StackOutputs = { mode: cfg.mode, clusterName, images, namespace: cfg.app.namespace };
+  if (kubeconfig) outputs.kubeconfig = kubeconfig;
+  if (imageDigest) outputs.imageDigest = imageDigest;
+  if (platform) {
+    const gw = k8s.core.v1.Service.get('ingress-gateway', `${platform.gatewayService.namespace}/${platform.gatewayService.name}`, {
+      provider, dependsOn: [platform.releases.istioGateway, deployment.app],
+    });
+    const scheme = cfg.app.tls ? 'https' : 'http';
+    outputs.routerUrl = cfg.mode === 'aws' || cfg.local.gatewayServiceType === 'LoadBalancer'
+      ? gw.status.apply((s) => {
+        const ingress = s?.loadBalancer?.ingress?.[0];
+        const host = ingress?.hostname ?? ingress?.ip;
+        return host ? `${scheme}://${host}` : 'pending: the load balancer has no address yet (run pulumi refresh)';
+      })
+      : gw.spec.apply((spec) => {
+        const port = spec.ports.find((p) => p.name === 'http2' || p.port === 80);
+        return `http://<node address>:${port?.nodePort ?? '?'}  (NodePort; on minikube: minikube service -n istio-ingress istio-ingressgateway --url)`;
+      });
+    outputs.grafanaUrl = 'http://localhost:3000';
+    outputs.grafanaAccess = 'kubectl -n monitoring port-forward svc/kube-prometheus-stack-grafana 3000:80';
+    outputs.grafanaAdminPassword = platform.grafanaAdminPassword;
+  }
+  return outputs;
+}

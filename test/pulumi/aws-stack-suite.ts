@@ -1,0 +1,321 @@
+/**
+ * The checks every AWS stack file must pass, run against the graph the program registers for it.
+ * Expected values come from the stack file itself (what the config says), so a stack file
+ * change is checked, not re-stated.
+ */
+import { createHash } from 'node:crypto';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { EKS_ADDON_VERSIONS, HELM_CHARTS, KUBERNETES_VERSION } from '../../infra/pulumi';
+import { REQUESTS_PER_SECOND_ADAPTER_RULE } from '../../infra/k8s/monitoring';
+import { CAPACITY_LABEL, SPOT_TAINT_KEY } from '../../infra/k8s/placement';
+import { validateManifests } from '../support/k8s-validate';
+import { isSecretValue, ofType, plainOccurrences, unwrapSecrets, type MockRun } from './harness';
+import { runStack, stackFileConfig, TEST_SECRETS } from './stacks';
+
+/** What differs between stacks beyond what their files say. */
+export interface StackExpectations {
+  /** NAT gateways. */
+  natGateways: number;
+  /** Whether an RDS instance exists. */
+  rds: boolean;
+}
+
+const EXACT_SEMVER = /^\d+\.\d+\.\d+$/;
+
+/** All manifests the program applies (namespaces and app ConfigGroups). */
+export function appliedManifests(run: MockRun): any[] {
+  return ofType(run, 'kubernetes:yaml/v2:ConfigGroup').flatMap((g) => unwrapSecrets(g.inputs.objs) ?? []);
+}
+
+/** The values generated as secrets during the run (mocked RandomPassword results). */
+function generatedSecrets(run: MockRun): string[] {
+  return ofType(run, 'random:index/randomPassword:RandomPassword').map((r) => `generated-${r.name}-Zx9`.replace(/[^A-Za-z0-9]/g, ''));
+}
+
+/** Statements of every IAM policy document the run registered (inline policies and trust policies). */
+function policyStatements(run: MockRun): { resource: string; statement: any }[] {
+  const docs: { resource: string; doc: string }[] = [];
+  for (const r of run.resources) {
+    if (r.type === 'aws:iam/rolePolicy:RolePolicy' || r.type === 'aws:iam/policy:Policy') docs.push({ resource: r.name, doc: unwrapSecrets(r.inputs.policy) });
+    if (r.type === 'aws:iam/role:Role') docs.push({ resource: r.name, doc: unwrapSecrets(r.inputs.assumeRolePolicy) });
+  }
+  return docs.flatMap(({ resource, doc }) => (JSON.parse(doc).Statement as any[]).map((statement) => ({ resource, statement })));
+}
+
+const list = (v: unknown): string[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]) as string[];
+
+export function awsStackSuite(stack: string, expected: StackExpectations): void {
+  describe(`Pulumi.${stack}.yaml`, () => {
+    const file = stackFileConfig(stack) as Record<string, any>;
+    let run: MockRun;
+    beforeAll(async () => {
+      run = await runStack(stack);
+    });
+
+    it('spreads the network over the three configured zones, subnets tagged for load balancers', () => {
+      const zones = file['promptmesh:availabilityZones'] as string[];
+      expect(zones).toHaveLength(3);
+      const subnets = ofType(run, 'aws:ec2/subnet:Subnet');
+      const pub = subnets.filter((s) => s.inputs.tags['kubernetes.io/role/elb'] === '1');
+      const priv = subnets.filter((s) => s.inputs.tags['kubernetes.io/role/internal-elb'] === '1');
+      expect(pub.map((s) => s.inputs.availabilityZone).sort()).toEqual([...zones].sort());
+      expect(priv.map((s) => s.inputs.availabilityZone).sort()).toEqual([...zones].sort());
+      for (const s of subnets) {
+        expect(s.inputs.tags[`kubernetes.io/cluster/${file['promptmesh:clusterName']}`]).toBe('shared');
+        expect(s.inputs.mapPublicIpOnLaunch).toBe(false);
+      }
+      expect(ofType(run, 'aws:ec2/internetGateway:InternetGateway')).toHaveLength(1);
+    });
+
+    it(`has ${expected.natGateways} NAT gateway(s) and every private subnet routes through one`, () => {
+      const nats = ofType(run, 'aws:ec2/natGateway:NatGateway');
+      expect(nats).toHaveLength(expected.natGateways);
+      expect(ofType(run, 'aws:ec2/eip:Eip')).toHaveLength(expected.natGateways);
+      const natIds = new Set(nats.map((n) => `${n.name}-id`));
+      const privateTables = ofType(run, 'aws:ec2/routeTable:RouteTable').filter((t) => t.name.includes('-private-'));
+      expect(privateTables).toHaveLength(3);
+      for (const t of privateTables) expect(natIds.has(t.inputs.routes[0].natGatewayId)).toBe(true);
+      expect(new Set(privateTables.map((t) => t.inputs.routes[0].natGatewayId)).size).toBe(expected.natGateways);
+    });
+
+    it('runs EKS at the pinned version with encrypted secrets, logs and the configured endpoint access', () => {
+      const [cluster] = ofType(run, 'aws:eks/cluster:Cluster');
+      expect(cluster.inputs.version).toBe(KUBERNETES_VERSION);
+      expect(cluster.inputs.name).toBe(file['promptmesh:clusterName']);
+      expect(cluster.inputs.vpcConfig.endpointPrivateAccess).toBe(true);
+      expect(cluster.inputs.vpcConfig.endpointPublicAccess).toBe(!file['promptmesh:privateEndpoint']);
+      expect(cluster.inputs.vpcConfig.subnetIds).toHaveLength(3);
+      expect(cluster.inputs.encryptionConfig.resources).toEqual(['secrets']);
+      expect(cluster.inputs.enabledClusterLogTypes).toEqual(expect.arrayContaining(['api', 'audit', 'authenticator']));
+      expect(ofType(run, 'aws:iam/openIdConnectProvider:OpenIdConnectProvider')[0].inputs.clientIdLists).toEqual(['sts.amazonaws.com']);
+    });
+
+    it('pins every EKS add-on (EBS CSI and VPC CNI with IRSA roles) and makes gp3 the default, encrypted StorageClass', () => {
+      const addons = ofType(run, 'aws:eks/addon:Addon');
+      expect(Object.fromEntries(addons.map((a) => [a.inputs.addonName, a.inputs.addonVersion]))).toEqual(EKS_ADDON_VERSIONS);
+      for (const name of ['aws-ebs-csi-driver', 'vpc-cni']) {
+        expect(addons.find((a) => a.inputs.addonName === name)!.inputs.serviceAccountRoleArn).toMatch(/^arn:aws:/);
+      }
+      const [sc] = ofType(run, 'kubernetes:storage.k8s.io/v1:StorageClass');
+      expect(sc.inputs.metadata.annotations['storageclass.kubernetes.io/is-default-class']).toBe('true');
+      expect(sc.inputs.parameters).toMatchObject({ type: 'gp3', encrypted: 'true' });
+      expect(sc.inputs.provisioner).toBe('ebs.csi.aws.com');
+    });
+
+    it('has an on-demand system node group tainted for critical add-ons', () => {
+      const system = ofType(run, 'aws:eks/nodeGroup:NodeGroup').find((g) => g.inputs.nodeGroupName === 'system')!;
+      expect(system.inputs.capacityType).toBe('ON_DEMAND');
+      expect(system.inputs.instanceTypes).toEqual(file['promptmesh:systemNodeGroup'].instanceTypes);
+      expect(system.inputs.taints).toEqual([{ key: 'CriticalAddonsOnly', value: 'true', effect: 'NO_SCHEDULE' }]);
+      expect(system.inputs.labels['promptmesh.io/node-role']).toBe('system');
+      expect(system.inputs.scalingConfig.minSize).toBe(file['promptmesh:systemNodeGroup'].minSize);
+    });
+
+    it('has the configured spot groups: >= 4 instance types over >= 2 families, all zones, labelled and tainted', () => {
+      const groups = ofType(run, 'aws:eks/nodeGroup:NodeGroup');
+      const configured = file['promptmesh:nodeGroups'] as any[];
+      expect(groups).toHaveLength(configured.length + 1);
+      const spot = configured.filter((g) => g.capacity === 'spot');
+      expect(spot.length).toBeGreaterThan(0);
+      for (const want of configured) {
+        const got = groups.find((g) => g.inputs.nodeGroupName === want.name)!;
+        expect(got, want.name).toBeDefined();
+        expect(got.inputs.instanceTypes).toEqual(want.instanceTypes);
+        expect(got.inputs.subnetIds).toHaveLength(3);
+        expect(got.inputs.scalingConfig).toMatchObject({ minSize: want.minSize, maxSize: want.maxSize });
+        if (want.capacity === 'spot') {
+          expect(got.inputs.capacityType).toBe('SPOT');
+          expect(new Set(got.inputs.instanceTypes).size).toBeGreaterThanOrEqual(4);
+          expect(new Set(got.inputs.instanceTypes.map((t: string) => t.split('.')[0])).size).toBeGreaterThanOrEqual(2);
+          expect(got.inputs.labels[CAPACITY_LABEL]).toBe('spot');
+          expect(got.inputs.taints).toEqual([{ key: SPOT_TAINT_KEY, value: 'true', effect: 'NO_SCHEDULE' }]);
+        } else {
+          expect(got.inputs.capacityType).toBe('ON_DEMAND');
+          expect(got.inputs.labels[CAPACITY_LABEL]).toBe('on-demand');
+          expect(got.inputs.taints).toEqual([]);
+        }
+      }
+    });
+
+    it('requires IMDSv2 with one hop and encrypted root volumes on every node', () => {
+      const templates = ofType(run, 'aws:ec2/launchTemplate:LaunchTemplate');
+      expect(templates).toHaveLength(ofType(run, 'aws:eks/nodeGroup:NodeGroup').length);
+      for (const lt of templates) {
+        expect(lt.inputs.metadataOptions).toMatchObject({ httpTokens: 'required', httpPutResponseHopLimit: 1 });
+        expect(lt.inputs.blockDeviceMappings[0].ebs.encrypted).toBe('true');
+      }
+    });
+
+    it(expected.rds ? 'has a Multi-AZ, encrypted, private RDS PostgreSQL reachable only from the nodes' : 'has no RDS instance (PostgreSQL runs in the cluster)', () => {
+      const instances = ofType(run, 'aws:rds/instance:Instance');
+      if (!expected.rds) {
+        expect(instances).toHaveLength(0);
+        expect(ofType(run, 'aws:rds/subnetGroup:SubnetGroup')).toHaveLength(0);
+        return;
+      }
+      expect(instances).toHaveLength(1);
+      const db = instances[0].inputs;
+      const rds = file['promptmesh:rds'];
+      expect(db).toMatchObject({ engine: 'postgres', multiAz: true, storageEncrypted: true, publiclyAccessible: false, instanceClass: rds.instanceClass });
+      expect(db.deletionProtection).toBe(rds.protect);
+      expect(db.skipFinalSnapshot).toBe(!rds.protect);
+      if (rds.protect) expect(db.finalSnapshotIdentifier).toBeTruthy();
+      expect(isSecretValue(db.password)).toBe(true);
+      const [subnets] = ofType(run, 'aws:rds/subnetGroup:SubnetGroup');
+      const privateIds = ofType(run, 'aws:ec2/subnet:Subnet').filter((s) => s.name.includes('-private-')).map((s) => `${s.name}-id`);
+      expect([...subnets.inputs.subnetIds].sort()).toEqual(privateIds.sort());
+      const rules = ofType(run, 'aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule');
+      expect(rules).toHaveLength(1);
+      expect(rules[0].inputs).toMatchObject({ referencedSecurityGroupId: 'sg-cluster-eks-cluster', fromPort: 5432, toPort: 5432 });
+      expect(rules[0].inputs.cidrIpv4).toBeUndefined();
+    });
+
+    it('pins every Helm release to an exact chart version from versions.ts', () => {
+      const releases = ofType(run, 'kubernetes:helm.sh/v3:Release');
+      expect(releases.map((r) => r.inputs.chart).sort()).toEqual(Object.values(HELM_CHARTS).map((c) => c.chart).sort());
+      for (const r of releases) {
+        expect(r.inputs.version, r.name).toMatch(EXACT_SEMVER);
+        const pinned = Object.values(HELM_CHARTS).find((c) => c.chart === r.inputs.chart)!;
+        expect(r.inputs.version).toBe(pinned.version);
+        expect(r.inputs.repositoryOpts.repo).toBe(pinned.repo);
+      }
+    });
+
+    it('configures Prometheus to select the app monitors, Grafana dashboards by label and the HPA metric rule', () => {
+      const releases = ofType(run, 'kubernetes:helm.sh/v3:Release');
+      const kps = releases.find((r) => r.inputs.chart === 'kube-prometheus-stack')!.inputs.values;
+      expect(kps.prometheus.prometheusSpec).toMatchObject({ serviceMonitorSelectorNilUsesHelmValues: false, ruleSelectorNilUsesHelmValues: false, serviceMonitorNamespaceSelector: {} });
+      expect(kps.grafana.sidecar.dashboards).toMatchObject({ enabled: true, label: 'grafana_dashboard', labelValue: '1' });
+      expect(kps.grafana.admin.existingSecret).toBeTruthy();
+      const adapter = releases.find((r) => r.inputs.chart === 'prometheus-adapter')!.inputs.values;
+      expect(adapter.rules.custom).toContainEqual(REQUESTS_PER_SECOND_ADAPTER_RULE);
+      // Every ServiceMonitor the app ships carries labels the selector matches.
+      const selector = kps.prometheus.prometheusSpec.serviceMonitorSelector.matchLabels as Record<string, string>;
+      const monitors = appliedManifests(run).filter((o) => o.kind === 'ServiceMonitor');
+      expect(monitors.length).toBeGreaterThan(0);
+      for (const m of monitors) expect(m.metadata.labels ?? {}).toMatchObject(selector);
+    });
+
+    it('applies the app after the platform CRDs and webhooks, its Secrets after its namespace', () => {
+      const groups = ofType(run, 'kubernetes:yaml/v2:ConfigGroup');
+      const app = groups.find((g) => g.name === 'app-app')!;
+      const ns = groups.find((g) => g.name === 'app-namespaces')!;
+      for (const release of ['platform-istio-base', 'platform-istiod', 'platform-kube-prometheus-stack', 'platform-prometheus-adapter']) {
+        expect(app.dependsOn).toContain(`kubernetes:helm.sh/v3:Release::${release}`);
+      }
+      expect(app.dependsOn).toContain('kubernetes:yaml/v2:ConfigGroup::app-namespaces');
+      for (const secret of ofType(run, 'kubernetes:core/v1:Secret').filter((s) => s.name.startsWith('app-'))) {
+        expect(secret.dependsOn).toContain('kubernetes:yaml/v2:ConfigGroup::app-namespaces');
+        expect(app.dependsOn).toContain(`kubernetes:core/v1:Secret::${secret.name}`);
+      }
+      expect(unwrapSecrets(ns.inputs.objs).map((o: any) => o.kind)).toEqual(['Namespace']);
+      if (expected.rds) expect(app.dependsOn).toContain('aws:rds/instance:Instance::database-postgres');
+      // The platform waits for the nodes and add-ons.
+      const base = ofType(run, 'kubernetes:helm.sh/v3:Release').find((r) => r.name === 'platform-istio-base')!;
+      expect(base.dependsOn).toEqual(expect.arrayContaining(['aws:eks/addon:Addon::eks-coredns', 'kubernetes:storage.k8s.io/v1:StorageClass::eks-gp3']));
+    });
+
+    it('applies manifests that pass the same schema validation as the cdk8s tests, images by digest', () => {
+      const objects = appliedManifests(run);
+      expect(objects.length).toBeGreaterThan(20);
+      expect(validateManifests(objects)).toEqual([]);
+      const containers = objects.filter((o) => o.kind === 'Deployment' && o.metadata.labels?.['app.kubernetes.io/part-of'] === 'promptmesh')
+        .flatMap((d) => d.spec.template.spec.containers).filter((c: any) => !String(c.image).startsWith('oliver006/'));
+      expect(containers.length).toBeGreaterThanOrEqual(4);
+      const repo = `123456789012.dkr.ecr.eu-west-1.amazonaws.com/${file['promptmesh:clusterName']}`;
+      for (const c of containers) expect(c.image).toMatch(new RegExp(`^${repo.replace(/\./g, '\\.')}/(router|templates|context|llm)@sha256:[a-f0-9]{64}$`));
+    });
+
+    it('creates every Secret the chart references, with secret values only', () => {
+      const objects = appliedManifests(run);
+      const created = ofType(run, 'kubernetes:core/v1:Secret').filter((s) => s.inputs.metadata.namespace === 'promptmesh');
+      const referenced = new Set<string>();
+      const walk = (v: any) => {
+        if (Array.isArray(v)) return v.forEach(walk);
+        if (v && typeof v === 'object') {
+          if (v.secretKeyRef?.name) referenced.add(v.secretKeyRef.name);
+          if (v.secretRef?.name) referenced.add(v.secretRef.name);
+          if (v.secret?.secretName) referenced.add(v.secret.secretName);
+          Object.values(v).forEach(walk);
+        }
+      };
+      walk(objects.filter((o) => o.metadata.namespace === 'promptmesh'));
+      expect(referenced.size).toBeGreaterThan(0);
+      const names = new Set(created.map((s) => s.inputs.metadata.name));
+      for (const ref of referenced) expect(names.has(ref), `Secret ${ref} is referenced but not created`).toBe(true);
+      for (const s of created) expect(isSecretValue(s.inputs.stringData), s.name).toBe(true);
+      expect(objects.filter((o) => o.kind === 'Secret')).toEqual([]);
+    });
+
+    it('never puts a secret into a resource input as a plain value', () => {
+      const providerKeys = Object.entries(TEST_SECRETS.providerApiKeys)
+        .filter(([name]) => (file['promptmesh:app'].providers?.providers ?? []).some((p: any) => p.apiKeyEnv === name)).map(([, v]) => v);
+      expect(providerKeys.length).toBeGreaterThan(0);
+      const secrets = [TEST_SECRETS.adminApiKey, ...providerKeys, ...generatedSecrets(run), 'ecr-token-from-mock'];
+      expect(generatedSecrets(run).length).toBeGreaterThanOrEqual(3);
+      const leaks = run.resources.flatMap((r) => secrets.flatMap((s) => plainOccurrences(r.inputs, s).map((p) => `${r.type}::${r.name} ${p}`)));
+      expect(leaks).toEqual([]);
+      // And they are there, as secrets: the scan is not vacuous.
+      const everything = JSON.stringify(run.resources.map((r) => unwrapSecrets(r.inputs)));
+      for (const s of [...providerKeys, ...generatedSecrets(run), 'ecr-token-from-mock']) expect(everything).toContain(s);
+      // The admin key itself is never sent anywhere: only its SHA-256, inside a secret.
+      expect(everything).not.toContain(TEST_SECRETS.adminApiKey);
+      expect(everything).toContain(createHash('sha256').update(TEST_SECRETS.adminApiKey).digest('hex'));
+      expect(run.secretOutputs).toEqual(expect.arrayContaining(['kubeconfig', 'grafanaAdminPassword']));
+    });
+
+    it('keeps IAM least privilege: no wildcard action on a wildcard resource, only named AWS-managed policies', () => {
+      const statements = policyStatements(run);
+      expect(statements.length).toBeGreaterThan(4);
+      for (const { resource, statement } of statements) {
+        const actions = list(statement.Action);
+        const resources = list(statement.Resource);
+        expect(actions.some((a) => a === '*' || a.endsWith(':*')), `${resource}: ${JSON.stringify(statement)}`).toBe(false);
+        expect(statement.NotAction, resource).toBeUndefined();
+        if (actions.includes('sts:AssumeRoleWithWebIdentity')) {
+          const cond = JSON.stringify(statement.Condition ?? {});
+          expect(cond, resource).toMatch(/:sub":"system:serviceaccount:kube-system:/);
+        }
+        if (statement.Principal) expect(JSON.stringify(statement.Principal), resource).not.toBe('"*"');
+        if (resources.length > 0) expect(resources, resource).not.toContain('*');
+      }
+      const attached = ofType(run, 'aws:iam/rolePolicyAttachment:RolePolicyAttachment').map((a) => a.inputs.policyArn);
+      expect(new Set(attached)).toEqual(new Set([
+        'arn:aws:iam::aws:policy/AmazonEKSClusterPolicy',
+        'arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy',
+        'arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPullOnly',
+        'arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy',
+        'arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy',
+      ]));
+    });
+
+    it('builds one image, pushes it to an immutable, scanned ECR repository per service, and deploys by digest', () => {
+      const repos = ofType(run, 'aws:ecr/repository:Repository');
+      expect(repos.map((r) => r.inputs.name).sort()).toEqual(['context', 'llm', 'router', 'templates'].map((s) => `${file['promptmesh:clusterName']}/${s}`));
+      for (const r of repos) {
+        expect(r.inputs.imageTagMutability).toBe('IMMUTABLE');
+        expect(r.inputs.imageScanningConfiguration.scanOnPush).toBe(true);
+      }
+      expect(ofType(run, 'aws:ecr/lifecyclePolicy:LifecyclePolicy')).toHaveLength(4);
+      const images = ofType(run, 'docker-build:index:Image');
+      expect(images).toHaveLength(1);
+      expect(images[0].inputs.push).toBe(true);
+      expect(images[0].inputs.tags).toHaveLength(4);
+      for (const t of images[0].inputs.tags) expect(t).toMatch(/:src-[a-f0-9]{16}$/);
+      expect(images[0].inputs.dockerfile.location).toMatch(/\/Dockerfile$/);
+      expect(isSecretValue(images[0].inputs.registries)).toBe(true);
+      expect(unwrapSecrets(images[0].inputs.registries)[0].username).toBe('AWS');
+      expect(run.invokes.map((i) => i.token)).toContain('aws:ecr/getAuthorizationToken:getAuthorizationToken');
+    });
+
+    it('outputs the cluster name, a secret kubeconfig, the router URL and Grafana', () => {
+      expect(run.outputs.clusterName).toBe(file['promptmesh:clusterName']);
+      const kubeconfig = JSON.parse(run.outputs.kubeconfig as string);
+      expect(kubeconfig.users[0].user.exec.args).toEqual(expect.arrayContaining(['get-token', '--cluster-name', file['promptmesh:clusterName'], '--region', file['aws:region']]));
+      const scheme = file['promptmesh:app'].tls ? 'https' : 'http';
+      expect(run.outputs.routerUrl).toBe(`${scheme}://ingress-gateway.elb.eu-west-1.amazonaws.com`);
+      expect(run.outputs.grafanaUrl).toBe('http://localhost:3000');
+      expect(run.outputs.grafanaAccess).toContain('port-forward');
+    });
+  });
+}

@@ -1,0 +1,4 @@
+// Pulumi.staging.yaml through the program, against the mocks (one stack per file: mocks are per process).
+import { awsStackSuite } from './aws-stack-suite';
+
+awsStackSuite('staging', { natGateways: 3, rds: true });
