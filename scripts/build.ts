@@ -1,0 +1,72 @@
+/**
+ * `npm run build`:
+ * 1. `tsc -p tsconfig.build.json`: JS and `.d.ts` of contracts/ and infra/ into lib/ (what the
+ *    package's `exports` point at: promptmesh/k8s, promptmesh/pulumi, promptmesh/contracts);
+ * 2. an esbuild bundle of services/main.ts into build/service.js for the images
+ *    (`node build/service.js`, `SERVICE=router|templates|context|llm|all`), with the templates
+ *    service's SQL migrations beside it in build/migrations/ (copy both into the image).
+ * Fails when the library output would contain service code.
+ */
+import { execFileSync } from 'node:child_process';
+import { cpSync, existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { build } from 'esbuild';
+
+const root = resolve(__dirname, '..');
+
+function walk(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    return statSync(path).isDirectory() ? walk(path) : [path];
+  });
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  rmSync(join(root, 'lib'), { recursive: true, force: true });
+  rmSync(join(root, 'build'), { recursive: true, force: true });
+
+  const tsc = require.resolve('typescript/bin/tsc');
+  execFileSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json')], { cwd: root, stdio: 'inherit' });
+
+  const libFiles = walk(join(root, 'lib')).map((f) => f.slice(root.length + 1));
+  const leaked = libFiles.filter((f) => f.startsWith('lib/services/') || f.startsWith('lib/test/') || /\.test\./.test(f));
+  if (leaked.length > 0) {
+    throw new Error(`the library output must not contain service or test code, found: ${leaked.slice(0, 5).join(', ')}`);
+  }
+  for (const entry of ['lib/infra/k8s/index.js', 'lib/infra/k8s/index.d.ts', 'lib/contracts/index.js', 'lib/contracts/index.d.ts']) {
+    if (!libFiles.includes(entry)) throw new Error(`build did not produce ${entry}`);
+  }
+
+  await build({
+    entryPoints: [join(root, 'services/main.ts')],
+    outfile: join(root, 'build/service.js'),
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'cjs',
+    sourcemap: true,
+    minify: false,
+    legalComments: 'linked',
+    // Optional native add-ons some dependencies try to load; absent in the image by design.
+    external: ['pg-native', 'bufferutil', 'utf-8-validate'],
+    logLevel: 'warning',
+  });
+
+  // The templates service reads its SQL migrations from `migrations/` beside its code
+  // (`__dirname` of the bundle is build/).
+  const migrations = join(root, 'services/templates/migrations');
+  if (!existsSync(migrations)) throw new Error('services/templates/migrations is missing: the bundle needs it');
+  cpSync(migrations, join(root, 'build/migrations'), { recursive: true });
+
+  const size = statSync(join(root, 'build/service.js')).size;
+  process.stdout.write(
+    `build: lib/ ${libFiles.length} files (contracts, infra), build/service.js ${(size / 1024 / 1024).toFixed(1)} MiB, ${Date.now() - started} ms\n`,
+  );
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`build failed: ${(err as Error).message}\n`);
+  process.exit(1);
+});
