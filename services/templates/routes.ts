@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { PATHS } from '../../contracts';
-import { CHAT_ROLES } from '../kit/template-syntax';
+import { TEMPLATE_TYPES } from '../kit/template-syntax';
 import type { CreateInput, LabelTarget, TemplatesCore, Variables, VersionInput } from './types';
 import { LABEL_PATTERN, LIMITS, NAME_PATTERN, actorFrom } from './validation';
 
@@ -16,7 +16,7 @@ const labelString = { type: 'string', pattern: LABEL_PATTERN } as const;
 // Types and unknown fields are checked here; sizes, syntax and the chat message shape are
 // checked by the core (validation.ts), which in-process callers go through too.
 const versionProperties = {
-  type: { type: 'string', enum: ['text', 'chat'] },
+  type: { type: 'string', enum: [...TEMPLATE_TYPES] },
   template: { type: ['string', 'array'], maxItems: LIMITS.chatMessages },
   description: { type: ['string', 'null'], maxLength: LIMITS.descriptionChars },
   model: { type: ['string', 'null'], maxLength: LIMITS.modelChars },
@@ -69,9 +69,6 @@ const renderBody = {
     session_id: { type: 'string', maxLength: 256 },
   },
 } as const;
-
-/** Example of the chat message shape, for error messages and docs. */
-export const CHAT_MESSAGE_SHAPE = `{ role: ${CHAT_ROLES.join('|')}, content: string }`;
 
 /** The templates HTTP API (DESIGN.md, "templates"): thin routes over the core. */
 export function templatesRoutes(core: TemplatesCore): FastifyPluginAsync {

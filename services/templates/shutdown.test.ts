@@ -32,7 +32,7 @@ describe('SIGTERM', () => {
         DATABASE_URL: db.url,
         REDIS_KEY_PREFIX: prefix,
         LOG_LEVEL: 'warn',
-        DRAIN_DELAY_MS: '1500',
+        DRAIN_DELAY_MS: '2000',
         SHUTDOWN_TIMEOUT_MS: '10000',
       },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -42,7 +42,7 @@ describe('SIGTERM', () => {
     child.stderr!.on('data', (d) => (output += d));
     const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
     const base = `http://127.0.0.1:${port}`;
-    const agent = new Agent({ connections: 32 });
+    const agent = new Agent({ connections: 64 });
     try {
       await waitFor(
         async () => {
@@ -62,30 +62,48 @@ describe('SIGTERM', () => {
       expect(created.statusCode).toBe(201);
       await created.body.dump();
 
+      // Open 64 keep-alive connections first, so the renders below go out at once.
+      await Promise.all(
+        Array.from({ length: 64 }, async () => {
+          const res = await request(`${base}/healthz`, { dispatcher: agent });
+          await res.body.dump();
+        }),
+      );
       // 64 renders in flight, then SIGTERM before they have all been answered.
       const inFlight = Array.from({ length: 64 }, async (_, n) => {
-        const res = await request(`${base}/v1/templates/drain/render`, {
-          method: 'POST',
-          dispatcher: agent,
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ variables: { n } }),
-        });
-        return { status: res.statusCode, body: (await res.body.json()) as any, n };
+        try {
+          const res = await request(`${base}/v1/templates/drain/render`, {
+            method: 'POST',
+            dispatcher: agent,
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ variables: { n } }),
+          });
+          return { status: res.statusCode, body: (await res.body.json()) as any, n };
+        } catch (err) {
+          return { status: 0, body: { error: (err as Error).message }, n };
+        }
       });
+      await new Promise((r) => setTimeout(r, 20));
       child.kill('SIGTERM');
 
-      await waitFor(
-        async () => {
-          const res = await request(`${base}/readyz`, { dispatcher: agent });
-          await res.body.dump();
-          return res.statusCode === 503;
-        },
-        5_000,
-        'readiness to fail while draining',
-      );
+      // Readiness is polled on a connection of its own, not queued behind the renders.
+      const probe = new Agent({ connections: 1 });
+      try {
+        await waitFor(
+          async () => {
+            const res = await request(`${base}/readyz`, { dispatcher: probe, reset: true });
+            await res.body.dump();
+            return res.statusCode === 503;
+          },
+          5_000,
+          'readiness to fail while draining',
+        );
+      } finally {
+        await probe.close();
+      }
       const answers = await Promise.all(inFlight);
       for (const a of answers) {
-        expect(a.status).toBe(200);
+        expect(a.status, JSON.stringify(a.body)).toBe(200);
         expect(a.body.messages[0].content).toBe(`n=${a.n}`);
       }
       expect(await exited).toBe(0);

@@ -5,7 +5,6 @@
  */
 import { badRequest } from '../kit/errors';
 import {
-  CHAT_ROLES,
   TEMPLATE_TYPES,
   TemplateError,
   checkVariables,
@@ -191,5 +190,3 @@ export function actorFrom(header: unknown): string {
   const clean = raw.replace(/[\u0000-\u001f\u007f]/g, '').trim().slice(0, 200);
   return clean || 'anonymous';
 }
-
-export { CHAT_ROLES, TEMPLATE_TYPES };
