@@ -1,5 +1,9 @@
+import pg from 'pg';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../kit/logger';
+import { freePort } from '../../test/support/net';
+import { PgTemplatesCore } from './core';
 import { startTemplates, type RunningTemplates } from './test-support';
 
 let svc: RunningTemplates;
@@ -304,5 +308,20 @@ describe('templates API', () => {
     expect((await call('POST', '/v1/templates/in-process/render', { variables: { who: 'there' } })).body.messages[0].content).toBe('Hi there');
     await expect(svc.core.render('in-process', {})).rejects.toMatchObject({ statusCode: 400, param: 'variables' });
     await expect(svc.core.create({ name: 'NO', type: 'text', template: 'x' })).rejects.toMatchObject({ statusCode: 400, param: 'name' });
+  });
+
+  it('answers 503, not 500, when PostgreSQL is unreachable', async () => {
+    const port = await freePort();
+    const pool = new pg.Pool({ connectionString: `postgres://postgres@127.0.0.1:${port}/none`, connectionTimeoutMillis: 2_000 });
+    const core = new PgTemplatesCore({ pool, logger: createLogger('test', 'silent') });
+    try {
+      await expect(core.get('anything')).rejects.toMatchObject({ statusCode: 503, code: 'database_unavailable' });
+      await expect(core.create({ name: 'x', type: 'text', template: 'y' })).rejects.toMatchObject({ statusCode: 503 });
+      await expect(core.exportAll()).rejects.toMatchObject({ statusCode: 503 });
+      // Bad input is still a 400: it is checked before the database is asked.
+      await expect(core.create({ name: 'X!', type: 'text', template: 'y' })).rejects.toMatchObject({ statusCode: 400 });
+    } finally {
+      await pool.end();
+    }
   });
 });
