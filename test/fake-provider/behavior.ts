@@ -49,7 +49,13 @@ export type Fault =
    */
   | { type: 'stall'; afterChunks?: number; beforeHeaders?: boolean }
   /** A 200 whose body does not parse: invalid JSON, or a broken SSE event mid-stream. */
-  | { type: 'malformed' };
+  | { type: 'malformed' }
+  /**
+   * Streams only: an error event after `afterChunks` content chunks (default 1), then the end.
+   * Anthropic sends `event: error` with an `overloaded_error`; OpenAI a `data: {"error": ...}`.
+   * Plain requests get a 500 instead.
+   */
+  | { type: 'error_event'; afterChunks?: number };
 
 /** A fault with its share in a mixed rule. */
 export type WeightedFault = Fault & { weight?: number };
@@ -173,8 +179,14 @@ function validateFault(fault: unknown, field: string, weighted: boolean): Weight
     case 'malformed':
       checkKeys(fault, common, field);
       break;
+    case 'error_event':
+      checkKeys(fault, [...common, 'afterChunks'], field);
+      if (fault.afterChunks !== undefined && !(Number.isInteger(fault.afterChunks) && (fault.afterChunks as number) >= 0)) {
+        throw new PlanError(`${field}.afterChunks`, 'must be an integer >= 0');
+      }
+      break;
     default:
-      throw new PlanError(`${field}.type`, "must be one of 'status', 'reset', 'stall', 'malformed'");
+      throw new PlanError(`${field}.type`, "must be one of 'status', 'reset', 'stall', 'malformed', 'error_event'");
   }
   return fault as WeightedFault;
 }

@@ -244,6 +244,19 @@ describe('misbehaviour', () => {
     ).rejects.toThrow();
   });
 
+  it('sends an error event mid-stream (Anthropic overloaded_error), which the SDK raises', async () => {
+    fake.setBehavior({ rules: [{ fault: { type: 'error_event', afterChunks: 1 } }] });
+    const stream = await anthropic.messages.create({ model: 'c', max_tokens: 9, messages: user('x y'), stream: true });
+    const types: string[] = [];
+    const err = await (async () => {
+      for await (const ev of stream) types.push(ev.type);
+    })().catch((e: unknown) => e);
+    expect(err).toMatchObject({ error: { type: 'error', error: { type: 'overloaded_error' } } });
+    expect(types).toContain('content_block_delta');
+    await expect(openai.chat.completions.create({ model: 'm', messages: user('x') })).rejects.toMatchObject({ status: 500 });
+    expect(fake.stats.outcomes).toEqual({ error_event: 1, status_500: 1 });
+  });
+
   it('adds latency before the headers', async () => {
     fake.setBehavior({ rules: [{ latencyMs: [200, 250] }] });
     const started = Date.now();

@@ -427,6 +427,21 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
         }
         return 'stall';
       }
+      case 'error_event': {
+        if (!stream) {
+          const [type, message] = statusError(api, 500);
+          sendError(res, api, new HttpError(500, type, message));
+          return 'status_500';
+        }
+        const ev = events();
+        res.writeHead(200, SSE_HEADERS);
+        const error =
+          api === 'anthropic'
+            ? `event: error\ndata: ${JSON.stringify({ type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } })}\n\n`
+            : `data: ${JSON.stringify({ error: { message: 'The server had an error while processing your request.', type: 'server_error', param: null, code: null } })}\n\n`;
+        res.end(ev.head.join('') + ev.tokens.slice(0, fault.afterChunks ?? 1).join('') + error);
+        return 'error_event';
+      }
       case 'malformed': {
         if (stream) {
           const ev = events();

@@ -140,6 +140,20 @@ describe.each(['openai', 'openai-compatible', 'anthropic'] as const)('%s adapter
     expect(await failure(drain(stream))).toMatchObject({ kind: 'malformed' });
   });
 
+  it('an error event mid-stream is thrown from the iterator with its kind', async () => {
+    plan({ type: 'error_event', afterChunks: 1 });
+    const stream = await adapter.stream(provider, request, {});
+    const got: string[] = [];
+    const err = await failure(
+      (async () => {
+        for await (const c of stream) got.push(c.choices[0]?.delta.content ?? '');
+      })(),
+    );
+    expect(err.kind).toBe(type === 'anthropic' ? 'overloaded' : 'server');
+    expect(err.retryable).toBe(true);
+    expect(got.join('')).toBe('echo:');
+  });
+
   it('a refused connection is connection', async () => {
     const port = await freePort();
     const closed = { ...provider, baseUrl: `http://127.0.0.1:${port}${type === 'anthropic' ? '' : '/v1'}` };

@@ -126,7 +126,11 @@ async function* openaiChunks(provider: ProviderConfig, request: ChatRequest, res
         if (choice?.finish_reason) finished = true;
       }
       if (isUsage(chunk.usage)) usage = chunk.usage;
-      yield { ...chunk, id, object: 'chat.completion.chunk', created, model };
+      chunk.id = id;
+      chunk.object = 'chat.completion.chunk';
+      chunk.created = created;
+      chunk.model = model;
+      yield chunk as ChatCompletionChunk;
     }
   } catch (err) {
     if (!done) throw transportError(provider, err, signal);
