@@ -53,6 +53,7 @@ export function asBadRequest(err: unknown): never {
   throw err;
 }
 
+/** Checks a template name against {@link NAME_PATTERN}; 400 naming `param` otherwise. */
 export function checkName(name: unknown, param = 'name'): string {
   if (typeof name !== 'string' || !nameRe.test(name)) {
     throw badRequest(`'${param}' must match ${NAME_PATTERN} (lower case letters, digits, '.', '_', '-'; at most 128 characters)`, param);
@@ -60,6 +61,7 @@ export function checkName(name: unknown, param = 'name'): string {
   return name;
 }
 
+/** Checks the name of a template being created: the pattern, and not a reserved path word. */
 export function checkNewName(name: unknown): string {
   checkName(name);
   if ((RESERVED_NAMES as readonly string[]).includes(name as string)) {
@@ -68,6 +70,7 @@ export function checkNewName(name: unknown): string {
   return name as string;
 }
 
+/** Checks a label name against {@link LABEL_PATTERN}; 400 naming `param` otherwise. */
 export function checkLabel(label: unknown, param = 'label'): string {
   if (typeof label !== 'string' || !labelRe.test(label)) {
     throw badRequest(`'${param}' must match ${LABEL_PATTERN} (lower case letters, digits, '.', '_', '-'; at most 64 characters)`, param);
