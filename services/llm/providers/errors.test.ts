@@ -1,5 +1,8 @@
 // Every way a provider call can fail, produced by the fake provider over real sockets, and the
 // ProviderError kind each network adapter turns it into.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../../test/support/net';
 import { fakeProviderConfig } from '../../../test/fake-provider/provider-config';
@@ -190,5 +193,28 @@ describe.each(['openai', 'openai-compatible', 'anthropic'] as const)('%s adapter
     fake.reset();
     const res = await adapter.complete(provider, request, {});
     expect(res.choices[0].message.content).toBe('echo: one two three four five six');
+  });
+});
+
+describe('connect timeout', () => {
+  it('a connection the server never accepts is timeout after connectTimeoutMs', async () => {
+    // A listener with a zero backlog that never accepts: once one connection fills its queue,
+    // the kernel drops further SYNs and connecting hangs (node cannot listen without accepting).
+    const listener = spawn('python3', ['-c', 'import socket,sys,time\ns=socket.socket(); s.bind(("127.0.0.1",0)); s.listen(0)\nprint(s.getsockname()[1], flush=True)\nsys.stdin.read()'], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    try {
+      const [line] = (await once(listener.stdout!, 'data')) as [Buffer];
+      const port = Number(line.toString().trim());
+      const filler = connect(port, '127.0.0.1');
+      await once(filler, 'connect');
+      const provider = fakeProviderConfig(fake, 'openai', { baseUrl: `http://127.0.0.1:${port}/v1`, connectTimeoutMs: 300 });
+      const err = await failure(adapters.openai.complete(provider, request, {}));
+      expect(err).toMatchObject({ kind: 'timeout' });
+      expect(err.message).toMatch(/connect timeout/);
+      filler.destroy();
+    } finally {
+      listener.kill();
+    }
   });
 });
