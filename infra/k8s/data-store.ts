@@ -8,30 +8,7 @@ import { createHash } from 'node:crypto';
 import { ApiObject, Chart } from 'cdk8s';
 import type { Construct } from 'constructs';
 import { k8s } from 'cdk8s-plus-27';
-
-/** Requests and limits of one container, as Kubernetes quantities (`250m`, `512Mi`). */
-export interface ContainerResources {
-  /**
-   * CPU the scheduler reserves for the container.
-   * @default the construct's documented default for that container
-   */
-  readonly cpuRequest?: string;
-  /**
-   * CPU the container may use at most (it is throttled above this).
-   * @default the construct's documented default for that container
-   */
-  readonly cpuLimit?: string;
-  /**
-   * Memory the scheduler reserves for the container.
-   * @default the construct's documented default for that container
-   */
-  readonly memoryRequest?: string;
-  /**
-   * Memory the container may use at most (it is OOM-killed above this).
-   * @default the construct's documented default for that container
-   */
-  readonly memoryLimit?: string;
-}
+import { validateResources, type ContainerResources } from './resources';
 
 /** A key of a Secret, referenced by name: the value never appears in a manifest. */
 export interface SecretKeyReference {
@@ -98,34 +75,29 @@ export function pinnedImage(construct: string, prop: string, image: string, dige
   return `${image}@${digest}`;
 }
 
-/** Builds the `resources` block from the props over the defaults, checking that requests fit in limits. */
+/**
+ * Builds the `resources` block from the prop (or the defaults), checked like the services'
+ * resources (`validateResources`: valid quantities, requests within limits).
+ */
 export function containerResources(
   construct: string,
   prop: string,
   given: ContainerResources | undefined,
-  defaults: Required<ContainerResources>,
-): { resolved: Required<ContainerResources>; spec: k8s.ResourceRequirements } {
-  const resolved: Required<ContainerResources> = { ...defaults, ...stripUndefined(given ?? {}) };
-  for (const key of ['cpuRequest', 'cpuLimit', 'memoryRequest', 'memoryLimit'] as const) {
-    checkQuantity(construct, `${prop}.${key}`, resolved[key]);
-  }
-  if (quantityValue(resolved.cpuRequest) > quantityValue(resolved.cpuLimit)) {
-    throw new Error(`${construct}: '${prop}.cpuRequest' (${resolved.cpuRequest}) must be less than or equal to '${prop}.cpuLimit' (${resolved.cpuLimit})`);
-  }
-  if (quantityValue(resolved.memoryRequest) > quantityValue(resolved.memoryLimit)) {
-    throw new Error(`${construct}: '${prop}.memoryRequest' (${resolved.memoryRequest}) must be less than or equal to '${prop}.memoryLimit' (${resolved.memoryLimit})`);
+  defaults: ContainerResources,
+): { resolved: ContainerResources; spec: k8s.ResourceRequirements } {
+  const resolved = given ?? defaults;
+  try {
+    validateResources(resolved, prop);
+  } catch (err) {
+    throw new Error(`${construct}: ${(err as Error).message}`);
   }
   return {
     resolved,
     spec: {
-      requests: { cpu: k8s.Quantity.fromString(resolved.cpuRequest), memory: k8s.Quantity.fromString(resolved.memoryRequest) },
-      limits: { cpu: k8s.Quantity.fromString(resolved.cpuLimit), memory: k8s.Quantity.fromString(resolved.memoryLimit) },
+      requests: { cpu: k8s.Quantity.fromString(resolved.requests.cpu), memory: k8s.Quantity.fromString(resolved.requests.memory) },
+      limits: { cpu: k8s.Quantity.fromString(resolved.limits.cpu), memory: k8s.Quantity.fromString(resolved.limits.memory) },
     },
   };
-}
-
-function stripUndefined<T extends object>(value: T): Partial<T> {
-  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 /** Pod-level restricted security context (Pod Security Standard `restricted`). */
@@ -176,9 +148,22 @@ export function serviceHost(service: string, namespace: string | undefined): str
 
 /** An endpoint of a ServiceMonitor (prometheus-operator `monitoring.coreos.com/v1`). */
 export interface ServiceMonitorEndpoint {
+  /** Name of the Service port to scrape. */
   readonly port: string;
+  /**
+   * HTTP path of the metrics.
+   * @default '/metrics'
+   */
   readonly path?: string;
+  /**
+   * How often Prometheus scrapes.
+   * @default '30s'
+   */
   readonly interval?: string;
+  /**
+   * How long one scrape may take.
+   * @default '10s'
+   */
   readonly scrapeTimeout?: string;
 }
 

@@ -101,7 +101,10 @@ describe('Postgres construct', () => {
       [{ database: 'My-DB' }, /'database' must be a lowercase SQL identifier/],
       [{ parameters: { 'max connections': '1' } }, /'parameters' keys must be PostgreSQL setting names/],
       [{ parameters: { work_mem: "4MB'; DROP" } }, /'parameters.work_mem' must be a plain value/],
-      [{ resources: { memoryRequest: '2Gi', memoryLimit: '1Gi' } }, /'resources.memoryRequest' \(2Gi\) must be less than or equal to 'resources.memoryLimit'/],
+      [
+        { resources: { requests: { cpu: '1', memory: '2Gi' }, limits: { cpu: '1', memory: '1Gi' } } },
+        /Postgres: 'resources.requests.memory' \(2Gi\) must be less than or equal to 'resources.limits.memory'/,
+      ],
       [{ mode: 'external', storageSize: '10Gi' }, /'storageSize' applies only to mode 'in-cluster'/],
       [{ mode: 'external', databaseUrlSecret: { name: 'Bad_Name', key: 'url' } }, /'databaseUrlSecret.name' must be a lowercase RFC 1123 label/],
     ];

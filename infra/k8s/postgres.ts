@@ -24,9 +24,9 @@ import {
   serviceHost,
   serviceMonitor,
   spreadConstraints,
-  type ContainerResources,
   type SecretKeyReference,
 } from './data-store';
+import type { ContainerResources } from './resources';
 
 /** The official PostgreSQL image, pinned to an exact release. */
 export const DEFAULT_POSTGRES_IMAGE = 'postgres:16.10-bookworm';
@@ -143,12 +143,12 @@ export interface PostgresProps {
   readonly storageClass?: string;
   /**
    * Requests and limits of the PostgreSQL container.
-   * @default { cpuRequest: '250m', cpuLimit: '2', memoryRequest: '1Gi', memoryLimit: '1Gi' }
+   * @default { requests: { cpu: '250m', memory: '1Gi' }, limits: { cpu: '2', memory: '1Gi' } }
    */
   readonly resources?: ContainerResources;
   /**
    * Requests and limits of the exporter sidecar.
-   * @default { cpuRequest: '10m', cpuLimit: '100m', memoryRequest: '32Mi', memoryLimit: '64Mi' }
+   * @default { requests: { cpu: '10m', memory: '32Mi' }, limits: { cpu: '100m', memory: '64Mi' } }
    */
   readonly exporterResources?: ContainerResources;
   /**
@@ -241,10 +241,12 @@ export class Postgres extends Construct {
     checkQuantity(what, 'storageSize', storageSize);
     if (props.storageClass !== undefined) checkName(what, 'storageClass', props.storageClass, 253);
     const resources = containerResources(what, 'resources', props.resources, {
-      cpuRequest: '250m', cpuLimit: '2', memoryRequest: '1Gi', memoryLimit: '1Gi',
+      requests: { cpu: '250m', memory: '1Gi' },
+      limits: { cpu: '2', memory: '1Gi' },
     });
     const exporterResources = containerResources(what, 'exporterResources', props.exporterResources, {
-      cpuRequest: '10m', cpuLimit: '100m', memoryRequest: '32Mi', memoryLimit: '64Mi',
+      requests: { cpu: '10m', memory: '32Mi' },
+      limits: { cpu: '100m', memory: '64Mi' },
     });
     const parameters = { ...DEFAULT_POSTGRES_PARAMETERS, ...(props.parameters ?? {}) };
     for (const [key, value] of Object.entries(parameters)) {

@@ -25,9 +25,12 @@ import {
   serviceHost,
   serviceMonitor,
   spreadConstraints,
-  type ContainerResources,
   type SecretKeyReference,
 } from './data-store';
+import type { ContainerResources } from './resources';
+
+// A prop type the data-store constructs share, for library users (index.ts re-exports this file).
+export type { SecretKeyReference } from './data-store';
 
 /** The official Redis image, pinned to an exact release. */
 export const DEFAULT_REDIS_IMAGE = 'redis:7.4.5-alpine';
@@ -126,7 +129,7 @@ export interface RedisProps {
   readonly passwordSecret?: SecretKeyReference;
   /**
    * Memory Redis may use for data (redis.conf `maxmemory`, units `kb`, `mb` or `gb`). It must
-   * stay at or below 80% of `resources.memoryLimit`: replication buffers and forks need the rest.
+   * stay at or below 80% of `resources.limits.memory`: replication buffers and forks need the rest.
    * @default '384mb'
    */
   readonly maxMemory?: string;
@@ -148,12 +151,12 @@ export interface RedisProps {
   readonly storageClass?: string;
   /**
    * Requests and limits of the Redis container.
-   * @default { cpuRequest: '100m', cpuLimit: '1', memoryRequest: '512Mi', memoryLimit: '512Mi' }
+   * @default { requests: { cpu: '100m', memory: '512Mi' }, limits: { cpu: '1', memory: '512Mi' } }
    */
   readonly resources?: ContainerResources;
   /**
    * Requests and limits of the exporter sidecar.
-   * @default { cpuRequest: '10m', cpuLimit: '100m', memoryRequest: '32Mi', memoryLimit: '64Mi' }
+   * @default { requests: { cpu: '10m', memory: '32Mi' }, limits: { cpu: '100m', memory: '64Mi' } }
    */
   readonly exporterResources?: ContainerResources;
   /**
@@ -234,19 +237,21 @@ export class Redis extends Construct {
     checkQuantity(what, 'storageSize', storageSize);
     if (props.storageClass !== undefined) checkName(what, 'storageClass', props.storageClass, 253);
     const redisResources = containerResources(what, 'resources', props.resources, {
-      cpuRequest: '100m', cpuLimit: '1', memoryRequest: '512Mi', memoryLimit: '512Mi',
+      requests: { cpu: '100m', memory: '512Mi' },
+      limits: { cpu: '1', memory: '512Mi' },
     });
     const exporterResources = containerResources(what, 'exporterResources', props.exporterResources, {
-      cpuRequest: '10m', cpuLimit: '100m', memoryRequest: '32Mi', memoryLimit: '64Mi',
+      requests: { cpu: '10m', memory: '32Mi' },
+      limits: { cpu: '100m', memory: '64Mi' },
     });
     const maxMemory = props.maxMemory ?? '384mb';
     const maxMemoryBytes = redisMemoryBytes(maxMemory);
     if (maxMemoryBytes === undefined) {
       throw new Error(`${what}: 'maxMemory' must be a number with unit kb, mb or gb (e.g. 384mb), got ${JSON.stringify(maxMemory)}`);
     }
-    const limitBytes = quantityValue(redisResources.resolved.memoryLimit);
+    const limitBytes = quantityValue(redisResources.resolved.limits.memory);
     if (maxMemoryBytes > 0.8 * limitBytes) {
-      throw new Error(`${what}: 'maxMemory' (${maxMemory}) must be at most 80% of 'resources.memoryLimit' (${redisResources.resolved.memoryLimit}) to leave room for buffers and forks`);
+      throw new Error(`${what}: 'maxMemory' (${maxMemory}) must be at most 80% of 'resources.limits.memory' (${redisResources.resolved.limits.memory}) to leave room for buffers and forks`);
     }
     const smLabels = props.serviceMonitorLabels ?? DEFAULT_PROMETHEUS_SELECTOR_LABELS;
 
