@@ -190,7 +190,7 @@ describe('anthropic adapter', () => {
   });
 
   it('uses the anthropic-version the provider headers set, and a /v1 base URL', async () => {
-    const p = { ...provider, baseUrl: `${fake.url}/v1`, headers: { 'anthropic-version': '2099-01-01' } };
+    const p = { ...provider, baseUrl: `${fake.url}/v1`, headers: { 'Anthropic-Version': '2099-01-01' } };
     await adapter.complete(p, request('x'), {});
     expect(fake.requests[0].path).toBe('/v1/messages');
     expect(fake.requests[0].headers['anthropic-version']).toBe('2099-01-01');

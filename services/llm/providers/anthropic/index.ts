@@ -295,7 +295,8 @@ function messagesPath(baseUrl: string): string {
 
 function anthropicHeaders(provider: ProviderConfig, accept: string): Record<string, string> {
   const headers: Record<string, string> = { accept };
-  if (!provider.headers?.['anthropic-version']) headers['anthropic-version'] = DEFAULT_ANTHROPIC_VERSION;
+  const versionSet = provider.headers !== undefined && Object.keys(provider.headers).some((k) => k.toLowerCase() === 'anthropic-version');
+  if (!versionSet) headers['anthropic-version'] = DEFAULT_ANTHROPIC_VERSION;
   if (provider.apiKey) headers['x-api-key'] = provider.apiKey;
   return headers;
 }
