@@ -8,7 +8,8 @@
  * - render split: the same on a label split 90/10, sticky by `session_id`
  * and, in this process, the shared syntax module the router renders from its cache with.
  * Prints a table (p50/p99 in ms, requests per second, errors). Environment:
- * BENCH_DURATION_MS (default 4000), BENCH_CONCURRENCY (default "1,16,64").
+ * BENCH_DURATION_MS (default 4000), BENCH_CONCURRENCY (default "1,16,64"), BENCH_BUNDLE=1 to run
+ * the production bundle (`npm run build` first: build/service.js) instead of the sources via tsx.
  */
 import { request } from 'undici';
 import { compileTemplate, renderCompiled } from '../services/kit/template-syntax';
@@ -54,7 +55,7 @@ async function main(): Promise<void> {
   const svc = await startProcess(
     'templates',
     process.execPath,
-    ['--import', 'tsx', 'services/main.ts'],
+    process.env.BENCH_BUNDLE === '1' ? ['build/service.js'] : ['--import', 'tsx', 'services/main.ts'],
     { SERVICE: 'templates', PORT: String(port), HOST: '127.0.0.1', DATABASE_URL: db.url, REDIS_KEY_PREFIX: prefix, LOG_LEVEL: 'warn', DRAIN_DELAY_MS: '0' },
     `${base}/readyz`,
   );
@@ -69,7 +70,7 @@ async function main(): Promise<void> {
     await post(`${base}/v1/templates/bench-000/labels/production`, { versions: [{ version: 1, weight: 90 }, { version: 3, weight: 10 }] }, 'PUT');
 
     const lines: string[] = [];
-    lines.push(`templates service, ${durationMs} ms per run after 1 s warm-up, 200 templates x 3 versions, ${new Date().toISOString()}`);
+    lines.push(`templates service (${process.env.BENCH_BUNDLE === '1' ? 'bundle' : 'tsx'}), ${durationMs} ms per run after 1 s warm-up, 200 templates x 3 versions, ${new Date().toISOString()}`);
     lines.push('| scenario               | conc |  p50 ms  |  p99 ms  |   req/s   | requests | errors |');
     lines.push('|------------------------|------|----------|----------|-----------|----------|--------|');
     for (const concurrency of concurrencies) {
