@@ -70,6 +70,8 @@ export interface ReliabilityResult {
     baseline: Percentiles;
     withADown: Percentiles;
     addedP99Ms: number;
+    /** The same without the first block (A going down and its circuit opening). */
+    steadyAddedP99Ms: number;
     okBaseline: number;
     okADown: number;
     requests: number;
@@ -166,7 +168,8 @@ async function closedLoop(url: string, total: number, concurrency: number, strea
 
 /** `total` requests started on a fixed schedule of `rate` per second; latency counts from the scheduled start. */
 async function paced(url: string, total: number, rate: number): Promise<Outcome[]> {
-  const pool = new Pool(url, { connections: 64, keepAliveTimeout: 30_000 });
+  // Plenty of connections: requests stuck on a dead provider must not queue the client's others.
+  const pool = new Pool(url, { connections: 1024, keepAliveTimeout: 30_000 });
   const origin = process.hrtime.bigint();
   const intervalNs = BigInt(Math.round(1e9 / rate));
   const running: Array<Promise<Outcome>> = [];
@@ -302,12 +305,16 @@ export async function runReliability(options: ReliabilityOptions = {}): Promise<
       }
       const pb = percentiles(baseline.filter((o) => o.ok).map((o) => o.ms));
       const pa = percentiles(measured.filter((o) => o.ok).map((o) => o.ms));
+      // Steady state: without the first block, in which A went down and its circuit opened.
+      const pbSteady = percentiles(baseline.slice(block).filter((o) => o.ok).map((o) => o.ms));
+      const paSteady = percentiles(measured.slice(block).filter((o) => o.ok).map((o) => o.ms));
       const opened = (await (await fetch(`${withA.url}/v1/providers`)).json()) as { data: Array<{ name: string; circuit: { state: string; opens: number } }> };
       down.push({
         variant,
         baseline: pb,
         withADown: pa,
         addedP99Ms: Math.round((pa.p99 - pb.p99) * 100) / 100,
+        steadyAddedP99Ms: Math.round((paSteady.p99 - pbSteady.p99) * 100) / 100,
         okBaseline: baseline.filter((o) => o.ok).length,
         okADown: measured.filter((o) => o.ok).length,
         requests: pacedRequests,
@@ -337,11 +344,18 @@ export async function runReliability(options: ReliabilityOptions = {}): Promise<
       down,
       targets: [
         { target: 'flaky A: success rate >= 99.9%', value: `${(successRate * 100).toFixed(3)}%`, met: successRate >= 0.999 },
-        ...down.map((d) => ({
-          target: `A down (${d.variant}): added p99 < 50 ms`,
-          value: `${d.addedP99Ms} ms`,
-          met: d.addedP99Ms < 50 && d.okADown === d.requests,
-        })),
+        ...down.flatMap((d) => [
+          {
+            target: `A down (${d.variant}): added p99 < 50 ms, whole run`,
+            value: `${d.addedP99Ms} ms`,
+            met: d.addedP99Ms < 50 && d.okADown === d.requests,
+          },
+          {
+            target: `A down (${d.variant}): added p99 < 50 ms, after the circuit opened`,
+            value: `${d.steadyAddedP99Ms} ms`,
+            met: d.steadyAddedP99Ms < 50 && d.okADown === d.requests,
+          },
+        ]),
       ],
     };
     mkdirSync(out, { recursive: true });
@@ -420,14 +434,16 @@ function markdown(r: ReliabilityResult, o: { requests: number; concurrency: numb
     '',
     ...r.down.map(
       (d) =>
-        `- ${d.variant}: added p99 **${d.addedP99Ms} ms**; successful ${d.okADown}/${d.requests} (baseline ${d.okBaseline}/${d.requests}); ` +
+        `- ${d.variant}: added p99 **${d.addedP99Ms} ms** over the whole run, **${d.steadyAddedP99Ms} ms** without its first block; successful ${d.okADown}/${d.requests} (baseline ${d.okBaseline}/${d.requests}); ` +
         `${d.slowOver900Ms} request(s) over 900 ms; A's circuit at the end: ${JSON.stringify(d.circuitA)}.`,
     ),
     '',
     'Both llm processes are warmed while A is healthy; then A goes down and the measurement starts, so',
     "the breaker's opening is inside the measured window. With A black-holed, the requests routed to A",
     'before its circuit opened (and each half-open probe) wait for the 1 s timeout before B answers; they',
-    'are counted above and land in the tail.',
+    'are counted above and land in the tail: about rate x share x timeout = 100/s x 50% x 1 s = 50 requests',
+    'before the circuit opens, more than 1% of the run, so the whole-run p99 of that variant shows the',
+    'timeout. A shorter timeout (or firstByteTimeoutMs) for A shrinks that window proportionally.',
     '',
   ];
   return lines.join('\n');

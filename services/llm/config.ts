@@ -216,6 +216,7 @@ function parseProvider(v: Validator, raw: unknown, at: string, env: Record<strin
     'timeoutMs',
     'connectTimeoutMs',
     'firstByteTimeoutMs',
+    'idleTimeoutMs',
     'limits',
     'prices',
     'models',
@@ -247,7 +248,9 @@ function parseProvider(v: Validator, raw: unknown, at: string, env: Record<strin
   const timeoutMs = v.int(o.timeoutMs, `${at}.timeoutMs`, 1, 600_000) ?? 30_000;
   const connectTimeoutMs = v.int(o.connectTimeoutMs, `${at}.connectTimeoutMs`, 1, 600_000) ?? Math.min(timeoutMs, 5_000);
   const firstByteTimeoutMs = v.int(o.firstByteTimeoutMs, `${at}.firstByteTimeoutMs`, 1, 600_000) ?? timeoutMs;
+  const idleTimeoutMs = v.int(o.idleTimeoutMs, `${at}.idleTimeoutMs`, 1, 600_000);
   const provider: ProviderConfig = { name, type, baseUrl: baseUrl ?? `builtin:${type}`, timeoutMs, connectTimeoutMs, firstByteTimeoutMs };
+  if (idleTimeoutMs !== undefined) provider.idleTimeoutMs = idleTimeoutMs;
   if (apiKeyEnv !== undefined) {
     provider.apiKeyEnv = apiKeyEnv;
     provider.apiKey = apiKey;

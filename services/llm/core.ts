@@ -157,10 +157,10 @@ interface Attempt {
   estimate: number;
 }
 
-class ClientGone extends Error {
+/** The caller went away (its signal aborted); 499 in the access log, nobody reads the body. */
+class ClientGone extends ApiError {
   constructor() {
-    super('the client went away');
-    this.name = 'AbortError';
+    super(499, 'client_closed_request', 'the client went away before the answer was ready', null, 'client_closed');
   }
 }
 
@@ -578,7 +578,28 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
           return rest;
         }
 
-        return { provider: c.provider, model: c.model, cache: cached.result, chunks: chunks() };
+        // A consumer that gives up before its first next() still releases the provider's slot.
+        const generator = chunks();
+        let started = false;
+        const iterable: AsyncIterable<ChatCompletionChunk> = {
+          [Symbol.asyncIterator]: () => ({
+            next: () => {
+              started = true;
+              return generator.next();
+            },
+            return: async (v?: unknown) => {
+              if (!started) {
+                started = true;
+                abandon(attempt);
+                void value.iterator.return?.();
+                span.setAttribute('error.type', 'client_gone');
+                span.end();
+              }
+              return generator.return(v as undefined);
+            },
+          }),
+        };
+        return { provider: c.provider, model: c.model, cache: cached.result, chunks: iterable };
       } catch (err) {
         failRoot(span, err);
         throw err;

@@ -225,3 +225,38 @@ describe('streams', () => {
     expect(events.slice(0, -1).every((e) => !e.usage)).toBe(true);
   });
 });
+
+describe('giving up', () => {
+  const inFlight = (s: TestLlm) => s.core.providers().find((p) => p.name === 'a')!.inFlight;
+
+  it('releases the provider slot when a stream is dropped before or during consumption', async () => {
+    fa.setBehavior({ reply: { tokens: 50, tokenDelayMs: 5 } });
+    const s = await llm(A_ONLY, {}, { limits: { concurrency: 1 } });
+    const unread = await s.core.stream(ask('chat', 'x', { stream: true }));
+    expect(inFlight(s)).toBe(1);
+    await unread.chunks[Symbol.asyncIterator]().return!();
+    expect(inFlight(s)).toBe(0);
+
+    const partly = await s.core.stream(ask('chat', 'y', { stream: true }));
+    const it = partly.chunks[Symbol.asyncIterator]();
+    await it.next();
+    await it.next();
+    await it.return!();
+    expect(inFlight(s)).toBe(0);
+    // The slot is free again: the cap of 1 lets the next call through.
+    expect((await s.core.complete(ask('chat'))).provider).toBe('a');
+    expect(s.core.providers().find((p) => p.name === 'a')!.circuit.consecutiveFailures).toBe(0);
+  });
+
+  it('stops waiting when the caller aborts, without counting it against the provider', async () => {
+    fa.setBehavior({ rules: [{ latencyMs: 2_000 }] });
+    const s = await llm(A_ONLY);
+    const controller = new AbortController();
+    const pending = s.core.complete(ask('chat'), { signal: controller.signal });
+    await waitFor(() => inFlight(s) === 1, 5_000, 'call in flight');
+    controller.abort();
+    await expect(pending).rejects.toMatchObject({ statusCode: 499 });
+    expect(inFlight(s)).toBe(0);
+    expect(s.core.providers().find((p) => p.name === 'a')!.circuit.consecutiveFailures).toBe(0);
+  });
+});
