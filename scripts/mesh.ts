@@ -78,7 +78,7 @@ async function main(): Promise<void> {
   process.once('SIGINT', () => void stopAll(0));
   process.once('SIGTERM', () => void stopAll(0));
 
-  for (const name of ORDER) {
+  const launch = async (name: Name): Promise<boolean> => {
     const childEnv: NodeJS.ProcessEnv = { ...env, SERVICE: name, PORT: String(ports[name]) };
     if (name === 'router') Object.assign(childEnv, { TEMPLATES_URL: url('templates'), CONTEXT_URL: url('context'), LLM_URL: url('llm') });
     const child = spawn(process.execPath, ['--enable-source-maps', '--import', 'tsx', join(ROOT, 'services/main.ts')], {
@@ -98,10 +98,16 @@ async function main(): Promise<void> {
       await waitReady(url(name), child);
     } catch (err) {
       process.stderr.write(`[mesh] ${name} on port ${ports[name]}: ${(err as Error).message}\n`);
-      await stopAll(1);
-      return;
+      return false;
     }
     process.stdout.write(`[mesh] ${name} ready on ${url(name)}\n`);
+    return true;
+  };
+  // The router's peers start together; the router once they are ready.
+  const peersUp = await Promise.all((['templates', 'context', 'llm'] as const).map(launch));
+  if (peersUp.includes(false) || !(await launch('router'))) {
+    await stopAll(1);
+    return;
   }
   process.stdout.write(tryItText(url('router'), providers.models[0] ?? 'chat', Boolean(env.API_KEYS_FILE)));
 }
