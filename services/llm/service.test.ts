@@ -132,6 +132,34 @@ describe('usage and cost', () => {
   });
 });
 
+describe('through the anthropic adapter', () => {
+  it('routes, costs and streams an alias served by an Anthropic-API provider', async () => {
+    const s = await llm(
+      {
+        providers: [
+          { name: 'claude', type: 'anthropic', baseUrl: fa.url, apiKeyEnv: 'PM_LLM_TEST_ANTHROPIC_KEY', prices: { 'claude-haiku-4-5': { input: 1, output: 5 } } },
+        ],
+        models: { chat: [{ provider: 'claude', model: 'claude-haiku-4-5' }] },
+      },
+      { env: { PM_LLM_TEST_ANTHROPIC_KEY: 'sk-ant-test' } },
+    );
+    const plain = await chat(s.url, ask('chat', 'bonjour tout le monde'));
+    expect(plain.status).toBe(200);
+    expect(plain.json.choices[0].message.content).toBe('echo: bonjour tout le monde');
+    const u = plain.json.usage;
+    expect(u.cost_usd).toBeCloseTo((u.prompt_tokens * 1 + u.completion_tokens * 5) / 1e6, 12);
+    expect(fa.requests.at(-1)!.path).toBe('/v1/messages');
+    expect(fa.requests.at(-1)!.headers['x-api-key']).toBe('sk-ant-test');
+
+    const streamed = await chat(s.url, ask('chat', 'stream it', { stream: true, stream_options: { include_usage: true } }));
+    const events = sseData(streamed.text);
+    expect(events.at(-1)).toBe('[DONE]');
+    const chunks = events.slice(0, -1).map((d) => JSON.parse(d));
+    expect(chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('')).toBe('echo: stream it');
+    expect(chunks.at(-1).usage.completion_tokens).toBe(3);
+  });
+});
+
 describe('GenAI spans', () => {
   it('are children of the caller, carry gen_ai.* attributes, and propagate traceparent to the provider', async () => {
     const exporter = new InMemorySpanExporter();
