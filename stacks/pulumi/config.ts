@@ -17,7 +17,8 @@ export const SECRET_KEYS = ['providerApiKeys', 'adminApiKey'] as const;
 /** A config error; the message names the key. */
 export class ConfigError extends Error {
   constructor(key: string, problem: string) {
-    super(`${key.startsWith(`${NS}:`) ? key : `${NS}:${key}`} ${problem}`);
+    // Keys of other namespaces (aws:region) stay as they are; short keys are ours.
+    super(`${key.includes(':') ? key : `${NS}:${key}`} ${problem}`);
     this.name = 'ConfigError';
   }
 }

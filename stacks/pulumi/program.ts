@@ -187,8 +187,8 @@ export async function promptmeshProgram(): Promise<StackOutputs> {
         return host ? `${scheme}://${host}` : 'pending: the load balancer has no address yet (run pulumi refresh)';
       })
       : gw.spec.apply((spec) => {
-        const port = spec.ports.find((p) => p.name === 'http2' || p.port === 80);
-        return `http://<node address>:${port?.nodePort ?? '?'}  (NodePort; on minikube: minikube service -n istio-ingress istio-ingressgateway --url)`;
+        const port = spec?.ports?.find((p) => p.name === 'http2' || p.port === 80);
+        return `http://<node address>:${port?.nodePort ?? '?'} (NodePort; minikube: minikube service -n istio-ingress istio-ingressgateway --url)`;
       });
     outputs.grafanaUrl = 'http://localhost:3000';
     outputs.grafanaAccess = 'kubectl -n monitoring port-forward svc/kube-prometheus-stack-grafana 3000:80';

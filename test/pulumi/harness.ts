@@ -87,7 +87,11 @@ function computedState(type: string, name: string, inputs: Record<string, any>):
     case 'random:index/randomPassword:RandomPassword':
       return { ...base, result: `generated-${name}-Zx9`.replace(/[^A-Za-z0-9]/g, '') };
     case 'kubernetes:core/v1:Service':
-      return { ...base, status: { loadBalancer: { ingress: [{ hostname: `${name}.elb.eu-west-1.amazonaws.com` }] } } };
+      return {
+        ...base,
+        spec: { type: 'LoadBalancer', ports: [{ name: 'status-port', port: 15021, nodePort: 30021 }, { name: 'http2', port: 80, nodePort: 31380 }] },
+        status: { loadBalancer: { ingress: [{ hostname: `${name}.elb.eu-west-1.amazonaws.com` }] } },
+      };
     default:
       return base;
   }
@@ -130,6 +134,7 @@ export async function runWithMocks(options: {
   }, options.project ?? 'promptmesh', options.stack, false);
 
   let stackOutputs: Record<string, unknown> = {};
+  let programError: unknown;
   const secretOutputs: string[] = [];
   await pulumi.runtime.runInPulumiStack(async () => {
     // Client-side transformations see the options (dependsOn, parent) the mocks do not get.
@@ -140,7 +145,15 @@ export async function runWithMocks(options: {
       dependsOnByName.set(`${t.type}::${t.name}`, { dependsOn: list.map((r) => names.get(r) ?? '?'), parent: t.opts.parent ? names.get(t.opts.parent) : undefined });
       return undefined;
     });
-    const result = (await options.program()) ?? {};
+    // A program error is kept and rethrown after the stack settles: thrown inside the stack's
+    // init it would also surface as an unhandled rejection of the runtime's own promises.
+    let result: Record<string, unknown>;
+    try {
+      result = (await options.program()) ?? {};
+    } catch (err) {
+      programError = err;
+      return {};
+    }
     for (const [key, value] of Object.entries(result)) {
       if (pulumi.Output.isInstance(value)) {
         const isSecret = await (value as any).isSecret;
@@ -153,6 +166,11 @@ export async function runWithMocks(options: {
     return result;
   });
   await (pulumi.runtime as any).waitForRPCs();
+  if (programError !== undefined) {
+    // What had been registered by then, for tests that check nothing was.
+    if (programError instanceof Error) Object.defineProperty(programError, 'registered', { value: [...resources], enumerable: false });
+    throw programError;
+  }
   stackOutputs = { ...stackOutputs };
   return { resources, outputs: stackOutputs, secretOutputs, invokes };
 }

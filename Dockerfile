@@ -1,0 +1,35 @@
+# syntax=docker/dockerfile:1.7
+# promptmesh: ONE image for the four services; the container's SERVICE variable picks which one
+# runs (router | templates | context | llm | all). Built by `pulumi up` (infra/pulumi/images.ts)
+# or by hand: docker build -t promptmesh:dev .
+#
+# Stage 1 installs exactly what the lockfile says and runs `npm run build`, whose esbuild bundle
+# (build/service.js, self-contained, with the SQL migrations in build/migrations/) is all the
+# runtime needs. Stage 2 is a slim Node runtime with that bundle only: no npm, no sources, no
+# node_modules, running as a numeric non-root user.
+
+ARG NODE_IMAGE=node:20.20-bookworm-slim
+
+FROM ${NODE_IMAGE} AS build
+WORKDIR /src
+ENV CI=true NPM_CONFIG_UPDATE_NOTIFIER=false
+COPY package.json package-lock.json ./
+RUN --mount=type=cache,target=/root/.npm npm ci --no-audit --no-fund
+COPY . .
+RUN npm run build && test -f build/service.js && test -d build/migrations
+
+FROM ${NODE_IMAGE} AS runtime
+# npm and corepack are not needed at run time; fewer binaries, fewer CVEs to scan.
+RUN rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack \
+      /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack /opt/yarn* /usr/local/bin/yarn /usr/local/bin/yarnpkg
+WORKDIR /app
+COPY --from=build --chown=0:0 /src/build/ ./build/
+ENV NODE_ENV=production \
+    SERVICE=all \
+    PORT=8080 \
+    HOST=0.0.0.0
+# Numeric, so Kubernetes' runAsNonRoot can verify it; the Deployments run as the same uid.
+USER 10001:10001
+EXPOSE 8080
+# Liveness and readiness come from Kubernetes probes (/healthz, /readyz); no HEALTHCHECK here.
+ENTRYPOINT ["node", "--enable-source-maps", "build/service.js"]
