@@ -150,7 +150,17 @@ export async function createRouterService(
     name: 'router',
     core: { clients, templates: cache, keys },
     routes,
-    readiness: {},
+    // In the mesh the router is ready when llm answers; a templates or context outage degrades
+    // (cached templates, no history) rather than taking the router out of the load balancer.
+    readiness: local
+      ? {}
+      : {
+          llm: async () => {
+            const res = await (clients as ReturnType<typeof createHttpClients>).peers.llm.request('GET', PATHS.healthz, {});
+            await res.body.dump();
+            if (res.statusCode !== 200) throw new Error(`llm /healthz answered ${res.statusCode}`);
+          },
+        },
     async close() {
       keys?.close();
       await cache.close();

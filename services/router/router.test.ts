@@ -77,6 +77,13 @@ describe('router with its peers down', () => {
     expect(badVariable.body.error.param).toBe('prompt.variables.user');
   });
 
+  it('is not ready while llm is down (but alive)', async () => {
+    const ready = await fetch(`${url}/readyz`);
+    expect(ready.status).toBe(503);
+    expect(((await ready.json()) as { checks: Record<string, string> }).checks['router:llm']).toMatch(/llm service is unreachable/);
+    expect((await fetch(`${url}/healthz`)).status).toBe(200);
+  });
+
   it('reports an infinite template cache age before any sync', async () => {
     const text = await (await fetch(`${url}/metrics`)).text();
     expect(text).toMatch(/promptmesh_template_cache_age_seconds \+Inf/);

@@ -5,6 +5,12 @@ import { compileTemplate, pickVersion, type CompiledTemplate, type SplitEntry } 
 import type { TemplateChange, TemplateVersion } from '../templates/types';
 import type { TemplatesClient } from './clients';
 
+/**
+ * How long a name found missing is answered 404 from memory. A change notice for the name
+ * (e.g. it was just created) clears it at once.
+ */
+const MISSING_TTL_MS = 2_000;
+
 /** The label a prompt resolves when it names neither a label nor a version. */
 export const DEFAULT_LABEL = 'production';
 
@@ -54,6 +60,8 @@ export interface TemplateCacheOptions {
  */
 export class TemplateCache {
   private readonly entries = new Map<string, CachedTemplate>();
+  /** Names recently found missing, until when (ms): repeated requests for them do not reach the templates service. */
+  private readonly missing = new Map<string, number>();
   private seq = -1;
   private lastSyncMs = 0;
   private warm = false;
@@ -185,6 +193,7 @@ export class TemplateCache {
 
   private onNotice(change: TemplateChange): void {
     if (this.closed || typeof change?.name !== 'string') return;
+    this.missing.delete(change.name);
     void this.refresh(change.name).catch((err: Error) => {
       this.options.logger.warn({ err: err.message, template: change.name }, 'template cache: refresh after a change notice failed; the reconcile loop retries');
     });
@@ -218,8 +227,11 @@ export class TemplateCache {
     const head = await this.options.client.head(name);
     if (!head || head.archived) {
       this.entries.delete(name);
+      if (this.missing.size > 10_000) this.missing.clear();
+      this.missing.set(name, Date.now() + MISSING_TTL_MS);
       return;
     }
+    this.missing.delete(name);
     const previous = this.entries.get(name);
     const versions = new Map<number, CachedVersion>(previous?.versions);
     for (const v of head.data) if (!versions.has(v.version)) versions.set(v.version, toCached(v));
@@ -244,6 +256,8 @@ export class TemplateCache {
   async resolve(name: string, options: { label?: string; version?: number; stickyKey?: string }): Promise<CachedVersion> {
     let entry = this.entries.get(name);
     if (!entry) {
+      const until = this.missing.get(name);
+      if (until !== undefined && until > Date.now()) throw notFound(`prompt template '${name}' does not exist or is archived`, 'prompt.name');
       await this.refresh(name);
       entry = this.entries.get(name);
       if (!entry) throw notFound(`prompt template '${name}' does not exist or is archived`, 'prompt.name');

@@ -134,7 +134,7 @@ async function shared(label: string): Promise<Shared> {
     REDIS_KEY_PREFIX: uniquePrefix(`e2e-${label}`),
     PROVIDERS_FILE: providersFile,
     API_KEYS_FILE: keysFile,
-    LOG_LEVEL: process.env.E2E_LOG_LEVEL ?? 'error',
+    LOG_LEVEL: process.env.E2E_LOG_LEVEL ?? 'fatal',
     HOST: '127.0.0.1',
     DRAIN_DELAY_MS: '0',
     SHUTDOWN_TIMEOUT_MS: '20000',
