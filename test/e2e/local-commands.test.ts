@@ -106,6 +106,10 @@ describe('npm run dev', () => {
     expect(out.text()).toContain(`curl -s http://127.0.0.1:${port}/v1/chat/completions`);
     expect(out.text()).toContain(`model: 'echo'`);
 
+    // The README shows the same snippet.
+    const readme = /```js\n([\s\S]*?)```/.exec(readFileSync(join(ROOT, 'README.md'), 'utf8'));
+    expect(readme?.[1]).toBe(docsSnippet());
+
     // The snippet, byte for byte, as a user saves it next to their node_modules.
     writeFileSync(join(dir, 'hello.mjs'), docsSnippet());
     symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'), 'dir');
