@@ -64,13 +64,11 @@ export interface EksClusterArgs {
   clusterName: string;
   /** The VPC the cluster runs in. */
   vpcId: pulumi.Input<string>;
-  /** Private subnets, one per zone: nodes and the control plane's network interfaces live here. */
-  privateSubnetIds: pulumi.Input<string>[];
   /**
-   * Public subnets, passed to the control plane so internet-facing load balancers can be placed.
-   * @default []
+   * Private subnets, one per zone: nodes and the control plane's network interfaces live here.
+   * (Internet-facing load balancers find the public subnets by their `kubernetes.io/role/elb` tag.)
    */
-  publicSubnetIds?: pulumi.Input<string>[];
+  privateSubnetIds: pulumi.Input<string>[];
   /** The AWS region, written into the kubeconfig's `aws eks get-token` call. */
   region: string;
   /**
@@ -365,10 +363,12 @@ export class EksCluster extends pulumi.ComponentResource {
     }
     const allGroups = Object.values(this.nodeGroups);
 
-    // Add-ons with pods need nodes; these tolerate the system group's taint.
-    const coredns = addon('coredns', {}, [system]);
-    const ebsCsi = addon('aws-ebs-csi-driver', { serviceAccountRoleArn: ebsRole.arn }, [system]);
-    const metricsServer = addon('metrics-server', {}, [system]);
+    // Add-ons with pods need nodes to become ACTIVE. CoreDNS and the EBS CSI controller tolerate
+    // the system group's taint; metrics-server may land on an untainted on-demand group, so all
+    // groups come first.
+    const coredns = addon('coredns', {}, allGroups);
+    const ebsCsi = addon('aws-ebs-csi-driver', { serviceAccountRoleArn: ebsRole.arn }, allGroups);
+    const metricsServer = addon('metrics-server', {}, allGroups);
 
     const kubeconfig = pulumi.all([cluster.name, cluster.endpoint, cluster.certificateAuthority]).apply(([clusterName, endpoint, ca]) =>
       JSON.stringify(kubeconfigFor(clusterName, endpoint, ca.data!, args.region)));

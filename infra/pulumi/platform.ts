@@ -87,6 +87,7 @@ export const PLATFORM_NAMESPACES = {
 export const RELEASE_NAMES = {
   istioBase: 'istio-base',
   istiod: 'istiod',
+  istioCni: 'istio-cni',
   istioGateway: 'istio-ingressgateway',
   kubePrometheusStack: 'kube-prometheus-stack',
   prometheusAdapter: 'prometheus-adapter',
@@ -98,8 +99,8 @@ export const RELEASE_NAMES = {
 export const OTLP_ENDPOINT = `http://${RELEASE_NAMES.opentelemetryCollector}-opentelemetry-collector.${PLATFORM_NAMESPACES.observability}.svc.cluster.local:4318`;
 
 /**
- * The cluster platform the app needs, as pinned Helm releases: Istio (base CRDs, istiod, an
- * ingress gateway), kube-prometheus-stack (Prometheus selecting the app's ServiceMonitors and
+ * The cluster platform the app needs, as pinned Helm releases: Istio (base CRDs, the CNI node
+ * agent, istiod, an ingress gateway), kube-prometheus-stack (Prometheus selecting the app's ServiceMonitors and
  * rules by label, Grafana with its dashboard sidecar on `grafana_dashboard=1`),
  * prometheus-adapter (the requests-per-second metric behind the HPAs, REQUESTS_PER_SECOND_METRIC) and tracing (an
  * OpenTelemetry collector exporting to Jaeger). `crdsReady` lists what must exist before
@@ -151,8 +152,11 @@ export class Platform extends pulumi.ComponentResource {
 
     // Istio: CRDs (base), then the control plane with its injection webhook, then the gateway.
     const istioBase = release('istioBase', ns.istioSystem, { defaultRevision: 'default' });
+    // The CNI node agent sets up the sidecar's traffic redirection, so meshed pods need no
+    // NET_ADMIN init container and pass Pod Security `restricted` (the app namespace enforces it).
+    const istioCni = release('istioCni', ns.istioSystem, {}, [istioBase]);
     const istiod = release('istiod', ns.istioSystem, {
-      pilot: { replicaCount: replicas, autoscaleMin: replicas, tolerations },
+      pilot: { replicaCount: replicas, autoscaleMin: replicas, tolerations, cni: { enabled: true } },
       global: { defaultPodDisruptionBudget: { enabled: true } },
       meshConfig: {
         enableTracing: true,
@@ -160,7 +164,7 @@ export class Platform extends pulumi.ComponentResource {
         defaultProviders: { tracing: ['otel'] },
         outboundTrafficPolicy: { mode: 'ALLOW_ANY' },
       },
-    }, [istioBase]);
+    }, [istioBase, istioCni]);
     const gatewayType = args.gatewayServiceType ?? 'LoadBalancer';
     const istioGateway = release('istioGateway', ns.istioIngress, {
       replicaCount: replicas,
@@ -260,9 +264,9 @@ export class Platform extends pulumi.ComponentResource {
     this.otlpEndpoint = OTLP_ENDPOINT;
 
     this.releases = {
-      istioBase, istiod, istioGateway, kubePrometheusStack: kps, prometheusAdapter: adapter, opentelemetryCollector: otel, jaeger,
+      istioBase, istiod, istioCni, istioGateway, kubePrometheusStack: kps, prometheusAdapter: adapter, opentelemetryCollector: otel, jaeger,
     };
-    this.crdsReady = [istioBase, istiod, istioGateway, kps, adapter];
+    this.crdsReady = [istioBase, istioCni, istiod, istioGateway, kps, adapter];
     this.registerOutputs({ grafanaInClusterUrl: this.grafanaInClusterUrl, otlpEndpoint: this.otlpEndpoint });
   }
 }

@@ -39,6 +39,7 @@ const ISTIO_VERSION = '1.27.1';
 export const HELM_CHARTS = {
   istioBase: { chart: 'base', version: ISTIO_VERSION, repo: ISTIO_REPO },
   istiod: { chart: 'istiod', version: ISTIO_VERSION, repo: ISTIO_REPO },
+  istioCni: { chart: 'cni', version: ISTIO_VERSION, repo: ISTIO_REPO },
   istioGateway: { chart: 'gateway', version: ISTIO_VERSION, repo: ISTIO_REPO },
   kubePrometheusStack: {
     chart: 'kube-prometheus-stack',

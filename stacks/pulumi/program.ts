@@ -78,7 +78,6 @@ export async function promptmeshProgram(): Promise<StackOutputs> {
       clusterName: a.clusterName,
       vpcId: network.vpcId,
       privateSubnetIds: network.privateSubnetIds,
-      publicSubnetIds: network.publicSubnetIds,
       region: a.region,
       kubernetesVersion: a.kubernetesVersion,
       privateEndpoint: a.privateEndpoint,

@@ -200,7 +200,7 @@ export function awsStackSuite(stack: string, expected: StackExpectations): void 
       const groups = ofType(run, 'kubernetes:yaml/v2:ConfigGroup');
       const app = groups.find((g) => g.name === 'app-app')!;
       const ns = groups.find((g) => g.name === 'app-namespaces')!;
-      for (const release of ['platform-istio-base', 'platform-istiod', 'platform-kube-prometheus-stack', 'platform-prometheus-adapter']) {
+      for (const release of ['platform-istio-base', 'platform-istio-cni', 'platform-istiod', 'platform-kube-prometheus-stack', 'platform-prometheus-adapter']) {
         expect(app.dependsOn).toContain(`kubernetes:helm.sh/v3:Release::${release}`);
       }
       expect(app.dependsOn).toContain('kubernetes:yaml/v2:ConfigGroup::app-namespaces');
