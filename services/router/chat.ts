@@ -154,7 +154,12 @@ export function createChatHandler(options: ChatHandlerOptions) {
       turn = {
         sessionId,
         base,
-        messages: source.map((m, i) => ({ id: `${base}.${i}`, role: m.role, content: textOf(m.content), ...(m.name ? { name: m.name } : {}) })),
+        // Tool traffic is not kept: replayed without its tool call it would be invalid upstream.
+        messages: source.flatMap((m, i) =>
+          m.role === 'tool' || (m as ChatMessage).tool_calls
+            ? []
+            : [{ id: `${base}.${i}`, role: m.role, content: textOf(m.content), ...(m.name ? { name: m.name } : {}) }],
+        ),
       };
     }
     return body.stream ? stream(request, reply, upstream, meta, tenant, turn, version) : plain(reply, upstream, meta, tenant, turn, version);

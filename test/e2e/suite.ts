@@ -72,6 +72,13 @@ export function defineSuite(label: string, start: () => Promise<Layout>): void {
       expect(response.headers.get(HEADERS.model)).toBe('model-a');
       expect(response.headers.get(HEADERS.cache)).toBe('miss');
       expect(response.headers.get(HEADERS.promptVersion)).toBeNull();
+      // A deterministic request is answered from the llm cache the second time.
+      const deterministic = { model: 'chat', temperature: 0, messages: [{ role: 'user' as const, content: `cache me ${layout.name}` }] };
+      const first = await sdk.chat.completions.create(deterministic).withResponse();
+      const second = await sdk.chat.completions.create(deterministic).withResponse();
+      expect(first.response.headers.get(HEADERS.cache)).toBe('miss');
+      expect(second.response.headers.get(HEADERS.cache)).toBe('hit');
+      expect(second.data.choices[0]!.message.content).toBe(first.data.choices[0]!.message.content);
     });
 
     it('streams a completion as SSE ending in [DONE]', async () => {
