@@ -8,7 +8,10 @@ export * from './mesh';
 export * from './network-policies';
 export * from './redis';
 export * from './postgres';
+export * from './observability';
 export * from './placement';
 export * from './monitoring';
 export * from './resources';
+// Explicit, so it wins over any same-named type the data-store modules re-export.
+export type { ContainerResources, ResourceQuantities } from './resources';
 export { TRACK_LABEL, PART_OF } from './labels';

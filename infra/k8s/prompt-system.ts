@@ -5,6 +5,7 @@ import { ENV, SERVICE_NAMES, type ServiceName } from '../../contracts/index';
 import { checkDnsLabel, checkLabels, MANAGED_BY, PART_OF } from './labels';
 import { type Caller, type GatewayOptions, type IngressGatewayOptions, Mesh } from './mesh';
 import { MONITOR_LABELS } from './monitoring';
+import { Observability, type ObservabilityProps } from './observability';
 import { type DatastoreAccess, type ExternalEndpoint, NetworkPolicies, type ProviderEgress } from './network-policies';
 import { type Capacity } from './placement';
 import { Postgres, type PostgresProps } from './postgres';
@@ -105,6 +106,12 @@ export interface PromptSystemProps extends Omit<ChartProps, 'namespace'> {
    */
   readonly externalPostgresCidrs?: string[];
   /**
+   * The Observability construct's props (SLO objectives, alert thresholds, dashboard folder),
+   * or `false` for no PrometheusRule and dashboards.
+   * @default {} (its defaults: 99.9% availability, 99% within 10s), labelled for `monitoring.selectorLabels`
+   */
+  readonly observability?: Omit<ObservabilityProps, 'namespace'> | false;
+  /**
    * The public Gateway for the router, or `false` for none.
    * @default { hosts: ['*'], tlsCredentialName: 'promptmesh-tls' }: HTTPS only, HTTP redirects
    */
@@ -172,7 +179,8 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
 /**
  * The whole in-cluster topology of promptmesh from one typed props object: the Namespace (Pod
  * Security `restricted`, Istio injection), the four {@link PromptService}s, {@link Mesh},
- * {@link NetworkPolicies}, {@link Redis}, {@link Postgres} and the providers ConfigMap. Secrets
+ * {@link NetworkPolicies}, {@link Redis}, {@link Postgres}, {@link Observability} (PrometheusRule,
+ * Grafana dashboards) and the providers ConfigMap. Secrets
  * (provider API keys, API keys file, datastore passwords) are referenced, never created.
  *
  * `new PromptSystem(app, 'promptmesh', { images: 'ghcr.io/promptmesh/promptmesh:0.1.0' })` is
@@ -192,6 +200,8 @@ export class PromptSystem extends Chart {
   public readonly redis: Redis;
   /** PostgreSQL. */
   public readonly postgres: Postgres;
+  /** The alerts and dashboards, unless turned off. */
+  public readonly observability?: Observability;
 
   constructor(scope: Construct, id: string, props: PromptSystemProps) {
     super(scope, id, { labels: props?.labels, disableResourceNameHashes: props?.disableResourceNameHashes });
@@ -332,6 +342,15 @@ export class PromptSystem extends Chart {
     } else {
       externalEndpoints.push({ name: 'postgres', cidrs: props.externalPostgresCidrs ?? ['10.0.0.0/8'], ports: [this.postgres.port], clients: ['templates'] });
     }
+    if (props.observability !== false) {
+      this.observability = new Observability(this, 'Observability', {
+        ruleSelectorLabels: monitorLabels,
+        routerService: services.router.service,
+        ...(props.observability ?? {}),
+        namespace,
+      });
+    }
+
     const callers: Partial<Record<ServiceName, readonly Caller[]>> = this.mesh.callers as Record<ServiceName, Caller[]>;
     this.networkPolicies = new NetworkPolicies(this, 'NetworkPolicies', {
       namespace,

@@ -227,6 +227,15 @@ for (const [name, objects] of allOutputs()) {
       }
     });
 
+    it('ships the SLO alerts and dashboards, labelled for Prometheus and the Grafana sidecar', () => {
+      const rules = objects.filter((o) => o.kind === 'PrometheusRule');
+      expect(rules).toHaveLength(1);
+      expect(matches({ ...MONITOR_LABELS }, rules[0].metadata.labels)).toBe(true);
+      const alerts = rules[0].spec.groups.flatMap((g: any) => g.rules.map((r: any) => r.alert).filter(Boolean));
+      expect(alerts.length).toBeGreaterThan(3);
+      expect(objects.filter((o) => o.kind === 'ConfigMap' && o.metadata.labels?.grafana_dashboard === '1').length).toBeGreaterThan(0);
+    });
+
     it('never carries a secret value', () => {
       expect(objects.filter((o) => o.kind === 'Secret')).toEqual([]);
       for (const o of podOwners) {
