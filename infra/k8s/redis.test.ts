@@ -109,6 +109,16 @@ describe('Redis construct', () => {
     // No env var carries a literal password; requirepass is only ever written at start.
     const text = JSON.stringify(objects);
     expect(text).not.toMatch(/requirepass\s+[^"\\ ]/);
+    for (const w of workloads(objects)) {
+      for (const c of w.spec.template.spec.containers) {
+        for (const e of c.env ?? []) {
+          if (/PASS|AUTH/.test(e.name)) {
+            expect(e.value, `${w.kind} ${c.name} ${e.name}`).toBeUndefined();
+            expect(e.valueFrom.secretKeyRef, `${w.kind} ${c.name} ${e.name}`).toEqual({ name: 'my-redis', key: 'pw', optional: false });
+          }
+        }
+      }
+    }
     expect(redis.passwordSecret).toEqual({ name: 'my-redis', key: 'pw' });
     for (const e of redis.clientEnv()) {
       if (e.name === 'PROMPTMESH_REDIS_PASSWORD') expect(e.value).toBeUndefined();
