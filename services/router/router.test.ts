@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HEADERS } from '../../contracts';
-import { readConfig } from '../kit';
+import { extractTraceContext, readConfig } from '../kit';
 import { buildProcess } from '../process';
 import { freePort } from '../../test/support/net';
 import { TEST_REDIS_URL, deletePrefix, uniquePrefix } from '../../test/support/redis';
@@ -127,8 +127,11 @@ describe('PeerHttp', () => {
 
   it('sends the request id and the trace context along', async () => {
     const peer = new PeerHttp('context', `${base}/`);
-    const headers = await peer.json<Record<string, string>>('GET', '/echo-headers', { requestId: 'req-1' });
+    const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    const traceContext = extractTraceContext({ traceparent });
+    const headers = await peer.json<Record<string, string>>('GET', '/echo-headers', { requestId: 'req-1', traceContext });
     expect(headers['x-request-id']).toBe('req-1');
+    expect(headers.traceparent).toBe(traceparent);
     await peer.close();
   });
 

@@ -104,6 +104,18 @@ export function defineSuite(label: string, start: () => Promise<Layout>): void {
       expect((await raw.text()).trimEnd().endsWith('data: [DONE]')).toBe(true);
     });
 
+    it('carries the client trace id through to the provider', async () => {
+      const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+      const r = await fetch(`${layout.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${KEYS.admin}`, 'content-type': 'application/json', traceparent: `00-${traceId}-00f067aa0ba902b7-01` },
+        body: JSON.stringify({ model: 'chat', messages: [{ role: 'user', content: 'traced' }] }),
+      });
+      expect(r.status).toBe(200);
+      const req = layout.fake.requests.filter((x) => x.path.endsWith('/chat/completions')).at(-1)!;
+      expect(String(req.headers.traceparent)).toContain(traceId);
+    });
+
     it('lists models', async () => {
       const ids: string[] = [];
       for await (const m of sdk.models.list()) ids.push(m.id);
