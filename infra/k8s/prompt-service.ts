@@ -187,6 +187,14 @@ export interface PromptServiceProps {
    */
   readonly capacity?: Capacity;
   /**
+   * What the scheduler does when a pod cannot keep the zones balanced (maxSkew 1).
+   * `DoNotSchedule` guarantees the spread (nodes must carry `topology.kubernetes.io/zone`, as
+   * cloud nodes do); `ScheduleAnyway` only prefers it (for clusters without zone labels, e.g.
+   * kind). Spread across nodes is always `ScheduleAnyway`.
+   * @default 'DoNotSchedule'
+   */
+  readonly zoneSpread?: 'DoNotSchedule' | 'ScheduleAnyway';
+  /**
    * Plain environment variables (never secrets: names that look like secrets or URLs with
    * credentials are refused; use `secretEnv`).
    * @default none beyond SERVICE, PORT, HOST, DRAIN_DELAY_MS and SHUTDOWN_TIMEOUT_MS
@@ -356,6 +364,10 @@ export class PromptService extends Construct {
     const drainSeconds = int(props.drainSeconds, 5, 'drainSeconds', 0, 120);
     const shutdownSeconds = int(props.shutdownTimeoutSeconds, 25, 'shutdownTimeoutSeconds', 1, 600);
     const runAsUser = int(props.runAsUser, DEFAULT_RUN_AS_USER, 'runAsUser', 1, 2_147_483_647);
+    const zoneSpread = props.zoneSpread ?? 'DoNotSchedule';
+    if (!['DoNotSchedule', 'ScheduleAnyway'].includes(zoneSpread)) {
+      throw new Error(`'zoneSpread' must be one of DoNotSchedule, ScheduleAnyway, got ${JSON.stringify(props.zoneSpread)}`);
+    }
     const pullPolicy = props.imagePullPolicy ?? 'IfNotPresent';
     if (!['Always', 'IfNotPresent', 'Never'].includes(pullPolicy)) {
       throw new Error(`'imagePullPolicy' must be one of Always, IfNotPresent, Never, got ${JSON.stringify(pullPolicy)}`);
@@ -612,7 +624,7 @@ export class PromptService extends Construct {
                 {
                   maxSkew: 1,
                   topologyKey: 'topology.kubernetes.io/zone',
-                  whenUnsatisfiable: 'DoNotSchedule',
+                  whenUnsatisfiable: zoneSpread,
                   labelSelector: { matchLabels: trackSelector },
                   matchLabelKeys: ['pod-template-hash'],
                 },

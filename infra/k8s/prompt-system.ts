@@ -26,6 +26,7 @@ export type ServiceSettings = Pick<
   | 'env'
   | 'drainSeconds'
   | 'shutdownTimeoutSeconds'
+  | 'zoneSpread'
 >;
 
 /** Images per service, with a fallback for the services not named. */

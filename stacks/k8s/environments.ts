@@ -59,6 +59,8 @@ export function environmentProps(env: EnvironmentName, images: string | ServiceI
         serviceDefaults: {
           minReplicas: 1,
           maxReplicas: 2,
+          // Dev clusters (kind, k3d) often have no zone labels.
+          zoneSpread: 'ScheduleAnyway',
           resources: { requests: { cpu: '50m', memory: '128Mi' }, limits: { cpu: '500m', memory: '256Mi' } },
         },
         redis: { mode: 'standalone', storageSize: '1Gi' },

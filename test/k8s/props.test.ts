@@ -52,6 +52,7 @@ describe('PromptService prop validation', () => {
     [{ metricsScraping: 'push' as never }, /'metricsScraping' must be one of istio-agent, app/],
     [{ scrapeInterval: 'often' }, /'scrapeInterval' must be a Prometheus duration/],
     [{ name: 'Router_1' }, /'name' must be a DNS label/],
+    [{ zoneSpread: 'Maybe' as never }, /'zoneSpread' must be one of DoNotSchedule, ScheduleAnyway/],
   ])('rejects %j', (props, message) => {
     expect(() => service(props as Partial<PromptServiceProps>)).toThrow(message);
   });
