@@ -35,7 +35,7 @@ export interface ReliabilityOptions {
   concurrency?: number;
   /** Requests per configuration in the A-down phase. @default 3000 */
   pacedRequests?: number;
-  /** Requests per second in the A-down phase (below saturation, so latency is the service's). @default 100 */
+  /** Requests per second in the A-down phase, both configurations together (below saturation). @default 100 */
   rate?: number;
   /** Where the report goes. @default bench/results */
   out?: string;
@@ -70,7 +70,7 @@ export interface ReliabilityResult {
     baseline: Percentiles;
     withADown: Percentiles;
     addedP99Ms: number;
-    /** The same without the first block (A going down and its circuit opening). */
+    /** The same without the first tenth of the run (A going down and its circuit opening). */
     steadyAddedP99Ms: number;
     okBaseline: number;
     okADown: number;
@@ -166,21 +166,25 @@ async function closedLoop(url: string, total: number, concurrency: number, strea
   return out;
 }
 
-/** `total` requests started on a fixed schedule of `rate` per second; latency counts from the scheduled start. */
-async function paced(url: string, total: number, rate: number): Promise<Outcome[]> {
+/**
+ * `total` requests started on a fixed schedule of `rate` per second, taking turns over `urls`
+ * (so configurations measured together meet the same background noise); latency counts from
+ * each request's scheduled start. Returns the outcomes per url.
+ */
+async function paced(urls: string[], total: number, rate: number): Promise<Outcome[][]> {
   // Plenty of connections: requests stuck on a dead provider must not queue the client's others.
-  const pool = new Pool(url, { connections: 1024, keepAliveTimeout: 30_000 });
+  const pools = urls.map((url) => new Pool(url, { connections: 1024, keepAliveTimeout: 30_000 }));
   const origin = process.hrtime.bigint();
   const intervalNs = BigInt(Math.round(1e9 / rate));
-  const running: Array<Promise<Outcome>> = [];
+  const running: Array<Array<Promise<Outcome>>> = urls.map(() => []);
   for (let i = 0; i < total; i++) {
     const due = origin + BigInt(i) * intervalNs;
     const now = process.hrtime.bigint();
     if (due > now) await sleep(Number(due - now) / 1e6);
-    running.push(oneRequest(pool, i, false, due));
+    running[i % urls.length]!.push(oneRequest(pools[i % urls.length]!, i, false, due));
   }
-  const out = await Promise.all(running);
-  await pool.close();
+  const out = await Promise.all(running.map((r) => Promise.all(r)));
+  await Promise.all(pools.map((p) => p.close()));
   return out;
 }
 
@@ -263,8 +267,8 @@ export async function runReliability(options: ReliabilityOptions = {}): Promise<
 
     // ---- phase 2: A down --------------------------------------------------------------------
     // Both llm processes are warmed while A is still healthy; then A goes down and the two take
-    // the same paced load in alternating blocks (so background noise on a shared machine hits
-    // both alike). The breaker's opening is inside the measured window.
+    // the same paced load, request by request in turn (so background noise on a shared machine
+    // hits both alike). The breaker's opening is inside the measured window.
     await a.proc.stop();
     procs.splice(procs.indexOf(a.proc), 1);
     const down: ReliabilityResult['down'] = [];
@@ -286,23 +290,17 @@ export async function runReliability(options: ReliabilityOptions = {}): Promise<
       procs.push(base.proc);
       const withA = await startLlm('llm-a-down', bothFile, `${prefix}down:`);
       procs.push(withA.proc);
-      await paced(base.url, 300, rate);
-      await paced(withA.url, 300, rate);
+      await paced([base.url, withA.url], 600, rate);
       if (refused) {
         await aX.proc.stop();
         procs.splice(procs.indexOf(aX.proc), 1);
       } else {
         await fakeAdmin(aX.url, 'POST', '/_fake/behavior', BLACKHOLE);
       }
-      log(`A down, ${variant}: ${pacedRequests} paced requests at ${rate}/s per configuration, in 10 alternating blocks`);
-      const baseline: Outcome[] = [];
-      const measured: Outcome[] = [];
+      log(`A down, ${variant}: ${pacedRequests} paced requests per configuration, ${rate}/s in all, taking turns`);
+      const [measured, baseline] = (await paced([withA.url, base.url], pacedRequests * 2, rate)) as [Outcome[], Outcome[]];
+      // The first tenth of the run: A going down and its circuit opening.
       const block = Math.ceil(pacedRequests / 10);
-      for (let done = 0; done < pacedRequests; done += block) {
-        const n = Math.min(block, pacedRequests - done);
-        measured.push(...(await paced(withA.url, n, rate)));
-        baseline.push(...(await paced(base.url, n, rate)));
-      }
       const pb = percentiles(baseline.filter((o) => o.ok).map((o) => o.ms));
       const pa = percentiles(measured.filter((o) => o.ok).map((o) => o.ms));
       // Steady state: without the first block, in which A went down and its circuit opened.
@@ -426,7 +424,9 @@ function markdown(r: ReliabilityResult, o: { requests: number; concurrency: numb
     '',
     '## 2. Provider A down: latency added over a B-only baseline',
     '',
-    `${o.pacedRequests} requests per configuration, paced at ${o.rate}/s (latency counted from each request's scheduled start).`,
+    `${o.pacedRequests} requests per configuration, paced at ${o.rate}/s in all, the two configurations taking turns request by`,
+    "request (so both meet the same background load); latency counted from each request's scheduled start. The",
+    '"after the circuit opened" figures leave out the first tenth of the run.',
     '',
     '| configuration (ms) | p50 | p90 | p99 | p99.9 | max |',
     '| --- | --- | --- | --- | --- | --- |',
@@ -434,16 +434,16 @@ function markdown(r: ReliabilityResult, o: { requests: number; concurrency: numb
     '',
     ...r.down.map(
       (d) =>
-        `- ${d.variant}: added p99 **${d.addedP99Ms} ms** over the whole run, **${d.steadyAddedP99Ms} ms** without its first block; successful ${d.okADown}/${d.requests} (baseline ${d.okBaseline}/${d.requests}); ` +
+        `- ${d.variant}: added p99 **${d.addedP99Ms} ms** over the whole run, **${d.steadyAddedP99Ms} ms** after the circuit opened; successful ${d.okADown}/${d.requests} (baseline ${d.okBaseline}/${d.requests}); ` +
         `${d.slowOver900Ms} request(s) over 900 ms; A's circuit at the end: ${JSON.stringify(d.circuitA)}.`,
     ),
     '',
     'Both llm processes are warmed while A is healthy; then A goes down and the measurement starts, so',
     "the breaker's opening is inside the measured window. With A black-holed, the requests routed to A",
     'before its circuit opened (and each half-open probe) wait for the 1 s timeout before B answers; they',
-    'are counted above and land in the tail: about rate x share x timeout = 100/s x 50% x 1 s = 50 requests',
-    'before the circuit opens, more than 1% of the run, so the whole-run p99 of that variant shows the',
-    'timeout. A shorter timeout (or firstByteTimeoutMs) for A shrinks that window proportionally.',
+    `are counted above and land in the tail: about rate x share x timeout = ${o.rate / 2}/s x 50% x 1 s = ${o.rate / 4} requests`,
+    `before the circuit opens (${((o.rate / 4 / o.pacedRequests) * 100).toFixed(1)}% of the run), so the whole-run p99 of that variant sits close to the timeout.`,
+    'A shorter timeout (or firstByteTimeoutMs) for A shrinks that window proportionally.',
     '',
   ];
   return lines.join('\n');
