@@ -58,6 +58,14 @@ export const RECORDS = {
   cacheHitRatio: (window: string) => `promptmesh:cache_hit:ratio_rate${window}`,
 } as const;
 
+/** Metrics of the exporter sidecars the data-store constructs run (not promptmesh's own). */
+export const EXPORTER_METRICS = {
+  /** redis_exporter: 1 when the last scrape reached Redis. */
+  redisUp: 'redis_up',
+  /** postgres_exporter: 1 when the last scrape reached PostgreSQL. */
+  postgresUp: 'pg_up',
+} as const;
+
 /** Windows the SLI ratios are recorded over (the multi-window, multi-burn-rate pairs). */
 export const SLO_WINDOWS = ['5m', '30m', '1h', '6h'] as const;
 
@@ -175,11 +183,36 @@ export function ruleGroups(o: RuleOptions): RuleGroup[] {
     },
   ];
 
+  // From the exporter sidecars of the Redis and Postgres constructs (redis_exporter, postgres_exporter).
+  const dataStoreAlerts: AlertingRule[] = [
+    {
+      alert: 'PromptmeshRedisDown',
+      expr: `${EXPORTER_METRICS.redisUp} == 0`,
+      for: '2m',
+      labels: { severity: 'critical' },
+      annotations: {
+        summary: 'Redis {{ $labels.pod }} does not answer its exporter',
+        description: 'The exporter beside Redis {{ $labels.pod }} cannot reach it for 2 minutes: sessions, the response cache, rate limits and template pushes degrade.',
+      },
+    },
+    {
+      alert: 'PromptmeshPostgresDown',
+      expr: `${EXPORTER_METRICS.postgresUp} == 0`,
+      for: '2m',
+      labels: { severity: 'critical' },
+      annotations: {
+        summary: 'PostgreSQL {{ $labels.pod }} does not answer its exporter',
+        description: 'The exporter beside PostgreSQL {{ $labels.pod }} cannot reach it for 2 minutes: template changes fail; routers keep serving their cached templates.',
+      },
+    },
+  ];
+
   return [
     { name: 'promptmesh-sli.rules', rules: sli },
     { name: 'promptmesh-usage.rules', rules: usage },
     { name: 'promptmesh-slo.alerts', rules: sloAlerts },
     { name: 'promptmesh-components.alerts', rules: componentAlerts },
+    { name: 'promptmesh-datastores.alerts', rules: dataStoreAlerts },
   ];
 }
 
