@@ -300,6 +300,11 @@ export function defineSuite(label: string, start: () => Promise<Layout>): void {
         const down = await call(layout, 'POST', '/v1/chat/completions', { body: { model: 'chat', messages: [{ role: 'user', content: 'x' }] } });
         expect([502, 503]).toContain(down.status);
         expect(down.body.error.message).toBeTruthy();
+        // Every provider rate limited: the 429 and its Retry-After reach the client.
+        layout.fake.setBehavior({ rules: [{ fault: { type: 'status', status: 429, retryAfter: 30 } }] });
+        const limited = await call(layout, 'POST', '/v1/chat/completions', { body: { model: 'chat', messages: [{ role: 'user', content: 'x' }] } });
+        expect(limited.status).toBe(429);
+        expect(Number(limited.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
       } finally {
         layout.fake.setBehavior({});
       }
@@ -317,9 +322,21 @@ export function defineSuite(label: string, start: () => Promise<Layout>): void {
         expect(during.headers.get(HEADERS.degraded)).toContain('history');
         expect(during.body.choices[0].message.content).toContain('during');
         expect(upstreamMessages()).toEqual([{ role: 'user', content: 'during' }]);
+        // A template change while Redis is down is not pushed (publish fails)...
+        const v3 = await call(layout, 'POST', '/v1/templates/e2e-greeting/versions', {
+          body: { type: 'chat', template: [{ role: 'system', content: 'Version three for {{name}}.' }], labels: ['canary'] },
+        });
+        expect(v3.status).toBe(201);
       } finally {
         await layout.redis.start();
       }
+      // ...but the change feed catches the router up (on reconnect, or by the periodic reconcile).
+      await waitFor(async () => {
+        const r = await call(layout, 'POST', '/v1/chat/completions', {
+          body: { model: 'chat', prompt: { name: 'e2e-greeting', label: 'canary', variables: { name: 'Flo' } }, messages: [{ role: 'user', content: 'hi' }] },
+        });
+        return r.status === 200 && r.headers.get(HEADERS.promptVersion) === '3';
+      }, 15_000, 'the router to learn about version 3 from the change feed');
       // Redis came back empty (no persistence): the session starts over, then history works again.
       await waitFor(async () => {
         const r = await ask('after');
