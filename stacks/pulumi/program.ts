@@ -175,8 +175,11 @@ export async function promptmeshProgram(): Promise<StackOutputs> {
   if (kubeconfig) outputs.kubeconfig = kubeconfig;
   if (imageDigest) outputs.imageDigest = imageDigest;
   if (platform) {
-    const gw = k8s.core.v1.Service.get('ingress-gateway', `${platform.gatewayService.namespace}/${platform.gatewayService.name}`, {
-      provider, dependsOn: [platform.releases.istioGateway, deployment.app],
+    // The id comes from the release's status, unknown until it is installed, so a first
+    // preview defers the read instead of failing on a Service that does not exist yet.
+    const gatewayRelease = platform.releases.istioGateway;
+    const gw = k8s.core.v1.Service.get('ingress-gateway', pulumi.interpolate`${gatewayRelease.status.namespace}/${gatewayRelease.status.name}`, {
+      provider, dependsOn: [gatewayRelease, deployment.app],
     });
     const scheme = cfg.app.tls ? 'https' : 'http';
     outputs.routerUrl = cfg.mode === 'aws' || cfg.local.gatewayServiceType === 'LoadBalancer'

@@ -84,6 +84,8 @@ function computedState(type: string, name: string, inputs: Record<string, any>):
     case 'aws:rds/subnetGroup:SubnetGroup':
     case 'aws:rds/parameterGroup:ParameterGroup':
       return { ...base, name: inputs.name ?? `${name}-mock` };
+    case 'kubernetes:helm.sh/v3:Release':
+      return { ...base, status: { name: inputs.name, namespace: inputs.namespace, chart: inputs.chart, version: inputs.version, status: 'deployed' } };
     case 'random:index/randomPassword:RandomPassword':
       return { ...base, result: `generated-${name}-Zx9`.replace(/[^A-Za-z0-9]/g, '') };
     case 'kubernetes:core/v1:Service':
