@@ -248,6 +248,24 @@ describe('giving up', () => {
     expect(s.core.providers().find((p) => p.name === 'a')!.circuit.consecutiveFailures).toBe(0);
   });
 
+  it('stops the upstream stream when the HTTP client disconnects mid-stream', async () => {
+    fa.setBehavior({ reply: { tokens: 2000, tokenDelayMs: 10 } }); // 20 s if nobody stops it
+    const s = await llm(A_ONLY);
+    const controller = new AbortController();
+    const res = await request(`${s.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(ask('chat', 'long', { stream: true })),
+      signal: controller.signal,
+    });
+    expect(res.statusCode).toBe(200);
+    for await (const _chunk of res.body) break; // the first bytes arrived
+    controller.abort();
+    await waitFor(() => inFlight(s) === 0, 3_000, 'slot released');
+    await waitFor(() => fa.stats.inFlight === 0, 3_000, 'upstream call closed');
+    expect(s.core.providers().find((p) => p.name === 'a')!.circuit.consecutiveFailures).toBe(0);
+  });
+
   it('stops waiting when the caller aborts, without counting it against the provider', async () => {
     fa.setBehavior({ rules: [{ latencyMs: 2_000 }] });
     const s = await llm(A_ONLY);
