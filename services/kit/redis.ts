@@ -19,10 +19,14 @@ export function createRedis(config: Pick<KitConfig, 'redisUrl' | 'redisClusterNo
     retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2_000),
   };
   if (config.redisClusterNodes && config.redisClusterNodes.length > 0) {
+    // Cluster nodes share one password; it travels in REDIS_URL in both modes.
+    const url = new URL(config.redisUrl);
+    const password = url.password ? decodeURIComponent(url.password) : undefined;
+    const username = url.username ? decodeURIComponent(url.username) : undefined;
     return new Cluster(config.redisClusterNodes, {
       enableOfflineQueue: false,
       clusterRetryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2_000),
-      redisOptions: common,
+      redisOptions: { ...common, ...(password ? { password } : {}), ...(username ? { username } : {}), ...(url.protocol === 'rediss:' ? { tls: {} } : {}) },
     });
   }
   return new Redis(config.redisUrl, common);
