@@ -1,4 +1,8 @@
 // Each component checks its arguments and names the offending one.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as pulumi from '@pulumi/pulumi';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Database, EksCluster, Images, Network, Platform, PromptSystemDeployment, contextTag } from '../../infra/pulumi';
@@ -66,5 +70,28 @@ describe('contextTag', () => {
     const a = contextTag(REPO_ROOT);
     expect(a).toMatch(/^src-[a-f0-9]{16}$/);
     expect(contextTag(REPO_ROOT)).toBe(a);
+  });
+
+  it('changes with the build context, not with what .dockerignore or .gitignore leave out', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pm-context-'));
+    try {
+      execFileSync('git', ['init', '-q'], { cwd: dir });
+      writeFileSync(join(dir, '.dockerignore'), 'docs\n');
+      writeFileSync(join(dir, '.gitignore'), 'node_modules/\n');
+      writeFileSync(join(dir, 'app.ts'), 'export const a = 1;\n');
+      const first = contextTag(dir);
+      mkdirSync(join(dir, 'docs'));
+      writeFileSync(join(dir, 'docs', 'notes.md'), 'not in the image');
+      mkdirSync(join(dir, 'node_modules'));
+      writeFileSync(join(dir, 'node_modules', 'x.js'), 'ignored');
+      expect(contextTag(dir)).toBe(first);
+      writeFileSync(join(dir, 'app.ts'), 'export const a = 2;\n');
+      const second = contextTag(dir);
+      expect(second).not.toBe(first);
+      writeFileSync(join(dir, 'app.ts'), 'export const a = 1;\n');
+      expect(contextTag(dir)).toBe(first);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
