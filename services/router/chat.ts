@@ -10,7 +10,7 @@ import type { ChatCompletionChunk, ChatMessage, ChatRequest } from '../llm/types
 import type { CallMeta, ContextClient, LlmClient, LlmOrigin } from './clients';
 import { SSE_DONE, sseData } from './sse';
 import type { RouterChatRequest } from './schemas';
-import type { CachedVersion, TemplateCache } from './template-cache';
+import type { TemplateCache } from './template-cache';
 
 /** Options of the chat completions handler. */
 export interface ChatHandlerOptions {
@@ -162,7 +162,7 @@ export function createChatHandler(options: ChatHandlerOptions) {
         ),
       };
     }
-    return body.stream ? stream(request, reply, upstream, meta, tenant, turn, version) : plain(reply, upstream, meta, tenant, turn, version);
+    return body.stream ? stream(request, reply, upstream, meta, tenant, turn) : plain(reply, upstream, meta, tenant, turn);
   };
 
   async function store(turn: Turn, reply: string, meta: CallMeta): Promise<void> {
@@ -174,7 +174,7 @@ export function createChatHandler(options: ChatHandlerOptions) {
     }
   }
 
-  async function plain(reply: FastifyReply, upstream: ChatRequest, meta: CallMeta, tenant: string | undefined, turn: Turn | undefined, _version?: CachedVersion) {
+  async function plain(reply: FastifyReply, upstream: ChatRequest, meta: CallMeta, tenant: string | undefined, turn: Turn | undefined) {
     const result = await llm.complete(upstream, { ...meta, tenant });
     setOrigin(reply, result);
     if (turn) await store(turn, textOf(result.completion.choices[0]?.message?.content ?? ''), meta);
@@ -188,7 +188,6 @@ export function createChatHandler(options: ChatHandlerOptions) {
     meta: CallMeta,
     tenant: string | undefined,
     turn: Turn | undefined,
-    _version?: CachedVersion,
   ) {
     const abort = new AbortController();
     const onClose = () => {

@@ -68,6 +68,8 @@ export async function createRouterService(
   const llmPeer = peers.get('llm') as ServiceInstance<LlmCore> | undefined;
   const local = templatesPeer !== undefined && contextPeer !== undefined && llmPeer !== undefined;
 
+  // The keys file first: a broken one stops the start before anything is opened.
+  const keys = config.apiKeysFile ? ApiKeyStore.open(config.apiKeysFile, logger, { pollIntervalMs: options.keysPollIntervalMs }) : undefined;
   let clients: RouterClients;
   let proxy: FastifyPluginAsync | undefined;
   if (local) {
@@ -83,14 +85,16 @@ export async function createRouterService(
       ['CONTEXT_URL', config.contextUrl],
       ['LLM_URL', config.llmUrl],
     ] as const) {
-      if (!value) throw new ConfigError(name, 'is required when the router runs without that service in the same process');
+      if (!value) {
+        keys?.close();
+        throw new ConfigError(name, 'is required when the router runs without that service in the same process');
+      }
     }
     const http = createHttpClients({ templatesUrl: config.templatesUrl!, contextUrl: config.contextUrl!, llmUrl: config.llmUrl! });
     clients = http;
     proxy = proxyRoutes(http.peers.templates, http.peers.context);
   }
 
-  const keys = config.apiKeysFile ? ApiKeyStore.open(config.apiKeysFile, logger, { pollIntervalMs: options.keysPollIntervalMs }) : undefined;
   const redisClients: RedisClient[] = [];
   let limiter: KeyRateLimiter | undefined;
   if (keys) {

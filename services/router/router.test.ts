@@ -3,14 +3,18 @@
  * dependency failure is a clear answer, never a 500 or a crash. The full system is covered by
  * test/e2e (both layouts).
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HEADERS } from '../../contracts';
 import { extractTraceContext, readConfig } from '../kit';
 import { buildProcess } from '../process';
-import { freePort } from '../../test/support/net';
+import { freePort, waitFor } from '../../test/support/net';
 import { TEST_REDIS_URL, deletePrefix, uniquePrefix } from '../../test/support/redis';
+import { hashApiKey } from './auth';
 import { PeerHttp } from './http-client';
 
 describe('router with its peers down', () => {
@@ -87,6 +91,50 @@ describe('router with its peers down', () => {
   it('reports an infinite template cache age before any sync', async () => {
     const text = await (await fetch(`${url}/metrics`)).text();
     expect(text).toMatch(/promptmesh_template_cache_age_seconds \+Inf/);
+  });
+});
+
+describe('router keys file', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pm-router-keys-'));
+  const file = join(dir, 'keys.yaml');
+  const prefix = uniquePrefix('router-keys');
+  let app: FastifyInstance | undefined;
+  afterAll(async () => {
+    await app?.close();
+    await deletePrefix(prefix);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function build(): Promise<FastifyInstance> {
+    const dead = await freePort();
+    const config = readConfig({
+      SERVICE: 'router',
+      TEMPLATES_URL: `http://127.0.0.1:${dead}`,
+      CONTEXT_URL: `http://127.0.0.1:${dead}`,
+      LLM_URL: `http://127.0.0.1:${dead}`,
+      REDIS_URL: TEST_REDIS_URL,
+      REDIS_KEY_PREFIX: prefix,
+      API_KEYS_FILE: file,
+      LOG_LEVEL: 'silent',
+    });
+    return (await buildProcess(config)).app;
+  }
+
+  it('refuses to start with a broken keys file, naming the file and the field', async () => {
+    writeFileSync(file, `keys:\n  - { id: a, sha256: ${hashApiKey('k')}, scopes: [invoke, root] }\n`);
+    await expect(build()).rejects.toThrow(/keys\.yaml: 'keys\[0\]\.scopes\[1\]' must be one of invoke, admin/);
+  });
+
+  it('accepts a key added to the file while running, without a restart', async () => {
+    writeFileSync(file, `keys:\n  - { id: old, sha256: ${hashApiKey('old-key')}, scopes: [invoke] }\n`);
+    app = await build();
+    const models = (key: string) => app!.inject({ method: 'GET', url: '/v1/models', headers: { authorization: `Bearer ${key}` } });
+    expect((await models('new-key')).statusCode).toBe(401);
+    // Past auth, the router asks llm for its models; llm is down here, so an accepted key gets a 503.
+    expect((await models('old-key')).statusCode).toBe(503);
+    writeFileSync(file, `keys:\n  - { id: new, sha256: ${hashApiKey('new-key')}, scopes: [invoke] }\n`);
+    await waitFor(async () => (await models('new-key')).statusCode === 503, 10_000, 'the new key to be accepted');
+    expect((await models('old-key')).statusCode).toBe(401);
   });
 });
 
