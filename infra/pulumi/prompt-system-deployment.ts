@@ -59,6 +59,16 @@ export function renderChart<T>(chart: (app: App, inputs: T) => Chart, inputs: T)
  * database host, ...) and applies the objects through the cluster's provider in three steps:
  * the Namespaces, then the Secrets the chart references (from secret inputs only), then
  * everything else, after the platform's CRDs exist.
+ *
+ * @example
+ * const app = new PromptSystemDeployment('app', {
+ *   provider: eks.provider,
+ *   namespace: 'promptmesh',
+ *   inputs: images.imageRefs.router,                       // resolved before rendering
+ *   chart: (app, image) => new PromptSystem(app, 'promptmesh', { images: image, redis: { mode: 'standalone' } }),
+ *   secrets: [{ name: 'redis-auth', data: { password: redisPassword.result } }],
+ *   dependsOn: platform.crdsReady,
+ * });
  */
 export class PromptSystemDeployment<T = unknown> extends pulumi.ComponentResource {
   /** The rendered objects (everything the chart emits). */
