@@ -272,7 +272,7 @@ export async function runReliability(options: ReliabilityOptions = {}): Promise<
     await a.proc.stop();
     procs.splice(procs.indexOf(a.proc), 1);
     const down: ReliabilityResult['down'] = [];
-    for (const variant of ['A process stopped (connection refused)', 'A black-holed (accepts, never answers; 1 s timeout)']) {
+    for (const variant of ['A process stopped (connection refused)', 'A black-holed (accepts, never answers; 1 s timeout; breaker.slowCallMs 250)']) {
       const refused = variant.startsWith('A process');
       const aX = await startFake(refused ? 'fake-a-refused' : 'fake-a-blackhole');
       procs.push(aX.proc);
@@ -283,7 +283,8 @@ export async function runReliability(options: ReliabilityOptions = {}): Promise<
           { name: 'b', type: 'openai', baseUrl: `${b.url}/v1`, timeoutMs: 5000 },
         ],
         models: { chat: [{ provider: 'a', model: 'gpt-4o-mini', weight: 50 }, { provider: 'b', model: 'gpt-4o-mini', weight: 50 }] },
-        routing,
+        // A hanging provider is what the opt-in slow-call rule is for; the other runs use defaults.
+        routing: refused ? routing : { ...routing, breaker: { slowCallMs: 250 } },
         cache: { enabled: false },
       });
       const base = await startLlm('llm-b-only', bOnly, `${prefix}base:`);
@@ -441,9 +442,9 @@ function markdown(r: ReliabilityResult, o: { requests: number; concurrency: numb
     'Both llm processes are warmed while A is healthy; then A goes down and the measurement starts, so',
     "the breaker's opening is inside the measured window. With A black-holed, the requests routed to A",
     'before its circuit opened (and each half-open probe) wait for the 1 s timeout before B answers; they',
-    `are counted above and land in the tail: about rate x share x timeout = ${o.rate / 2}/s x 50% x 1 s = ${o.rate / 4} requests`,
-    `before the circuit opens (${((o.rate / 4 / o.pacedRequests) * 100).toFixed(1)}% of the run), so the whole-run p99 of that variant sits close to the timeout.`,
-    'A shorter timeout (or firstByteTimeoutMs) for A shrinks that window proportionally.',
+    'are counted above and land in the tail. Waiting for timeouts alone, that would be about rate x share x',
+    `timeout = ${o.rate / 2}/s x 50% x 1 s = ${o.rate / 4} requests; with the opt-in \`routing.breaker.slowCallMs: 250\` the circuit`,
+    'opens once 5 calls have hung for 250 ms, well before the first timeout (see docs/llm.md).',
     '',
   ];
   return lines.join('\n');

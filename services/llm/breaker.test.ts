@@ -87,3 +87,35 @@ describe('CircuitBreaker', () => {
     expect(b.snapshot()).toEqual(opened);
   });
 });
+
+describe('CircuitBreaker slow calls (opt-in)', () => {
+  it('opens once `failures` calls hang longer than slowCallMs, before they time out', () => {
+    const { b, advance } = make({ failures: 3, slowCallMs: 100 });
+    const hanging = [b.tryAcquire()!, b.tryAcquire()!, b.tryAcquire()!];
+    advance(99);
+    expect(b.tryAcquire()).not.toBeNull(); // not slow yet
+    advance(1);
+    expect(b.tryAcquire()).toBeNull();
+    expect(b.state).toBe('open');
+    // Their timeouts, arriving later, neither extend nor count.
+    for (const p of hanging) b.failure(p);
+    expect(b.snapshot()).toMatchObject({ opens: 1, inFlight: 0 });
+  });
+
+  it('does nothing without slowCallMs, and forgets calls that ended', () => {
+    const { b, advance } = make({ failures: 2 });
+    b.tryAcquire();
+    b.tryAcquire();
+    advance(60_000);
+    expect(b.tryAcquire()).not.toBeNull();
+
+    const slow = make({ failures: 2, slowCallMs: 10 });
+    const p1 = slow.b.tryAcquire()!;
+    const p2 = slow.b.tryAcquire()!;
+    slow.b.success(p1);
+    slow.b.release(p2);
+    slow.advance(1_000);
+    expect(slow.b.tryAcquire()).not.toBeNull();
+    expect(slow.b.state).toBe('closed');
+  });
+});

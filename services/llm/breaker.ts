@@ -10,6 +10,8 @@ export const CIRCUIT_STATE_VALUE: Record<CircuitState, number> = { closed: 0, 'h
 export interface BreakerPermit {
   /** True when this call is a half-open probe: its outcome closes or re-opens the circuit. */
   readonly probe: boolean;
+  /** When the call was let through (the breaker's clock). */
+  readonly startedAt?: number;
 }
 
 /** What `GET /v1/providers` shows of a circuit. */
@@ -24,6 +26,8 @@ export interface CircuitSnapshot {
   retryInMs: number | null;
   /** How many times the circuit has opened since start. */
   opens: number;
+  /** Calls let through while closed that have not ended yet. */
+  inFlight: number;
 }
 
 /**
@@ -37,8 +41,12 @@ export interface CircuitSnapshot {
  * - half-open: up to `halfOpenProbes` calls at a time go through; a successful probe closes the
  *   circuit, a failed one opens it again for another cool-down.
  *
- * Outcomes of calls that started before the circuit opened are ignored once it is open, so a
- * burst of late failures does not extend the cool-down.
+ * With `slowCallMs` set, calls still outstanding after that long count as failing while they
+ * hang: once `failures` of them are outstanding, the next call opens the circuit at once instead
+ * of waiting for their timeouts (a provider that accepts connections and never answers).
+ *
+ * Outcomes of calls that started before the circuit opened are ignored, so a burst of late
+ * failures does not extend the cool-down, and late successes do not close it.
  */
 export class CircuitBreaker {
   private state_: CircuitState = 'closed';
@@ -47,6 +55,8 @@ export class CircuitBreaker {
   private openedAtMs = 0;
   private probesInFlight = 0;
   private opens = 0;
+  /** Calls let through while closed, not ended yet; cleared when the circuit opens. */
+  private readonly inFlight = new Set<BreakerPermit>();
 
   constructor(
     private readonly config: BreakerConfig,
@@ -64,10 +74,19 @@ export class CircuitBreaker {
   /** Asks to make a call: a permit, or null when the circuit refuses (open, or probes busy). */
   tryAcquire(): BreakerPermit | null {
     const state = this.state;
-    if (state === 'closed') return { probe: false };
+    const now = this.now();
+    if (state === 'closed') {
+      if (this.config.slowCallMs !== undefined && this.hanging(now) >= this.config.failures) {
+        this.open();
+        return null;
+      }
+      const permit = { probe: false, startedAt: now };
+      this.inFlight.add(permit);
+      return permit;
+    }
     if (state === 'half-open' && this.probesInFlight < this.config.halfOpenProbes) {
       this.probesInFlight++;
-      return { probe: true };
+      return { probe: true, startedAt: now };
     }
     return null;
   }
@@ -79,7 +98,7 @@ export class CircuitBreaker {
       if (this.state_ === 'half-open') this.close();
       return;
     }
-    if (this.state_ !== 'closed') return;
+    if (!this.inFlight.delete(permit) || this.state_ !== 'closed') return;
     this.consecutive = 0;
     this.record(false);
   }
@@ -91,7 +110,7 @@ export class CircuitBreaker {
       if (this.state_ === 'half-open') this.open();
       return;
     }
-    if (this.state_ !== 'closed') return;
+    if (!this.inFlight.delete(permit) || this.state_ !== 'closed') return;
     this.consecutive++;
     this.record(true);
     if (this.consecutive >= this.config.failures) return this.open();
@@ -102,6 +121,7 @@ export class CircuitBreaker {
   /** The call ended without saying anything about the provider (client left, bad request). */
   release(permit: BreakerPermit): void {
     if (permit.probe) this.probesInFlight = Math.max(0, this.probesInFlight - 1);
+    else this.inFlight.delete(permit);
   }
 
   snapshot(): CircuitSnapshot {
@@ -113,7 +133,15 @@ export class CircuitBreaker {
       openedAt: this.openedAtMs ? new Date(this.openedAtMs).toISOString() : null,
       retryInMs: state === 'open' ? Math.max(0, this.openedAtMs + this.config.cooldownMs - this.now()) : null,
       opens: this.opens,
+      inFlight: this.inFlight.size,
     };
+  }
+
+  /** Calls outstanding for `slowCallMs` or longer. */
+  private hanging(now: number): number {
+    let n = 0;
+    for (const p of this.inFlight) if (now - (p.startedAt ?? now) >= this.config.slowCallMs!) n++;
+    return n;
   }
 
   private failureRate(): number | null {
@@ -127,6 +155,7 @@ export class CircuitBreaker {
   }
 
   private open(): void {
+    this.inFlight.clear();
     this.openedAtMs = this.now();
     this.opens++;
     this.transition('open');

@@ -54,6 +54,13 @@ export interface BreakerConfig {
   cooldownMs: number;
   /** Concurrent probe calls allowed while half-open. @default 1 */
   halfOpenProbes: number;
+  /**
+   * Opt-in: a call still outstanding after this long counts as failing while it hangs, so
+   * `failures` hanging calls open the circuit before their timeouts fire. Set it well above the
+   * provider's slowest healthy answer (for plain requests that is the whole generation).
+   * @default off
+   */
+  slowCallMs?: number;
 }
 
 /** How requests are routed over a model's targets. */
@@ -186,7 +193,7 @@ export function parseLlmConfig(raw: unknown, source: string, env: Record<string,
       d.maxRetryAfterMs = v.int(x.maxRetryAfterMs, 'routing.retries.maxRetryAfterMs', 0, 600_000) ?? d.maxRetryAfterMs;
     }
     if (r.breaker !== undefined) {
-      const x = v.object(r.breaker, 'routing.breaker', ['failures', 'failureRate', 'windowSize', 'minRequests', 'cooldownMs', 'halfOpenProbes']);
+      const x = v.object(r.breaker, 'routing.breaker', ['failures', 'failureRate', 'windowSize', 'minRequests', 'cooldownMs', 'halfOpenProbes', 'slowCallMs']);
       const d = routing.breaker;
       d.failures = v.int(x.failures, 'routing.breaker.failures', 1, 10_000) ?? d.failures;
       d.failureRate = v.number(x.failureRate, 'routing.breaker.failureRate', { min: 0, max: 1, exclusiveMin: true }) ?? d.failureRate;
@@ -195,6 +202,8 @@ export function parseLlmConfig(raw: unknown, source: string, env: Record<string,
       if (d.minRequests > d.windowSize) v.fail('routing.breaker.minRequests', `must be at most windowSize (${d.windowSize})`);
       d.cooldownMs = v.int(x.cooldownMs, 'routing.breaker.cooldownMs', 1, 3_600_000) ?? d.cooldownMs;
       d.halfOpenProbes = v.int(x.halfOpenProbes, 'routing.breaker.halfOpenProbes', 1, 1_000) ?? d.halfOpenProbes;
+      const slowCallMs = v.int(x.slowCallMs, 'routing.breaker.slowCallMs', 1, 600_000);
+      if (slowCallMs !== undefined) d.slowCallMs = slowCallMs;
     }
   }
 

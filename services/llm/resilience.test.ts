@@ -169,6 +169,22 @@ describe('circuit breaker', () => {
     expect(await metric()).toBe(0);
   });
 
+  it('with slowCallMs, opens on calls that hang instead of waiting for their timeouts', async () => {
+    planA({ rules: [{ fault: { type: 'stall' } }] });
+    const s = await llm(BOTH, { retries: { attempts: 0 }, breaker: { failures: 2, slowCallMs: 150 } }, { timeoutMs: 4_000 });
+    const hanging = [s.core.complete(ask('chat', 'h1')), s.core.complete(ask('chat', 'h2'))];
+    await waitFor(() => fa.stats.inFlight === 2, 5_000, 'two calls hanging on a');
+    await new Promise((r) => setTimeout(r, 200));
+    const started = Date.now();
+    const r = await s.core.complete(ask('chat', 'next'));
+    expect(r.provider).toBe('b');
+    expect(Date.now() - started).toBeLessThan(3_000); // without the breaker: a's 4 s timeout, then b
+    expect(s.core.providers().find((p) => p.name === 'a')!.circuit.state).toBe('open');
+    expect(fa.stats.requests).toBe(2);
+    // The two hanging calls time out and fall back to b.
+    for (const result of await Promise.all(hanging)) expect(result.provider).toBe('b');
+  });
+
   it('answers 503 naming the open circuits when no provider is left', async () => {
     planA({ rules: [{ fault: { type: 'status', status: 500 } }] });
     const s = await llm(A_ONLY, { retries: { attempts: 0 }, breaker: { failures: 2, cooldownMs: 60_000 } });
