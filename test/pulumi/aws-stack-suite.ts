@@ -226,6 +226,27 @@ export function awsStackSuite(stack: string, expected: StackExpectations): void 
       for (const c of containers) expect(c.image).toMatch(new RegExp(`^${repo.replace(/\./g, '\\.')}/(router|templates|context|llm)@sha256:[a-f0-9]{64}$`));
     });
 
+    it('runs Redis and PostgreSQL the way the file says (standalone/cluster, in-cluster/RDS)', () => {
+      const objects = appliedManifests(run);
+      const redisConfig = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'redis-config')!.data['redis.conf'] as string;
+      expect(redisConfig.includes('cluster-enabled yes')).toBe(file['promptmesh:app'].redis === 'cluster');
+      const postgres = objects.filter((o) => o.kind === 'StatefulSet' && o.metadata.name === 'postgres');
+      const secrets = ofType(run, 'kubernetes:core/v1:Secret').map((s) => s.inputs.metadata.name);
+      if (expected.rds) {
+        expect(postgres).toHaveLength(0);
+        expect(secrets).toContain('postgres-url');
+        expect(secrets).not.toContain('postgres-auth');
+        // templates may leave the namespace for the VPC's database port, nothing wider.
+        const egress = objects.filter((o) => o.kind === 'NetworkPolicy').flatMap((p) => p.spec.egress ?? [])
+          .filter((e: any) => (e.ports ?? []).some((p: any) => p.port === 5432));
+        expect(egress.flatMap((e: any) => e.to.map((t: any) => t.ipBlock?.cidr)).filter(Boolean)).toEqual([file['promptmesh:vpcCidr']]);
+      } else {
+        expect(postgres).toHaveLength(1);
+        expect(secrets).toContain('postgres-auth');
+        expect(secrets).not.toContain('postgres-url');
+      }
+    });
+
     it('creates every Secret the chart references, with secret values only', () => {
       const objects = appliedManifests(run);
       const created = ofType(run, 'kubernetes:core/v1:Secret').filter((s) => s.inputs.metadata.namespace === 'promptmesh');
