@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, hash as oneShotHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
@@ -142,7 +142,8 @@ export class ApiKeyStore {
    * (no early exit), or undefined.
    */
   verify(presented: string): ApiKey | undefined {
-    const digest = createHash('sha256').update(presented, 'utf8').digest();
+    // The one-shot hash is several times cheaper than a Hash object on the hot path.
+    const digest = oneShotHash('sha256', presented, 'buffer');
     let found: CompiledKey | undefined;
     for (const key of this.keys) {
       if (timingSafeEqual(key.digest, digest) && !found) found = key;
