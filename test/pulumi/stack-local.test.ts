@@ -1,6 +1,6 @@
 // Pulumi.local.yaml: an existing cluster from the kubeconfig; nothing on AWS.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { HELM_CHARTS } from '../../infra/pulumi';
+import { HELM_CHARTS, OTLP_ENDPOINT } from '../../infra/pulumi';
 import { validateManifests } from '../support/k8s-validate';
 import { appliedManifests } from './aws-stack-suite';
 import { isSecretValue, ofType, plainOccurrences, type MockRun } from './harness';
@@ -38,6 +38,11 @@ describe('Pulumi.local.yaml', () => {
     const images = objects.filter((o) => o.kind === 'Deployment').flatMap((d) => d.spec.template.spec.containers.map((c: any) => c.image));
     expect(images.filter((i) => i === file['promptmesh:image'])).toHaveLength(4);
     expect(objects.some((o) => o.kind === 'StatefulSet' && o.metadata.name === 'postgres')).toBe(true);
+    // Traces go to the platform's collector.
+    const otlp = objects.filter((o) => o.kind === 'Deployment')
+      .flatMap((d) => d.spec.template.spec.containers.flatMap((c: any) => c.env ?? [])).filter((e: any) => e.name === 'OTEL_EXPORTER_OTLP_ENDPOINT');
+    expect(otlp.length).toBe(4);
+    for (const e of otlp) expect(e.value).toBe(OTLP_ENDPOINT);
     expect(run.outputs.routerUrl).toMatch(/^http:\/\/<node address>:31380 /);
   });
 
