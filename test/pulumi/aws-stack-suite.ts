@@ -194,6 +194,13 @@ export function awsStackSuite(stack: string, expected: StackExpectations): void 
       const monitors = appliedManifests(run).filter((o) => o.kind === 'ServiceMonitor');
       expect(monitors.length).toBeGreaterThan(0);
       for (const m of monitors) expect(m.metadata.labels ?? {}).toMatchObject(selector);
+      const ruleSelector = kps.prometheus.prometheusSpec.ruleSelector.matchLabels as Record<string, string>;
+      const rules = appliedManifests(run).filter((o) => o.kind === 'PrometheusRule');
+      expect(rules.length).toBeGreaterThan(0);
+      for (const r of rules) expect(r.metadata.labels ?? {}).toMatchObject(ruleSelector);
+      // The app's dashboards carry the label Grafana's sidecar watches.
+      const { label, labelValue } = kps.grafana.sidecar.dashboards;
+      expect(appliedManifests(run).filter((o) => o.kind === 'ConfigMap' && o.metadata.labels?.[label] === labelValue).length).toBeGreaterThan(0);
     });
 
     it('applies the app after the platform CRDs and webhooks, its Secrets after its namespace', () => {
