@@ -124,7 +124,7 @@ export class HttpLlmClient implements LlmClient {
 
   async models(meta: CallMeta = {}): Promise<ModelEntry[]> {
     const list = await this.http.json<{ data: ModelEntry[] }>('GET', PATHS.models, meta);
-    return list.data;
+    return list.data.map((m) => ({ id: m.id, object: 'model', created: m.created, owned_by: m.owned_by }));
   }
 
   providers(meta: CallMeta = {}): Promise<unknown> {
