@@ -6,6 +6,8 @@
  *    (`node build/service.js`, `SERVICE=router|templates|context|llm|all`), with the templates
  *    service's SQL migrations beside it in build/migrations/ (copy both into the image).
  * Fails when the library output would contain service code.
+ *
+ * `npm run build -- --bundle-only` makes the image bundle alone (what an image build needs).
  */
 import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, readdirSync, rmSync, statSync } from 'node:fs';
@@ -24,19 +26,25 @@ function walk(dir: string): string[] {
 
 async function main(): Promise<void> {
   const started = Date.now();
-  rmSync(join(root, 'lib'), { recursive: true, force: true });
+  const args = process.argv.slice(2);
+  const unknown = args.filter((a) => a !== '--bundle-only');
+  if (unknown.length > 0) throw new Error(`unknown argument ${unknown[0]}; usage: npm run build [-- --bundle-only]`);
+  const bundleOnly = args.includes('--bundle-only');
   rmSync(join(root, 'build'), { recursive: true, force: true });
 
-  const tsc = require.resolve('typescript/bin/tsc');
-  execFileSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json')], { cwd: root, stdio: 'inherit' });
-
-  const libFiles = walk(join(root, 'lib')).map((f) => f.slice(root.length + 1));
-  const leaked = libFiles.filter((f) => f.startsWith('lib/services/') || f.startsWith('lib/test/') || /\.test\./.test(f));
-  if (leaked.length > 0) {
-    throw new Error(`the library output must not contain service or test code, found: ${leaked.slice(0, 5).join(', ')}`);
-  }
-  for (const entry of ['lib/infra/k8s/index.js', 'lib/infra/k8s/index.d.ts', 'lib/contracts/index.js', 'lib/contracts/index.d.ts']) {
-    if (!libFiles.includes(entry)) throw new Error(`build did not produce ${entry}`);
+  let libFiles: string[] = [];
+  if (!bundleOnly) {
+    rmSync(join(root, 'lib'), { recursive: true, force: true });
+    const tsc = require.resolve('typescript/bin/tsc');
+    execFileSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json')], { cwd: root, stdio: 'inherit' });
+    libFiles = walk(join(root, 'lib')).map((f) => f.slice(root.length + 1));
+    const leaked = libFiles.filter((f) => f.startsWith('lib/services/') || f.startsWith('lib/test/') || /\.test\./.test(f));
+    if (leaked.length > 0) {
+      throw new Error(`the library output must not contain service or test code, found: ${leaked.slice(0, 5).join(', ')}`);
+    }
+    for (const entry of ['lib/infra/k8s/index.js', 'lib/infra/k8s/index.d.ts', 'lib/contracts/index.js', 'lib/contracts/index.d.ts']) {
+      if (!libFiles.includes(entry)) throw new Error(`build did not produce ${entry}`);
+    }
   }
 
   await build({
@@ -62,7 +70,7 @@ async function main(): Promise<void> {
 
   const size = statSync(join(root, 'build/service.js')).size;
   process.stdout.write(
-    `build: lib/ ${libFiles.length} files (contracts, infra), build/service.js ${(size / 1024 / 1024).toFixed(1)} MiB, ${Date.now() - started} ms\n`,
+    `build: ${bundleOnly ? 'bundle only' : `lib/ ${libFiles.length} files (contracts, infra)`}, build/service.js ${(size / 1024 / 1024).toFixed(1)} MiB, ${Date.now() - started} ms\n`,
   );
 }
 
