@@ -94,7 +94,8 @@ export async function promptmeshProgram(): Promise<StackOutputs> {
       repositoryPrefix: a.clusterName,
       contextPath: REPO_ROOT,
       tag: contextTag(REPO_ROOT),
-      forceDelete: cfg.environment !== 'prod',
+      // Production repositories refuse deletion while they hold images (docs/pulumi.md, "Destroy").
+      forceDelete: !['prod', 'production'].includes(cfg.environment),
       tags,
     });
     imageDigest = built.digest;

@@ -323,6 +323,7 @@ export function awsStackSuite(stack: string, expected: StackExpectations): void 
       for (const r of repos) {
         expect(r.inputs.imageTagMutability).toBe('IMMUTABLE');
         expect(r.inputs.imageScanningConfiguration.scanOnPush).toBe(true);
+        expect(r.inputs.forceDelete).toBe(file['promptmesh:environment'] !== 'prod');
       }
       expect(ofType(run, 'aws:ecr/lifecyclePolicy:LifecyclePolicy')).toHaveLength(4);
       const images = ofType(run, 'docker-build:index:Image');
