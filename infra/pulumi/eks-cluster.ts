@@ -2,7 +2,7 @@ import * as aws from '@pulumi/aws';
 import * as k8s from '@pulumi/kubernetes';
 import * as pulumi from '@pulumi/pulumi';
 import { ON_DEMAND_LABEL_VALUE, SPOT_NODE_LABEL, SPOT_NODE_TAINT } from './placement';
-import { EKS_ADDON_VERSIONS, KUBERNETES_VERSION, type EksAddonName } from './versions';
+import { CLUSTER_AUTOSCALER, EKS_ADDON_VERSIONS, KUBERNETES_VERSION, type EksAddonName } from './versions';
 
 /** The label every node carries to say which node group role it has. */
 export const NODE_ROLE_LABEL = 'promptmesh.io/node-role';
@@ -103,6 +103,12 @@ export interface EksClusterArgs {
    */
   addonVersions?: Partial<Record<EksAddonName, string>>;
   /**
+   * Install the cluster autoscaler (pinned Helm release with its own IRSA role), which grows and
+   * shrinks every node group between its `minSize` and `maxSize` as pods need room.
+   * @default true
+   */
+  clusterAutoscaler?: boolean;
+  /**
    * Tags added to every AWS resource.
    * @default {}
    */
@@ -179,7 +185,7 @@ const managedPolicy = (name: string) => `arn:aws:iam::aws:policy/${name}`;
  * for IRSA, pinned managed add-ons (VPC CNI and EBS CSI with their own IRSA roles, CoreDNS,
  * kube-proxy, metrics-server), a default encrypted gp3 StorageClass, an on-demand system node
  * group for critical add-ons and spot/on-demand workload node groups over all private subnets,
- * with IMDSv2 required and encrypted root volumes. Exposes a kubeconfig (secret) and a
+ * with IMDSv2 required and encrypted root volumes, and the cluster autoscaler. Exposes a kubeconfig (secret) and a
  * `k8s.Provider` for everything that goes into the cluster.
  */
 export class EksCluster extends pulumi.ComponentResource {
@@ -276,7 +282,7 @@ export class EksCluster extends pulumi.ComponentResource {
     const oidc = new aws.iam.OpenIdConnectProvider(`${name}-oidc`, { url: issuerUrl, clientIdLists: ['sts.amazonaws.com'], tags }, child);
     this.oidcProviderArn = oidc.arn;
     this.oidcIssuer = issuerUrl.apply((u) => u.replace(/^https:\/\//, ''));
-    const irsaRole = (roleName: string, namespace: string, serviceAccount: string, policy: string) => {
+    const irsaRole = (roleName: string, namespace: string, serviceAccount: string, policy: string | pulumi.Input<string>, inline = false) => {
       const role = new aws.iam.Role(`${name}-${roleName}`, {
         assumeRolePolicy: pulumi.all([oidc.arn, this.oidcIssuer]).apply(([arn, issuer]) => JSON.stringify({
           Version: '2012-10-17',
@@ -289,7 +295,8 @@ export class EksCluster extends pulumi.ComponentResource {
         })),
         tags,
       }, child);
-      new aws.iam.RolePolicyAttachment(`${name}-${roleName}`, { role: role.name, policyArn: managedPolicy(policy) }, child);
+      if (inline) new aws.iam.RolePolicy(`${name}-${roleName}`, { role: role.name, policy }, child);
+      else new aws.iam.RolePolicyAttachment(`${name}-${roleName}`, { role: role.name, policyArn: managedPolicy(policy as string) }, child);
       return role;
     };
     const cniRole = irsaRole('vpc-cni', 'kube-system', 'aws-node', 'AmazonEKS_CNI_Policy');
@@ -385,6 +392,52 @@ export class EksCluster extends pulumi.ComponentResource {
     }, { parent: this, provider: this.provider, dependsOn: [ebsCsi] });
     this.storageClassName = storageClass.metadata.name;
     this.ready = [...allGroups, vpcCni, kubeProxy, coredns, ebsCsi, metricsServer, storageClass];
+
+    if (args.clusterAutoscaler ?? true) {
+      // Scaling calls only on this cluster's groups (EKS tags their auto scaling groups);
+      // the Describe calls have no resource-level permissions in IAM, so they take '*'.
+      const autoscalerRole = irsaRole('cluster-autoscaler', 'kube-system', 'cluster-autoscaler', JSON.stringify({
+        Version: '2012-10-17',
+        Statement: [
+          {
+            Effect: 'Allow',
+            Action: ['autoscaling:SetDesiredCapacity', 'autoscaling:TerminateInstanceInAutoScalingGroup'],
+            Resource: '*',
+            Condition: { StringEquals: { [`aws:ResourceTag/k8s.io/cluster-autoscaler/${args.clusterName}`]: 'owned' } },
+          },
+          {
+            Effect: 'Allow',
+            Action: [
+              'autoscaling:DescribeAutoScalingGroups', 'autoscaling:DescribeAutoScalingInstances', 'autoscaling:DescribeLaunchConfigurations',
+              'autoscaling:DescribeScalingActivities', 'autoscaling:DescribeTags', 'ec2:DescribeImages', 'ec2:DescribeInstanceTypes',
+              'ec2:DescribeLaunchTemplateVersions', 'ec2:GetInstanceTypesFromInstanceRequirements', 'eks:DescribeNodegroup',
+            ],
+            Resource: '*',
+          },
+        ],
+      }), true);
+      const c = CLUSTER_AUTOSCALER.chart;
+      const autoscaler = new k8s.helm.v3.Release(`${name}-cluster-autoscaler`, {
+        name: 'cluster-autoscaler',
+        chart: c.chart,
+        version: c.version,
+        repositoryOpts: { repo: c.repo },
+        namespace: 'kube-system',
+        values: {
+          cloudProvider: 'aws',
+          awsRegion: args.region,
+          autoDiscovery: { clusterName: args.clusterName },
+          image: { tag: CLUSTER_AUTOSCALER.imageTag },
+          rbac: { serviceAccount: { create: true, name: 'cluster-autoscaler', annotations: { 'eks.amazonaws.com/role-arn': autoscalerRole.arn } } },
+          tolerations: [{ key: CRITICAL_ADDONS_TAINT.key, operator: 'Exists' }],
+          nodeSelector: { [NODE_ROLE_LABEL]: 'system' },
+          extraArgs: { 'balance-similar-node-groups': true, 'skip-nodes-with-system-pods': false, expander: 'least-waste' },
+        },
+        cleanupOnFail: true,
+        timeout: 600,
+      }, { parent: this, provider: this.provider, dependsOn: [coredns] });
+      this.ready.push(autoscaler);
+    }
 
     this.registerOutputs({
       clusterName: this.clusterName,

@@ -59,6 +59,12 @@ export const HELM_CHARTS = {
   jaeger: { chart: 'jaeger', version: '3.4.1', repo: 'https://jaegertracing.github.io/helm-charts' },
 } as const satisfies Record<string, PinnedChart>;
 
+/** The cluster autoscaler (EKS only): the chart, and its image at the Kubernetes minor it serves. */
+export const CLUSTER_AUTOSCALER = {
+  chart: { chart: 'cluster-autoscaler', version: '9.46.6', repo: 'https://kubernetes.github.io/autoscaler' },
+  imageTag: 'v1.33.0',
+} as const satisfies { chart: PinnedChart; imageTag: string };
+
 /** The PostgreSQL engine version for managed databases (RDS). */
 export const RDS_POSTGRES_VERSION = '16.8';
 
