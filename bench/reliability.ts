@@ -7,7 +7,8 @@
  * a providers file that routes the alias `chat` 50/50 over provider A and provider B.
  *
  * 1. Flaky A: A fails 30% of its calls (equal shares of HTTP 500, 429 with Retry-After, connection
- *    resets and stalls that hit the llm timeout), B is healthy. N client requests (default
+ *    resets and stalls before the first byte that hit the llm timeout), B is healthy; once with
+ *    the breaker's defaults and once with a breaker that never opens. N client requests (default
  *    10,000; 10% of them streaming) go through the llm service over HTTP. Reported: success rate
  *    (target >= 99.9%) and latency percentiles.
  * 2. A down: a B-only llm (baseline) and the A+B llm with A's process stopped take the same
@@ -18,7 +19,7 @@
  * Options: --requests N (phase 1), --concurrency N, --paced-requests N, --rate N (phase 2),
  * --out DIR. Writes bench/results/reliability-<date>.md and .json.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -33,9 +34,9 @@ export interface ReliabilityOptions {
   requests?: number;
   /** Concurrent clients in the flaky-A phase. @default 32 */
   concurrency?: number;
-  /** Requests per configuration in the A-down phase. @default 3000 */
+  /** Requests per configuration in the A-down phase. @default 5000 */
   pacedRequests?: number;
-  /** Requests per second in the A-down phase, both configurations together (below saturation). @default 100 */
+  /** Requests per second in the A-down phase, both configurations together (below saturation). @default 200 */
   rate?: number;
   /** Where the report goes. @default bench/results */
   out?: string;
@@ -55,7 +56,8 @@ export interface Percentiles {
 export interface ReliabilityResult {
   date: string;
   machine: string;
-  flaky: {
+  flaky: Array<{
+    variant: string;
     requests: number;
     ok: number;
     successRate: number;
@@ -64,7 +66,7 @@ export interface ReliabilityResult {
     servedBy: Record<string, number>;
     providerA: unknown;
     circuitOpens: number;
-  };
+  }>;
   down: Array<{
     variant: string;
     baseline: Percentiles;
@@ -204,7 +206,10 @@ const FLAKY_A = {
         { type: 'status' as const, status: 500 },
         { type: 'status' as const, status: 429, retryAfter: 1 },
         { type: 'reset' as const },
-        { type: 'stall' as const },
+        // A timeout before the first byte (no headers). Breaks after the first chunk are a
+        // different failure: a stream cannot fall back once the client has part of the answer
+        // (see the test suite).
+        { type: 'stall' as const, beforeHeaders: true },
       ],
     },
     { latencyMs: [15, 25] as [number, number] },
@@ -216,8 +221,8 @@ const BLACKHOLE = { rules: [{ fault: { type: 'stall' as const } }] };
 export async function runReliability(options: ReliabilityOptions = {}): Promise<ReliabilityResult> {
   const requests = options.requests ?? 10_000;
   const concurrency = options.concurrency ?? 32;
-  const pacedRequests = options.pacedRequests ?? 3_000;
-  const rate = options.rate ?? 100;
+  const pacedRequests = options.pacedRequests ?? 5_000;
+  const rate = options.rate ?? 200;
   const out = options.out ?? join(ROOT, 'bench/results');
   const date = new Date().toISOString().slice(0, 10);
   const machine = `${cpus().length} cores (${cpus()[0]?.model ?? 'cpu'}), ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}`;
@@ -249,21 +254,43 @@ export async function runReliability(options: ReliabilityOptions = {}): Promise<
     });
 
     // ---- phase 1: flaky A ----------------------------------------------------------------
-    await fakeAdmin(a.url, 'POST', '/_fake/behavior', FLAKY_A);
+    // Once with the breaker's defaults, once with a breaker that never opens (so every one of
+    // A's failures has to be absorbed by retries and fallback).
     await fakeAdmin(b.url, 'POST', '/_fake/behavior', HEALTHY);
-    const llm = await startLlm('llm-both', both, `${prefix}flaky:`);
-    procs.push(llm.proc);
-    log(`flaky A: ${requests} requests, concurrency ${concurrency}, 10% streaming`);
-    const t0 = Date.now();
-    const flaky = await closedLoop(llm.url, requests, concurrency, 0.1);
-    log(`  done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-    const okFlaky = flaky.filter((o) => o.ok);
-    const servedBy: Record<string, number> = {};
-    for (const o of okFlaky) servedBy[o.provider ?? '?'] = (servedBy[o.provider ?? '?'] ?? 0) + 1;
-    const providerA = await fakeAdmin(a.url, 'GET', '/_fake/stats');
-    const providerState = (await (await fetch(`${llm.url}/v1/providers`)).json()) as { data: Array<{ name: string; circuit: { opens: number } }> };
-    await llm.proc.stop();
-    procs.splice(procs.indexOf(llm.proc), 1);
+    const flaky: ReliabilityResult['flaky'] = [];
+    const neverOpens = { failures: 10_000, failureRate: 1, windowSize: 10_000, minRequests: 10_000 };
+    for (const variant of ['breaker defaults', 'breaker never opens']) {
+      await fakeAdmin(a.url, 'POST', '/_fake/behavior', FLAKY_A); // the same seeded plan each time
+      await fakeAdmin(a.url, 'DELETE', '/_fake/requests'); // and fresh stats
+      const file =
+        variant === 'breaker defaults'
+          ? both
+          : providersFile(dir, 'both-no-breaker', { ...JSON.parse(readFileSync(both, 'utf8')), routing: { ...routing, breaker: neverOpens } });
+      const llm = await startLlm('llm-both', file, `${prefix}flaky:`);
+      procs.push(llm.proc);
+      log(`flaky A, ${variant}: ${requests} requests, concurrency ${concurrency}, 10% streaming`);
+      const t0 = Date.now();
+      const outcomes = await closedLoop(llm.url, requests, concurrency, 0.1);
+      log(`  done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+      const ok = outcomes.filter((o) => o.ok);
+      const servedBy: Record<string, number> = {};
+      for (const o of ok) servedBy[o.provider ?? '?'] = (servedBy[o.provider ?? '?'] ?? 0) + 1;
+      const providerA = await fakeAdmin(a.url, 'GET', '/_fake/stats');
+      const providerState = (await (await fetch(`${llm.url}/v1/providers`)).json()) as { data: Array<{ name: string; circuit: { opens: number } }> };
+      flaky.push({
+        variant,
+        requests: outcomes.length,
+        ok: ok.length,
+        successRate: ok.length / outcomes.length,
+        latencyMs: percentiles(ok.map((o) => o.ms)),
+        errorSamples: outcomes.filter((o) => !o.ok).slice(0, 3).map((o) => o.why ?? ''),
+        servedBy,
+        providerA,
+        circuitOpens: providerState.data.find((p) => p.name === 'a')?.circuit.opens ?? 0,
+      });
+      await llm.proc.stop();
+      procs.splice(procs.indexOf(llm.proc), 1);
+    }
 
     // ---- phase 2: A down --------------------------------------------------------------------
     // Both llm processes are warmed while A is still healthy; then A goes down and the two take
@@ -326,23 +353,13 @@ export async function runReliability(options: ReliabilityOptions = {}): Promise<
       }
     }
 
-    const successRate = okFlaky.length / flaky.length;
     const result: ReliabilityResult = {
       date,
       machine,
-      flaky: {
-        requests: flaky.length,
-        ok: okFlaky.length,
-        successRate,
-        latencyMs: percentiles(okFlaky.map((o) => o.ms)),
-        errorSamples: flaky.filter((o) => !o.ok).slice(0, 5).map((o) => o.why ?? ''),
-        servedBy,
-        providerA,
-        circuitOpens: providerState.data.find((p) => p.name === 'a')?.circuit.opens ?? 0,
-      },
+      flaky,
       down,
       targets: [
-        { target: 'flaky A: success rate >= 99.9%', value: `${(successRate * 100).toFixed(3)}%`, met: successRate >= 0.999 },
+        ...flaky.map((f) => ({ target: `flaky A (${f.variant}): success rate >= 99.9%`, value: `${(f.successRate * 100).toFixed(3)}%`, met: f.successRate >= 0.999 })),
         ...down.flatMap((d) => [
           {
             target: `A down (${d.variant}): added p99 < 50 ms, whole run`,
@@ -407,20 +424,29 @@ function markdown(r: ReliabilityResult, o: { requests: number; concurrency: numb
     '| --- | --- | --- |',
     ...r.targets.map((t) => `| ${t.target} | ${t.value} | ${t.met ? 'met' : 'MISSED'} |`),
     '',
-    `## 1. Provider A fails 30% (500, 429 + Retry-After: 1, reset, stall), B healthy`,
+    `## 1. Provider A fails 30% (500, 429 + Retry-After: 1, connection reset, stall until the 1 s timeout), B healthy`,
     '',
     `${o.requests} client requests over HTTP (10% streaming), ${o.concurrency} concurrent.`,
     '',
-    `- succeeded: ${r.flaky.ok} of ${r.flaky.requests} (**${(r.flaky.successRate * 100).toFixed(3)}%**)`,
-    `- answered by: ${Object.entries(r.flaky.servedBy).map(([k, v]) => `${k} ${v}`).join(', ')}`,
-    `- circuit of A opened ${r.flaky.circuitOpens} time(s) during the run`,
-    `- provider A saw: ${JSON.stringify((r.flaky.providerA as any)?.outcomes ?? {})}`,
-    ...(r.flaky.errorSamples.length ? ['- failures (first 5):', ...r.flaky.errorSamples.map((e) => `  - \`${e.replace(/`/g, "'")}\``)] : []),
-    '',
+    ...r.flaky.flatMap((f) => [
+      `### ${f.variant}`,
+      '',
+      `- succeeded: ${f.ok} of ${f.requests} (**${(f.successRate * 100).toFixed(3)}%**)`,
+      `- answered by: ${Object.entries(f.servedBy).map(([k, v]) => `${k} ${v}`).join(', ')}`,
+      `- circuit of A opened ${f.circuitOpens} time(s) during the run`,
+      `- provider A saw: ${JSON.stringify((f.providerA as any)?.outcomes ?? {})}`,
+      ...(f.errorSamples.length ? ['- failures (first 3):', ...f.errorSamples.map((e) => `  - \`${e.replace(/\s+/g, ' ').replace(/`/g, "'")}\``)] : []),
+      '',
+    ]),
     '| latency of successful requests (ms) | p50 | p90 | p99 | p99.9 | max |',
     '| --- | --- | --- | --- | --- | --- |',
-    row('flaky A + healthy B', r.flaky.latencyMs),
+    ...r.flaky.map((f) => row(`flaky A + healthy B, ${f.variant}`, f.latencyMs)),
     '',
+    'With the defaults, A\'s circuit opens within seconds at this rate (five failures in a row come often at',
+    '30% and hundreds of calls a second) and most of its share goes to B; with a breaker that never opens,',
+    'retries and fallback absorb every failure. Every fault here hits before the first byte of the answer',
+    '(the stall sends no headers); a stream that breaks after its first chunk cannot fall back, since the',
+    'client already has part of the answer, and is not in this mix.',
     'Requests that met a stalled A wait for its 1 s timeout before B answers; they make up the tail.',
     '',
     '## 2. Provider A down: latency added over a B-only baseline',
