@@ -299,7 +299,11 @@ function parseApp(raw: Raw): AppSettings {
     if (!h || typeof h.id !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(h.id)) throw new ConfigError(`${at}.id`, 'must be 1-64 letters, digits, . _ -');
     if (typeof h.sha256 !== 'string' || !/^[a-f0-9]{64}$/.test(h.sha256)) throw new ConfigError(`${at}.sha256`, 'must be the hex SHA-256 of the key (64 lowercase hex digits)');
     if (!Array.isArray(h.scopes) || h.scopes.length === 0 || h.scopes.some((s: unknown) => s !== 'invoke' && s !== 'admin')) throw new ConfigError(`${at}.scopes`, 'must list invoke and/or admin');
-    if (h.rpm !== undefined && (!Number.isInteger(h.rpm) || h.rpm < 1)) throw new ConfigError(`${at}.rpm`, 'must be an integer >= 1');
+    if (h.rpm !== undefined && (!Number.isInteger(h.rpm) || h.rpm < 1 || h.rpm > 1_000_000)) throw new ConfigError(`${at}.rpm`, 'must be an integer from 1 to 1000000');
+    // The program adds the admin key as id 'admin'; the router refuses repeated ids and hashes.
+    if (h.id === 'admin') throw new ConfigError(`${at}.id`, "must not be 'admin' (the program's entry for promptmesh:adminApiKey)");
+    if (hashes.slice(0, i).some((o: any) => o.id === h.id)) throw new ConfigError(`${at}.id`, `repeats '${h.id}'`);
+    if (hashes.slice(0, i).some((o: any) => o.sha256 === h.sha256)) throw new ConfigError(`${at}.sha256`, 'is the same key as another entry');
   });
   let tls: AppSettings['tls'];
   if (app.tls !== undefined) {
