@@ -1,5 +1,6 @@
 // What the program hands the chart and the router: checked against the router's own parser.
 import { describe, expect, it } from 'vitest';
+import { parseLlmConfig } from '../../services/llm/config';
 import { hashApiKey, parseApiKeys } from '../../services/router/auth';
 import { apiKeysFile, APP_SECRETS, promptSystemProps } from '../../stacks/pulumi/app';
 import { parseStackConfig } from '../../stacks/pulumi/config';
@@ -29,6 +30,15 @@ describe('the API keys file', () => {
     expect(bad([{ id: 'admin', sha256: h, scopes: ['invoke'] }])).toThrow(/^promptmesh:app\.apiKeyHashes\[0\]\.id must not be 'admin'/);
     expect(bad([{ id: 'a', sha256: h, scopes: ['invoke'] }, { id: 'a', sha256: hashApiKey('y'), scopes: ['invoke'] }])).toThrow(/^promptmesh:app\.apiKeyHashes\[1\]\.id repeats 'a'/);
     expect(bad([{ id: 'a', sha256: h, scopes: ['invoke'] }, { id: 'b', sha256: h, scopes: ['invoke'] }])).toThrow(/^promptmesh:app\.apiKeyHashes\[1\]\.sha256 is the same key/);
+  });
+});
+
+describe('the providers files of the stack files', () => {
+  it.each(['dev', 'staging', 'prod'])('Pulumi.%s.yaml: the llm service accepts it with the keys the program provides', (stack) => {
+    const cfg = parseStackConfig(flat(stack), stack);
+    const env = Object.fromEntries(cfg.secrets.providerKeyNames.map((n) => [n, 'a-key']));
+    const parsed = parseLlmConfig(structuredClone(cfg.app.providers), 'providers.yaml', env);
+    expect(parsed.providers.length).toBe((cfg.app.providers!.providers as unknown[]).length);
   });
 });
 
