@@ -56,6 +56,19 @@ function renderError(err: unknown): unknown {
   return err;
 }
 
+/** What a schema cannot say about messages (the llm service's rules, so both layouts agree). */
+function checkMessages(messages: ChatMessage[]): void {
+  for (let i = 0; i < messages.length; i++) {
+    const m = messages[i]!;
+    if (m.role !== 'assistant' && (m.content === undefined || m.content === null)) {
+      throw badRequest(`'messages[${i}].content' is required for role '${m.role}'`, `messages[${i}].content`);
+    }
+    if (m.role === 'tool' && typeof m.tool_call_id !== 'string') {
+      throw badRequest(`'messages[${i}].tool_call_id' is required for role 'tool'`, `messages[${i}].tool_call_id`);
+    }
+  }
+}
+
 /**
  * The `POST /v1/chat/completions` handler: renders the prompt from the cache and reads the
  * session's history in parallel, asks llm, answers (plain JSON or SSE), then stores the turn.
@@ -74,6 +87,8 @@ export function createChatHandler(options: ChatHandlerOptions) {
     const body = request.body;
     const meta: CallMeta = { requestId: request.id, traceContext: request.traceContext };
     const tenant = request.apiKey?.id;
+
+    if (body.messages) checkMessages(body.messages);
 
     // The fast path: no prompt, no session; the body goes upstream as it came.
     if (body.prompt === undefined && body.session_id === undefined) {

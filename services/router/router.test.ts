@@ -73,6 +73,12 @@ describe('router with its peers down', () => {
     const unknown = await post({ model: 'chat', messages: [{ role: 'user', content: 'hi' }], sesion_id: 'typo' });
     expect(unknown.status).toBe(400);
     expect(unknown.body.error.param).toBe('sesion_id');
+    const noContent = await post({ model: 'chat', messages: [{ role: 'system', content: 'x' }, { role: 'user' }] });
+    expect(noContent.status).toBe(400);
+    expect(noContent.body.error.param).toBe('messages[1].content');
+    const toolWithoutId = await post({ model: 'chat', messages: [{ role: 'tool', content: 'result' }] });
+    expect(toolWithoutId.status).toBe(400);
+    expect(toolWithoutId.body.error.param).toBe('messages[0].tool_call_id');
     const noMessages = await post({ model: 'chat' });
     expect(noMessages.status).toBe(400);
     expect(noMessages.body.error.param).toBe('messages');
