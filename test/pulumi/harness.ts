@@ -19,7 +19,7 @@ export interface RegisteredResource {
   dependsOn: string[];
   /** The parent resource as `type::name`, if any. */
   parent?: string;
-  /** Whether `protect` was set. */
+  /** A custom resource (a provider's), not a component. */
   custom: boolean;
 }
 
@@ -135,7 +135,7 @@ export async function runWithMocks(options: {
     },
   }, options.project ?? 'promptmesh', options.stack, false);
 
-  let stackOutputs: Record<string, unknown> = {};
+  const stackOutputs: Record<string, unknown> = {};
   let programError: unknown;
   const secretOutputs: string[] = [];
   await pulumi.runtime.runInPulumiStack(async () => {
@@ -173,7 +173,6 @@ export async function runWithMocks(options: {
     if (programError instanceof Error) Object.defineProperty(programError, 'registered', { value: [...resources], enumerable: false });
     throw programError;
   }
-  stackOutputs = { ...stackOutputs };
   return { resources, outputs: stackOutputs, secretOutputs, invokes };
 }
 
