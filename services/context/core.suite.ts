@@ -272,7 +272,7 @@ export function describeContextCore(label: string, target: () => CoreSuiteTarget
       const cases: Array<[() => Promise<unknown>, string]> = [
         [() => s.read('bad id'), 'session_id'],
         [() => s.read('x{y}'), 'session_id'],
-        [() => s.read('a'.repeat(101)), 'session_id'],
+        [() => s.read('a'.repeat(201)), 'session_id'],
         [() => s.read('ok', { maxTokens: -1 }), 'max_tokens'],
         [() => s.read('ok', { maxMessages: 1.5 }), 'max_messages'],
         [() => s.append('ok', []), 'messages'],

@@ -4,7 +4,7 @@ import addFormats from 'ajv-formats';
 import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import { HEADERS, PATHS } from '../../contracts';
 import type { KitConfig } from './config';
-import { installErrorHandlers } from './errors';
+import { installErrorHandlers, toApiError } from './errors';
 import type { Logger } from './logger';
 import type { KitMetrics } from './metrics';
 import { SpanKind, extractTraceContext, startSpan, type Context, type Span, type Tracing } from './tracing';
@@ -108,7 +108,15 @@ export function createApp(options: AppOptions): FastifyInstance {
     return503OnClosing: false,
     forceCloseConnections: 'idle',
     keepAliveTimeout: 65_000,
-    routerOptions: { ignoreTrailingSlash: true },
+    // Path parameters (template names, session ids) are validated by the routes themselves;
+    // the router's own cap only guards against absurd URLs.
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 512 },
+    // Errors found before a route runs (bad URL encoding, over-long parameters) use the same
+    // error shape as everything else.
+    frameworkErrors: (error, _request, reply) => {
+      const apiError = toApiError(error);
+      void reply.code(apiError.statusCode).send(apiError.toBody());
+    },
   }) as unknown as FastifyInstance;
 
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? bodyAjv : urlAjv).compile(schema));

@@ -166,6 +166,19 @@ describe('createApp', () => {
     expect(none.json().error.type).toBe('not_found_error');
   });
 
+  it('answers malformed and over-long URLs in the error shape', async () => {
+    app = makeApp();
+    app.get('/s/:id', async (req) => ({ id: (req.params as { id: string }).id }));
+    const bad = await app.inject({ method: 'GET', url: '/s/%E0%A4%A' });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().error.type).toBe('invalid_request_error');
+    const long = await app.inject({ method: 'GET', url: `/s/${'a'.repeat(600)}` });
+    expect(long.statusCode).toBe(414);
+    expect(long.json().error.message).toMatch(/param length/);
+    const fits = await app.inject({ method: 'GET', url: `/s/${'a'.repeat(128)}` });
+    expect(fits.statusCode).toBe(200);
+  });
+
   it('hides internal errors behind a generic 500 and logs them', async () => {
     const { logger, lines } = captureLogger();
     app = makeApp(logger);

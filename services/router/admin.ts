@@ -28,6 +28,22 @@ export function setActor(request: FastifyRequest): void {
 const PASSED_HEADERS = ['content-type', 'retry-after', 'location', 'etag', 'cache-control'];
 
 /**
+ * The id a session is stored under: with auth on, each API key has its own namespace
+ * (`<key id>:<session id>`), so no key can read or extend another key's conversation.
+ */
+export function scopedSessionId(keyId: string | undefined, sessionId: string): string {
+  return keyId ? `${keyId}:${sessionId}` : sessionId;
+}
+
+const SESSION_PATH = new RegExp(`^${PATHS.sessions}/([^/?]+)`);
+
+/** Rewrites `/v1/sessions/{id}...` to the caller's namespace (see {@link scopedSessionId}). */
+export function scopeSessionUrl(url: string, keyId: string | undefined): string {
+  if (!keyId) return url;
+  return url.replace(SESSION_PATH, (_m, id: string) => `${PATHS.sessions}/${encodeURIComponent(scopedSessionId(keyId, decodeURIComponent(id)))}`);
+}
+
+/**
  * Forwards `/v1/templates/**` and `/v1/sessions/**` to the peers (mesh layout), with the
  * actor header set from the API key. The peer's status, body and a few headers are passed back.
  */
@@ -37,7 +53,8 @@ export function proxyRoutes(templates: PeerHttp, context: PeerHttp): FastifyPlug
       setActor(request);
       const headers: Record<string, string> = { [ACTOR_HEADER]: request.headers[ACTOR_HEADER] as string };
       const hasBody = request.body !== undefined && request.method !== 'GET' && request.method !== 'HEAD' && request.method !== 'DELETE';
-      const res = await peer.request(request.method as 'GET', request.url, { requestId: request.id, traceContext: request.traceContext }, {
+      const url = peer === context ? scopeSessionUrl(request.url, request.apiKey?.id) : request.url;
+      const res = await peer.request(request.method as 'GET', url, { requestId: request.id, traceContext: request.traceContext }, {
         body: hasBody ? JSON.stringify(request.body) : undefined,
         headers,
       });

@@ -7,6 +7,7 @@ import { ApiError, badRequest, type Logger } from '../kit';
 import { MissingVariablesError, TemplateError, renderCompiled, type TemplateMessage, type Variables } from '../kit/template-syntax';
 import type { ContextMessageInput, ContextWindow } from '../context';
 import type { ChatCompletionChunk, ChatMessage, ChatRequest } from '../llm/types';
+import { scopedSessionId } from './admin';
 import type { CallMeta, ContextClient, LlmClient, LlmOrigin } from './clients';
 import { SSE_DONE, sseData } from './sse';
 import type { RouterChatRequest } from './schemas';
@@ -99,6 +100,9 @@ export function createChatHandler(options: ChatHandlerOptions) {
     }
 
     const { prompt, session_id: sessionId } = body;
+    // With auth on, each API key has its own session namespace: a key can never read or
+    // extend another key's conversation by guessing its id.
+    const storedSessionId = sessionId === undefined ? undefined : scopedSessionId(tenant, sessionId);
     if (!prompt && (!body.messages || body.messages.length === 0)) {
       throw badRequest(`'messages' must hold at least one message (or give 'prompt')`, 'messages');
     }
@@ -115,8 +119,8 @@ export function createChatHandler(options: ChatHandlerOptions) {
     const degraded = request.degraded ?? [];
     const [version, history] = await Promise.all([
       prompt ? templates.resolve(prompt.name, { label: prompt.label, version: prompt.version, stickyKey: sessionId }) : undefined,
-      sessionId
-        ? context.read(sessionId, historyMaxTokens ? { maxTokens: historyMaxTokens } : {}, meta).catch((err: unknown): ContextWindow | undefined => {
+      storedSessionId
+        ? context.read(storedSessionId, historyMaxTokens ? { maxTokens: historyMaxTokens } : {}, meta).catch((err: unknown): ContextWindow | undefined => {
             if (err instanceof ApiError && err.statusCode === 400) throw err;
             logger.warn({ err: (err as Error).message, session: sessionId }, 'session history unavailable; answering without it');
             degraded.push('history');
@@ -162,12 +166,12 @@ export function createChatHandler(options: ChatHandlerOptions) {
     // What the session stores: the request's messages (or, with none, the rendered prompt's
     // non-system ones) and the reply; ids from the request id make a retried append a no-op.
     let turn: Turn | undefined;
-    if (sessionId && !degraded.includes('history')) {
+    if (storedSessionId && !degraded.includes('history')) {
       const source: Array<{ role: ChatMessage['role']; content: ChatMessage['content']; name?: string }> =
         body.messages && body.messages.length > 0 ? body.messages : (rendered ?? []).filter((m) => m.role !== 'system' && m.role !== 'developer');
       const base = idBase(request.id);
       turn = {
-        sessionId,
+        sessionId: storedSessionId,
         base,
         // Tool traffic is not kept: replayed without its tool call it would be invalid upstream.
         messages: source.flatMap((m, i) =>

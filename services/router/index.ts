@@ -16,7 +16,7 @@ import { ConfigError, closeRedis, createRedis, type RedisClient, type ServiceCon
 import type { ContextCore } from '../context';
 import type { LlmCore } from '../llm/core';
 import type { TemplatesCore } from '../templates/types';
-import { adminScopeOf, proxyRoutes, setActor } from './admin';
+import { adminScopeOf, proxyRoutes, scopedSessionId, setActor } from './admin';
 import { ApiKeyStore } from './auth';
 import { authenticate } from './auth-hook';
 import { createChatHandler } from './chat';
@@ -140,7 +140,15 @@ export async function createRouterService(
     // inside this context (so they share the auth hook); in the mesh, they are proxied.
     await app.register(async (guarded) => {
       guarded.addHook('onRequest', adminOrRead);
-      guarded.addHook('preHandler', async (request: FastifyRequest) => setActor(request));
+      guarded.addHook('preHandler', async (request: FastifyRequest) => {
+        setActor(request);
+        // In-process, the context routes read the session id from the params: scope it here
+        // (the proxy rewrites the URL instead).
+        const params = request.params as { id?: string } | undefined;
+        if (local && params?.id && request.routeOptions.url?.startsWith(`${PATHS.sessions}/`)) {
+          params.id = scopedSessionId(request.apiKey?.id, params.id);
+        }
+      });
       if (local) {
         await guarded.register(templatesPeer.routes);
         await guarded.register(contextPeer.routes);

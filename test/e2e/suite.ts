@@ -205,6 +205,19 @@ export function defineSuite(label: string, start: () => Promise<Layout>): void {
       expect(stored.body.messages).toHaveLength(8);
     });
 
+    it('keeps each API key in its own session namespace', async () => {
+      const session = `e2e-shared-id-${Date.now()}`;
+      await sdk.chat.completions.create({ model: 'chat', session_id: session, messages: [{ role: 'user', content: 'secret of the admin key' }] } as Extended);
+      const other = client(layout, KEYS.user);
+      await other.chat.completions.create({ model: 'chat', session_id: session, messages: [{ role: 'user', content: 'hello from the user key' }] } as Extended);
+      // The user key's request went upstream without the admin key's history.
+      expect(upstreamMessages().map((m) => m.content)).toEqual(['hello from the user key']);
+      // Through the router the sessions API addresses the caller's own namespace.
+      const mine = await call(layout, 'GET', `/v1/sessions/${session}/messages`);
+      expect(mine.body.messages.map((m: { content: string }) => m.content)[0]).toBe('secret of the admin key');
+      expect(mine.body.messages).toHaveLength(2);
+    });
+
     it('retried requests with the same x-request-id do not duplicate the turn', async () => {
       const session = `e2e-retry-${Date.now()}`;
       const send = () =>
