@@ -70,6 +70,7 @@ export interface CachedAnswer {
   model: string;
 }
 
+/** Reads and writes cached answers in Redis, under `<prefix>llm:cache:`, with the configured TTL. */
 export class ResponseCache {
   private redisDown = false;
 
