@@ -24,12 +24,20 @@ function run(cmd: string, args: string[], cwd: string): string {
   return execFileSync(cmd, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, npm_config_update_notifier: 'false' } });
 }
 
-function docsExample(): string {
-  const doc = readFileSync(join(root, 'docs/k8s.md'), 'utf8');
+function exampleIn(file: string): string {
+  const doc = readFileSync(join(root, file), 'utf8');
   const m = /<!-- library-example -->\s*```ts\n([\s\S]*?)```/.exec(doc);
-  if (!m) throw new Error('docs/k8s.md has no <!-- library-example --> ts block');
+  if (!m) throw new Error(`${file} has no <!-- library-example --> ts block`);
   return m[1]!;
 }
+
+function docsExample(): string {
+  return exampleIn('docs/k8s.md');
+}
+
+it('the README shows the same library example as docs/k8s.md (the one run below)', () => {
+  expect(exampleIn('README.md')).toBe(docsExample());
+});
 
 describe('library use of promptmesh/k8s from the packed tarball', () => {
   let work: string;
