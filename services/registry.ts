@@ -15,7 +15,7 @@ export type ServiceFactory = (ctx: ServiceContext, peers: ReadonlyMap<ServiceNam
 export const SERVICE_FACTORIES: Partial<Record<ServiceName, () => Promise<ServiceFactory>>> = {
   // One line per service: name: async () => (await import('./<name>')).create<Name>Service,
   llm: async () => (await import('./llm/index.js')).createLlmService,
-  router: async () => (await import('./router')).createRouterService,
+  router: async () => (await import('./router/index.js')).createRouterService,
   templates: async () => (await import('./templates/index.js')).createTemplatesService,
   context: async () => (await import('./context/index.js')).createContextService,
 };

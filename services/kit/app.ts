@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import Ajv from 'ajv';
 import addFormats from 'ajv-formats';
-import Fastify, { LogController, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyPluginAsync, type FastifyReply } from 'fastify';
 import { HEADERS, PATHS } from '../../contracts';
 import type { KitConfig } from './config';
 import { installErrorHandlers, toApiError } from './errors';
@@ -117,7 +117,7 @@ export function createApp(options: AppOptions): FastifyInstance {
     // error shape as everything else.
     frameworkErrors: (error, _request, reply) => {
       const apiError = toApiError(error);
-      void reply.code(apiError.statusCode).send(apiError.toBody());
+      void (reply as FastifyReply).code(apiError.statusCode).send(apiError.toBody());
     },
   }) as unknown as FastifyInstance;
 
