@@ -13,6 +13,16 @@ export interface TestRedisCluster {
   nodes: Array<{ host: string; port: number }>;
   /** `host:port,host:port,...`, the `REDIS_CLUSTER_NODES` form. */
   nodesEnv: string;
+  /**
+   * A `REDIS_URL` carrying the cluster's password (`redis://:<password>@host:port`), the way the
+   * services get it in cluster mode; without a password, the first node's plain URL.
+   */
+  redisUrl: string;
+  /**
+   * Runs one command on one node through `redis-cli` (authenticated when the cluster has a
+   * password) and returns its raw output, e.g. `exec(port, 'SCRIPT', 'FLUSH')`.
+   */
+  exec(port: number, ...args: string[]): Promise<string>;
   /** Stops every node and removes the temp dir. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -29,10 +39,17 @@ export interface RedisClusterOptions {
    * @default 30000
    */
   timeoutMs?: number;
+  /**
+   * A password every node requires (`requirepass`) and uses towards the others (`masterauth`),
+   * as a production cluster does. Use letters and digits only: it travels on command lines.
+   * @default none (no authentication)
+   */
+  password?: string;
 }
 
-async function cli(port: number, ...args: string[]): Promise<string> {
-  const { stdout } = await run('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args], { timeout: 10_000 });
+async function cli(port: number, password: string | undefined, ...args: string[]): Promise<string> {
+  const auth = password ? ['-a', password, '--no-auth-warning'] : [];
+  const { stdout } = await run('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...auth, ...args], { timeout: 10_000 });
   return stdout;
 }
 
@@ -44,6 +61,9 @@ async function cli(port: number, ...args: string[]): Promise<string> {
 export async function startRedisCluster(options: RedisClusterOptions = {}): Promise<TestRedisCluster> {
   const masters = options.masters ?? 3;
   if (masters < 3) throw new Error('a Redis Cluster needs at least three masters');
+  const password = options.password;
+  if (password !== undefined && !/^[A-Za-z0-9]{1,128}$/.test(password)) throw new Error("'password' must be 1-128 letters or digits");
+  const auth = password ? ['--requirepass', password, '--masterauth', password] : [];
   const dir = await mkdtemp(join(tmpdir(), 'pm-redis-cluster-'));
   const children: ChildProcess[] = [];
   const ports: number[] = [];
@@ -98,6 +118,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
           '--appendonly', 'no',
           '--daemonize', 'no',
           '--logfile', join(dir, `redis-${port}.log`),
+          ...auth,
         ],
         { stdio: 'ignore' },
       );
@@ -105,17 +126,20 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
       child.once('error', () => undefined);
     }
     for (const port of ports) {
-      await waitFor(async () => (await cli(port, 'PING')).trim() === 'PONG', 10_000, `redis-server on ${port}`);
+      await waitFor(async () => (await cli(port, password, 'PING')).trim() === 'PONG', 10_000, `redis-server on ${port}`);
     }
     await run(
       'redis-cli',
-      ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'],
+      [
+        '--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes',
+        ...(password ? ['-a', password, '--no-auth-warning'] : []),
+      ],
       { timeout: 30_000 },
     );
     await waitFor(
       async () => {
         for (const port of ports) {
-          if (!/cluster_state:ok/.test(await cli(port, 'CLUSTER', 'INFO'))) return false;
+          if (!/cluster_state:ok/.test(await cli(port, password, 'CLUSTER', 'INFO'))) return false;
         }
         return true;
       },
@@ -127,7 +151,13 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
     throw err;
   }
   const nodes = ports.map((port) => ({ host: '127.0.0.1', port }));
-  return { nodes, nodesEnv: nodes.map((n) => `${n.host}:${n.port}`).join(','), stop };
+  return {
+    nodes,
+    nodesEnv: nodes.map((n) => `${n.host}:${n.port}`).join(','),
+    redisUrl: `redis://${password ? `:${password}@` : ''}127.0.0.1:${ports[0]}`,
+    exec: (port, ...args) => cli(port, password, ...args),
+    stop,
+  };
 }
 
 /** A private standalone redis-server, for tests that stop and restart Redis (outages). */
@@ -156,7 +186,7 @@ export async function startRedisServer(): Promise<TestRedisServer> {
       { stdio: 'ignore' },
     );
     child.once('error', () => undefined);
-    await waitFor(async () => (await cli(port, 'PING')).trim() === 'PONG', 10_000, `redis-server on ${port}`);
+    await waitFor(async () => (await cli(port, undefined, 'PING')).trim() === 'PONG', 10_000, `redis-server on ${port}`);
   };
   const kill = async () => {
     const c = child;
