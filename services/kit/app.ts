@@ -4,7 +4,7 @@ import addFormats from 'ajv-formats';
 import Fastify, { LogController, type FastifyInstance, type FastifyPluginAsync, type FastifyReply } from 'fastify';
 import { HEADERS, PATHS } from '../../contracts';
 import type { KitConfig } from './config';
-import { installErrorHandlers, toApiError } from './errors';
+import { badRequest, installErrorHandlers, toApiError, writeClientError } from './errors';
 import type { Logger } from './logger';
 import type { KitMetrics } from './metrics';
 import { SpanKind, extractTraceContext, startSpan, type Context, type Span, type Tracing } from './tracing';
@@ -75,6 +75,34 @@ export class Readiness {
   }
 }
 
+/** How deeply a JSON request body may nest objects and arrays. */
+export const MAX_JSON_DEPTH = 128;
+
+/**
+ * Whether JSON text nests objects and arrays deeper than `max` (brackets inside strings do
+ * not count). Counts brackets natively first, so ordinary bodies are never scanned.
+ */
+export function exceedsJsonDepth(text: string, max: number): boolean {
+  let brackets = 0;
+  for (const open of ['{', '[']) {
+    for (let i = text.indexOf(open); i !== -1; i = text.indexOf(open, i + 1)) brackets++;
+  }
+  if (brackets <= max) return false;
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 92 /* \\ */) i++;
+      else if (c === 34 /* " */) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 123 /* { */ || c === 91 /* [ */) {
+      if (++depth > max) return true;
+    } else if (c === 125 /* } */ || c === 93 /* ] */) depth--;
+  }
+  return false;
+}
+
 /** What `createApp` needs: the process's shared parts. */
 export interface AppOptions {
   /** The service label of routes that belong to no service (health, metrics). */
@@ -119,10 +147,28 @@ export function createApp(options: AppOptions): FastifyInstance {
       const apiError = toApiError(error);
       void (reply as FastifyReply).code(apiError.statusCode).send(apiError.toBody());
     },
+    // Requests Node's HTTP parser refuses (headers or URL over 16 KiB, malformed HTTP) too.
+    clientErrorHandler: writeClientError,
   }) as unknown as FastifyInstance;
 
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? bodyAjv : urlAjv).compile(schema));
   installErrorHandlers(app);
+  // Every body is JSON: a text/plain body is an unsupported type (415), not a string that
+  // fails the schema.
+  app.removeContentTypeParser('text/plain');
+  // Fastify's JSON parser (prototype-poisoning checks included), behind a nesting cap: a body
+  // nested thousands deep parses, but overflows the stack wherever it is serialized again
+  // (proxying, peer calls, cache keys).
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, raw, done) => {
+    const body = raw as string;
+    if (exceedsJsonDepth(body, MAX_JSON_DEPTH)) {
+      done(badRequest(`request body is nested deeper than ${MAX_JSON_DEPTH} levels`, 'body', 'too_deep'), undefined);
+      return;
+    }
+    parseJson(request, body, done);
+  });
   app.decorate('readiness', new Readiness());
   app.decorateRequest('serviceName', options.service);
   app.decorateRequest('traceContext', null as unknown as Context);

@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 /** The OpenAI error shape every promptmesh API answers with. */
@@ -155,4 +156,29 @@ export function installErrorHandlers(app: FastifyInstance): void {
   app.setNotFoundHandler((request, reply) => {
     void reply.code(404).send(notFound(`no route for ${request.method} ${request.url.split('?')[0]}`).toBody());
   });
+}
+
+/**
+ * Answers a request Node's HTTP parser refused before Fastify saw it (headers or URL over the
+ * size limit, malformed HTTP, a client that took too long) in the OpenAI error shape, then closes
+ * the connection. Used as Fastify's `clientErrorHandler`.
+ */
+export function writeClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  let apiError: ApiError;
+  if (err.code === 'HPE_HEADER_OVERFLOW') {
+    apiError = new ApiError(431, 'invalid_request_error', 'request line and headers are larger than the limit (16 KiB)', null, 'headers_too_large');
+  } else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    apiError = new ApiError(408, 'invalid_request_error', 'the request was not received in time', null, 'request_timeout');
+  } else {
+    apiError = badRequest('malformed HTTP request', null, 'bad_request');
+  }
+  if (socket.writable) {
+    const body = JSON.stringify(apiError.toBody());
+    socket.write(
+      `HTTP/1.1 ${apiError.statusCode} ${apiError.statusCode === 431 ? 'Request Header Fields Too Large' : apiError.statusCode === 408 ? 'Request Timeout' : 'Bad Request'}\r\n` +
+        `content-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(err);
 }

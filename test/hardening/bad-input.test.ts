@@ -1,0 +1,187 @@
+/**
+ * The bad-input sweep: every route of every process layout (all-in-one with auth, each service
+ * alone, the router alone in front of them) gets malformed, mistyped, oversized and hostile
+ * requests generated from its schema (cases.ts). Every answer must be below 500, in the OpenAI
+ * error shape, with the expected status, and a 400 must name the field. Afterwards the stored
+ * data must hold exactly what was accepted: no half-written versions or messages.
+ */
+import { Client } from 'undici';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ADMIN_KEY_ID, startTargets, type Target, type Targets } from './targets';
+import { MAX_JSON_DEPTH } from '../../services/kit';
+import { casesFor, deepJson, type BadCase } from './cases';
+
+interface Answer {
+  status: number;
+  text: string;
+}
+
+async function send(client: Client, c: BadCase, headers: Record<string, string>): Promise<Answer> {
+  // One connection per case: a refused request may close its connection (431, 413), and that
+  // must not be blamed on the next case.
+  const res = await client.request({ method: c.method as 'GET', path: c.path, headers: { ...headers, ...(c.headers ?? {}) }, body: c.body, reset: true });
+  return { status: res.statusCode, text: await res.body.text() };
+}
+
+/** What is wrong with an answer to a case, or undefined when it is right. */
+function judge(c: BadCase, a: Answer): string | undefined {
+  if (a.status >= 500) return `answered ${a.status}: ${a.text.slice(0, 300)}`;
+  if (c.expect && !c.expect.includes(a.status)) return `answered ${a.status}, expected ${c.expect.join('/')}: ${a.text.slice(0, 300)}`;
+  if (a.status < 400) return undefined;
+  let body: any;
+  try {
+    body = JSON.parse(a.text);
+  } catch {
+    return `answered ${a.status} with a body that is not JSON: ${a.text.slice(0, 200)}`;
+  }
+  const e = body?.error;
+  const shaped =
+    e &&
+    typeof e.type === 'string' &&
+    typeof e.message === 'string' &&
+    e.message.length > 0 &&
+    (e.param === null || typeof e.param === 'string') &&
+    (e.code === null || typeof e.code === 'string') &&
+    Object.keys(body).length === 1;
+  if (!shaped) return `answered ${a.status} outside the error shape: ${a.text.slice(0, 300)}`;
+  if (a.status === 400 && c.field) {
+    const leaf = c.field.split(/[.[\]]/).filter(Boolean).pop()!;
+    const named = e.param === c.field || String(e.param ?? '').includes(leaf) || e.message.includes(leaf);
+    if (!named) return `400 does not name '${c.field}': ${a.text.slice(0, 300)}`;
+  }
+  return undefined;
+}
+
+let t: Targets;
+let pool: pg.Pool;
+
+/** What the stores hold: template versions (all rows) and the two sweep sessions' messages. */
+async function snapshot(): Promise<{ versions: number; messages: Record<string, number> }> {
+  const versions = Number((await pool.query('SELECT count(*)::int AS n FROM template_versions')).rows[0].n);
+  const messages: Record<string, number> = {};
+  const client = new Client(t.context.url);
+  try {
+    for (const id of ['sweep-session', `${ADMIN_KEY_ID}:sweep-session`]) {
+      const res = await client.request({ method: 'GET', path: `/v1/sessions/${encodeURIComponent(id)}/messages?max_messages=200&max_tokens=10000000` });
+      const body = (await res.body.json()) as { messages: unknown[] };
+      messages[id] = body.messages.length;
+    }
+  } finally {
+    await client.close();
+  }
+  return { versions, messages };
+}
+
+beforeAll(async () => {
+  t = await startTargets();
+  pool = new pg.Pool({ connectionString: t.db.url, max: 2 });
+  // What the cases' path parameters point at: template 'sweep-a' (v1, labelled production)
+  // and one message in the session of each namespace.
+  const c = new Client(t.templates.url);
+  const json = { 'content-type': 'application/json' };
+  const created = await c.request({ method: 'POST', path: '/v1/templates', headers: json, body: JSON.stringify({ name: 'sweep-a', type: 'text', template: 'Hello {{x}}', labels: ['production'] }) });
+  expect(created.statusCode).toBe(201);
+  await created.body.dump();
+  await c.close();
+  const ctx = new Client(t.context.url);
+  for (const id of ['sweep-session', `${ADMIN_KEY_ID}:sweep-session`]) {
+    const r = await ctx.request({ method: 'POST', path: `/v1/sessions/${encodeURIComponent(id)}/messages`, headers: json, body: JSON.stringify({ messages: [{ role: 'user', content: 'seed' }] }) });
+    expect(r.statusCode).toBe(201);
+    await r.body.dump();
+  }
+  await ctx.close();
+}, 60_000);
+
+afterAll(async () => {
+  await pool?.end();
+  await t?.close();
+});
+
+describe('bad input never gets a 500, always the error shape, and 400s name the field', () => {
+  const names = ['all', 'templates', 'context', 'llm', 'router'] as const;
+  for (const name of names) {
+    it(`${name}: every route, every case`, async () => {
+      const target: Target = t[name];
+      const limit = target.proc.context.config.bodyLimitBytes;
+      const cases = target.routes.flatMap((r) => casesFor(r, limit));
+      // Sanity: the routes were found and the sweep is not trivially small.
+      expect(target.routes.length).toBeGreaterThanOrEqual(name === 'context' ? 3 : 3);
+      expect(cases.length).toBeGreaterThan(target.routes.length * 5);
+
+      const before = await snapshot();
+      const failures: string[] = [];
+      let acceptedVersions = 0;
+      const acceptedMessages: Record<string, number> = {};
+      const client = new Client(target.url, { pipelining: 1, bodyTimeout: 30_000, headersTimeout: 30_000 });
+      try {
+        for (const c of cases) {
+          let answer: Answer;
+          try {
+            answer = await send(client, c, target.headers);
+          } catch (err) {
+            failures.push(`${c.method} ${c.path.slice(0, 120)} [${c.label}]: request failed: ${(err as Error).message}`);
+            continue;
+          }
+          const problem = judge(c, answer);
+          if (problem) failures.push(`${c.method} ${c.path.slice(0, 120)} [${c.label}]: ${problem}`);
+          // Some robustness cases may be valid input; count what was stored.
+          if (answer.status === 201 && /\/v1\/templates(\/[^/]+\/versions)?$/.test(c.path.split('?')[0]!)) acceptedVersions++;
+          if (answer.status === 201 && c.path.includes('/v1/sessions/')) {
+            const id = decodeURIComponent(c.path.split('/')[3]!);
+            const sid = name === 'all' || name === 'router' ? `${ADMIN_KEY_ID}:${id}` : id;
+            acceptedMessages[sid] = (acceptedMessages[sid] ?? 0) + (JSON.parse(answer.text) as { stored: unknown[] }).stored.length;
+          }
+        }
+        // Requests without a key are refused in the error shape where auth is on.
+        if (name === 'all' || name === 'router') {
+          for (const r of target.routes) {
+            const c: BadCase = { label: 'no key', method: r.method, path: r.url.replace(/:([a-z_]+)/gi, 'x'), expect: [401] };
+            try {
+              const problem = judge(c, await send(client, c, {}));
+              if (problem) failures.push(`${r.method} ${r.url} [no key]: ${problem}`);
+            } catch (err) {
+              failures.push(`${r.method} ${r.url} [no key]: request failed: ${(err as Error).message}`);
+            }
+          }
+        }
+      } finally {
+        await client.close();
+      }
+      expect(failures, `${failures.length} of ${cases.length} cases failed`).toEqual([]);
+
+      // Nothing half-written: the stores changed by exactly what was accepted.
+      const after = await snapshot();
+      expect(after.versions).toBe(before.versions + acceptedVersions);
+      for (const id of Object.keys(before.messages)) {
+        expect(after.messages[id], `messages of ${id}`).toBe(before.messages[id]! + (acceptedMessages[id] ?? 0));
+      }
+      // And every process still answers.
+      const health = new Client(target.url);
+      const res = await health.request({ method: 'GET', path: '/healthz' });
+      expect(res.statusCode).toBe(200);
+      await res.body.dump();
+      await health.close();
+    }, 120_000);
+  }
+});
+
+describe('the body nesting cap over a real socket', () => {
+  it('accepts a body nested just under the cap and refuses one over it with a 400 naming the body', async () => {
+    const client = new Client(t.all.url);
+    const post = async (depth: number) => {
+      const body = `{"model":"echo","messages":[{"role":"user","content":"hi"}],"metadata":${deepJson(depth)}}`;
+      const res = await client.request({ method: 'POST', path: '/v1/chat/completions', headers: { ...t.all.headers, 'content-type': 'application/json' }, body });
+      return { status: res.statusCode, body: (await res.body.json()) as any };
+    };
+    try {
+      expect((await post(MAX_JSON_DEPTH - 2)).status).toBe(200);
+      const refused = await post(MAX_JSON_DEPTH + 5);
+      expect(refused.status).toBe(400);
+      expect(refused.body.error).toMatchObject({ param: 'body', code: 'too_deep' });
+    } finally {
+      await client.close();
+    }
+  });
+});
+
