@@ -1,5 +1,5 @@
 import Ajv, { type ValidateFunction } from 'ajv';
-import { countTokens } from 'gpt-tokenizer/encoding/o200k_base';
+import type * as O200k from 'gpt-tokenizer/encoding/o200k_base';
 import { badRequest, instancePathToParam, validationError } from '../kit';
 import type { ContextSettings } from './config';
 
@@ -68,6 +68,14 @@ const PLAIN_TEXT = { disallowedSpecial: new Set<string>() };
 /** The text of a message's content: the string, or its text parts joined. */
 export function contentText(content: string | TextPart[]): string {
   return typeof content === 'string' ? content : content.map((p) => p.text).join('');
+}
+
+let o200k: typeof O200k | undefined;
+
+/** The o200k_base encoder, loaded on the first count and kept (its tables cost ~70 MB). */
+function countTokens(text: string, options: Parameters<typeof O200k.countTokens>[1]): number {
+  o200k ??= require('gpt-tokenizer/encoding/o200k_base') as typeof O200k;
+  return o200k.countTokens(text, options);
 }
 
 /**

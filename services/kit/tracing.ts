@@ -1,8 +1,8 @@
 import { ROOT_CONTEXT, SpanKind, trace, type Context, type Span, type Tracer } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BatchSpanProcessor, NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
+import type * as OtlpHttp from '@opentelemetry/exporter-trace-otlp-http';
+import type * as Resources from '@opentelemetry/resources';
+import type * as SdkTraceNode from '@opentelemetry/sdk-trace-node';
 
 export { SpanKind, SpanStatusCode, trace, type Context, type Span, type Tracer } from '@opentelemetry/api';
 
@@ -58,11 +58,18 @@ export function startSpan(
   return { span, context: trace.setSpan(base, span) };
 }
 
-/** Creates the app's tracer: exporting over OTLP/HTTP when `otlpEndpoint` is set. */
+/**
+ * Creates the app's tracer: exporting over OTLP/HTTP when `otlpEndpoint` is set. The SDK and
+ * the exporter are loaded only then (they cost ~15 MB of memory a non-exporting process does
+ * not need).
+ */
 export function createTracing(service: string, otlpEndpoint: string | undefined): Tracing {
   if (!otlpEndpoint) {
     return { tracer: trace.getTracer('promptmesh'), exporting: false, shutdown: async () => {} };
   }
+  const { OTLPTraceExporter } = require('@opentelemetry/exporter-trace-otlp-http') as typeof OtlpHttp;
+  const { resourceFromAttributes } = require('@opentelemetry/resources') as typeof Resources;
+  const { BatchSpanProcessor, NodeTracerProvider } = require('@opentelemetry/sdk-trace-node') as typeof SdkTraceNode;
   const base = otlpEndpoint.replace(/\/+$/, '');
   const provider = new NodeTracerProvider({
     resource: resourceFromAttributes({ 'service.name': `promptmesh-${service}`, 'service.namespace': 'promptmesh' }),

@@ -4,8 +4,19 @@
  * GPT-4o family); for other model families it is an estimate of the same order, which is what
  * accounting needs when the provider itself is silent.
  */
-import { countTokens } from 'gpt-tokenizer';
+import type * as GptTokenizer from 'gpt-tokenizer';
 import type { ChatMessage, ContentPart } from '../types';
+
+let loaded: typeof GptTokenizer | undefined;
+
+/**
+ * gpt-tokenizer, loaded on first use and kept: its o200k_base tables cost ~70 MB of memory,
+ * which a process whose providers report usage (the common case) never needs to pay.
+ */
+export function tokenizer(): typeof GptTokenizer {
+  loaded ??= require('gpt-tokenizer') as typeof GptTokenizer;
+  return loaded;
+}
 
 /** The text of a message content: the string, or its text parts joined. */
 export function contentText(content: string | ContentPart[] | null | undefined): string {
@@ -18,7 +29,7 @@ export function contentText(content: string | ContentPart[] | null | undefined):
 
 /** Tokens in a piece of text. */
 export function countTextTokens(text: string): number {
-  return text.length === 0 ? 0 : countTokens(text);
+  return text.length === 0 ? 0 : tokenizer().countTokens(text);
 }
 
 /**

@@ -6,8 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { ProviderError, type CallOptions, type ChatCompletion, type ChatCompletionChunk, type ChatRequest, type FinishReason, type ProviderAdapter, type ProviderConfig, type Usage } from '../../types';
-import { encode, decode } from 'gpt-tokenizer';
-import { contentText, countPromptTokens } from '../tokens';
+import { contentText, countPromptTokens, tokenizer } from '../tokens';
 
 interface EchoReply {
   text: string;
@@ -30,6 +29,7 @@ function reply(request: ChatRequest): EchoReply {
     const at = s ? text.indexOf(s) : -1;
     if (at >= 0) text = text.slice(0, at);
   }
+  const { encode, decode } = tokenizer();
   let tokens = encode(text);
   const max = request.max_completion_tokens ?? request.max_tokens;
   if (typeof max === 'number' && max >= 0 && tokens.length > max) {
