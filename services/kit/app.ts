@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { INVALID_SPAN_CONTEXT, ROOT_CONTEXT, trace } from '@opentelemetry/api';
 import Ajv from 'ajv';
 import addFormats from 'ajv-formats';
 import Fastify, { LogController, type FastifyInstance, type FastifyPluginAsync, type FastifyReply } from 'fastify';
@@ -174,9 +175,18 @@ export function createApp(options: AppOptions): FastifyInstance {
   app.decorateRequest('traceContext', null as unknown as Context);
   app.decorateRequest('span', null as unknown as Span);
 
-  const { tracer } = options.tracing;
+  const { tracer, exporting } = options.tracing;
+  // Without export and without an incoming trace there is nothing to record or carry on: skip
+  // the span and its context (one allocation set less per request on the hot path).
+  const untraced = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
   app.addHook('onRequest', (request, reply, done) => {
     reply.header(HEADERS.requestId, request.id);
+    if (!exporting && request.headers.traceparent === undefined) {
+      request.span = untraced;
+      request.traceContext = ROOT_CONTEXT;
+      done();
+      return;
+    }
     const parent = extractTraceContext(request.headers as Record<string, unknown>);
     const { span, context } = startSpan(tracer, `${request.method} ${request.routeOptions.url ?? 'unmatched'}`, parent, {
       kind: SpanKind.SERVER,
