@@ -6,8 +6,13 @@
  * Options: --duration <ms> (measured time per run, default 8000), --warmup <ms> (default 2000),
  * --concurrency 16,64, --rate <req/s for the paced latency runs> (default 500),
  * --only <scenario,...>, --cpu-prof (write V8 CPU profiles of the promptmesh processes into
- * bench/results/profiles/), --no-reliability, --out <dir>.
+ * bench/results/profiles/), --no-reliability, --no-build (reuse build/service.js),
+ * --node-options <flags> (instead of the image's, for experiments), --out <dir>.
+ *
+ * promptmesh runs from the production bundle (build/service.js, built first) with the image's
+ * NODE_OPTIONS, so the figures are those of the containers.
  */
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
@@ -21,6 +26,10 @@ import { latencyChartSvg, markdownReport, type BenchRow } from './lib/report';
 
 const ROOT = resolve(__dirname, '..');
 
+/** The memory settings the image sets (Dockerfile `NODE_OPTIONS`, `MALLOC_ARENA_MAX`); keep them identical. */
+const IMAGE_NODE_OPTIONS = '--max-semi-space-size=1 --max-old-space-size=112';
+const IMAGE_MALLOC_ARENA_MAX = '2';
+
 const { values: opts } = parseArgs({
   options: {
     duration: { type: 'string', default: '8000' },
@@ -30,6 +39,8 @@ const { values: opts } = parseArgs({
     only: { type: 'string' },
     'cpu-prof': { type: 'boolean', default: false },
     'no-reliability': { type: 'boolean', default: false },
+    'no-build': { type: 'boolean', default: false },
+    'node-options': { type: 'string' },
     out: { type: 'string', default: join(ROOT, 'bench', 'results') },
   },
 });
@@ -82,7 +93,13 @@ async function main(): Promise<void> {
     const fakePort = await freePort();
     const fakeUrl = `http://127.0.0.1:${fakePort}`;
     await started(
-      startProcess('fake-provider', process.execPath, ['--import', 'tsx', join(ROOT, 'test/fake-provider/main.ts'), '--port', String(fakePort), '--api-key', FAKE_KEY], {}, `${fakeUrl}/v1/models`),
+      startProcess(
+        'fake-provider',
+        process.execPath,
+        ['--import', 'tsx', join(ROOT, 'test/fake-provider/main.ts'), '--port', String(fakePort), '--api-key', FAKE_KEY, '--record', '0'],
+        {},
+        `${fakeUrl}/v1/models`,
+      ),
     );
 
     const portkeyPort = await freePort();
@@ -113,14 +130,21 @@ async function main(): Promise<void> {
     const keysFile = join(work, 'keys.yaml');
     writeFileSync(keysFile, `keys:\n  - { id: bench, sha256: ${createHash('sha256').update(API_KEY).digest('hex')}, scopes: [invoke, admin] }\n`);
 
-    const entry = [join(ROOT, 'services/main.ts')];
+    // promptmesh runs as the images run it: the production bundle, with the image's V8 flags.
+    if (!opts['no-build']) {
+      process.stdout.write('building the bundle (npm run build -- --bundle-only)...\n');
+      execFileSync(process.execPath, ['--import', 'tsx', join(ROOT, 'scripts/build.ts'), '--bundle-only'], { cwd: ROOT, stdio: 'inherit' });
+    }
+    const entry = join(ROOT, 'build/service.js');
+    if (!existsSync(entry)) throw new Error(`${entry} is missing: run npm run build -- --bundle-only`);
     const nodeArgs = (name: string) => [
       ...(opts['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${profiles}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`] : []),
-      '--import',
-      'tsx',
-      ...entry,
+      entry,
     ];
     const baseEnv = {
+      NODE_ENV: 'production',
+      NODE_OPTIONS: opts['node-options'] ?? IMAGE_NODE_OPTIONS,
+      MALLOC_ARENA_MAX: IMAGE_MALLOC_ARENA_MAX,
       DATABASE_URL: db.url,
       REDIS_URL: TEST_REDIS_URL,
       REDIS_KEY_PREFIX: prefix,
