@@ -43,13 +43,23 @@ export interface TemplatesServiceOptions {
   publish?: boolean;
 }
 
+/** How long a failed publish waits for the client to reconnect before one retry. */
+const PUBLISH_RETRY_WAIT_MS = 2_000;
+
 /**
  * Publishes changes on Redis pub/sub, one at a time in sequence order. A failed publish is
  * logged and counted, never an error for the write that caused it: subscribers reconcile
  * through the change feed.
+ *
+ * The client queues nothing while it reconnects (a dropped connection, or a Redis Cluster client
+ * re-reading the topology), so a publish in that moment fails at once; it waits up to
+ * {@link PUBLISH_RETRY_WAIT_MS} for the client to be ready and retries once, so a blip does not
+ * cost the routers a push. During a real outage (the retry failed too) later publishes fail
+ * fast until one succeeds again.
  */
 class ChangePublisher {
   private queue: Promise<void> = Promise.resolve();
+  private down = false;
 
   constructor(
     private readonly redis: RedisClient,
@@ -62,8 +72,15 @@ class ChangePublisher {
     const message = JSON.stringify(change);
     this.queue = this.queue.then(async () => {
       try {
-        await this.redis.publish(this.channel, message);
+        try {
+          await this.redis.publish(this.channel, message);
+        } catch (err) {
+          if (this.down || !(await waitForRedis(this.redis, PUBLISH_RETRY_WAIT_MS))) throw err;
+          await this.redis.publish(this.channel, message);
+        }
+        this.down = false;
       } catch (err) {
+        this.down = true;
         this.failures.inc();
         this.ctx.logger.warn({ err: (err as Error).message, seq: change.seq, name: change.name }, 'could not publish a template change on Redis; subscribers will catch up from the change feed');
       }

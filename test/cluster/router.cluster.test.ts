@@ -1,0 +1,177 @@
+/**
+ * The router's Redis users on a real local Redis Cluster (three masters): the per-key rate limit
+ * (one Lua script per check) shared by two limiters, and the template change notices end to end:
+ * the templates service (its own process wiring, Postgres, REDIS_CLUSTER_NODES) publishes, the
+ * router's cluster-aware subscriber receives, and the router's template cache updates. The
+ * router's reconcile loop is set to ten minutes here, so only a pushed notice can update it in
+ * time.
+ */
+import type { Cluster } from 'ioredis';
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { templateChangesChannel } from '../../contracts';
+import { closeRedis, createLogger, createMetrics, createTracing, createRedis, readConfig, waitForRedis, type RedisClient, type ServiceInstance } from '../../services/kit';
+import { createRouterService, KeyRateLimiter, type RouterCore } from '../../services/router';
+import { startTemplates, type RunningTemplates } from '../../services/templates/test-support';
+import { waitFor } from '../support/net';
+import { uniquePrefix } from '../support/redis';
+import { startRedisCluster, type TestRedisCluster } from '../support/redis-cluster';
+
+let cluster: TestRedisCluster;
+const clients: RedisClient[] = [];
+
+function clusterClient(name: string): RedisClient {
+  const client = createRedis({ redisUrl: cluster.redisUrl, redisClusterNodes: cluster.nodes }, name);
+  client.on('error', () => undefined);
+  clients.push(client);
+  return client;
+}
+
+beforeAll(async () => {
+  cluster = await startRedisCluster({ masters: 3 });
+}, 60_000);
+
+afterAll(async () => {
+  for (const c of clients) await closeRedis(c);
+  await cluster?.stop();
+});
+
+describe('router key rate limit on a 3-master Redis Cluster', () => {
+  it('holds one rpm budget per key across two limiters, keys spread over the masters', async () => {
+    const prefix = uniquePrefix('rtrclu');
+    const [ra, rb] = [clusterClient('router-a'), clusterClient('router-b')];
+    expect(await waitForRedis(ra, 15_000)).toBe(true);
+    expect(await waitForRedis(rb, 15_000)).toBe(true);
+    const [a, b] = [new KeyRateLimiter(ra, prefix), new KeyRateLimiter(rb, prefix)];
+    const ids = Array.from({ length: 6 }, (_, i) => `key-${i}`);
+    const started = Date.now();
+    const decisions = await Promise.all(ids.flatMap((id) => Array.from({ length: 15 }, (_, i) => (i % 2 ? a : b).take(id, 5).then((d) => ({ id, d })))));
+    const refill = Math.ceil(((Date.now() - started) / 60_000) * 5);
+    for (const id of ids) {
+      const mine = decisions.filter((x) => x.id === id).map((x) => x.d);
+      const allowed = mine.filter((d) => d.allowed).length;
+      expect(allowed).toBeGreaterThanOrEqual(5);
+      expect(allowed).toBeLessThanOrEqual(5 + refill);
+      const refused = mine.find((d) => !d.allowed)!;
+      expect(refused.retryAfterMs).toBeGreaterThan(0);
+      expect(refused.retryAfterMs).toBeLessThanOrEqual(12_000);
+    }
+    // One key per API key id, under the prefix, on more than one master.
+    let masters = 0;
+    let total = 0;
+    for (const node of (ra as Cluster).nodes('master')) {
+      const keys = await node.keys(`${prefix}*`);
+      expect(keys.every((k) => /^.+router:rpm:\{key-\d\}$/.test(k) && k.startsWith(prefix))).toBe(true);
+      total += keys.length;
+      if (keys.length > 0) masters++;
+    }
+    expect(total).toBe(ids.length);
+    expect(masters).toBeGreaterThan(1);
+
+    // With the script cache flushed on every node, the limiters fall back to EVAL and still refuse.
+    for (const node of cluster.nodes) await cluster.exec(node.port, 'SCRIPT', 'FLUSH');
+    const after = await Promise.all(ids.map((id) => a.take(id, 5)));
+    expect(after.every((d) => !d.allowed)).toBe(true);
+    expect((await b.take('fresh-key', 5)).allowed).toBe(true);
+  });
+});
+
+describe('template change notices through a 3-master Redis Cluster', () => {
+  let templates: RunningTemplates;
+  let router: ServiceInstance<RouterCore>;
+
+  beforeAll(async () => {
+    templates = await startTemplates({ label: 'tplclu', env: { REDIS_URL: cluster.redisUrl, REDIS_CLUSTER_NODES: cluster.nodesEnv } });
+    const config = readConfig({
+      SERVICE: 'router',
+      REDIS_URL: cluster.redisUrl,
+      REDIS_CLUSTER_NODES: cluster.nodesEnv,
+      REDIS_KEY_PREFIX: templates.prefix,
+      TEMPLATES_URL: templates.url,
+      // Never called here: the test reads the router's template cache.
+      CONTEXT_URL: 'http://127.0.0.1:9',
+      LLM_URL: 'http://127.0.0.1:9',
+      LOG_LEVEL: 'silent',
+    });
+    const ctx = { config, logger: createLogger('router', 'silent'), metrics: createMetrics({ defaultMetrics: false }), tracing: createTracing('router', undefined) };
+    router = await createRouterService(ctx, new Map(), { reconcileIntervalMs: 600_000 });
+  }, 60_000);
+
+  afterAll(async () => {
+    await router?.close();
+    await templates?.close();
+  });
+
+  async function call(method: string, path: string, body?: unknown): Promise<any> {
+    const res = await request(`${templates.url}${path}`, {
+      method: method as 'GET',
+      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const json = await res.body.json();
+    expect(res.statusCode, JSON.stringify(json)).toBeLessThan(300);
+    return json;
+  }
+
+  /** Subscribers of the change channel, summed over the nodes (PUBSUB NUMSUB is per node). */
+  async function subscribers(): Promise<number> {
+    let n = 0;
+    for (const node of cluster.nodes) {
+      const out = await cluster.exec(node.port, 'PUBSUB', 'NUMSUB', templateChangesChannel(templates.prefix));
+      n += Number(out.trim().split('\n')[1] ?? 0);
+    }
+    return n;
+  }
+
+  /** Moves `production` and returns how long the router took to resolve the new version (ms). */
+  async function moveAndWait(name: string, version: number): Promise<number> {
+    await call('PUT', `/v1/templates/${name}/labels/production`, { version });
+    const moved = Date.now();
+    await waitFor(async () => (await router.core.templates.resolve(name, {})).version === version, 5_000, `router sees ${name} v${version}`);
+    return Date.now() - moved;
+  }
+
+  it('a label move published by the templates service reaches the router cache at once', async () => {
+    expect(await subscribers()).toBe(1);
+    await call('POST', '/v1/templates', { name: 'greet', type: 'text', template: 'hello v1' });
+    expect((await router.core.templates.resolve('greet', {})).version).toBe(1);
+    await call('POST', '/v1/templates/greet/versions', { type: 'text', template: 'hello v2' });
+    const ms = await moveAndWait('greet', 2);
+    // Generous on a shared machine; the reconcile loop (10 min here) cannot be what delivered it.
+    expect(ms).toBeLessThan(5_000);
+    const publishFailures = await templates.process.context.metrics.registry.getSingleMetricAsString('promptmesh_template_publish_failures_total');
+    expect(publishFailures).toMatch(/promptmesh_template_publish_failures_total 0/);
+  });
+
+  it('resubscribes after the subscriber connection is dropped, and notices flow again', async () => {
+    const killed = await Promise.all(cluster.nodes.map((n) => cluster.exec(n.port, 'CLIENT', 'KILL', 'TYPE', 'pubsub')));
+    expect(killed.reduce((sum, out) => sum + Number(out.trim()), 0)).toBe(1);
+    // The cluster client picks a node again and subscribes the channel there by itself.
+    await waitFor(async () => (await subscribers()) === 1, 10_000, 'resubscribed');
+    expect(await moveAndWait('greet', 1)).toBeLessThan(5_000);
+  });
+
+  it('a change published while the templates service reconnects to the cluster still arrives', async () => {
+    // Drop only the publisher's connections (the subscriber stays), then change at once: the
+    // publish meets a client that is reconnecting and must wait for it rather than be lost.
+    let dropped = 0;
+    for (const node of cluster.nodes) {
+      const list = await cluster.exec(node.port, 'CLIENT', 'LIST', 'TYPE', 'normal');
+      for (const line of list.split('\n').filter((l) => / name=promptmesh-templates /.test(l))) {
+        await cluster.exec(node.port, 'CLIENT', 'KILL', 'ID', /^id=(\d+)/.exec(line)![1]!);
+        dropped++;
+      }
+    }
+    expect(dropped).toBeGreaterThan(0);
+    expect(await moveAndWait('greet', 2)).toBeLessThan(5_000);
+    const failures = await templates.process.context.metrics.registry.getSingleMetricAsString('promptmesh_template_publish_failures_total');
+    expect(failures).toMatch(/promptmesh_template_publish_failures_total 0/);
+  });
+
+  it('keeps working when every connection to the cluster is dropped (publisher and subscriber)', async () => {
+    await Promise.all(cluster.nodes.map((n) => cluster.exec(n.port, 'CLIENT', 'KILL', 'TYPE', 'pubsub')));
+    await Promise.all(cluster.nodes.map((n) => cluster.exec(n.port, 'CLIENT', 'KILL', 'TYPE', 'normal')));
+    await waitFor(async () => (await subscribers()) === 1, 10_000, 'resubscribed');
+    expect(await moveAndWait('greet', 1)).toBeLessThan(5_000);
+  });
+});
