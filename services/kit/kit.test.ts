@@ -1,6 +1,7 @@
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Writable } from 'node:stream';
+import { createServer } from 'node:http';
 import {
   ConfigError,
   badRequest,
@@ -260,5 +261,38 @@ describe('shutdownGracefully', () => {
     const inTime = await shutdownGracefully(app, { drainDelayMs: 0, shutdownTimeoutMs: 200 });
     expect(inTime).toBe(false);
     expect(await text).toMatch(/start|error/);
+  });
+});
+
+describe('tracing', () => {
+  it('joins the incoming traceparent and exports server spans over OTLP/HTTP when configured', async () => {
+    const received: Array<{ url: string; body: string }> = [];
+    const collector = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => (body += c));
+      req.on('end', () => {
+        received.push({ url: req.url ?? '', body });
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      });
+    });
+    await new Promise<void>((r) => collector.listen(0, '127.0.0.1', () => r()));
+    const { port } = collector.address() as { port: number };
+    const tracing = createTracing('test', `http://127.0.0.1:${port}`);
+    expect(tracing.exporting).toBe(true);
+    const app = createApp({ service: 'test', config: { bodyLimitBytes: 4096 }, logger: createLogger('test', 'silent'), metrics: createMetrics({ defaultMetrics: false }), tracing });
+    app.get('/traced', async () => ({ ok: true }));
+    const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+    const res = await app.inject({ method: 'GET', url: '/traced', headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-01` } });
+    expect(res.statusCode).toBe(200);
+    await app.close();
+    await tracing.shutdown();
+    collector.close();
+    expect(received.length).toBeGreaterThan(0);
+    expect(received[0]!.url).toBe('/v1/traces');
+    const all = received.map((r) => r.body).join('\n');
+    // The exported span belongs to the caller's trace and is a child of its span.
+    expect(all).toContain(traceId);
+    expect(all).toContain('00f067aa0ba902b7');
+    expect(all).toContain('GET /traced');
   });
 });
