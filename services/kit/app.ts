@@ -139,6 +139,9 @@ export function createApp(options: AppOptions): FastifyInstance {
     return503OnClosing: false,
     forceCloseConnections: 'idle',
     keepAliveTimeout: 65_000,
+    // A client gets this long to send its whole request (Fastify's default, 0, lets a client
+    // that trickles a body hold its connection forever). Responses, streams too, are not bound.
+    requestTimeout: 60_000,
     // Path parameters (template names, session ids) are validated by the routes themselves;
     // the router's own cap only guards against absurd URLs.
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 512 },

@@ -185,3 +185,14 @@ describe('the body nesting cap over a real socket', () => {
   });
 });
 
+describe('slow clients', () => {
+  it('every process bounds the time a client may take to send its request (headers and body)', () => {
+    for (const name of ['all', 'templates', 'context', 'llm', 'router'] as const) {
+      const server = t[name].proc.app.server;
+      expect(server.requestTimeout, name).toBeGreaterThan(0);
+      expect(server.requestTimeout, name).toBeLessThanOrEqual(120_000);
+      expect(server.headersTimeout, name).toBeGreaterThan(0);
+    }
+  });
+});
+
