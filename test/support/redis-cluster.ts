@@ -23,6 +23,12 @@ export interface TestRedisCluster {
    * password) and returns its raw output, e.g. `exec(port, 'SCRIPT', 'FLUSH')`.
    */
   exec(port: number, ...args: string[]): Promise<string>;
+  /**
+   * Kills one node at once (SIGKILL), as in a crash; the others keep running. Its slots stay
+   * assigned to it (no replicas here), so the cluster reports `fail` for them, while keyless
+   * commands such as PUBLISH keep working on the other nodes.
+   */
+  killNode(port: number): Promise<void>;
   /** Stops every node and removes the temp dir. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -156,6 +162,15 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
     nodesEnv: nodes.map((n) => `${n.host}:${n.port}`).join(','),
     redisUrl: `redis://${password ? `:${password}@` : ''}127.0.0.1:${ports[0]}`,
     exec: (port, ...args) => cli(port, password, ...args),
+    killNode: async (port) => {
+      const child = children[ports.indexOf(port)];
+      if (!child) throw new Error(`no node of this cluster listens on ${port}`);
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      await new Promise<void>((resolve) => {
+        child.once('exit', () => resolve());
+        child.kill('SIGKILL');
+      });
+    },
     stop,
   };
 }
