@@ -10,7 +10,8 @@
 import pg from 'pg';
 import { Counter } from 'prom-client';
 import type { ServiceName } from '../../contracts';
-import { templateChangesChannel } from '../../contracts';
+import { ENV, templateChangesChannel } from '../../contracts';
+import { ConfigError, redactUrl } from '../kit/config';
 import { closeRedis, createRedis, waitForRedis, type RedisClient } from '../kit/redis';
 import type { ServiceContext, ServiceInstance } from '../kit/service';
 import { PgTemplatesCore } from './core';
@@ -111,6 +112,11 @@ export async function createTemplatesService(
 
   let redis: RedisClient | undefined;
   try {
+    // A database that cannot be reached at start (wrong host, port, name or credentials) stops
+    // the process with a message naming DATABASE_URL.
+    await pool.query('SELECT 1').catch((err: Error & { code?: string }) => {
+      throw new ConfigError(ENV.databaseUrl, `cannot connect to ${redactUrl(ctx.config.databaseUrl)}: ${err.message || err.code || 'connection failed'}`);
+    });
     const applied = await migrate(pool, { dir: options.migrationsDir });
     if (applied.length > 0) ctx.logger.info({ applied }, 'templates migrations applied');
 

@@ -84,6 +84,8 @@ const CASES: ConfigCase[] = [
     names: [CONTEXT_ENV.dedupeWindow, CONTEXT_ENV.maxMessages],
   },
   { label: 'context settings checked in all mode too', env: { SERVICE: 'all', [CONTEXT_ENV.ttlSeconds]: 'x', DATABASE_URL: '<db>' }, names: [CONTEXT_ENV.ttlSeconds] },
+  { label: 'database that does not answer', env: { SERVICE: 'templates', DATABASE_URL: 'postgres://postgres:s3cret-pw@127.0.0.1:9/x' }, names: [ENV.databaseUrl, 'ECONNREFUSED'] },
+  { label: 'database that does not exist', env: { SERVICE: 'templates', DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/pm_hardening_no_such_db' }, names: [ENV.databaseUrl, 'pm_hardening_no_such_db'] },
   { label: 'port already in use', env: { SERVICE: 'llm', PORT: '<held>' }, names: [ENV.port, 'EADDRINUSE'] },
   { label: 'providers file missing', env: { SERVICE: 'llm', [ENV.providersFile]: join(dir, 'missing.yaml') }, names: [ENV.providersFile, 'missing.yaml'] },
   { label: 'providers file not YAML', env: { SERVICE: 'llm', [ENV.providersFile]: file('p-broken.yaml', 'providers: [\n') }, names: ['p-broken.yaml'] },
@@ -186,6 +188,7 @@ describe('bad configuration stops services/main.ts at start, naming the variable
       else if (c.names.some((n) => !err.includes(n))) failures.push(`${c.label}: stderr does not name ${c.names.join(', ')}: ${err.slice(0, 300)}`);
       else if (!err.includes('configuration error')) failures.push(`${c.label}: not reported as a configuration error: ${err.slice(0, 300)}`);
       else if (/\n\s+at /.test(err)) failures.push(`${c.label}: prints a stack trace: ${err.slice(0, 300)}`);
+      else if (err.includes('s3cret-pw')) failures.push(`${c.label}: prints the database password: ${err.slice(0, 300)}`);
     });
     expect(failures).toEqual([]);
   }, 150_000);
