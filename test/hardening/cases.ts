@@ -40,6 +40,42 @@ export const BASE_BODIES: Record<string, unknown> = {
   'POST /v1/sessions/:id/messages': { messages: [{ role: 'user', content: 'hi' }] },
 };
 
+/**
+ * Input that passes the schema but not the service's own rules, per route: each must be
+ * refused (`expect`) without a 5xx, naming `field` when it is a 400.
+ */
+export const SEMANTIC_CASES: Record<string, Array<{ label: string; body: unknown; expect: number[]; field?: string }>> = {
+  'POST /v1/chat/completions': [
+    { label: 'unknown model', body: { model: 'no-such-model', messages: [{ role: 'user', content: 'hi' }] }, expect: [400, 404], field: 'model' },
+    { label: 'no model and no prompt', body: { messages: [{ role: 'user', content: 'hi' }] }, expect: [400], field: 'model' },
+    { label: 'no messages at all', body: { model: 'echo' }, expect: [400], field: 'messages' },
+    { label: 'empty messages', body: { model: 'echo', messages: [] }, expect: [400], field: 'messages' },
+    { label: 'tool message without tool_call_id', body: { model: 'echo', messages: [{ role: 'tool', content: 'x' }] }, expect: [400], field: 'tool_call_id' },
+    { label: 'user message without content', body: { model: 'echo', messages: [{ role: 'user' }] }, expect: [400], field: 'content' },
+  ],
+  'POST /v1/templates': [
+    { label: 'unclosed placeholder', body: { name: 'sweep-bad', type: 'text', template: 'Hello {{x' }, expect: [400], field: 'template' },
+    { label: 'chat template with a bad role', body: { name: 'sweep-bad', type: 'chat', template: [{ role: 'robot', content: 'x' }] }, expect: [400], field: 'role' },
+    { label: 'text type with a message list', body: { name: 'sweep-bad', type: 'text', template: [{ role: 'user', content: 'x' }] }, expect: [400], field: 'template' },
+    { label: 'name that exists', body: { name: 'sweep-a', type: 'text', template: 'x' }, expect: [409], field: 'name' },
+    { label: 'name with capitals', body: { name: 'Sweep-Bad', type: 'text', template: 'x' }, expect: [400], field: 'name' },
+  ],
+  'PUT /v1/templates/:name/labels/:label': [
+    { label: 'version that does not exist', body: { version: 999 }, expect: [400, 404, 409], field: 'version' },
+    { label: 'neither version nor versions', body: {}, expect: [400], field: 'version' },
+    { label: 'split that does not add up to 100', body: { versions: [{ version: 1, weight: 30 }] }, expect: [400], field: 'versions' },
+  ],
+  'POST /v1/templates/:name/render': [
+    { label: 'missing variable', body: { variables: {} }, expect: [400], field: 'x' },
+    { label: 'version that does not exist', body: { variables: { x: '1' }, version: 999 }, expect: [404], field: 'version' },
+    { label: 'label that does not exist', body: { variables: { x: '1' }, label: 'nope' }, expect: [404], field: 'label' },
+  ],
+  'POST /v1/sessions/:id/messages': [
+    { label: 'duplicate ids in one append', body: { messages: [{ id: 'm1', role: 'user', content: 'a' }, { id: 'm1', role: 'user', content: 'b' }] }, expect: [400], field: 'id' },
+    { label: 'empty text parts', body: { messages: [{ role: 'user', content: [] }] }, expect: [400], field: 'content' },
+  ],
+};
+
 /** Body schemas of routes that validate their body in the handler instead of a route schema. */
 export const HANDLER_SCHEMAS: Record<string, Schema> = {
   'POST /v1/sessions/:id/messages': appendBodySchema(readContextSettings({})),
@@ -173,6 +209,9 @@ export function casesFor(route: RouteInfo, bodyLimit: number): BadCase[] {
     send('body over the limit', JSON.stringify({ ...(base as object), pad: 'x'.repeat(bodyLimit + 1024) }), [413]);
     send('deeply nested unknown field', `{"zz_deep": ${deepJson(20_000)}}`, [400], 'body');
     send('deeply nested array', `${'['.repeat(50_000)}${']'.repeat(50_000)}`, [400], 'body');
+    for (const sc of SEMANTIC_CASES[key] ?? []) send(`semantic: ${sc.label}`, JSON.stringify(sc.body), sc.expect, sc.field);
+    // Every other method on the same path is refused in the error shape.
+    out.push({ label: 'method not allowed', method: 'PATCH', path, headers: JSON_HEADERS, body: '{}', expect: [404, 405] });
     send('huge string in an unknown field', JSON.stringify({ ...(base as object), zz_huge: 'x'.repeat(Math.floor(bodyLimit * 0.8)) }));
     if (schema) {
       if (schema.additionalProperties === false) {
