@@ -196,3 +196,39 @@ describe('slow clients', () => {
   });
 });
 
+describe('bad headers', () => {
+  const body = JSON.stringify({ model: 'echo', messages: [{ role: 'user', content: 'hi' }] });
+  const json = { 'content-type': 'application/json' };
+
+  async function check(target: Target, headers: Record<string, string>, c: Omit<BadCase, 'method' | 'path'>): Promise<string | undefined> {
+    const client = new Client(target.url);
+    try {
+      const full: BadCase = { ...c, method: 'POST', path: '/v1/chat/completions', headers: { ...json, ...headers }, body };
+      return judge(full, await send(client, full, {}));
+    } finally {
+      await client.close();
+    }
+  }
+
+  it('llm: tenant and cache headers are checked, naming the header', async () => {
+    const problems = [
+      await check(t.llm, { 'x-promptmesh-tenant': 't'.repeat(300) }, { label: 'long tenant', expect: [400], field: 'x-promptmesh-tenant' }),
+      await check(t.llm, { 'x-promptmesh-cache': 'sometimes' }, { label: 'bad cache mode', expect: [400], field: 'x-promptmesh-cache' }),
+      await check(t.llm, { traceparent: 'garbage-00-zz' }, { label: 'bad traceparent' }),
+      await check(t.llm, { 'x-request-id': 'r'.repeat(4000) }, { label: 'long request id' }),
+    ];
+    expect(problems.filter(Boolean)).toEqual([]);
+  });
+
+  it('routers: malformed credentials are a 401 in the error shape', async () => {
+    const problems: Array<string | undefined> = [];
+    for (const target of [t.all, t.router]) {
+      for (const authorization of ['Bearer', 'Bearer ', 'Basic dXNlcjpwYXNz', `Bearer ${'k'.repeat(8000)}`, 'bearer pm-hardening-wrong', `Bearer ${ADMIN_KEY_ID}`]) {
+        problems.push(await check(target, { authorization }, { label: `authorization ${authorization.slice(0, 20)}`, expect: [401] }));
+      }
+      problems.push(await check(target, { ...target.headers, traceparent: '00-zz-zz-01' }, { label: 'bad traceparent', expect: [200] }));
+    }
+    expect(problems.filter(Boolean)).toEqual([]);
+  });
+});
+
