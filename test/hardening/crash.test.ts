@@ -16,6 +16,7 @@ import { startFakeProvider, type FakeProvider } from '../fake-provider/server';
 import { freePort, waitFor } from '../support/net';
 import { createTestDatabase, type TestDatabase } from '../support/pg';
 import { deletePrefix, uniquePrefix } from '../support/redis';
+import { ADMIN_KEY, startTargets } from './targets';
 
 const ROOT = join(__dirname, '..', '..');
 const KEY = 'pm-hardening-crash-key';
@@ -212,3 +213,65 @@ describe('a real process under hostile clients', () => {
     expect(output).not.toMatch(/uncaught|unhandled|FATAL|failed to start/i);
   }, 60_000);
 });
+
+describe('the router alone (mesh layout, in-process) under hostile clients', () => {
+  it('survives half-sent bodies and aborted requests on every proxied and peer-backed route', async () => {
+    const t = await startTargets();
+    try {
+      const url = new URL(t.router.url);
+      const routerPort = Number(url.port);
+      const paths = [
+        ['POST', '/v1/chat/completions'],
+        ['POST', '/v1/templates'],
+        ['POST', '/v1/templates/x/versions'],
+        ['POST', '/v1/sessions/mesh-a/messages'],
+        ['PUT', '/v1/templates/x/labels/production'],
+      ];
+      for (let round = 0; round < 5; round++) {
+        const sockets = await Promise.all(
+          paths.map(
+            ([method, path]) =>
+              new Promise<Socket>((resolve, reject) => {
+                const s = connect(routerPort, '127.0.0.1', () =>
+                  s.write(`${method} ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${ADMIN_KEY}\r\nContent-Type: application/json\r\nContent-Length: 900\r\n\r\n{"a":`, () => resolve(s)),
+                );
+                s.on('error', reject);
+              }),
+          ),
+        );
+        await new Promise((r) => setTimeout(r, 10));
+        for (const s of sockets) s.destroy();
+        // Whole requests whose clients hang up before the answer.
+        await Promise.all(
+          paths.map(async ([method, path]) => {
+            const controller = new AbortController();
+            const pending = request(`${t.router.url}${path}`, {
+              method: method as 'POST',
+              headers: { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' },
+              body: JSON.stringify({ model: 'echo', messages: [{ role: 'user', content: 'hi' }] }),
+              signal: controller.signal,
+            }).then((res) => res.body.dump(), () => undefined);
+            setImmediate(() => controller.abort());
+            await pending;
+          }),
+        );
+      }
+      for (const target of [t.router, t.templates, t.context, t.llm]) {
+        const res = await request(`${target.url}/healthz`);
+        expect(res.statusCode, target.name).toBe(200);
+        await res.body.dump();
+      }
+      // And the router still serves a whole request end to end.
+      const ok = await request(`${t.router.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'echo', messages: [{ role: 'user', content: 'hi' }] }),
+      });
+      expect(ok.statusCode).toBe(200);
+      await ok.body.dump();
+    } finally {
+      await t.close();
+    }
+  }, 60_000);
+});
+
