@@ -1,6 +1,6 @@
 /**
  * Summarises a V8 CPU profile (`node --cpu-prof`) of the bundle: the top functions by self
- * time, and self time per source module (the bundle's `// path` markers map lines back to
+ * time, and self time per source module (the bundle's source map maps positions back to
  * node_modules/<pkg> or services/<area>/<file>).
  *
  *   tsx bench/profile-summary.ts <file.cpuprofile> [--top 25] [--bundle build/service.js]
@@ -9,6 +9,7 @@
  * profiles.
  */
 import { readFileSync } from 'node:fs';
+import { SourceMap } from 'node:module';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
@@ -16,6 +17,7 @@ interface CallFrame {
   functionName: string;
   url: string;
   lineNumber: number;
+  columnNumber: number;
 }
 interface ProfileNode {
   id: number;
@@ -27,39 +29,24 @@ interface CpuProfile {
   timeDeltas: number[];
 }
 
-/** Sorted [firstLine, module] pairs from esbuild's `// path/of/module.js` comments. */
-function bundleModules(bundle: string): Array<[number, string]> {
-  const out: Array<[number, string]> = [];
-  const lines = readFileSync(bundle, 'utf8').split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    const m = /^\/\/ ((?:node_modules|services|contracts)\/\S+)$/.exec(lines[i]!);
-    if (!m) continue;
-    const path = m[1]!;
-    const pkg = path.startsWith('node_modules/')
-      ? path.split('/').slice(0, path.split('/')[1]!.startsWith('@') ? 3 : 2).join('/')
-      : path.replace(/\.[tj]s$/, '');
-    out.push([i, pkg]);
-  }
-  return out;
-}
-
-function moduleOf(modules: Array<[number, string]>, line: number): string {
-  let lo = 0;
-  let hi = modules.length - 1;
-  let found = '(bundle prelude)';
-  while (lo <= hi) {
-    const mid = (lo + hi) >> 1;
-    if (modules[mid]![0] <= line) {
-      found = modules[mid]![1];
-      lo = mid + 1;
-    } else hi = mid - 1;
-  }
-  return found;
+/** Maps a 0-based bundle position to its source: `node_modules/<pkg>` or the source file. */
+function sourceLocator(bundle: string): (line: number, column: number) => { module: string; line?: number } {
+  const map = new SourceMap(JSON.parse(readFileSync(`${bundle}.map`, 'utf8')) as ConstructorParameters<typeof SourceMap>[0]);
+  return (line, column) => {
+    const entry = map.findEntry(line, column) as { originalSource?: string; originalLine?: number };
+    const src = (entry.originalSource ?? '').replace(/^.*?(node_modules\/|services\/|contracts\/)/, '$1');
+    if (!src) return { module: '(bundle)' };
+    if (src.startsWith('node_modules/')) {
+      const parts = src.split('/');
+      return { module: parts.slice(0, parts[1]!.startsWith('@') ? 3 : 2).join('/') };
+    }
+    return { module: src.replace(/\.[tj]s$/, ''), line: (entry.originalLine ?? 0) + 1 };
+  };
 }
 
 /** Markdown tables of the profile's self time: by module and by function. */
 export function summarise(profile: CpuProfile, bundle: string, top: number): string {
-  const modules = bundleModules(bundle);
+  const locate = sourceLocator(bundle);
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const self = new Map<number, number>();
   let total = 0;
@@ -72,10 +59,12 @@ export function summarise(profile: CpuProfile, bundle: string, top: number): str
   const mod = new Map<string, number>();
   for (const [id, t] of self) {
     const { callFrame: cf } = byId.get(id)!;
-    const where = cf.url.endsWith('service.js') ? moduleOf(modules, cf.lineNumber) : cf.url ? cf.url.replace(/^.*\/node_modules\//, '').replace(/^node:/, 'node:') : '(native)';
-    const key = `${cf.functionName || '(anonymous)'} — ${where}${cf.url.endsWith('service.js') ? `:${cf.lineNumber + 1}` : ''}`;
+    const inBundle = cf.url.endsWith('service.js');
+    const loc = inBundle ? locate(cf.lineNumber, cf.columnNumber) : undefined;
+    const where = loc ? `${loc.module}${loc.line ? `:${loc.line}` : ''}` : cf.url || '(native)';
+    const key = `${cf.functionName || '(anonymous)'} — ${where}`;
     fn.set(key, (fn.get(key) ?? 0) + t);
-    const m = cf.url.endsWith('service.js') ? moduleOf(modules, cf.lineNumber) : cf.functionName.startsWith('(') ? cf.functionName : cf.url.startsWith('node:') ? 'node internals' : cf.url || '(native)';
+    const m = loc ? loc.module : cf.functionName.startsWith('(') ? cf.functionName : cf.url.startsWith('node:') ? 'node internals' : cf.url || '(native)';
     mod.set(m, (mod.get(m) ?? 0) + t);
   }
   const pct = (t: number) => ((100 * t) / total).toFixed(1);

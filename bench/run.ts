@@ -26,9 +26,9 @@ import { latencyChartSvg, markdownReport, type BenchRow } from './lib/report';
 
 const ROOT = resolve(__dirname, '..');
 
-/** The memory settings the image sets (Dockerfile `NODE_OPTIONS`, `MALLOC_ARENA_MAX`); keep them identical. */
-const IMAGE_NODE_OPTIONS = '--max-semi-space-size=1 --max-old-space-size=112';
-const IMAGE_MALLOC_ARENA_MAX = '2';
+/** The memory settings the image sets (Dockerfile `NODE_OPTIONS` and `MALLOC_*`); keep them identical. */
+const IMAGE_NODE_OPTIONS = '--max-semi-space-size=4 --max-old-space-size=112';
+const IMAGE_MALLOC_ENV = { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '65536', MALLOC_TRIM_THRESHOLD_: '131072' };
 
 const { values: opts } = parseArgs({
   options: {
@@ -139,12 +139,14 @@ async function main(): Promise<void> {
     if (!existsSync(entry)) throw new Error(`${entry} is missing: run npm run build -- --bundle-only`);
     const nodeArgs = (name: string) => [
       ...(opts['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${profiles}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`] : []),
+      // As the image's ENTRYPOINT runs it.
+      '--enable-source-maps',
       entry,
     ];
     const baseEnv = {
       NODE_ENV: 'production',
       NODE_OPTIONS: opts['node-options'] ?? IMAGE_NODE_OPTIONS,
-      MALLOC_ARENA_MAX: IMAGE_MALLOC_ARENA_MAX,
+      ...IMAGE_MALLOC_ENV,
       DATABASE_URL: db.url,
       REDIS_URL: TEST_REDIS_URL,
       REDIS_KEY_PREFIX: prefix,
