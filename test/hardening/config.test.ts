@@ -89,6 +89,7 @@ const CASES: ConfigCase[] = [
   { label: 'port already in use', env: { SERVICE: 'llm', PORT: '<held>' }, names: [ENV.port, 'EADDRINUSE'] },
   { label: 'providers file missing', env: { SERVICE: 'llm', [ENV.providersFile]: join(dir, 'missing.yaml') }, names: [ENV.providersFile, 'missing.yaml'] },
   { label: 'providers file not YAML', env: { SERVICE: 'llm', [ENV.providersFile]: file('p-broken.yaml', 'providers: [\n') }, names: ['p-broken.yaml'] },
+  { label: 'providers file with a misspelt section', env: { SERVICE: 'llm', [ENV.providersFile]: file('p-field.yaml', 'providrs:\n  - { name: a }\n') }, names: ['p-field.yaml', 'providrs'] },
   {
     label: 'providers file with an unknown provider type',
     env: { SERVICE: 'llm', [ENV.providersFile]: file('p-type.yaml', 'providers:\n  - { name: a, type: gopher, baseUrl: "http://x" }\n') },
@@ -112,7 +113,7 @@ const CASES: ConfigCase[] = [
     env: { SERVICE: 'llm', [ENV.providersFile]: file('p-key.yaml', 'providers:\n  - { name: a, type: openai, baseUrl: "https://api.openai.com/v1", apiKeyEnv: PM_HARDENING_UNSET_KEY }\n') },
     names: ['PM_HARDENING_UNSET_KEY'],
   },
-  { label: 'keys file missing', env: { ...ROUTER, [ENV.apiKeysFile]: join(dir, 'no-keys.yaml') }, names: ['no-keys.yaml'] },
+  { label: 'keys file missing', env: { ...ROUTER, [ENV.apiKeysFile]: join(dir, 'no-keys.yaml') }, names: [ENV.apiKeysFile, 'no-keys.yaml'] },
   { label: 'keys file not YAML', env: { ...ROUTER, [ENV.apiKeysFile]: file('k-broken.yaml', 'keys: [\n') }, names: ['k-broken.yaml'] },
   { label: 'keys file with a bad hash', env: { ...ROUTER, [ENV.apiKeysFile]: file('k-hash.yaml', 'keys:\n  - { id: a, sha256: xyz, scopes: [invoke] }\n') }, names: ['k-hash.yaml', 'keys[0].sha256'] },
   {
