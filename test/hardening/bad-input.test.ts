@@ -9,6 +9,7 @@ import { Client } from 'undici';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_KEY_ID, startTargets, type Target, type Targets } from './targets';
+import { PATHS } from '../../contracts';
 import { MAX_JSON_DEPTH } from '../../services/kit';
 import { casesFor, deepJson, type BadCase } from './cases';
 
@@ -104,7 +105,9 @@ describe('bad input never gets a 500, always the error shape, and 400s name the 
     it(`${name}: every route, every case`, async () => {
       const target: Target = t[name];
       const limit = target.proc.context.config.bodyLimitBytes;
-      const cases = target.routes.flatMap((r) => casesFor(r, limit));
+      // The kit's own routes (health, readiness, metrics) are swept too.
+      const kitRoutes = [PATHS.healthz, PATHS.readyz, PATHS.metrics].map((url) => ({ method: 'GET', url, schema: undefined }));
+      const cases = [...target.routes, ...kitRoutes].flatMap((r) => casesFor(r, limit));
       // Sanity: the routes were found and the sweep is not trivially small.
       expect(target.routes.length).toBeGreaterThanOrEqual(name === 'context' ? 3 : 3);
       expect(cases.length).toBeGreaterThan(target.routes.length * 5);

@@ -44,8 +44,12 @@ export const BASE_BODIES: Record<string, unknown> = {
  * Input that passes the schema but not the service's own rules, per route: each must be
  * refused (`expect`) without a 5xx, naming `field` when it is a 400.
  */
-export const SEMANTIC_CASES: Record<string, Array<{ label: string; body: unknown; expect: number[]; field?: string }>> = {
+export const SEMANTIC_CASES: Record<string, Array<{ label: string; body: unknown; expect: number[]; field?: string; needs?: string }>> = {
   'POST /v1/chat/completions': [
+    { label: 'unknown model, streaming', body: { model: 'no-such-model', stream: true, messages: [{ role: 'user', content: 'hi' }] }, expect: [400, 404], field: 'model' },
+    { label: 'prompt that does not exist', body: { prompt: { name: 'no-such-template' }, model: 'echo' }, expect: [404], field: 'prompt', needs: 'prompt' },
+    { label: 'prompt missing its variable', body: { prompt: { name: 'sweep-a' }, model: 'echo' }, expect: [400], field: 'x', needs: 'prompt' },
+    { label: 'prompt version that does not exist', body: { prompt: { name: 'sweep-a', version: 999 }, model: 'echo' }, expect: [404], field: 'version', needs: 'prompt' },
     { label: 'unknown model', body: { model: 'no-such-model', messages: [{ role: 'user', content: 'hi' }] }, expect: [400, 404], field: 'model' },
     { label: 'no model and no prompt', body: { messages: [{ role: 'user', content: 'hi' }] }, expect: [400], field: 'model' },
     { label: 'no messages at all', body: { model: 'echo' }, expect: [400], field: 'messages' },
@@ -209,7 +213,7 @@ export function casesFor(route: RouteInfo, bodyLimit: number): BadCase[] {
     send('body over the limit', JSON.stringify({ ...(base as object), pad: 'x'.repeat(bodyLimit + 1024) }), [413]);
     send('deeply nested unknown field', `{"zz_deep": ${deepJson(20_000)}}`, [400], 'body');
     send('deeply nested array', `${'['.repeat(50_000)}${']'.repeat(50_000)}`, [400], 'body');
-    for (const sc of SEMANTIC_CASES[key] ?? []) send(`semantic: ${sc.label}`, JSON.stringify(sc.body), sc.expect, sc.field);
+    for (const sc of (SEMANTIC_CASES[key] ?? []).filter((c) => !c.needs || schema?.properties?.[c.needs])) send(`semantic: ${sc.label}`, JSON.stringify(sc.body), sc.expect, sc.field);
     // Every other method on the same path is refused in the error shape.
     out.push({ label: 'method not allowed', method: 'PATCH', path, headers: JSON_HEADERS, body: '{}', expect: [404, 405] });
     send('huge string in an unknown field', JSON.stringify({ ...(base as object), zz_huge: 'x'.repeat(Math.floor(bodyLimit * 0.8)) }));
