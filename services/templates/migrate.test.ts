@@ -15,6 +15,8 @@ afterEach(async () => {
 async function scratch(label: string): Promise<{ db: TestDatabase; pool: pg.Pool }> {
   const db = await createTestDatabase(label);
   const pool = new pg.Pool({ connectionString: db.url, max: 4 });
+  // Dropping the database terminates connections that are still closing; that is expected.
+  pool.on('error', () => undefined);
   cleanups.push(async () => {
     await pool.end();
     await db.drop();
@@ -47,6 +49,8 @@ describe('migrations', () => {
     const { db } = await scratch('mig_race');
     // Separate pools, as separate pods would have.
     const pools = Array.from({ length: 4 }, () => new pg.Pool({ connectionString: db.url, max: 1 }));
+    // Dropping the database terminates connections that are still closing; that is expected.
+    for (const p of pools) p.on('error', () => undefined);
     cleanups.push(async () => {
       await Promise.all(pools.map((p) => p.end()));
     });
