@@ -79,27 +79,28 @@ export class Readiness {
 /** How deeply a JSON request body may nest objects and arrays. */
 export const MAX_JSON_DEPTH = 128;
 
-/**
- * Whether JSON text nests objects and arrays deeper than `max` (brackets inside strings do
- * not count). Counts brackets natively first, so ordinary bodies are never scanned.
- */
-export function exceedsJsonDepth(text: string, max: number): boolean {
-  let brackets = 0;
+/** How many `{` and `[` a JSON text holds (an upper bound of its nesting, counted natively). */
+export function countJsonBrackets(text: string): number {
+  let n = 0;
   for (const open of ['{', '[']) {
-    for (let i = text.indexOf(open); i !== -1; i = text.indexOf(open, i + 1)) brackets++;
+    for (let i = text.indexOf(open); i !== -1; i = text.indexOf(open, i + 1)) n++;
   }
-  if (brackets <= max) return false;
-  let depth = 0;
-  let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === 92 /* \\ */) i++;
-      else if (c === 34 /* " */) inString = false;
-    } else if (c === 34) inString = true;
-    else if (c === 123 /* { */ || c === 91 /* [ */) {
-      if (++depth > max) return true;
-    } else if (c === 125 /* } */ || c === 93 /* ] */) depth--;
+  return n;
+}
+
+/**
+ * Whether a parsed JSON value nests objects and arrays deeper than `max` (a top-level object
+ * is depth 1). Walks with an explicit stack, so a deep value cannot overflow it.
+ */
+export function exceedsJsonDepth(value: unknown, max: number): boolean {
+  const stack: Array<[unknown, number]> = [[value, 1]];
+  while (stack.length > 0) {
+    const [node, depth] = stack.pop()!;
+    if (node === null || typeof node !== 'object') continue;
+    if (depth > max) return true;
+    for (const child of Array.isArray(node) ? node : Object.values(node)) {
+      if (child !== null && typeof child === 'object') stack.push([child, depth + 1]);
+    }
   }
   return false;
 }
@@ -167,11 +168,15 @@ export function createApp(options: AppOptions): FastifyInstance {
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, raw, done) => {
     const body = raw as string;
-    if (exceedsJsonDepth(body, MAX_JSON_DEPTH)) {
-      done(badRequest(`request body is nested deeper than ${MAX_JSON_DEPTH} levels`, 'body', 'too_deep'), undefined);
-      return;
-    }
-    parseJson(request, body, done);
+    // V8 parses deep JSON without recursion; only bodies with enough brackets are walked.
+    if (countJsonBrackets(body) <= MAX_JSON_DEPTH) return parseJson(request, body, done);
+    parseJson(request, body, (err, value) => {
+      if (!err && exceedsJsonDepth(value, MAX_JSON_DEPTH)) {
+        done(badRequest(`request body is nested deeper than ${MAX_JSON_DEPTH} levels`, 'body', 'too_deep'), undefined);
+      } else {
+        done(err, value);
+      }
+    });
   });
   app.decorate('readiness', new Readiness());
   app.decorateRequest('serviceName', options.service);
