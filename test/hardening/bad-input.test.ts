@@ -5,6 +5,7 @@
  * error shape, with the expected status, and a 400 must name the field. Afterwards the stored
  * data must hold exactly what was accepted: no half-written versions or messages.
  */
+import { connect } from 'node:net';
 import { Client } from 'undici';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -241,5 +242,46 @@ describe('bad headers', () => {
     }
     expect(problems.filter(Boolean)).toEqual([]);
   });
+});
+
+/** Writes raw bytes on a fresh connection and reads until the server closes it. */
+function raw(url: string, text: string): Promise<string> {
+  const { port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), '127.0.0.1', () => socket.write(text));
+    let out = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (d: string) => (out += d));
+    socket.on('close', () => resolve(out));
+    socket.on('error', reject);
+    socket.setTimeout(10_000, () => socket.destroy());
+  });
+}
+
+describe('malformed HTTP', () => {
+  const body = '{"model":"echo","messages":[{"role":"user","content":"hi"}]}';
+  const cases: Array<[string, string, number]> = [
+    ['garbage request line', 'HELLO THERE\r\n\r\n', 400],
+    ['bad chunk size', 'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n', 400],
+    ['content-length and chunked together (smuggling)', `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`, 400],
+    ['two content-lengths', `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nContent-Length: 2\r\n\r\n${body}`, 400],
+    ['header without a colon', 'GET /healthz HTTP/1.1\r\nHost: x\r\nNoColonHere\r\n\r\n', 400],
+    ['headers over 16 KiB', `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'b'.repeat(20_000)}\r\n\r\n`, 431],
+  ];
+  for (const name of ['all', 'router'] as const) {
+    it(`${name}: refused by the HTTP parser, answered in the error shape`, async () => {
+      const problems: string[] = [];
+      for (const [label, text, status] of cases) {
+        const answer = await raw(t[name].url, text);
+        const head = answer.split('\r\n')[0] ?? '';
+        const json = answer.slice(answer.indexOf('\r\n\r\n') + 4);
+        const problem = head.startsWith(`HTTP/1.1 ${status} `) ? judge({ label, method: 'RAW', path: '', expect: [status] }, { status, text: json }) : `answered ${head || '(nothing)'}`;
+        if (problem) problems.push(`${label}: ${problem}`);
+      }
+      expect(problems).toEqual([]);
+      // And the process still answers.
+      expect((await raw(t[name].url, 'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')).startsWith('HTTP/1.1 200')).toBe(true);
+    });
+  }
 });
 
