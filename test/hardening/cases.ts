@@ -47,6 +47,11 @@ export const BASE_BODIES: Record<string, unknown> = {
 export const SEMANTIC_CASES: Record<string, Array<{ label: string; body: unknown; expect: number[]; field?: string; needs?: string }>> = {
   'POST /v1/chat/completions': [
     { label: 'unknown model, streaming', body: { model: 'no-such-model', stream: true, messages: [{ role: 'user', content: 'hi' }] }, expect: [400, 404], field: 'model' },
+    // With a session: a refused request must not leave the user's turn behind (the suite
+    // compares the session before and after).
+    { label: 'unknown model in a session', body: { model: 'no-such-model', session_id: 'sweep-session', messages: [{ role: 'user', content: 'hi' }] }, expect: [400, 404], field: 'model', needs: 'session_id' },
+    { label: 'bad tool turn in a session', body: { model: 'echo', session_id: 'sweep-session', messages: [{ role: 'user', content: 'hi' }, { role: 'tool', content: 'x' }] }, expect: [400], field: 'tool_call_id', needs: 'session_id' },
+    { label: 'missing prompt variable in a session', body: { prompt: { name: 'sweep-a' }, model: 'echo', session_id: 'sweep-session', messages: [{ role: 'user', content: 'hi' }] }, expect: [400], field: 'x', needs: 'session_id' },
     { label: 'prompt that does not exist', body: { prompt: { name: 'no-such-template' }, model: 'echo' }, expect: [404], field: 'prompt', needs: 'prompt' },
     { label: 'prompt missing its variable', body: { prompt: { name: 'sweep-a' }, model: 'echo' }, expect: [400], field: 'x', needs: 'prompt' },
     { label: 'prompt version that does not exist', body: { prompt: { name: 'sweep-a', version: 999 }, model: 'echo' }, expect: [404], field: 'version', needs: 'prompt' },
