@@ -152,8 +152,10 @@ export function readConfig(env: Env = process.env): KitConfig {
       if (!value) throw new ConfigError(name, 'is required when SERVICE=router (where the router finds that service)');
     }
   }
-  if (!/^[A-Za-z0-9:_{}.-]{0,64}$/.test(config.redisKeyPrefix)) {
-    throw new ConfigError(ENV.redisKeyPrefix, 'may hold only letters, digits and : _ - . { } (at most 64)');
+  // No braces: the services put a {hash tag} after the prefix so that the keys of one
+  // operation share a Redis Cluster slot, and a brace in the prefix would take its place.
+  if (!/^[A-Za-z0-9:_.-]{0,64}$/.test(config.redisKeyPrefix)) {
+    throw new ConfigError(ENV.redisKeyPrefix, 'may hold only letters, digits and : _ - . (at most 64; no braces, they would break cluster hash tags)');
   }
   return config;
 }

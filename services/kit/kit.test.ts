@@ -56,6 +56,7 @@ describe('readConfig', () => {
     [{ REDIS_CLUSTER_NODES: 'a:1,b' }, 'REDIS_CLUSTER_NODES'],
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL'],
     [{ SERVICE: 'router' }, 'TEMPLATES_URL'],
+    [{ REDIS_KEY_PREFIX: 'pm:{}' }, 'REDIS_KEY_PREFIX'],
   ])('rejects %o naming %s', (env, variable) => {
     let caught: unknown;
     try {
