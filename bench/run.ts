@@ -27,7 +27,7 @@ import { latencyChartSvg, markdownReport, type BenchRow } from './lib/report';
 const ROOT = resolve(__dirname, '..');
 
 /** The memory settings the image sets (Dockerfile `NODE_OPTIONS` and `MALLOC_*`); keep them identical. */
-const IMAGE_NODE_OPTIONS = '--max-semi-space-size=4 --max-old-space-size=112';
+const IMAGE_NODE_OPTIONS = '--max-semi-space-size=16 --max-old-space-size=112';
 const IMAGE_MALLOC_ENV = { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '65536', MALLOC_TRIM_THRESHOLD_: '131072' };
 
 const { values: opts } = parseArgs({
