@@ -66,6 +66,10 @@ export const HEADERS = {
   cache: 'x-promptmesh-cache',
   promptVersion: 'x-promptmesh-prompt-version',
   degraded: 'x-promptmesh-degraded',
+  /** Between services: who made a change (the router sets it to the API key id). */
+  actor: 'x-promptmesh-actor',
+  /** Between services: whose cache and limits a call counts against (the API key id). */
+  tenant: 'x-promptmesh-tenant',
   requestId: 'x-request-id',
   traceparent: 'traceparent',
 } as const;

@@ -16,7 +16,7 @@ import type { ChatRequest } from './types';
  */
 
 /** The tenant header the router sets (cache entries are kept apart per tenant). */
-export const TENANT_HEADER = 'x-promptmesh-tenant';
+export const TENANT_HEADER = HEADERS.tenant;
 /** The cost header on non-streaming answers (USD). */
 export const COST_HEADER = 'x-promptmesh-cost-usd';
 

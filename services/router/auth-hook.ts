@@ -1,3 +1,4 @@
+import { HEADERS } from '../../contracts';
 import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
 import { forbidden, rateLimited, unauthorized, type Logger } from '../kit';
 import { ApiKeyStore, bearerToken, type ApiKey, type Scope } from './auth';
@@ -13,7 +14,7 @@ declare module 'fastify' {
 }
 
 /** The header that tells the templates and context services who made a change. */
-export const ACTOR_HEADER = 'x-promptmesh-actor';
+export const ACTOR_HEADER = HEADERS.actor;
 
 /** What {@link authenticate} checks against. */
 export interface AuthOptions {

@@ -8,7 +8,7 @@ import { PeerHttp, type PeerHttpOptions, type PeerResponse } from './http-client
 import { parseSse } from './sse';
 
 /** The header that carries the tenant (API key id) to llm, which keys its response cache by it. */
-export const TENANT_HEADER = 'x-promptmesh-tenant';
+export const TENANT_HEADER = HEADERS.tenant;
 
 const enc = encodeURIComponent;
 

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
-import { PATHS } from '../../contracts';
+import { PATHS, HEADERS } from '../../contracts';
 import { TEMPLATE_TYPES } from '../kit/template-syntax';
 import type { CreateInput, LabelTarget, TemplatesCore, Variables, VersionInput } from './types';
 import { LABEL_PATTERN, LIMITS, NAME_PATTERN, actorFrom } from './validation';
@@ -8,7 +8,7 @@ import { LABEL_PATTERN, LIMITS, NAME_PATTERN, actorFrom } from './validation';
  * Who made a change: the router sets this header to the caller's API key id; without it the
  * change is recorded as made by "anonymous".
  */
-export const ACTOR_HEADER = 'x-promptmesh-actor';
+export const ACTOR_HEADER = HEADERS.actor;
 
 const nameParam = { type: 'string', pattern: NAME_PATTERN } as const;
 const labelString = { type: 'string', pattern: LABEL_PATTERN } as const;
