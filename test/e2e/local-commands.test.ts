@@ -9,10 +9,9 @@ import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'n
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freePort, waitFor } from '../support/net';
-import { TEST_PG_ADMIN_URL } from '../support/pg';
+import { TEST_PG_ADMIN_URL, dropDatabase } from '../support/pg';
 import { deletePrefix, uniquePrefix } from '../support/redis';
 
 const ROOT = join(__dirname, '..', '..');
@@ -34,16 +33,6 @@ function collect(child: ChildProcess): { text: () => string } {
 function exitOf(child: ChildProcess): Promise<number | null> {
   if (child.exitCode !== null) return Promise.resolve(child.exitCode);
   return new Promise((r) => child.once('exit', (code) => r(code)));
-}
-
-async function dropDatabase(name: string): Promise<void> {
-  const c = new pg.Client({ connectionString: TEST_PG_ADMIN_URL });
-  await c.connect();
-  try {
-    await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  } finally {
-    await c.end();
-  }
 }
 
 function databaseUrl(name: string): string {

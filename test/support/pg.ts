@@ -26,14 +26,17 @@ export async function createTestDatabase(label = 'db'): Promise<TestDatabase> {
   return {
     name,
     url: url.toString(),
-    async drop() {
-      const c = new pg.Client({ connectionString: TEST_PG_ADMIN_URL });
-      await c.connect();
-      try {
-        await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      } finally {
-        await c.end();
-      }
-    },
+    drop: () => dropDatabase(name),
   };
+}
+
+/** Drops a database on the test server (closing its connections), if it exists. */
+export async function dropDatabase(name: string): Promise<void> {
+  const c = new pg.Client({ connectionString: TEST_PG_ADMIN_URL });
+  await c.connect();
+  try {
+    await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  } finally {
+    await c.end();
+  }
 }
