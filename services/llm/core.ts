@@ -448,6 +448,14 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
     return { ...usage, cost_usd: roundUsd(cost) };
   }
 
+  /** A cache hit ends the root span and answers with the cached completion at no cost. */
+  function answerFromCache(span: Span, hit: { completion: ChatCompletion; provider: string; model: string }) {
+    const { completion, provider, model } = hit;
+    finishRoot(span, { provider, model }, 'hit', completion.usage, completion.model);
+    span.end();
+    return { provider, model, completion: { ...completion, usage: withCost(completion.usage, 0)! } };
+  }
+
   const core: LlmCore & { breakerStates(): Array<{ provider: string; state: CircuitState }> } = {
     async complete(request, options = {}) {
       validateForRouting(request);
@@ -455,10 +463,8 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
       try {
         const cached = await lookup(request, options);
         if (cached.result === 'hit') {
-          const { completion, provider, model } = cached.hit!;
-          finishRoot(span, { provider, model }, 'hit', completion.usage, completion.model);
-          span.end();
-          return { completion: { ...completion, usage: withCost(completion.usage, 0)! }, provider, model, cache: 'hit', costUsd: 0 };
+          const { completion, provider, model } = answerFromCache(span, cached.hit!);
+          return { completion, provider, model, cache: 'hit', costUsd: 0 };
         }
         const { value: completion, attempt } = await route(request, options, context, (c, callOptions) =>
           adapters.get(c.provider)!.complete(c.config, providerRequest(request, c.model, false), callOptions),
@@ -490,11 +496,8 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
       try {
         const cached = await lookup(request, options);
         if (cached.result === 'hit') {
-          const { completion, provider, model } = cached.hit!;
-          finishRoot(span, { provider, model }, 'hit', completion.usage, completion.model);
-          span.end();
-          const replay = { ...completion, usage: withCost(completion.usage, 0)! };
-          return { provider, model, cache: 'hit', chunks: toAsync(completionToChunks(replay, { includeUsage })) };
+          const { completion, provider, model } = answerFromCache(span, cached.hit!);
+          return { provider, model, cache: 'hit', chunks: toAsync(completionToChunks(completion, { includeUsage })) };
         }
         const { value, attempt } = await route(request, options, context, async (c, callOptions) => {
           const iterable = await adapters.get(c.provider)!.stream(c.config, providerRequest(request, c.model, true), callOptions);

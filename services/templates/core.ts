@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { ApiError, badRequest, conflict, unavailable } from '../kit/errors';
 import type { Logger } from '../kit/logger';
-import { compileTemplate, pickVersion, renderCompiled, type SplitEntry, type TemplateSource, type TemplateType } from '../kit/template-syntax';
+import { compileTemplate, pickVersion, renderCompiled, type SplitEntry } from '../kit/template-syntax';
 import {
   DEFAULT_LABEL,
   type ChangeFeed,
@@ -62,16 +62,8 @@ function mapDbError(err: unknown): never {
   throw err;
 }
 
-interface VersionRow {
-  version: number;
-  type: TemplateType;
-  template: TemplateSource;
-  variables: string[];
-  description: string | null;
-  model: string | null;
-  created_at: Date;
-  created_by: string;
-}
+/** A `template_versions` row as pg returns it: the API shape without the name, with a Date. */
+type VersionRow = Omit<TemplateVersion, 'name' | 'created_at'> & { created_at: Date };
 
 const VERSION_COLUMNS = 'v.version, v.type, v.template, v.variables, v.description, v.model, v.created_at, v.created_by';
 
