@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { templateChangesChannel } from '../../contracts';
 import { freePort, waitFor } from '../../test/support/net';
 import { TEST_REDIS_URL } from '../../test/support/redis';
-import { startTemplates, type RunningTemplates } from './test-support';
+import { callTemplates, startTemplates, type RunningTemplates } from './test-support';
 import type { TemplateChange } from './types';
 
 let svc: RunningTemplates;
@@ -25,16 +25,7 @@ afterAll(async () => {
   await svc?.close();
 });
 
-async function call(method: string, path: string, body?: unknown): Promise<any> {
-  const res = await request(`${svc.url}${path}`, {
-    method: method as 'GET',
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const json = await res.body.json();
-  expect(res.statusCode, JSON.stringify(json)).toBeLessThan(300);
-  return json;
-}
+const call = (method: string, path: string, body?: unknown) => callTemplates(svc.url, method, path, body);
 
 describe('change publishing and the change feed', () => {
   it('publishes every change on Redis with the sequence numbers the feed lists', async () => {

@@ -2,6 +2,7 @@
  * Test helpers for the templates service: a real service on a real socket, against a database
  * and a Redis prefix of the test's own, removed by `close()`.
  */
+import { request } from 'undici';
 import { readConfig } from '../kit/config';
 import { buildProcess, type PromptmeshProcess } from '../process';
 import { createTestDatabase, type TestDatabase } from '../../test/support/pg';
@@ -50,4 +51,16 @@ export async function startTemplates(
       if (!closeOptions.keepDatabase) await db.drop();
     },
   };
+}
+
+/** Calls a templates API over HTTP and returns the JSON answer; throws on a non-2xx status. */
+export async function callTemplates(baseUrl: string, method: string, path: string, body?: unknown): Promise<any> {
+  const res = await request(`${baseUrl}${path}`, {
+    method: method as 'GET',
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const json = await res.body.json();
+  if (res.statusCode >= 300) throw new Error(`${method} ${path} answered ${res.statusCode}: ${JSON.stringify(json)}`);
+  return json;
 }

@@ -16,7 +16,7 @@ import { templateChangesChannel } from '../../contracts';
 import { closeRedis, createLogger, createMetrics, createTracing, createRedis, readConfig, waitForRedis, type RedisClient, type ServiceInstance } from '../../services/kit';
 import { buildProcess, type PromptmeshProcess } from '../../services/process';
 import { createRouterService, hashApiKey, KeyRateLimiter, type RouterCore } from '../../services/router';
-import { startTemplates, type RunningTemplates } from '../../services/templates/test-support';
+import { callTemplates, startTemplates, type RunningTemplates } from '../../services/templates/test-support';
 import { waitFor } from '../support/net';
 import { uniquePrefix } from '../support/redis';
 import { startRedisCluster, type TestRedisCluster } from '../support/redis-cluster';
@@ -107,16 +107,7 @@ describe('template change notices through a 3-master Redis Cluster', () => {
     await templates?.close();
   });
 
-  async function call(method: string, path: string, body?: unknown): Promise<any> {
-    const res = await request(`${templates.url}${path}`, {
-      method: method as 'GET',
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const json = await res.body.json();
-    expect(res.statusCode, JSON.stringify(json)).toBeLessThan(300);
-    return json;
-  }
+  const call = (method: string, path: string, body?: unknown) => callTemplates(templates.url, method, path, body);
 
   /** Subscribers of the change channel, summed over the nodes (PUBSUB NUMSUB is per node). */
   async function subscribers(): Promise<number> {
