@@ -8,7 +8,7 @@
 # runtime needs. Stage 2 is a slim Node runtime with that bundle only: no npm, no sources, no
 # node_modules, running as a numeric non-root user.
 
-ARG NODE_IMAGE=node:20.20-bookworm-slim
+ARG NODE_IMAGE=node:24.22-bookworm-slim
 
 FROM ${NODE_IMAGE} AS build
 WORKDIR /src

@@ -52,7 +52,7 @@ async function main(): Promise<void> {
     outfile: join(root, 'build/service.js'),
     bundle: true,
     platform: 'node',
-    target: 'node20',
+    target: 'node24',
     format: 'cjs',
     sourcemap: true,
     // The image runs with --enable-source-maps, which loads the map into every process: stack
