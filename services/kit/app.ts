@@ -168,6 +168,10 @@ export function createApp(options: AppOptions): FastifyInstance {
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, raw, done) => {
     const body = raw as string;
+    // Many clients send `content-type: application/json` on every request, DELETE and GET
+    // included: an empty body is no body. Only a route that declares a body schema says it
+    // is missing (400 naming `body`); a route without one reads no body as it would anyway.
+    if (body.length === 0 && request.routeOptions.schema?.body === undefined) return done(null, undefined);
     // V8 parses deep JSON without recursion; only bodies with enough brackets are walked.
     if (countJsonBrackets(body) <= MAX_JSON_DEPTH) return parseJson(request, body, done);
     parseJson(request, body, (err, value) => {

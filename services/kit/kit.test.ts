@@ -157,6 +157,23 @@ describe('createApp', () => {
     expect(explicit.json().error).toMatchObject({ param: 'x', message: "'x' must be positive" });
   });
 
+  it('reads an empty JSON body as no body on routes without a body schema (clients send the header on every request)', async () => {
+    app = makeApp();
+    withEcho(app);
+    app.delete('/things/:id', async (_req, reply) => reply.code(204).send());
+    app.post('/things/:id/touch', async (req) => ({ body: req.body === undefined ? 'none' : req.body }));
+    for (const headers of [{ 'content-type': 'application/json' }, { 'content-type': 'application/json; charset=utf-8' }]) {
+      const del = await app.inject({ method: 'DELETE', url: '/things/1', headers, payload: '' });
+      expect(del.statusCode).toBe(204);
+      const touch = await app.inject({ method: 'POST', url: '/things/1/touch', headers, payload: '' });
+      expect(touch.json()).toEqual({ body: 'none' });
+      // A route that declares a body still says it is missing.
+      const echo = await app.inject({ method: 'POST', url: '/echo', headers, payload: '' });
+      expect(echo.statusCode).toBe(400);
+      expect(echo.json().error).toMatchObject({ param: 'body', message: 'request body is empty; send a JSON object' });
+    }
+  });
+
   it('answers 413 for bodies over the limit and 404 in the error shape', async () => {
     app = makeApp(undefined, 1024);
     withEcho(app);
