@@ -7,6 +7,7 @@ import { HEADERS, PATHS } from '../../contracts';
 import type { KitConfig } from './config';
 import { badRequest, installErrorHandlers, toApiError, writeClientError } from './errors';
 import type { Logger } from './logger';
+import { requestTargetProblem } from './request-target';
 import type { KitMetrics } from './metrics';
 import { SpanKind, extractTraceContext, startSpan, type Context, type Span, type Tracing } from './tracing';
 
@@ -207,6 +208,15 @@ export function createApp(options: AppOptions): FastifyInstance {
     request.span = span;
     request.traceContext = context;
     done();
+  });
+
+  // Before any route's hooks (auth) run: one spelling per target, so what routes a request and
+  // what reasons about its raw URL (scopes, proxies, logs) cannot disagree.
+  app.addHook('onRequest', (request, _reply, done) => {
+    const problem = requestTargetProblem(request.url);
+    if (problem === undefined) return done();
+    const shown = request.url.length > 200 ? `${request.url.slice(0, 200)}...` : request.url;
+    done(badRequest(`request path ${JSON.stringify(shown)} is not in normal form: ${problem}`, 'path', 'invalid_path'));
   });
 
   const { httpDuration } = options.metrics;
