@@ -20,6 +20,10 @@ import { deletePrefix, uniquePrefix } from '../support/redis';
 export const ADMIN_KEY = 'pm-hardening-admin-key';
 /** Its id in the keys file (the router stores its sessions under `<id>:<session>`). */
 export const ADMIN_KEY_ID = 'hardening-admin';
+/** A key with the `invoke` scope only. */
+export const INVOKE_ONLY_KEY = 'pm-hardening-invoke-only-key';
+/** A key with the `admin` scope only. */
+export const ADMIN_ONLY_KEY = 'pm-hardening-admin-only-key';
 
 /** One running process under test. */
 export interface Target {
@@ -94,7 +98,12 @@ async function start(env: Record<string, string>, name: Target['name'], headers:
 export async function startTargets(): Promise<Targets> {
   const dir = mkdtempSync(join(tmpdir(), 'pm-hardening-'));
   const keysFile = join(dir, 'keys.yaml');
-  writeFileSync(keysFile, `keys:\n  - { id: ${ADMIN_KEY_ID}, sha256: ${hashApiKey(ADMIN_KEY)}, scopes: [invoke, admin] }\n`);
+  writeFileSync(
+    keysFile,
+    `keys:\n  - { id: ${ADMIN_KEY_ID}, sha256: ${hashApiKey(ADMIN_KEY)}, scopes: [invoke, admin] }\n` +
+      `  - { id: hardening-invoke, sha256: ${hashApiKey(INVOKE_ONLY_KEY)}, scopes: [invoke] }\n` +
+      `  - { id: hardening-admin-only, sha256: ${hashApiKey(ADMIN_ONLY_KEY)}, scopes: [admin] }\n`,
+  );
   const db = await createTestDatabase('hardening');
   const prefix = uniquePrefix('hardening');
   const base = { DATABASE_URL: db.url, REDIS_KEY_PREFIX: prefix, LOG_LEVEL: 'silent', HOST: '127.0.0.1', PORT: '0', DRAIN_DELAY_MS: '0' };
