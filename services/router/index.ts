@@ -14,7 +14,7 @@
 import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { ServiceName } from '../../contracts';
 import { PATHS } from '../../contracts';
-import { ConfigError, closeRedis, createRedis, type RedisClient, type ServiceContext, type ServiceInstance } from '../kit';
+import { ConfigError, closeRedis, createRedis, redisConnected, type RedisClient, type ServiceContext, type ServiceInstance } from '../kit';
 import type { ContextCore } from '../context';
 import type { LlmCore } from '../llm/core';
 import type { TemplatesCore } from '../templates/types';
@@ -176,6 +176,24 @@ export async function createRouterService(
             if (res.statusCode !== 200) throw new Error(`llm /healthz answered ${res.statusCode}`);
           },
         },
+    // What the router serves without (docs/router.md, "Degradation"): Redis (template pushes,
+    // per-key limits), and in the mesh the templates and context services, asked for their
+    // own readiness. In-process those two are the process's own checks (services/process.ts).
+    degradations: {
+      redis: redisConnected(subscriber),
+      ...(local
+        ? {}
+        : Object.fromEntries(
+            (['templates', 'context'] as const).map((peer) => [
+              peer,
+              async () => {
+                const res = await (clients as ReturnType<typeof createHttpClients>).peers[peer].request('GET', PATHS.readyz, {});
+                await res.body.dump();
+                if (res.statusCode !== 200) throw new Error(`${peer} /readyz answered ${res.statusCode}`);
+              },
+            ]),
+          )),
+    },
     async close() {
       keys?.close();
       await cache.close();
