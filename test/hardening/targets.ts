@@ -94,8 +94,16 @@ async function start(env: Record<string, string>, name: Target['name'], headers:
   return { name, url: `http://127.0.0.1:${port}`, headers, proc, routes: await collectRoutes(owner.routes) };
 }
 
+/** Where the processes reach PostgreSQL and Redis, when not directly (e.g. through a relay a test can cut). */
+export interface TargetOptions {
+  /** The port DATABASE_URL points at instead of the test server's. @default the test server's */
+  databasePort?: number;
+  /** REDIS_URL. @default the test Redis */
+  redisUrl?: string;
+}
+
 /** Starts the five processes (see the module comment). */
-export async function startTargets(): Promise<Targets> {
+export async function startTargets(options: TargetOptions = {}): Promise<Targets> {
   const dir = mkdtempSync(join(tmpdir(), 'pm-hardening-'));
   const keysFile = join(dir, 'keys.yaml');
   writeFileSync(
@@ -106,7 +114,10 @@ export async function startTargets(): Promise<Targets> {
   );
   const db = await createTestDatabase('hardening');
   const prefix = uniquePrefix('hardening');
-  const base = { DATABASE_URL: db.url, REDIS_KEY_PREFIX: prefix, LOG_LEVEL: 'silent', HOST: '127.0.0.1', PORT: '0', DRAIN_DELAY_MS: '0' };
+  const dbUrl = new URL(db.url);
+  if (options.databasePort) dbUrl.port = String(options.databasePort);
+  const base: Record<string, string> = { DATABASE_URL: dbUrl.toString(), REDIS_KEY_PREFIX: prefix, LOG_LEVEL: 'silent', HOST: '127.0.0.1', PORT: '0', DRAIN_DELAY_MS: '0' };
+  if (options.redisUrl) base.REDIS_URL = options.redisUrl;
   const auth = { authorization: `Bearer ${ADMIN_KEY}` };
   const started: Target[] = [];
   const close = async () => {
