@@ -131,6 +131,30 @@ describe('createApp', () => {
     expect(res.json().checks.postgres).toBe('connection refused');
   });
 
+  it('stays ready when only a part it serves without fails, naming it in the body and the gauge', async () => {
+    app = makeApp();
+    let redisUp = false;
+    app.readiness.add('llm:providers', async () => {});
+    app.readiness.add('context:redis', async () => {
+      if (!redisUp) throw new Error('connection refused');
+    }, { degrades: 'redis' });
+    app.readiness.add('templates:postgres', async () => {}, { degrades: 'postgres' });
+    const res = await app.inject({ method: 'GET', url: '/readyz' });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({
+      status: 'ready',
+      checks: { 'llm:providers': 'ok', 'context:redis': 'connection refused', 'templates:postgres': 'ok' },
+      degraded: ['redis'],
+    });
+    // A scrape runs the checks itself, so the gauge is never older than the scrape.
+    let metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+    expect(metrics).toContain('promptmesh_degraded{component="redis"} 1');
+    expect(metrics).toContain('promptmesh_degraded{component="postgres"} 0');
+    redisUp = true;
+    metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+    expect(metrics).toContain('promptmesh_degraded{component="redis"} 0');
+  });
+
   it('turns bad input into 400s in the OpenAI error shape, naming the field', async () => {
     app = makeApp();
     withEcho(app);
