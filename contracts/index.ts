@@ -84,6 +84,8 @@ export const METRICS = {
   circuitState: 'promptmesh_circuit_state',
   promptRequests: 'promptmesh_prompt_requests_total',
   templateCacheAge: 'promptmesh_template_cache_age_seconds',
+  /** Gauge {component}: 1 while a part the process serves without is down (it stays ready). */
+  degraded: 'promptmesh_degraded',
 } as const;
 
 /** The default prefix of every Redis key and channel the services use (`REDIS_KEY_PREFIX`). */

@@ -14,6 +14,9 @@ import {
 } from './kit';
 import { BUILD_ORDER, SERVICE_FACTORIES } from './registry';
 
+/** The services the router answers without in `SERVICE=all` (docs/router.md, "Degradation"). */
+const SERVED_WITHOUT: ReadonlySet<ServiceName> = new Set(['templates', 'context']);
+
 /** One process of promptmesh: the app and the services mounted on it. */
 export interface PromptmeshProcess {
   app: FastifyInstance;
@@ -45,9 +48,13 @@ export async function buildProcess(config: KitConfig, options: { logger?: Logger
     // In all-in-one mode only the router's routes are public: it reaches the other services
     // in-process and exposes what clients may use (with auth), so the internal APIs of
     // templates, context and llm are not mounted (their paths would also collide).
+    // Readiness follows the router too: it serves without templates (cached templates) and
+    // without context (no history), so their checks only mark the process degraded; without
+    // llm it cannot answer, so llm's checks stay required.
     for (const [name, instance] of services) {
-      const routes = config.service !== 'all' || name === 'router' || !services.has('router');
-      await mountService(app, instance, { routes });
+      const fronted = config.service === 'all' && services.has('router');
+      const routes = !fronted || name === 'router';
+      await mountService(app, instance, { routes, optional: fronted && SERVED_WITHOUT.has(name) });
     }
     app.addHook('onClose', async () => {
       await tracing.shutdown();

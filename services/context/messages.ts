@@ -43,11 +43,12 @@ export interface StoredMessage {
 }
 
 /**
- * Session ids: 1-200 characters of letters, digits and `. _ : -`. No braces (they would break
+ * Session ids: 1-200 characters of letters, digits and `. _ : -`, but not `.` or `..` (dot
+ * segments: no request target in normal form can name them). No braces (they would break
  * the hash tag). The router stores a client's session under `<api key id>:<session id>`
  * (client ids up to 128, key ids up to 64), so one key never sees another's history.
  */
-export const SESSION_ID_PATTERN = /^[A-Za-z0-9._:-]{1,200}$/;
+export const SESSION_ID_PATTERN = /^(?!\.{1,2}$)[A-Za-z0-9._:-]{1,200}$/;
 /** Message ids: 1-128 characters of letters, digits and `. _ : -`. */
 export const MESSAGE_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
 /** Longest `name` accepted. */
@@ -188,7 +189,7 @@ export function createAppendValidator(settings: Pick<ContextSettings, 'maxAppend
 export function checkSessionId(id: unknown): asserts id is string {
   if (typeof id !== 'string' || !SESSION_ID_PATTERN.test(id)) {
     throw badRequest(
-      `'session_id' must be 1 to 200 characters of letters, digits, '.', '_', ':' or '-'`,
+      `'session_id' must be 1 to 200 characters of letters, digits, '.', '_', ':' or '-' (and not '.' or '..')`,
       'session_id',
       'invalid_session_id',
     );

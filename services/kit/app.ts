@@ -2,11 +2,13 @@ import { randomUUID } from 'node:crypto';
 import { INVALID_SPAN_CONTEXT, ROOT_CONTEXT, trace } from '@opentelemetry/api';
 import Ajv from 'ajv';
 import addFormats from 'ajv-formats';
+import { Gauge } from 'prom-client';
 import Fastify, { LogController, type FastifyInstance, type FastifyPluginAsync, type FastifyReply } from 'fastify';
-import { HEADERS, PATHS } from '../../contracts';
+import { HEADERS, METRICS, PATHS } from '../../contracts';
 import type { KitConfig } from './config';
 import { badRequest, installErrorHandlers, toApiError, writeClientError } from './errors';
 import type { Logger } from './logger';
+import { requestTargetProblem } from './request-target';
 import type { KitMetrics } from './metrics';
 import { SpanKind, extractTraceContext, startSpan, type Context, type Span, type Tracing } from './tracing';
 
@@ -28,15 +30,48 @@ declare module 'fastify' {
 /** A dependency check: resolves when the dependency answers, throws when it does not. */
 export type ReadinessCheck = () => Promise<void>;
 
+/** How a failing {@link ReadinessCheck} counts. */
+export interface ReadinessCheckOptions {
+  /**
+   * The part of the system the process can serve without (`postgres`, `redis`, `templates`,
+   * ...). A failing check then marks that part degraded, named in `/readyz` and in
+   * `promptmesh_degraded{component}`, and the process stays ready: readiness means "can
+   * serve", and a load balancer must not drop a pod that still answers.
+   * @default undefined: a failing check makes the process not ready
+   */
+  degrades?: string;
+}
+
+/** What one run of the readiness checks found. */
+export interface ReadinessResult {
+  /** Whether the process can serve: no required check failed and it is not draining. */
+  ready: boolean;
+  /** Each check by name: `ok` or why it failed. */
+  checks: Record<string, string>;
+  /** The components whose checks failed but that the process serves without, sorted. */
+  degraded: string[];
+}
+
 /** The readiness state of an app: named checks plus the shutdown flag. */
 export class Readiness {
-  private readonly checks = new Map<string, ReadinessCheck>();
+  private readonly checks = new Map<string, { check: ReadinessCheck; degrades?: string }>();
   private draining = false;
+  private onResult: ((result: ReadinessResult, components: readonly string[]) => void) | undefined;
 
   constructor(private readonly timeoutMs = 2_000) {}
 
-  add(name: string, check: ReadinessCheck): void {
-    this.checks.set(name, check);
+  add(name: string, check: ReadinessCheck, options: ReadinessCheckOptions = {}): void {
+    this.checks.set(name, { check, degrades: options.degrades });
+  }
+
+  /** The components of the checks added with `degrades`, sorted. */
+  get components(): string[] {
+    return [...new Set([...this.checks.values()].flatMap((c) => (c.degrades ? [c.degrades] : [])))].sort();
+  }
+
+  /** Called after every run that ran the checks (the degraded gauge follows it). */
+  observe(listener: (result: ReadinessResult, components: readonly string[]) => void): void {
+    this.onResult = listener;
   }
 
   /** After this, `/readyz` answers 503 so load balancers stop sending new requests. */
@@ -49,12 +84,13 @@ export class Readiness {
   }
 
   /** Runs every check in parallel, each bounded by the timeout. */
-  async run(): Promise<{ ready: boolean; checks: Record<string, string> }> {
+  async run(): Promise<ReadinessResult> {
     const checks: Record<string, string> = {};
-    if (this.draining) return { ready: false, checks: { shutdown: 'draining' } };
+    if (this.draining) return { ready: false, checks: { shutdown: 'draining' }, degraded: [] };
     let ready = true;
+    const degraded = new Set<string>();
     await Promise.all(
-      [...this.checks].map(async ([name, check]) => {
+      [...this.checks].map(async ([name, { check, degrades }]) => {
         let timer: NodeJS.Timeout | undefined;
         try {
           await Promise.race([
@@ -65,14 +101,17 @@ export class Readiness {
           ]);
           checks[name] = 'ok';
         } catch (err) {
-          ready = false;
+          if (degrades) degraded.add(degrades);
+          else ready = false;
           checks[name] = (err as Error).message || 'failed';
         } finally {
           clearTimeout(timer);
         }
       }),
     );
-    return { ready, checks };
+    const result = { ready, checks, degraded: [...degraded].sort() };
+    this.onResult?.(result, this.components);
+    return result;
   }
 }
 
@@ -168,6 +207,10 @@ export function createApp(options: AppOptions): FastifyInstance {
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, raw, done) => {
     const body = raw as string;
+    // Many clients send `content-type: application/json` on every request, DELETE and GET
+    // included: an empty body is no body. Only a route that declares a body schema says it
+    // is missing (400 naming `body`); a route without one reads no body as it would anyway.
+    if (body.length === 0 && request.routeOptions.schema?.body === undefined) return done(null, undefined);
     // V8 parses deep JSON without recursion; only bodies with enough brackets are walked.
     if (countJsonBrackets(body) <= MAX_JSON_DEPTH) return parseJson(request, body, done);
     parseJson(request, body, (err, value) => {
@@ -178,7 +221,22 @@ export function createApp(options: AppOptions): FastifyInstance {
       }
     });
   });
-  app.decorate('readiness', new Readiness());
+  const readiness = new Readiness();
+  app.decorate('readiness', readiness);
+  // 1 for each part the process serves without right now, 0 for the others it could lose.
+  // Updated by every /readyz and, so a scrape never reads a stale value, at every scrape.
+  const degradedGauge = new Gauge({
+    name: METRICS.degraded,
+    help: 'Whether a part the process can serve without (label component) is down: 1 degraded, 0 fine.',
+    labelNames: ['component'] as const,
+    registers: [options.metrics.registry],
+    async collect() {
+      if (!readiness.isDraining && readiness.components.length > 0) await readiness.run();
+    },
+  });
+  readiness.observe((result, components) => {
+    for (const component of components) degradedGauge.set({ component }, result.degraded.includes(component) ? 1 : 0);
+  });
   app.decorateRequest('serviceName', options.service);
   app.decorateRequest('traceContext', null as unknown as Context);
   app.decorateRequest('span', null as unknown as Span);
@@ -205,6 +263,15 @@ export function createApp(options: AppOptions): FastifyInstance {
     done();
   });
 
+  // Before any route's hooks (auth) run: one spelling per target, so what routes a request and
+  // what reasons about its raw URL (scopes, proxies, logs) cannot disagree.
+  app.addHook('onRequest', (request, _reply, done) => {
+    const problem = requestTargetProblem(request.url);
+    if (problem === undefined) return done();
+    const shown = request.url.length > 200 ? `${request.url.slice(0, 200)}...` : request.url;
+    done(badRequest(`request path ${JSON.stringify(shown)} is not in normal form: ${problem}`, 'path', 'invalid_path'));
+  });
+
   const { httpDuration } = options.metrics;
   app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url ?? 'unmatched';
@@ -227,7 +294,7 @@ export function createApp(options: AppOptions): FastifyInstance {
   app.get(PATHS.healthz, async () => ({ status: 'ok' }));
   app.get(PATHS.readyz, async (_request, reply) => {
     const result = await app.readiness.run();
-    return reply.code(result.ready ? 200 : 503).send({ status: result.ready ? 'ready' : 'not ready', checks: result.checks });
+    return reply.code(result.ready ? 200 : 503).send({ status: result.ready ? 'ready' : 'not ready', checks: result.checks, degraded: result.degraded });
   });
   app.get(PATHS.metrics, async (_request, reply) => {
     const body = await options.metrics.registry.metrics();

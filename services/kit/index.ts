@@ -6,5 +6,6 @@ export * from './lifecycle';
 export * from './logger';
 export * from './metrics';
 export * from './redis';
+export * from './request-target';
 export * from './service';
 export * from './tracing';

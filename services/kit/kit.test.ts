@@ -131,6 +131,30 @@ describe('createApp', () => {
     expect(res.json().checks.postgres).toBe('connection refused');
   });
 
+  it('stays ready when only a part it serves without fails, naming it in the body and the gauge', async () => {
+    app = makeApp();
+    let redisUp = false;
+    app.readiness.add('llm:providers', async () => {});
+    app.readiness.add('context:redis', async () => {
+      if (!redisUp) throw new Error('connection refused');
+    }, { degrades: 'redis' });
+    app.readiness.add('templates:postgres', async () => {}, { degrades: 'postgres' });
+    const res = await app.inject({ method: 'GET', url: '/readyz' });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({
+      status: 'ready',
+      checks: { 'llm:providers': 'ok', 'context:redis': 'connection refused', 'templates:postgres': 'ok' },
+      degraded: ['redis'],
+    });
+    // A scrape runs the checks itself, so the gauge is never older than the scrape.
+    let metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+    expect(metrics).toContain('promptmesh_degraded{component="redis"} 1');
+    expect(metrics).toContain('promptmesh_degraded{component="postgres"} 0');
+    redisUp = true;
+    metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+    expect(metrics).toContain('promptmesh_degraded{component="redis"} 0');
+  });
+
   it('turns bad input into 400s in the OpenAI error shape, naming the field', async () => {
     app = makeApp();
     withEcho(app);
@@ -155,6 +179,23 @@ describe('createApp', () => {
 
     const explicit = await app.inject({ method: 'GET', url: '/bad' });
     expect(explicit.json().error).toMatchObject({ param: 'x', message: "'x' must be positive" });
+  });
+
+  it('reads an empty JSON body as no body on routes without a body schema (clients send the header on every request)', async () => {
+    app = makeApp();
+    withEcho(app);
+    app.delete('/things/:id', async (_req, reply) => reply.code(204).send());
+    app.post('/things/:id/touch', async (req) => ({ body: req.body === undefined ? 'none' : req.body }));
+    for (const headers of [{ 'content-type': 'application/json' }, { 'content-type': 'application/json; charset=utf-8' }]) {
+      const del = await app.inject({ method: 'DELETE', url: '/things/1', headers, payload: '' });
+      expect(del.statusCode).toBe(204);
+      const touch = await app.inject({ method: 'POST', url: '/things/1/touch', headers, payload: '' });
+      expect(touch.json()).toEqual({ body: 'none' });
+      // A route that declares a body still says it is missing.
+      const echo = await app.inject({ method: 'POST', url: '/echo', headers, payload: '' });
+      expect(echo.statusCode).toBe(400);
+      expect(echo.json().error).toMatchObject({ param: 'body', message: 'request body is empty; send a JSON object' });
+    }
   });
 
   it('answers 413 for bodies over the limit and 404 in the error shape', async () => {

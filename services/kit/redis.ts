@@ -56,3 +56,13 @@ export async function closeRedis(client: RedisClient): Promise<void> {
     client.disconnect();
   }
 }
+
+/**
+ * A readiness check that the client is connected, without a round trip (the client notices a
+ * lost connection by itself). For Redis a service serves without (see `degradations`).
+ */
+export function redisConnected(client: RedisClient): () => Promise<void> {
+  return async () => {
+    if (client.status !== 'ready') throw new Error(`Redis connection is ${client.status}`);
+  };
+}

@@ -5,7 +5,7 @@
  * cost accounting. See docs/llm.md.
  */
 import type { ServiceName } from '../../contracts';
-import { closeRedis, createRedis, waitForRedis, type RedisClient } from '../kit/redis';
+import { closeRedis, createRedis, redisConnected, waitForRedis, type RedisClient } from '../kit/redis';
 import type { ServiceContext, ServiceInstance } from '../kit/service';
 import { loadLlmConfig, type LlmConfig } from './config';
 import { createLlmCore, type LlmCore } from './core';
@@ -81,6 +81,8 @@ export async function createLlmService(
         if (config.providers.length === 0) throw new Error('no providers configured');
       },
     },
+    // Without Redis: no response cache, no cluster-wide rate limits; completions still work.
+    degradations: { redis: redisConnected(redis) },
     async close() {
       await core.close();
       await closeRedis(redis);

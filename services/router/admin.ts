@@ -1,23 +1,8 @@
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { PATHS } from '../../contracts';
-import type { Scope } from './auth';
 import { ACTOR_HEADER } from './auth-hook';
 import type { PeerHttp } from './http-client';
-
-/**
- * The scope a templates or sessions API call needs through the router: reading templates
- * (get, list, versions, render) needs `invoke`; everything else (writes, label moves,
- * archive, label history, the export and change feed, and every sessions call) needs `admin`.
- */
-export function adminScopeOf(request: FastifyRequest): Scope {
-  const path = request.url.split('?')[0]!;
-  if (!path.startsWith(PATHS.templates)) return 'admin';
-  const rest = path.slice(PATHS.templates.length);
-  if (rest.startsWith('/export') || rest.startsWith('/changes') || /\/labels\/[^/]+\/history\/?$/.test(rest)) return 'admin';
-  if (request.method === 'GET' || request.method === 'HEAD') return 'invoke';
-  if (request.method === 'POST' && /^\/[^/]+\/render\/?$/.test(rest)) return 'invoke';
-  return 'admin';
-}
+import { ROUTE_SCOPES } from './route-scopes';
 
 /** Replaces any client-sent actor header with the authenticated key's id. */
 export function setActor(request: FastifyRequest): void {
@@ -44,8 +29,8 @@ export function scopeSessionUrl(url: string, keyId: string | undefined): string 
 }
 
 /**
- * Forwards `/v1/templates/**` and `/v1/sessions/**` to the peers (mesh layout), with the
- * actor header set from the API key. The peer's status, body and a few headers are passed back.
+ * Forwards the templates and sessions routes of {@link ROUTE_SCOPES} to the peers (mesh
+ * layout), with the actor header set from the API key. The peer's status, body and a few headers are passed back.
  */
 export function proxyRoutes(templates: PeerHttp, context: PeerHttp): FastifyPluginAsync {
   return async (app: FastifyInstance) => {
@@ -65,13 +50,11 @@ export function proxyRoutes(templates: PeerHttp, context: PeerHttp): FastifyPlug
       }
       return reply.send(res.body);
     };
-    const methods = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH'] as const;
-    for (const [path, peer] of [
-      [PATHS.templates, templates],
-      [`${PATHS.templates}/*`, templates],
-      [`${PATHS.sessions}/*`, context],
-    ] as const) {
-      app.route({ method: [...methods], url: path, handler: forward(peer) });
+    // The same route patterns the peers serve (not wildcards): the route that matches here is
+    // the one that will run there, and its scope is the one checked here.
+    for (const { method, url } of ROUTE_SCOPES) {
+      const peer = url === PATHS.templates || url.startsWith(`${PATHS.templates}/`) ? templates : url.startsWith(`${PATHS.sessions}/`) ? context : undefined;
+      if (peer) app.route({ method, url, handler: forward(peer) });
     }
   };
 }

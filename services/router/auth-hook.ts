@@ -27,10 +27,11 @@ export interface AuthOptions {
 
 /**
  * Builds an onRequest hook that authenticates the bearer key, checks the scope the route needs
- * (`scopeOf` may look at the method), and takes one request from the key's per-minute budget.
+ * (`scopeOf` reads it from the matched route; undefined refuses every key), and takes one
+ * request from the key's per-minute budget.
  * When the rate-limit store is down the request passes (fail open) and is marked degraded.
  */
-export function authenticate(options: AuthOptions, scopeOf: (request: FastifyRequest) => Scope): onRequestAsyncHookHandler {
+export function authenticate(options: AuthOptions, scopeOf: (request: FastifyRequest) => Scope | undefined): onRequestAsyncHookHandler {
   const { keys, limiter, logger } = options;
   let limiterDown = false;
   return async function authHook(request: FastifyRequest, _reply: FastifyReply) {
@@ -40,6 +41,8 @@ export function authenticate(options: AuthOptions, scopeOf: (request: FastifyReq
     const key = keys.verify(token);
     if (!key) throw unauthorized('invalid API key');
     const scope = scopeOf(request);
+    // A route without a declared scope is nobody's (fail closed).
+    if (scope === undefined) throw forbidden(`route ${request.method} ${request.routeOptions.url ?? request.url} declares no scope; no key may call it`);
     if (!ApiKeyStore.allows(key, scope)) throw forbidden(`API key '${key.id}' lacks the '${scope}' scope this route needs`);
     request.apiKey = key;
     if (key.rpm !== undefined && limiter) {

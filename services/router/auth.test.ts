@@ -1,4 +1,4 @@
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
@@ -108,6 +108,46 @@ describe('ApiKeyStore', () => {
     expect(logged.level).toBe('error');
     expect(logged.msg).toContain('reload.yaml');
     expect(store.verify('secret-three')?.id).toBe('third');
+  });
+
+  it('refuses every key once the file is deleted, with an error log, and takes the keys back when it returns', async () => {
+    const file = join(dir, 'deleted.yaml');
+    const text = `keys:\n  - { id: app, sha256: ${sha}, scopes: [invoke] }\n`;
+    writeFileSync(file, text);
+    const { logger, lines } = capture();
+    store = ApiKeyStore.open(file, logger, { pollIntervalMs: 200 });
+    expect(store.verify('secret-one')?.id).toBe('app');
+    unlinkSync(file);
+    await waitFor(() => store!.verify('secret-one') === undefined, 10_000, 'the deleted file to revoke the key');
+    expect(store.size).toBe(0);
+    expect(store.missing).toBe(true);
+    const logged = lines.map((l) => JSON.parse(l) as { level: string; msg: string }).find((l) => l.msg.includes('cannot be read'));
+    expect(logged?.level).toBe('error');
+    expect(logged?.msg).toMatch(/ENOENT.*refusing every key/);
+    writeFileSync(file, text);
+    await waitFor(() => store!.verify('secret-one')?.id === 'app', 10_000, 'the restored file to be loaded');
+    expect(store.missing).toBe(false);
+  });
+
+  // The class: every way a keys file can stop being readable while running revokes every key
+  // (fail closed); none of them may leave the last keys in force.
+  const goneWays: Array<[string, (file: string) => void]> = [
+    ['deleted', (file) => unlinkSync(file)],
+    ['renamed away', (file) => renameSync(file, `${file}.old`)],
+    ['replaced by a folder', (file) => (unlinkSync(file), mkdirSync(file))],
+    ['replaced by a dangling symlink', (file) => (unlinkSync(file), symlinkSync(join(dir, 'nowhere', 'keys.yaml'), file))],
+    // root reads a file whatever its mode, so this way only exists for other users.
+    ...(process.getuid?.() === 0 ? [] : [['made unreadable', (file: string) => chmodSync(file, 0o000)] as [string, (file: string) => void]]),
+  ];
+  it.each(goneWays)('refuses every key when the file is %s', async (_label, makeGone) => {
+    const sub = mkdtempSync(join(dir, 'gone-'));
+    const file = join(sub, 'keys.yaml');
+    writeFileSync(file, `keys:\n  - { id: app, sha256: ${sha}, scopes: [invoke, admin] }\n`);
+    store = ApiKeyStore.open(file, createLogger('t', 'silent'), { pollIntervalMs: 100 });
+    expect(store.verify('secret-one')?.id).toBe('app');
+    makeGone(file);
+    await waitFor(() => store!.verify('secret-one') === undefined, 10_000, 'the key to be refused');
+    expect(store.size).toBe(0);
   });
 });
 

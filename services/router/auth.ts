@@ -96,7 +96,8 @@ export interface ApiKeyStoreOptions {
  * The API keys, loaded from `API_KEYS_FILE` and reloaded when the file changes (fs.watch on
  * its folder, so editors that replace the file are seen, plus a periodic stat as a fallback).
  * A broken file at start is a {@link ConfigError}; a broken file on reload keeps the previous
- * keys and logs an error naming the file and the field.
+ * keys and logs an error naming the file and the field; a file that disappears (or can no
+ * longer be read) while running means no keys at all, with an error log, until it is back.
  */
 export class ApiKeyStore {
   private keys: CompiledKey[];
@@ -104,6 +105,7 @@ export class ApiKeyStore {
   private poller: NodeJS.Timeout | undefined;
   private signature: string;
   private debounce: NodeJS.Timeout | undefined;
+  private unreadable = false;
   /** How many times the keys were (re)loaded successfully, including the first load. */
   loads = 1;
 
@@ -156,12 +158,33 @@ export class ApiKeyStore {
     return (key as CompiledKey).scopeSet?.has(scope) ?? key.scopes.includes(scope);
   }
 
-  /** Re-reads the file now; keeps the previous keys when it is broken. Returns whether it loaded. */
+  /** Whether the file could not be read at the last look (every key is refused until it can). */
+  get missing(): boolean {
+    return this.unreadable;
+  }
+
+  /**
+   * Re-reads the file now. A file that cannot be read (deleted, unmounted, no permission) means
+   * no keys: fail closed, so deleting the file revokes every key. A file that reads but is
+   * broken keeps the previous keys (an editor mid-save must not lock everybody out). Returns
+   * whether it loaded.
+   */
   reload(): boolean {
+    let text: string;
     try {
-      const text = readFileSync(this.file, 'utf8');
+      text = readFileSync(this.file, 'utf8');
+    } catch (err) {
+      this.keys = [];
+      this.unreadable = true;
+      const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      this.logger.error({ file: this.file, error: code }, `API keys file cannot be read (${code}): refusing every key until it is back`);
+      return false;
+    }
+    try {
       this.keys = compile(parseApiKeys(text, this.file));
       this.loads++;
+      if (this.unreadable) this.logger.info({ file: this.file }, 'API keys file is back');
+      this.unreadable = false;
       this.logger.info({ file: this.file, keys: this.keys.length }, 'API keys reloaded');
       return true;
     } catch (err) {

@@ -8,15 +8,17 @@
  * - `GET /v1/providers` (scope `admin`),
  * - the templates API under `/v1/templates/**` and the sessions API under `/v1/sessions/**`
  *   (template reads `invoke`, everything else `admin`; the key id is passed on as the actor).
+ * The scope of every route is in `ROUTE_SCOPES` (route-scopes.ts), read from the route that
+ * matched; a route missing there stops the start.
  */
 import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { ServiceName } from '../../contracts';
 import { PATHS } from '../../contracts';
-import { ConfigError, closeRedis, createRedis, type RedisClient, type ServiceContext, type ServiceInstance } from '../kit';
+import { ConfigError, closeRedis, createRedis, redisConnected, type RedisClient, type ServiceContext, type ServiceInstance } from '../kit';
 import type { ContextCore } from '../context';
 import type { LlmCore } from '../llm/core';
 import type { TemplatesCore } from '../templates/types';
-import { adminScopeOf, proxyRoutes, scopedSessionId, setActor } from './admin';
+import { proxyRoutes, scopedSessionId, setActor } from './admin';
 import { ApiKeyStore } from './auth';
 import { authenticate } from './auth-hook';
 import { createChatHandler } from './chat';
@@ -24,11 +26,13 @@ import type { RouterClients } from './clients';
 import { createHttpClients } from './clients-http';
 import { LocalContextClient, LocalLlmClient, LocalTemplatesClient } from './clients-local';
 import { KeyRateLimiter } from './key-rate-limit';
+import { guardRouteScopes, scopeOfRequest } from './route-scopes';
 import { chatRequestSchema } from './schemas';
 import { TemplateCache } from './template-cache';
 
 export { ApiKeyStore, SCOPES, hashApiKey, parseApiKeys, type ApiKey, type Scope } from './auth';
 export { ACTOR_HEADER } from './auth-hook';
+export { ROUTE_SCOPES, guardRouteScopes, scopeOfRoute, type RouteScope } from './route-scopes';
 export type { CallMeta, ContextClient, LlmClient, RouterClients, TemplatesClient } from './clients';
 export { HttpContextClient, HttpLlmClient, HttpTemplatesClient, TENANT_HEADER, createHttpClients } from './clients-http';
 export { LocalContextClient, LocalLlmClient, LocalTemplatesClient } from './clients-local';
@@ -117,29 +121,28 @@ export async function createRouterService(
   });
   await cache.start();
 
-  const auth = { keys, limiter, logger };
-  const invoke = authenticate(auth, () => 'invoke');
-  const admin = authenticate(auth, () => 'admin');
-  const adminOrRead = authenticate(auth, adminScopeOf);
+  // One hook for every route: the scope comes from the route that matched (ROUTE_SCOPES).
+  const auth = authenticate({ keys, limiter, logger }, scopeOfRequest);
   const chat = createChatHandler({ llm: clients.llm, context: clients.context, templates: cache, logger, registry: ctx.metrics.registry });
 
   const routes: FastifyPluginAsync = async (app: FastifyInstance) => {
     app.decorateRequest('apiKey', undefined);
     app.decorateRequest('degraded', undefined);
+    guardRouteScopes(app);
+    app.addHook('onRequest', auth);
 
-    app.post(PATHS.chatCompletions, { onRequest: invoke, schema: { body: chatRequestSchema } }, chat as never);
+    app.post(PATHS.chatCompletions, { schema: { body: chatRequestSchema } }, chat as never);
 
-    app.get(PATHS.models, { onRequest: invoke }, async (request) => {
+    app.get(PATHS.models, async (request) => {
       const data = await clients.llm.models({ requestId: request.id, traceContext: request.traceContext });
       return { object: 'list', data };
     });
 
-    app.get(PATHS.providers, { onRequest: admin }, async (request) => clients.llm.providers({ requestId: request.id, traceContext: request.traceContext }));
+    app.get(PATHS.providers, async (request) => clients.llm.providers({ requestId: request.id, traceContext: request.traceContext }));
 
-    // The templates and sessions APIs, guarded: in-process, the peers' own route plugins run
-    // inside this context (so they share the auth hook); in the mesh, they are proxied.
+    // The templates and sessions APIs: in-process, the peers' own route plugins run inside this
+    // context (so they share the auth hook and the scope guard); in the mesh, they are proxied.
     await app.register(async (guarded) => {
-      guarded.addHook('onRequest', adminOrRead);
       guarded.addHook('preHandler', async (request: FastifyRequest) => {
         setActor(request);
         // In-process, the context routes read the session id from the params: scope it here
@@ -173,6 +176,24 @@ export async function createRouterService(
             if (res.statusCode !== 200) throw new Error(`llm /healthz answered ${res.statusCode}`);
           },
         },
+    // What the router serves without (docs/router.md, "Degradation"): Redis (template pushes,
+    // per-key limits), and in the mesh the templates and context services, asked for their
+    // own readiness. In-process those two are the process's own checks (services/process.ts).
+    degradations: {
+      redis: redisConnected(subscriber),
+      ...(local
+        ? {}
+        : Object.fromEntries(
+            (['templates', 'context'] as const).map((peer) => [
+              peer,
+              async () => {
+                const res = await (clients as ReturnType<typeof createHttpClients>).peers[peer].request('GET', PATHS.readyz, {});
+                await res.body.dump();
+                if (res.statusCode !== 200) throw new Error(`${peer} /readyz answered ${res.statusCode}`);
+              },
+            ]),
+          )),
+    },
     async close() {
       keys?.close();
       await cache.close();

@@ -3,7 +3,7 @@
  * dependency failure is a clear answer, never a 500 or a crash. The full system is covered by
  * test/e2e (both layouts).
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -141,6 +141,21 @@ describe('router keys file', () => {
     writeFileSync(file, `keys:\n  - { id: new, sha256: ${hashApiKey('new-key')}, scopes: [invoke] }\n`);
     await waitFor(async () => (await models('new-key')).statusCode === 503, 10_000, 'the new key to be accepted');
     expect((await models('old-key')).statusCode).toBe(401);
+  });
+
+  it('refuses every key while the keys file is deleted (fail closed), and accepts them again once it is back', async () => {
+    const text = `keys:\n  - { id: kept, sha256: ${hashApiKey('kept-key')}, scopes: [invoke, admin] }\n`;
+    writeFileSync(file, text);
+    await app?.close();
+    app = await build();
+    const models = (key: string) => app!.inject({ method: 'GET', url: '/v1/models', headers: { authorization: `Bearer ${key}` } });
+    expect((await models('kept-key')).statusCode).toBe(503);
+    unlinkSync(file);
+    await waitFor(async () => (await models('kept-key')).statusCode === 401, 10_000, 'the key to be refused');
+    const refused = await models('kept-key');
+    expect(refused.json()).toMatchObject({ error: { type: 'authentication_error', message: 'invalid API key' } });
+    writeFileSync(file, text);
+    await waitFor(async () => (await models('kept-key')).statusCode === 503, 10_000, 'the key to be accepted again');
   });
 });
 

@@ -4,8 +4,11 @@ import type { ChatMessage, ChatRequest } from '../llm/types';
 export const PROMPT_NAME_PATTERN = '^[a-z0-9][a-z0-9._-]{0,127}$';
 /** Label names the router accepts in `prompt.label`. */
 export const LABEL_PATTERN = '^[a-z0-9][a-z0-9._-]{0,63}$';
-/** Session ids: the context service's rule (no braces: they are Redis hash tags). */
-export const SESSION_ID_PATTERN = '^[A-Za-z0-9._:-]{1,128}$';
+/**
+ * Session ids: the context service's rule (no braces: they are Redis hash tags; not `.` or `..`:
+ * a path segment cannot spell them in normal form).
+ */
+export const SESSION_ID_PATTERN = '^(?!\\.{1,2}$)[A-Za-z0-9._:-]{1,128}$';
 
 /** The promptmesh extension: render a stored template into the messages. */
 export interface PromptRef {

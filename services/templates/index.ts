@@ -12,7 +12,7 @@ import { Counter } from 'prom-client';
 import type { ServiceName } from '../../contracts';
 import { ENV, templateChangesChannel } from '../../contracts';
 import { ConfigError, redactUrl } from '../kit/config';
-import { closeRedis, createRedis, waitForRedis, type RedisClient } from '../kit/redis';
+import { closeRedis, createRedis, redisConnected, waitForRedis, type RedisClient } from '../kit/redis';
 import type { ServiceContext, ServiceInstance } from '../kit/service';
 import { PgTemplatesCore } from './core';
 import { migrate } from './migrate';
@@ -144,6 +144,8 @@ export async function createTemplatesService(
           await pool.query('SELECT 1');
         },
       },
+      // Without Redis changes reach routers through the change feed instead of at once.
+      degradations: redis ? { redis: redisConnected(redis) } : {},
       async close() {
         await publisher?.drain();
         if (redis) await closeRedis(redis);

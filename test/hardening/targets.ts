@@ -20,6 +20,10 @@ import { deletePrefix, uniquePrefix } from '../support/redis';
 export const ADMIN_KEY = 'pm-hardening-admin-key';
 /** Its id in the keys file (the router stores its sessions under `<id>:<session>`). */
 export const ADMIN_KEY_ID = 'hardening-admin';
+/** A key with the `invoke` scope only. */
+export const INVOKE_ONLY_KEY = 'pm-hardening-invoke-only-key';
+/** A key with the `admin` scope only. */
+export const ADMIN_ONLY_KEY = 'pm-hardening-admin-only-key';
 
 /** One running process under test. */
 export interface Target {
@@ -90,14 +94,30 @@ async function start(env: Record<string, string>, name: Target['name'], headers:
   return { name, url: `http://127.0.0.1:${port}`, headers, proc, routes: await collectRoutes(owner.routes) };
 }
 
+/** Where the processes reach PostgreSQL and Redis, when not directly (e.g. through a relay a test can cut). */
+export interface TargetOptions {
+  /** The port DATABASE_URL points at instead of the test server's. @default the test server's */
+  databasePort?: number;
+  /** REDIS_URL. @default the test Redis */
+  redisUrl?: string;
+}
+
 /** Starts the five processes (see the module comment). */
-export async function startTargets(): Promise<Targets> {
+export async function startTargets(options: TargetOptions = {}): Promise<Targets> {
   const dir = mkdtempSync(join(tmpdir(), 'pm-hardening-'));
   const keysFile = join(dir, 'keys.yaml');
-  writeFileSync(keysFile, `keys:\n  - { id: ${ADMIN_KEY_ID}, sha256: ${hashApiKey(ADMIN_KEY)}, scopes: [invoke, admin] }\n`);
+  writeFileSync(
+    keysFile,
+    `keys:\n  - { id: ${ADMIN_KEY_ID}, sha256: ${hashApiKey(ADMIN_KEY)}, scopes: [invoke, admin] }\n` +
+      `  - { id: hardening-invoke, sha256: ${hashApiKey(INVOKE_ONLY_KEY)}, scopes: [invoke] }\n` +
+      `  - { id: hardening-admin-only, sha256: ${hashApiKey(ADMIN_ONLY_KEY)}, scopes: [admin] }\n`,
+  );
   const db = await createTestDatabase('hardening');
   const prefix = uniquePrefix('hardening');
-  const base = { DATABASE_URL: db.url, REDIS_KEY_PREFIX: prefix, LOG_LEVEL: 'silent', HOST: '127.0.0.1', PORT: '0', DRAIN_DELAY_MS: '0' };
+  const dbUrl = new URL(db.url);
+  if (options.databasePort) dbUrl.port = String(options.databasePort);
+  const base: Record<string, string> = { DATABASE_URL: dbUrl.toString(), REDIS_KEY_PREFIX: prefix, LOG_LEVEL: 'silent', HOST: '127.0.0.1', PORT: '0', DRAIN_DELAY_MS: '0' };
+  if (options.redisUrl) base.REDIS_URL = options.redisUrl;
   const auth = { authorization: `Bearer ${ADMIN_KEY}` };
   const started: Target[] = [];
   const close = async () => {
