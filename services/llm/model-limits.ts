@@ -83,8 +83,8 @@ export const UNKNOWN_MODEL_OUTPUT_RESERVATION = 16_384;
  * The largest answer `model` may produce at `provider`: the providers file's `maxOutputTokens`,
  * else the known figure, else undefined (nobody knows: the provider decides).
  */
-export function maxOutputTokensOf(provider: ProviderConfig, model: string): number | undefined {
-  return provider.maxOutputTokens?.[model] ?? knownModel(model)?.maxOutputTokens;
+export function maxOutputTokensOf(provider: Pick<ProviderConfig, 'maxOutputTokens'> | undefined, model: string): number | undefined {
+  return provider?.maxOutputTokens?.[model] ?? knownModel(model)?.maxOutputTokens;
 }
 
 /** The output cap a request asks for (`max_completion_tokens` wins, as at OpenAI). */

@@ -144,7 +144,7 @@ export function toAnthropicBody(request: ChatRequest, stream: boolean, provider?
 
   const body: Record<string, unknown> = {
     model: request.model,
-    max_tokens: request.max_completion_tokens ?? request.max_tokens ?? (provider && maxOutputTokensOf(provider, request.model)) ?? DEFAULT_MAX_TOKENS,
+    max_tokens: request.max_completion_tokens ?? request.max_tokens ?? maxOutputTokensOf(provider, request.model) ?? DEFAULT_MAX_TOKENS,
     messages,
   };
   // A plain string unless prompt caching asks for blocks (then each keeps its marker).
