@@ -70,6 +70,8 @@ export const HEADERS = {
   actor: 'x-promptmesh-actor',
   /** Between services: whose cache and limits a call counts against (the API key id). */
   tenant: 'x-promptmesh-tenant',
+  /** Between services: the tenant's own tokens-per-minute budget (the `tpm` of its API key). */
+  tenantTpm: 'x-promptmesh-tenant-tpm',
   requestId: 'x-request-id',
   traceparent: 'traceparent',
 } as const;

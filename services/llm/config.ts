@@ -3,7 +3,8 @@ import { extname } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { ENV } from '../../contracts';
 import { ConfigError } from '../kit/config';
-import { PROVIDER_TYPES, type ProviderConfig, type ProviderType } from './types';
+import { knownModel } from './model-limits';
+import { PROVIDER_TYPES, type ModelPrice, type ProviderConfig, type ProviderType, type Usage } from './types';
 
 /**
  * The providers file (`PROVIDERS_FILE`, DESIGN.md "Providers file"): providers, model aliases,
@@ -230,6 +231,7 @@ function parseProvider(v: Validator, raw: unknown, at: string, env: Record<strin
     'prices',
     'models',
     'headers',
+    'maxOutputTokens',
   ]);
   const name = v.string(o.name, `${at}.name`, true)!;
   if (!/^[a-z0-9][a-z0-9._-]{0,62}$/i.test(name)) v.fail(`${at}.name`, 'must be 1-63 letters, digits, . _ - (starting with a letter or digit)');
@@ -279,11 +281,24 @@ function parseProvider(v: Validator, raw: unknown, at: string, env: Record<strin
     provider.prices = {};
     for (const [model, priceRaw] of Object.entries(p)) {
       const pp = `${at}.prices.${model}`;
-      const price = v.object(priceRaw, pp, ['input', 'output'], true);
-      provider.prices[model] = {
+      const price = v.object(priceRaw, pp, ['input', 'output', 'cached_input', 'cache_write'], true);
+      const parsed: ModelPrice = {
         input: v.number(price.input, `${pp}.input`, { min: 0, max: 1_000_000, required: true })!,
         output: v.number(price.output, `${pp}.output`, { min: 0, max: 1_000_000, required: true })!,
       };
+      const cachedInput = v.number(price.cached_input, `${pp}.cached_input`, { min: 0, max: 1_000_000 });
+      const cacheWrite = v.number(price.cache_write, `${pp}.cache_write`, { min: 0, max: 1_000_000 });
+      if (cachedInput !== undefined) parsed.cached_input = cachedInput;
+      if (cacheWrite !== undefined) parsed.cache_write = cacheWrite;
+      provider.prices[model] = parsed;
+    }
+  }
+  if (o.maxOutputTokens !== undefined) {
+    const m = v.object(o.maxOutputTokens, `${at}.maxOutputTokens`);
+    provider.maxOutputTokens = {};
+    for (const [model, max] of Object.entries(m)) {
+      provider.maxOutputTokens[model] = v.int(max, `${at}.maxOutputTokens.${model}`, 1, 10_000_000)!;
+      if (provider.maxOutputTokens[model] === undefined) v.fail(`${at}.maxOutputTokens.${model}`, 'must be a whole number');
     }
   }
   if (o.models !== undefined) {
@@ -384,13 +399,56 @@ function describe(value: unknown): string {
 }
 
 /** The price of a provider model, in USD per million tokens, if the providers file lists it. */
-export function priceOf(provider: ProviderConfig, model: string): { input: number; output: number } | undefined {
+export function priceOf(provider: ProviderConfig, model: string): ModelPrice | undefined {
   return provider.prices?.[model];
 }
 
-/** USD for the given usage at the provider's price for `model` (0 when the model has no price). */
-export function costOf(provider: ProviderConfig, model: string, usage: { prompt_tokens: number; completion_tokens: number }): number {
+/** Tokens of one answer by how they are billed. */
+export interface BilledTokens {
+  /** Input tokens at the full input price. */
+  input: number;
+  /** Input tokens read from the prompt cache. */
+  cachedInput: number;
+  /** Input tokens written to the prompt cache. */
+  cacheWrite: number;
+  output: number;
+}
+
+/**
+ * Splits a usage object by billing rate. `prompt_tokens` holds every input token, so cached
+ * reads and cache writes are taken out of it (never below 0, whatever a provider reports).
+ */
+export function billedTokens(usage: Pick<Usage, 'prompt_tokens' | 'completion_tokens' | 'prompt_tokens_details' | 'cache_creation_input_tokens'>): BilledTokens {
+  const count = (n: unknown) => (typeof n === 'number' && Number.isFinite(n) && n > 0 ? n : 0);
+  const prompt = count(usage.prompt_tokens);
+  const cachedInput = Math.min(prompt, count(usage.prompt_tokens_details?.cached_tokens));
+  const cacheWrite = Math.min(prompt - cachedInput, count(usage.cache_creation_input_tokens));
+  return { input: prompt - cachedInput - cacheWrite, cachedInput, cacheWrite, output: count(usage.completion_tokens) };
+}
+
+/**
+ * The rates (USD per million tokens) of a priced model, with `cached_input` and `cache_write`
+ * filled in from the known share of the input price for the model family, else the input price.
+ */
+export function ratesOf(provider: ProviderConfig, model: string): Required<ModelPrice> | undefined {
   const price = priceOf(provider, model);
-  if (!price) return 0;
-  return (usage.prompt_tokens * price.input + usage.completion_tokens * price.output) / 1_000_000;
+  if (!price) return undefined;
+  const known = knownModel(model);
+  return {
+    input: price.input,
+    output: price.output,
+    cached_input: price.cached_input ?? price.input * (known?.cachedInputRatio ?? 1),
+    cache_write: price.cache_write ?? price.input * (known?.cacheWriteRatio ?? 1),
+  };
+}
+
+/**
+ * USD for the given usage at the provider's price for `model` (0 when the model has no price):
+ * uncached input, cached input, cache writes and output each at their own rate.
+ */
+export function costOf(provider: ProviderConfig, model: string, usage: Pick<Usage, 'prompt_tokens' | 'completion_tokens' | 'prompt_tokens_details' | 'cache_creation_input_tokens'>): number {
+  const rates = ratesOf(provider, model);
+  if (!rates) return 0;
+  const t = billedTokens(usage);
+  return (t.input * rates.input + t.cachedInput * rates.cached_input + t.cacheWrite * rates.cache_write + t.output * rates.output) / 1_000_000;
 }

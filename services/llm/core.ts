@@ -6,8 +6,10 @@ import type { RedisClient } from '../kit/redis';
 import { SpanKind, SpanStatusCode, injectTraceHeaders, startSpan, type Context, type Span, type Tracer } from '../kit/tracing';
 import { CircuitBreaker, type BreakerPermit, type CircuitSnapshot, type CircuitState } from './breaker';
 import { ChunkAssembler, ResponseCache, completionToChunks, isCacheable, type CacheMode } from './cache';
-import { costOf, type LlmConfig } from './config';
-import { ProviderLimiter, estimateTokens } from './limits';
+import { billedTokens, costOf, type LlmConfig } from './config';
+import { ProviderLimiter, estimateInputTokens, estimateTokens } from './limits';
+import { UNKNOWN_MODEL_OUTPUT_RESERVATION, maxOutputTokensOf, requestedMaxTokens } from './model-limits';
+import { SecretScrubber } from './secret-scrubber';
 import type { LlmMetrics } from './metrics';
 import { LatencyTracker, listModels, orderCandidates, resolveTargets, type Candidate } from './routing';
 import {
@@ -42,6 +44,12 @@ export interface LlmCallOptions {
    * (true = force, false = off), else `default`
    */
   cache?: CacheMode;
+  /**
+   * The tenant's own tokens-per-minute budget (the `tpm` of its API key), held in Redis across
+   * replicas beside the providers' limits: the estimate is reserved before the call and settled
+   * against the real usage after it. Needs `tenant`. @default no per-tenant token limit
+   */
+  tenantTpm?: number;
 }
 
 /** USD cost added to the OpenAI usage object (an extension field). */
@@ -154,7 +162,10 @@ interface Attempt {
   timedOut: () => boolean;
   /** Clears the timeout and the client-abort listener. */
   dispose: () => void;
-  estimate: number;
+  /** Tokens taken from the provider's `tpm` bucket; settled once against the real usage. */
+  reserved: number;
+  /** Whether the reservation was settled already. */
+  settled: boolean;
 }
 
 /** The caller went away (its signal aborted); 499 in the access log, nobody reads the body. */
@@ -183,6 +194,9 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
   const latency = new LatencyTracker();
   const limiter = new ProviderLimiter(deps.redis, deps.keyPrefix, logger);
   const cache = new ResponseCache(deps.redis, deps.keyPrefix, config.cache.ttlSeconds, logger);
+  // Provider text (error bodies and events) may echo our credentials: scrubbed before it leaves
+  // the service or reaches a log or span.
+  const scrubber = SecretScrubber.forProviders(config.providers);
 
   function cacheModeOf(request: ChatRequest, options: LlmCallOptions): CacheMode {
     if (options.cache) return options.cache;
@@ -221,14 +235,22 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
   function normalise(err: unknown, attempt: Attempt, signal: AbortSignal | undefined): ProviderError {
     if (signal?.aborted) throw new ClientGone();
     if (attempt.timedOut()) return new ProviderError('timeout', `no complete answer within ${attempt.candidate.config.timeoutMs} ms`);
-    if (err instanceof ProviderError) return err;
+    if (err instanceof ProviderError) return new ProviderError(err.kind, scrubber.scrub(err.message), err.status, err.retryAfterMs);
     const e = err as Error;
-    if (e?.name === 'AbortError' || e?.name === 'TimeoutError') return new ProviderError('timeout', e.message || 'aborted');
-    logger.error({ err: e, provider: attempt.candidate.provider }, 'provider adapter threw a non-provider error');
-    return new ProviderError('server', `adapter error: ${e?.message ?? String(err)}`);
+    if (e?.name === 'AbortError' || e?.name === 'TimeoutError') return new ProviderError('timeout', scrubber.scrub(e.message || 'aborted'));
+    const message = scrubber.scrub(e?.message ?? String(err));
+    logger.error({ err: { type: e?.name, message, stack: scrubber.scrub(e?.stack ?? '') }, provider: attempt.candidate.provider }, 'provider adapter threw a non-provider error');
+    return new ProviderError('server', `adapter error: ${message}`);
   }
 
-  function startAttempt(c: Candidate, permit: BreakerPermit, releaseSlot: () => void, parent: Context, signal: AbortSignal | undefined, estimate: number) {
+  /** Settles an attempt's `tpm` reservation against what it used (once; later calls do nothing). */
+  function settle(attempt: Attempt, used: number): void {
+    if (attempt.settled) return;
+    attempt.settled = true;
+    void limiter.reconcile(attempt.candidate.config, attempt.reserved, used);
+  }
+
+  function startAttempt(c: Candidate, permit: BreakerPermit, releaseSlot: () => void, parent: Context, signal: AbortSignal | undefined, reserved: number) {
     const controller = new AbortController();
     let timedOut = false;
     const timer = setTimeout(() => {
@@ -258,7 +280,8 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
         clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
       },
-      estimate,
+      reserved,
+      settled: false,
     };
     const headers = injectTraceHeaders(context, {});
     const callOptions: CallOptions = { signal: controller.signal, headers };
@@ -277,21 +300,32 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
     let cost = 0;
     if (usage) {
       cost = costOf(c.config, c.model, usage);
+      const billed = billedTokens(usage);
       metrics.tokenUsage.observe({ provider: c.provider, model: c.model, token_type: 'input' }, usage.prompt_tokens);
       metrics.tokenUsage.observe({ provider: c.provider, model: c.model, token_type: 'output' }, usage.completion_tokens);
+      // Parts of `input` billed at other rates, observed only when the provider reports them.
+      if (billed.cachedInput > 0) metrics.tokenUsage.observe({ provider: c.provider, model: c.model, token_type: 'cached_input' }, billed.cachedInput);
+      if (billed.cacheWrite > 0) metrics.tokenUsage.observe({ provider: c.provider, model: c.model, token_type: 'cache_write' }, billed.cacheWrite);
       metrics.costUsd.inc({ provider: c.provider, model: c.model }, cost);
       attempt.span.setAttributes({ 'gen_ai.usage.input_tokens': usage.prompt_tokens, 'gen_ai.usage.output_tokens': usage.completion_tokens, 'promptmesh.cost_usd': cost });
-      void limiter.charge(c.config, usage.total_tokens - attempt.estimate);
+      settle(attempt, usage.total_tokens);
+    } else {
+      settle(attempt, attempt.reserved);
     }
     if (responseModel) attempt.span.setAttribute('gen_ai.response.model', responseModel);
     attempt.span.end();
     return cost;
   }
 
-  function fail(attempt: Attempt, error: ProviderError, countsAgainst: boolean): void {
+  /**
+   * Records a failed call. `used` is what it consumed as far as we know: 0 for an error answer
+   * (providers do not bill those), the prompt plus what was streamed for a broken stream.
+   */
+  function fail(attempt: Attempt, error: ProviderError, countsAgainst: boolean, used = 0): void {
     const { candidate: c } = attempt;
     attempt.dispose();
     attempt.releaseSlot();
+    settle(attempt, used);
     const breaker = breakers.get(c.provider)!;
     if (countsAgainst) breaker.failure(attempt.permit);
     else breaker.release(attempt.permit);
@@ -301,11 +335,12 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
     attempt.span.end();
   }
 
-  /** The client left: the call says nothing about the provider. */
-  function abandon(attempt: Attempt): void {
+  /** The client left: the call says nothing about the provider. `used` as for {@link fail}. */
+  function abandon(attempt: Attempt, used: number): void {
     attempt.controller.abort(new ClientGone());
     attempt.dispose();
     attempt.releaseSlot();
+    settle(attempt, used);
     breakers.get(attempt.candidate.provider)!.release(attempt.permit);
     attempt.span.setAttribute('error.type', 'client_gone');
     attempt.span.end();
@@ -318,19 +353,14 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
    */
   async function route<T>(
     request: ChatRequest,
+    targets: Candidate[],
     options: LlmCallOptions,
     parent: Context,
     call: (c: Candidate, callOptions: CallOptions) => Promise<T>,
   ): Promise<{ value: T; attempt: Attempt }> {
-    const targets = resolveTargets(config, providers, request.model);
-    if (targets.length === 0) {
-      const err = notFound(`model '${request.model}' does not exist here: it is no alias and no provider lists it (see GET /v1/models)`, 'model');
-      throw new ApiError(err.statusCode, err.type, err.message, 'model', 'model_not_found');
-    }
     const ordered = orderCandidates(targets, config.routing.strategy, latency, random);
     const tryList = config.routing.fallback ? ordered : ordered.slice(0, 1);
     const { retries } = config.routing;
-    const estimate = estimateTokens(request);
     const outcomes: Outcome[] = [];
     const signal = options.signal;
 
@@ -345,13 +375,14 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
           outcomes.push({ kind: 'open', provider: c.provider, retryInMs: breaker.snapshot().retryInMs ?? 0 });
           break;
         }
+        const estimate = estimateTokens(request, maxOutputTokensOf(c.config, c.model) ?? UNKNOWN_MODEL_OUTPUT_RESERVATION);
         const limit = await limiter.acquire(c.config, estimate);
         if (!limit.allowed) {
           breaker.release(permit);
           outcomes.push({ kind: 'limited', provider: c.provider, retryAfterMs: limit.retryAfterMs, reason: limit.reason });
           break;
         }
-        const { attempt, callOptions } = startAttempt(c, permit, limit.release, parent, signal, estimate);
+        const { attempt, callOptions } = startAttempt(c, permit, limit.release, parent, signal, limit.reserved);
         try {
           const value = await call(c, callOptions);
           return { value, attempt };
@@ -360,7 +391,7 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
           try {
             error = normalise(err, attempt, signal);
           } catch (gone) {
-            abandon(attempt);
+            abandon(attempt, estimateInputTokens(request));
             throw gone;
           }
           if (error.kind === 'bad_request') {
@@ -424,6 +455,56 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
     if (!Array.isArray(request.messages) || request.messages.length === 0) throw badRequest("'messages' must be a non-empty list", 'messages');
   }
 
+  /**
+   * The targets that can serve the request: those of its model whose max output is at least the
+   * `max_tokens` it asks for (as OpenAI does, more than the model can produce is a 400, not a
+   * silent clamp: a client asking for a long answer must not get a short one unannounced).
+   */
+  function candidatesFor(request: ChatRequest): Candidate[] {
+    const targets = resolveTargets(config, providers, request.model);
+    if (targets.length === 0) {
+      const err = notFound(`model '${request.model}' does not exist here: it is no alias and no provider lists it (see GET /v1/models)`, 'model');
+      throw new ApiError(err.statusCode, err.type, err.message, 'model', 'model_not_found');
+    }
+    const asked = requestedMaxTokens(request);
+    if (!asked) return targets;
+    const fitting = targets.filter((t) => {
+      const cap = maxOutputTokensOf(t.config, t.model);
+      return cap === undefined || asked.value <= cap;
+    });
+    if (fitting.length > 0) return fitting;
+    const caps = [...new Set(targets.map((t) => maxOutputTokensOf(t.config, t.model)!))];
+    throw badRequest(
+      `'${asked.field}' is ${asked.value}, more than model '${request.model}' can produce: at most ${Math.max(...caps)} output tokens`,
+      asked.field,
+      'max_tokens_too_large',
+    );
+  }
+
+  /** The output a request may reserve against limits: the largest cap of its candidates. */
+  function outputCapOf(targets: Candidate[]): number {
+    return Math.max(...targets.map((t) => maxOutputTokensOf(t.config, t.model) ?? UNKNOWN_MODEL_OUTPUT_RESERVATION));
+  }
+
+  /**
+   * Takes the request's estimate from the tenant's own `tpm`; `settle(used)` gives back what it
+   * did not use (or takes what it used beyond), once. A tenant over its budget gets a 429.
+   */
+  async function reserveTenant(request: ChatRequest, targets: Candidate[], options: LlmCallOptions): Promise<(used: number) => void> {
+    const { tenant, tenantTpm } = options;
+    if (tenant === undefined || tenantTpm === undefined) return () => undefined;
+    const decision = await limiter.acquireTenant(tenant, tenantTpm, estimateTokens(request, outputCapOf(targets)));
+    if (!decision.allowed) {
+      throw rateLimited(`API key '${tenant}' is over its limit of ${tenantTpm} tokens per minute`, decision.retryAfterMs);
+    }
+    let settled = false;
+    return (used: number) => {
+      if (settled) return;
+      settled = true;
+      void limiter.reconcileTenant(tenant, tenantTpm, decision.reserved, used);
+    };
+  }
+
   function rootSpan(request: ChatRequest, options: LlmCallOptions, stream: boolean) {
     return startSpan(tracer, `chat ${request.model}`, options.traceContext, {
       kind: SpanKind.INTERNAL,
@@ -460,17 +541,21 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
     async complete(request, options = {}) {
       validateForRouting(request);
       const { span, context } = rootSpan(request, options, false);
+      let settleTenant: (used: number) => void = () => undefined;
       try {
+        const targets = candidatesFor(request);
         const cached = await lookup(request, options);
         if (cached.result === 'hit') {
           const { completion, provider, model } = answerFromCache(span, cached.hit!);
           return { completion, provider, model, cache: 'hit', costUsd: 0 };
         }
-        const { value: completion, attempt } = await route(request, options, context, (c, callOptions) =>
+        settleTenant = await reserveTenant(request, targets, options);
+        const { value: completion, attempt } = await route(request, targets, options, context, (c, callOptions) =>
           adapters.get(c.provider)!.complete(c.config, providerRequest(request, c.model, false), callOptions),
         );
         const c = attempt.candidate;
         const cost = succeed(attempt, completion.usage, completion.model, performance.now() - attempt.startedAt);
+        settleTenant(completion.usage?.total_tokens ?? estimateTokens(request, outputCapOf(targets)));
         if (cached.result === 'miss' && completion.choices?.every((ch) => ch.finish_reason !== null)) {
           await cache.set(cached.key, { completion, provider: c.provider, model: c.model });
         }
@@ -484,6 +569,8 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
           costUsd: cost,
         };
       } catch (err) {
+        // The provider did not answer (or the client left while it did): only the prompt may count.
+        settleTenant(err instanceof ClientGone ? estimateInputTokens(request) : 0);
         failRoot(span, err);
         throw err;
       }
@@ -493,13 +580,18 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
       validateForRouting(request);
       const includeUsage = request.stream_options?.include_usage === true;
       const { span, context } = rootSpan(request, options, true);
+      let settleTenant: (used: number) => void = () => undefined;
       try {
+        const targets = candidatesFor(request);
         const cached = await lookup(request, options);
         if (cached.result === 'hit') {
           const { completion, provider, model } = answerFromCache(span, cached.hit!);
           return { provider, model, cache: 'hit', chunks: toAsync(completionToChunks(completion, { includeUsage })) };
         }
-        const { value, attempt } = await route(request, options, context, async (c, callOptions) => {
+        settleTenant = await reserveTenant(request, targets, options);
+        const tenantSettle = settleTenant;
+        const inputEstimate = estimateInputTokens(request);
+        const { value, attempt } = await route(request, targets, options, context, async (c, callOptions) => {
           const iterable = await adapters.get(c.provider)!.stream(c.config, providerRequest(request, c.model, true), callOptions);
           const iterator = iterable[Symbol.asyncIterator]();
           let first: IteratorResult<ChatCompletionChunk>;
@@ -518,12 +610,20 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
         const cacheKey = cached.result === 'miss' ? cached.key : undefined;
         const signal = options.signal;
 
+        /** What a stream that broke off used, as far as we know: the prompt and what was streamed. */
+        let streamedChars = 0;
+        const partialUse = () => inputEstimate + Math.ceil(streamedChars / 4);
+
         async function* chunks(): AsyncGenerator<ChatCompletionChunk> {
           let settled = false;
           let next: ChatCompletionChunk | undefined = value.first;
           try {
             while (next) {
               assembler.add(next);
+              for (const ch of next.choices ?? []) {
+                if (typeof ch.delta?.content === 'string') streamedChars += ch.delta.content.length;
+                for (const tc of ch.delta?.tool_calls ?? []) streamedChars += tc.function?.arguments?.length ?? 0;
+              }
               const out = shape(next);
               if (out) yield out;
               const r = await value.iterator.next();
@@ -533,6 +633,7 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
             const usage = assembler.usage;
             const completion = assembler.completion();
             const cost = succeed(attempt, usage, completion?.model ?? value.first.model, firstChunkLatency);
+            tenantSettle(usage?.total_tokens ?? partialUse());
             if (cacheKey && completion) await cache.set(cacheKey, { completion, provider: c.provider, model: c.model });
             finishRoot(span, c, cached.result, usage, completion?.model);
             span.end();
@@ -554,18 +655,21 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
             try {
               error = normalise(err, attempt, signal);
             } catch (gone) {
-              abandon(attempt);
+              abandon(attempt, partialUse());
+              tenantSettle(partialUse());
               failRoot(span, gone);
               throw gone;
             }
-            fail(attempt, error, true);
+            fail(attempt, error, true, partialUse());
+            tenantSettle(partialUse());
             const apiError = upstreamError(502, `provider ${c.provider} failed mid-stream: ${error.kind}: ${error.message}`, 'stream_interrupted');
             failRoot(span, apiError);
             throw apiError;
           } finally {
             if (!settled) {
               // The consumer stopped early (client went away): stop the upstream call too.
-              abandon(attempt);
+              abandon(attempt, partialUse());
+              tenantSettle(partialUse());
               void value.iterator.return?.();
               span.setAttribute('error.type', 'client_gone');
               span.end();
@@ -593,7 +697,8 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
             return: async (v?: unknown) => {
               if (!started) {
                 started = true;
-                abandon(attempt);
+                abandon(attempt, partialUse());
+                tenantSettle(partialUse());
                 void value.iterator.return?.();
                 span.setAttribute('error.type', 'client_gone');
                 span.end();
@@ -604,6 +709,7 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
         };
         return { provider: c.provider, model: c.model, cache: cached.result, chunks: iterable };
       } catch (err) {
+        settleTenant(err instanceof ClientGone ? estimateInputTokens(request) : 0);
         failRoot(span, err);
         throw err;
       }

@@ -65,10 +65,45 @@ describe('ProviderLimiter (real Redis)', () => {
     const prefix2 = uniquePrefix('llm-tpm2');
     prefixes.push(prefix2);
     const other = await replica(prefix2);
-    expect((await other.acquire(p, 100)).allowed).toBe(true);
-    await other.charge(p, 900); // the call really used 1000 tokens
+    const first = await other.acquire(p, 100);
+    expect(first).toMatchObject({ allowed: true, reserved: 100 });
+    await other.reconcile(p, 100, 1000); // the call really used 1000 tokens
     const after = await other.acquire(p, 100);
     expect(after.allowed).toBe(false);
+  });
+
+  it('gives back what a call reserved and did not use, atomically, never more than it took', async () => {
+    const prefix = uniquePrefix('llm-refund');
+    prefixes.push(prefix);
+    const [a, b] = [await replica(prefix), await replica(prefix)];
+    const p = provider({ tpm: 1000 });
+    // A huge reservation takes at most the whole bucket (a minute's worth), not more.
+    const big = await a.acquire(p, 1_000_000_000);
+    expect(big).toMatchObject({ allowed: true, reserved: 1000 });
+    expect((await b.acquire(p, 10)).allowed).toBe(false);
+    // The call used 50 tokens: 950 come back, on the other replica too.
+    await a.reconcile(p, 1000, 50);
+    const next = await b.acquire(p, 900);
+    expect(next).toMatchObject({ allowed: true, reserved: 900 });
+    expect((await b.acquire(p, 100)).allowed).toBe(false);
+    // A failed call gives all of its reservation back; refunds never go below an empty bucket.
+    await b.reconcile(p, 900, 0);
+    await b.reconcile(p, 900, 0);
+    expect((await a.acquire(p, 950)).allowed).toBe(true);
+    expect((await a.acquire(p, 100)).allowed).toBe(false);
+  });
+
+  it("holds an API key's own tpm, separately from the provider's", async () => {
+    const prefix = uniquePrefix('llm-keytpm');
+    prefixes.push(prefix);
+    const [a, b] = [await replica(prefix), await replica(prefix)];
+    expect(await a.acquireTenant('key-1', 500, 400)).toEqual({ allowed: true, reserved: 400 });
+    const refused = await b.acquireTenant('key-1', 500, 400);
+    expect(refused.allowed).toBe(false);
+    if (!refused.allowed) expect(refused.retryAfterMs).toBeGreaterThan(0);
+    expect((await b.acquireTenant('key-2', 500, 400)).allowed).toBe(true);
+    await a.reconcileTenant('key-1', 500, 400, 20);
+    expect((await b.acquireTenant('key-1', 500, 400)).allowed).toBe(true);
   });
 
   it('caps concurrency locally and frees slots on release', async () => {
@@ -105,5 +140,10 @@ describe('estimateTokens', () => {
   it('counts about four characters a token plus the completion budget', () => {
     expect(estimateTokens({ messages: [{ content: 'x'.repeat(400) }], max_tokens: 50 })).toBe(100 + 4 + 50);
     expect(estimateTokens({ messages: [{ content: [{ type: 'text', text: 'abcd' }] }] })).toBe(1 + 4);
+  });
+
+  it('reserves at most the output cap it is given, and a bounded amount when the cap is unknown', () => {
+    expect(estimateTokens({ messages: [{ content: 'abcd' }], max_tokens: 1e9 }, 16_384)).toBe(1 + 4 + 16_384);
+    expect(estimateTokens({ messages: [{ content: 'abcd' }], max_completion_tokens: 1e9 })).toBe(1 + 4 + 16_384);
   });
 });

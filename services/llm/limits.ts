@@ -1,5 +1,6 @@
 import type { Logger } from '../kit/logger';
 import type { RedisClient } from '../kit/redis';
+import { UNKNOWN_MODEL_OUTPUT_RESERVATION } from './model-limits';
 import type { ProviderConfig } from './types';
 
 /**
@@ -16,8 +17,12 @@ import type { ProviderConfig } from './types';
  * limiter must not become an outage of the service.
  */
 
-// KEYS: requests bucket, tokens bucket. ARGV: rpm, tpm, tokens, mode (check | force).
-// Returns { allowed (1/0), wait ms until it would be allowed }.
+// KEYS: requests bucket, tokens bucket. ARGV: rpm, tpm, tokens, mode (check | force | refund).
+// check takes one request and the tokens only when both buckets allow; force takes the tokens
+// whatever the bucket holds (usage beyond a reservation); refund gives tokens back (a reservation
+// the call did not use), never below an empty bucket. Returns { allowed (1/0), wait ms until it
+// would be allowed, tokens taken }: the bucket takes at most a minute's worth, so that is all a
+// refund may give back.
 const GCRA_SCRIPT = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -36,18 +41,41 @@ end
 local rpm = tonumber(ARGV[1])
 local tpm = tonumber(ARGV[2])
 local tokens = tonumber(ARGV[3])
-local force = ARGV[4] == 'force'
+local mode = ARGV[4]
+if mode == 'refund' then
+  if tpm <= 0 or tokens <= 0 then return {1, 0, 0} end
+  local tat = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if tat <= now then return {1, 0, 0} end
+  local newTat = math.max(now, tat - math.min(tokens, tpm) * (window / tpm))
+  redis.call('SET', KEYS[2], newTat, 'PX', math.ceil(newTat - now) + 1000)
+  return {1, 0, 0}
+end
+local force = mode == 'force'
 local reqTat, reqWait = plan(KEYS[1], rpm, force and 0 or 1)
 local tokTat, tokWait = plan(KEYS[2], tpm, tokens)
 local wait = math.max(reqWait, tokWait)
-if wait > 0 and not force then return {0, math.ceil(wait)} end
+if wait > 0 and not force then return {0, math.ceil(wait), 0} end
 if reqTat then redis.call('SET', KEYS[1], reqTat, 'PX', math.ceil(reqTat - now) + 1000) end
 if tokTat then redis.call('SET', KEYS[2], tokTat, 'PX', math.ceil(tokTat - now) + 1000) end
-return {1, 0}
+return {1, 0, tokTat and math.min(tokens, tpm) or 0}
 `;
 
 /** The outcome of a limit check. */
-export type LimitDecision = { allowed: true; release: () => void } | { allowed: false; retryAfterMs: number; reason: string };
+export type LimitDecision =
+  | {
+      allowed: true;
+      /** Gives the concurrency slot back. */
+      release: () => void;
+      /**
+       * Tokens taken from the `tpm` bucket for this call (0 without a `tpm` limit or while Redis
+       * is unreachable); what {@link ProviderLimiter.reconcile} settles against the real usage.
+       */
+      reserved: number;
+    }
+  | { allowed: false; retryAfterMs: number; reason: string };
+
+/** The outcome of taking from an API key's own `tpm` budget. */
+export type TenantDecision = { allowed: true; reserved: number } | { allowed: false; retryAfterMs: number };
 
 /** Cluster-wide rpm/tpm limits in Redis plus a local concurrency cap, per provider. */
 export class ProviderLimiter {
@@ -79,19 +107,25 @@ export class ProviderLimiter {
     if (cap !== undefined && current >= cap) {
       return { allowed: false, retryAfterMs: 1_000, reason: `concurrency limit ${cap} reached` };
     }
+    let reserved = 0;
     if (limits.rpm !== undefined || limits.tpm !== undefined) {
-      const result = await this.run(provider, limits.rpm ?? 0, limits.tpm ?? 0, tokens, 'check');
+      const result = await this.run(providerTag(this.keyPrefix, provider.name), limits.rpm ?? 0, limits.tpm ?? 0, tokens, 'check');
       if (result && result[0] === 0) {
         return { allowed: false, retryAfterMs: Math.max(1, result[1]), reason: `rate limit (${describeLimits(limits)}) reached` };
       }
+      reserved = result?.[2] ?? 0;
     }
     // Re-read: another call may have taken a slot while the script ran.
     const now = this.inFlight.get(provider.name) ?? 0;
-    if (cap !== undefined && now >= cap) return { allowed: false, retryAfterMs: 1_000, reason: `concurrency limit ${cap} reached` };
+    if (cap !== undefined && now >= cap) {
+      await this.reconcile(provider, reserved, 0);
+      return { allowed: false, retryAfterMs: 1_000, reason: `concurrency limit ${cap} reached` };
+    }
     this.inFlight.set(provider.name, now + 1);
     let released = false;
     return {
       allowed: true,
+      reserved,
       release: () => {
         if (released) return;
         released = true;
@@ -101,25 +135,47 @@ export class ProviderLimiter {
   }
 
   /**
-   * Charges tokens used beyond the estimate (the real usage is known only after the call). Takes
-   * them even when the bucket is empty, so the next calls wait for them.
+   * Settles a call's reservation against what it really used, once that is known (after the
+   * answer, the last chunk, a failure or an abort): tokens used beyond the reservation are taken
+   * even when the bucket is empty (so the next calls wait for them), a reservation the call did
+   * not use is given back. Each is one atomic script call.
    */
-  async charge(provider: ProviderConfig, extraTokens: number): Promise<void> {
+  async reconcile(provider: ProviderConfig, reserved: number, used: number): Promise<void> {
     const tpm = provider.limits?.tpm;
-    if (tpm === undefined || extraTokens <= 0) return;
-    await this.run(provider, 0, tpm, Math.ceil(extraTokens), 'force');
+    if (tpm === undefined) return;
+    await this.settle(providerTag(this.keyPrefix, provider.name), tpm, reserved, used);
   }
 
-  private async run(provider: ProviderConfig, rpm: number, tpm: number, tokens: number, mode: 'check' | 'force'): Promise<[number, number] | undefined> {
+  /**
+   * Takes `tokens` from an API key's own tokens-per-minute budget (the `tpm` of its keys-file
+   * entry), shared by every replica. Fails open while Redis is unreachable.
+   */
+  async acquireTenant(tenant: string, tpm: number, tokens: number): Promise<TenantDecision> {
+    const result = await this.run(tenantTag(this.keyPrefix, tenant), 0, tpm, tokens, 'check');
+    if (result && result[0] === 0) return { allowed: false, retryAfterMs: Math.max(1, result[1]) };
+    return { allowed: true, reserved: result?.[2] ?? 0 };
+  }
+
+  /** {@link reconcile} for an API key's `tpm` budget. */
+  async reconcileTenant(tenant: string, tpm: number, reserved: number, used: number): Promise<void> {
+    await this.settle(tenantTag(this.keyPrefix, tenant), tpm, reserved, used);
+  }
+
+  private async settle(tag: string, tpm: number, reserved: number, used: number): Promise<void> {
+    const delta = Math.ceil(Math.max(0, used)) - reserved;
+    if (delta > 0) await this.run(tag, 0, tpm, delta, 'force');
+    else if (delta < 0) await this.run(tag, 0, tpm, -delta, 'refund');
+  }
+
+  private async run(tag: string, rpm: number, tpm: number, tokens: number, mode: 'check' | 'force' | 'refund'): Promise<[number, number, number] | undefined> {
     if (!this.redis) return undefined;
-    const tag = `${this.keyPrefix}llm:limit:{${provider.name}}`;
     try {
-      const result = (await (this.redis as any).pmLlmGcra(`${tag}:rpm`, `${tag}:tpm`, rpm, tpm, Math.max(0, Math.ceil(tokens)), mode)) as [number, number];
+      const result = (await (this.redis as any).pmLlmGcra(`${tag}:rpm`, `${tag}:tpm`, rpm, tpm, Math.max(0, Math.ceil(tokens)), mode)) as [number, number, number];
       if (this.redisDown) {
         this.redisDown = false;
         this.logger.info('llm rate limits: Redis is back, limits apply again');
       }
-      return [Number(result[0]), Number(result[1])];
+      return [Number(result[0]), Number(result[1]), Number(result[2] ?? 0)];
     } catch (err) {
       if (!this.redisDown) {
         this.redisDown = true;
@@ -130,17 +186,39 @@ export class ProviderLimiter {
   }
 }
 
+/** A provider's two buckets share this hash tag (one cluster slot). */
+function providerTag(prefix: string, provider: string): string {
+  return `${prefix}llm:limit:{${provider}}`;
+}
+
+/** An API key's own token bucket (the requests bucket beside it is never used). */
+function tenantTag(prefix: string, tenant: string): string {
+  return `${prefix}llm:keylimit:{${tenant}}`;
+}
+
 function describeLimits(limits: NonNullable<ProviderConfig['limits']>): string {
   return [limits.rpm !== undefined ? `${limits.rpm} rpm` : '', limits.tpm !== undefined ? `${limits.tpm} tpm` : ''].filter(Boolean).join(', ');
 }
 
-/** A rough token count for limit checks before the call (about four characters a token). */
-export function estimateTokens(request: { messages: Array<{ content: unknown }>; max_tokens?: number; max_completion_tokens?: number }): number {
+/** A rough count of a request's input tokens (about four characters a token). */
+export function estimateInputTokens(request: { messages: Array<{ content: unknown }> }): number {
   let chars = 0;
   for (const m of request.messages) {
     if (typeof m.content === 'string') chars += m.content.length;
     else if (Array.isArray(m.content)) for (const part of m.content) chars += typeof part?.text === 'string' ? part.text.length : 0;
   }
-  const input = Math.ceil(chars / 4) + 4 * request.messages.length;
-  return input + (request.max_completion_tokens ?? request.max_tokens ?? 0);
+  return Math.ceil(chars / 4) + 4 * request.messages.length;
+}
+
+/**
+ * What to reserve against `tpm` limits before the call: the input estimate plus the output the
+ * request allows, at most `outputCap` (the model's max output, which the request has been checked
+ * against; {@link UNKNOWN_MODEL_OUTPUT_RESERVATION} when nobody knows it).
+ */
+export function estimateTokens(
+  request: { messages: Array<{ content: unknown }>; max_tokens?: number | null; max_completion_tokens?: number | null },
+  outputCap: number = UNKNOWN_MODEL_OUTPUT_RESERVATION,
+): number {
+  const output = request.max_completion_tokens ?? request.max_tokens ?? 0;
+  return estimateInputTokens(request) + Math.min(output, outputCap);
 }

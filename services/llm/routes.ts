@@ -10,8 +10,9 @@ import type { ChatRequest } from './types';
  * The llm service's internal HTTP API: `POST /v1/chat/completions` (canonical OpenAI shape,
  * streaming as SSE), `GET /v1/providers` and `GET /v1/models`.
  *
- * Request headers the router sets: `x-promptmesh-tenant` (whose cache entries to use) and
- * `x-promptmesh-cache` (`force` or `off`). Response headers: `x-promptmesh-provider`,
+ * Request headers the router sets: `x-promptmesh-tenant` (whose cache entries to use),
+ * `x-promptmesh-tenant-tpm` (that tenant's tokens-per-minute budget) and `x-promptmesh-cache`
+ * (`force` or `off`). Response headers: `x-promptmesh-provider`,
  * `x-promptmesh-model`, `x-promptmesh-cache` and, for plain answers, `x-promptmesh-cost-usd`.
  */
 
@@ -99,8 +100,17 @@ function callOptions(request: FastifyRequest, signal: AbortSignal): LlmCallOptio
     }
     cache = cacheHeader;
   }
+  const tpmRaw = request.headers[HEADERS.tenantTpm];
+  const tpmHeader = Array.isArray(tpmRaw) ? tpmRaw[0] : tpmRaw;
+  let tenantTpm: number | undefined;
+  if (tpmHeader !== undefined) {
+    tenantTpm = /^[1-9][0-9]{0,10}$/.test(tpmHeader) ? Number(tpmHeader) : NaN;
+    if (!Number.isInteger(tenantTpm) || tenantTpm > 10_000_000_000) throw badRequest(`header '${HEADERS.tenantTpm}' must be a whole number of tokens per minute (1-10000000000)`, HEADERS.tenantTpm);
+    if (tenant === undefined) throw badRequest(`header '${HEADERS.tenantTpm}' needs '${TENANT_HEADER}' (whose budget it is)`, HEADERS.tenantTpm);
+  }
   const options: LlmCallOptions = { traceContext: request.traceContext, signal };
   if (tenant !== undefined) options.tenant = tenant;
+  if (tenantTpm !== undefined) options.tenantTpm = tenantTpm;
   if (cache !== undefined) options.cache = cache;
   return options;
 }

@@ -57,9 +57,34 @@ export interface ChatRequest {
 }
 
 export interface Usage {
+  /** Every input token, cached or not (OpenAI's meaning; Anthropic's three input counts summed). */
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
+  /** `cached_tokens`: input tokens read from the provider's prompt cache (part of `prompt_tokens`). */
+  prompt_tokens_details?: { cached_tokens?: number; [detail: string]: unknown };
+  /**
+   * Input tokens written to the provider's prompt cache (Anthropic's
+   * `cache_creation_input_tokens`; part of `prompt_tokens`, billed at `cache_write`).
+   */
+  cache_creation_input_tokens?: number;
+  [extra: string]: unknown;
+}
+
+/** USD per million tokens of one provider model. */
+export interface ModelPrice {
+  input: number;
+  output: number;
+  /**
+   * Input tokens read from the prompt cache.
+   * @default the known share of `input` for the model family (model-limits.ts), else `input`
+   */
+  cached_input?: number;
+  /**
+   * Input tokens written to the prompt cache (Anthropic).
+   * @default the known share of `input` (1.25x for Claude), else `input`
+   */
+  cache_write?: number;
 }
 
 export type FinishReason = 'stop' | 'length' | 'tool_calls' | 'content_filter' | null;
@@ -121,7 +146,13 @@ export interface ProviderConfig {
   idleTimeoutMs?: number;
   limits?: { rpm?: number; tpm?: number; concurrency?: number };
   /** USD per million tokens, per provider model. */
-  prices?: Record<string, { input: number; output: number }>;
+  prices?: Record<string, ModelPrice>;
+  /**
+   * The largest answer each provider model may produce; a request asking for more is a 400
+   * naming `max_tokens`, and it is the Anthropic adapter's `max_tokens` when the client sets none.
+   * @default the known figure of the model family (model-limits.ts), else no cap of ours
+   */
+  maxOutputTokens?: Record<string, number>;
   /** The provider models it serves (besides those named in prices and aliases). */
   models?: string[];
   /** Extra headers sent on every call (e.g. `anthropic-version`). */

@@ -21,8 +21,8 @@ function capture() {
 
 describe('parseApiKeys', () => {
   it('reads YAML and JSON', () => {
-    const yaml = parseApiKeys(`keys:\n  - { id: a, sha256: ${sha}, scopes: [invoke, admin], rpm: 10 }\n`, 'keys.yaml');
-    expect(yaml).toEqual([{ id: 'a', sha256: sha, scopes: ['invoke', 'admin'], rpm: 10 }]);
+    const yaml = parseApiKeys(`keys:\n  - { id: a, sha256: ${sha}, scopes: [invoke, admin], rpm: 10, tpm: 50000 }\n`, 'keys.yaml');
+    expect(yaml).toEqual([{ id: 'a', sha256: sha, scopes: ['invoke', 'admin'], rpm: 10, tpm: 50000 }]);
     const json = parseApiKeys(JSON.stringify({ keys: [{ id: 'b', sha256: sha.toUpperCase(), scopes: ['invoke'] }] }), 'keys.json');
     expect(json).toEqual([{ id: 'b', sha256: sha, scopes: ['invoke'] }]);
   });
@@ -34,6 +34,9 @@ describe('parseApiKeys', () => {
     [`keys: [{ id: a, sha256: ${sha}, scopes: [root] }]`, `'keys[0].scopes[0]' must be one of invoke, admin`],
     [`keys: [{ id: a, sha256: ${sha}, scopes: [] }]`, `'keys[0].scopes'`],
     [`keys: [{ id: a, sha256: ${sha}, scopes: [invoke], rpm: 0 }]`, `'keys[0].rpm'`],
+    [`keys: [{ id: a, sha256: ${sha}, scopes: [invoke], tpm: 0 }]`, `'keys[0].tpm'`],
+    [`keys: [{ id: a, sha256: ${sha}, scopes: [invoke], tpm: 1.5 }]`, `'keys[0].tpm'`],
+    [`keys: [{ id: a, sha256: ${sha}, scopes: [invoke], tpm: '100' }]`, `'keys[0].tpm'`],
     [`keys: [{ id: a, sha256: ${sha}, scopes: [invoke] }, { id: a, sha256: ${hashApiKey('x')}, scopes: [invoke] }]`, `'keys[1].id' duplicates`],
     [`keys: [{ id: 'a b', sha256: ${sha}, scopes: [invoke] }]`, `'keys[0].id'`],
     [`keys: [{ id: a, sha256: ${sha}, scopes: [invoke], extra: 1 }]`, `'keys[0].extra' is not a known field`],

@@ -18,6 +18,12 @@ export interface ApiKey {
   scopes: readonly Scope[];
   /** Requests per minute, held across replicas in Redis. @default unlimited */
   rpm?: number;
+  /**
+   * Tokens per minute (prompt and completion), held across replicas in Redis: each request's
+   * estimate is reserved before the provider call and settled against the real usage after it.
+   * @default unlimited
+   */
+  tpm?: number;
 }
 
 interface CompiledKey extends ApiKey {
@@ -34,7 +40,7 @@ export function hashApiKey(key: string): string {
 }
 
 /**
- * Parses the keys file (YAML or JSON; JSON is YAML): `keys: [{ id, sha256, scopes, rpm? }]`.
+ * Parses the keys file (YAML or JSON; JSON is YAML): `keys: [{ id, sha256, scopes, rpm?, tpm? }]`.
  * Throws a {@link ConfigError} naming the file and the field for the first problem.
  */
 export function parseApiKeys(text: string, file: string): ApiKey[] {
@@ -58,9 +64,9 @@ export function parseApiKeys(text: string, file: string): ApiKey[] {
     if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(file, `'${at}' must be an object`);
     const entry = raw as Record<string, unknown>;
     for (const field of Object.keys(entry)) {
-      if (!['id', 'sha256', 'scopes', 'rpm'].includes(field)) throw new ConfigError(file, `'${at}.${field}' is not a known field`);
+      if (!['id', 'sha256', 'scopes', 'rpm', 'tpm'].includes(field)) throw new ConfigError(file, `'${at}.${field}' is not a known field`);
     }
-    const { id, sha256, scopes, rpm } = entry;
+    const { id, sha256, scopes, rpm, tpm } = entry;
     if (typeof id !== 'string' || !ID_PATTERN.test(id)) {
       throw new ConfigError(file, `'${at}.id' must be 1-64 letters, digits, '.', '_' or '-'`);
     }
@@ -78,7 +84,16 @@ export function parseApiKeys(text: string, file: string): ApiKey[] {
     if (rpm !== undefined && (typeof rpm !== 'number' || !Number.isInteger(rpm) || rpm < 1 || rpm > 1_000_000)) {
       throw new ConfigError(file, `'${at}.rpm' must be a whole number between 1 and 1000000`);
     }
-    return { id, sha256: sha256.toLowerCase(), scopes: scopes as Scope[], ...(rpm !== undefined ? { rpm: rpm as number } : {}) };
+    if (tpm !== undefined && (typeof tpm !== 'number' || !Number.isInteger(tpm) || tpm < 1 || tpm > 10_000_000_000)) {
+      throw new ConfigError(file, `'${at}.tpm' must be a whole number between 1 and 10000000000`);
+    }
+    return {
+      id,
+      sha256: sha256.toLowerCase(),
+      scopes: scopes as Scope[],
+      ...(rpm !== undefined ? { rpm: rpm as number } : {}),
+      ...(tpm !== undefined ? { tpm: tpm as number } : {}),
+    };
   });
 }
 

@@ -194,7 +194,7 @@ export function createChatHandler(options: ChatHandlerOptions) {
   }
 
   async function plain(reply: FastifyReply, upstream: ChatRequest, meta: CallMeta, tenant: string | undefined, turn: Turn | undefined) {
-    const result = await llm.complete(upstream, { ...meta, tenant });
+    const result = await llm.complete(upstream, { ...meta, tenant, tenantTpm: reply.request.apiKey?.tpm });
     setOrigin(reply, result);
     if (turn) await store(turn, textOf(result.completion.choices[0]?.message?.content ?? ''), meta);
     return reply.send(result.completion);
@@ -213,7 +213,7 @@ export function createChatHandler(options: ChatHandlerOptions) {
       if (!reply.raw.writableFinished) abort.abort();
     };
     reply.raw.once('close', onClose);
-    const result = await llm.stream(upstream, { ...meta, tenant, signal: abort.signal });
+    const result = await llm.stream(upstream, { ...meta, tenant, tenantTpm: request.apiKey?.tpm, signal: abort.signal });
     setOrigin(reply, result);
     reply.header('content-type', 'text/event-stream; charset=utf-8');
     reply.header('cache-control', 'no-cache');

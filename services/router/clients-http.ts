@@ -67,7 +67,8 @@ export class HttpLlmClient implements LlmClient {
   constructor(readonly http: PeerHttp) {}
 
   private headers(options: LlmCallOptions): Record<string, string> {
-    return options.tenant ? { [TENANT_HEADER]: options.tenant } : {};
+    if (!options.tenant) return {};
+    return options.tenantTpm !== undefined ? { [TENANT_HEADER]: options.tenant, [HEADERS.tenantTpm]: String(options.tenantTpm) } : { [TENANT_HEADER]: options.tenant };
   }
 
   async complete(request: ChatRequest, options: LlmCallOptions): Promise<LlmOrigin & { completion: ChatCompletion }> {

@@ -41,6 +41,8 @@ export interface LlmOrigin {
 export interface LlmCallOptions extends CallMeta {
   /** Who is asking (the API key id); keys the response cache per tenant. */
   tenant?: string;
+  /** The tenant's tokens-per-minute budget (its API key's `tpm`), enforced by llm. @default none */
+  tenantTpm?: number;
 }
 
 /** A model as `GET /v1/models` lists it. */

@@ -51,6 +51,8 @@ const message = {
     refusal: { type: ['string', 'null'] },
     audio: { type: ['object', 'null'] },
     function_call: { type: ['object', 'null'] },
+    /** Prompt caching (Anthropic): marks the message's last block; content parts may carry it too. */
+    cache_control: { type: 'object' },
   },
 };
 

@@ -35,6 +35,19 @@ export async function call(
   return { status: res.status, headers: res.headers, body };
 }
 
+/** The refund of a reservation lands just after the answer: retry a call briefly until it does. */
+async function waitForRefund(attempt: () => Promise<{ status: number }>): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  for (;;) {
+    const { status } = await attempt();
+    if (status === 200 || Date.now() > deadline) {
+      expect(status).toBe(200);
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 function client(layout: Layout, key: string = KEYS.admin): OpenAI {
   return new OpenAI({ baseURL: `${layout.url}/v1`, apiKey: key, maxRetries: 0, timeout: 30_000 });
 }
@@ -295,6 +308,26 @@ export function defineSuite(label: string, start: () => Promise<Layout>): void {
       const refused = results[3] as InstanceType<typeof OpenAI.RateLimitError>;
       expect(refused).toBeInstanceOf(OpenAI.RateLimitError);
       expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    });
+
+    it("holds a key's tokens per minute (tpm from the keys file), refunding what a call did not use", async () => {
+      const tokenLimited = (maxTokens: number) =>
+        call(layout, 'POST', '/v1/chat/completions', { key: KEYS.tokenLimited, body: { model: 'chat', max_tokens: maxTokens, messages: [{ role: 'user', content: 'count me' }] } });
+      // 900 reserved, a few used and the rest given back: the second call still fits.
+      expect((await tokenLimited(900)).status).toBe(200);
+      await waitForRefund(() => tokenLimited(900));
+      layout.fake.setBehavior({ reply: { tokens: 800 } });
+      try {
+        expect((await tokenLimited(900)).status).toBe(200);
+        const refused = await tokenLimited(300);
+        expect(refused.status).toBe(429);
+        expect(refused.body.error.message).toContain("'e2e-token-limited'");
+        expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+        // Other keys are untouched.
+        expect((await call(layout, 'POST', '/v1/chat/completions', { key: KEYS.user, body: { model: 'chat', max_tokens: 300, messages: [{ role: 'user', content: 'x' }] } })).status).toBe(200);
+      } finally {
+        layout.fake.setBehavior({});
+      }
     });
 
     it('falls back to the second provider during an outage of the first', async () => {

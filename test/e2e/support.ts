@@ -28,6 +28,8 @@ export const KEYS = {
   user: 'pm-e2e-user-key',
   /** invoke, 3 requests per minute */
   limited: 'pm-e2e-limited-key',
+  /** invoke, 1000 tokens per minute */
+  tokenLimited: 'pm-e2e-token-limited-key',
 } as const;
 
 /** A redis-server of a test's own, on a free port, that the test may stop and start. */
@@ -125,6 +127,7 @@ async function shared(label: string): Promise<Shared> {
       `  - { id: e2e-admin, sha256: ${hashApiKey(KEYS.admin)}, scopes: [invoke, admin] }`,
       `  - { id: e2e-user, sha256: ${hashApiKey(KEYS.user)}, scopes: [invoke] }`,
       `  - { id: e2e-limited, sha256: ${hashApiKey(KEYS.limited)}, scopes: [invoke], rpm: 3 }`,
+      `  - { id: e2e-token-limited, sha256: ${hashApiKey(KEYS.tokenLimited)}, scopes: [invoke], tpm: 1000 }`,
       '',
     ].join('\n'),
   );

@@ -35,12 +35,21 @@ export interface ReplyOptions {
    * @default false
    */
   omitUsage?: boolean;
+  /**
+   * Input tokens reported as read from the prompt cache (OpenAI
+   * `prompt_tokens_details.cached_tokens`, Anthropic `cache_read_input_tokens`); at most the
+   * prompt's tokens.
+   * @default 0
+   */
+  cachedTokens?: number;
+  /** Input tokens reported as written to the prompt cache (Anthropic `cache_creation_input_tokens`). @default 0 */
+  cacheWriteTokens?: number;
 }
 
 /** One way to fail. */
 export type Fault =
   /** Answer with this HTTP status and the API's error body (`retryAfter` seconds, `retryAfterMs` for `retry-after-ms`). */
-  | { type: 'status'; status: number; retryAfter?: number | string; retryAfterMs?: number; message?: string }
+  | { type: 'status'; status: number; retryAfter?: number | string; retryAfterMs?: number; message?: string; echoRequest?: boolean }
   /** Destroy the socket: before any header (default), or after the headers and part of the body. */
   | { type: 'reset'; afterHeaders?: boolean }
   /**
@@ -53,9 +62,10 @@ export type Fault =
   /**
    * Streams only: an error event after `afterChunks` content chunks (default 1), then the end.
    * Anthropic sends `event: error` with an `overloaded_error`; OpenAI a `data: {"error": ...}`.
-   * Plain requests get a 500 instead.
+   * Plain requests get a 500 instead. `echoRequest` (here and on `status`) puts the request's
+   * headers, credentials included, into the error message, as some proxies do.
    */
-  | { type: 'error_event'; afterChunks?: number };
+  | { type: 'error_event'; afterChunks?: number; echoRequest?: boolean };
 
 /** A fault with its share in a mixed rule. */
 export type WeightedFault = Fault & { weight?: number };
@@ -133,7 +143,10 @@ function checkKeys(value: Record<string, unknown>, allowed: readonly string[], f
 
 function validateReply(reply: unknown, field: string): ReplyOptions {
   if (!isObject(reply)) throw new PlanError(field, 'must be an object');
-  checkKeys(reply, ['text', 'tokens', 'tokenDelayMs', 'toolCall', 'omitUsage'], field);
+  checkKeys(reply, ['text', 'tokens', 'tokenDelayMs', 'toolCall', 'omitUsage', 'cachedTokens', 'cacheWriteTokens'], field);
+  for (const k of ['cachedTokens', 'cacheWriteTokens'] as const) {
+    if (reply[k] !== undefined && !(Number.isInteger(reply[k]) && (reply[k] as number) >= 0)) throw new PlanError(`${field}.${k}`, 'must be an integer >= 0');
+  }
   if (reply.omitUsage !== undefined && typeof reply.omitUsage !== 'boolean') throw new PlanError(`${field}.omitUsage`, 'must be a boolean');
   if (reply.text !== undefined && typeof reply.text !== 'string') throw new PlanError(`${field}.text`, 'must be a string');
   if (reply.tokens !== undefined && !(Number.isInteger(reply.tokens) && (reply.tokens as number) >= 1)) {
@@ -155,7 +168,8 @@ function validateFault(fault: unknown, field: string, weighted: boolean): Weight
   if (weighted && fault.weight !== undefined && !isNonNegNumber(fault.weight)) throw new PlanError(`${field}.weight`, 'must be a number >= 0');
   switch (fault.type) {
     case 'status':
-      checkKeys(fault, [...common, 'status', 'retryAfter', 'retryAfterMs', 'message'], field);
+      checkKeys(fault, [...common, 'status', 'retryAfter', 'retryAfterMs', 'message', 'echoRequest'], field);
+      if (fault.echoRequest !== undefined && typeof fault.echoRequest !== 'boolean') throw new PlanError(`${field}.echoRequest`, 'must be a boolean');
       if (!(Number.isInteger(fault.status) && (fault.status as number) >= 400 && (fault.status as number) <= 599)) {
         throw new PlanError(`${field}.status`, 'must be an integer HTTP error status (400..599)');
       }
@@ -180,10 +194,11 @@ function validateFault(fault: unknown, field: string, weighted: boolean): Weight
       checkKeys(fault, common, field);
       break;
     case 'error_event':
-      checkKeys(fault, [...common, 'afterChunks'], field);
+      checkKeys(fault, [...common, 'afterChunks', 'echoRequest'], field);
       if (fault.afterChunks !== undefined && !(Number.isInteger(fault.afterChunks) && (fault.afterChunks as number) >= 0)) {
         throw new PlanError(`${field}.afterChunks`, 'must be an integer >= 0');
       }
+      if (fault.echoRequest !== undefined && typeof fault.echoRequest !== 'boolean') throw new PlanError(`${field}.echoRequest`, 'must be a boolean');
       break;
     default:
       throw new PlanError(`${field}.type`, "must be one of 'status', 'reset', 'stall', 'malformed', 'error_event'");

@@ -103,6 +103,9 @@ interface Reply {
   completionTokens: number;
   tokenDelayMs: number;
   omitUsage: boolean;
+  /** Of promptTokens: read from / written to the prompt cache. */
+  cachedTokens?: number;
+  cacheWriteTokens?: number;
 }
 
 /** The SSE events of one stream: those before the content, the content deltas, those after. */
@@ -221,6 +224,13 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
   // ---- replies --------------------------------------------------------------------------------
 
   const buildReply = (api: FakeApi, body: Json, options: ReplyOptions): Reply => {
+    const reply = buildPlainReply(api, body, options);
+    const cachedTokens = Math.min(reply.promptTokens, options.cachedTokens ?? 0);
+    const cacheWriteTokens = Math.min(reply.promptTokens - cachedTokens, options.cacheWriteTokens ?? 0);
+    return cachedTokens > 0 || cacheWriteTokens > 0 ? { ...reply, cachedTokens, cacheWriteTokens } : reply;
+  };
+
+  const buildPlainReply = (api: FakeApi, body: Json, options: ReplyOptions): Reply => {
     const messages = body.messages as Json[];
     const id = api === 'anthropic' ? `msg_${nextId()}` : `chatcmpl-${nextId()}`;
     const prompt = promptTokens(messages, api === 'anthropic' ? body.system : undefined);
@@ -279,7 +289,7 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     prompt_tokens: r.promptTokens,
     completion_tokens: r.completionTokens,
     total_tokens: r.promptTokens + r.completionTokens,
-    prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
+    prompt_tokens_details: { cached_tokens: r.cachedTokens ?? 0, audio_tokens: 0 },
     completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0, accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 },
   });
 
@@ -313,7 +323,12 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
       : [{ type: 'text', text: r.pieces.join('') }],
     stop_reason: anthropicStop(r),
     stop_sequence: r.stopSequence,
-    usage: { input_tokens: r.promptTokens, output_tokens: r.completionTokens, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 },
+    usage: {
+      input_tokens: r.promptTokens - (r.cachedTokens ?? 0) - (r.cacheWriteTokens ?? 0),
+      output_tokens: r.completionTokens,
+      cache_creation_input_tokens: r.cacheWriteTokens ?? 0,
+      cache_read_input_tokens: r.cachedTokens ?? 0,
+    },
   });
 
   const openaiEvents = (r: Reply, created: number, includeUsage: boolean): StreamEvents => {
@@ -384,14 +399,23 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
   };
 
   /** Applies a fault; resolves when the response is finished (or abandoned). */
-  const applyFault = async (res: ServerResponse, api: FakeApi, fault: Fault, stream: boolean, events: () => StreamEvents, plainBody: () => string): Promise<string> => {
+  const applyFault = async (
+    res: ServerResponse,
+    api: FakeApi,
+    fault: Fault,
+    stream: boolean,
+    events: () => StreamEvents,
+    plainBody: () => string,
+    requestHeaders: IncomingMessage['headers'],
+  ): Promise<string> => {
+    const echo = (message: string) => ('echoRequest' in fault && fault.echoRequest ? `${message}; request was: ${JSON.stringify(requestHeaders)}` : message);
     switch (fault.type) {
       case 'status': {
         const headers: Record<string, string> = {};
         if (fault.retryAfter !== undefined) headers['retry-after'] = String(fault.retryAfter);
         if (fault.retryAfterMs !== undefined) headers['retry-after-ms'] = String(fault.retryAfterMs);
         const [type, message] = statusError(api, fault.status);
-        sendError(res, api, new HttpError(fault.status, type, fault.message ?? message, null, null), headers);
+        sendError(res, api, new HttpError(fault.status, type, echo(fault.message ?? message), null, null), headers);
         return `status_${fault.status}`;
       }
       case 'reset': {
@@ -430,15 +454,15 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
       case 'error_event': {
         if (!stream) {
           const [type, message] = statusError(api, 500);
-          sendError(res, api, new HttpError(500, type, message));
+          sendError(res, api, new HttpError(500, type, echo(message)));
           return 'status_500';
         }
         const ev = events();
         res.writeHead(200, SSE_HEADERS);
         const error =
           api === 'anthropic'
-            ? `event: error\ndata: ${JSON.stringify({ type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } })}\n\n`
-            : `data: ${JSON.stringify({ error: { message: 'The server had an error while processing your request.', type: 'server_error', param: null, code: null } })}\n\n`;
+            ? `event: error\ndata: ${JSON.stringify({ type: 'error', error: { type: 'overloaded_error', message: echo('Overloaded') } })}\n\n`
+            : `data: ${JSON.stringify({ error: { message: echo('The server had an error while processing your request.'), type: 'server_error', param: null, code: null } })}\n\n`;
         res.end(ev.head.join('') + ev.tokens.slice(0, fault.afterChunks ?? 1).join('') + error);
         return 'error_event';
       }
@@ -511,7 +535,7 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     const requestIdHeader = api === 'openai' ? 'x-request-id' : 'request-id';
     res.setHeader(requestIdHeader, `req_${reply.id}`);
     if (decision.fault) {
-      count(await applyFault(res, api, decision.fault, stream, events, plainBody));
+      count(await applyFault(res, api, decision.fault, stream, events, plainBody, req.headers));
       return;
     }
     if (stream) {

@@ -5,6 +5,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { Pool, type Dispatcher } from 'undici';
+import { SecretScrubber, secretsOf } from '../secret-scrubber';
 import { ProviderError, type CallOptions, type ProviderConfig, type ProviderErrorKind } from '../types';
 
 /** A provider's answer once its headers arrived. */
@@ -220,13 +221,23 @@ export async function errorFromResponse(provider: ProviderConfig, res: ProviderR
   } catch {
     // the status is what matters; a broken error body does not change the kind
   }
-  const message = providerMessage(text.slice(0, MAX_ERROR_BODY))?.slice(0, 500);
+  // Scrubbed before it is cut short, so no credential survives half-cut at the 500th character.
+  const message = upstreamText(provider, providerMessage(text.slice(0, MAX_ERROR_BODY)) ?? '').slice(0, 500) || undefined;
   return new ProviderError(
     kindOfStatus(res.statusCode),
     `${provider.name}: HTTP ${res.statusCode}${message ? `: ${message}` : ''}`,
     res.statusCode,
     retryAfterMs(res.headers),
   );
+}
+
+/**
+ * Text a provider sent (an error message), without credentials: the provider's own key and
+ * anything shaped like one (see secret-scrubber.ts). The llm core scrubs again with every
+ * provider's secrets before anything leaves the service.
+ */
+export function upstreamText(provider: ProviderConfig, text: string): string {
+  return new SecretScrubber(secretsOf(provider)).scrub(text);
 }
 
 /** Reads a whole JSON body; a body that does not parse is `malformed`. */

@@ -52,7 +52,7 @@ describe('request translation', () => {
     );
     expect(body).toEqual({
       model: 'claude-haiku-4-5',
-      max_tokens: DEFAULT_MAX_TOKENS,
+      max_tokens: 64_000,
       system: 'You are terse.\n\nAnswer in English.',
       messages: [
         { role: 'user', content: [{ type: 'text', text: 'one' }, { type: 'text', text: 'two' }] },
@@ -113,7 +113,8 @@ describe('anthropic adapter', () => {
     expect(sent.path).toBe('/v1/messages');
     expect(sent.headers['x-api-key']).toBe('ak-live');
     expect(sent.headers['anthropic-version']).toBe('2023-06-01');
-    expect(sent.body).toMatchObject({ system: 'be nice', max_tokens: DEFAULT_MAX_TOKENS });
+    // No max_tokens from the client: the model's whole max output (claude-haiku-4-5: 64000), not a cut-off of ours.
+    expect(sent.body).toMatchObject({ system: 'be nice', max_tokens: 64_000 });
   });
 
   it('turns the event stream into OpenAI chunks: role first, text deltas, finish and usage last', async () => {
@@ -179,6 +180,8 @@ describe('anthropic adapter', () => {
       prompt_tokens: viaSdk.usage.input_tokens,
       completion_tokens: viaSdk.usage.output_tokens,
       total_tokens: viaSdk.usage.input_tokens + viaSdk.usage.output_tokens,
+      prompt_tokens_details: { cached_tokens: 0 },
+      cache_creation_input_tokens: 0,
     });
 
     // the same stream read by the SDK and by the adapter gives the same text and usage
@@ -194,5 +197,60 @@ describe('anthropic adapter', () => {
     await adapter.complete(p, request('x'), {});
     expect(fake.requests[0].path).toBe('/v1/messages');
     expect(fake.requests[0].headers['anthropic-version']).toBe('2099-01-01');
+  });
+});
+
+describe('anthropic adapter: output cap and prompt caching (issue 9, items 8 and 9)', () => {
+  it('sends the max output of the model when the client sets none: known table, providers file, fallback', () => {
+    expect(toAnthropicBody(request('x', { model: 'claude-sonnet-4-5-20250929' }), false, provider).max_tokens).toBe(64_000);
+    expect(toAnthropicBody(request('x', { model: 'claude-opus-4-1' }), false, provider).max_tokens).toBe(32_000);
+    expect(toAnthropicBody(request('x', { model: 'claude-3-5-haiku-latest' }), false, provider).max_tokens).toBe(8_192);
+    expect(toAnthropicBody(request('x', { model: 'claude-next' }), false, { ...provider, maxOutputTokens: { 'claude-next': 100_000 } }).max_tokens).toBe(100_000);
+    expect(toAnthropicBody(request('x', { model: 'mystery' }), false, provider).max_tokens).toBe(DEFAULT_MAX_TOKENS);
+    expect(toAnthropicBody(request('x', { max_tokens: 7 }), false, provider).max_tokens).toBe(7);
+  });
+
+  it('carries cache_control on content parts, messages, system messages, tool results and tools', () => {
+    const ephemeral = { type: 'ephemeral' };
+    const body = toAnthropicBody(
+      {
+        model: 'claude-haiku-4-5',
+        messages: [
+          { role: 'system', content: [{ type: 'text', text: 'long rules', cache_control: ephemeral }] },
+          { role: 'system', content: 'more rules' },
+          { role: 'user', content: [{ type: 'text', text: 'doc', cache_control: ephemeral }, { type: 'text', text: 'question' }] },
+          { role: 'assistant', content: 'answer', cache_control: ephemeral } as never,
+          { role: 'user', content: 'follow-up', cache_control: { type: 'ephemeral', ttl: '1h' } } as never,
+        ],
+        tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object' } }, cache_control: ephemeral }],
+      },
+      false,
+      provider,
+    );
+    expect(body.system).toEqual([
+      { type: 'text', text: 'long rules', cache_control: ephemeral },
+      { type: 'text', text: 'more rules' },
+    ]);
+    expect(body.messages).toEqual([
+      { role: 'user', content: [{ type: 'text', text: 'doc', cache_control: ephemeral }, { type: 'text', text: 'question' }] },
+      { role: 'assistant', content: [{ type: 'text', text: 'answer', cache_control: ephemeral }] },
+      { role: 'user', content: [{ type: 'text', text: 'follow-up', cache_control: { type: 'ephemeral', ttl: '1h' } }] },
+    ]);
+    expect(body.tools).toEqual([{ name: 'f', input_schema: { type: 'object' }, cache_control: ephemeral }]);
+    // Without any marker, system stays the plain string it always was.
+    expect(toAnthropicBody({ model: 'c', messages: [{ role: 'system', content: 'a' }, { role: 'user', content: 'b' }] }, false).system).toBe('a');
+  });
+
+  it('reports cache reads as prompt_tokens_details.cached_tokens and writes as cache_creation_input_tokens, plain and streamed', async () => {
+    fake.setBehavior({ reply: { cachedTokens: 3, cacheWriteTokens: 2 } });
+    const messages = [{ role: 'user' as const, content: 'a fairly long prompt that is cached '.repeat(4) }];
+    const plain = await adapter.complete(provider, { model: 'claude-haiku-4-5', messages }, {});
+    const sent = fake.requests[0].body as { messages: unknown };
+    expect(sent.messages).toBeDefined();
+    expect(plain.usage.prompt_tokens_details).toEqual({ cached_tokens: 3 });
+    expect(plain.usage.cache_creation_input_tokens).toBe(2);
+    const chunks = await collect(await adapter.stream(provider, { model: 'claude-haiku-4-5', messages }, {}));
+    const usage = chunks[chunks.length - 1].usage!;
+    expect(usage).toMatchObject({ prompt_tokens: plain.usage.prompt_tokens, prompt_tokens_details: { cached_tokens: 3 }, cache_creation_input_tokens: 2 });
   });
 });

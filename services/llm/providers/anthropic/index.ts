@@ -1,8 +1,11 @@
 /**
  * The Anthropic adapter (Messages API). Requests go from the OpenAI shape to Messages:
  * system/developer messages become `system`, consecutive messages of one role are merged,
- * `max_tokens` is always sent (default {@link DEFAULT_MAX_TOKENS}), `stop` becomes
- * `stop_sequences`, tools and tool results are translated. Answers come back as
+ * `max_tokens` is always sent (when the client sets none: the model's max output, see
+ * `model-limits.ts`, so answers are never cut short by a default of ours), `stop` becomes
+ * `stop_sequences`, tools and tool results are translated. `cache_control` (prompt caching)
+ * reaches Anthropic wherever the client put it: on a content part, on a message (its last
+ * block), on a system message (then `system` is sent as blocks) or on a tool. Answers come back as
  * `chat.completion`, and the event stream (message_start, content_block_*, message_delta,
  * message_stop) becomes OpenAI chunks: a first chunk with the role, text deltas as content,
  * tool_use blocks as tool_calls, and a final chunk with the mapped finish_reason and usage.
@@ -10,13 +13,18 @@
  * `baseUrl` is `https://api.anthropic.com` (or with `/v1`); the key goes in `x-api-key`;
  * `anthropic-version` is {@link DEFAULT_ANTHROPIC_VERSION} unless `provider.headers` sets it.
  */
+import { ANTHROPIC_FALLBACK_MAX_TOKENS, maxOutputTokensOf } from '../../model-limits';
 import { ProviderError, type CallOptions, type ChatCompletion, type ChatCompletionChunk, type ChatMessage, type ChatRequest, type ContentPart, type FinishReason, type ProviderAdapter, type ProviderConfig, type ToolCall, type Usage } from '../../types';
 import { parseSse } from '../sse';
 import { contentText } from '../tokens';
-import { ProviderTransport, errorFromResponse, isEventStream, readJson, transportError, type ProviderResponse } from '../transport';
+import { ProviderTransport, errorFromResponse, isEventStream, readJson, transportError, upstreamText, type ProviderResponse } from '../transport';
 
-/** `max_tokens` when the request sets neither `max_tokens` nor `max_completion_tokens`. */
-export const DEFAULT_MAX_TOKENS = 1024;
+/**
+ * `max_tokens` when the request sets neither `max_tokens` nor `max_completion_tokens` and the
+ * model's max output is unknown (for known models, and those the providers file gives a
+ * `maxOutputTokens`, that figure is sent instead).
+ */
+export const DEFAULT_MAX_TOKENS = ANTHROPIC_FALLBACK_MAX_TOKENS;
 /** The API version sent unless the provider's headers set `anthropic-version`. */
 export const DEFAULT_ANTHROPIC_VERSION = '2023-06-01';
 
@@ -48,13 +56,19 @@ export function finishReasonOf(stopReason: unknown): FinishReason {
   }
 }
 
+/** The prompt-caching marker of a part, message or tool, carried to Anthropic as it came. */
+function cacheControlOf(holder: unknown): Record<string, unknown> {
+  const cc = (holder as { cache_control?: unknown } | null | undefined)?.cache_control;
+  return cc && typeof cc === 'object' && !Array.isArray(cc) ? { cache_control: cc } : {};
+}
+
 function partToBlock(part: ContentPart, field: string): Block {
-  if (part.type === 'text') return { type: 'text', text: part.text ?? '' };
+  if (part.type === 'text') return { type: 'text', text: part.text ?? '', ...cacheControlOf(part) };
   if (part.type === 'image_url') {
     const url = typeof part.image_url === 'string' ? part.image_url : (part.image_url as { url?: string } | undefined)?.url;
     const data = typeof url === 'string' ? /^data:([^;,]+);base64,(.*)$/s.exec(url) : null;
-    if (data) return { type: 'image', source: { type: 'base64', media_type: data[1], data: data[2] } };
-    if (typeof url === 'string') return { type: 'image', source: { type: 'url', url } };
+    if (data) return { type: 'image', source: { type: 'base64', media_type: data[1], data: data[2] }, ...cacheControlOf(part) };
+    if (typeof url === 'string') return { type: 'image', source: { type: 'url', url }, ...cacheControlOf(part) };
   }
   throw new ProviderError('bad_request', `${field}: content part type '${part.type}' is not supported by Anthropic`);
 }
@@ -63,6 +77,15 @@ function contentBlocks(content: ChatMessage['content'], field: string): Block[] 
   if (content === null || content === undefined) return [];
   if (typeof content === 'string') return content.length > 0 ? [{ type: 'text', text: content }] : [];
   return content.map((p, i) => partToBlock(p, `${field}[${i}]`));
+}
+
+/** A message-level `cache_control` marks the message's last block (where Anthropic wants it). */
+function markLast(blocks: Block[], message: ChatMessage): Block[] {
+  const marker = cacheControlOf(message);
+  if (blocks.length > 0 && marker.cache_control && blocks[blocks.length - 1]!.cache_control === undefined) {
+    blocks[blocks.length - 1] = { ...blocks[blocks.length - 1]!, ...marker };
+  }
+  return blocks;
 }
 
 function parseArguments(args: string, field: string): unknown {
@@ -75,8 +98,10 @@ function parseArguments(args: string, field: string): unknown {
 }
 
 /** The Messages API body for a canonical request. */
-export function toAnthropicBody(request: ChatRequest, stream: boolean): Record<string, unknown> {
+export function toAnthropicBody(request: ChatRequest, stream: boolean, provider?: ProviderConfig): Record<string, unknown> {
   const system: string[] = [];
+  /** The same system text as blocks, sent instead when one of them carries cache_control. */
+  const systemBlocks: Block[] = [];
   const messages: AnthropicMessage[] = [];
   const push = (role: 'user' | 'assistant', blocks: Block[]) => {
     if (blocks.length === 0) return;
@@ -91,20 +116,25 @@ export function toAnthropicBody(request: ChatRequest, stream: boolean): Record<s
       case 'system':
       case 'developer':
         system.push(contentText(m.content));
+        // Only text goes into system; the parts keep their cache_control.
+        if (typeof m.content === 'string') systemBlocks.push(...markLast(m.content ? [{ type: 'text', text: m.content }] : [], m));
+        else if (Array.isArray(m.content)) {
+          systemBlocks.push(...markLast(m.content.filter((p) => typeof p?.text === 'string' && p.text !== '').map((p) => ({ type: 'text', text: p.text!, ...cacheControlOf(p) })), m));
+        }
         break;
       case 'user':
-        push('user', contentBlocks(m.content, `${field}.content`));
+        push('user', markLast(contentBlocks(m.content, `${field}.content`), m));
         break;
       case 'assistant': {
         const blocks = contentBlocks(m.content, `${field}.content`);
         for (const [j, tc] of (m.tool_calls ?? []).entries()) {
           blocks.push({ type: 'tool_use', id: tc.id, name: tc.function.name, input: parseArguments(tc.function.arguments, `${field}.tool_calls[${j}].function.arguments`) });
         }
-        push('assistant', blocks);
+        push('assistant', markLast(blocks, m));
         break;
       }
       case 'tool':
-        push('user', [{ type: 'tool_result', tool_use_id: m.tool_call_id ?? '', content: contentText(m.content) }]);
+        push('user', [{ type: 'tool_result', tool_use_id: m.tool_call_id ?? '', content: contentText(m.content), ...cacheControlOf(m) }]);
         break;
       default:
         throw new ProviderError('bad_request', `${field}.role: '${String(m.role)}' is not supported`);
@@ -114,11 +144,13 @@ export function toAnthropicBody(request: ChatRequest, stream: boolean): Record<s
 
   const body: Record<string, unknown> = {
     model: request.model,
-    max_tokens: request.max_completion_tokens ?? request.max_tokens ?? DEFAULT_MAX_TOKENS,
+    max_tokens: request.max_completion_tokens ?? request.max_tokens ?? maxOutputTokensOf(provider, request.model) ?? DEFAULT_MAX_TOKENS,
     messages,
   };
+  // A plain string unless prompt caching asks for blocks (then each keeps its marker).
   const systemText = system.filter((s) => s.length > 0).join('\n\n');
-  if (systemText) body.system = systemText;
+  if (systemBlocks.some((b) => b.cache_control !== undefined)) body.system = systemBlocks;
+  else if (systemText) body.system = systemText;
   // OpenAI's temperature runs 0..2, Anthropic's 0..1.
   if (typeof request.temperature === 'number') body.temperature = Math.min(1, Math.max(0, request.temperature));
   if (typeof request.top_p === 'number') body.top_p = request.top_p;
@@ -129,7 +161,7 @@ export function toAnthropicBody(request: ChatRequest, stream: boolean): Record<s
     body.tools = request.tools.map((t, i) => {
       const fn = (t as { function?: { name?: string; description?: string; parameters?: unknown } }).function;
       if (!fn?.name) throw new ProviderError('bad_request', `tools[${i}].function.name: required`);
-      return { name: fn.name, ...(fn.description ? { description: fn.description } : {}), input_schema: fn.parameters ?? { type: 'object', properties: {} } };
+      return { name: fn.name, ...(fn.description ? { description: fn.description } : {}), input_schema: fn.parameters ?? { type: 'object', properties: {} }, ...cacheControlOf(t) };
     });
   }
   const choice = request.tool_choice as string | { type?: string; function?: { name?: string } } | undefined;
@@ -141,10 +173,19 @@ export function toAnthropicBody(request: ChatRequest, stream: boolean): Record<s
   return body;
 }
 
-function usageOf(u: any): Usage {
-  const prompt = (u?.input_tokens ?? 0) + (u?.cache_creation_input_tokens ?? 0) + (u?.cache_read_input_tokens ?? 0);
-  const completion = u?.output_tokens ?? 0;
-  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+/**
+ * Anthropic usage in the OpenAI shape: `prompt_tokens` sums the three input counts (Anthropic's
+ * `input_tokens` leaves the cached ones out), cache reads become
+ * `prompt_tokens_details.cached_tokens` as at OpenAI, cache writes stay
+ * `cache_creation_input_tokens`; each is costed at its own rate.
+ */
+export function usageOf(u: any): Usage {
+  const n = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) && v > 0 ? v : 0);
+  const read = n(u?.cache_read_input_tokens);
+  const write = n(u?.cache_creation_input_tokens);
+  const prompt = n(u?.input_tokens) + write + read;
+  const completion = n(u?.output_tokens);
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion, prompt_tokens_details: { cached_tokens: read }, cache_creation_input_tokens: write };
 }
 
 /** A Messages API response as a `chat.completion`. */
@@ -265,7 +306,7 @@ async function* anthropicChunks(provider: ProviderConfig, request: ChatRequest, 
           break;
         case 'error': {
           const e = data.error ?? {};
-          throw new ProviderError(errorKindOf(e.type), `${provider.name}: error in stream: ${String(e.message ?? e.type ?? 'unknown').slice(0, 500)}`);
+          throw new ProviderError(errorKindOf(e.type), `${provider.name}: error in stream: ${upstreamText(provider, String(e.message ?? e.type ?? 'unknown')).slice(0, 500)}`);
         }
         default:
           // ping, content_block_stop and event types added later
@@ -313,12 +354,12 @@ export function createAnthropicAdapter(options: AnthropicAdapterOptions = {}): P
   return {
     type: 'anthropic',
     async complete(provider: ProviderConfig, request: ChatRequest, call: CallOptions): Promise<ChatCompletion> {
-      const res = await transport.post(provider, messagesPath(provider.baseUrl), toAnthropicBody(request, false), anthropicHeaders(provider, 'application/json'), call);
+      const res = await transport.post(provider, messagesPath(provider.baseUrl), toAnthropicBody(request, false, provider), anthropicHeaders(provider, 'application/json'), call);
       if (res.statusCode >= 400) throw await errorFromResponse(provider, res);
       return toCompletion(provider, request, await readJson(provider, res, call.signal));
     },
     async stream(provider: ProviderConfig, request: ChatRequest, call: CallOptions): Promise<AsyncIterable<ChatCompletionChunk>> {
-      const res = await transport.post(provider, messagesPath(provider.baseUrl), toAnthropicBody(request, true), anthropicHeaders(provider, 'text/event-stream'), call);
+      const res = await transport.post(provider, messagesPath(provider.baseUrl), toAnthropicBody(request, true, provider), anthropicHeaders(provider, 'text/event-stream'), call);
       if (res.statusCode >= 400) throw await errorFromResponse(provider, res);
       if (!isEventStream(res)) {
         await res.body.dump().catch(() => undefined);

@@ -7,7 +7,7 @@
 import { ProviderError, type CallOptions, type ChatCompletion, type ChatCompletionChunk, type ChatRequest, type ProviderAdapter, type ProviderConfig, type Usage } from '../../types';
 import { parseSse } from '../sse';
 import { contentText, countPromptTokens, countTextTokens } from '../tokens';
-import { ProviderTransport, errorFromResponse, isEventStream, readJson, transportError, type ProviderResponse } from '../transport';
+import { ProviderTransport, errorFromResponse, isEventStream, readJson, transportError, upstreamText, type ProviderResponse } from '../transport';
 
 /** Options of {@link createOpenAIAdapter}. */
 export interface OpenAIAdapterOptions {
@@ -33,6 +33,7 @@ export function toOpenAIBody(request: ChatRequest, type: 'openai' | 'openai-comp
   if (stream) body.stream_options = { ...request.stream_options, include_usage: true };
   else delete body.stream_options;
   if (type === 'openai') {
+    withoutCacheControl(body);
     // OpenAI deprecated max_tokens (its reasoning models reject it): send max_completion_tokens.
     if (body.max_tokens !== undefined) {
       if (body.max_completion_tokens === undefined) body.max_completion_tokens = body.max_tokens;
@@ -44,6 +45,26 @@ export function toOpenAIBody(request: ChatRequest, type: 'openai' | 'openai-comp
     delete body.max_completion_tokens;
   }
   return body;
+}
+
+/**
+ * Drops Anthropic-style `cache_control` markers (messages, content parts, tools): OpenAI caches
+ * prompts by itself and refuses fields it does not know. OpenAI-compatible servers get them as
+ * they came (gateways such as OpenRouter forward them to Claude).
+ */
+function withoutCacheControl(body: Record<string, unknown>): void {
+  const strip = (o: unknown): unknown => {
+    if (!o || typeof o !== 'object' || !('cache_control' in o)) return o;
+    const { cache_control: _cc, ...rest } = o as Record<string, unknown>;
+    return rest;
+  };
+  if (Array.isArray(body.messages)) {
+    body.messages = body.messages.map((m: unknown) => {
+      const out = strip(m) as Record<string, unknown>;
+      return Array.isArray(out?.content) ? { ...out, content: out.content.map(strip) } : out;
+    });
+  }
+  if (Array.isArray(body.tools)) body.tools = body.tools.map(strip);
 }
 
 function authHeaders(provider: ProviderConfig): Record<string, string> {
@@ -111,7 +132,7 @@ async function* openaiChunks(provider: ProviderConfig, request: ChatRequest, res
       }
       if (chunk?.error) {
         const message = typeof chunk.error === 'string' ? chunk.error : chunk.error.message;
-        throw new ProviderError('server', `${provider.name}: error in stream: ${String(message ?? 'unknown').slice(0, 500)}`);
+        throw new ProviderError('server', `${provider.name}: error in stream: ${upstreamText(provider, String(message ?? 'unknown')).slice(0, 500)}`);
       }
       if (!chunk || typeof chunk !== 'object' || !Array.isArray(chunk.choices)) {
         throw new ProviderError('malformed', `${provider.name}: stream event has no choices`);
