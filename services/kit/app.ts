@@ -5,7 +5,8 @@ import addFormats from 'ajv-formats';
 import Fastify, { LogController, type FastifyInstance, type FastifyPluginAsync, type FastifyReply } from 'fastify';
 import { HEADERS, PATHS } from '../../contracts';
 import type { KitConfig } from './config';
-import { badRequest, installErrorHandlers, toApiError, writeClientError } from './errors';
+import { installErrorHandlers, toApiError, writeClientError } from './errors';
+import { checkJsonValue, jsonTextNeedsCheck } from './json-input';
 import type { Logger } from './logger';
 import type { KitMetrics } from './metrics';
 import { SpanKind, extractTraceContext, startSpan, type Context, type Span, type Tracing } from './tracing';
@@ -76,35 +77,6 @@ export class Readiness {
   }
 }
 
-/** How deeply a JSON request body may nest objects and arrays. */
-export const MAX_JSON_DEPTH = 128;
-
-/** How many `{` and `[` a JSON text holds (an upper bound of its nesting, counted natively). */
-export function countJsonBrackets(text: string): number {
-  let n = 0;
-  for (const open of ['{', '[']) {
-    for (let i = text.indexOf(open); i !== -1; i = text.indexOf(open, i + 1)) n++;
-  }
-  return n;
-}
-
-/**
- * Whether a parsed JSON value nests objects and arrays deeper than `max` (a top-level object
- * is depth 1). Walks with an explicit stack, so a deep value cannot overflow it.
- */
-export function exceedsJsonDepth(value: unknown, max: number): boolean {
-  const stack: Array<[unknown, number]> = [[value, 1]];
-  while (stack.length > 0) {
-    const [node, depth] = stack.pop()!;
-    if (node === null || typeof node !== 'object') continue;
-    if (depth > max) return true;
-    for (const child of Array.isArray(node) ? node : Object.values(node)) {
-      if (child !== null && typeof child === 'object') stack.push([child, depth + 1]);
-    }
-  }
-  return false;
-}
-
 /** What `createApp` needs: the process's shared parts. */
 export interface AppOptions {
   /** The service label of routes that belong to no service (health, metrics). */
@@ -161,21 +133,20 @@ export function createApp(options: AppOptions): FastifyInstance {
   // Every body is JSON: a text/plain body is an unsupported type (415), not a string that
   // fails the schema.
   app.removeContentTypeParser('text/plain');
-  // Fastify's JSON parser (prototype-poisoning checks included), behind a nesting cap: a body
-  // nested thousands deep parses, but overflows the stack wherever it is serialized again
-  // (proxying, peer calls, cache keys).
-  const parseJson = app.getDefaultJsonParser('error', 'error');
+  // Fastify's JSON parser, then the kit's checks of the parsed value (json-input.ts): the
+  // nesting cap (a body nested thousands deep parses, but overflows the stack wherever it is
+  // serialized again: proxying, peer calls, cache keys), reserved keys (`__proto__`) and text
+  // that is not valid Unicode (NUL, lone surrogates), each a 400 naming the field. Bodies that
+  // cannot hold any of these skip the walk.
+  const parseJson = app.getDefaultJsonParser('ignore', 'ignore');
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, raw, done) => {
     const body = raw as string;
-    // V8 parses deep JSON without recursion; only bodies with enough brackets are walked.
-    if (countJsonBrackets(body) <= MAX_JSON_DEPTH) return parseJson(request, body, done);
+    if (!jsonTextNeedsCheck(body)) return parseJson(request, body, done);
     parseJson(request, body, (err, value) => {
-      if (!err && exceedsJsonDepth(value, MAX_JSON_DEPTH)) {
-        done(badRequest(`request body is nested deeper than ${MAX_JSON_DEPTH} levels`, 'body', 'too_deep'), undefined);
-      } else {
-        done(err, value);
-      }
+      const problem = err ? undefined : checkJsonValue(value);
+      if (problem) done(problem, undefined);
+      else done(err, value);
     });
   });
   app.decorate('readiness', new Readiness());
