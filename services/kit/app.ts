@@ -5,8 +5,8 @@ import addFormats from 'ajv-formats';
 import Fastify, { LogController, type FastifyInstance, type FastifyPluginAsync, type FastifyReply } from 'fastify';
 import { HEADERS, PATHS } from '../../contracts';
 import type { KitConfig } from './config';
-import { installErrorHandlers, toApiError, writeClientError } from './errors';
-import { checkJsonValue, jsonTextNeedsCheck } from './json-input';
+import { badRequest, installErrorHandlers, toApiError, writeClientError, type ApiError } from './errors';
+import { checkJsonValue, invalidTextReason, jsonTextNeedsCheck } from './json-input';
 import type { Logger } from './logger';
 import type { KitMetrics } from './metrics';
 import { SpanKind, extractTraceContext, startSpan, type Context, type Span, type Tracing } from './tracing';
@@ -176,6 +176,12 @@ export function createApp(options: AppOptions): FastifyInstance {
     done();
   });
 
+  // Path parameters and query values get the same text check as bodies (NUL arrives as %00;
+  // a lone surrogate cannot, as invalid UTF-8 in a URL is refused or kept percent-encoded).
+  app.addHook('preValidation', (request, _reply, done) => {
+    done(checkUrlText(request.params, 'path parameter') ?? checkUrlText(request.query, 'query parameter'));
+  });
+
   const { httpDuration } = options.metrics;
   app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url ?? 'unmatched';
@@ -205,6 +211,18 @@ export function createApp(options: AppOptions): FastifyInstance {
     return reply.header('content-type', options.metrics.registry.contentType).send(body);
   });
   return app;
+}
+
+/** The first path or query value that is not valid text, as a 400 naming it. */
+function checkUrlText(values: unknown, what: string): ApiError | undefined {
+  if (values === null || typeof values !== 'object') return undefined;
+  for (const [name, value] of Object.entries(values)) {
+    for (const item of Array.isArray(value) ? value : [value]) {
+      const reason = typeof item === 'string' ? invalidTextReason(item) : undefined;
+      if (reason) return badRequest(`${what} '${name}' ${reason}`, name, 'invalid_text');
+    }
+  }
+  return undefined;
 }
 
 /** Registers a plugin in its own encapsulated context, labelling its routes with `service`. */

@@ -35,6 +35,13 @@ export interface ReplyOptions {
    * @default false
    */
   omitUsage?: boolean;
+  /**
+   * Streams only: cut the bytes so that every multi-byte UTF-8 character is split across two
+   * network chunks (each piece written and flushed on its own, Nagle off), as a real network
+   * may deliver them. A client that decodes each chunk on its own corrupts those characters.
+   * @default false
+   */
+  splitMultibyte?: boolean;
 }
 
 /** One way to fail. */
@@ -133,8 +140,9 @@ function checkKeys(value: Record<string, unknown>, allowed: readonly string[], f
 
 function validateReply(reply: unknown, field: string): ReplyOptions {
   if (!isObject(reply)) throw new PlanError(field, 'must be an object');
-  checkKeys(reply, ['text', 'tokens', 'tokenDelayMs', 'toolCall', 'omitUsage'], field);
+  checkKeys(reply, ['text', 'tokens', 'tokenDelayMs', 'toolCall', 'omitUsage', 'splitMultibyte'], field);
   if (reply.omitUsage !== undefined && typeof reply.omitUsage !== 'boolean') throw new PlanError(`${field}.omitUsage`, 'must be a boolean');
+  if (reply.splitMultibyte !== undefined && typeof reply.splitMultibyte !== 'boolean') throw new PlanError(`${field}.splitMultibyte`, 'must be a boolean');
   if (reply.text !== undefined && typeof reply.text !== 'string') throw new PlanError(`${field}.text`, 'must be a string');
   if (reply.tokens !== undefined && !(Number.isInteger(reply.tokens) && (reply.tokens as number) >= 1)) {
     throw new PlanError(`${field}.tokens`, 'must be an integer >= 1');
