@@ -460,8 +460,9 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
 
   /**
    * Writes `text` so that every multi-byte character is cut after its first byte: each piece is
-   * written on its own, with Nagle off, and the next only once the previous one left (plus a
-   * tick), so the client reads the halves as separate chunks.
+   * written on its own, with Nagle off, and the next only once the previous one left (plus 5 ms),
+   * so the client reads the halves as separate chunks (a reader slower than that may still join
+   * some of them).
    */
   const writeSplit = async (res: ServerResponse, text: string) => {
     const bytes = Buffer.from(text, 'utf8');
@@ -469,7 +470,8 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     for (let i = 0; i < bytes.length; i++) {
       if (bytes[i]! < 0xc0) continue; // not the lead byte of a multi-byte character
       await new Promise<void>((resolve) => res.write(bytes.subarray(from, i + 1), () => resolve()));
-      await sleep(1);
+      // Long enough for a reader under load to take the piece before the next one arrives.
+      await sleep(5);
       if (res.destroyed) return;
       from = i + 1;
     }
