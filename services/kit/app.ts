@@ -217,6 +217,8 @@ export function createApp(options: AppOptions): FastifyInstance {
 function checkUrlText(values: unknown, what: string): ApiError | undefined {
   if (values === null || typeof values !== 'object') return undefined;
   for (const [name, value] of Object.entries(values)) {
+    // A wildcard is a proxied path (the mesh router): the service behind it names its own parameters.
+    if (name === '*') continue;
     for (const item of Array.isArray(value) ? value : [value]) {
       const reason = typeof item === 'string' ? invalidTextReason(item) : undefined;
       if (reason) return badRequest(`${what} '${name}' ${reason}`, name, 'invalid_text');
