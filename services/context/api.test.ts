@@ -71,7 +71,9 @@ const BAD_INPUT: BadInput[] = [
   ['POST', '/v1/sessions/ok/messages', { messages: [{ role: 'user', content: 'x' }, { role: 'robot', content: 'x' }] }, 'messages[1].role'],
   ['POST', '/v1/sessions/ok/messages', { messages: [{ role: 'user', content: 'x' }, { role: 'user', content: 'x' }, { role: 'user', content: 42 }] }, 'messages[2].content'],
   ['POST', '/v1/sessions/ok/messages', { messages: [{ role: 'user', content: 'x'.repeat(1_001) }] }, 'messages[0].content'],
-  ['POST', '/v1/sessions/ok/messages', { messages: [{ role: 'user', content: [{ type: 'image_url', text: 'x' }] }] }, 'messages[0].content[0].type'],
+  ['POST', '/v1/sessions/ok/messages', { messages: [{ role: 'user', content: [{ text: 'x' }] }] }, 'messages[0].content[0].type'],
+  ['POST', '/v1/sessions/ok/messages', { messages: [{ role: 'tool', content: 'x' }] }, 'messages[0].tool_call_id'],
+  ['POST', '/v1/sessions/ok/messages', { messages: [{ role: 'assistant', content: null }] }, 'messages[0].content'],
   ['POST', '/v1/sessions/ok/messages', { messages: [{ role: 'user', content: 'x', tool_calls: [] }] }, 'messages[0].tool_calls'],
   ['POST', '/v1/sessions/ok/messages', { messages: [{ id: 'has space', role: 'user', content: 'x' }] }, 'messages[0].id'],
   ['POST', '/v1/sessions/ok/messages', { messages: Array.from({ length: 21 }, () => ({ role: 'user', content: 'x' })) }, 'messages'],
@@ -112,12 +114,17 @@ describe('context HTTP API (standalone Redis, real sockets)', () => {
     expect(all.body).toMatchObject({ session_id: 'api-1', total_messages: 2 });
     expect(all.body.messages.map((m: { content: string }) => m.content)).toEqual(['What is the capital of France?', 'Paris.']);
 
+    // A window starts at a turn: the reply alone is no window.
     const one = await http(svc.base, 'GET', `${path}?max_messages=1`);
-    expect(one.body.messages.map((m: { id: string }) => m.id)).toEqual(['req1:assistant']);
-    const budget = created.body.stored[1].tokens;
+    expect(one.body.messages).toEqual([]);
+    const two = await http(svc.base, 'GET', `${path}?max_messages=2`);
+    expect(two.body.messages.map((m: { id: string }) => m.id)).toEqual(['req1:user', 'req1:assistant']);
+    const budget = created.body.stored[0].tokens + created.body.stored[1].tokens;
     const byTokens = await http(svc.base, 'GET', `${path}?max_tokens=${budget}`);
-    expect(byTokens.body.messages.map((m: { id: string }) => m.id)).toEqual(['req1:assistant']);
+    expect(byTokens.body.messages.map((m: { id: string }) => m.id)).toEqual(['req1:user', 'req1:assistant']);
     expect(byTokens.body.window_tokens).toBe(budget);
+    const short = await http(svc.base, 'GET', `${path}?max_tokens=${budget - 1}`);
+    expect(short.body).toMatchObject({ messages: [], window_tokens: 0 });
 
     const metrics = await (await request(`${svc.base}/metrics`)).body.text();
     expect(metrics).toContain('promptmesh_context_messages_total{result="stored"} 2');

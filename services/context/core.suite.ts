@@ -84,8 +84,10 @@ export function describeContextCore(label: string, target: () => CoreSuiteTarget
       const s = store();
       const id = session();
       await s.append(id, msgs(10, 'a'));
-      const window = await s.read(id, { maxMessages: 3 });
-      expect(window.messages.map((m) => m.id)).toEqual(['a-7', 'a-8', 'a-9']);
+      const window = await s.read(id, { maxMessages: 4 });
+      expect(window.messages.map((m) => m.id)).toEqual(['a-6', 'a-7', 'a-8', 'a-9']);
+      // A window starts at a turn: three would begin with a-7, the reply of turn a-6.
+      expect((await s.read(id, { maxMessages: 3 })).messages.map((m) => m.id)).toEqual(['a-8', 'a-9']);
       expect(window.total_messages).toBe(10);
       expect((await s.read(id, { maxMessages: 0 })).messages).toEqual([]);
       // Asking for more than the cap reads what is there.
@@ -102,14 +104,15 @@ export function describeContextCore(label: string, target: () => CoreSuiteTarget
       expect(all).toHaveLength(100);
       for (const k of [1, 31, 32, 33, 64, 70, 99, 100]) {
         const w = await s.read(id, { maxMessages: k });
-        expect(w.messages.map((m) => m.id)).toEqual(all.slice(100 - k));
+        // Even positions are user messages: a window that would start at a reply starts one later.
+        expect(w.messages.map((m) => m.id)).toEqual(all.slice(100 - k + ((100 - k) % 2)));
       }
       // A budget that runs out in the third chunk.
       const full = await s.read(id, { maxMessages: 1_000 });
-      const last75 = full.messages.slice(25);
-      const budget = last75.reduce((a, m) => a + m.tokens, 0);
+      const last76 = full.messages.slice(24);
+      const budget = last76.reduce((a, m) => a + m.tokens, 0);
       const w = await s.read(id, { maxTokens: budget });
-      expect(w.messages.map((m) => m.id)).toEqual(last75.map((m) => m.id));
+      expect(w.messages.map((m) => m.id)).toEqual(last76.map((m) => m.id));
       expect(w.window_tokens).toBe(budget);
     });
 
@@ -131,9 +134,10 @@ export function describeContextCore(label: string, target: () => CoreSuiteTarget
       expect(w.messages.map((m) => m.id)).toEqual(['x', 'y']);
       expect(w.window_tokens).toBe(tX + tY);
 
-      // One token short of the pair: only the newest fits.
+      // One token short of the pair: only the newest fits, and a reply alone is no turn.
       w = await s.read(id, { maxTokens: tX + tY - 1 });
-      expect(w.messages.map((m) => m.id)).toEqual(['y']);
+      expect(w.messages.map((m) => m.id)).toEqual([]);
+      expect(w.window_tokens).toBe(0);
 
       // Enough for 'old' but not for 'big': the window stops at 'big' rather than skipping it.
       w = await s.read(id, { maxTokens: tX + tY + tOld + 5 });
@@ -146,7 +150,8 @@ export function describeContextCore(label: string, target: () => CoreSuiteTarget
       expect((await s.read(id, { maxTokens: tY - 1 })).messages).toEqual([]);
 
       // Both bounds at once: whichever is tighter wins.
-      expect((await s.read(id, { maxTokens: 1_000_000, maxMessages: 1 })).messages.map((m) => m.id)).toEqual(['y']);
+      expect((await s.read(id, { maxTokens: 1_000_000, maxMessages: 2 })).messages.map((m) => m.id)).toEqual(['x', 'y']);
+      expect((await s.read(id, { maxTokens: tX + tY + tOld + tBig, maxMessages: 3 })).messages.map((m) => m.id)).toEqual(['x', 'y']);
       expect(w.total_tokens).toBe(tOld + tBig + tX + tY);
     });
 
@@ -267,6 +272,60 @@ export function describeContextCore(label: string, target: () => CoreSuiteTarget
       expect((await s.append(id, msgs(3, 'd'))).stored).toHaveLength(3);
     });
 
+    it('stores tool calls, tool results and content parts as given, and reads them back', async () => {
+      const s = store();
+      const id = session();
+      const call = { id: 'call_1', type: 'function', function: { name: 'weather', arguments: '{"city":"Oslo"}' } };
+      const input: ContextMessageInput[] = [
+        { id: 't1', role: 'user', content: [{ type: 'text', text: 'Look:' }, { type: 'image_url', image_url: { url: 'https://example.com/a.png', detail: 'low' } }] },
+        { id: 't2', role: 'assistant', content: null, tool_calls: [call] },
+        { id: 't3', role: 'tool', tool_call_id: 'call_1', content: '{"temp":3}' },
+        { id: 't4', role: 'assistant', content: 'It is 3 degrees.' },
+      ];
+      await s.append(id, input);
+      const window = await s.read(id);
+      expect(window.messages.map(({ id: _id, tokens: _t, created_at: _c, ...m }) => m)).toEqual(input.map(({ id: _id, ...m }) => m));
+      // The call and the image count: a tool call costs more than an empty message.
+      expect(window.messages[1]!.tokens).toBeGreaterThan(countMessageTokens({ content: '' }));
+      expect(window.messages[0]!.tokens).toBeGreaterThan(countMessageTokens({ content: 'Look:' }));
+    });
+
+    it('cuts a window only at a turn start, never between a tool call and its results', async () => {
+      const s = store();
+      const id = session();
+      const call = (n: number) => ({ id: `call_${n}`, type: 'function', function: { name: 'f', arguments: '{}' } });
+      // Turn 1: a question, two tool rounds, an answer. Turn 2: a question and an answer.
+      const turns: ContextMessageInput[] = [
+        { id: 'u1', role: 'user', content: 'q1' },
+        { id: 'a1', role: 'assistant', content: null, tool_calls: [call(1), call(2)] },
+        { id: 't1', role: 'tool', tool_call_id: 'call_1', content: 'r1' },
+        { id: 't2', role: 'tool', tool_call_id: 'call_2', content: 'r2' },
+        { id: 'a2', role: 'assistant', content: null, tool_calls: [call(3)] },
+        { id: 't3', role: 'tool', tool_call_id: 'call_3', content: 'r3' },
+        { id: 'a3', role: 'assistant', content: 'answer 1' },
+        { id: 'u2', role: 'user', content: 'q2' },
+        { id: 'a4', role: 'assistant', content: 'answer 2' },
+      ];
+      await s.append(id, turns);
+      const ids = async (o: { maxMessages?: number; maxTokens?: number }) => (await s.read(id, o)).messages.map((m) => m.id);
+      for (let n = 2; n < turns.length; n++) expect(await ids({ maxMessages: n }), `max_messages ${n}`).toEqual(['u2', 'a4']);
+      expect(await ids({ maxMessages: turns.length })).toEqual(turns.map((m) => m.id));
+      // By tokens: every budget between the last turn and the whole history gives the last turn.
+      const all = await s.read(id);
+      const lastTurn = all.messages.slice(-2).reduce((n, m) => n + m.tokens, 0);
+      for (let budget = lastTurn; budget < all.window_tokens; budget += 3) {
+        const w = await s.read(id, { maxTokens: budget });
+        expect(w.messages.map((m) => m.id), `max_tokens ${budget}`).toEqual(['u2', 'a4']);
+        expect(w.window_tokens).toBe(lastTurn);
+      }
+      expect(await ids({ maxTokens: lastTurn - 1 })).toEqual([]);
+      // A cap that trimmed the stored history mid-turn: the window still starts at a turn.
+      const capped = store({ maxMessages: 5, dedupeWindow: 10 });
+      const id2 = session();
+      await capped.append(id2, turns);
+      expect((await capped.read(id2)).messages.map((m) => m.id)).toEqual(['u2', 'a4']);
+    });
+
     it('rejects bad input with a 400 naming the field, before touching Redis', async () => {
       const s = store({ maxAppend: 2, maxContentChars: 10 });
       const cases: Array<[() => Promise<unknown>, string]> = [
@@ -281,6 +340,11 @@ export function describeContextCore(label: string, target: () => CoreSuiteTarget
         [() => s.append('ok', [{ role: 'user', content: 'x' }, { role: 'user', content: 'x'.repeat(11) }]), 'messages[1].content'],
         [() => s.append('ok', [{ role: 'user', content: [{ type: 'text', text: 'x'.repeat(6) }, { type: 'text', text: 'y'.repeat(6) }] }]), 'messages[0].content'],
         [() => s.append('ok', [{ id: 'a', role: 'user', content: 'x' }, { id: 'a', role: 'user', content: 'y' }]), 'messages[1].id'],
+        [() => s.append('ok', [{ role: 'tool', content: 'x' }]), 'messages[0].tool_call_id'],
+        [() => s.append('ok', [{ role: 'user', content: 'x', tool_call_id: 'c' }]), 'messages[0].tool_call_id'],
+        [() => s.append('ok', [{ role: 'user', content: 'x', tool_calls: [{ id: 'c', type: 'function' }] }]), 'messages[0].tool_calls'],
+        [() => s.append('ok', [{ role: 'assistant', content: null }]), 'messages[0].content'],
+        [() => s.append('ok', [{ role: 'assistant', content: null, tool_calls: [{ type: 'function' } as never] }]), 'messages[0].tool_calls[0].id'],
       ];
       for (const [call, param] of cases) {
         const err = (await call().then(

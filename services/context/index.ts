@@ -12,12 +12,15 @@ export {
   MESSAGE_OVERHEAD_TOKENS,
   MESSAGE_ROLES,
   SESSION_ID_PATTERN,
+  TURN_START_ROLES,
   contentText,
   countMessageTokens,
+  type ContentPart,
   type ContextMessageInput,
   type MessageRole,
   type StoredMessage,
   type TextPart,
+  type ToolCall,
 } from './messages';
 export {
   ContextUnavailableError,

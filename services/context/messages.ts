@@ -14,6 +14,22 @@ export interface TextPart {
   text: string;
 }
 
+/**
+ * One part of a message's content as the client gave it: a text part, or any other kind
+ * (`image_url`, `input_audio`, `file`, ...), stored and replayed unchanged.
+ */
+export type ContentPart = TextPart | ({ type: string; text?: string } & Record<string, unknown>);
+
+/**
+ * One tool call of an assistant message (OpenAI's `tool_calls[]`), stored as given:
+ * `{ id, type: "function", function: { name, arguments } }` (other fields are kept too).
+ */
+export interface ToolCall {
+  id: string;
+  type: string;
+  function?: { name: string; arguments: string };
+}
+
 /** A message as a caller appends it. */
 export interface ContextMessageInput {
   /**
@@ -24,18 +40,27 @@ export interface ContextMessageInput {
    */
   id?: string;
   role: MessageRole;
-  /** The text, or an array of text parts. */
-  content: string | TextPart[];
+  /**
+   * The text, or an array of content parts (text parts, and other kinds stored as given). Null
+   * only for an assistant message that carries `tool_calls`.
+   */
+  content: string | ContentPart[] | null;
   /** An optional participant name (OpenAI's `name`). */
   name?: string;
+  /** Assistant messages: the tools the model called (their results follow as `tool` messages). */
+  tool_calls?: ToolCall[];
+  /** Tool messages: the id of the call in the preceding assistant message this result answers. */
+  tool_call_id?: string;
 }
 
 /** A message as stored and returned: the input plus its id, token count and time of append. */
 export interface StoredMessage {
   id: string;
   role: MessageRole;
-  content: string | TextPart[];
+  content: string | ContentPart[] | null;
   name?: string;
+  tool_calls?: ToolCall[];
+  tool_call_id?: string;
   /** Tokens this message costs in a prompt (see {@link countMessageTokens}), counted at append. */
   tokens: number;
   /** When it was appended, ISO 8601. */
@@ -61,14 +86,37 @@ export const MAX_NAME_CHARS = 256;
 export const MESSAGE_OVERHEAD_TOKENS = 4;
 /** Tokens added when a message has a `name`, besides the name's own tokens. */
 export const NAME_OVERHEAD_TOKENS = 1;
+/**
+ * Tokens counted for a content part that is not text (an image, audio, a file). Providers price
+ * these by their own rules (OpenAI: 85 tokens for a low-detail image, more for high detail); a
+ * flat estimate keeps a large inline image from being tokenised as text.
+ */
+export const NON_TEXT_PART_TOKENS = 256;
+/** Tool calls of one message, at most (the router's limit). */
+export const MAX_TOOL_CALLS = 128;
+/** Parts of one content array, at most (the router's limit). */
+export const MAX_CONTENT_PARTS = 256;
+/** Longest `tool_call_id`. */
+export const MAX_TOOL_CALL_ID_CHARS = 256;
+
+/**
+ * The roles a window may start with: a turn begins with them. A window that started at an
+ * assistant or tool message could hold a tool result without the call it answers, which the
+ * providers refuse.
+ */
+export const TURN_START_ROLES: ReadonlySet<MessageRole> = new Set(['system', 'developer', 'user']);
 
 // Text that happens to contain a special token such as <|endoftext|> is counted as plain text
 // rather than rejected: history is data, never control.
 const PLAIN_TEXT = { disallowedSpecial: new Set<string>() };
 
-/** The text of a message's content: the string, or its text parts joined. */
-export function contentText(content: string | TextPart[]): string {
-  return typeof content === 'string' ? content : content.map((p) => p.text).join('');
+/** The text of a message's content: the string, or its text parts joined (other parts add nothing). */
+export function contentText(content: string | ContentPart[] | null): string {
+  if (content === null) return '';
+  if (typeof content === 'string') return content;
+  let out = '';
+  for (const p of content) if (typeof p.text === 'string') out += p.text;
+  return out;
 }
 
 let o200k: typeof O200k | undefined;
@@ -84,9 +132,13 @@ function countTokens(text: string, options: Parameters<typeof O200k.countTokens>
  * plus {@link MESSAGE_OVERHEAD_TOKENS}. Models of other vendors are counted with the same
  * encoding as an approximation (docs/context.md).
  */
-export function countMessageTokens(message: Pick<ContextMessageInput, 'content' | 'name'>): number {
+export function countMessageTokens(message: Pick<ContextMessageInput, 'content' | 'name' | 'tool_calls' | 'tool_call_id'>): number {
   let tokens = MESSAGE_OVERHEAD_TOKENS + countTokens(contentText(message.content), PLAIN_TEXT);
+  if (Array.isArray(message.content)) for (const p of message.content) if (typeof p.text !== 'string') tokens += NON_TEXT_PART_TOKENS;
   if (message.name) tokens += NAME_OVERHEAD_TOKENS + countTokens(message.name, PLAIN_TEXT);
+  // A tool call costs its function name and arguments (and the framing, counted as its JSON).
+  if (message.tool_calls && message.tool_calls.length > 0) tokens += countTokens(JSON.stringify(message.tool_calls), PLAIN_TEXT);
+  if (message.tool_call_id) tokens += countTokens(message.tool_call_id, PLAIN_TEXT);
   return tokens;
 }
 
@@ -104,7 +156,7 @@ export function appendBodySchema(settings: Pick<ContextSettings, 'maxAppend' | '
         items: {
           type: 'object',
           additionalProperties: false,
-          required: ['role', 'content'],
+          required: ['role'],
           properties: {
             id: { type: 'string', pattern: MESSAGE_ID_PATTERN.source },
             role: { type: 'string', enum: [...MESSAGE_ROLES] },
@@ -114,19 +166,39 @@ export function appendBodySchema(settings: Pick<ContextSettings, 'maxAppend' | '
                 {
                   type: 'array',
                   minItems: 1,
+                  maxItems: MAX_CONTENT_PARTS,
                   items: {
+                    // Parts other than text (images, audio, files) are stored as given.
                     type: 'object',
-                    additionalProperties: false,
-                    required: ['type', 'text'],
+                    required: ['type'],
                     properties: {
-                      type: { type: 'string', enum: ['text'] },
+                      type: { type: 'string', minLength: 1, maxLength: 64 },
                       text: { type: 'string', maxLength: settings.maxContentChars },
                     },
                   },
                 },
+                { type: 'null' },
               ],
             },
             name: { type: 'string', minLength: 1, maxLength: MAX_NAME_CHARS },
+            tool_calls: {
+              type: 'array',
+              maxItems: MAX_TOOL_CALLS,
+              items: {
+                type: 'object',
+                required: ['id', 'type'],
+                properties: {
+                  id: { type: 'string', minLength: 1, maxLength: MAX_TOOL_CALL_ID_CHARS },
+                  type: { type: 'string', minLength: 1, maxLength: 64 },
+                  function: {
+                    type: 'object',
+                    required: ['name', 'arguments'],
+                    properties: { name: { type: 'string', minLength: 1, maxLength: 256 }, arguments: { type: 'string' } },
+                  },
+                },
+              },
+            },
+            tool_call_id: { type: 'string', minLength: 1, maxLength: MAX_TOOL_CALL_ID_CHARS },
           },
         },
       },
@@ -155,7 +227,7 @@ export function createAppendValidator(settings: Pick<ContextSettings, 'maxAppend
         const deepest = errors.reduce((a, b) => (b.instancePath.length > a.instancePath.length ? b : a));
         if (/^\/messages\/\d+\/content$/.test(deepest.instancePath) && deepest.keyword === 'type') {
           const param = instancePathToParam(deepest.instancePath);
-          throw badRequest(`'${param}' must be a string or an array of text parts`, param);
+          throw badRequest(`'${param}' must be a string, an array of content parts, or null with tool_calls`, param);
         }
         throw validationError([deepest], 'body');
       }
@@ -164,7 +236,21 @@ export function createAppendValidator(settings: Pick<ContextSettings, 'maxAppend
     const { messages } = body as { messages: ContextMessageInput[] };
     const seen = new Map<string, number>();
     messages.forEach((m, i) => {
-      if (typeof m.content !== 'string') {
+      // What the chat APIs require of a message beyond its shape.
+      const calls = m.tool_calls !== undefined && m.tool_calls.length > 0;
+      if (m.tool_calls !== undefined && m.role !== 'assistant') {
+        throw badRequest(`'messages[${i}].tool_calls' is only allowed on role 'assistant'`, `messages[${i}].tool_calls`);
+      }
+      if (m.tool_call_id !== undefined && m.role !== 'tool') {
+        throw badRequest(`'messages[${i}].tool_call_id' is only allowed on role 'tool'`, `messages[${i}].tool_call_id`);
+      }
+      if (m.role === 'tool' && m.tool_call_id === undefined) {
+        throw badRequest(`'messages[${i}].tool_call_id' is required for role 'tool'`, `messages[${i}].tool_call_id`);
+      }
+      if ((m.content === undefined || m.content === null) && !(m.role === 'assistant' && calls)) {
+        throw badRequest(`'messages[${i}].content' is required (it may be null only for an assistant message with tool_calls)`, `messages[${i}].content`);
+      }
+      if (Array.isArray(m.content)) {
         const chars = contentText(m.content).length;
         if (chars > settings.maxContentChars) {
           throw badRequest(

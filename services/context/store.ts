@@ -3,6 +3,7 @@ import { ReplyError } from 'ioredis';
 import { ApiError, badRequest, type RedisClient } from '../kit';
 import type { ContextSettings } from './config';
 import {
+  TURN_START_ROLES,
   checkSessionId,
   countMessageTokens,
   createAppendValidator,
@@ -27,10 +28,15 @@ export interface ContextReadOptions {
   maxMessages?: number;
 }
 
-/** A read: the newest messages that fit both bounds, oldest first. */
+/** A read: the newest messages that fit both bounds, oldest first, starting at a turn. */
 export interface ContextWindow {
   session_id: string;
-  /** The window, oldest first; empty for an unknown or expired session. */
+  /**
+   * The window, oldest first; empty for an unknown or expired session. It starts with a
+   * `system`, `developer` or `user` message (see {@link TURN_START_ROLES}): where the bounds cut
+   * inside a turn, the rest of that turn is left out too, so a tool result never appears
+   * without the assistant message that called the tool.
+   */
   messages: StoredMessage[];
   /** Messages stored for the session (all of them, not only the window). */
   total_messages: number;
@@ -185,12 +191,17 @@ export class RedisContextStore implements ContextCore {
     }
     const [total, totalTokens, windowTokens, ...newestFirst] = reply;
     const messages = (newestFirst as string[]).reverse().map((json) => JSON.parse(json) as StoredMessage);
+    // The script cut where a bound broke; move the cut forward to the next turn start. The
+    // result is still the largest window within both bounds that starts at a turn.
+    let start = 0;
+    let dropped = 0;
+    while (start < messages.length && !TURN_START_ROLES.has(messages[start]!.role)) dropped += messages[start++]!.tokens;
     return {
       session_id: sessionId,
-      messages,
+      messages: start === 0 ? messages : messages.slice(start),
       total_messages: Number(total),
       total_tokens: Number(totalTokens),
-      window_tokens: Number(windowTokens),
+      window_tokens: Number(windowTokens) - dropped,
     };
   }
 
@@ -199,8 +210,10 @@ export class RedisContextStore implements ContextCore {
     this.validateAppend({ messages });
     const now = new Date().toISOString();
     const stored: StoredMessage[] = messages.map((m) => {
-      const message: StoredMessage = { id: m.id ?? randomUUID(), role: m.role, content: m.content, tokens: countMessageTokens(m), created_at: now };
+      const message: StoredMessage = { id: m.id ?? randomUUID(), role: m.role, content: m.content ?? null, tokens: countMessageTokens(m), created_at: now };
       if (m.name !== undefined) message.name = m.name;
+      if (m.tool_calls !== undefined) message.tool_calls = m.tool_calls;
+      if (m.tool_call_id !== undefined) message.tool_call_id = m.tool_call_id;
       return message;
     });
     const argv: Array<string | number> = [this.settings.ttlSeconds * 1000, this.settings.maxMessages, this.settings.dedupeWindow, stored.length];

@@ -6,7 +6,8 @@ import { Gauge } from 'prom-client';
 import Fastify, { LogController, type FastifyInstance, type FastifyPluginAsync, type FastifyReply } from 'fastify';
 import { HEADERS, METRICS, PATHS } from '../../contracts';
 import type { KitConfig } from './config';
-import { badRequest, installErrorHandlers, toApiError, writeClientError } from './errors';
+import { badRequest, installErrorHandlers, toApiError, writeClientError, type ApiError } from './errors';
+import { checkJsonValue, invalidTextReason, jsonTextNeedsCheck } from './json-input';
 import type { Logger } from './logger';
 import { requestTargetProblem } from './request-target';
 import type { KitMetrics } from './metrics';
@@ -115,35 +116,6 @@ export class Readiness {
   }
 }
 
-/** How deeply a JSON request body may nest objects and arrays. */
-export const MAX_JSON_DEPTH = 128;
-
-/** How many `{` and `[` a JSON text holds (an upper bound of its nesting, counted natively). */
-export function countJsonBrackets(text: string): number {
-  let n = 0;
-  for (const open of ['{', '[']) {
-    for (let i = text.indexOf(open); i !== -1; i = text.indexOf(open, i + 1)) n++;
-  }
-  return n;
-}
-
-/**
- * Whether a parsed JSON value nests objects and arrays deeper than `max` (a top-level object
- * is depth 1). Walks with an explicit stack, so a deep value cannot overflow it.
- */
-export function exceedsJsonDepth(value: unknown, max: number): boolean {
-  const stack: Array<[unknown, number]> = [[value, 1]];
-  while (stack.length > 0) {
-    const [node, depth] = stack.pop()!;
-    if (node === null || typeof node !== 'object') continue;
-    if (depth > max) return true;
-    for (const child of Array.isArray(node) ? node : Object.values(node)) {
-      if (child !== null && typeof child === 'object') stack.push([child, depth + 1]);
-    }
-  }
-  return false;
-}
-
 /** What `createApp` needs: the process's shared parts. */
 export interface AppOptions {
   /** The service label of routes that belong to no service (health, metrics). */
@@ -200,10 +172,12 @@ export function createApp(options: AppOptions): FastifyInstance {
   // Every body is JSON: a text/plain body is an unsupported type (415), not a string that
   // fails the schema.
   app.removeContentTypeParser('text/plain');
-  // Fastify's JSON parser (prototype-poisoning checks included), behind a nesting cap: a body
-  // nested thousands deep parses, but overflows the stack wherever it is serialized again
-  // (proxying, peer calls, cache keys).
-  const parseJson = app.getDefaultJsonParser('error', 'error');
+  // Fastify's JSON parser, then the kit's checks of the parsed value (json-input.ts): the
+  // nesting cap (a body nested thousands deep parses, but overflows the stack wherever it is
+  // serialized again: proxying, peer calls, cache keys), reserved keys (`__proto__`) and text
+  // that is not valid Unicode (NUL, lone surrogates), each a 400 naming the field. Bodies that
+  // cannot hold any of these skip the walk.
+  const parseJson = app.getDefaultJsonParser('ignore', 'ignore');
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, raw, done) => {
     const body = raw as string;
@@ -211,14 +185,11 @@ export function createApp(options: AppOptions): FastifyInstance {
     // included: an empty body is no body. Only a route that declares a body schema says it
     // is missing (400 naming `body`); a route without one reads no body as it would anyway.
     if (body.length === 0 && request.routeOptions.schema?.body === undefined) return done(null, undefined);
-    // V8 parses deep JSON without recursion; only bodies with enough brackets are walked.
-    if (countJsonBrackets(body) <= MAX_JSON_DEPTH) return parseJson(request, body, done);
+    if (!jsonTextNeedsCheck(body)) return parseJson(request, body, done);
     parseJson(request, body, (err, value) => {
-      if (!err && exceedsJsonDepth(value, MAX_JSON_DEPTH)) {
-        done(badRequest(`request body is nested deeper than ${MAX_JSON_DEPTH} levels`, 'body', 'too_deep'), undefined);
-      } else {
-        done(err, value);
-      }
+      const problem = err ? undefined : checkJsonValue(value);
+      if (problem) done(problem, undefined);
+      else done(err, value);
     });
   });
   const readiness = new Readiness();
@@ -272,6 +243,12 @@ export function createApp(options: AppOptions): FastifyInstance {
     done(badRequest(`request path ${JSON.stringify(shown)} is not in normal form: ${problem}`, 'path', 'invalid_path'));
   });
 
+  // Path parameters and query values get the same text check as bodies (NUL arrives as %00;
+  // a lone surrogate cannot, as invalid UTF-8 in a URL is refused or kept percent-encoded).
+  app.addHook('preValidation', (request, _reply, done) => {
+    done(checkUrlText(request.params, 'path parameter') ?? checkUrlText(request.query, 'query parameter'));
+  });
+
   const { httpDuration } = options.metrics;
   app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url ?? 'unmatched';
@@ -301,6 +278,20 @@ export function createApp(options: AppOptions): FastifyInstance {
     return reply.header('content-type', options.metrics.registry.contentType).send(body);
   });
   return app;
+}
+
+/** The first path or query value that is not valid text, as a 400 naming it. */
+function checkUrlText(values: unknown, what: string): ApiError | undefined {
+  if (values === null || typeof values !== 'object') return undefined;
+  for (const [name, value] of Object.entries(values)) {
+    // A wildcard is a proxied path (the mesh router): the service behind it names its own parameters.
+    if (name === '*') continue;
+    for (const item of Array.isArray(value) ? value : [value]) {
+      const reason = typeof item === 'string' ? invalidTextReason(item) : undefined;
+      if (reason) return badRequest(`${what} '${name}' ${reason}`, name, 'invalid_text');
+    }
+  }
+  return undefined;
 }
 
 /** Registers a plugin in its own encapsulated context, labelling its routes with `service`. */

@@ -2,6 +2,7 @@
 export * from './app';
 export * from './config';
 export * from './errors';
+export * from './json-input';
 export * from './lifecycle';
 export * from './logger';
 export * from './metrics';

@@ -85,8 +85,21 @@ describe('renderTemplate', () => {
     });
     expect(out[0]!.content).toBe('{{b}} ${process.exit(1)} {{#each x}} c');
     // Inherited properties are not variables.
-    const err = thrown(() => renderTemplate('text', '{{toString}} {{__proto__}}', {}));
-    expect((err as MissingVariablesError).missing).toEqual(['__proto__', 'toString']);
+    const err = thrown(() => renderTemplate('text', '{{toString}} {{hasOwnProperty}} {{constructor}}', {}));
+    expect((err as MissingVariablesError).missing).toEqual(['constructor', 'hasOwnProperty', 'toString']);
+    // Names Object.prototype answers are ordinary variables when given.
+    expect(renderTemplate('text', '{{toString}}/{{prototype}}', { toString: 't', prototype: 'p' })[0]!.content).toBe('t/p');
+  });
+
+  it('refuses a reserved variable name at compile time, saying so', () => {
+    for (const template of ['Hi {{__proto__}}', 'Hi {{ __proto__ }}']) {
+      const err = thrown(() => compileTemplate('text', template));
+      expect(err).toBeInstanceOf(TemplateSyntaxError);
+      expect((err as TemplateSyntaxError).param).toBe('template');
+      expect((err as Error).message).toMatch(/'__proto__' is a reserved name/);
+    }
+    const chat = thrown(() => compileTemplate('chat', [{ role: 'user', content: 'ok' }, { role: 'user', content: '{{__proto__}}' }]));
+    expect((chat as TemplateSyntaxError).param).toBe('template[1].content');
   });
 
   it('writes a literal {{ for \\{{', () => {

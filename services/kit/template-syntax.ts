@@ -37,6 +37,12 @@ export type Variables = Record<string, VariableValue>;
 export const VARIABLE_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$/;
 /** Longest variable name. */
 export const MAX_VARIABLE_NAME_LENGTH = 128;
+/**
+ * Variable names a template may not use: variables arrive as the keys of a JSON object, and
+ * these cannot be such a key (the kit refuses `__proto__` in every request body), so a template
+ * using one could be stored but never rendered.
+ */
+export const RESERVED_VARIABLE_NAMES: readonly string[] = ['__proto__'];
 /** Largest rendered output (sum of message contents, in characters) by default. */
 export const DEFAULT_MAX_RENDERED_CHARS = 1_048_576;
 
@@ -131,6 +137,12 @@ function compileString(text: string, param: string, names: Set<string>): Part[] 
       throw new TemplateSyntaxError(
         `'${param}' has an invalid placeholder ${JSON.stringify(shown)} at ${position(text, open)}: ` +
           `templates are logic-less, only {{variable}} placeholders are allowed (names like user_name or user.name; write \\{{ for a literal '{{')`,
+        param,
+      );
+    }
+    if (RESERVED_VARIABLE_NAMES.includes(name)) {
+      throw new TemplateSyntaxError(
+        `'${param}' uses the placeholder {{${name}}} at ${position(text, open)}: '${name}' is a reserved name (variables are passed as JSON object keys, and it cannot be one); choose another name`,
         param,
       );
     }

@@ -159,7 +159,8 @@ export function parseLlmConfig(raw: unknown, source: string, env: Record<string,
     names.add(p.name);
   });
 
-  const models: Record<string, ModelTarget[]> = {};
+  // Null-prototype maps: a model name is user input, and a plain object answers 'constructor'.
+  const models: Record<string, ModelTarget[]> = Object.create(null);
   if (root.models !== undefined) {
     const m = v.object(root.models, 'models');
     for (const [alias, targetsRaw] of Object.entries(m)) {
@@ -278,7 +279,8 @@ function parseProvider(v: Validator, raw: unknown, at: string, env: Record<strin
   }
   if (o.prices !== undefined) {
     const p = v.object(o.prices, `${at}.prices`);
-    provider.prices = {};
+    // Null prototype: prices are looked up by model name, which is client input.
+    provider.prices = Object.create(null) as NonNullable<ProviderConfig['prices']>;
     for (const [model, priceRaw] of Object.entries(p)) {
       const pp = `${at}.prices.${model}`;
       const price = v.object(priceRaw, pp, ['input', 'output', 'cached_input', 'cache_write'], true);
@@ -400,7 +402,7 @@ function describe(value: unknown): string {
 
 /** The price of a provider model, in USD per million tokens, if the providers file lists it. */
 export function priceOf(provider: ProviderConfig, model: string): ModelPrice | undefined {
-  return provider.prices?.[model];
+  return provider.prices && Object.hasOwn(provider.prices, model) ? provider.prices[model] : undefined;
 }
 
 /** Tokens of one answer by how they are billed. */

@@ -4,7 +4,7 @@ import { HEADERS, PATHS } from '../../contracts';
 import { ApiError, badRequest, toApiError } from '../kit/errors';
 import type { CacheMode } from './cache';
 import type { LlmCallOptions, LlmCore } from './core';
-import type { ChatRequest } from './types';
+import { toolCallSchema, type ChatRequest } from './types';
 
 /**
  * The llm service's internal HTTP API: `POST /v1/chat/completions` (canonical OpenAI shape,
@@ -52,7 +52,7 @@ export const chatRequestSchema = {
           },
           name: { type: 'string' },
           tool_call_id: { type: 'string' },
-          tool_calls: { type: 'array', items: { type: 'object' } },
+          tool_calls: { type: 'array', items: toolCallSchema },
         },
       },
     },

@@ -13,7 +13,7 @@ export interface Candidate extends ModelTarget {
 
 /** The targets of a requested model: its alias targets, or every provider that lists the model. */
 export function resolveTargets(config: LlmConfig, providers: ReadonlyMap<string, ProviderConfig>, model: string): Candidate[] {
-  const alias = config.models[model];
+  const alias = Object.hasOwn(config.models, model) ? config.models[model] : undefined;
   if (alias) return alias.map((t) => ({ ...t, config: providers.get(t.provider)! }));
   const out: Candidate[] = [];
   for (const p of config.providers) {

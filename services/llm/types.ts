@@ -26,6 +26,25 @@ export interface ToolCall {
   function: { name: string; arguments: string };
 }
 
+/**
+ * The JSON Schema of one tool call in a request's assistant message, as OpenAI requires it. The
+ * adapters read `function.name` and `function.arguments`: a call without them is the client's
+ * error (a 400 naming the field), never a provider failure.
+ */
+export const toolCallSchema = {
+  type: 'object',
+  required: ['id', 'type', 'function'],
+  properties: {
+    id: { type: 'string', minLength: 1, maxLength: 256 },
+    type: { type: 'string', enum: ['function'] },
+    function: {
+      type: 'object',
+      required: ['name', 'arguments'],
+      properties: { name: { type: 'string', minLength: 1, maxLength: 256 }, arguments: { type: 'string' } },
+    },
+  },
+} as const;
+
 export interface ChatMessage {
   role: Role;
   content: string | ContentPart[] | null;

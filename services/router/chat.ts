@@ -5,7 +5,7 @@ import { Counter, type Registry } from 'prom-client';
 import { HEADERS, METRICS } from '../../contracts';
 import { ApiError, badRequest, type Logger } from '../kit';
 import { MissingVariablesError, TemplateError, renderCompiled, type TemplateMessage, type Variables } from '../kit/template-syntax';
-import type { ContextMessageInput, ContextWindow } from '../context';
+import type { ContextMessageInput, ContextWindow, StoredMessage } from '../context';
 import type { ChatCompletionChunk, ChatMessage, ChatRequest } from '../llm/types';
 import { scopedSessionId } from './admin';
 import type { CallMeta, ContextClient, LlmClient, LlmOrigin } from './clients';
@@ -31,12 +31,50 @@ function idBase(requestId: string): string {
   return MESSAGE_ID.test(requestId) ? requestId : createHash('sha256').update(requestId).digest('hex').slice(0, 32);
 }
 
-function textOf(content: ChatMessage['content']): string {
-  if (typeof content === 'string') return content;
-  if (!Array.isArray(content)) return '';
-  let out = '';
-  for (const part of content) if (typeof part.text === 'string') out += part.text;
+/**
+ * A message as the session stores it: its content as given (parts included) and its tool
+ * fields, so the history replays exactly what the provider saw.
+ */
+function toStored(m: Pick<ChatMessage, 'role' | 'content' | 'name' | 'tool_calls' | 'tool_call_id'>, id: string): ContextMessageInput {
+  const out: ContextMessageInput = { id, role: m.role, content: m.content ?? null };
+  if (m.name) out.name = m.name;
+  if (m.tool_calls && m.tool_calls.length > 0) out.tool_calls = m.tool_calls;
+  if (m.tool_call_id !== undefined) out.tool_call_id = m.tool_call_id;
   return out;
+}
+
+/** A stored message as it goes upstream again. */
+function fromStored(m: StoredMessage): ChatMessage {
+  const out: ChatMessage = { role: m.role, content: (m.content ?? null) as ChatMessage['content'] };
+  if (m.name) out.name = m.name;
+  if (m.tool_calls && m.tool_calls.length > 0) out.tool_calls = m.tool_calls as ChatMessage['tool_calls'];
+  if (m.tool_call_id !== undefined) out.tool_call_id = m.tool_call_id;
+  return out;
+}
+
+/** The assistant message a stream spelled out in deltas: its text and its tool calls, joined. */
+class StreamedReply {
+  private text = '';
+  private readonly calls: Array<{ id: string; type: 'function'; function: { name: string; arguments: string } }> = [];
+
+  add(chunk: ChatCompletionChunk): void {
+    const delta = chunk.choices?.[0]?.delta;
+    if (!delta) return;
+    if (typeof delta.content === 'string') this.text += delta.content;
+    for (const tc of delta.tool_calls ?? []) {
+      const at = typeof tc.index === 'number' ? tc.index : this.calls.length;
+      const call = (this.calls[at] ??= { id: '', type: 'function', function: { name: '', arguments: '' } });
+      if (tc.id) call.id = tc.id;
+      if (tc.function?.name) call.function.name += tc.function.name;
+      if (tc.function?.arguments) call.function.arguments += tc.function.arguments;
+    }
+  }
+
+  message(): Pick<ChatMessage, 'role' | 'content' | 'tool_calls'> {
+    const calls = this.calls.filter(Boolean);
+    // Like the plain API: content is null when the model only called tools.
+    return calls.length > 0 ? { role: 'assistant', content: this.text || null, tool_calls: calls } : { role: 'assistant', content: this.text };
+  }
 }
 
 function setOrigin(reply: FastifyReply, origin: LlmOrigin): void {
@@ -141,12 +179,7 @@ export function createChatHandler(options: ChatHandlerOptions) {
     // Upstream order: template system messages, history, template other messages, request messages.
     const messages: ChatMessage[] = [];
     if (rendered) for (const m of rendered) if (m.role === 'system' || m.role === 'developer') messages.push(m);
-    if (history) {
-      for (const m of history.messages) {
-        const content = m.content as ChatMessage['content'];
-        messages.push(m.name ? { role: m.role, content, name: m.name } : { role: m.role, content });
-      }
-    }
+    if (history) for (const m of history.messages) messages.push(fromStored(m));
     if (rendered) for (const m of rendered) if (m.role !== 'system' && m.role !== 'developer') messages.push(m);
     if (body.messages) for (const m of body.messages) messages.push(m);
 
@@ -164,28 +197,20 @@ export function createChatHandler(options: ChatHandlerOptions) {
     if (degraded.length > 0) reply.header(HEADERS.degraded, degraded.join(','));
 
     // What the session stores: the request's messages (or, with none, the rendered prompt's
-    // non-system ones) and the reply; ids from the request id make a retried append a no-op.
+    // non-system ones) and the reply, faithfully: assistant tool calls, tool results and content
+    // parts as given, so the next turn replays a history the provider accepts. Ids from the
+    // request id make a retried append a no-op.
     let turn: Turn | undefined;
     if (storedSessionId && !degraded.includes('history')) {
-      const source: Array<{ role: ChatMessage['role']; content: ChatMessage['content']; name?: string }> =
-        body.messages && body.messages.length > 0 ? body.messages : (rendered ?? []).filter((m) => m.role !== 'system' && m.role !== 'developer');
+      const source: ChatMessage[] = body.messages && body.messages.length > 0 ? body.messages : (rendered ?? []).filter((m) => m.role !== 'system' && m.role !== 'developer');
       const base = idBase(request.id);
-      turn = {
-        sessionId: storedSessionId,
-        base,
-        // Tool traffic is not kept: replayed without its tool call it would be invalid upstream.
-        messages: source.flatMap((m, i) =>
-          m.role === 'tool' || (m as ChatMessage).tool_calls
-            ? []
-            : [{ id: `${base}.${i}`, role: m.role, content: textOf(m.content), ...(m.name ? { name: m.name } : {}) }],
-        ),
-      };
+      turn = { sessionId: storedSessionId, base, messages: source.map((m, i) => toStored(m, `${base}.${i}`)) };
     }
     return body.stream ? stream(request, reply, upstream, meta, tenant, turn) : plain(reply, upstream, meta, tenant, turn);
   };
 
-  async function store(turn: Turn, reply: string, meta: CallMeta): Promise<void> {
-    const messages: ContextMessageInput[] = [...turn.messages, { id: `${turn.base}.reply`, role: 'assistant', content: reply }];
+  async function store(turn: Turn, reply: Pick<ChatMessage, 'role' | 'content' | 'tool_calls'>, meta: CallMeta): Promise<void> {
+    const messages: ContextMessageInput[] = [...turn.messages, toStored({ ...reply, content: reply.content ?? null }, `${turn.base}.reply`)];
     try {
       await context.append(turn.sessionId, messages, meta);
     } catch (err) {
@@ -196,7 +221,7 @@ export function createChatHandler(options: ChatHandlerOptions) {
   async function plain(reply: FastifyReply, upstream: ChatRequest, meta: CallMeta, tenant: string | undefined, turn: Turn | undefined) {
     const result = await llm.complete(upstream, { ...meta, tenant, tenantTpm: reply.request.apiKey?.tpm });
     setOrigin(reply, result);
-    if (turn) await store(turn, textOf(result.completion.choices[0]?.message?.content ?? ''), meta);
+    if (turn) await store(turn, result.completion.choices[0]?.message ?? { role: 'assistant', content: '' }, meta);
     return reply.send(result.completion);
   }
 
@@ -219,14 +244,11 @@ export function createChatHandler(options: ChatHandlerOptions) {
     reply.header('cache-control', 'no-cache');
     reply.header('x-accel-buffering', 'no');
     async function* events(): AsyncGenerator<string> {
-      let text = '';
+      const streamed = new StreamedReply();
       let completed = false;
       try {
         for await (const chunk of result.chunks as AsyncIterable<ChatCompletionChunk>) {
-          if (turn) {
-            const delta = chunk.choices?.[0]?.delta?.content;
-            if (typeof delta === 'string') text += delta;
-          }
+          if (turn) streamed.add(chunk);
           yield sseData(JSON.stringify(chunk));
         }
         completed = true;
@@ -239,7 +261,7 @@ export function createChatHandler(options: ChatHandlerOptions) {
       } finally {
         reply.raw.off('close', onClose);
       }
-      if (completed && turn && !abort.signal.aborted) await store(turn, text, meta);
+      if (completed && turn && !abort.signal.aborted) await store(turn, streamed.message(), meta);
       yield SSE_DONE;
     }
     return reply.send(Readable.from(events(), { objectMode: false }));

@@ -1,4 +1,4 @@
-import type { ChatMessage, ChatRequest } from '../llm/types';
+import { toolCallSchema, type ChatMessage, type ChatRequest } from '../llm/types';
 
 /** Template names the router accepts in `prompt.name` (the templates service's rule). */
 export const PROMPT_NAME_PATTERN = '^[a-z0-9][a-z0-9._-]{0,127}$';
@@ -38,6 +38,7 @@ const contentPart = {
   properties: { type: { type: 'string', minLength: 1, maxLength: 64 }, text: { type: 'string' } },
 };
 
+
 const message = {
   type: 'object',
   additionalProperties: false,
@@ -46,7 +47,7 @@ const message = {
     role: { type: 'string', enum: ['system', 'developer', 'user', 'assistant', 'tool'] },
     content: { type: ['string', 'array', 'null'], items: contentPart, maxItems: 256 },
     name: { type: 'string', minLength: 1, maxLength: 256 },
-    tool_calls: { type: 'array', maxItems: 128, items: { type: 'object' } },
+    tool_calls: { type: 'array', maxItems: 128, items: toolCallSchema },
     tool_call_id: { type: 'string', maxLength: 256 },
     refusal: { type: ['string', 'null'] },
     audio: { type: ['object', 'null'] },

@@ -25,7 +25,8 @@ export interface CachedVersion {
 
 interface CachedTemplate {
   name: string;
-  labels: Record<string, SplitEntry[]>;
+  /** A Map, not an object: the label is client input, and a plain object answers 'constructor'. */
+  labels: Map<string, SplitEntry[]>;
   versions: Map<number, CachedVersion>;
 }
 
@@ -148,7 +149,7 @@ export class TemplateCache {
     for (const t of exported.templates) {
       const versions = new Map<number, CachedVersion>();
       for (const v of t.versions) versions.set(v.version, toCached(v));
-      fresh.set(t.name, { name: t.name, labels: t.labels, versions });
+      fresh.set(t.name, { name: t.name, labels: new Map(Object.entries(t.labels)), versions });
     }
     this.entries.clear();
     for (const [name, entry] of fresh) this.entries.set(name, entry);
@@ -245,7 +246,7 @@ export class TemplateCache {
           if (loaded) versions.set(v, toCached(loaded));
         }),
     );
-    this.entries.set(name, { name, labels: head.labels, versions });
+    this.entries.set(name, { name, labels: new Map(Object.entries(head.labels)), versions });
   }
 
   /**
@@ -273,7 +274,7 @@ export class TemplateCache {
       return found;
     }
     const label = options.label ?? DEFAULT_LABEL;
-    const split = entry.labels[label];
+    const split = entry.labels.get(label);
     if (!split || split.length === 0) throw notFound(`prompt template '${name}' has no label '${label}'`, 'prompt.label');
     const version = pickVersion(split, options.stickyKey);
     let found = entry.versions.get(version);

@@ -4,6 +4,7 @@
  * 400 naming the field.
  */
 import { badRequest } from '../kit/errors';
+import { invalidTextReason } from '../kit/json-input';
 import {
   TEMPLATE_TYPES,
   TemplateError,
@@ -78,10 +79,21 @@ export function checkLabel(label: unknown, param = 'label'): string {
   return label;
 }
 
+/**
+ * Text PostgreSQL can store and a provider can be sent: no NUL, no unpaired surrogate. The kit
+ * refuses such text in every HTTP body already; this holds for in-process callers and files.
+ */
+function checkText(value: unknown, param: string): void {
+  if (typeof value !== 'string') return;
+  const reason = invalidTextReason(value);
+  if (reason) throw badRequest(`'${param}' ${reason}`, param, 'invalid_text');
+}
+
 function checkOptionalText(value: unknown, param: string, max: number): string | null {
   if (value === undefined || value === null) return null;
   if (typeof value !== 'string') throw badRequest(`'${param}' must be a string`, param);
   if (value.length > max) throw badRequest(`'${param}' must be at most ${max} characters, got ${value.length}`, param);
+  checkText(value, param);
   return value;
 }
 
@@ -105,6 +117,8 @@ export function checkVersionInput(input: VersionInput): CheckedVersion {
   if (Array.isArray(template) && template.length > LIMITS.chatMessages) {
     throw badRequest(`'template' may hold at most ${LIMITS.chatMessages} messages, got ${template.length}`, 'template');
   }
+  if (typeof template === 'string') checkText(template, 'template');
+  else if (Array.isArray(template)) template.forEach((m, i) => checkText((m as { content?: unknown } | null)?.content, `template[${i}].content`));
   let compiled: CompiledTemplate;
   try {
     compiled = compileTemplate(input.type, template);

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HEADERS } from '../../contracts';
 import { waitFor } from '../support/net';
 import { KEYS, type Layout } from './support';
+import { defineToolAndStreamCases } from './tools-and-streams.suite';
 
 /** Calls the router's HTTP API directly (for the admin API and raw checks). */
 export async function call(
@@ -244,6 +245,8 @@ export function defineSuite(label: string, start: () => Promise<Layout>): void {
       const stored = await call(layout, 'GET', `/v1/sessions/${session}/messages`);
       expect(stored.body.messages.map((m: { content: string }) => m.content)).toHaveLength(2);
     });
+
+    defineToolAndStreamCases(() => layout);
 
     it('sees a template update within about a second, without a restart', async () => {
       const v2 = await call(layout, 'POST', '/v1/templates/e2e-greeting/versions', {

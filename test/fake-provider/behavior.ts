@@ -44,6 +44,13 @@ export interface ReplyOptions {
   cachedTokens?: number;
   /** Input tokens reported as written to the prompt cache (Anthropic `cache_creation_input_tokens`). @default 0 */
   cacheWriteTokens?: number;
+  /**
+   * Streams only: cut the bytes so that every multi-byte UTF-8 character is split across two
+   * network chunks (each piece written and flushed on its own, Nagle off), as a real network
+   * may deliver them. A client that decodes each chunk on its own corrupts those characters.
+   * @default false
+   */
+  splitMultibyte?: boolean;
 }
 
 /** One way to fail. */
@@ -143,11 +150,12 @@ function checkKeys(value: Record<string, unknown>, allowed: readonly string[], f
 
 function validateReply(reply: unknown, field: string): ReplyOptions {
   if (!isObject(reply)) throw new PlanError(field, 'must be an object');
-  checkKeys(reply, ['text', 'tokens', 'tokenDelayMs', 'toolCall', 'omitUsage', 'cachedTokens', 'cacheWriteTokens'], field);
+  checkKeys(reply, ['text', 'tokens', 'tokenDelayMs', 'toolCall', 'omitUsage', 'cachedTokens', 'cacheWriteTokens', 'splitMultibyte'], field);
   for (const k of ['cachedTokens', 'cacheWriteTokens'] as const) {
     if (reply[k] !== undefined && !(Number.isInteger(reply[k]) && (reply[k] as number) >= 0)) throw new PlanError(`${field}.${k}`, 'must be an integer >= 0');
   }
   if (reply.omitUsage !== undefined && typeof reply.omitUsage !== 'boolean') throw new PlanError(`${field}.omitUsage`, 'must be a boolean');
+  if (reply.splitMultibyte !== undefined && typeof reply.splitMultibyte !== 'boolean') throw new PlanError(`${field}.splitMultibyte`, 'must be a boolean');
   if (reply.text !== undefined && typeof reply.text !== 'string') throw new PlanError(`${field}.text`, 'must be a string');
   if (reply.tokens !== undefined && !(Number.isInteger(reply.tokens) && (reply.tokens as number) >= 1)) {
     throw new PlanError(`${field}.tokens`, 'must be an integer >= 1');

@@ -482,8 +482,34 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     }
   };
 
-  const writeStream = async (res: ServerResponse, ev: StreamEvents, delayMs: number) => {
+  /**
+   * Writes `text` so that every multi-byte character is cut after its first byte: each piece is
+   * written on its own, with Nagle off, and the next only once the previous one left (plus 5 ms),
+   * so the client reads the halves as separate chunks (a reader slower than that may still join
+   * some of them).
+   */
+  const writeSplit = async (res: ServerResponse, text: string) => {
+    const bytes = Buffer.from(text, 'utf8');
+    let from = 0;
+    for (let i = 0; i < bytes.length; i++) {
+      if (bytes[i]! < 0xc0) continue; // not the lead byte of a multi-byte character
+      await new Promise<void>((resolve) => res.write(bytes.subarray(from, i + 1), () => resolve()));
+      // Long enough for a reader under load to take the piece before the next one arrives.
+      await sleep(5);
+      if (res.destroyed) return;
+      from = i + 1;
+    }
+    res.write(bytes.subarray(from));
+  };
+
+  const writeStream = async (res: ServerResponse, ev: StreamEvents, delayMs: number, splitMultibyte = false) => {
     res.writeHead(200, SSE_HEADERS);
+    if (splitMultibyte) {
+      res.socket?.setNoDelay(true);
+      await writeSplit(res, ev.head.join('') + ev.tokens.join('') + ev.tail.join(''));
+      res.end();
+      return;
+    }
     if (delayMs <= 0) {
       res.end(ev.head.join('') + ev.tokens.join('') + ev.tail.join(''));
       return;
@@ -539,7 +565,7 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
       return;
     }
     if (stream) {
-      await writeStream(res, events(), reply.tokenDelayMs);
+      await writeStream(res, events(), reply.tokenDelayMs, decision.reply.splitMultibyte === true);
     } else {
       const text = plainBody();
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
@@ -701,6 +727,7 @@ function checkOpenAI(req: IncomingMessage, body: Json | undefined, apiKey: strin
       throw new HttpError(400, 'invalid_request_error', `Invalid value for 'messages[${i}].role'.`, `messages[${i}].role`, 'invalid_value');
     }
   });
+  checkOpenAIToolPairing(body.messages as Json[]);
   for (const field of ['max_tokens', 'max_completion_tokens'] as const) {
     const v = body[field];
     if (v !== undefined && v !== null && !(Number.isInteger(v) && v >= 1)) {
@@ -729,4 +756,60 @@ function checkAnthropic(req: IncomingMessage, body: Json | undefined, apiKey: st
   if (body.system !== undefined && typeof body.system !== 'string' && !Array.isArray(body.system)) {
     throw new HttpError(400, 'invalid_request_error', 'system: Input should be a valid string or list');
   }
+  checkAnthropicToolPairing(body.messages as Json[]);
+}
+
+/**
+ * OpenAI's rule for tool traffic: a `tool` message answers a `tool_call_id` of the assistant
+ * message with `tool_calls` right before it (other tool messages between them allowed), and
+ * every call is answered before the next user or assistant message, or the end.
+ */
+function checkOpenAIToolPairing(messages: Json[]): void {
+  let open: Set<unknown> | undefined;
+  let openAt = -1;
+  const unanswered = () =>
+    new HttpError(
+      400,
+      'invalid_request_error',
+      `An assistant message with 'tool_calls' must be followed by tool messages responding to each 'tool_call_id'. The following tool_call_ids did not have response messages: ${[...open!].join(', ')}`,
+      `messages.[${openAt}].role`,
+      null,
+    );
+  messages.forEach((m, i) => {
+    if (m.role === 'tool') {
+      if (!open?.delete(m.tool_call_id)) {
+        throw new HttpError(400, 'invalid_request_error', "Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'.", `messages.[${i}].role`, null);
+      }
+      return;
+    }
+    if (open && open.size > 0) throw unanswered();
+    const calls = m.role === 'assistant' && Array.isArray(m.tool_calls) ? (m.tool_calls as Json[]) : [];
+    open = calls.length > 0 ? new Set(calls.map((c) => c?.id)) : undefined;
+    openAt = i;
+  });
+  if (open && open.size > 0) throw unanswered();
+}
+
+/**
+ * Anthropic's rule: every `tool_use` block of an assistant message is answered by a
+ * `tool_result` block in the next message (a user message), and a `tool_result` answers a
+ * `tool_use` of the message right before it.
+ */
+function checkAnthropicToolPairing(messages: Json[]): void {
+  const blocks = (m: Json | undefined, type: string): Json[] => (m && Array.isArray(m.content) ? (m.content as Json[]).filter((b) => b?.type === type) : []);
+  messages.forEach((m, i) => {
+    const uses = new Set(blocks(messages[i - 1], 'tool_use').map((b) => b.id));
+    const results = blocks(m, 'tool_result');
+    for (const r of results) {
+      if (!uses.has(r.tool_use_id)) {
+        throw new HttpError(400, 'invalid_request_error', `messages.${i}.content: unexpected \`tool_use_id\` found in \`tool_result\` blocks: ${r.tool_use_id}. Each \`tool_result\` block must have a corresponding \`tool_use\` block in the previous message.`);
+      }
+    }
+    const missing = blocks(m, 'tool_use')
+      .map((b) => b.id)
+      .filter((id) => !blocks(messages[i + 1], 'tool_result').some((r) => r.tool_use_id === id));
+    if (missing.length > 0) {
+      throw new HttpError(400, 'invalid_request_error', `messages.${i + 1}: \`tool_use\` ids were found without \`tool_result\` blocks immediately after: ${missing.join(', ')}. Each \`tool_use\` block must have a corresponding \`tool_result\` block in the next message.`);
+    }
+  });
 }
