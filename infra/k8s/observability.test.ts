@@ -104,6 +104,7 @@ describe('Observability construct', () => {
       'PromptmeshAvailabilityBudgetBurnSlow',
       'PromptmeshCacheHitRatioDrop',
       'PromptmeshCircuitOpen',
+      'PromptmeshDegraded',
       'PromptmeshLatencyBudgetBurnFast',
       'PromptmeshLatencyBudgetBurnSlow',
       'PromptmeshPostgresDown',
@@ -152,7 +153,7 @@ describe('Observability construct', () => {
     writeFileSync(join(dir, 'manifest-rules.yaml'), stringify({ groups: objects[0].spec.groups }));
     writeFileSync(join(dir, 'rules.yaml'), obs.ruleFile());
     const out = await promtool(['check', 'rules', 'manifest-rules.yaml', 'rules.yaml'], dir);
-    expect(out).toMatch(/SUCCESS: 21 rules found[\s\S]*SUCCESS: 21 rules found/);
+    expect(out).toMatch(/SUCCESS: 22 rules found[\s\S]*SUCCESS: 22 rules found/);
   });
 
   it('the rules pass promtool test rules: burn rates (fast, slow, healthy) and component alerts', async () => {

@@ -179,6 +179,14 @@ export function overviewDashboard(routerService: string): Dashboard {
       targets: [{ expr: `max by (pod) (${METRICS.templateCacheAge}{${NS}})`, legend: '{{pod}}' }],
     },
     {
+      title: 'Degraded components',
+      description: 'Parts a service is serving without (1 = down): postgres, redis, templates, context. Pods stay ready while degraded (docs/router.md, "Degradation").',
+      unit: 'short',
+      min: 0,
+      max: 1,
+      targets: [{ expr: `max by (component) (${METRICS.degraded}{${NS}})`, legend: '{{component}}' }],
+    },
+    {
       title: 'Prompt requests by prompt and version',
       description: 'Requests per second that rendered a template.',
       unit: 'reqps',

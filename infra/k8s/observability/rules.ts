@@ -183,6 +183,18 @@ export function ruleGroups(o: RuleOptions): RuleGroup[] {
     },
   ];
 
+  componentAlerts.push({
+    alert: 'PromptmeshDegraded',
+    // Pods stay ready while degraded (readiness means "can serve"), so this is what tells.
+    expr: `max by (namespace, component) (${METRICS.degraded}) == 1`,
+    for: '10m',
+    labels: { severity: 'warning' },
+    annotations: {
+      summary: 'promptmesh serves without {{ $labels.component }}',
+      description: 'At least one pod has served without {{ $labels.component }} for 10 minutes. Pods stay ready and answer, degraded: no history, cached templates only, no response cache or cluster-wide limits (docs/router.md, Degradation).',
+    },
+  });
+
   // From the exporter sidecars of the Redis and Postgres constructs (redis_exporter, postgres_exporter).
   const dataStoreAlerts: AlertingRule[] = [
     {
