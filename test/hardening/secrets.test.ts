@@ -123,7 +123,7 @@ beforeAll(async () => {
   layouts.push({ name: 'mesh', url: url(ports.router), procs: Object.values(mesh) });
   await Promise.all([all.start(allPort), mesh.templates.start(ports.templates), mesh.context.start(ports.context), mesh.llm.start(ports.llm)]);
   await mesh.router.start(ports.router);
-}, 120_000);
+}, 240_000);
 
 afterAll(async () => {
   for (const l of layouts) for (const p of l.procs) await p.stop().catch(() => undefined);
