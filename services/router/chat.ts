@@ -36,9 +36,11 @@ function idBase(requestId: string): string {
  * fields, so the history replays exactly what the provider saw.
  */
 function toStored(m: Pick<ChatMessage, 'role' | 'content' | 'name' | 'tool_calls' | 'tool_call_id'>, id: string): ContextMessageInput {
-  const out: ContextMessageInput = { id, role: m.role, content: m.content ?? null };
+  const calls = m.tool_calls && m.tool_calls.length > 0;
+  // Content may be null only beside tool calls (an assistant reply that is all refusal has none).
+  const out: ContextMessageInput = { id, role: m.role, content: m.content ?? (calls ? null : '') };
   if (m.name) out.name = m.name;
-  if (m.tool_calls && m.tool_calls.length > 0) out.tool_calls = m.tool_calls;
+  if (calls) out.tool_calls = m.tool_calls;
   if (m.tool_call_id !== undefined) out.tool_call_id = m.tool_call_id;
   return out;
 }
@@ -210,7 +212,7 @@ export function createChatHandler(options: ChatHandlerOptions) {
   };
 
   async function store(turn: Turn, reply: Pick<ChatMessage, 'role' | 'content' | 'tool_calls'>, meta: CallMeta): Promise<void> {
-    const messages: ContextMessageInput[] = [...turn.messages, toStored({ ...reply, content: reply.content ?? null }, `${turn.base}.reply`)];
+    const messages: ContextMessageInput[] = [...turn.messages, toStored(reply, `${turn.base}.reply`)];
     try {
       await context.append(turn.sessionId, messages, meta);
     } catch (err) {
