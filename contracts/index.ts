@@ -84,6 +84,12 @@ export const METRICS = {
   circuitState: 'promptmesh_circuit_state',
   promptRequests: 'promptmesh_prompt_requests_total',
   templateCacheAge: 'promptmesh_template_cache_age_seconds',
+  /** router: chat completions that used a template, by `prompt`, `version`, `status_code` (histogram). */
+  promptDuration: 'promptmesh_prompt_request_duration_seconds',
+  /** router: USD spent on completions that used a template, by `prompt`, `version`. */
+  promptCostUsd: 'promptmesh_prompt_cost_usd_total',
+  /** llm: USD the response cache saved (what the cached answer cost when it was made), by `provider`, `model`. */
+  cacheSavedUsd: 'promptmesh_cache_saved_usd_total',
 } as const;
 
 /** The default prefix of every Redis key and channel the services use (`REDIS_KEY_PREFIX`). */

@@ -15,6 +15,14 @@ import { DEFAULT_PROMETHEUS_SELECTOR_LABELS } from './data-store';
 export const MONITOR_LABELS: Readonly<Record<string, string>> = DEFAULT_PROMETHEUS_SELECTOR_LABELS;
 
 /**
+ * The Service label a PromptService's ServiceMonitor takes the `job` label from
+ * (`spec.jobLabel`): its value is the service (`router`, `templates`, `context`, `llm`), so
+ * Prometheus stores every series of the router with `job="router"`, whatever the Services are
+ * named. The rules and dashboards select on it.
+ */
+export const JOB_LABEL = 'app.kubernetes.io/component';
+
+/**
  * Port of the Istio agent in every meshed pod that serves the merged metrics (the app's
  * `/metrics` and Envoy's) on `/stats/prometheus`, in plain text. Istio excludes it from
  * interception, so Prometheus outside the mesh can scrape it under STRICT mTLS.

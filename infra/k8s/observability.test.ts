@@ -118,7 +118,7 @@ describe('Observability construct', () => {
     expect(alerts.PromptmeshAvailabilityBudgetBurnSlow).toContain('ratio_rate30m > (6 * (1 - 0.999))');
     expect(alerts.PromptmeshCircuitOpen).toContain(`${METRICS.circuitState}[2m])) == 2`);
     const errorsRecord = rules.find((r) => r.record === 'promptmesh:router_request_errors:ratio_rate5m')!;
-    expect(errorsRecord.expr).toContain(`${METRICS.httpDuration}_count{service="router"`);
+    expect(errorsRecord.expr).toContain(`${METRICS.httpDuration}_count{job="router"`);
     expect(errorsRecord.expr).toContain('status_code=~"5.."');
     const providerRecord = rules.find((r) => r.record === 'promptmesh:gen_ai_operation_errors:ratio_rate5m')!;
     expect(providerRecord.expr).toContain(`${METRICS.genAiDuration}_count{outcome!="success"}`);
@@ -251,7 +251,7 @@ describe('Observability construct', () => {
       [{ cacheHitRatioDropFactor: 0 }, /'cacheHitRatioDropFactor' must be a number between 0 and 1/],
       [{ circuitOpenMinutes: 0 }, /'circuitOpenMinutes' must be an integer from 1 to 60/],
       [{ templateCacheMaxAgeSeconds: 1 }, /'templateCacheMaxAgeSeconds' must be a number of seconds, at least 10/],
-      [{ routerService: 'Router!' }, /'routerService' must be a service label value/],
+      [{ routerService: 'Router!' }, /'routerService' must be a job label value/],
       [{ ruleSelectorLabels: {} }, /'ruleSelectorLabels' must hold at least one label/],
       [{ dashboardFolder: ' ' }, /'dashboardFolder' must be a non-empty folder name/],
       [{ name: 'Bad Name' }, /'name' must be a lowercase RFC 1123 label/],

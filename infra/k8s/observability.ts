@@ -77,7 +77,10 @@ export interface ObservabilityProps {
    */
   readonly templateCacheMaxAgeSeconds?: number;
   /**
-   * The `service` label value of the router's HTTP metrics (the SLIs are the router's).
+   * The `job` label of the router's series as Prometheus stores them (the SLIs are the
+   * router's). The PromptService ServiceMonitor sets `job` from the Service label
+   * `app.kubernetes.io/component`, which is `router`; change this only for a router scraped
+   * some other way.
    * @default 'router'
    */
   readonly routerService?: string;
@@ -150,7 +153,7 @@ export class Observability extends Construct {
       throw new Error(`${what}: 'templateCacheMaxAgeSeconds' must be a number of seconds, at least 10, got ${JSON.stringify(options.templateCacheMaxAgeSeconds)}`);
     }
     if (!/^[a-z][a-z0-9_-]*$/.test(options.routerService)) {
-      throw new Error(`${what}: 'routerService' must be a service label value (a-z, 0-9, _ and -), got ${JSON.stringify(options.routerService)}`);
+      throw new Error(`${what}: 'routerService' must be a job label value (a-z, 0-9, _ and -), got ${JSON.stringify(options.routerService)}`);
     }
     const folder = props.dashboardFolder ?? 'promptmesh';
     if (folder.trim() === '' || folder.length > 100) {

@@ -16,7 +16,7 @@ declare module 'fastify' {
     readiness: Readiness;
   }
   interface FastifyRequest {
-    /** The service whose plugin owns the route (metrics label). */
+    /** The service whose plugin owns the route (named in the log line of a failed request). */
     serviceName: string;
     /** The OpenTelemetry context of this request's server span. */
     traceContext: Context;
@@ -107,7 +107,7 @@ export function exceedsJsonDepth(value: unknown, max: number): boolean {
 
 /** What `createApp` needs: the process's shared parts. */
 export interface AppOptions {
-  /** The service label of routes that belong to no service (health, metrics). */
+  /** The service name of routes that belong to no service (health, metrics), for logs. */
   service: string;
   config: Pick<KitConfig, 'bodyLimitBytes'>;
   logger: Logger;
@@ -209,12 +209,12 @@ export function createApp(options: AppOptions): FastifyInstance {
   app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url ?? 'unmatched';
     httpDuration.observe(
-      { service: request.serviceName, method: request.method, route, status_code: String(reply.statusCode) },
+      { method: request.method, route, status_code: String(reply.statusCode) },
       reply.elapsedTime / 1000,
     );
     request.span.setAttribute('http.response.status_code', reply.statusCode);
     request.span.end();
-    if (reply.statusCode >= 500) request.log.warn({ method: request.method, url: request.url, statusCode: reply.statusCode }, 'request failed');
+    if (reply.statusCode >= 500) request.log.warn({ service: request.serviceName, method: request.method, url: request.url, statusCode: reply.statusCode }, 'request failed');
     done();
   });
 

@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { Counter, type Registry } from 'prom-client';
+import { Counter, Histogram, type Registry } from 'prom-client';
 import { HEADERS, METRICS } from '../../contracts';
-import { ApiError, badRequest, type Logger } from '../kit';
+import { ApiError, LATENCY_BUCKETS, badRequest, type Logger } from '../kit';
 import { MissingVariablesError, TemplateError, renderCompiled, type TemplateMessage, type Variables } from '../kit/template-syntax';
 import type { ContextMessageInput, ContextWindow } from '../context';
 import type { ChatCompletionChunk, ChatMessage, ChatRequest } from '../llm/types';
@@ -82,6 +82,20 @@ export function createChatHandler(options: ChatHandlerOptions) {
     labelNames: ['prompt', 'version'] as const,
     registers: [options.registry],
   });
+  // Per prompt version: what a rollout or a split compares (traffic, latency, errors, spend).
+  const promptDuration = new Histogram({
+    name: METRICS.promptDuration,
+    help: 'Duration of chat completions that used a prompt template, by template, version and status code.',
+    labelNames: ['prompt', 'version', 'status_code'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [options.registry],
+  });
+  const promptCost = new Counter({
+    name: METRICS.promptCostUsd,
+    help: 'USD spent on chat completions that used a prompt template (cache hits cost nothing), by template and version.',
+    labelNames: ['prompt', 'version'] as const,
+    registers: [options.registry],
+  });
   const historyMaxTokens = options.historyMaxTokens;
 
   return async function chatCompletions(request: FastifyRequest<{ Body: RouterChatRequest }>, reply: FastifyReply) {
@@ -157,9 +171,14 @@ export function createChatHandler(options: ChatHandlerOptions) {
     delete upstream.prompt;
     delete upstream.session_id;
 
+    let promptLabels: PromptLabels | undefined;
     if (version) {
-      promptRequests.inc({ prompt: version.name, version: String(version.version) });
+      promptLabels = { prompt: version.name, version: String(version.version) };
+      promptRequests.inc(promptLabels);
       reply.header(HEADERS.promptVersion, String(version.version));
+      // Observed once the response is over, with the status it ended with (errors included).
+      const labels = promptLabels;
+      reply.raw.once('close', () => promptDuration.observe({ ...labels, status_code: String(reply.statusCode) }, reply.elapsedTime / 1000));
     }
     if (degraded.length > 0) reply.header(HEADERS.degraded, degraded.join(','));
 
@@ -181,7 +200,7 @@ export function createChatHandler(options: ChatHandlerOptions) {
         ),
       };
     }
-    return body.stream ? stream(request, reply, upstream, meta, tenant, turn) : plain(reply, upstream, meta, tenant, turn);
+    return body.stream ? stream(request, reply, upstream, meta, tenant, turn) : plain(reply, upstream, meta, tenant, turn, promptLabels);
   };
 
   async function store(turn: Turn, reply: string, meta: CallMeta): Promise<void> {
@@ -193,8 +212,17 @@ export function createChatHandler(options: ChatHandlerOptions) {
     }
   }
 
-  async function plain(reply: FastifyReply, upstream: ChatRequest, meta: CallMeta, tenant: string | undefined, turn: Turn | undefined) {
+  async function plain(
+    reply: FastifyReply,
+    upstream: ChatRequest,
+    meta: CallMeta,
+    tenant: string | undefined,
+    turn: Turn | undefined,
+    promptLabels?: PromptLabels,
+  ) {
     const result = await llm.complete(upstream, { ...meta, tenant });
+    const cost = (result.completion.usage as { cost_usd?: unknown } | undefined)?.cost_usd;
+    if (promptLabels && typeof cost === 'number' && cost > 0) promptCost.inc(promptLabels, cost);
     setOrigin(reply, result);
     if (turn) await store(turn, textOf(result.completion.choices[0]?.message?.content ?? ''), meta);
     return reply.send(result.completion);
@@ -244,6 +272,12 @@ export function createChatHandler(options: ChatHandlerOptions) {
     }
     return reply.send(Readable.from(events(), { objectMode: false }));
   }
+}
+
+/** The labels of the per-prompt-version metrics. */
+interface PromptLabels {
+  prompt: string;
+  version: string;
 }
 
 interface Turn {

@@ -3,7 +3,9 @@
  * data in the Prometheus rule-file shape (`groups: [{ name, rules }]`), so the same groups go into
  * a PrometheusRule object and into a file for `promtool check rules` / `promtool test rules`.
  *
- * Metric and label names are the ones in contracts/index.ts METRICS and DESIGN.md "Metrics".
+ * Metric and label names are the ones in contracts/index.ts METRICS and DESIGN.md "Metrics";
+ * the target labels (`job`, `namespace`, `pod`, ...) are the ones prometheus-operator gives a
+ * ServiceMonitor's targets, as Prometheus stores them (DESIGN.md "Metric labels").
  */
 import { METRICS, PATHS } from '../../../contracts';
 
@@ -32,7 +34,10 @@ export interface RuleGroup {
 
 /** What the rules are built from; every field has a default in `Observability`. */
 export interface RuleOptions {
-  /** The value of the `service` label the router's HTTP metrics carry. */
+  /**
+   * The `job` label of the router's series as Prometheus stores them (the PromptService
+   * ServiceMonitor takes it from the Service's `app.kubernetes.io/component`: `router`).
+   */
   readonly routerService: string;
   /** Fraction of router requests that must not fail with 5xx over 30 days (0.999 = 99.9%). */
   readonly availabilityObjective: number;
@@ -84,7 +89,9 @@ const NON_USER_ROUTES = [PATHS.healthz, PATHS.readyz, PATHS.metrics];
 
 /** The rule groups for the given options. */
 export function ruleGroups(o: RuleOptions): RuleGroup[] {
-  const requests = `${METRICS.httpDuration}_count{service="${o.routerService}",route!~"${NON_USER_ROUTES.join('|')}"}`;
+  // The target's `job`, not a label of the app's: Prometheus renames an app label called
+  // `service` to `exported_service` (DESIGN.md "Metric labels").
+  const requests = `${METRICS.httpDuration}_count{job="${o.routerService}",route!~"${NON_USER_ROUTES.join('|')}"}`;
   const errors = requests.replace(/}$/, ',status_code=~"5.."}');
   const fast = requests.replace(`${METRICS.httpDuration}_count{`, `${METRICS.httpDuration}_bucket{`).replace(/}$/, `,le="${formatLe(o.latencyThresholdSeconds)}"}`);
   const byNs = 'sum by (namespace)';
