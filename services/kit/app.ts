@@ -8,7 +8,7 @@ import type { KitConfig } from './config';
 import { badRequest, installErrorHandlers, toApiError, writeClientError } from './errors';
 import type { Logger } from './logger';
 import type { KitMetrics } from './metrics';
-import { SpanKind, extractTraceContext, startSpan, type Context, type Span, type Tracing } from './tracing';
+import { SpanKind, SpanStatusCode, extractTraceContext, startSpan, type Context, type Span, type Tracing } from './tracing';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -202,6 +202,9 @@ export function createApp(options: AppOptions): FastifyInstance {
     });
     request.span = span;
     request.traceContext = context;
+    // Every log line of a traced request names its trace, so logs and traces join up.
+    const { traceId, spanId } = span.spanContext();
+    request.log = request.log.child({ trace_id: traceId, span_id: spanId });
     done();
   });
 
@@ -213,6 +216,8 @@ export function createApp(options: AppOptions): FastifyInstance {
       reply.elapsedTime / 1000,
     );
     request.span.setAttribute('http.response.status_code', reply.statusCode);
+    // OpenTelemetry HTTP conventions: a 5xx is a server span error, a 4xx is the client's.
+    if (reply.statusCode >= 500) request.span.setStatus({ code: SpanStatusCode.ERROR });
     request.span.end();
     if (reply.statusCode >= 500) request.log.warn({ service: request.serviceName, method: request.method, url: request.url, statusCode: reply.statusCode }, 'request failed');
     done();

@@ -53,7 +53,12 @@ export interface RuleOptions {
   readonly cacheHitRatioDropFactor: number;
   /** Alert when a router's template cache has not synced for longer than this. */
   readonly templateCacheMaxAgeSeconds: number;
+  /** The runbook page; each alert's `runbook_url` is this plus `#<alert name in lower case>`. */
+  readonly runbookBaseUrl: string;
 }
+
+/** The runbook every alert links to (docs/observability.md, one section per alert). */
+export const DEFAULT_RUNBOOK_BASE_URL = 'https://github.com/promptmesh/promptmesh/blob/main/docs/observability.md';
 
 /** Recording rule names the dashboards and alerts use. */
 export const RECORDS = {
@@ -214,12 +219,15 @@ export function ruleGroups(o: RuleOptions): RuleGroup[] {
     },
   ];
 
+  // Every alert links its section of the runbook (the heading is the alert's name).
+  const withRunbook = (alerts: AlertingRule[]): AlertingRule[] =>
+    alerts.map((a) => ({ ...a, annotations: { ...a.annotations, runbook_url: `${o.runbookBaseUrl}#${a.alert.toLowerCase()}` } }));
   return [
     { name: 'promptmesh-sli.rules', rules: sli },
     { name: 'promptmesh-usage.rules', rules: usage },
-    { name: 'promptmesh-slo.alerts', rules: sloAlerts },
-    { name: 'promptmesh-components.alerts', rules: componentAlerts },
-    { name: 'promptmesh-datastores.alerts', rules: dataStoreAlerts },
+    { name: 'promptmesh-slo.alerts', rules: withRunbook(sloAlerts) },
+    { name: 'promptmesh-components.alerts', rules: withRunbook(componentAlerts) },
+    { name: 'promptmesh-datastores.alerts', rules: withRunbook(dataStoreAlerts) },
   ];
 }
 
