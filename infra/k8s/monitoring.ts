@@ -2,7 +2,7 @@
  * The names the in-cluster monitoring agrees on with the platform (kube-prometheus-stack and
  * prometheus-adapter, installed by the Pulumi program or by hand).
  */
-import { METRICS } from '../../contracts/index';
+import { METRICS, PATHS } from '../../contracts/index';
 import { DEFAULT_PROMETHEUS_SELECTOR_LABELS } from './data-store';
 
 /**
@@ -58,5 +58,6 @@ export const REQUESTS_PER_SECOND_ADAPTER_RULE: PrometheusAdapterRule = {
   seriesQuery: `${METRICS.httpDuration}_count{namespace!="",pod!=""}`,
   resources: { overrides: { namespace: { resource: 'namespace' }, pod: { resource: 'pod' } } },
   name: { matches: `^${METRICS.httpDuration}_count$`, as: REQUESTS_PER_SECOND_METRIC },
-  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)',
+  // Probes and scrapes are no load: only the requests the pod serves count.
+  metricsQuery: `sum(rate(<<.Series>>{<<.LabelMatchers>>,route!~"${[PATHS.healthz, PATHS.readyz, PATHS.metrics].join('|')}"}[2m])) by (<<.GroupBy>>)`,
 };

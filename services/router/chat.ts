@@ -132,7 +132,7 @@ export function createChatHandler(options: ChatHandlerOptions) {
     // Template and history in parallel; history failures degrade, template failures answer.
     const degraded = request.degraded ?? [];
     const [version, history] = await Promise.all([
-      prompt ? templates.resolve(prompt.name, { label: prompt.label, version: prompt.version, stickyKey: sessionId }) : undefined,
+      prompt ? templates.resolve(prompt.name, { label: prompt.label, version: prompt.version, stickyKey: sessionId, meta }) : undefined,
       storedSessionId
         ? context.read(storedSessionId, historyMaxTokens ? { maxTokens: historyMaxTokens } : {}, meta).catch((err: unknown): ContextWindow | undefined => {
             if (err instanceof ApiError && err.statusCode === 400) throw err;

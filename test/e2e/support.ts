@@ -196,7 +196,7 @@ export async function startAllInOne(): Promise<Layout> {
 }
 
 /** One service as a child process of `node --import tsx services/main.ts`. */
-class ServiceProcess {
+export class ServiceProcess {
   child: ChildProcess | undefined;
   output = '';
   constructor(
