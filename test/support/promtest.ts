@@ -86,18 +86,23 @@ export function longWindowRuleTests(
     return [{ exp_labels: { ...rule.labels, namespace }, exp_annotations: rule.annotations }];
   };
   // Per minute: `okRate` requests succeed (of which `slowOk` take longer than the threshold)
-  // and `errRate` fail with 503. Seven hours of samples cover the 6 h window.
-  const input = (okRate: number, errRate: number, slowOk = 0) => [
-    { series: selector(ok.count), values: `0+${okRate}x420` },
-    { series: selector(ok.all), values: `0+${okRate}x420` },
-    { series: selector(ok.fast), values: `0+${okRate - slowOk}x420` },
-    { series: selector(failed.count), values: `0+${errRate}x420` },
-    { series: selector(failed.all), values: `0+${errRate}x420` },
-    { series: selector(failed.fast), values: `0+${errRate}x420` },
-  ];
+  // and `errRate` fail with 503, sampled every `step` minutes for seven hours (the 6 h window
+  // and some). The slow and healthy cases sample every 2 minutes, which their 30 m and 6 h
+  // windows do not notice, to keep promtool quick.
+  const input = (okRate: number, errRate: number, slowOk: number, step: number) => {
+    const v = (perMinute: number) => `0+${perMinute * step}x${420 / step}`;
+    return [
+      { series: selector(ok.count), values: v(okRate) },
+      { series: selector(ok.all), values: v(okRate) },
+      { series: selector(ok.fast), values: v(okRate - slowOk) },
+      { series: selector(failed.count), values: v(errRate) },
+      { series: selector(failed.all), values: v(errRate) },
+      { series: selector(failed.fast), values: v(errRate) },
+    ];
+  };
   const names = ['Availability', 'Latency'].flatMap((slo) => ['Fast', 'Slow'].map((speed) => `Promptmesh${slo}BudgetBurn${speed}`));
   const none = (except: string[], at: string) => names.filter((n) => !except.includes(n)).map((alertname) => ({ eval_time: at, alertname, exp_alerts: [] }));
-  const file = (tests: unknown[]) => stringify({ rule_files: [options.rulesFile], evaluation_interval: '1m', tests }, { lineWidth: 0 });
+  const file = (tests: unknown[], step: number) => stringify({ rule_files: [options.rulesFile], evaluation_interval: `${step}m`, tests }, { lineWidth: 0 });
   return {
     'burn-fast.promtest.yaml': file([
       {
@@ -105,34 +110,34 @@ export function longWindowRuleTests(
         // burns fire once an hour of it fills the 1 h window.
         name: 'fast burn: 5% errors, 20% slow, over the 1 h window',
         interval: '1m',
-        input_series: input(950, 50, 190),
+        input_series: input(950, 50, 190, 1),
         alert_rule_test: [
           { eval_time: '70m', alertname: 'PromptmeshAvailabilityBudgetBurnFast', exp_alerts: expect('PromptmeshAvailabilityBudgetBurnFast') },
           { eval_time: '70m', alertname: 'PromptmeshLatencyBudgetBurnFast', exp_alerts: expect('PromptmeshLatencyBudgetBurnFast') },
         ],
       },
-    ]),
+    ], 1),
     'burn-slow.promtest.yaml': file([
       {
         // 1% errors and 8% slow: above 6x the budget over 6 h and 30 m, below 14.4x.
         name: 'slow burn: 1% errors, 8% slow, over the 6 h window; no fast burn',
-        interval: '1m',
-        input_series: input(990, 10, 80),
+        interval: '2m',
+        input_series: input(990, 10, 80, 2),
         alert_rule_test: [
           { eval_time: '6h10m', alertname: 'PromptmeshAvailabilityBudgetBurnSlow', exp_alerts: expect('PromptmeshAvailabilityBudgetBurnSlow') },
           { eval_time: '6h10m', alertname: 'PromptmeshLatencyBudgetBurnSlow', exp_alerts: expect('PromptmeshLatencyBudgetBurnSlow') },
           ...none(['PromptmeshAvailabilityBudgetBurnSlow', 'PromptmeshLatencyBudgetBurnSlow'], '6h10m'),
         ],
       },
-    ]),
+    ], 2),
     'burn-healthy.promtest.yaml': file([
       {
         // 0.05% errors and 0.5% slow: inside both budgets, nothing fires.
         name: 'healthy: inside both budgets, no burn alert',
-        interval: '1m',
-        input_series: input(10000, 5, 50),
+        interval: '2m',
+        input_series: input(10000, 5, 50, 2),
         alert_rule_test: none([], '6h10m'),
       },
-    ]),
+    ], 2),
   };
 }
