@@ -29,7 +29,8 @@ function synth(props: ObservabilityProps = {}): { obs: Observability; objects: a
 /** Runs promtool; a missing binary fails with the way to get it, not a cryptic ENOENT. */
 async function promtool(args: string[], cwd: string): Promise<string> {
   try {
-    const { stdout, stderr } = await run('promtool', args, { cwd, timeout: 60_000 });
+    // Generous: promtool evaluates hours of one-minute samples, and the machine may be busy.
+    const { stdout, stderr } = await run('promtool', args, { cwd, timeout: 240_000 });
     return stdout + stderr;
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { stdout?: string; stderr?: string };
@@ -178,7 +179,7 @@ describe('Observability construct', () => {
     const out = await promtool(['test', 'rules', ...all], dir);
     expect(out).not.toContain('FAILED');
     expect(out.match(/SUCCESS/g)).toHaveLength(all.length);
-  });
+  }, 300_000);
 
   it('promtool test rules fails when a burn-rate threshold is wrong, or when the rules select a label the scrape does not store', async () => {
     const { obs } = synth();
@@ -194,7 +195,7 @@ describe('Observability construct', () => {
     // The same case passes with the real rules.
     writeFileSync(join(dir, 'rules.yaml'), obs.ruleFile());
     expect(await promtool(['test', 'rules', 'burn-fast.promtest.yaml'], dir)).toContain('SUCCESS');
-  });
+  }, 300_000);
 
   it('rules and dashboards refer only to contract metrics (METRICS) and their own recording rules', () => {
     const { obs } = synth();
