@@ -88,6 +88,12 @@ export const METRICS = {
   templateCacheAge: 'promptmesh_template_cache_age_seconds',
   /** Gauge {component}: 1 while a part the process serves without is down (it stays ready). */
   degraded: 'promptmesh_degraded',
+  /** router: chat completions that used a template, by `prompt`, `version`, `status_code` (histogram). */
+  promptDuration: 'promptmesh_prompt_request_duration_seconds',
+  /** router: USD spent on completions that used a template, by `prompt`, `version`. */
+  promptCostUsd: 'promptmesh_prompt_cost_usd_total',
+  /** llm: USD the response cache saved (what the cached answer cost when it was made), by `provider`, `model`. */
+  cacheSavedUsd: 'promptmesh_cache_saved_usd_total',
 } as const;
 
 /** The default prefix of every Redis key and channel the services use (`REDIS_KEY_PREFIX`). */

@@ -2,7 +2,7 @@
  * The names the in-cluster monitoring agrees on with the platform (kube-prometheus-stack and
  * prometheus-adapter, installed by the Pulumi program or by hand).
  */
-import { METRICS } from '../../contracts/index';
+import { METRICS, PATHS } from '../../contracts/index';
 import { DEFAULT_PROMETHEUS_SELECTOR_LABELS } from './data-store';
 
 /**
@@ -13,6 +13,14 @@ import { DEFAULT_PROMETHEUS_SELECTOR_LABELS } from './data-store';
  * constructs). The same value as the data stores' `DEFAULT_PROMETHEUS_SELECTOR_LABELS`.
  */
 export const MONITOR_LABELS: Readonly<Record<string, string>> = DEFAULT_PROMETHEUS_SELECTOR_LABELS;
+
+/**
+ * The Service label a PromptService's ServiceMonitor takes the `job` label from
+ * (`spec.jobLabel`): its value is the service (`router`, `templates`, `context`, `llm`), so
+ * Prometheus stores every series of the router with `job="router"`, whatever the Services are
+ * named. The rules and dashboards select on it.
+ */
+export const JOB_LABEL = 'app.kubernetes.io/component';
 
 /**
  * Port of the Istio agent in every meshed pod that serves the merged metrics (the app's
@@ -50,5 +58,6 @@ export const REQUESTS_PER_SECOND_ADAPTER_RULE: PrometheusAdapterRule = {
   seriesQuery: `${METRICS.httpDuration}_count{namespace!="",pod!=""}`,
   resources: { overrides: { namespace: { resource: 'namespace' }, pod: { resource: 'pod' } } },
   name: { matches: `^${METRICS.httpDuration}_count$`, as: REQUESTS_PER_SECOND_METRIC },
-  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)',
+  // Probes and scrapes are no load: only the requests the pod serves count.
+  metricsQuery: `sum(rate(<<.Series>>{<<.LabelMatchers>>,route!~"${[PATHS.healthz, PATHS.readyz, PATHS.metrics].join('|')}"}[2m])) by (<<.GroupBy>>)`,
 };

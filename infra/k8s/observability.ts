@@ -9,7 +9,7 @@ import { Construct } from 'constructs';
 import { stringify } from 'yaml';
 import { DEFAULT_PROMETHEUS_SELECTOR_LABELS, checkName, resolveNamespace } from './data-store';
 import { llmDashboard, overviewDashboard, type Dashboard } from './observability/dashboards';
-import { ruleGroups, type RuleGroup, type RuleOptions } from './observability/rules';
+import { DEFAULT_RUNBOOK_BASE_URL, ruleGroups, type RuleGroup, type RuleOptions } from './observability/rules';
 
 /**
  * Bucket boundaries (seconds) of the request duration histogram, as the services' kit declares
@@ -77,10 +77,20 @@ export interface ObservabilityProps {
    */
   readonly templateCacheMaxAgeSeconds?: number;
   /**
-   * The `service` label value of the router's HTTP metrics (the SLIs are the router's).
+   * The `job` label of the router's series as Prometheus stores them (the SLIs are the
+   * router's). The PromptService ServiceMonitor sets `job` from the Service label
+   * `app.kubernetes.io/component`, which is `router`; change this only for a router scraped
+   * some other way.
    * @default 'router'
    */
   readonly routerService?: string;
+  /**
+   * The runbook page the alerts link to: each alert's `runbook_url` annotation is this plus
+   * `#<alert name in lower case>`, the alert's section in docs/observability.md. Point it at
+   * your own copy of that page (an internal wiki, a fork).
+   * @default DEFAULT_RUNBOOK_BASE_URL (docs/observability.md in the promptmesh repository)
+   */
+  readonly runbookBaseUrl?: string;
   /**
    * Labels on the PrometheusRule so the platform's Prometheus loads it (its `ruleSelector`;
    * kube-prometheus-stack selects `release: <release name>` unless
@@ -127,7 +137,11 @@ export class Observability extends Construct {
       circuitOpenMinutes: props.circuitOpenMinutes ?? 5,
       cacheHitRatioDropFactor: props.cacheHitRatioDropFactor ?? 0.5,
       templateCacheMaxAgeSeconds: props.templateCacheMaxAgeSeconds ?? 300,
+      runbookBaseUrl: props.runbookBaseUrl ?? DEFAULT_RUNBOOK_BASE_URL,
     };
+    if (typeof options.runbookBaseUrl !== 'string' || !/^https?:\/\/[^\s#]+$/.test(options.runbookBaseUrl)) {
+      throw new Error(`${what}: 'runbookBaseUrl' must be an http(s) URL without a fragment, got ${JSON.stringify(options.runbookBaseUrl)}`);
+    }
     for (const prop of ['availabilityObjective', 'latencyObjective'] as const) {
       const v = options[prop];
       if (typeof v !== 'number' || !(v >= 0.9 && v <= 0.99999)) {
@@ -150,7 +164,7 @@ export class Observability extends Construct {
       throw new Error(`${what}: 'templateCacheMaxAgeSeconds' must be a number of seconds, at least 10, got ${JSON.stringify(options.templateCacheMaxAgeSeconds)}`);
     }
     if (!/^[a-z][a-z0-9_-]*$/.test(options.routerService)) {
-      throw new Error(`${what}: 'routerService' must be a service label value (a-z, 0-9, _ and -), got ${JSON.stringify(options.routerService)}`);
+      throw new Error(`${what}: 'routerService' must be a job label value (a-z, 0-9, _ and -), got ${JSON.stringify(options.routerService)}`);
     }
     const folder = props.dashboardFolder ?? 'promptmesh';
     if (folder.trim() === '' || folder.length > 100) {

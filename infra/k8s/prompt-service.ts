@@ -6,6 +6,7 @@ import { canonicalJson, checkDnsLabel, checkLabels, imageVersion, MANAGED_BY, PA
 import {
   ISTIO_MERGED_METRICS_PATH,
   ISTIO_MERGED_METRICS_PORT,
+  JOB_LABEL,
   MONITOR_LABELS,
   REQUESTS_PER_SECOND_METRIC,
 } from './monitoring';
@@ -546,6 +547,9 @@ export class PromptService extends Construct {
       metadata: meta(this.name, { ...commonLabels, ...monitorLabels }),
       spec: {
         selector: { matchLabels: this.metricsScraping === 'istio-agent' ? metricsLabels : commonLabels },
+        // job = the service (router, templates, ...) whatever the objects are named: the
+        // rules and dashboards select on it (DESIGN.md "Metric labels").
+        jobLabel: JOB_LABEL,
         namespaceSelector: { matchNames: [this.namespace] },
         podTargetLabels: [TRACK_LABEL, 'app.kubernetes.io/version'],
         endpoints: [{ port: scrapePort, path: scrapePath, interval: scrapeInterval, scrapeTimeout: '10s', scheme: 'http' }],

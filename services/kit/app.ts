@@ -11,7 +11,7 @@ import { checkJsonValue, invalidTextReason, jsonTextNeedsCheck } from './json-in
 import type { Logger } from './logger';
 import { requestTargetProblem } from './request-target';
 import type { KitMetrics } from './metrics';
-import { SpanKind, extractTraceContext, startSpan, type Context, type Span, type Tracing } from './tracing';
+import { SpanKind, SpanStatusCode, extractTraceContext, startSpan, type Context, type Span, type Tracing } from './tracing';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -19,7 +19,7 @@ declare module 'fastify' {
     readiness: Readiness;
   }
   interface FastifyRequest {
-    /** The service whose plugin owns the route (metrics label). */
+    /** The service whose plugin owns the route (named in the log line of a failed request). */
     serviceName: string;
     /** The OpenTelemetry context of this request's server span. */
     traceContext: Context;
@@ -118,7 +118,7 @@ export class Readiness {
 
 /** What `createApp` needs: the process's shared parts. */
 export interface AppOptions {
-  /** The service label of routes that belong to no service (health, metrics). */
+  /** The service name of routes that belong to no service (health, metrics), for logs. */
   service: string;
   config: Pick<KitConfig, 'bodyLimitBytes'>;
   logger: Logger;
@@ -231,6 +231,9 @@ export function createApp(options: AppOptions): FastifyInstance {
     });
     request.span = span;
     request.traceContext = context;
+    // Every log line of a traced request names its trace, so logs and traces join up.
+    const { traceId, spanId } = span.spanContext();
+    request.log = request.log.child({ trace_id: traceId, span_id: spanId });
     done();
   });
 
@@ -253,12 +256,14 @@ export function createApp(options: AppOptions): FastifyInstance {
   app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url ?? 'unmatched';
     httpDuration.observe(
-      { service: request.serviceName, method: request.method, route, status_code: String(reply.statusCode) },
+      { method: request.method, route, status_code: String(reply.statusCode) },
       reply.elapsedTime / 1000,
     );
     request.span.setAttribute('http.response.status_code', reply.statusCode);
+    // OpenTelemetry HTTP conventions: a 5xx is a server span error, a 4xx is the client's.
+    if (reply.statusCode >= 500) request.span.setStatus({ code: SpanStatusCode.ERROR });
     request.span.end();
-    if (reply.statusCode >= 500) request.log.warn({ method: request.method, url: request.url, statusCode: reply.statusCode }, 'request failed');
+    if (reply.statusCode >= 500) request.log.warn({ service: request.serviceName, method: request.method, url: request.url, statusCode: reply.statusCode }, 'request failed');
     done();
   });
 

@@ -118,7 +118,7 @@ describe('createApp', () => {
     expect(ready.statusCode).toBe(200);
     await app.inject({ method: 'POST', url: '/echo', payload: { name: 'a' } });
     const metrics = await app.inject({ method: 'GET', url: '/metrics' });
-    expect(metrics.body).toMatch(/http_server_request_duration_seconds_count\{service="test",method="POST",route="\/echo",status_code="200"\} 1/);
+    expect(metrics.body).toMatch(/http_server_request_duration_seconds_count\{method="POST",route="\/echo",status_code="200"\} 1/);
   });
 
   it('fails readiness when a dependency fails, naming it', async () => {

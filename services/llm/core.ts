@@ -532,6 +532,8 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
   /** A cache hit ends the root span and answers with the cached completion at no cost. */
   function answerFromCache(span: Span, hit: { completion: ChatCompletion; provider: string; model: string }) {
     const { completion, provider, model } = hit;
+    const providerConfig = providers.get(provider);
+    if (providerConfig && completion.usage) metrics.cacheSavedUsd.inc({ provider, model }, costOf(providerConfig, model, completion.usage));
     finishRoot(span, { provider, model }, 'hit', completion.usage, completion.model);
     span.end();
     return { provider, model, completion: { ...completion, usage: withCost(completion.usage, 0)! } };

@@ -12,6 +12,8 @@ export interface LlmMetrics {
   costUsd: Counter<'provider' | 'model'>;
   /** `hit`, `miss`, `skip` (not cacheable) or `error` (Redis unreachable). */
   cacheRequests: Counter<'result'>;
+  /** USD a cache hit saved: the price of the cached answer's tokens at its provider and model. */
+  cacheSavedUsd: Counter<'provider' | 'model'>;
 }
 
 /** Token buckets of the OpenTelemetry GenAI semantic conventions. */
@@ -60,6 +62,14 @@ export function createLlmMetrics(registry: Registry, circuitStates: () => Array<
       labelNames: ['result'] as const,
       registers: [registry],
     });
+  const cacheSavedUsd =
+    existing<LlmMetrics['cacheSavedUsd']>(registry, METRICS.cacheSavedUsd) ??
+    new Counter({
+      name: METRICS.cacheSavedUsd,
+      help: 'USD the response cache saved: the cost of the cached answers served, at their provider and model prices.',
+      labelNames: ['provider', 'model'] as const,
+      registers: [registry],
+    });
   if (!registry.getSingleMetric(METRICS.circuitState)) {
     new Gauge({
       name: METRICS.circuitState,
@@ -72,5 +82,5 @@ export function createLlmMetrics(registry: Registry, circuitStates: () => Array<
       },
     });
   }
-  return { operationDuration, tokenUsage, costUsd, cacheRequests };
+  return { operationDuration, tokenUsage, costUsd, cacheRequests, cacheSavedUsd };
 }

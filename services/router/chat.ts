@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { Counter, type Registry } from 'prom-client';
+import { Counter, Histogram, type Registry } from 'prom-client';
 import { HEADERS, METRICS } from '../../contracts';
-import { ApiError, badRequest, type Logger } from '../kit';
+import { ApiError, LATENCY_BUCKETS, badRequest, type Logger } from '../kit';
 import { MissingVariablesError, TemplateError, renderCompiled, type TemplateMessage, type Variables } from '../kit/template-syntax';
 import type { ContextMessageInput, ContextWindow, StoredMessage } from '../context';
 import type { ChatCompletionChunk, ChatMessage, ChatRequest } from '../llm/types';
@@ -122,6 +122,20 @@ export function createChatHandler(options: ChatHandlerOptions) {
     labelNames: ['prompt', 'version'] as const,
     registers: [options.registry],
   });
+  // Per prompt version: what a rollout or a split compares (traffic, latency, errors, spend).
+  const promptDuration = new Histogram({
+    name: METRICS.promptDuration,
+    help: 'Duration of chat completions that used a prompt template, by template, version and status code.',
+    labelNames: ['prompt', 'version', 'status_code'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [options.registry],
+  });
+  const promptCost = new Counter({
+    name: METRICS.promptCostUsd,
+    help: 'USD spent on chat completions that used a prompt template (cache hits cost nothing), by template and version.',
+    labelNames: ['prompt', 'version'] as const,
+    registers: [options.registry],
+  });
   const historyMaxTokens = options.historyMaxTokens;
 
   return async function chatCompletions(request: FastifyRequest<{ Body: RouterChatRequest }>, reply: FastifyReply) {
@@ -158,7 +172,7 @@ export function createChatHandler(options: ChatHandlerOptions) {
     // Template and history in parallel; history failures degrade, template failures answer.
     const degraded = request.degraded ?? [];
     const [version, history] = await Promise.all([
-      prompt ? templates.resolve(prompt.name, { label: prompt.label, version: prompt.version, stickyKey: sessionId }) : undefined,
+      prompt ? templates.resolve(prompt.name, { label: prompt.label, version: prompt.version, stickyKey: sessionId, meta }) : undefined,
       storedSessionId
         ? context.read(storedSessionId, historyMaxTokens ? { maxTokens: historyMaxTokens } : {}, meta).catch((err: unknown): ContextWindow | undefined => {
             if (err instanceof ApiError && err.statusCode === 400) throw err;
@@ -192,9 +206,14 @@ export function createChatHandler(options: ChatHandlerOptions) {
     delete upstream.prompt;
     delete upstream.session_id;
 
+    let promptLabels: PromptLabels | undefined;
     if (version) {
-      promptRequests.inc({ prompt: version.name, version: String(version.version) });
+      promptLabels = { prompt: version.name, version: String(version.version) };
+      promptRequests.inc(promptLabels);
       reply.header(HEADERS.promptVersion, String(version.version));
+      // Observed once the response is over, with the status it ended with (errors included).
+      const labels = promptLabels;
+      reply.raw.once('close', () => promptDuration.observe({ ...labels, status_code: String(reply.statusCode) }, reply.elapsedTime / 1000));
     }
     if (degraded.length > 0) reply.header(HEADERS.degraded, degraded.join(','));
 
@@ -208,7 +227,7 @@ export function createChatHandler(options: ChatHandlerOptions) {
       const base = idBase(request.id);
       turn = { sessionId: storedSessionId, base, messages: source.map((m, i) => toStored(m, `${base}.${i}`)) };
     }
-    return body.stream ? stream(request, reply, upstream, meta, tenant, turn) : plain(reply, upstream, meta, tenant, turn);
+    return body.stream ? stream(request, reply, upstream, meta, tenant, turn) : plain(reply, upstream, meta, tenant, turn, promptLabels);
   };
 
   async function store(turn: Turn, reply: Pick<ChatMessage, 'role' | 'content' | 'tool_calls'>, meta: CallMeta): Promise<void> {
@@ -220,8 +239,17 @@ export function createChatHandler(options: ChatHandlerOptions) {
     }
   }
 
-  async function plain(reply: FastifyReply, upstream: ChatRequest, meta: CallMeta, tenant: string | undefined, turn: Turn | undefined) {
+  async function plain(
+    reply: FastifyReply,
+    upstream: ChatRequest,
+    meta: CallMeta,
+    tenant: string | undefined,
+    turn: Turn | undefined,
+    promptLabels?: PromptLabels,
+  ) {
     const result = await llm.complete(upstream, { ...meta, tenant, tenantTpm: reply.request.apiKey?.tpm });
+    const cost = (result.completion.usage as { cost_usd?: unknown } | undefined)?.cost_usd;
+    if (promptLabels && typeof cost === 'number' && cost > 0) promptCost.inc(promptLabels, cost);
     setOrigin(reply, result);
     if (turn) await store(turn, result.completion.choices[0]?.message ?? { role: 'assistant', content: '' }, meta);
     return reply.send(result.completion);
@@ -268,6 +296,12 @@ export function createChatHandler(options: ChatHandlerOptions) {
     }
     return reply.send(Readable.from(events(), { objectMode: false }));
   }
+}
+
+/** The labels of the per-prompt-version metrics. */
+interface PromptLabels {
+  prompt: string;
+  version: string;
 }
 
 interface Turn {

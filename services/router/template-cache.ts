@@ -3,7 +3,7 @@ import { METRICS, templateChangesChannel } from '../../contracts';
 import { badRequest, closeRedis, notFound, waitForRedis, type Logger, type RedisClient } from '../kit';
 import { compileTemplate, pickVersion, type CompiledTemplate, type SplitEntry } from '../kit/template-syntax';
 import type { TemplateChange, TemplateVersion } from '../templates/types';
-import type { TemplatesClient } from './clients';
+import type { CallMeta, TemplatesClient } from './clients';
 
 /**
  * How long a name found missing is answered 404 from memory. A change notice for the name
@@ -254,7 +254,8 @@ export class TemplateCache {
    * a split label picked by `stickyKey`. A template (or an exact version) not in the cache is
    * fetched once. Throws a 404 naming `prompt.name`, `prompt.label` or `prompt.version`.
    */
-  async resolve(name: string, options: { label?: string; version?: number; stickyKey?: string }): Promise<CachedVersion> {
+  // `meta` carries the request's trace to a version fetched on demand (a cache miss).
+  async resolve(name: string, options: { label?: string; version?: number; stickyKey?: string; meta?: CallMeta }): Promise<CachedVersion> {
     let entry = this.entries.get(name);
     if (!entry) {
       const until = this.missing.get(name);
@@ -266,7 +267,7 @@ export class TemplateCache {
     if (options.version !== undefined) {
       let found = entry.versions.get(options.version);
       if (!found) {
-        const loaded = await this.options.client.version(name, options.version);
+        const loaded = await this.options.client.version(name, options.version, options.meta);
         if (!loaded) throw notFound(`prompt template '${name}' has no version ${options.version}`, 'prompt.version');
         found = toCached(loaded);
         entry.versions.set(found.version, found);
@@ -279,7 +280,7 @@ export class TemplateCache {
     const version = pickVersion(split, options.stickyKey);
     let found = entry.versions.get(version);
     if (!found) {
-      const loaded = await this.options.client.version(name, version);
+      const loaded = await this.options.client.version(name, version, options.meta);
       if (!loaded) throw notFound(`prompt template '${name}' label '${label}' points at missing version ${version}`, 'prompt.label');
       found = toCached(loaded);
       entry.versions.set(found.version, found);

@@ -199,13 +199,15 @@ export async function startAllInOne(): Promise<Layout> {
 }
 
 /** One service as a child process of `node --import tsx services/main.ts`. */
-class ServiceProcess {
+export class ServiceProcess {
   child: ChildProcess | undefined;
   output = '';
   constructor(
     readonly name: string,
     readonly port: number,
     readonly env: Record<string, string>,
+    /** How long a start may take to answer `/readyz` (four tsx processes at once on a busy machine are slow). */
+    readonly readyTimeoutMs = 60_000,
   ) {}
 
   get url(): string {
@@ -229,7 +231,7 @@ class ServiceProcess {
         if (child.exitCode !== null) throw new Error(`${this.name} exited with ${child.exitCode}: ${this.output}`);
         return (await fetch(`${this.url}/readyz`)).ok;
       },
-      60_000,
+      this.readyTimeoutMs,
       `${this.name} to be ready`,
     ).catch((err) => {
       throw new Error(`${(err as Error).message}\n${this.output}`);

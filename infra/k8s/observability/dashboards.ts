@@ -5,7 +5,7 @@
  * Every query uses the metric names in contracts/index.ts METRICS (and the recording rules of
  * ./rules.ts); `$namespace` and `$datasource` are dashboard variables.
  */
-import { METRICS } from '../../../contracts';
+import { METRICS, PATHS } from '../../../contracts';
 import { RECORDS } from './rules';
 
 /** A Grafana panel target. */
@@ -39,6 +39,8 @@ export interface Dashboard {
 
 const DATASOURCE = { type: 'prometheus', uid: '${datasource}' };
 const NS = 'namespace="$namespace"';
+/** Routes that are not traffic: probes and scrapes. */
+const PROBE_ROUTES = [PATHS.healthz, PATHS.readyz, PATHS.metrics].join('|');
 
 interface PanelSpec {
   title: string;
@@ -119,36 +121,39 @@ function dashboard(uid: string, title: string, panels: PanelSpec[]): Dashboard {
   };
 }
 
-/** The request path: traffic, latency, errors, SLO burn, template freshness. */
+/** The request path: traffic, latency and errors per service, SLO burn, prompts, templates. */
 export function overviewDashboard(routerService: string): Dashboard {
   const http = (suffix: string, extra = '') => `${METRICS.httpDuration}_${suffix}{${NS}${extra}}`;
-  const router = `,service="${routerService}"`;
+  // The service is the target's `job` (DESIGN.md "Metric labels"); probes and scrapes are no traffic.
+  const user = `,route!~"${PROBE_ROUTES}"`;
+  const router = `,job="${routerService}"`;
   const quantile = (q: number) => ({
-    expr: `histogram_quantile(${q}, sum by (le) (rate(${http('bucket', router)}[$__rate_interval])))`,
-    legend: `p${Math.round(q * 100)}`,
+    expr: `histogram_quantile(${q}, sum by (job, le) (rate(${http('bucket', user)}[$__rate_interval])))`,
+    legend: `{{job}} p${Math.round(q * 100)}`,
   });
+  const prompt = (suffix: string, extra = '') => `${METRICS.promptDuration}_${suffix}{${NS}${extra}}`;
   return dashboard('promptmesh-overview', 'promptmesh / overview', [
     {
       title: 'Request rate by service',
-      description: 'HTTP requests per second each service answers.',
+      description: 'HTTP requests per second each service answers (probes and scrapes excluded).',
       unit: 'reqps',
-      targets: [{ expr: `sum by (service) (rate(${http('count')}[$__rate_interval]))`, legend: '{{service}}' }],
+      targets: [{ expr: `sum by (job) (rate(${http('count', user)}[$__rate_interval]))`, legend: '{{job}}' }],
     },
     {
-      title: 'Router latency (p50 / p95 / p99)',
-      description: 'Router request duration quantiles, from the histogram.',
+      title: 'Latency by service (p50 / p95 / p99)',
+      description: 'Request duration quantiles per service, from the histogram.',
       unit: 's',
       targets: [quantile(0.5), quantile(0.95), quantile(0.99)],
     },
     {
       title: 'Errors (5xx ratio by service)',
-      description: 'Share of requests that failed with a 5xx status.',
+      description: 'Share of requests that failed with a 5xx status, per service.',
       unit: 'percentunit',
       min: 0,
       targets: [
         {
-          expr: `sum by (service) (rate(${http('count', ',status_code=~"5.."')}[$__rate_interval])) / sum by (service) (rate(${http('count')}[$__rate_interval]))`,
-          legend: '{{service}}',
+          expr: `sum by (job) (rate(${http('count', `${user},status_code=~"5.."`)}[$__rate_interval])) / sum by (job) (rate(${http('count', user)}[$__rate_interval]))`,
+          legend: '{{job}}',
         },
       ],
     },
@@ -156,7 +161,13 @@ export function overviewDashboard(routerService: string): Dashboard {
       title: 'Responses by status code (router)',
       description: 'Router responses per second by status code (4xx are client errors, not SLO errors).',
       unit: 'reqps',
-      targets: [{ expr: `sum by (status_code) (rate(${http('count', router)}[$__rate_interval]))`, legend: '{{status_code}}' }],
+      targets: [{ expr: `sum by (status_code) (rate(${http('count', `${router}${user}`)}[$__rate_interval]))`, legend: '{{status_code}}' }],
+    },
+    {
+      title: 'Rate-limit rejections by service',
+      description: 'Requests answered 429 per second: API key limits (router) and provider limits (llm).',
+      unit: 'reqps',
+      targets: [{ expr: `sum by (job) (rate(${http('count', ',status_code="429"')}[$__rate_interval]))`, legend: '{{job}}' }],
     },
     {
       title: 'Availability SLO: error ratio by window',
@@ -187,10 +198,39 @@ export function overviewDashboard(routerService: string): Dashboard {
       targets: [{ expr: `max by (component) (${METRICS.degraded}{${NS}})`, legend: '{{component}}' }],
     },
     {
-      title: 'Prompt requests by prompt and version',
-      description: 'Requests per second that rendered a template.',
+      title: 'Prompt traffic by prompt version',
+      description: 'Chat completions per second that rendered a template, by template and version.',
       unit: 'reqps',
       targets: [{ expr: `sum by (prompt, version) (rate(${METRICS.promptRequests}{${NS}}[$__rate_interval]))`, legend: '{{prompt}} v{{version}}' }],
+    },
+    {
+      title: 'Prompt latency p95 by prompt version',
+      description: 'Duration of the chat completions of each template version, 95th percentile.',
+      unit: 's',
+      targets: [
+        {
+          expr: `histogram_quantile(0.95, sum by (prompt, version, le) (rate(${prompt('bucket')}[$__rate_interval])))`,
+          legend: '{{prompt}} v{{version}}',
+        },
+      ],
+    },
+    {
+      title: 'Prompt errors by prompt version',
+      description: 'Share of the chat completions of each template version that failed with a 5xx.',
+      unit: 'percentunit',
+      min: 0,
+      targets: [
+        {
+          expr: `(sum by (prompt, version) (rate(${prompt('count', ',status_code=~"5.."')}[$__rate_interval])) or sum by (prompt, version) (rate(${prompt('count')}[$__rate_interval])) * 0) / sum by (prompt, version) (rate(${prompt('count')}[$__rate_interval]))`,
+          legend: '{{prompt}} v{{version}}',
+        },
+      ],
+    },
+    {
+      title: 'Prompt cost (USD per hour) by prompt version',
+      description: 'Spend rate of the chat completions of each template version (cache hits cost nothing).',
+      unit: 'currencyUSD',
+      targets: [{ expr: `sum by (prompt, version) (rate(${METRICS.promptCostUsd}{${NS}}[$__rate_interval])) * 3600`, legend: '{{prompt}} v{{version}}' }],
     },
   ]);
 }
@@ -276,6 +316,12 @@ export function llmDashboard(): Dashboard {
         { expr: `${RECORDS.cacheHitRatio('30m')}{${NS}}`, legend: '30m' },
         { expr: `${RECORDS.cacheHitRatio('1d')}{${NS}}`, legend: '1d' },
       ],
+    },
+    {
+      title: 'Cache savings (USD per hour) by model',
+      description: 'What the cached answers served would have cost at their provider and model prices.',
+      unit: 'currencyUSD',
+      targets: [{ expr: `sum by (provider, model) (rate(${METRICS.cacheSavedUsd}{${NS}}[$__rate_interval])) * 3600`, legend: '{{provider}} / {{model}}' }],
     },
     {
       title: 'Cache requests by result',

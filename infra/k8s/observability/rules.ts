@@ -3,7 +3,9 @@
  * data in the Prometheus rule-file shape (`groups: [{ name, rules }]`), so the same groups go into
  * a PrometheusRule object and into a file for `promtool check rules` / `promtool test rules`.
  *
- * Metric and label names are the ones in contracts/index.ts METRICS and DESIGN.md "Metrics".
+ * Metric and label names are the ones in contracts/index.ts METRICS and DESIGN.md "Metrics";
+ * the target labels (`job`, `namespace`, `pod`, ...) are the ones prometheus-operator gives a
+ * ServiceMonitor's targets, as Prometheus stores them (DESIGN.md "Metric labels").
  */
 import { METRICS, PATHS } from '../../../contracts';
 
@@ -32,7 +34,10 @@ export interface RuleGroup {
 
 /** What the rules are built from; every field has a default in `Observability`. */
 export interface RuleOptions {
-  /** The value of the `service` label the router's HTTP metrics carry. */
+  /**
+   * The `job` label of the router's series as Prometheus stores them (the PromptService
+   * ServiceMonitor takes it from the Service's `app.kubernetes.io/component`: `router`).
+   */
   readonly routerService: string;
   /** Fraction of router requests that must not fail with 5xx over 30 days (0.999 = 99.9%). */
   readonly availabilityObjective: number;
@@ -48,7 +53,12 @@ export interface RuleOptions {
   readonly cacheHitRatioDropFactor: number;
   /** Alert when a router's template cache has not synced for longer than this. */
   readonly templateCacheMaxAgeSeconds: number;
+  /** The runbook page; each alert's `runbook_url` is this plus `#<alert name in lower case>`. */
+  readonly runbookBaseUrl: string;
 }
+
+/** The runbook every alert links to (docs/observability.md, one section per alert). */
+export const DEFAULT_RUNBOOK_BASE_URL = 'https://github.com/promptmesh/promptmesh/blob/main/docs/observability.md';
 
 /** Recording rule names the dashboards and alerts use. */
 export const RECORDS = {
@@ -84,7 +94,9 @@ const NON_USER_ROUTES = [PATHS.healthz, PATHS.readyz, PATHS.metrics];
 
 /** The rule groups for the given options. */
 export function ruleGroups(o: RuleOptions): RuleGroup[] {
-  const requests = `${METRICS.httpDuration}_count{service="${o.routerService}",route!~"${NON_USER_ROUTES.join('|')}"}`;
+  // The target's `job`, not a label of the app's: Prometheus renames an app label called
+  // `service` to `exported_service` (DESIGN.md "Metric labels").
+  const requests = `${METRICS.httpDuration}_count{job="${o.routerService}",route!~"${NON_USER_ROUTES.join('|')}"}`;
   const errors = requests.replace(/}$/, ',status_code=~"5.."}');
   const fast = requests.replace(`${METRICS.httpDuration}_count{`, `${METRICS.httpDuration}_bucket{`).replace(/}$/, `,le="${formatLe(o.latencyThresholdSeconds)}"}`);
   const byNs = 'sum by (namespace)';
@@ -219,12 +231,15 @@ export function ruleGroups(o: RuleOptions): RuleGroup[] {
     },
   ];
 
+  // Every alert links its section of the runbook (the heading is the alert's name).
+  const withRunbook = (alerts: AlertingRule[]): AlertingRule[] =>
+    alerts.map((a) => ({ ...a, annotations: { ...a.annotations, runbook_url: `${o.runbookBaseUrl}#${a.alert.toLowerCase()}` } }));
   return [
     { name: 'promptmesh-sli.rules', rules: sli },
     { name: 'promptmesh-usage.rules', rules: usage },
-    { name: 'promptmesh-slo.alerts', rules: sloAlerts },
-    { name: 'promptmesh-components.alerts', rules: componentAlerts },
-    { name: 'promptmesh-datastores.alerts', rules: dataStoreAlerts },
+    { name: 'promptmesh-slo.alerts', rules: withRunbook(sloAlerts) },
+    { name: 'promptmesh-components.alerts', rules: withRunbook(componentAlerts) },
+    { name: 'promptmesh-datastores.alerts', rules: withRunbook(dataStoreAlerts) },
   ];
 }
 
