@@ -540,9 +540,23 @@ export function redisConfig(options: { mode: RedisMode; maxMemory: string; polic
 }
 
 /**
- * Starts Redis: writes the static config plus the password (and the pod's announced host name
- * in cluster mode) to a memory-backed file, then execs redis-server on it. Extra arguments go
- * to redis-server. Paths can be moved with REDIS_CONFIG_SOURCE and REDIS_RUN_DIR.
+ * Starts Redis: in cluster mode first points `nodes.conf` at the peers' current addresses
+ * (below), then writes the static config plus the password (and the pod's announced host name)
+ * to a memory-backed file and execs redis-server on it. Extra arguments go to redis-server.
+ *
+ * Why the rewrite: the cluster bus finds its peers by the IPs stored in `nodes.conf`, never by
+ * name. After every pod restarted at once (a node-pool replacement, a namespace-wide restart)
+ * each stored IP is stale and no node can reach another: the cluster never re-forms. Every line
+ * of `nodes.conf` also carries the host name that node announced (`ip:port@bus,hostname`), so
+ * the script resolves each of those stable DNS names (the headless Service publishes them
+ * before the pods are ready) and writes the new IP in place, as the widely used Redis charts do.
+ * A name that does not resolve within REDIS_PEER_DNS_WAIT_SECONDS keeps its old IP: that node
+ * corrects it itself when it starts, since a node that receives a ping from a known node id
+ * updates that node's address.
+ *
+ * Settings (environment): REDIS_CONFIG_SOURCE, REDIS_RUN_DIR, REDIS_NODES_CONF (paths);
+ * REDIS_PEER_RESOLVER, the command that resolves a name and prints `ip name` lines like
+ * `getent hosts` (the default); REDIS_PEER_DNS_WAIT_SECONDS (default 120).
  */
 export const START_SCRIPT = `#!/bin/sh
 set -eu
@@ -554,7 +568,58 @@ case "$REDIS_PASSWORD" in
 esac
 source_conf="\${REDIS_CONFIG_SOURCE:-${CONFIG_DIR}/redis.conf}"
 run_dir="\${REDIS_RUN_DIR:-${RUN_DIR}}"
+nodes_conf="\${REDIS_NODES_CONF:-${DATA_DIR}/nodes.conf}"
+resolver="\${REDIS_PEER_RESOLVER:-getent hosts}"
+dns_wait="\${REDIS_PEER_DNS_WAIT_SECONDS:-120}"
 umask 077
+
+# Host names stored in nodes.conf: the part after the first comma of the address field, when it
+# is a plain DNS name (later fields are key=value extensions).
+peer_names() {
+  awk '$1 != "vars" { n = split($2, a, ","); if (n > 1 && a[2] ~ /^[A-Za-z0-9][A-Za-z0-9.-]*$/) print a[2] }' "$nodes_conf" | sort -u
+}
+
+if [ -n "\${REDIS_ANNOUNCE_HOSTNAME:-}" ] && [ -s "$nodes_conf" ]; then
+  map="$run_dir/peer-addresses"
+  : > "$map"
+  deadline=$(( $(date +%s) + dns_wait ))
+  for name in $(peer_names); do
+    ip=""
+    while :; do
+      # shellcheck disable=SC2086
+      ip=$($resolver "$name" 2>/dev/null | awk 'NR == 1 && $1 ~ /^[0-9A-Fa-f.:]+$/ { print $1 }') || ip=""
+      [ -n "$ip" ] && break
+      if [ "$(date +%s)" -ge "$deadline" ]; then
+        echo "start.sh: $name does not resolve after \${dns_wait}s; keeping its stored address" >&2
+        break
+      fi
+      sleep 1
+    done
+    if [ -n "$ip" ]; then printf '%s %s\\n' "$name" "$ip" >> "$map"; fi
+  done
+  # Replace the IP before ":port@bus" on each line whose host name resolved; the rest is untouched.
+  # The new file replaces nodes.conf only when it has every line of the old one.
+  if [ -s "$map" ]; then
+    awk -v map="$map" 'FILENAME == map { ip[$1] = $2; next }
+      $1 != "vars" {
+        n = split($2, a, ",")
+        if (n > 1 && (a[2] in ip) && match(a[1], /:[0-9]+@[0-9]+$/)) {
+          old = substr(a[1], 1, RSTART - 1)
+          if (old != ip[a[2]]) printf "start.sh: %s moved from %s to %s\\n", a[2], old, ip[a[2]] > "/dev/stderr"
+          $2 = ip[a[2]] substr($2, RSTART)
+        }
+      }
+      { print }' "$map" "$nodes_conf" > "$nodes_conf.tmp"
+    if [ "$(wc -l < "$nodes_conf.tmp")" -eq "$(wc -l < "$nodes_conf")" ]; then
+      mv "$nodes_conf.tmp" "$nodes_conf"
+    else
+      echo "start.sh: rewriting $nodes_conf went wrong; starting with it unchanged" >&2
+      rm -f "$nodes_conf.tmp"
+    fi
+  fi
+  rm -f "$map"
+fi
+
 {
   cat "$source_conf"
   printf 'requirepass "%s"\\nmasterauth "%s"\\n' "$REDIS_PASSWORD" "$REDIS_PASSWORD"
@@ -599,7 +664,8 @@ if [ -z "$existing" ]; then
   addrs=""
   for node in $nodes; do
     host="\${node%:*}"
-    ip=$(getent hosts "$host" 2>/dev/null | awk 'NR == 1 { print $1 }' || true)
+    # shellcheck disable=SC2086
+    ip=$(\${REDIS_PEER_RESOLVER:-getent hosts} "$host" 2>/dev/null | awk 'NR == 1 { print $1 }' || true)
     addrs="$addrs \${ip:-$host}:\${node##*:}"
   done
   echo "bootstrap: creating the cluster:$addrs (replicas per master: $replicas)"
