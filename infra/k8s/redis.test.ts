@@ -50,7 +50,12 @@ describe('Redis construct', () => {
     expect(redis.clientEnv().map((e) => e.name)).toEqual(['PROMPTMESH_REDIS_PASSWORD', ENV.redisUrl]);
     expect(redis.clientEnv()[1]!.value).toBe('redis://:$(PROMPTMESH_REDIS_PASSWORD)@redis.pm.svc.cluster.local:6379');
     const cm = byKind(objects, 'ConfigMap')[0];
-    expect(cm.data['redis.conf']).toContain('maxmemory 384mb\nmaxmemory-policy allkeys-lru\n');
+    expect(cm.data['redis.conf']).toContain('maxmemory 256mb\nmaxmemory-policy allkeys-lru\n');
+    // Room for an AOF rewrite's fork: twice the data set fits under the limit, with 10% to spare.
+    const limit = sts.spec.template.spec.containers[0].resources.limits.memory;
+    expect(limit).toBe('640Mi');
+    expect(2 * 256 * 2 ** 20).toBeLessThanOrEqual(0.9 * 640 * 2 ** 20);
+    expect(cm.data['redis.conf']).toMatch(/^appendonly yes$/m);
     expect(cm.data['redis.conf']).not.toContain('cluster-enabled');
   });
 
@@ -155,7 +160,8 @@ describe('Redis construct', () => {
       [{ imageDigest: 'sha256:abc' }, /'imageDigest' must be sha256:<64 hex digits>/],
       [{ maxMemoryPolicy: 'lru' as any }, /'maxMemoryPolicy' must be one of allkeys-lru/],
       [{ maxMemory: '1G' }, /'maxMemory' must be a number with unit kb, mb or gb/],
-      [{ maxMemory: '500mb' }, /'maxMemory' \(500mb\) must be at most 80% of 'resources.limits.memory' \(512Mi\)/],
+      [{ maxMemory: '300mb' }, /'maxMemory' \(300mb\) must be at most 45% of 'resources.limits.memory' \(640Mi\): with AOF on, a rewrite's fork can double the data set under the same limit; at most 288mb here/],
+      [{ maxMemory: '1gb', resources: { requests: { cpu: '1', memory: '2Gi' }, limits: { cpu: '1', memory: '2Gi' } } }, /must be at most 45% of 'resources.limits.memory' \(2Gi\)/],
       [
         { resources: { requests: { cpu: '2', memory: '512Mi' }, limits: { cpu: '1', memory: '512Mi' } } },
         /Redis: 'resources.requests.cpu' \(2\) must be less than or equal to 'resources.limits.cpu'/,

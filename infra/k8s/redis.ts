@@ -48,6 +48,14 @@ export const REDIS_METRICS_PORT = 9121;
  */
 export const REDIS_PASSWORD_ENV = 'PROMPTMESH_REDIS_PASSWORD';
 
+/**
+ * The largest share of the container's memory limit `maxmemory` may take. AOF is always on, so
+ * Redis forks for every AOF rewrite and snapshot; copy-on-write can duplicate the whole data set
+ * while the child runs (2 x 45%), and the remaining 10% holds the process, buffers and
+ * fragmentation.
+ */
+export const REDIS_MAX_MEMORY_SHARE = 0.45;
+
 /** uid/gid of the `redis` user in the official image. */
 const REDIS_UID = 999;
 const REDIS_GID = 1000;
@@ -129,8 +137,12 @@ export interface RedisProps {
   readonly passwordSecret?: SecretKeyReference;
   /**
    * Memory Redis may use for data (redis.conf `maxmemory`, units `kb`, `mb` or `gb`). It must
-   * stay at or below 80% of `resources.limits.memory`: replication buffers and forks need the rest.
-   * @default '384mb'
+   * stay at or below 45% of `resources.limits.memory` (REDIS_MAX_MEMORY_SHARE): with AOF on, every
+   * AOF rewrite and snapshot forks, and in the worst case (writes touching every page while the
+   * child runs) copy-on-write doubles the data set, all of it charged to the container's memory
+   * limit; the last 10% is the process itself, client and replication buffers, fragmentation.
+   * Above that, the kernel OOM-kills Redis in the middle of a rewrite.
+   * @default '256mb'
    */
   readonly maxMemory?: string;
   /**
@@ -151,7 +163,7 @@ export interface RedisProps {
   readonly storageClass?: string;
   /**
    * Requests and limits of the Redis container.
-   * @default { requests: { cpu: '100m', memory: '512Mi' }, limits: { cpu: '1', memory: '512Mi' } }
+   * @default { requests: { cpu: '100m', memory: '640Mi' }, limits: { cpu: '1', memory: '640Mi' } }
    */
   readonly resources?: ContainerResources;
   /**
@@ -237,21 +249,24 @@ export class Redis extends Construct {
     checkQuantity(what, 'storageSize', storageSize);
     if (props.storageClass !== undefined) checkName(what, 'storageClass', props.storageClass, 253);
     const redisResources = containerResources(what, 'resources', props.resources, {
-      requests: { cpu: '100m', memory: '512Mi' },
-      limits: { cpu: '1', memory: '512Mi' },
+      requests: { cpu: '100m', memory: '640Mi' },
+      limits: { cpu: '1', memory: '640Mi' },
     });
     const exporterResources = containerResources(what, 'exporterResources', props.exporterResources, {
       requests: { cpu: '10m', memory: '32Mi' },
       limits: { cpu: '100m', memory: '64Mi' },
     });
-    const maxMemory = props.maxMemory ?? '384mb';
+    const maxMemory = props.maxMemory ?? '256mb';
     const maxMemoryBytes = redisMemoryBytes(maxMemory);
     if (maxMemoryBytes === undefined) {
-      throw new Error(`${what}: 'maxMemory' must be a number with unit kb, mb or gb (e.g. 384mb), got ${JSON.stringify(maxMemory)}`);
+      throw new Error(`${what}: 'maxMemory' must be a number with unit kb, mb or gb (e.g. 256mb), got ${JSON.stringify(maxMemory)}`);
     }
     const limitBytes = quantityValue(redisResources.resolved.limits.memory);
-    if (maxMemoryBytes > 0.8 * limitBytes) {
-      throw new Error(`${what}: 'maxMemory' (${maxMemory}) must be at most 80% of 'resources.limits.memory' (${redisResources.resolved.limits.memory}) to leave room for buffers and forks`);
+    if (maxMemoryBytes > REDIS_MAX_MEMORY_SHARE * limitBytes) {
+      throw new Error(
+        `${what}: 'maxMemory' (${maxMemory}) must be at most ${REDIS_MAX_MEMORY_SHARE * 100}% of 'resources.limits.memory' (${redisResources.resolved.limits.memory}): ` +
+          `with AOF on, a rewrite's fork can double the data set under the same limit; at most ${Math.floor((REDIS_MAX_MEMORY_SHARE * limitBytes) / 2 ** 20)}mb here`,
+      );
     }
     const smLabels = props.serviceMonitorLabels ?? DEFAULT_PROMETHEUS_SELECTOR_LABELS;
 
