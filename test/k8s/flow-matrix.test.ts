@@ -277,6 +277,7 @@ for (const topology of topologies()) {
           expectFlow(false, p, metadataService, 443);
           expectFlow(false, p, metadataService, 80);
           expectFlow(false, p, privateNet, 443);
+          expectFlow(false, p, { kind: 'external', name: 'an address in the VPC', ip: topology.databaseIp }, 443);
         }
         for (const p of appPods.filter((x) => !servicePods('llm').includes(x))) {
           for (const port of [443, 80]) expectFlow(false, p, internet, port);
