@@ -59,14 +59,15 @@ describe('Redis Cluster after a full restart on new addresses (real redis-server
   // The StatefulSet as synthesized: its ConfigMap (config and scripts) and the announced name.
   const app = new App();
   const chart = new Chart(app, 'reform', { namespace: 'pm' });
-  new RedisConstruct(chart, 'redis', { mode: 'cluster' });
+  const construct = new RedisConstruct(chart, 'redis', { mode: 'cluster' });
   const objects = chart.toJson();
   const configMap = objects.find((o: any) => o.kind === 'ConfigMap' && o.metadata.name === 'redis-config');
   const sts = objects.find((o: any) => o.kind === 'StatefulSet');
   const container = sts.spec.template.spec.containers.find((c: any) => c.name === 'redis');
   const announce: string = container.env.find((e: any) => e.name === 'REDIS_ANNOUNCE_HOSTNAME').value;
-  const hostOf = (i: number) => announce.replace('$(POD_NAME)', `redis-${i}`);
-  const hosts = Array.from({ length: 6 }, (_, i) => hostOf(i));
+  // Pod i is the construct's node i (masters first, then their replicas), announcing its pod DNS name.
+  const hosts = construct.nodes.map((n) => n.slice(0, n.lastIndexOf(':')));
+  const hostOf = (i: number) => announce.replace('$(POD_NAME)', hosts[i]!.split('.')[0]!);
 
   writeFileSync(join(root, 'start.sh'), configMap.data['start.sh']);
   writeFileSync(join(root, 'bootstrap.sh'), configMap.data['bootstrap-cluster.sh']);
@@ -191,6 +192,14 @@ describe('Redis Cluster after a full restart on new addresses (real redis-server
       throw new Error(`the bootstrap script failed: ${e.message}\n${e.stdout ?? ''}\n${e.stderr ?? ''}\n${logs.join('\n---\n').slice(-4000)}`);
     });
     expect(boot.stdout).toMatch(/cluster_state:ok, 6 nodes, 3 masters/);
+    expect(hosts.map((_, i) => hostOf(i))).toEqual(hosts);
+    // Each master's replica is the other pod of its shard (node 3+k replicates node k).
+    const pairs = async (ips: string[]) => {
+      const lines = (await cli(ips[0]!, port, 'cluster', 'nodes')).trim().split('\n').map((l) => l.split(' '));
+      const at = (ip: string) => lines.find((f) => f[1]!.startsWith(`${ip}:${port}@`))!;
+      return [0, 1, 2].map((k) => at(ips[3 + k]!)[3] === at(ips[k]!)[0] && at(ips[3 + k]!)[2]!.includes('slave'));
+    };
+    await waitFor(async () => (await pairs(BEFORE)).every(Boolean), 30_000, 'replicas paired with their shard masters');
     // Every node learns every other node's announced name by gossip (it is what start.sh reads later).
     for (const ip of BEFORE) {
       const named = async () => (await cli(ip, port, 'cluster', 'nodes')).split('\n').filter((l) => hosts.some((h) => l.includes(`,${h} `))).length;
@@ -221,18 +230,14 @@ describe('Redis Cluster after a full restart on new addresses (real redis-server
     AFTER.forEach((ip, i) => startPod(i, ip, ports, nowhere, 0));
     for (const ip of AFTER) await waitFor(async () => (await cli(ip, port, 'ping')).trim() === 'PONG', 20_000, `redis on ${ip}`);
     // The bus cannot reach a single peer: each node still lists the others at their old
-    // addresses, with no live link. (Refused connections never count as a ping timeout, so a
-    // node may even keep reporting cluster_state:ok for its own view: gossip, failure detection
-    // and failover are dead all the same.)
-    await new Promise((r) => setTimeout(r, 8_000));
+    // addresses, and flags every one of them as failing (`fail?` or `fail`). Gossip, failure
+    // detection and failover are dead until the addresses are right again.
     for (const [i, ip] of AFTER.entries()) {
-      const peers = (await cli(ip, port, 'cluster', 'nodes')).trim().split('\n').filter((l) => !l.includes('myself'));
-      expect(peers, `peers known to redis-${i}`).toHaveLength(5);
-      for (const line of peers) {
-        const f = line.split(' ');
-        expect(BEFORE.some((old) => f[1]!.startsWith(`${old}:${port}@`)), `stale address in ${line}`).toBe(true);
-        expect(f[7], `link state in ${line}`).toBe('disconnected');
-      }
+      const peers = async () => (await cli(ip, port, 'cluster', 'nodes')).trim().split('\n').filter((l) => !l.includes('myself')).map((l) => l.split(' '));
+      await waitFor(async () => (await peers()).every((f) => f[2]!.split(',').some((flag) => flag === 'fail?' || flag === 'fail')), 30_000, `redis-${i} flags its peers as failing`);
+      const known = await peers();
+      expect(known, `peers known to redis-${i}`).toHaveLength(5);
+      for (const f of known) expect(BEFORE.some((old) => f[1]!.startsWith(`${old}:${port}@`)), `stale address in ${f.join(' ')}`).toBe(true);
     }
     await stopAll();
 
@@ -258,6 +263,7 @@ describe('Redis Cluster after a full restart on new addresses (real redis-server
       expect(AFTER.some((ip) => line.includes(` ${ip}:${port}@`))).toBe(true);
     }
 
+    expect(await pairs(AFTER)).toEqual([true, true, true]);
     const after = client(AFTER, port);
     const values = await Promise.all(Array.from({ length: 200 }, (_, k) => after.get(`reform:${k}`)));
     expect(values).toEqual(Array.from({ length: 200 }, (_, k) => `v${k}`));

@@ -38,6 +38,8 @@ export const DEFAULT_REDIS_IMAGE = 'redis:7.4.5-alpine';
 export const DEFAULT_REDIS_EXPORTER_IMAGE = 'oliver006/redis_exporter:v1.74.0';
 /** The port clients use. */
 export const REDIS_PORT = 6379;
+/** Label naming a pod's shard in cluster mode (its StatefulSet: a master and its replica). */
+export const REDIS_SHARD_LABEL = 'promptmesh.io/redis-shard';
 /** The Redis Cluster bus port (client port + 10000). */
 export const REDIS_CLUSTER_BUS_PORT = 16379;
 /** The port the exporter serves `/metrics` on. */
@@ -85,8 +87,8 @@ const MAX_MEMORY_POLICIES: readonly RedisMaxMemoryPolicy[] = [
 export interface RedisProps {
   /**
    * `standalone`: one pod, `REDIS_URL` for the services. `cluster`: Redis Cluster with
-   * `masters` masters and one replica each, a bootstrap Job, and `REDIS_CLUSTER_NODES` for the
-   * services.
+   * `masters` shards, each a StatefulSet `<name>-<shard>` of two pods (a master and its replica,
+   * in different zones), a bootstrap Job, and `REDIS_CLUSTER_NODES` for the services.
    * @default 'standalone'
    */
   readonly mode?: RedisMode;
@@ -178,6 +180,14 @@ export interface RedisProps {
    */
   readonly serviceMonitorLabels?: Record<string, string>;
   /**
+   * Cluster mode: where each master's replica may run. `required`: never in its master's zone
+   * (each shard's two pods have a required pod anti-affinity on `topology.kubernetes.io/zone`),
+   * so losing a zone leaves every shard a copy; it needs nodes in at least two zones.
+   * `preferred`: another zone when there is room, else the same (single-zone clusters).
+   * @default 'required'
+   */
+  readonly replicaZone?: 'required' | 'preferred';
+  /**
    * Whether Istio injects its sidecar into the Redis pods. Off by default: Redis Cluster
    * addresses pods directly over the cluster bus, and clients in the mesh reach a pod without a
    * sidecar in plain text (auto mTLS), protected by the password and the NetworkPolicies. The
@@ -215,8 +225,10 @@ export class Redis extends Construct {
   public readonly bootstrapSelectorLabels: Readonly<Record<string, string>>;
   /** `host:port` of every pod, in order (cluster mode: the seed list for `REDIS_CLUSTER_NODES`). */
   public readonly nodes: readonly string[];
-  /** The StatefulSet. */
+  /** The StatefulSet (in cluster mode: the first shard's). */
   public readonly statefulSet: k8s.KubeStatefulSet;
+  /** Every StatefulSet: one in standalone mode, one per shard (a master and its replica) in cluster mode. */
+  public readonly statefulSets: readonly k8s.KubeStatefulSet[];
   /** The bootstrap Job (cluster mode only). */
   public readonly bootstrapJob?: k8s.KubeJob;
   /** The ServiceMonitor for the exporter. */
@@ -272,7 +284,13 @@ export class Redis extends Construct {
 
     const namespace = resolveNamespace(this, props.namespace);
     const headless = `${name}-headless`;
-    const replicas = mode === 'cluster' ? masters * 2 : 1;
+    // Cluster mode: one StatefulSet per shard, pod 0 its master and pod 1 the master's replica.
+    const shards = mode === 'cluster' ? masters : 1;
+    const podsPerSet = mode === 'cluster' ? 2 : 1;
+    const replicaZone = props.replicaZone ?? 'required';
+    if (!['required', 'preferred'].includes(replicaZone)) {
+      throw new Error(`${what}: 'replicaZone' must be one of required, preferred, got ${JSON.stringify(replicaZone)}`);
+    }
     const selector = { 'app.kubernetes.io/name': 'redis', 'app.kubernetes.io/instance': name };
     const labels = { ...selector, 'app.kubernetes.io/component': 'cache', 'app.kubernetes.io/part-of': 'promptmesh' };
     const sidecarLabel = { 'sidecar.istio.io/inject': props.istioSidecar ? 'true' : 'false' };
@@ -284,8 +302,12 @@ export class Redis extends Construct {
     this.passwordSecret = passwordSecret;
     this.selectorLabels = selector;
     this.bootstrapSelectorLabels = { 'app.kubernetes.io/name': 'redis-cluster-bootstrap', 'app.kubernetes.io/instance': name };
-    const podHost = (i: number) => `${name}-${i}.${serviceHost(headless, namespace)}`;
-    this.nodes = Array.from({ length: replicas }, (_, i) => `${podHost(i)}:${REDIS_PORT}`);
+    const setName = (shard: number) => (mode === 'cluster' ? `${name}-${shard}` : name);
+    const podHost = (shard: number, ordinal: number) => `${setName(shard)}-${ordinal}.${serviceHost(headless, namespace)}`;
+    // Masters first, then their replicas in the same order: the pairing BOOTSTRAP_SCRIPT applies.
+    this.nodes = Array.from({ length: podsPerSet }, (_, ordinal) =>
+      Array.from({ length: shards }, (_, shard) => `${podHost(shard, ordinal)}:${REDIS_PORT}`),
+    ).flat();
 
     const config = redisConfig({ mode, maxMemory, policy });
     const configMap = new k8s.KubeConfigMap(this, 'config', {
@@ -330,76 +352,94 @@ export class Redis extends Construct {
       ...(props.storageClass ? { storageClassName: props.storageClass } : {}),
     };
 
-    this.statefulSet = new k8s.KubeStatefulSet(this, 'statefulset', {
-      metadata: { name, namespace, labels },
-      spec: {
-        serviceName: headless,
-        replicas,
-        // Cluster nodes must all be up before the bootstrap Job can join them.
-        podManagementPolicy: mode === 'cluster' ? 'Parallel' : 'OrderedReady',
-        updateStrategy: { type: 'RollingUpdate' },
-        persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },
-        selector: { matchLabels: { ...selector } },
-        template: {
-          metadata: {
-            labels: { ...labels, ...sidecarLabel },
-            annotations: { 'promptmesh.io/config-checksum': checksum(config + START_SCRIPT) },
+    const makeSet = (shard: number): k8s.KubeStatefulSet => {
+      const shardLabel: Record<string, string> = mode === 'cluster' ? { [REDIS_SHARD_LABEL]: String(shard) } : {};
+      // The two pods of a shard (a master and its replica) never share a zone: losing a zone
+      // then costs each shard at most one of them, and the replica takes over. Their volumes
+      // are zonal, so once placed they stay apart.
+      const pairTerm: k8s.PodAffinityTerm = {
+        labelSelector: { matchLabels: { ...selector, ...shardLabel } },
+        topologyKey: 'topology.kubernetes.io/zone',
+      };
+      const affinity: k8s.Affinity | undefined = mode !== 'cluster'
+        ? undefined
+        : replicaZone === 'required'
+          ? { podAntiAffinity: { requiredDuringSchedulingIgnoredDuringExecution: [pairTerm] } }
+          : { podAntiAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 100, podAffinityTerm: pairTerm }] } };
+      return new k8s.KubeStatefulSet(this, mode === 'cluster' ? `statefulset-${shard}` : 'statefulset', {
+        metadata: { name: setName(shard), namespace, labels: { ...labels, ...shardLabel } },
+        spec: {
+          serviceName: headless,
+          replicas: podsPerSet,
+          // Cluster nodes must all be up before the bootstrap Job can join them.
+          podManagementPolicy: mode === 'cluster' ? 'Parallel' : 'OrderedReady',
+          updateStrategy: { type: 'RollingUpdate' },
+          persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },
+          selector: { matchLabels: { ...selector, ...shardLabel } },
+          template: {
+            metadata: {
+              labels: { ...labels, ...shardLabel, ...sidecarLabel },
+              annotations: { 'promptmesh.io/config-checksum': checksum(config + START_SCRIPT) },
+            },
+            spec: {
+              serviceAccountName: name,
+              automountServiceAccountToken: false,
+              enableServiceLinks: false,
+              terminationGracePeriodSeconds: 30,
+              securityContext: restrictedPodSecurityContext(REDIS_UID, REDIS_GID),
+              topologySpreadConstraints: spreadConstraints(selector),
+              ...(affinity ? { affinity } : {}),
+              containers: [
+                {
+                  name: 'redis',
+                  image,
+                  imagePullPolicy: 'IfNotPresent',
+                  command: ['sh', `${CONFIG_DIR}/start.sh`],
+                  env: redisEnv,
+                  ports: redisPorts,
+                  resources: redisResources.spec,
+                  securityContext: restrictedContainerSecurityContext(),
+                  // Loading a large append-only file can take minutes: the startup probe covers it.
+                  startupProbe: probe({ periodSeconds: 5, failureThreshold: 60 }),
+                  readinessProbe: probe({ failureThreshold: 3 }),
+                  livenessProbe: probe({ failureThreshold: 6 }),
+                  volumeMounts: [
+                    { name: 'data', mountPath: DATA_DIR },
+                    { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
+                    { name: 'run', mountPath: RUN_DIR },
+                    { name: 'tmp', mountPath: '/tmp' },
+                  ],
+                },
+                {
+                  name: 'exporter',
+                  image: exporterImage,
+                  imagePullPolicy: 'IfNotPresent',
+                  env: [
+                    { name: 'REDIS_ADDR', value: `redis://127.0.0.1:${REDIS_PORT}` },
+                    passwordEnv('REDIS_PASSWORD'),
+                    { name: 'REDIS_EXPORTER_WEB_LISTEN_ADDRESS', value: `0.0.0.0:${REDIS_METRICS_PORT}` },
+                  ],
+                  ports: [{ name: 'metrics', containerPort: REDIS_METRICS_PORT, protocol: 'TCP' }],
+                  resources: exporterResources.spec,
+                  securityContext: restrictedContainerSecurityContext(),
+                  readinessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('metrics') }, periodSeconds: 10, timeoutSeconds: 5 },
+                  livenessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('metrics') }, periodSeconds: 20, timeoutSeconds: 5, failureThreshold: 6 },
+                },
+              ],
+              volumes: [
+                { name: 'config', configMap: { name: configMap.name, defaultMode: 0o444 } },
+                // The runtime config holds the password: memory-backed, private to the pod.
+                { name: 'run', emptyDir: { medium: 'Memory', sizeLimit: k8s.Quantity.fromString('1Mi') } },
+                { name: 'tmp', emptyDir: { sizeLimit: k8s.Quantity.fromString('64Mi') } },
+              ],
+            },
           },
-          spec: {
-            serviceAccountName: name,
-            automountServiceAccountToken: false,
-            enableServiceLinks: false,
-            terminationGracePeriodSeconds: 30,
-            securityContext: restrictedPodSecurityContext(REDIS_UID, REDIS_GID),
-            topologySpreadConstraints: spreadConstraints(selector),
-            containers: [
-              {
-                name: 'redis',
-                image,
-                imagePullPolicy: 'IfNotPresent',
-                command: ['sh', `${CONFIG_DIR}/start.sh`],
-                env: redisEnv,
-                ports: redisPorts,
-                resources: redisResources.spec,
-                securityContext: restrictedContainerSecurityContext(),
-                // Loading a large append-only file can take minutes: the startup probe covers it.
-                startupProbe: probe({ periodSeconds: 5, failureThreshold: 60 }),
-                readinessProbe: probe({ failureThreshold: 3 }),
-                livenessProbe: probe({ failureThreshold: 6 }),
-                volumeMounts: [
-                  { name: 'data', mountPath: DATA_DIR },
-                  { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
-                  { name: 'run', mountPath: RUN_DIR },
-                  { name: 'tmp', mountPath: '/tmp' },
-                ],
-              },
-              {
-                name: 'exporter',
-                image: exporterImage,
-                imagePullPolicy: 'IfNotPresent',
-                env: [
-                  { name: 'REDIS_ADDR', value: `redis://127.0.0.1:${REDIS_PORT}` },
-                  passwordEnv('REDIS_PASSWORD'),
-                  { name: 'REDIS_EXPORTER_WEB_LISTEN_ADDRESS', value: `0.0.0.0:${REDIS_METRICS_PORT}` },
-                ],
-                ports: [{ name: 'metrics', containerPort: REDIS_METRICS_PORT, protocol: 'TCP' }],
-                resources: exporterResources.spec,
-                securityContext: restrictedContainerSecurityContext(),
-                readinessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('metrics') }, periodSeconds: 10, timeoutSeconds: 5 },
-                livenessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('metrics') }, periodSeconds: 20, timeoutSeconds: 5, failureThreshold: 6 },
-              },
-            ],
-            volumes: [
-              { name: 'config', configMap: { name: configMap.name, defaultMode: 0o444 } },
-              // The runtime config holds the password: memory-backed, private to the pod.
-              { name: 'run', emptyDir: { medium: 'Memory', sizeLimit: k8s.Quantity.fromString('1Mi') } },
-              { name: 'tmp', emptyDir: { sizeLimit: k8s.Quantity.fromString('64Mi') } },
-            ],
-          },
+          volumeClaimTemplates: [{ metadata: { name: 'data', labels: { ...selector } }, spec: storageSpec }],
         },
-        volumeClaimTemplates: [{ metadata: { name: 'data', labels: { ...selector } }, spec: storageSpec }],
-      },
-    });
+      });
+    };
+    this.statefulSets = Array.from({ length: shards }, (_, shard) => makeSet(shard));
+    this.statefulSet = this.statefulSets[0]!;
 
     const servicePorts: k8s.ServicePort[] = [
       { name: 'redis', port: REDIS_PORT, targetPort: k8s.IntOrString.fromString('redis'), protocol: 'TCP' },
@@ -646,10 +686,16 @@ exec redis-server "$run_dir/redis.conf" "$@"
 `;
 
 /**
- * Creates the Redis Cluster once. Waits until every node in REDIS_CLUSTER_NODES (space or comma
- * separated host:port) answers, then: if any node already knows other nodes, the cluster exists
- * and the script only waits for it to be healthy; otherwise it runs
- * \`redis-cli --cluster create ... --cluster-replicas N --cluster-yes\`. Safe to run again.
+ * Creates the Redis Cluster once, with fixed master/replica pairs. REDIS_CLUSTER_NODES (space or
+ * comma separated host:port) lists the masters first, then each round of replicas in the same
+ * order: with N masters and REDIS_CLUSTER_REPLICAS r, node N*j + k (j = 1..r) replicates node k.
+ * The construct lists the pods so that a master and its replica are the two pods of one shard's
+ * StatefulSet, which keeps them in different zones.
+ *
+ * Waits until every node answers; if no node knows another yet, creates the cluster from the
+ * masters (`redis-cli --cluster create ... --cluster-replicas 0`). Then every replica that is
+ * still alone joins as the replica of its own master (`--cluster add-node --cluster-slave
+ * --cluster-master-id`), so a run cut short resumes where it stopped. Safe to run again.
  */
 export const BOOTSTRAP_SCRIPT = `#!/bin/sh
 set -eu
@@ -658,9 +704,24 @@ set -eu
 replicas="\${REDIS_CLUSTER_REPLICAS:-1}"
 wait_ok_seconds="\${REDIS_CLUSTER_WAIT_SECONDS:-120}"
 nodes=$(echo "$REDIS_CLUSTER_NODES" | tr ',' ' ')
+# shellcheck disable=SC2086
+total=$(echo $nodes | wc -w)
+masters=$(( total / (replicas + 1) ))
+if [ $(( masters * (replicas + 1) )) -ne "$total" ] || [ "$masters" -lt 3 ]; then
+  echo "bootstrap: REDIS_CLUSTER_NODES has $total nodes; with $replicas replica(s) per master it needs a multiple of $((replicas + 1)), at least $((3 * (replicas + 1)))" >&2
+  exit 1
+fi
 
 cli() { node="$1"; shift; redis-cli -h "\${node%:*}" -p "\${node##*:}" "$@"; }
 info_field() { cli "$1" cluster info 2>/dev/null | tr -d '\\r' | sed -n "s/^$2://p"; }
+nth() { echo "$nodes" | awk -v n="$1" '{ print $n }'; }
+# redis-cli --cluster takes addresses; the pods' names resolve through the headless Service.
+address() {
+  host="\${1%:*}"
+  # shellcheck disable=SC2086
+  ip=$(\${REDIS_PEER_RESOLVER:-getent hosts} "$host" 2>/dev/null | awk 'NR == 1 { print $1 }' || true)
+  echo "\${ip:-$host}:\${1##*:}"
+}
 
 for node in $nodes; do
   until [ "$(cli "$node" ping 2>/dev/null)" = "PONG" ]; do
@@ -677,22 +738,30 @@ done
 
 if [ -z "$existing" ]; then
   addrs=""
-  for node in $nodes; do
-    host="\${node%:*}"
-    # shellcheck disable=SC2086
-    ip=$(\${REDIS_PEER_RESOLVER:-getent hosts} "$host" 2>/dev/null | awk 'NR == 1 { print $1 }' || true)
-    addrs="$addrs \${ip:-$host}:\${node##*:}"
-  done
-  echo "bootstrap: creating the cluster:$addrs (replicas per master: $replicas)"
+  i=1
+  while [ "$i" -le "$masters" ]; do addrs="$addrs $(address "$(nth "$i")")"; i=$((i + 1)); done
+  echo "bootstrap: creating the cluster from the masters:$addrs"
   # shellcheck disable=SC2086
-  redis-cli --cluster create $addrs --cluster-replicas "$replicas" --cluster-yes
-  existing=$(echo "$nodes" | awk '{ print $1 }')
+  redis-cli --cluster create $addrs --cluster-replicas 0 --cluster-yes
+  existing=$(nth 1)
 else
   echo "bootstrap: the cluster already exists ($existing knows other nodes); not creating it again"
 fi
 
+i=$((masters + 1))
+while [ "$i" -le "$total" ]; do
+  replica=$(nth "$i")
+  master=$(nth $(( (i - 1) % masters + 1 )))
+  if [ "$(info_field "$replica" cluster_known_nodes)" = "1" ]; then
+    master_id=$(cli "$master" cluster myid | tr -d '\\r')
+    echo "bootstrap: $replica joins as the replica of $master ($master_id)"
+    redis-cli --cluster add-node "$(address "$replica")" "$(address "$master")" --cluster-slave --cluster-master-id "$master_id"
+  fi
+  i=$((i + 1))
+done
+
 waited=0
-until [ "$(info_field "$existing" cluster_state)" = "ok" ]; do
+until [ "$(info_field "$existing" cluster_state)" = "ok" ] && [ "$(info_field "$existing" cluster_known_nodes)" = "$total" ]; do
   if [ "$waited" -ge "$wait_ok_seconds" ]; then
     echo "bootstrap: the cluster is not healthy after \${wait_ok_seconds}s; inspect it with: redis-cli --cluster check $existing" >&2
     cli "$existing" cluster info >&2 || true
