@@ -25,12 +25,12 @@ import {
   serviceHost,
   serviceMonitor,
   spreadConstraints,
+  type DataStoreProps,
   type SecretKeyReference,
 } from './data-store';
-import type { ContainerResources } from './resources';
 
 // A prop type the data-store constructs share, for library users (index.ts re-exports this file).
-export type { SecretKeyReference } from './data-store';
+export type { DataStoreProps, SecretKeyReference, ServiceMonitorEndpoint } from './data-store';
 
 /** The official Redis image, pinned to an exact release. */
 export const DEFAULT_REDIS_IMAGE = 'redis:7.4.5-alpine';
@@ -84,7 +84,7 @@ const MAX_MEMORY_POLICIES: readonly RedisMaxMemoryPolicy[] = [
 ];
 
 /** Props of {@link Redis}. */
-export interface RedisProps {
+export interface RedisProps extends DataStoreProps {
   /**
    * `standalone`: one pod, `REDIS_URL` for the services. `cluster`: Redis Cluster with
    * `masters` shards, each a StatefulSet `<name>-<shard>` of two pods (a master and its replica,
@@ -92,16 +92,6 @@ export interface RedisProps {
    * @default 'standalone'
    */
   readonly mode?: RedisMode;
-  /**
-   * Base name of every object (StatefulSet, Services, ConfigMap, PDB, ServiceMonitor, Job).
-   * @default 'redis'
-   */
-  readonly name?: string;
-  /**
-   * Namespace of every object. Host names are fully qualified when it is known.
-   * @default the chart's namespace
-   */
-  readonly namespace?: string;
   /**
    * Number of masters in `cluster` mode (each gets one replica). Ignored in `standalone` mode.
    * Changing it after the cluster exists needs a manual reshard (see docs/k8s-data.md).
@@ -114,29 +104,6 @@ export interface RedisProps {
    * @default DEFAULT_REDIS_IMAGE
    */
   readonly image?: string;
-  /**
-   * Pins the Redis image to a digest as well (`sha256:...`): the tag documents, the digest decides.
-   * @default no digest: the exact tag alone
-   */
-  readonly imageDigest?: string;
-  /**
-   * The redis_exporter image, with an exact tag.
-   * @default DEFAULT_REDIS_EXPORTER_IMAGE
-   */
-  readonly exporterImage?: string;
-  /**
-   * Pins the exporter image to a digest as well.
-   * @default no digest
-   */
-  readonly exporterImageDigest?: string;
-  /**
-   * The Secret key holding the Redis password. The construct only references it; create it
-   * before applying (`kubectl create secret generic redis-auth --from-literal=password=$(openssl rand -hex 32)`,
-   * or the Pulumi program). The password may hold only URL-safe characters (`A-Z a-z 0-9 . _ ~ -`),
-   * as it is embedded in `REDIS_URL`; Redis refuses to start otherwise.
-   * @default { name: '<name>-auth', key: 'password' }
-   */
-  readonly passwordSecret?: SecretKeyReference;
   /**
    * Memory Redis may use for data (redis.conf `maxmemory`, units `kb`, `mb` or `gb`). It must
    * stay at or below 45% of `resources.limits.memory` (REDIS_MAX_MEMORY_SHARE): with AOF on, every
@@ -154,32 +121,6 @@ export interface RedisProps {
    */
   readonly maxMemoryPolicy?: RedisMaxMemoryPolicy;
   /**
-   * Size of each pod's persistent volume (append-only file, snapshots, cluster state).
-   * @default '8Gi'
-   */
-  readonly storageSize?: string;
-  /**
-   * StorageClass of the persistent volumes.
-   * @default the cluster's default StorageClass
-   */
-  readonly storageClass?: string;
-  /**
-   * Requests and limits of the Redis container.
-   * @default { requests: { cpu: '100m', memory: '640Mi' }, limits: { cpu: '1', memory: '640Mi' } }
-   */
-  readonly resources?: ContainerResources;
-  /**
-   * Requests and limits of the exporter sidecar.
-   * @default { requests: { cpu: '10m', memory: '32Mi' }, limits: { cpu: '100m', memory: '64Mi' } }
-   */
-  readonly exporterResources?: ContainerResources;
-  /**
-   * Labels on the ServiceMonitor so the platform's Prometheus selects it
-   * (kube-prometheus-stack selects `release: <its release name>` by default).
-   * @default { release: 'kube-prometheus-stack' }
-   */
-  readonly serviceMonitorLabels?: Record<string, string>;
-  /**
    * Cluster mode: where each master's replica may run. `required`: never in its master's zone
    * (each shard's two pods have a required pod anti-affinity on `topology.kubernetes.io/zone`),
    * so losing a zone leaves every shard a copy; it needs nodes in at least two zones.
@@ -187,14 +128,6 @@ export interface RedisProps {
    * @default 'required'
    */
   readonly replicaZone?: 'required' | 'preferred';
-  /**
-   * Whether Istio injects its sidecar into the Redis pods. Off by default: Redis Cluster
-   * addresses pods directly over the cluster bus, and clients in the mesh reach a pod without a
-   * sidecar in plain text (auto mTLS), protected by the password and the NetworkPolicies. The
-   * bootstrap Job never gets a sidecar (it would never complete).
-   * @default false
-   */
-  readonly istioSidecar?: boolean;
 }
 
 /**
