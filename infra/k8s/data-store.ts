@@ -5,9 +5,10 @@
  * Internal to `infra/k8s`: library users see the results through the constructs' props.
  */
 import { createHash } from 'node:crypto';
-import { ApiObject, Chart } from 'cdk8s';
+import { Chart } from 'cdk8s';
 import type { Construct } from 'constructs';
 import { k8s } from 'cdk8s-plus-27';
+import { ServiceMonitor } from '../../imports/monitoring.coreos.com';
 import { validateResources, type ContainerResources } from './resources';
 
 /** A key of a Secret, referenced by name: the value never appears in a manifest. */
@@ -254,10 +255,8 @@ export function serviceMonitor(
     selector: Record<string, string>;
     endpoints: ServiceMonitorEndpoint[];
   },
-): ApiObject {
-  return new ApiObject(scope, id, {
-    apiVersion: 'monitoring.coreos.com/v1',
-    kind: 'ServiceMonitor',
+): ServiceMonitor {
+  return new ServiceMonitor(scope, id, {
     metadata: { name: options.name, namespace: options.namespace, labels: options.labels },
     spec: {
       selector: { matchLabels: { ...options.selector } },

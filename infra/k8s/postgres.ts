@@ -6,9 +6,9 @@
  * ServiceMonitor, and a PDB. `external`: nothing runs in the cluster; the services read
  * `DATABASE_URL` from a Secret (the Pulumi program creates a managed database and that Secret).
  */
-import { ApiObject } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
+import type { ServiceMonitor } from '../../imports/monitoring.coreos.com';
 import { ENV } from '../../contracts';
 import {
   DEFAULT_PROMETHEUS_SELECTOR_LABELS,
@@ -129,7 +129,7 @@ export class Postgres extends Construct {
   /** The StatefulSet (in-cluster). */
   public readonly statefulSet?: k8s.KubeStatefulSet;
   /** The ServiceMonitor for the exporter (in-cluster). */
-  public readonly serviceMonitor?: ApiObject;
+  public readonly serviceMonitor?: ServiceMonitor;
 
   constructor(scope: Construct, id: string, props: PostgresProps = {}) {
     super(scope, id);

@@ -187,7 +187,7 @@ describe('Redis Cluster after a full restart on new addresses (real redis-server
         REDIS_CLUSTER_REPLICAS: '1',
         REDIS_PEER_RESOLVER: resolver,
       },
-      timeout: 90_000,
+      timeout: 150_000,
     }).catch((e: { stdout?: string; stderr?: string; message: string }) => {
       throw new Error(`the bootstrap script failed: ${e.message}\n${e.stdout ?? ''}\n${e.stderr ?? ''}\n${logs.join('\n---\n').slice(-4000)}`);
     });
@@ -269,5 +269,5 @@ describe('Redis Cluster after a full restart on new addresses (real redis-server
     expect(values).toEqual(Array.from({ length: 200 }, (_, k) => `v${k}`));
     await after.set('reform:after', 'written after the restart');
     expect(await after.get('reform:after')).toBe('written after the restart');
-  }, 180_000);
+  }, 300_000);
 });

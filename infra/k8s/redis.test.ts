@@ -288,7 +288,7 @@ describe('Redis config and scripts on a real redis-server', () => {
       REDIS_CLUSTER_NODES: nodes.map((n) => `127.0.0.1:${n.port}`).join(' '),
       REDIS_CLUSTER_REPLICAS: '1',
     };
-    const first = await run('sh', [join(dir, 'bootstrap.sh')], { env, timeout: 90_000 });
+    const first = await run('sh', [join(dir, 'bootstrap.sh')], { env, timeout: 150_000 });
     expect(first.stdout).toContain('creating the cluster from the masters');
     expect(first.stdout.match(/joins as the replica of/g)).toHaveLength(3);
     expect(first.stdout).toMatch(/cluster_state:ok, 6 nodes, 3 masters/);
@@ -332,5 +332,5 @@ describe('Redis config and scripts on a real redis-server', () => {
     expect(second.stdout).not.toContain('creating the cluster');
     expect(second.stdout).not.toContain('joins as the replica');
     expect(second.stdout).toMatch(/cluster_state:ok, 6 nodes, 3 masters/);
-  });
+  }, 240_000);
 });

@@ -6,9 +6,10 @@
  * `standalone` runs one pod (dev, small installs); `cluster` runs Redis Cluster (three masters,
  * one replica each by default) and a bootstrap Job that creates the cluster once.
  */
-import { ApiObject, Duration } from 'cdk8s';
+import { Duration } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
+import type { ServiceMonitor } from '../../imports/monitoring.coreos.com';
 import { ENV } from '../../contracts';
 import {
   DEFAULT_PROMETHEUS_SELECTOR_LABELS,
@@ -165,7 +166,7 @@ export class Redis extends Construct {
   /** The bootstrap Job (cluster mode only). */
   public readonly bootstrapJob?: k8s.KubeJob;
   /** The ServiceMonitor for the exporter. */
-  public readonly serviceMonitor: ApiObject;
+  public readonly serviceMonitor: ServiceMonitor;
 
   constructor(scope: Construct, id: string, props: RedisProps = {}) {
     super(scope, id);
