@@ -150,22 +150,22 @@ describe('Redis Cluster after a full restart on new addresses (real redis-server
   }
 
   const cli = (ip: string, port: number, ...args: string[]) =>
-    run('redis-cli', ['-h', ip, '-p', String(port), ...args], { env: { ...process.env, REDISCLI_AUTH: PASSWORD }, timeout: 10_000 }).then((r) => r.stdout);
+    run('redis-cli', ['-h', ip, '-p', String(port), ...args], { env: { ...process.env, REDISCLI_AUTH: PASSWORD }, timeout: 30_000 }).then((r) => r.stdout);
   const state = async (ip: string, port: number) => /cluster_state:(\w+)/.exec(await cli(ip, port, 'cluster', 'info'))?.[1];
 
   /** A cluster client as the services build it, with DNS answered from the hosts file. */
   function client(ips: string[], port: number): Cluster {
     const byName = new Map(hosts.map((h, i) => [h, ips[i]!]));
     const c = new Cluster([{ host: ips[0]!, port }], {
-      redisOptions: { password: PASSWORD, connectTimeout: 2_000 },
+      redisOptions: { password: PASSWORD, connectTimeout: 10_000 },
       // The nodes announce host names (cluster-preferred-endpoint-type hostname); the hosts file answers them.
       natMap: (key: string) => {
         const at = key.lastIndexOf(':');
         const host = key.slice(0, at);
         return { host: byName.get(host) ?? host, port: Number(key.slice(at + 1)) };
       },
-      clusterRetryStrategy: (times) => (times > 20 ? null : 200),
-      slotsRefreshTimeout: 3_000,
+      clusterRetryStrategy: (times) => (times > 60 ? null : 500),
+      slotsRefreshTimeout: 10_000,
     });
     clients.push(c);
     return c;
@@ -178,7 +178,7 @@ describe('Redis Cluster after a full restart on new addresses (real redis-server
     // 1. First start: pods on 127.0.0.2-7, created by the bootstrap script.
     publish(BEFORE);
     BEFORE.forEach((ip, i) => startPod(i, ip, ports, resolver));
-    for (const ip of BEFORE) await waitFor(async () => (await cli(ip, port, 'ping')).trim() === 'PONG', 20_000, `redis on ${ip}`);
+    for (const ip of BEFORE) await waitFor(async () => (await cli(ip, port, 'ping')).trim() === 'PONG', 90_000, `redis on ${ip}`);
     const boot = await run('sh', [join(root, 'bootstrap.sh')], {
       env: {
         PATH: process.env.PATH ?? '',
@@ -199,11 +199,11 @@ describe('Redis Cluster after a full restart on new addresses (real redis-server
       const at = (ip: string) => lines.find((f) => f[1]!.startsWith(`${ip}:${port}@`))!;
       return [0, 1, 2].map((k) => at(ips[3 + k]!)[3] === at(ips[k]!)[0] && at(ips[3 + k]!)[2]!.includes('slave'));
     };
-    await waitFor(async () => (await pairs(BEFORE)).every(Boolean), 30_000, 'replicas paired with their shard masters');
+    await waitFor(async () => (await pairs(BEFORE)).every(Boolean), 90_000, 'replicas paired with their shard masters');
     // Every node learns every other node's announced name by gossip (it is what start.sh reads later).
     for (const ip of BEFORE) {
       const named = async () => (await cli(ip, port, 'cluster', 'nodes')).split('\n').filter((l) => hosts.some((h) => l.includes(`,${h} `))).length;
-      await waitFor(async () => (await named()) === 6, 30_000, `host names known on ${ip}`);
+      await waitFor(async () => (await named()) === 6, 90_000, `host names known on ${ip}`);
     }
 
     const before = client(BEFORE, port);
@@ -213,7 +213,7 @@ describe('Redis Cluster after a full restart on new addresses (real redis-server
     // Writes reached every master, and each master's replica has them (WAIT: acknowledged by 1 replica).
     for (const m of masters) {
       expect(await m.dbsize()).toBeGreaterThan(0);
-      expect(await m.call('WAIT', '1', '5000')).toBe(1);
+      expect(await m.call('WAIT', '1', '30000')).toBe(1);
     }
     before.disconnect();
 
@@ -228,13 +228,13 @@ describe('Redis Cluster after a full restart on new addresses (real redis-server
     writeFileSync(nowhere, '#!/bin/sh\nexit 2\n');
     chmodSync(nowhere, 0o755);
     AFTER.forEach((ip, i) => startPod(i, ip, ports, nowhere, 0));
-    for (const ip of AFTER) await waitFor(async () => (await cli(ip, port, 'ping')).trim() === 'PONG', 20_000, `redis on ${ip}`);
+    for (const ip of AFTER) await waitFor(async () => (await cli(ip, port, 'ping')).trim() === 'PONG', 90_000, `redis on ${ip}`);
     // The bus cannot reach a single peer: each node still lists the others at their old
     // addresses, and flags every one of them as failing (`fail?` or `fail`). Gossip, failure
     // detection and failover are dead until the addresses are right again.
     for (const [i, ip] of AFTER.entries()) {
       const peers = async () => (await cli(ip, port, 'cluster', 'nodes')).trim().split('\n').filter((l) => !l.includes('myself')).map((l) => l.split(' '));
-      await waitFor(async () => (await peers()).every((f) => f[2]!.split(',').some((flag) => flag === 'fail?' || flag === 'fail')), 30_000, `redis-${i} flags its peers as failing`);
+      await waitFor(async () => (await peers()).every((f) => f[2]!.split(',').some((flag) => flag === 'fail?' || flag === 'fail')), 90_000, `redis-${i} flags its peers as failing`);
       const known = await peers();
       expect(known, `peers known to redis-${i}`).toHaveLength(5);
       for (const f of known) expect(BEFORE.some((old) => f[1]!.startsWith(`${old}:${port}@`)), `stale address in ${f.join(' ')}`).toBe(true);
@@ -243,14 +243,14 @@ describe('Redis Cluster after a full restart on new addresses (real redis-server
 
     // 4. The same restart with the resolver answering: start.sh rewrites nodes.conf, the cluster re-forms.
     AFTER.forEach((ip, i) => startPod(i, ip, ports, resolver));
-    for (const ip of AFTER) await waitFor(async () => (await cli(ip, port, 'ping')).trim() === 'PONG', 20_000, `redis on ${ip}`);
+    for (const ip of AFTER) await waitFor(async () => (await cli(ip, port, 'ping')).trim() === 'PONG', 90_000, `redis on ${ip}`);
     for (let i = 0; i < 6; i++) {
       const conf = readFileSync(join(root, `data-${i}`, 'nodes.conf'), 'utf8');
       for (const ip of BEFORE) expect(conf, `nodes.conf of redis-${i}`).not.toContain(`${ip}:${port}@`);
       expect(logs[i]).toMatch(new RegExp(`${hostOf((i + 1) % 6).replaceAll('.', '\\.')} moved from ${BEFORE[(i + 1) % 6]!.replaceAll('.', '\\.')} to ${AFTER[(i + 1) % 6]!.replaceAll('.', '\\.')}`));
     }
     for (const ip of AFTER) {
-      await waitFor(async () => (await state(ip, port)) === 'ok', 60_000, `cluster_state:ok on ${ip}`);
+      await waitFor(async () => (await state(ip, port)) === 'ok', 120_000, `cluster_state:ok on ${ip}`);
       const info = await cli(ip, port, 'cluster', 'info');
       expect(info).toMatch(/cluster_known_nodes:6/);
       expect(info).toMatch(/cluster_slots_ok:16384/);
@@ -269,5 +269,5 @@ describe('Redis Cluster after a full restart on new addresses (real redis-server
     expect(values).toEqual(Array.from({ length: 200 }, (_, k) => `v${k}`));
     await after.set('reform:after', 'written after the restart');
     expect(await after.get('reform:after')).toBe('written after the restart');
-  }, 300_000);
+  }, 900_000);
 });
