@@ -237,7 +237,7 @@ describe('Redis config and scripts on a real redis-server', () => {
       stdio: 'ignore',
     });
     procs.push(proc);
-    await waitFor(async () => (await cli(port, ['ping'])).stdout.trim() === 'PONG', 20_000, `redis-server on ${port}`);
+    await waitFor(async () => (await cli(port, ['ping'])).stdout.trim() === 'PONG', 90_000, `redis-server on ${port}`);
     return { port, proc, dir };
   }
 
