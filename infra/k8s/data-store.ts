@@ -5,9 +5,10 @@
  * Internal to `infra/k8s`: library users see the results through the constructs' props.
  */
 import { createHash } from 'node:crypto';
-import { ApiObject, Chart } from 'cdk8s';
+import { Chart } from 'cdk8s';
 import type { Construct } from 'constructs';
 import { k8s } from 'cdk8s-plus-27';
+import { ServiceMonitor } from '../../imports/monitoring.coreos.com';
 import { validateResources, type ContainerResources } from './resources';
 
 /** A key of a Secret, referenced by name: the value never appears in a manifest. */
@@ -16,6 +17,82 @@ export interface SecretKeyReference {
   readonly name: string;
   /** Key inside the Secret's `data`. */
   readonly key: string;
+}
+
+/**
+ * Props every data-store construct ({@link Redis}, {@link Postgres}) shares: naming, images
+ * beside the main one, storage, resources, monitoring and mesh membership. Declared once here;
+ * `RedisProps` and `PostgresProps` extend it with what is theirs.
+ */
+export interface DataStoreProps {
+  /**
+   * Base name of every object (StatefulSets, Services, ConfigMap, PDB, ServiceMonitor, Job).
+   * @default 'redis' for Redis, 'postgres' for Postgres
+   */
+  readonly name?: string;
+  /**
+   * Namespace of every object. Host names are fully qualified when it is known.
+   * @default the chart's namespace
+   */
+  readonly namespace?: string;
+  /**
+   * Pins the main image to a digest as well (`sha256:...`): the tag documents, the digest decides.
+   * @default no digest: the exact tag alone
+   */
+  readonly imageDigest?: string;
+  /**
+   * The metrics exporter's image, with an exact tag.
+   * @default DEFAULT_REDIS_EXPORTER_IMAGE or DEFAULT_POSTGRES_EXPORTER_IMAGE
+   */
+  readonly exporterImage?: string;
+  /**
+   * Pins the exporter image to a digest as well.
+   * @default no digest
+   */
+  readonly exporterImageDigest?: string;
+  /**
+   * The Secret key holding the password (Postgres: of its `user`, in-cluster mode only). The
+   * construct only references it; create it before applying (`kubectl create secret generic
+   * <name>-auth --from-literal=password=$(openssl rand -hex 32)`, or the Pulumi program). It may
+   * hold only URL-safe characters (`A-Z a-z 0-9 . _ ~ -`): it is embedded in the services' URL.
+   * @default { name: '<name>-auth', key: 'password' }
+   */
+  readonly passwordSecret?: SecretKeyReference;
+  /**
+   * Size of each pod's persistent volume.
+   * @default Redis '8Gi' (per pod: append-only file, snapshots, nodes.conf); Postgres '20Gi'
+   */
+  readonly storageSize?: string;
+  /**
+   * StorageClass of the persistent volumes.
+   * @default the cluster's default StorageClass
+   */
+  readonly storageClass?: string;
+  /**
+   * Requests and limits of the main container (the same shape as `PromptService`'s `resources`).
+   * @default Redis { requests: { cpu: '100m', memory: '640Mi' }, limits: { cpu: '1', memory: '640Mi' } };
+   *   Postgres { requests: { cpu: '250m', memory: '1Gi' }, limits: { cpu: '2', memory: '1Gi' } }
+   */
+  readonly resources?: ContainerResources;
+  /**
+   * Requests and limits of the exporter sidecar.
+   * @default { requests: { cpu: '10m', memory: '32Mi' }, limits: { cpu: '100m', memory: '64Mi' } }
+   */
+  readonly exporterResources?: ContainerResources;
+  /**
+   * Labels on the ServiceMonitor so the platform's Prometheus selects it
+   * (kube-prometheus-stack selects `release: <its release name>` by default).
+   * @default { release: 'kube-prometheus-stack' }
+   */
+  readonly serviceMonitorLabels?: Record<string, string>;
+  /**
+   * Whether Istio injects its sidecar into the pods. Off by default: Redis Cluster addresses pods
+   * directly over its bus, and meshed clients reach a pod without a sidecar in plain text (auto
+   * mTLS), guarded by the password and the NetworkPolicies; exporters and probes stay independent
+   * of the mesh. Jobs never get a sidecar (it would never complete).
+   * @default false
+   */
+  readonly istioSidecar?: boolean;
 }
 
 /** Labels that make the platform's Prometheus select a ServiceMonitor or PrometheusRule. */
@@ -178,10 +255,8 @@ export function serviceMonitor(
     selector: Record<string, string>;
     endpoints: ServiceMonitorEndpoint[];
   },
-): ApiObject {
-  return new ApiObject(scope, id, {
-    apiVersion: 'monitoring.coreos.com/v1',
-    kind: 'ServiceMonitor',
+): ServiceMonitor {
+  return new ServiceMonitor(scope, id, {
     metadata: { name: options.name, namespace: options.namespace, labels: options.labels },
     spec: {
       selector: { matchLabels: { ...options.selector } },

@@ -1,4 +1,4 @@
-import { ApiObject } from 'cdk8s';
+import { k8s } from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
 import { SERVICE_NAMES, type ServiceName } from '../../contracts/index';
 import { checkDnsLabel, checkLabels, MANAGED_BY, PART_OF } from './labels';
@@ -22,7 +22,8 @@ export interface DatastoreAccess {
    */
   readonly peerPorts?: number[];
   /**
-   * Port of its metrics exporter, open to the monitoring namespace.
+   * Port of its metrics exporter, open to the monitoring namespace (the only port Prometheus
+   * may reach on these pods: it is what their ServiceMonitor scrapes).
    * @default none
    */
   readonly metricsPort?: number;
@@ -105,7 +106,10 @@ export interface NetworkPoliciesProps {
    */
   readonly ingressGateway?: IngressGatewayOptions;
   /**
-   * Namespace of istiod, which every sidecar reaches on 15012 (xDS and certificates) and 15017.
+   * Namespace of istiod, which every sidecar reaches on 15012 (xDS and certificates over mTLS).
+   * Nothing in the namespace calls its other ports: 15017 is the webhook port the API server
+   * calls, 15010 plaintext xDS, 15014 its own metrics. Sidecar mode needs no HBONE (15008)
+   * between pods either: sidecars connect to each other on the application ports.
    * @default 'istio-system'
    */
   readonly istioNamespace?: string;
@@ -151,16 +155,21 @@ function checkClients(clients: ServiceName[], prop: string, known: Map<ServiceNa
   }
 }
 
-const tcp = (ports: number[]) => ports.map((port) => ({ protocol: 'TCP', port }));
-const nsSelector = (namespace: string) => ({ matchLabels: { 'kubernetes.io/metadata.name': namespace } });
+/** The istiod port sidecars use: xDS and certificate signing over mTLS. */
+export const ISTIOD_XDS_PORT = 15012;
+
+const tcp = (ports: number[]): k8s.NetworkPolicyPort[] => ports.map((port) => ({ protocol: 'TCP', port: k8s.IntOrString.fromNumber(port) }));
+const nsSelector = (namespace: string): k8s.LabelSelector => ({ matchLabels: { 'kubernetes.io/metadata.name': namespace } });
+const pods = (labels: Readonly<Record<string, string>>): k8s.NetworkPolicyPeer => ({ podSelector: { matchLabels: { ...labels } } });
 
 /**
  * Zero-trust networking for the namespace: a default deny of all ingress and egress, then one
  * policy per allowed path:
- * - every pod: DNS to kube-dns, istiod (15012, 15017);
+ * - every pod: DNS to kube-dns, istiod (15012: xDS and certificates);
  * - ingress gateway -> router; router -> templates, context, llm (or the `callers` given);
  * - services -> their datastores (and datastore pods among themselves);
- * - Prometheus -> the metrics ports (Istio agent 15020, Envoy 15090, the app port);
+ * - Prometheus -> the port each ServiceMonitor scrapes (the Istio agent's merged metrics on
+ *   15020, or the app port with `metricsScraping: 'app'`; the exporters of the datastores);
  * - llm -> providers on 443 (public addresses only).
  */
 export class NetworkPolicies extends Construct {
@@ -194,15 +203,10 @@ export class NetworkPolicies extends Construct {
 
     const names: string[] = [];
     const labels = { 'app.kubernetes.io/part-of': PART_OF, 'app.kubernetes.io/managed-by': MANAGED_BY };
-    const policy = (name: string, spec: Record<string, unknown>) => {
+    const policy = (name: string, spec: k8s.NetworkPolicySpec) => {
       if (names.includes(name)) throw new Error(`two NetworkPolicies are named ${name}; give the datastores/endpoints distinct names`);
       names.push(name);
-      new ApiObject(this, name, {
-        apiVersion: 'networking.k8s.io/v1',
-        kind: 'NetworkPolicy',
-        metadata: { name, namespace, labels },
-        spec,
-      });
+      new k8s.KubeNetworkPolicy(this, name, { metadata: { name, namespace, labels }, spec });
     };
 
     policy('default-deny', { podSelector: {}, policyTypes: ['Ingress', 'Egress'] });
@@ -213,8 +217,8 @@ export class NetworkPolicies extends Construct {
         {
           to: [{ namespaceSelector: nsSelector(dnsNamespace), podSelector: { matchLabels: dnsLabels } }],
           ports: [
-            { protocol: 'UDP', port: 53 },
-            { protocol: 'TCP', port: 53 },
+            { protocol: 'UDP', port: k8s.IntOrString.fromNumber(53) },
+            { protocol: 'TCP', port: k8s.IntOrString.fromNumber(53) },
           ],
         },
       ],
@@ -225,7 +229,7 @@ export class NetworkPolicies extends Construct {
       egress: [
         {
           to: [{ namespaceSelector: nsSelector(istioNamespace), podSelector: { matchLabels: { app: 'istiod' } } }],
-          ports: tcp([15012, 15017]),
+          ports: tcp([ISTIOD_XDS_PORT]),
         },
       ],
     });
@@ -271,25 +275,27 @@ export class NetworkPolicies extends Construct {
     }
 
     for (const svc of byService.values()) {
-      const from: Record<string, unknown>[] = callers[svc.service]!.map((c) =>
+      const from: k8s.NetworkPolicyPeer[] = callers[svc.service]!.map((c) =>
         c === 'ingress-gateway'
           ? { namespaceSelector: nsSelector(ingressNamespace), podSelector: { matchLabels: ingressSelector } }
-          : { podSelector: { matchLabels: { ...byService.get(c)!.selectorLabels } } },
+          : pods(byService.get(c)!.selectorLabels),
       );
-      const ingress: Record<string, unknown>[] = [];
+      const ingress: k8s.NetworkPolicyIngressRule[] = [];
       if (from.length > 0) ingress.push({ from, ports: tcp([svc.port]) });
+      // Prometheus reaches the one port its ServiceMonitor scrapes; /metrics on the app port stays closed
+      // unless the service is scraped there.
       ingress.push({
         from: [{ namespaceSelector: nsSelector(monitoringNamespace) }],
-        ports: tcp([ISTIO_MERGED_METRICS_PORT, 15090, svc.port]),
+        ports: tcp([svc.metricsScraping === 'app' ? svc.port : ISTIO_MERGED_METRICS_PORT]),
       });
 
-      const egress: Record<string, unknown>[] = [];
+      const egress: k8s.NetworkPolicyEgressRule[] = [];
       const callees = [...byService.values()].filter((other) => callers[other.service]!.includes(svc.service));
       if (callees.length > 0) {
-        egress.push({ to: callees.map((o) => ({ podSelector: { matchLabels: { ...o.selectorLabels } } })), ports: tcp([svc.port]) });
+        egress.push({ to: callees.map((o) => pods(o.selectorLabels)), ports: tcp([svc.port]) });
       }
       for (const d of datastores.filter((d) => d.clients.includes(svc.service))) {
-        egress.push({ to: [{ podSelector: { matchLabels: { ...d.podLabels } } }], ports: tcp(d.ports) });
+        egress.push({ to: [pods(d.podLabels)], ports: tcp(d.ports) });
       }
       for (const e of externals.filter((e) => e.clients.includes(svc.service))) {
         egress.push({ to: e.cidrs.map((cidr) => ({ ipBlock: { cidr } })), ports: tcp(e.ports) });
@@ -312,17 +318,14 @@ export class NetworkPolicies extends Construct {
 
     for (const d of datastores) {
       const peerPorts = d.peerPorts ?? d.ports;
-      const self = { podSelector: { matchLabels: { ...d.podLabels } } };
-      const clients = [
-        ...d.clients.map((c) => ({ podSelector: { matchLabels: { ...byService.get(c)!.selectorLabels } } })),
-        ...(d.extraClients ?? []).map((l) => ({ podSelector: { matchLabels: { ...l } } })),
-      ];
-      const ingress: Record<string, unknown>[] = [
+      const self = pods(d.podLabels);
+      const clients = [...d.clients.map((c) => pods(byService.get(c)!.selectorLabels)), ...(d.extraClients ?? []).map((l) => pods(l))];
+      const ingress: k8s.NetworkPolicyIngressRule[] = [
         { from: clients, ports: tcp(d.ports) },
         { from: [self], ports: tcp([...new Set([...d.ports, ...peerPorts])]) },
       ];
       if (d.metricsPort !== undefined) {
-        ingress.push({ from: [{ namespaceSelector: nsSelector(monitoringNamespace) }], ports: tcp([d.metricsPort, ISTIO_MERGED_METRICS_PORT, 15090]) });
+        ingress.push({ from: [{ namespaceSelector: nsSelector(monitoringNamespace) }], ports: tcp([d.metricsPort]) });
       }
       policy(`allow-${d.name}`, {
         podSelector: { matchLabels: { ...d.podLabels } },

@@ -6,9 +6,9 @@
  * ServiceMonitor, and a PDB. `external`: nothing runs in the cluster; the services read
  * `DATABASE_URL` from a Secret (the Pulumi program creates a managed database and that Secret).
  */
-import { ApiObject } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
+import type { ServiceMonitor } from '../../imports/monitoring.coreos.com';
 import { ENV } from '../../contracts';
 import {
   DEFAULT_PROMETHEUS_SELECTOR_LABELS,
@@ -24,9 +24,9 @@ import {
   serviceHost,
   serviceMonitor,
   spreadConstraints,
+  type DataStoreProps,
   type SecretKeyReference,
 } from './data-store';
-import type { ContainerResources } from './resources';
 
 /** The official PostgreSQL image, pinned to an exact release. */
 export const DEFAULT_POSTGRES_IMAGE = 'postgres:16.10-bookworm';
@@ -62,23 +62,13 @@ export const DEFAULT_POSTGRES_PARAMETERS: Readonly<Record<string, string>> = {
 };
 
 /** Props of {@link Postgres}. */
-export interface PostgresProps {
+export interface PostgresProps extends DataStoreProps {
   /**
    * `in-cluster`: a StatefulSet in this namespace. `external`: no workload; `DATABASE_URL` comes
    * from `databaseUrlSecret` (a managed database, e.g. RDS made by the Pulumi program).
    * @default 'in-cluster'
    */
   readonly mode?: PostgresMode;
-  /**
-   * Base name of every object (StatefulSet, Services, PDB, ServiceMonitor).
-   * @default 'postgres'
-   */
-  readonly name?: string;
-  /**
-   * Namespace of every object. Host names are fully qualified when it is known.
-   * @default the chart's namespace
-   */
-  readonly namespace?: string;
   /**
    * The Secret key holding `DATABASE_URL` (`postgres://user:password@host:5432/db`). Required
    * in spirit for `external` mode (it is the only way the services learn the URL). In
@@ -87,14 +77,6 @@ export interface PostgresProps {
    * @default external: { name: '<name>-url', key: 'DATABASE_URL' }; in-cluster: none (composed)
    */
   readonly databaseUrlSecret?: SecretKeyReference;
-  /**
-   * The Secret key holding the password of `user` (in-cluster mode). The construct only
-   * references it; create it first (`kubectl create secret generic postgres-auth
-   * --from-literal=password=$(openssl rand -hex 32)`, or the Pulumi program). It must be
-   * URL-safe (`A-Z a-z 0-9 . _ ~ -`): it is embedded in `DATABASE_URL`.
-   * @default { name: '<name>-auth', key: 'password' }
-   */
-  readonly passwordSecret?: SecretKeyReference;
   /**
    * The database the services use (created at first start).
    * @default 'promptmesh'
@@ -112,57 +94,10 @@ export interface PostgresProps {
    */
   readonly image?: string;
   /**
-   * Pins the PostgreSQL image to a digest as well (`sha256:...`).
-   * @default no digest: the exact tag alone
-   */
-  readonly imageDigest?: string;
-  /**
-   * The postgres_exporter image, with an exact tag.
-   * @default DEFAULT_POSTGRES_EXPORTER_IMAGE
-   */
-  readonly exporterImage?: string;
-  /**
-   * Pins the exporter image to a digest as well.
-   * @default no digest
-   */
-  readonly exporterImageDigest?: string;
-  /**
    * Server settings passed as `-c name=value`, merged over DEFAULT_POSTGRES_PARAMETERS.
    * @default DEFAULT_POSTGRES_PARAMETERS
    */
   readonly parameters?: Record<string, string>;
-  /**
-   * Size of the data volume.
-   * @default '20Gi'
-   */
-  readonly storageSize?: string;
-  /**
-   * StorageClass of the data volume.
-   * @default the cluster's default StorageClass
-   */
-  readonly storageClass?: string;
-  /**
-   * Requests and limits of the PostgreSQL container.
-   * @default { requests: { cpu: '250m', memory: '1Gi' }, limits: { cpu: '2', memory: '1Gi' } }
-   */
-  readonly resources?: ContainerResources;
-  /**
-   * Requests and limits of the exporter sidecar.
-   * @default { requests: { cpu: '10m', memory: '32Mi' }, limits: { cpu: '100m', memory: '64Mi' } }
-   */
-  readonly exporterResources?: ContainerResources;
-  /**
-   * Labels on the ServiceMonitor so the platform's Prometheus selects it.
-   * @default { release: 'kube-prometheus-stack' }
-   */
-  readonly serviceMonitorLabels?: Record<string, string>;
-  /**
-   * Whether Istio injects its sidecar into the PostgreSQL pod. Off by default, like Redis:
-   * meshed clients reach it in plain text (auto mTLS), guarded by the password and the
-   * NetworkPolicies, and the exporter and probes stay independent of the mesh.
-   * @default false
-   */
-  readonly istioSidecar?: boolean;
 }
 
 /**
@@ -194,7 +129,7 @@ export class Postgres extends Construct {
   /** The StatefulSet (in-cluster). */
   public readonly statefulSet?: k8s.KubeStatefulSet;
   /** The ServiceMonitor for the exporter (in-cluster). */
-  public readonly serviceMonitor?: ApiObject;
+  public readonly serviceMonitor?: ServiceMonitor;
 
   constructor(scope: Construct, id: string, props: PostgresProps = {}) {
     super(scope, id);

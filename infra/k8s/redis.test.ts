@@ -50,17 +50,35 @@ describe('Redis construct', () => {
     expect(redis.clientEnv().map((e) => e.name)).toEqual(['PROMPTMESH_REDIS_PASSWORD', ENV.redisUrl]);
     expect(redis.clientEnv()[1]!.value).toBe('redis://:$(PROMPTMESH_REDIS_PASSWORD)@redis.pm.svc.cluster.local:6379');
     const cm = byKind(objects, 'ConfigMap')[0];
-    expect(cm.data['redis.conf']).toContain('maxmemory 384mb\nmaxmemory-policy allkeys-lru\n');
+    expect(cm.data['redis.conf']).toContain('maxmemory 256mb\nmaxmemory-policy allkeys-lru\n');
+    // Room for an AOF rewrite's fork: twice the data set fits under the limit, with 10% to spare.
+    const limit = sts.spec.template.spec.containers[0].resources.limits.memory;
+    expect(limit).toBe('640Mi');
+    expect(2 * 256 * 2 ** 20).toBeLessThanOrEqual(0.9 * 640 * 2 ** 20);
+    expect(cm.data['redis.conf']).toMatch(/^appendonly yes$/m);
     expect(cm.data['redis.conf']).not.toContain('cluster-enabled');
   });
 
   it('cluster: six pods, cluster config, bus port, a restricted bootstrap Job, REDIS_CLUSTER_NODES', () => {
     const { redis, objects } = synth({ mode: 'cluster', maxMemory: '256mb', maxMemoryPolicy: 'allkeys-lfu' });
     expect(validateManifests(objects)).toEqual([]);
-    const [sts] = byKind(objects, 'StatefulSet');
-    expect(sts.spec.replicas).toBe(6);
-    expect(sts.spec.podManagementPolicy).toBe('Parallel');
-    expect(sts.spec.template.spec.containers[0].ports.map((p: any) => p.containerPort)).toEqual([6379, 16379]);
+    // One StatefulSet per shard: its pod 0 the master, pod 1 the replica, never in one zone.
+    const sets = byKind(objects, 'StatefulSet');
+    expect(sets.map((s) => s.metadata.name)).toEqual(['redis-0', 'redis-1', 'redis-2']);
+    for (const [i, sts] of sets.entries()) {
+      expect(sts.spec.replicas).toBe(2);
+      expect(sts.spec.podManagementPolicy).toBe('Parallel');
+      expect(sts.spec.serviceName).toBe('redis-headless');
+      expect(sts.spec.selector.matchLabels).toEqual({ ...redis.selectorLabels, 'promptmesh.io/redis-shard': String(i) });
+      expect(sts.spec.template.spec.containers[0].ports.map((p: any) => p.containerPort)).toEqual([6379, 16379]);
+      expect(sts.spec.template.spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution).toEqual([
+        { labelSelector: { matchLabels: sts.spec.selector.matchLabels }, topologyKey: 'topology.kubernetes.io/zone' },
+      ]);
+    }
+    const preferred = byKind(synth({ mode: 'cluster', replicaZone: 'preferred' }).objects, 'StatefulSet')[0].spec.template.spec.affinity.podAntiAffinity;
+    expect(preferred.requiredDuringSchedulingIgnoredDuringExecution).toBeUndefined();
+    expect(preferred.preferredDuringSchedulingIgnoredDuringExecution[0].podAffinityTerm.topologyKey).toBe('topology.kubernetes.io/zone');
+    expect(byKind(synth().objects, 'StatefulSet')[0].spec.template.spec.affinity).toBeUndefined();
     const cm = byKind(objects, 'ConfigMap')[0];
     expect(cm.data['redis.conf']).toContain('cluster-enabled yes');
     expect(cm.data['redis.conf']).toContain('maxmemory 256mb\nmaxmemory-policy allkeys-lfu\n');
@@ -69,14 +87,16 @@ describe('Redis construct', () => {
     expect(job.spec.template.metadata.labels['sidecar.istio.io/inject']).toBe('false');
     const nodesEnv = job.spec.template.spec.containers[0].env.find((e: any) => e.name === 'REDIS_CLUSTER_NODES');
     expect(nodesEnv.value.split(' ')).toHaveLength(6);
-    expect(redis.nodes[5]).toBe('redis-5.redis-headless.pm.svc.cluster.local:6379');
+    // Masters (pod 0 of each shard) first, then their replicas in the same order: the bootstrap pairs node 3+k with node k.
+    expect(redis.nodes.map((n) => n.split('.')[0])).toEqual(['redis-0-0', 'redis-1-0', 'redis-2-0', 'redis-0-1', 'redis-1-1', 'redis-2-1']);
+    expect(redis.nodes[5]).toBe('redis-2-1.redis-headless.pm.svc.cluster.local:6379');
     const env = redis.clientEnv();
     expect(env.find((e) => e.name === ENV.redisClusterNodes)!.value).toBe(redis.nodes.join(','));
     const headless = byKind(objects, 'Service').find((s) => s.metadata.name === 'redis-headless');
     expect(headless.spec.clusterIP).toBe('None');
     expect(headless.spec.ports.map((p: any) => p.port)).toEqual([6379, 16379]);
     // More masters, more pods.
-    expect(byKind(synth({ mode: 'cluster', masters: 4 }).objects, 'StatefulSet')[0].spec.replicas).toBe(8);
+    expect(byKind(synth({ mode: 'cluster', masters: 4 }).objects, 'StatefulSet').map((s) => s.spec.replicas)).toEqual([2, 2, 2, 2]);
   });
 
   it('every pod (Redis, exporter, bootstrap Job) is restricted and has requests, limits and probes', () => {
@@ -150,12 +170,14 @@ describe('Redis construct', () => {
     const bad: Array<[RedisProps, RegExp]> = [
       [{ mode: 'sentinel' as any }, /'mode' must be one of standalone, cluster/],
       [{ mode: 'cluster', masters: 2 }, /'masters' must be an integer from 3 to 16/],
+      [{ mode: 'cluster', replicaZone: 'anywhere' as any }, /'replicaZone' must be one of required, preferred/],
       [{ image: 'redis' }, /'image' must be an image with an exact tag/],
       [{ image: 'redis:latest' }, /'image' must be an image with an exact tag/],
       [{ imageDigest: 'sha256:abc' }, /'imageDigest' must be sha256:<64 hex digits>/],
       [{ maxMemoryPolicy: 'lru' as any }, /'maxMemoryPolicy' must be one of allkeys-lru/],
       [{ maxMemory: '1G' }, /'maxMemory' must be a number with unit kb, mb or gb/],
-      [{ maxMemory: '500mb' }, /'maxMemory' \(500mb\) must be at most 80% of 'resources.limits.memory' \(512Mi\)/],
+      [{ maxMemory: '300mb' }, /'maxMemory' \(300mb\) must be at most 45% of 'resources.limits.memory' \(640Mi\): with AOF on, a rewrite's fork can double the data set under the same limit; at most 288mb here/],
+      [{ maxMemory: '1gb', resources: { requests: { cpu: '1', memory: '2Gi' }, limits: { cpu: '1', memory: '2Gi' } } }, /must be at most 45% of 'resources.limits.memory' \(2Gi\)/],
       [
         { resources: { requests: { cpu: '2', memory: '512Mi' }, limits: { cpu: '1', memory: '512Mi' } } },
         /Redis: 'resources.requests.cpu' \(2\) must be less than or equal to 'resources.limits.cpu'/,
@@ -215,7 +237,7 @@ describe('Redis config and scripts on a real redis-server', () => {
       stdio: 'ignore',
     });
     procs.push(proc);
-    await waitFor(async () => (await cli(port, ['ping'])).stdout.trim() === 'PONG', 20_000, `redis-server on ${port}`);
+    await waitFor(async () => (await cli(port, ['ping'])).stdout.trim() === 'PONG', 90_000, `redis-server on ${port}`);
     return { port, proc, dir };
   }
 
@@ -266,8 +288,9 @@ describe('Redis config and scripts on a real redis-server', () => {
       REDIS_CLUSTER_NODES: nodes.map((n) => `127.0.0.1:${n.port}`).join(' '),
       REDIS_CLUSTER_REPLICAS: '1',
     };
-    const first = await run('sh', [join(dir, 'bootstrap.sh')], { env, timeout: 90_000 });
-    expect(first.stdout).toContain('creating the cluster');
+    const first = await run('sh', [join(dir, 'bootstrap.sh')], { env, timeout: 150_000 });
+    expect(first.stdout).toContain('creating the cluster from the masters');
+    expect(first.stdout.match(/joins as the replica of/g)).toHaveLength(3);
     expect(first.stdout).toMatch(/cluster_state:ok, 6 nodes, 3 masters/);
     const info = (await cli(nodes[0]!.port, ['cluster', 'info'])).stdout;
     expect(info).toMatch(/cluster_state:ok/);
@@ -280,6 +303,14 @@ describe('Redis config and scripts on a real redis-server', () => {
         .split('\n')
         .filter((l) => l.split(' ')[2]!.split(',').includes(role)).length;
     await waitFor(async () => (await count('master')) === 3 && (await count('slave')) === 3, 30_000, 'three masters and three replicas');
+    // The pairs are the construct's: node 3+k replicates node k (the two pods of shard k).
+    const lines = (await cli(nodes[0]!.port, ['cluster', 'nodes'])).stdout.trim().split('\n').map((l) => l.split(' '));
+    const idOf = (port: number) => lines.find((f) => f[1]!.startsWith(`127.0.0.1:${port}@`))![0];
+    for (let k = 0; k < 3; k++) {
+      const replica = lines.find((f) => f[1]!.startsWith(`127.0.0.1:${nodes[3 + k]!.port}@`))!;
+      expect(replica[2]).toContain('slave');
+      expect(replica[3], `replica of node ${k}`).toBe(idOf(nodes[k]!.port));
+    }
 
     // A cluster client, as the services use (ioredis), given the seed list the way REDIS_CLUSTER_NODES
     // holds it: the nodes announce host names, and keys land across all three masters.
@@ -299,6 +330,7 @@ describe('Redis config and scripts on a real redis-server', () => {
     const second = await run('sh', [join(dir, 'bootstrap.sh')], { env, timeout: 60_000 });
     expect(second.stdout).toContain('already exists');
     expect(second.stdout).not.toContain('creating the cluster');
+    expect(second.stdout).not.toContain('joins as the replica');
     expect(second.stdout).toMatch(/cluster_state:ok, 6 nodes, 3 masters/);
-  });
+  }, 240_000);
 });

@@ -6,9 +6,10 @@
  * `standalone` runs one pod (dev, small installs); `cluster` runs Redis Cluster (three masters,
  * one replica each by default) and a bootstrap Job that creates the cluster once.
  */
-import { ApiObject, Duration } from 'cdk8s';
+import { Duration } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
+import type { ServiceMonitor } from '../../imports/monitoring.coreos.com';
 import { ENV } from '../../contracts';
 import {
   DEFAULT_PROMETHEUS_SELECTOR_LABELS,
@@ -25,12 +26,12 @@ import {
   serviceHost,
   serviceMonitor,
   spreadConstraints,
+  type DataStoreProps,
   type SecretKeyReference,
 } from './data-store';
-import type { ContainerResources } from './resources';
 
 // A prop type the data-store constructs share, for library users (index.ts re-exports this file).
-export type { SecretKeyReference } from './data-store';
+export type { DataStoreProps, SecretKeyReference, ServiceMonitorEndpoint } from './data-store';
 
 /** The official Redis image, pinned to an exact release. */
 export const DEFAULT_REDIS_IMAGE = 'redis:7.4.5-alpine';
@@ -38,6 +39,8 @@ export const DEFAULT_REDIS_IMAGE = 'redis:7.4.5-alpine';
 export const DEFAULT_REDIS_EXPORTER_IMAGE = 'oliver006/redis_exporter:v1.74.0';
 /** The port clients use. */
 export const REDIS_PORT = 6379;
+/** Label naming a pod's shard in cluster mode (its StatefulSet: a master and its replica). */
+export const REDIS_SHARD_LABEL = 'promptmesh.io/redis-shard';
 /** The Redis Cluster bus port (client port + 10000). */
 export const REDIS_CLUSTER_BUS_PORT = 16379;
 /** The port the exporter serves `/metrics` on. */
@@ -47,6 +50,14 @@ export const REDIS_METRICS_PORT = 9121;
  * with Kubernetes' `$(VAR)` expansion without the value ever being written into a manifest.
  */
 export const REDIS_PASSWORD_ENV = 'PROMPTMESH_REDIS_PASSWORD';
+
+/**
+ * The largest share of the container's memory limit `maxmemory` may take. AOF is always on, so
+ * Redis forks for every AOF rewrite and snapshot; copy-on-write can duplicate the whole data set
+ * while the child runs (2 x 45%), and the remaining 10% holds the process, buffers and
+ * fragmentation.
+ */
+export const REDIS_MAX_MEMORY_SHARE = 0.45;
 
 /** uid/gid of the `redis` user in the official image. */
 const REDIS_UID = 999;
@@ -74,24 +85,14 @@ const MAX_MEMORY_POLICIES: readonly RedisMaxMemoryPolicy[] = [
 ];
 
 /** Props of {@link Redis}. */
-export interface RedisProps {
+export interface RedisProps extends DataStoreProps {
   /**
    * `standalone`: one pod, `REDIS_URL` for the services. `cluster`: Redis Cluster with
-   * `masters` masters and one replica each, a bootstrap Job, and `REDIS_CLUSTER_NODES` for the
-   * services.
+   * `masters` shards, each a StatefulSet `<name>-<shard>` of two pods (a master and its replica,
+   * in different zones), a bootstrap Job, and `REDIS_CLUSTER_NODES` for the services.
    * @default 'standalone'
    */
   readonly mode?: RedisMode;
-  /**
-   * Base name of every object (StatefulSet, Services, ConfigMap, PDB, ServiceMonitor, Job).
-   * @default 'redis'
-   */
-  readonly name?: string;
-  /**
-   * Namespace of every object. Host names are fully qualified when it is known.
-   * @default the chart's namespace
-   */
-  readonly namespace?: string;
   /**
    * Number of masters in `cluster` mode (each gets one replica). Ignored in `standalone` mode.
    * Changing it after the cluster exists needs a manual reshard (see docs/k8s-data.md).
@@ -105,32 +106,13 @@ export interface RedisProps {
    */
   readonly image?: string;
   /**
-   * Pins the Redis image to a digest as well (`sha256:...`): the tag documents, the digest decides.
-   * @default no digest: the exact tag alone
-   */
-  readonly imageDigest?: string;
-  /**
-   * The redis_exporter image, with an exact tag.
-   * @default DEFAULT_REDIS_EXPORTER_IMAGE
-   */
-  readonly exporterImage?: string;
-  /**
-   * Pins the exporter image to a digest as well.
-   * @default no digest
-   */
-  readonly exporterImageDigest?: string;
-  /**
-   * The Secret key holding the Redis password. The construct only references it; create it
-   * before applying (`kubectl create secret generic redis-auth --from-literal=password=$(openssl rand -hex 32)`,
-   * or the Pulumi program). The password may hold only URL-safe characters (`A-Z a-z 0-9 . _ ~ -`),
-   * as it is embedded in `REDIS_URL`; Redis refuses to start otherwise.
-   * @default { name: '<name>-auth', key: 'password' }
-   */
-  readonly passwordSecret?: SecretKeyReference;
-  /**
    * Memory Redis may use for data (redis.conf `maxmemory`, units `kb`, `mb` or `gb`). It must
-   * stay at or below 80% of `resources.limits.memory`: replication buffers and forks need the rest.
-   * @default '384mb'
+   * stay at or below 45% of `resources.limits.memory` (REDIS_MAX_MEMORY_SHARE): with AOF on, every
+   * AOF rewrite and snapshot forks, and in the worst case (writes touching every page while the
+   * child runs) copy-on-write doubles the data set, all of it charged to the container's memory
+   * limit; the last 10% is the process itself, client and replication buffers, fragmentation.
+   * Above that, the kernel OOM-kills Redis in the middle of a rewrite.
+   * @default '256mb'
    */
   readonly maxMemory?: string;
   /**
@@ -140,39 +122,13 @@ export interface RedisProps {
    */
   readonly maxMemoryPolicy?: RedisMaxMemoryPolicy;
   /**
-   * Size of each pod's persistent volume (append-only file, snapshots, cluster state).
-   * @default '8Gi'
+   * Cluster mode: where each master's replica may run. `required`: never in its master's zone
+   * (each shard's two pods have a required pod anti-affinity on `topology.kubernetes.io/zone`),
+   * so losing a zone leaves every shard a copy; it needs nodes in at least two zones.
+   * `preferred`: another zone when there is room, else the same (single-zone clusters).
+   * @default 'required'
    */
-  readonly storageSize?: string;
-  /**
-   * StorageClass of the persistent volumes.
-   * @default the cluster's default StorageClass
-   */
-  readonly storageClass?: string;
-  /**
-   * Requests and limits of the Redis container.
-   * @default { requests: { cpu: '100m', memory: '512Mi' }, limits: { cpu: '1', memory: '512Mi' } }
-   */
-  readonly resources?: ContainerResources;
-  /**
-   * Requests and limits of the exporter sidecar.
-   * @default { requests: { cpu: '10m', memory: '32Mi' }, limits: { cpu: '100m', memory: '64Mi' } }
-   */
-  readonly exporterResources?: ContainerResources;
-  /**
-   * Labels on the ServiceMonitor so the platform's Prometheus selects it
-   * (kube-prometheus-stack selects `release: <its release name>` by default).
-   * @default { release: 'kube-prometheus-stack' }
-   */
-  readonly serviceMonitorLabels?: Record<string, string>;
-  /**
-   * Whether Istio injects its sidecar into the Redis pods. Off by default: Redis Cluster
-   * addresses pods directly over the cluster bus, and clients in the mesh reach a pod without a
-   * sidecar in plain text (auto mTLS), protected by the password and the NetworkPolicies. The
-   * bootstrap Job never gets a sidecar (it would never complete).
-   * @default false
-   */
-  readonly istioSidecar?: boolean;
+  readonly replicaZone?: 'required' | 'preferred';
 }
 
 /**
@@ -203,12 +159,14 @@ export class Redis extends Construct {
   public readonly bootstrapSelectorLabels: Readonly<Record<string, string>>;
   /** `host:port` of every pod, in order (cluster mode: the seed list for `REDIS_CLUSTER_NODES`). */
   public readonly nodes: readonly string[];
-  /** The StatefulSet. */
+  /** The StatefulSet (in cluster mode: the first shard's). */
   public readonly statefulSet: k8s.KubeStatefulSet;
+  /** Every StatefulSet: one in standalone mode, one per shard (a master and its replica) in cluster mode. */
+  public readonly statefulSets: readonly k8s.KubeStatefulSet[];
   /** The bootstrap Job (cluster mode only). */
   public readonly bootstrapJob?: k8s.KubeJob;
   /** The ServiceMonitor for the exporter. */
-  public readonly serviceMonitor: ApiObject;
+  public readonly serviceMonitor: ServiceMonitor;
 
   constructor(scope: Construct, id: string, props: RedisProps = {}) {
     super(scope, id);
@@ -237,27 +195,36 @@ export class Redis extends Construct {
     checkQuantity(what, 'storageSize', storageSize);
     if (props.storageClass !== undefined) checkName(what, 'storageClass', props.storageClass, 253);
     const redisResources = containerResources(what, 'resources', props.resources, {
-      requests: { cpu: '100m', memory: '512Mi' },
-      limits: { cpu: '1', memory: '512Mi' },
+      requests: { cpu: '100m', memory: '640Mi' },
+      limits: { cpu: '1', memory: '640Mi' },
     });
     const exporterResources = containerResources(what, 'exporterResources', props.exporterResources, {
       requests: { cpu: '10m', memory: '32Mi' },
       limits: { cpu: '100m', memory: '64Mi' },
     });
-    const maxMemory = props.maxMemory ?? '384mb';
+    const maxMemory = props.maxMemory ?? '256mb';
     const maxMemoryBytes = redisMemoryBytes(maxMemory);
     if (maxMemoryBytes === undefined) {
-      throw new Error(`${what}: 'maxMemory' must be a number with unit kb, mb or gb (e.g. 384mb), got ${JSON.stringify(maxMemory)}`);
+      throw new Error(`${what}: 'maxMemory' must be a number with unit kb, mb or gb (e.g. 256mb), got ${JSON.stringify(maxMemory)}`);
     }
     const limitBytes = quantityValue(redisResources.resolved.limits.memory);
-    if (maxMemoryBytes > 0.8 * limitBytes) {
-      throw new Error(`${what}: 'maxMemory' (${maxMemory}) must be at most 80% of 'resources.limits.memory' (${redisResources.resolved.limits.memory}) to leave room for buffers and forks`);
+    if (maxMemoryBytes > REDIS_MAX_MEMORY_SHARE * limitBytes) {
+      throw new Error(
+        `${what}: 'maxMemory' (${maxMemory}) must be at most ${REDIS_MAX_MEMORY_SHARE * 100}% of 'resources.limits.memory' (${redisResources.resolved.limits.memory}): ` +
+          `with AOF on, a rewrite's fork can double the data set under the same limit; at most ${Math.floor((REDIS_MAX_MEMORY_SHARE * limitBytes) / 2 ** 20)}mb here`,
+      );
     }
     const smLabels = props.serviceMonitorLabels ?? DEFAULT_PROMETHEUS_SELECTOR_LABELS;
 
     const namespace = resolveNamespace(this, props.namespace);
     const headless = `${name}-headless`;
-    const replicas = mode === 'cluster' ? masters * 2 : 1;
+    // Cluster mode: one StatefulSet per shard, pod 0 its master and pod 1 the master's replica.
+    const shards = mode === 'cluster' ? masters : 1;
+    const podsPerSet = mode === 'cluster' ? 2 : 1;
+    const replicaZone = props.replicaZone ?? 'required';
+    if (!['required', 'preferred'].includes(replicaZone)) {
+      throw new Error(`${what}: 'replicaZone' must be one of required, preferred, got ${JSON.stringify(replicaZone)}`);
+    }
     const selector = { 'app.kubernetes.io/name': 'redis', 'app.kubernetes.io/instance': name };
     const labels = { ...selector, 'app.kubernetes.io/component': 'cache', 'app.kubernetes.io/part-of': 'promptmesh' };
     const sidecarLabel = { 'sidecar.istio.io/inject': props.istioSidecar ? 'true' : 'false' };
@@ -269,8 +236,12 @@ export class Redis extends Construct {
     this.passwordSecret = passwordSecret;
     this.selectorLabels = selector;
     this.bootstrapSelectorLabels = { 'app.kubernetes.io/name': 'redis-cluster-bootstrap', 'app.kubernetes.io/instance': name };
-    const podHost = (i: number) => `${name}-${i}.${serviceHost(headless, namespace)}`;
-    this.nodes = Array.from({ length: replicas }, (_, i) => `${podHost(i)}:${REDIS_PORT}`);
+    const setName = (shard: number) => (mode === 'cluster' ? `${name}-${shard}` : name);
+    const podHost = (shard: number, ordinal: number) => `${setName(shard)}-${ordinal}.${serviceHost(headless, namespace)}`;
+    // Masters first, then their replicas in the same order: the pairing BOOTSTRAP_SCRIPT applies.
+    this.nodes = Array.from({ length: podsPerSet }, (_, ordinal) =>
+      Array.from({ length: shards }, (_, shard) => `${podHost(shard, ordinal)}:${REDIS_PORT}`),
+    ).flat();
 
     const config = redisConfig({ mode, maxMemory, policy });
     const configMap = new k8s.KubeConfigMap(this, 'config', {
@@ -315,76 +286,94 @@ export class Redis extends Construct {
       ...(props.storageClass ? { storageClassName: props.storageClass } : {}),
     };
 
-    this.statefulSet = new k8s.KubeStatefulSet(this, 'statefulset', {
-      metadata: { name, namespace, labels },
-      spec: {
-        serviceName: headless,
-        replicas,
-        // Cluster nodes must all be up before the bootstrap Job can join them.
-        podManagementPolicy: mode === 'cluster' ? 'Parallel' : 'OrderedReady',
-        updateStrategy: { type: 'RollingUpdate' },
-        persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },
-        selector: { matchLabels: { ...selector } },
-        template: {
-          metadata: {
-            labels: { ...labels, ...sidecarLabel },
-            annotations: { 'promptmesh.io/config-checksum': checksum(config + START_SCRIPT) },
+    const makeSet = (shard: number): k8s.KubeStatefulSet => {
+      const shardLabel: Record<string, string> = mode === 'cluster' ? { [REDIS_SHARD_LABEL]: String(shard) } : {};
+      // The two pods of a shard (a master and its replica) never share a zone: losing a zone
+      // then costs each shard at most one of them, and the replica takes over. Their volumes
+      // are zonal, so once placed they stay apart.
+      const pairTerm: k8s.PodAffinityTerm = {
+        labelSelector: { matchLabels: { ...selector, ...shardLabel } },
+        topologyKey: 'topology.kubernetes.io/zone',
+      };
+      const affinity: k8s.Affinity | undefined = mode !== 'cluster'
+        ? undefined
+        : replicaZone === 'required'
+          ? { podAntiAffinity: { requiredDuringSchedulingIgnoredDuringExecution: [pairTerm] } }
+          : { podAntiAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 100, podAffinityTerm: pairTerm }] } };
+      return new k8s.KubeStatefulSet(this, mode === 'cluster' ? `statefulset-${shard}` : 'statefulset', {
+        metadata: { name: setName(shard), namespace, labels: { ...labels, ...shardLabel } },
+        spec: {
+          serviceName: headless,
+          replicas: podsPerSet,
+          // Cluster nodes must all be up before the bootstrap Job can join them.
+          podManagementPolicy: mode === 'cluster' ? 'Parallel' : 'OrderedReady',
+          updateStrategy: { type: 'RollingUpdate' },
+          persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },
+          selector: { matchLabels: { ...selector, ...shardLabel } },
+          template: {
+            metadata: {
+              labels: { ...labels, ...shardLabel, ...sidecarLabel },
+              annotations: { 'promptmesh.io/config-checksum': checksum(config + START_SCRIPT) },
+            },
+            spec: {
+              serviceAccountName: name,
+              automountServiceAccountToken: false,
+              enableServiceLinks: false,
+              terminationGracePeriodSeconds: 30,
+              securityContext: restrictedPodSecurityContext(REDIS_UID, REDIS_GID),
+              topologySpreadConstraints: spreadConstraints(selector),
+              ...(affinity ? { affinity } : {}),
+              containers: [
+                {
+                  name: 'redis',
+                  image,
+                  imagePullPolicy: 'IfNotPresent',
+                  command: ['sh', `${CONFIG_DIR}/start.sh`],
+                  env: redisEnv,
+                  ports: redisPorts,
+                  resources: redisResources.spec,
+                  securityContext: restrictedContainerSecurityContext(),
+                  // Loading a large append-only file can take minutes: the startup probe covers it.
+                  startupProbe: probe({ periodSeconds: 5, failureThreshold: 60 }),
+                  readinessProbe: probe({ failureThreshold: 3 }),
+                  livenessProbe: probe({ failureThreshold: 6 }),
+                  volumeMounts: [
+                    { name: 'data', mountPath: DATA_DIR },
+                    { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
+                    { name: 'run', mountPath: RUN_DIR },
+                    { name: 'tmp', mountPath: '/tmp' },
+                  ],
+                },
+                {
+                  name: 'exporter',
+                  image: exporterImage,
+                  imagePullPolicy: 'IfNotPresent',
+                  env: [
+                    { name: 'REDIS_ADDR', value: `redis://127.0.0.1:${REDIS_PORT}` },
+                    passwordEnv('REDIS_PASSWORD'),
+                    { name: 'REDIS_EXPORTER_WEB_LISTEN_ADDRESS', value: `0.0.0.0:${REDIS_METRICS_PORT}` },
+                  ],
+                  ports: [{ name: 'metrics', containerPort: REDIS_METRICS_PORT, protocol: 'TCP' }],
+                  resources: exporterResources.spec,
+                  securityContext: restrictedContainerSecurityContext(),
+                  readinessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('metrics') }, periodSeconds: 10, timeoutSeconds: 5 },
+                  livenessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('metrics') }, periodSeconds: 20, timeoutSeconds: 5, failureThreshold: 6 },
+                },
+              ],
+              volumes: [
+                { name: 'config', configMap: { name: configMap.name, defaultMode: 0o444 } },
+                // The runtime config holds the password: memory-backed, private to the pod.
+                { name: 'run', emptyDir: { medium: 'Memory', sizeLimit: k8s.Quantity.fromString('1Mi') } },
+                { name: 'tmp', emptyDir: { sizeLimit: k8s.Quantity.fromString('64Mi') } },
+              ],
+            },
           },
-          spec: {
-            serviceAccountName: name,
-            automountServiceAccountToken: false,
-            enableServiceLinks: false,
-            terminationGracePeriodSeconds: 30,
-            securityContext: restrictedPodSecurityContext(REDIS_UID, REDIS_GID),
-            topologySpreadConstraints: spreadConstraints(selector),
-            containers: [
-              {
-                name: 'redis',
-                image,
-                imagePullPolicy: 'IfNotPresent',
-                command: ['sh', `${CONFIG_DIR}/start.sh`],
-                env: redisEnv,
-                ports: redisPorts,
-                resources: redisResources.spec,
-                securityContext: restrictedContainerSecurityContext(),
-                // Loading a large append-only file can take minutes: the startup probe covers it.
-                startupProbe: probe({ periodSeconds: 5, failureThreshold: 60 }),
-                readinessProbe: probe({ failureThreshold: 3 }),
-                livenessProbe: probe({ failureThreshold: 6 }),
-                volumeMounts: [
-                  { name: 'data', mountPath: DATA_DIR },
-                  { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
-                  { name: 'run', mountPath: RUN_DIR },
-                  { name: 'tmp', mountPath: '/tmp' },
-                ],
-              },
-              {
-                name: 'exporter',
-                image: exporterImage,
-                imagePullPolicy: 'IfNotPresent',
-                env: [
-                  { name: 'REDIS_ADDR', value: `redis://127.0.0.1:${REDIS_PORT}` },
-                  passwordEnv('REDIS_PASSWORD'),
-                  { name: 'REDIS_EXPORTER_WEB_LISTEN_ADDRESS', value: `0.0.0.0:${REDIS_METRICS_PORT}` },
-                ],
-                ports: [{ name: 'metrics', containerPort: REDIS_METRICS_PORT, protocol: 'TCP' }],
-                resources: exporterResources.spec,
-                securityContext: restrictedContainerSecurityContext(),
-                readinessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('metrics') }, periodSeconds: 10, timeoutSeconds: 5 },
-                livenessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('metrics') }, periodSeconds: 20, timeoutSeconds: 5, failureThreshold: 6 },
-              },
-            ],
-            volumes: [
-              { name: 'config', configMap: { name: configMap.name, defaultMode: 0o444 } },
-              // The runtime config holds the password: memory-backed, private to the pod.
-              { name: 'run', emptyDir: { medium: 'Memory', sizeLimit: k8s.Quantity.fromString('1Mi') } },
-              { name: 'tmp', emptyDir: { sizeLimit: k8s.Quantity.fromString('64Mi') } },
-            ],
-          },
+          volumeClaimTemplates: [{ metadata: { name: 'data', labels: { ...selector } }, spec: storageSpec }],
         },
-        volumeClaimTemplates: [{ metadata: { name: 'data', labels: { ...selector } }, spec: storageSpec }],
-      },
-    });
+      });
+    };
+    this.statefulSets = Array.from({ length: shards }, (_, shard) => makeSet(shard));
+    this.statefulSet = this.statefulSets[0]!;
 
     const servicePorts: k8s.ServicePort[] = [
       { name: 'redis', port: REDIS_PORT, targetPort: k8s.IntOrString.fromString('redis'), protocol: 'TCP' },
@@ -540,9 +529,23 @@ export function redisConfig(options: { mode: RedisMode; maxMemory: string; polic
 }
 
 /**
- * Starts Redis: writes the static config plus the password (and the pod's announced host name
- * in cluster mode) to a memory-backed file, then execs redis-server on it. Extra arguments go
- * to redis-server. Paths can be moved with REDIS_CONFIG_SOURCE and REDIS_RUN_DIR.
+ * Starts Redis: in cluster mode first points `nodes.conf` at the peers' current addresses
+ * (below), then writes the static config plus the password (and the pod's announced host name)
+ * to a memory-backed file and execs redis-server on it. Extra arguments go to redis-server.
+ *
+ * Why the rewrite: the cluster bus finds its peers by the IPs stored in `nodes.conf`, never by
+ * name. After every pod restarted at once (a node-pool replacement, a namespace-wide restart)
+ * each stored IP is stale and no node can reach another: the cluster never re-forms. Every line
+ * of `nodes.conf` also carries the host name that node announced (`ip:port@bus,hostname`), so
+ * the script resolves each of those stable DNS names (the headless Service publishes them
+ * before the pods are ready) and writes the new IP in place, as the widely used Redis charts do.
+ * A name that does not resolve within REDIS_PEER_DNS_WAIT_SECONDS keeps its old IP: that node
+ * corrects it itself when it starts, since a node that receives a ping from a known node id
+ * updates that node's address.
+ *
+ * Settings (environment): REDIS_CONFIG_SOURCE, REDIS_RUN_DIR, REDIS_NODES_CONF (paths);
+ * REDIS_PEER_RESOLVER, the command that resolves a name and prints `ip name` lines like
+ * `getent hosts` (the default); REDIS_PEER_DNS_WAIT_SECONDS (default 120).
  */
 export const START_SCRIPT = `#!/bin/sh
 set -eu
@@ -554,7 +557,58 @@ case "$REDIS_PASSWORD" in
 esac
 source_conf="\${REDIS_CONFIG_SOURCE:-${CONFIG_DIR}/redis.conf}"
 run_dir="\${REDIS_RUN_DIR:-${RUN_DIR}}"
+nodes_conf="\${REDIS_NODES_CONF:-${DATA_DIR}/nodes.conf}"
+resolver="\${REDIS_PEER_RESOLVER:-getent hosts}"
+dns_wait="\${REDIS_PEER_DNS_WAIT_SECONDS:-120}"
 umask 077
+
+# Host names stored in nodes.conf: the part after the first comma of the address field, when it
+# is a plain DNS name (later fields are key=value extensions).
+peer_names() {
+  awk '$1 != "vars" { n = split($2, a, ","); if (n > 1 && a[2] ~ /^[A-Za-z0-9][A-Za-z0-9.-]*$/) print a[2] }' "$nodes_conf" | sort -u
+}
+
+if [ -n "\${REDIS_ANNOUNCE_HOSTNAME:-}" ] && [ -s "$nodes_conf" ]; then
+  map="$run_dir/peer-addresses"
+  : > "$map"
+  deadline=$(( $(date +%s) + dns_wait ))
+  for name in $(peer_names); do
+    ip=""
+    while :; do
+      # shellcheck disable=SC2086
+      ip=$($resolver "$name" 2>/dev/null | awk 'NR == 1 && $1 ~ /^[0-9A-Fa-f.:]+$/ { print $1 }') || ip=""
+      [ -n "$ip" ] && break
+      if [ "$(date +%s)" -ge "$deadline" ]; then
+        echo "start.sh: $name does not resolve after \${dns_wait}s; keeping its stored address" >&2
+        break
+      fi
+      sleep 1
+    done
+    if [ -n "$ip" ]; then printf '%s %s\\n' "$name" "$ip" >> "$map"; fi
+  done
+  # Replace the IP before ":port@bus" on each line whose host name resolved; the rest is untouched.
+  # The new file replaces nodes.conf only when it has every line of the old one.
+  if [ -s "$map" ]; then
+    awk -v map="$map" 'FILENAME == map { ip[$1] = $2; next }
+      $1 != "vars" {
+        n = split($2, a, ",")
+        if (n > 1 && (a[2] in ip) && match(a[1], /:[0-9]+@[0-9]+$/)) {
+          old = substr(a[1], 1, RSTART - 1)
+          if (old != ip[a[2]]) printf "start.sh: %s moved from %s to %s\\n", a[2], old, ip[a[2]] > "/dev/stderr"
+          $2 = ip[a[2]] substr($2, RSTART)
+        }
+      }
+      { print }' "$map" "$nodes_conf" > "$nodes_conf.tmp"
+    if [ "$(wc -l < "$nodes_conf.tmp")" -eq "$(wc -l < "$nodes_conf")" ]; then
+      mv "$nodes_conf.tmp" "$nodes_conf"
+    else
+      echo "start.sh: rewriting $nodes_conf went wrong; starting with it unchanged" >&2
+      rm -f "$nodes_conf.tmp"
+    fi
+  fi
+  rm -f "$map"
+fi
+
 {
   cat "$source_conf"
   printf 'requirepass "%s"\\nmasterauth "%s"\\n' "$REDIS_PASSWORD" "$REDIS_PASSWORD"
@@ -566,10 +620,16 @@ exec redis-server "$run_dir/redis.conf" "$@"
 `;
 
 /**
- * Creates the Redis Cluster once. Waits until every node in REDIS_CLUSTER_NODES (space or comma
- * separated host:port) answers, then: if any node already knows other nodes, the cluster exists
- * and the script only waits for it to be healthy; otherwise it runs
- * \`redis-cli --cluster create ... --cluster-replicas N --cluster-yes\`. Safe to run again.
+ * Creates the Redis Cluster once, with fixed master/replica pairs. REDIS_CLUSTER_NODES (space or
+ * comma separated host:port) lists the masters first, then each round of replicas in the same
+ * order: with N masters and REDIS_CLUSTER_REPLICAS r, node N*j + k (j = 1..r) replicates node k.
+ * The construct lists the pods so that a master and its replica are the two pods of one shard's
+ * StatefulSet, which keeps them in different zones.
+ *
+ * Waits until every node answers; if no node knows another yet, creates the cluster from the
+ * masters (`redis-cli --cluster create ... --cluster-replicas 0`). Then every replica that is
+ * still alone joins as the replica of its own master (`--cluster add-node --cluster-slave
+ * --cluster-master-id`), so a run cut short resumes where it stopped. Safe to run again.
  */
 export const BOOTSTRAP_SCRIPT = `#!/bin/sh
 set -eu
@@ -578,9 +638,24 @@ set -eu
 replicas="\${REDIS_CLUSTER_REPLICAS:-1}"
 wait_ok_seconds="\${REDIS_CLUSTER_WAIT_SECONDS:-120}"
 nodes=$(echo "$REDIS_CLUSTER_NODES" | tr ',' ' ')
+# shellcheck disable=SC2086
+total=$(echo $nodes | wc -w)
+masters=$(( total / (replicas + 1) ))
+if [ $(( masters * (replicas + 1) )) -ne "$total" ] || [ "$masters" -lt 3 ]; then
+  echo "bootstrap: REDIS_CLUSTER_NODES has $total nodes; with $replicas replica(s) per master it needs a multiple of $((replicas + 1)), at least $((3 * (replicas + 1)))" >&2
+  exit 1
+fi
 
 cli() { node="$1"; shift; redis-cli -h "\${node%:*}" -p "\${node##*:}" "$@"; }
 info_field() { cli "$1" cluster info 2>/dev/null | tr -d '\\r' | sed -n "s/^$2://p"; }
+nth() { echo "$nodes" | awk -v n="$1" '{ print $n }'; }
+# redis-cli --cluster takes addresses; the pods' names resolve through the headless Service.
+address() {
+  host="\${1%:*}"
+  # shellcheck disable=SC2086
+  ip=$(\${REDIS_PEER_RESOLVER:-getent hosts} "$host" 2>/dev/null | awk 'NR == 1 { print $1 }' || true)
+  echo "\${ip:-$host}:\${1##*:}"
+}
 
 for node in $nodes; do
   until [ "$(cli "$node" ping 2>/dev/null)" = "PONG" ]; do
@@ -597,21 +672,30 @@ done
 
 if [ -z "$existing" ]; then
   addrs=""
-  for node in $nodes; do
-    host="\${node%:*}"
-    ip=$(getent hosts "$host" 2>/dev/null | awk 'NR == 1 { print $1 }' || true)
-    addrs="$addrs \${ip:-$host}:\${node##*:}"
-  done
-  echo "bootstrap: creating the cluster:$addrs (replicas per master: $replicas)"
+  i=1
+  while [ "$i" -le "$masters" ]; do addrs="$addrs $(address "$(nth "$i")")"; i=$((i + 1)); done
+  echo "bootstrap: creating the cluster from the masters:$addrs"
   # shellcheck disable=SC2086
-  redis-cli --cluster create $addrs --cluster-replicas "$replicas" --cluster-yes
-  existing=$(echo "$nodes" | awk '{ print $1 }')
+  redis-cli --cluster create $addrs --cluster-replicas 0 --cluster-yes
+  existing=$(nth 1)
 else
   echo "bootstrap: the cluster already exists ($existing knows other nodes); not creating it again"
 fi
 
+i=$((masters + 1))
+while [ "$i" -le "$total" ]; do
+  replica=$(nth "$i")
+  master=$(nth $(( (i - 1) % masters + 1 )))
+  if [ "$(info_field "$replica" cluster_known_nodes)" = "1" ]; then
+    master_id=$(cli "$master" cluster myid | tr -d '\\r')
+    echo "bootstrap: $replica joins as the replica of $master ($master_id)"
+    redis-cli --cluster add-node "$(address "$replica")" "$(address "$master")" --cluster-slave --cluster-master-id "$master_id"
+  fi
+  i=$((i + 1))
+done
+
 waited=0
-until [ "$(info_field "$existing" cluster_state)" = "ok" ]; do
+until [ "$(info_field "$existing" cluster_state)" = "ok" ] && [ "$(info_field "$existing" cluster_known_nodes)" = "$total" ]; do
   if [ "$waited" -ge "$wait_ok_seconds" ]; then
     echo "bootstrap: the cluster is not healthy after \${wait_ok_seconds}s; inspect it with: redis-cli --cluster check $existing" >&2
     cli "$existing" cluster info >&2 || true
