@@ -14,6 +14,7 @@ export const APP_SECRETS = {
   redis: { name: 'redis-auth', key: 'password' },
   postgresPassword: { name: 'postgres-auth', key: 'password' },
   databaseUrl: { name: 'postgres-url', key: 'DATABASE_URL' },
+  exporterDataSource: { name: 'postgres-exporter-dsn', key: 'DATA_SOURCE_NAME' },
   providerKeys: 'promptmesh-provider-keys',
   apiKeys: { name: 'promptmesh-api-keys', key: 'api-keys.yaml' },
 } as const;

@@ -8,6 +8,7 @@ import * as k8s from '@pulumi/kubernetes';
 import * as pulumi from '@pulumi/pulumi';
 import * as random from '@pulumi/random';
 import { PromptSystem } from '../../infra/k8s/prompt-system';
+import { PostgresExporter } from '../../infra/k8s/rds-exporter';
 import {
   Database, EksCluster, GatewayTls, IMAGES, Images, Network, Platform, PLATFORM_NAMESPACES, PromptSystemDeployment, RegistryCache, contextTag,
   type AppSecret,
@@ -164,6 +165,9 @@ export async function promptmeshProgram(): Promise<StackOutputs> {
     postgresMode === 'in-cluster'
       ? { name: APP_SECRETS.postgresPassword.name, data: { [APP_SECRETS.postgresPassword.key]: database.password } }
       : { name: APP_SECRETS.databaseUrl.name, data: { [APP_SECRETS.databaseUrl.key]: database.databaseUrl } },
+    ...(postgresMode === 'external'
+      ? [{ name: APP_SECRETS.exporterDataSource.name, data: { [APP_SECRETS.exporterDataSource.key]: database.exporterDataSource } }]
+      : []),
     { name: APP_SECRETS.apiKeys.name, data: { [APP_SECRETS.apiKeys.key]: adminApiKey.apply((key) => apiKeysFile(key, cfg.app.apiKeyHashes)) } },
   ];
   if (providerApiKeys) {
@@ -181,9 +185,22 @@ export async function promptmeshProgram(): Promise<StackOutputs> {
     provider,
     namespace: cfg.app.namespace,
     inputs: pulumi.output({ images, ...(dataStoreImages ? { dataStoreImages } : {}) }),
-    chart: (app, resolved) => new PromptSystem(app, 'promptmesh', promptSystemProps(appSettings, {
-      images: resolved.images, dataStoreImages: resolved.dataStoreImages, postgres: postgresMode, vpcCidr, environment, withTracing,
-    })),
+    chart: (app, resolved) => {
+      const system = new PromptSystem(app, 'promptmesh', promptSystemProps(appSettings, {
+        images: resolved.images, dataStoreImages: resolved.dataStoreImages, postgres: postgresMode, vpcCidr, environment, withTracing,
+      }));
+      // RDS has no exporter beside it: one in the cluster gives it the same pg_up series.
+      if (postgresMode === 'external' && vpcCidr) {
+        new PostgresExporter(system, 'RdsExporter', {
+          namespace: cfg.app.namespace,
+          dataSourceSecret: { ...APP_SECRETS.exporterDataSource },
+          databaseCidrs: [vpcCidr],
+          ...(resolved.dataStoreImages ? { image: resolved.dataStoreImages.postgresExporter } : {}),
+          monitoringNamespace: PLATFORM_NAMESPACES.monitoring,
+        });
+      }
+      return system;
+    },
     secrets,
     dependsOn: appReady,
   });

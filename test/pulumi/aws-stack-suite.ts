@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { CERT_MANAGER_CHART, CLUSTER_AUTOSCALER, HELM_CHARTS, IMAGES, KUBERNETES_RELEASES, KUBERNETES_VERSION, VPC_CNI_CONFIGURATION, type KubernetesVersion } from '../../infra/pulumi';
+import { CERT_MANAGER_CHART, CLUSTER_AUTOSCALER, HELM_CHARTS, IMAGES, KUBERNETES_RELEASES, RDS_POSTGRES_MAJOR, KUBERNETES_VERSION, VPC_CNI_CONFIGURATION, type KubernetesVersion } from '../../infra/pulumi';
 import { REQUESTS_PER_SECOND_ADAPTER_RULE } from '../../infra/k8s/monitoring';
 import { CAPACITY_LABEL, SPOT_TAINT_KEY } from '../../infra/k8s/placement';
 import { validateManifests } from '../support/k8s-validate';
@@ -202,6 +202,20 @@ export function awsStackSuite(stack: string, expected: StackExpectations): void 
       const db = instances[0].inputs;
       const rds = file['promptmesh:rds'];
       expect(db).toMatchObject({ engine: 'postgres', multiAz: true, storageEncrypted: true, publiclyAccessible: false, instanceClass: rds.instanceClass });
+      // The major only: RDS upgrades minors itself, so a full version would be a downgrade next time.
+      expect(db.engineVersion).toBe(RDS_POSTGRES_MAJOR.version);
+      expect(db.autoMinorVersionUpgrade).toBe(true);
+      expect(ofType(run, 'aws:rds/parameterGroup:ParameterGroup')[0].inputs.family).toBe(`postgres${RDS_POSTGRES_MAJOR.version}`);
+      // An exporter in the cluster gives RDS the pg_up series PromptmeshPostgresDown reads.
+      const objects = appliedManifests(run);
+      const exporter = objects.find((o) => o.kind === 'Deployment' && o.metadata.name === 'postgres-exporter')!;
+      expect(exporter.spec.template.spec.containers[0].env).toEqual([{ name: 'DATA_SOURCE_NAME', valueFrom: { secretKeyRef: { name: 'postgres-exporter-dsn', key: 'DATA_SOURCE_NAME' } } }]);
+      expect(objects.some((o) => o.kind === 'ServiceMonitor' && o.metadata.name === 'postgres-exporter')).toBe(true);
+      const dsn = ofType(run, 'kubernetes:core/v1:Secret').find((x) => x.inputs.metadata.name === 'postgres-exporter-dsn')!;
+      expect(isSecretValue(dsn.inputs.stringData)).toBe(true);
+      expect(unwrapSecrets(dsn.inputs.stringData).DATA_SOURCE_NAME).toMatch(/^postgresql:\/\/promptmesh:[A-Za-z0-9]+@database-postgres\.cluster-mock\.eu-west-1\.rds\.amazonaws\.com:5432\/promptmesh\?sslmode=require$/);
+      const policy = objects.find((o) => o.kind === 'NetworkPolicy' && o.metadata.name === 'postgres-exporter')!;
+      expect(policy.spec.egress[1]).toEqual({ to: [{ ipBlock: { cidr: file['promptmesh:vpcCidr'] } }], ports: [{ protocol: 'TCP', port: 5432 }] });
       expect(db.deletionProtection).toBe(rds.protect);
       expect(db.skipFinalSnapshot).toBe(!rds.protect);
       if (rds.protect) expect(db.finalSnapshotIdentifier).toBeTruthy();
@@ -272,7 +286,7 @@ export function awsStackSuite(stack: string, expected: StackExpectations): void 
       const objects = appliedManifests(run);
       expect(objects.length).toBeGreaterThan(20);
       expect(validateManifests(objects)).toEqual([]);
-      const containers = objects.filter((o) => o.kind === 'Deployment' && o.metadata.labels?.['app.kubernetes.io/part-of'] === 'promptmesh')
+      const containers = objects.filter((o) => o.kind === 'Deployment' && o.metadata.labels?.['app.kubernetes.io/part-of'] === 'promptmesh' && o.metadata.name !== 'postgres-exporter')
         .flatMap((d) => d.spec.template.spec.containers).filter((c: any) => !String(c.image).startsWith('oliver006/'));
       expect(containers.length).toBeGreaterThanOrEqual(4);
       const repo = `123456789012.dkr.ecr.eu-west-1.amazonaws.com/${file['promptmesh:clusterName']}`;
@@ -292,7 +306,8 @@ export function awsStackSuite(stack: string, expected: StackExpectations): void 
         // templates may leave the namespace for the VPC's database port, nothing wider.
         const egress = objects.filter((o) => o.kind === 'NetworkPolicy').flatMap((p) => p.spec.egress ?? [])
           .filter((e: any) => (e.ports ?? []).some((p: any) => p.port === 5432));
-        expect(egress.flatMap((e: any) => e.to.map((t: any) => t.ipBlock?.cidr)).filter(Boolean)).toEqual([file['promptmesh:vpcCidr']]);
+        // (templates, and the RDS exporter)
+        expect([...new Set(egress.flatMap((e: any) => e.to.map((t: any) => t.ipBlock?.cidr)).filter(Boolean))]).toEqual([file['promptmesh:vpcCidr']]);
       } else {
         expect(postgres).toHaveLength(1);
         expect(secrets).toContain('postgres-auth');

@@ -58,6 +58,7 @@ describe('component arguments', () => {
     expect(() => new Database('d1', { mode: 'rds' })).toThrow(/'rds' is required in rds mode/);
     expect(() => new Database('d2', { mode: 'in-cluster' })).toThrow(/'inClusterHost' is required in in-cluster mode/);
     expect(() => new Database('d3', { mode: 'in-cluster', inClusterHost: 'pg', username: 'postgres' })).toThrow(/'username' must be a lowercase identifier other than postgres/);
+    expect(() => new Database('d5', { mode: 'rds', rds: { vpcId: 'v', privateSubnetIds: ['a', 'b'], clientSecurityGroupId: 'sg', engineVersion: '17.4' } })).toThrow(/'rds\.engineVersion' must be a major version like 17/);
     expect(() => new Database('d4', { mode: 'rds', rds: { vpcId: 'v', privateSubnetIds: ['a'], clientSecurityGroupId: 'sg' } })).toThrow(/'rds\.privateSubnetIds' must list subnets in at least 2 zones/);
   });
 
