@@ -1,6 +1,9 @@
 import * as aws from '@pulumi/aws';
 import * as k8s from '@pulumi/kubernetes';
 import * as pulumi from '@pulumi/pulumi';
+import {
+  CertificateSpecPrivateKeyAlgorithm, CertificateSpecPrivateKeyRotationPolicy, toJson_CertificateSpec, toJson_ClusterIssuerSpec,
+} from '../../imports/cert-manager.io';
 import { CERT_MANAGER_CHART } from './versions';
 import type { Toleration } from './platform';
 
@@ -158,29 +161,30 @@ export class GatewayTls extends pulumi.ComponentResource {
       apiVersion: 'cert-manager.io/v1',
       kind: 'ClusterIssuer',
       metadata: { name: `letsencrypt-${server}` },
-      spec: {
+      // Built through the typed CRD classes in imports/ (cert-manager's schema): a misspelt field fails tsc.
+      spec: toJson_ClusterIssuerSpec({
         acme: {
           server: ACME_SERVERS[server],
           email: args.acmeEmail,
           privateKeySecretRef: { name: `letsencrypt-${server}-account` },
           // No credentials here: the solver uses cert-manager's IRSA role (ambient credentials).
-          solvers: [{ dns01: { route53: { region: args.region, hostedZoneID: args.hostedZoneId } } }],
+          solvers: [{ dns01: { route53: { region: args.region, hostedZoneId: args.hostedZoneId } } }],
         },
-      },
+      }),
     }, { ...k8sOpts, dependsOn: [this.certManager] });
 
     this.certificate = new k8s.apiextensions.CustomResource(`${name}-certificate`, {
       apiVersion: 'cert-manager.io/v1',
       kind: 'Certificate',
       metadata: { name: this.credentialName, namespace: gatewayNamespace },
-      spec: {
+      spec: toJson_CertificateSpec({
         secretName: this.credentialName,
         dnsNames: args.hosts,
         issuerRef: { group: 'cert-manager.io', kind: 'ClusterIssuer', name: `letsencrypt-${server}` },
-        privateKey: { algorithm: 'ECDSA', size: 256, rotationPolicy: 'Always' },
+        privateKey: { algorithm: CertificateSpecPrivateKeyAlgorithm.ECDSA, size: 256, rotationPolicy: CertificateSpecPrivateKeyRotationPolicy.ALWAYS },
         duration: '2160h',
         renewBefore: '720h',
-      },
+      }),
     }, { ...k8sOpts, dependsOn: [this.issuer, ...(args.dependsOn ?? [])] });
 
     this.records = args.loadBalancerHostname === undefined ? [] : args.hosts.map((host) => new aws.route53.Record(`${name}-${host.replace(/^\*\./, 'wildcard.')}`, {
