@@ -3,13 +3,24 @@
  * through its router, the way a user would after a deploy. It creates a throwaway template,
  * runs a plain, a streaming and a session completion with the official `openai` SDK, checks the
  * metrics endpoint, and cleans up (archives the template, deletes the session), printing each
- * step with PASS or FAIL. Exits 1 when any step failed, 2 on bad arguments.
+ * step with PASS, FAIL or SKIP. Exits 1 when any step failed, 2 on bad arguments.
+ *
+ * Against a deployment (an `https://` URL) it also checks the public surface: HTTPS answers
+ * with a certificate the system trusts, plain HTTP is redirected to HTTPS, and `/metrics`,
+ * `/readyz` and `/healthz` are not reachable from outside. With `--kube-context` it runs
+ * `kubectl exec` in the cluster to prove a NetworkPolicy denies a flow (context -> the internet)
+ * while an allowed one (context -> Redis) still works.
  *
  * Options: --url (or PROMPTMESH_URL), --key (or PROMPTMESH_API_KEY; needs the invoke and admin
  * scopes), --model (default: `chat` when listed, else the first model), --metrics-url (default:
- * <url>/metrics; the ingress may not expose it, then point this at a port-forward).
+ * <url>/metrics for an http:// URL; a deployment does not expose it: point this at a
+ * port-forward), --http-url (where plain HTTP is expected to redirect; default: the URL with
+ * http://), --kube-context and --namespace (default promptmesh) for the NetworkPolicy check.
  */
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { request as httpsRequest } from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import OpenAI from 'openai';
 
 /** What {@link runSmoke} needs. */
@@ -20,8 +31,14 @@ export interface SmokeOptions {
   key?: string;
   /** The model to ask. @default `chat` when listed, else the first listed model */
   model?: string;
-  /** Where the router's metrics are. @default `<url>/metrics` */
+  /** Where the router's metrics are. @default `<url>/metrics` for an http:// URL, else skipped */
   metricsUrl?: string;
+  /** Where plain HTTP should redirect from (https URLs only). @default the URL with `http://` */
+  httpUrl?: string;
+  /** A kube context: run the NetworkPolicy check with kubectl there. @default undefined (skipped) */
+  kubeContext?: string;
+  /** The app's namespace, for the NetworkPolicy check. @default 'promptmesh' */
+  namespace?: string;
   /** Where each step's line goes. @default stdout */
   print?: (line: string) => void;
 }
@@ -54,6 +71,10 @@ export async function runSmoke(options: SmokeOptions): Promise<{ ok: boolean; st
   let created = false;
   let sessionUsed = false;
 
+  function skip(name: string, why: string): void {
+    print(`SKIP  ${name}: ${why}`);
+  }
+
   async function step(name: string, fn: () => Promise<string>): Promise<boolean> {
     const started = Date.now();
     try {
@@ -77,6 +98,44 @@ export async function runSmoke(options: SmokeOptions): Promise<{ ok: boolean; st
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     return { status: res.status, text: await res.text() };
+  }
+
+  const deployed = base.startsWith('https://');
+  if (deployed) {
+    await step('HTTPS answers with a trusted certificate', async () => {
+      const r = await httpsGet(`${base}/v1/models`, auth);
+      check(r.status === 200, `GET /v1/models over HTTPS answered ${r.status}`);
+      check(r.protocol === 'TLSv1.3' || r.protocol === 'TLSv1.2', `negotiated ${r.protocol}, expected TLS 1.2 or 1.3`);
+      const days = Math.floor((Date.parse(r.validTo) - Date.now()) / 86_400_000);
+      check(days > 0, `the certificate expired (${r.validTo})`);
+      return `${r.protocol}, certificate valid for ${days} more days`;
+    });
+    await step('plain HTTP redirects to HTTPS', async () => {
+      const httpUrl = (options.httpUrl ?? base.replace(/^https:/, 'http:').replace(/:\d+$/, '')).replace(/\/+$/, '');
+      const res = await fetch(`${httpUrl}/v1/models`, { redirect: 'manual' });
+      const location = res.headers.get('location') ?? '';
+      check([301, 302, 307, 308].includes(res.status), `GET ${httpUrl}/v1/models answered ${res.status}, expected a redirect`);
+      check(location.startsWith('https://'), `it redirects to ${JSON.stringify(location)}, not to https://`);
+      return `${res.status} -> ${location}`;
+    });
+    await step('the control surface is not public (/metrics, /readyz, /healthz)', async () => {
+      const open: string[] = [];
+      for (const path of ['/metrics', '/readyz', '/healthz']) {
+        const res = await fetch(`${base}${path}`, { redirect: 'manual' });
+        await res.arrayBuffer();
+        if (res.status < 300) open.push(`${path} (${res.status})`);
+      }
+      check(open.length === 0, `reachable from outside: ${open.join(', ')}`);
+      return 'none answers through the public URL';
+    });
+  } else {
+    skip('public surface (HTTPS, HTTP redirect, /metrics not public)', 'the URL is not https://; these checks are for a deployment');
+  }
+  if (options.kubeContext) {
+    await step('a NetworkPolicy denies a flow (context -> the internet) and allows one (context -> Redis)', () =>
+      networkPolicyCheck(options.kubeContext!, options.namespace ?? 'promptmesh'));
+  } else {
+    skip('NetworkPolicy check', 'give --kube-context to run it with kubectl in the cluster');
   }
 
   const ready = await step('models are listed', async () => {
@@ -156,8 +215,10 @@ export async function runSmoke(options: SmokeOptions): Promise<{ ok: boolean; st
       return `session ${session}, 4 messages stored`;
     });
 
-    if (created) await step('metrics endpoint', async () => {
-      const res = await fetch(options.metricsUrl ?? `${base}/metrics`);
+    const metricsUrl = options.metricsUrl ?? (deployed ? undefined : `${base}/metrics`);
+    if (created && !metricsUrl) skip('metrics endpoint', 'a deployment does not expose /metrics: give --metrics-url (a port-forward to a router pod)');
+    if (created && metricsUrl) await step('metrics endpoint', async () => {
+      const res = await fetch(metricsUrl);
       const text = await res.text();
       check(res.status === 200, `metrics answered ${res.status}`);
       check(text.includes('http_server_request_duration_seconds'), 'http_server_request_duration_seconds is missing');
@@ -187,6 +248,59 @@ export async function runSmoke(options: SmokeOptions): Promise<{ ok: boolean; st
   return { ok, steps };
 }
 
+/** GET over HTTPS, keeping what fetch hides: the TLS version and the certificate's expiry. */
+function httpsGet(url: string, headers: Record<string, string>): Promise<{ status: number; protocol: string; validTo: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(url, { method: 'GET', headers, timeout: 30_000 }, (res) => {
+      const socket = res.socket as TLSSocket;
+      const result = { status: res.statusCode ?? 0, protocol: socket.getProtocol?.() ?? 'unknown', validTo: socket.getPeerCertificate?.()?.valid_to ?? '' };
+      res.resume();
+      res.on('end', () => resolve(result));
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer from ${url} in 30 s`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** What the in-pod probe exits with. */
+export const PROBE_EXIT = { reached: 0, blocked: 3 } as const;
+
+/**
+ * A Node one-liner run inside a pod: exits 0 when `host:port` answered (a TLS handshake, or any
+ * bytes back after a PING), 3 when it did not within 5 s. A bare TCP connect proves nothing in
+ * the mesh: the sidecar accepts every outbound connection locally, then fails it upstream.
+ */
+export function probeScript(kind: 'tls' | 'ping', host: string, port: number): string {
+  const target = JSON.stringify({ host, port, servername: /^[\d.]+$/.test(host) ? undefined : host });
+  return kind === 'tls'
+    ? `const t=require('tls');const s=t.connect(${target},()=>process.exit(${PROBE_EXIT.reached}));s.on('error',()=>process.exit(${PROBE_EXIT.blocked}));setTimeout(()=>process.exit(${PROBE_EXIT.blocked}),5000);`
+    : `const n=require('net');const s=n.connect(${target},()=>s.write('PING\\r\\n'));s.on('data',()=>process.exit(${PROBE_EXIT.reached}));s.on('error',()=>process.exit(${PROBE_EXIT.blocked}));s.on('close',()=>process.exit(${PROBE_EXIT.blocked}));setTimeout(()=>process.exit(${PROBE_EXIT.blocked}),5000);`;
+}
+
+/** The kubectl command that runs a probe in a Deployment's pod. */
+export function kubectlProbe(context: string, namespace: string, deployment: string, script: string): string[] {
+  return ['--context', context, '-n', namespace, 'exec', `deploy/${deployment}`, '--', 'node', '-e', script];
+}
+
+function runKubectl(args: string[]): Promise<{ code: number; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile('kubectl', args, { timeout: 60_000 }, (err, _stdout, stderr) => {
+      const code = err ? (typeof (err as NodeJS.ErrnoException & { code?: unknown }).code === 'number' ? (err as unknown as { code: number }).code : -1) : 0;
+      resolve({ code, stderr: String(stderr).trim() });
+    });
+  });
+}
+
+async function networkPolicyCheck(context: string, namespace: string): Promise<string> {
+  const allowed = await runKubectl(kubectlProbe(context, namespace, 'context-stable', probeScript('ping', `redis.${namespace}.svc.cluster.local`, 6379)));
+  check(allowed.code === PROBE_EXIT.reached, `the allowed flow context -> redis:6379 did not get through (kubectl exit ${allowed.code}${allowed.stderr ? `: ${allowed.stderr.slice(0, 300)}` : ''}); the check cannot tell a policy from a broken exec`);
+  const denied = await runKubectl(kubectlProbe(context, namespace, 'context-stable', probeScript('tls', '1.1.1.1', 443)));
+  check(denied.code !== PROBE_EXIT.reached, 'context reached 1.1.1.1:443: its NetworkPolicy does not deny the internet (is the vpc-cni network policy agent on?)');
+  check(denied.code === PROBE_EXIT.blocked, `the denied probe failed for another reason (kubectl exit ${denied.code}${denied.stderr ? `: ${denied.stderr.slice(0, 300)}` : ''})`);
+  return 'context -> redis:6379 reached; context -> 1.1.1.1:443 blocked';
+}
+
 function parseArgs(argv: string[]): Record<string, string> {
   const out: Record<string, string> = {};
   for (let i = 0; i < argv.length; i++) {
@@ -209,14 +323,14 @@ if (require.main === module) {
   try {
     args = parseArgs(process.argv.slice(2));
     for (const name of Object.keys(args)) {
-      if (!['url', 'key', 'model', 'metrics-url', 'help'].includes(name)) throw new Error(`unknown option --${name}`);
+      if (!['url', 'key', 'model', 'metrics-url', 'http-url', 'kube-context', 'namespace', 'help'].includes(name)) throw new Error(`unknown option --${name}`);
     }
   } catch (err) {
-    process.stderr.write(`smoke: ${(err as Error).message}\nusage: npm run smoke -- --url <router url> --key <api key> [--model <model>] [--metrics-url <url>]\n`);
+    process.stderr.write(`smoke: ${(err as Error).message}\nusage: npm run smoke -- --url <router url> --key <api key> [--model <model>] [--metrics-url <url>] [--http-url <url>] [--kube-context <context> [--namespace <ns>]]\n`);
     process.exit(2);
   }
   if (args.help) {
-    process.stdout.write('usage: npm run smoke -- --url <router url> --key <api key> [--model <model>] [--metrics-url <url>]\n');
+    process.stdout.write('usage: npm run smoke -- --url <router url> --key <api key> [--model <model>] [--metrics-url <url>] [--http-url <url>] [--kube-context <context> [--namespace <ns>]]\n');
     process.exit(0);
   }
   const url = args.url ?? process.env.PROMPTMESH_URL;
@@ -224,7 +338,10 @@ if (require.main === module) {
     process.stderr.write('smoke: --url must be the router URL (http:// or https://), or set PROMPTMESH_URL\n');
     process.exit(2);
   }
-  runSmoke({ url, key: args.key ?? process.env.PROMPTMESH_API_KEY, model: args.model, metricsUrl: args['metrics-url'] })
+  runSmoke({
+    url, key: args.key ?? process.env.PROMPTMESH_API_KEY, model: args.model, metricsUrl: args['metrics-url'],
+    httpUrl: args['http-url'], kubeContext: args['kube-context'], namespace: args.namespace,
+  })
     .then(({ ok }) => process.exit(ok ? 0 : 1))
     .catch((err: unknown) => {
       process.stderr.write(`smoke: ${(err as Error)?.stack ?? String(err)}\n`);

@@ -27,7 +27,7 @@ describe('Postgres construct', () => {
     const [postgres, exporter] = sts.spec.template.spec.containers;
     expect(postgres.image).toBe(DEFAULT_POSTGRES_IMAGE);
     expect(exporter.image).toBe(DEFAULT_POSTGRES_EXPORTER_IMAGE);
-    expect(postgres.image).toMatch(/^postgres:1[56]\.\d+-/);
+    expect(postgres.image).toMatch(/^postgres:1[78]\.\d+-/);
     const dataMount = postgres.volumeMounts.find((m: any) => m.name === 'data').mountPath;
     const pgdata = postgres.env.find((e: any) => e.name === 'PGDATA').value;
     expect(pgdata.startsWith(`${dataMount}/`)).toBe(true);

@@ -27,11 +27,12 @@ import {
   type DataStoreProps,
   type SecretKeyReference,
 } from './data-store';
+import { IMAGES } from '../versions';
 
 /** The official PostgreSQL image, pinned to an exact release. */
-export const DEFAULT_POSTGRES_IMAGE = 'postgres:16.10-bookworm';
+export const DEFAULT_POSTGRES_IMAGE: string = IMAGES.postgres.image;
 /** The Prometheus exporter for PostgreSQL (prometheus-community/postgres_exporter), pinned. */
-export const DEFAULT_POSTGRES_EXPORTER_IMAGE = 'quay.io/prometheuscommunity/postgres-exporter:v0.17.1';
+export const DEFAULT_POSTGRES_EXPORTER_IMAGE: string = IMAGES.postgresExporter.image;
 /** The port clients use. */
 export const POSTGRES_PORT = 5432;
 /** The port the exporter serves `/metrics` on. */

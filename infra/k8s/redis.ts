@@ -29,14 +29,15 @@ import {
   type DataStoreProps,
   type SecretKeyReference,
 } from './data-store';
+import { IMAGES } from '../versions';
 
 // A prop type the data-store constructs share, for library users (index.ts re-exports this file).
 export type { DataStoreProps, SecretKeyReference, ServiceMonitorEndpoint } from './data-store';
 
 /** The official Redis image, pinned to an exact release. */
-export const DEFAULT_REDIS_IMAGE = 'redis:7.4.5-alpine';
+export const DEFAULT_REDIS_IMAGE: string = IMAGES.redis.image;
 /** The Prometheus exporter for Redis (oliver006/redis_exporter), pinned. */
-export const DEFAULT_REDIS_EXPORTER_IMAGE = 'oliver006/redis_exporter:v1.74.0';
+export const DEFAULT_REDIS_EXPORTER_IMAGE: string = IMAGES.redisExporter.image;
 /** The port clients use. */
 export const REDIS_PORT = 6379;
 /** Label naming a pod's shard in cluster mode (its StatefulSet: a master and its replica). */

@@ -38,7 +38,8 @@ export interface RdsDatabaseArgs {
    */
   backupRetentionDays?: number;
   /**
-   * The PostgreSQL engine version.
+   * The PostgreSQL engine's MAJOR version (`17`). Minor versions are RDS's (automatic minor
+   * upgrades are on): a full version here would make the next `pulumi up` attempt a downgrade.
    * @default RDS_POSTGRES_VERSION from versions.ts
    */
   engineVersion?: string;
@@ -86,6 +87,8 @@ export class Database extends pulumi.ComponentResource {
   public readonly password: pulumi.Output<string>;
   /** `postgres://user:password@host:5432/db` (secret). */
   public readonly databaseUrl: pulumi.Output<string>;
+  /** The same connection for postgres_exporter, whose driver wants `sslmode=require` (secret). */
+  public readonly exporterDataSource: pulumi.Output<string>;
   /** The host the services connect to. */
   public readonly host: pulumi.Output<string>;
   /** The user. */
@@ -117,6 +120,7 @@ export class Database extends pulumi.ComponentResource {
       if (!args.inClusterHost) throw new Error(`Database ${name}: 'inClusterHost' is required in in-cluster mode`);
       this.host = pulumi.output(args.inClusterHost);
       this.databaseUrl = pulumi.secret(pulumi.interpolate`postgres://${this.username}:${this.password}@${args.inClusterHost}:5432/${this.databaseName}`);
+      this.exporterDataSource = pulumi.secret(pulumi.interpolate`postgresql://${this.username}:${this.password}@${args.inClusterHost}:5432/${this.databaseName}?sslmode=disable`);
     } else {
       const rds = args.rds;
       if (!rds) throw new Error(`Database ${name}: 'rds' is required in rds mode`);
@@ -127,6 +131,8 @@ export class Database extends pulumi.ComponentResource {
       if (!Number.isInteger(storage) || storage < 20 || storage > 16384) throw new Error(`Database ${name}: 'rds.allocatedStorageGiB' must be an integer from 20 to 16384 (got ${storage})`);
       const backups = rds.backupRetentionDays ?? 7;
       if (!Number.isInteger(backups) || backups < 1 || backups > 35) throw new Error(`Database ${name}: 'rds.backupRetentionDays' must be an integer from 1 to 35 (got ${backups})`);
+      const engineVersion = rds.engineVersion ?? RDS_POSTGRES_VERSION;
+      if (!/^\d{2}$/.test(engineVersion)) throw new Error(`Database ${name}: 'rds.engineVersion' must be a major version like 17, not a full version (RDS upgrades minors itself; got ${engineVersion})`);
       const protect = rds.protect ?? true;
       const tags = rds.tags ?? {};
 
@@ -146,13 +152,13 @@ export class Database extends pulumi.ComponentResource {
       }, child);
       // TLS is required by the parameter group below.
       const params = new aws.rds.ParameterGroup(`${name}-params`, {
-        family: `postgres${(rds.engineVersion ?? RDS_POSTGRES_VERSION).split('.')[0]}`,
+        family: `postgres${engineVersion}`,
         parameters: [{ name: 'rds.force_ssl', value: '1' }, { name: 'log_min_duration_statement', value: '1000' }],
         tags,
       }, child);
       this.instance = new aws.rds.Instance(`${name}-postgres`, {
         engine: 'postgres',
-        engineVersion: rds.engineVersion ?? RDS_POSTGRES_VERSION,
+        engineVersion,
         instanceClass: rds.instanceClass ?? 'db.m6g.large',
         allocatedStorage: storage,
         maxAllocatedStorage: storage * 4,
@@ -180,6 +186,7 @@ export class Database extends pulumi.ComponentResource {
       this.host = this.instance.address;
       // no-verify: encrypted, but the image does not ship the RDS CA bundle (see docs/pulumi.md).
       this.databaseUrl = pulumi.secret(pulumi.interpolate`postgres://${this.username}:${this.password}@${this.instance.address}:${this.instance.port}/${this.databaseName}?sslmode=no-verify`);
+      this.exporterDataSource = pulumi.secret(pulumi.interpolate`postgresql://${this.username}:${this.password}@${this.instance.address}:${this.instance.port}/${this.databaseName}?sslmode=require`);
     }
 
     this.registerOutputs({ host: this.host, databaseUrl: this.databaseUrl });

@@ -2,7 +2,7 @@ import * as aws from '@pulumi/aws';
 import * as k8s from '@pulumi/kubernetes';
 import * as pulumi from '@pulumi/pulumi';
 import { ON_DEMAND_LABEL_VALUE, SPOT_NODE_LABEL, SPOT_NODE_TAINT } from './placement';
-import { CLUSTER_AUTOSCALER, EKS_ADDON_VERSIONS, KUBERNETES_VERSION, type EksAddonName } from './versions';
+import { CLUSTER_AUTOSCALER, KUBERNETES_RELEASES, KUBERNETES_VERSION, isKubernetesVersion, type EksAddonName } from './versions';
 
 /** The label every node carries to say which node group role it has. */
 export const NODE_ROLE_LABEL = 'promptmesh.io/node-role';
@@ -23,16 +23,18 @@ export interface NodeGroupSpec {
    */
   capacity: 'spot' | 'on-demand';
   /**
-   * EC2 instance types. A spot group needs at least {@link MIN_SPOT_INSTANCE_TYPES} types from at
-   * least two families, so losing one spot pool does not empty it.
+   * EC2 instance types, all of ONE size (one class and size suffix: m6i.xlarge, m6a.xlarge,
+   * m7i.xlarge), because the cluster autoscaler plans with one node shape per group. A spot group
+   * needs at least {@link MIN_SPOT_INSTANCE_TYPES} types from at least two families, so losing
+   * one spot pool does not empty it.
    */
   instanceTypes: string[];
-  /** The fewest nodes. */
+  /** The fewest nodes, per zone (the group is one managed node group per zone). */
   minSize: number;
-  /** The most nodes. */
+  /** The most nodes, per zone. */
   maxSize: number;
   /**
-   * The nodes to start with; later changes by an autoscaler are not reverted.
+   * The nodes to start with, per zone; later changes by an autoscaler are not reverted.
    * @default minSize
    */
   desiredSize?: number;
@@ -45,14 +47,14 @@ export interface NodeGroupSpec {
 
 /** The on-demand node group that runs the cluster's critical add-ons. */
 export interface SystemNodeGroupSpec {
-  /** On-demand instance types (the first available is used). */
+  /** On-demand instance types of one size (the first available is used). */
   instanceTypes: string[];
-  /** The fewest nodes; 2 or more keeps CoreDNS available through a node replacement. */
+  /** The fewest nodes per zone (one group per zone); at least 1, so critical add-ons run in every zone. */
   minSize: number;
-  /** The most nodes. */
+  /** The most nodes per zone. */
   maxSize: number;
   /**
-   * The nodes to start with.
+   * The nodes to start with, per zone.
    * @default minSize
    */
   desiredSize?: number;
@@ -65,6 +67,12 @@ export interface EksClusterArgs {
   /** The VPC the cluster runs in. */
   vpcId: pulumi.Input<string>;
   /**
+   * The zones of `privateSubnetIds`, in the same order: each node group becomes one managed node
+   * group per zone, named `<group>-<zone letter>`.
+   * @default zones named by position: `<group>-z1`, `<group>-z2`, ...
+   */
+  availabilityZones?: string[];
+  /**
    * Private subnets, one per zone: nodes and the control plane's network interfaces live here.
    * (Internet-facing load balancers find the public subnets by their `kubernetes.io/role/elb` tag.)
    */
@@ -72,7 +80,8 @@ export interface EksClusterArgs {
   /** The AWS region, written into the kubeconfig's `aws eks get-token` call. */
   region: string;
   /**
-   * The Kubernetes minor version. Change it together with the add-on versions in `versions.ts`.
+   * The Kubernetes minor version: one of `KUBERNETES_RELEASES` in `infra/versions.ts`, which
+   * resolves the add-on builds and the autoscaler image for it.
    * @default KUBERNETES_VERSION from versions.ts
    */
   kubernetesVersion?: string;
@@ -98,8 +107,8 @@ export interface EksClusterArgs {
    */
   adminRoleArns?: string[];
   /**
-   * Pinned add-on versions, by add-on name.
-   * @default EKS_ADDON_VERSIONS from versions.ts
+   * Pinned add-on versions, by add-on name, to override the pins table's builds for the version.
+   * @default KUBERNETES_RELEASES[kubernetesVersion].eksAddons from infra/versions.ts
    */
   addonVersions?: Partial<Record<EksAddonName, string>>;
   /**
@@ -108,6 +117,12 @@ export interface EksClusterArgs {
    * @default true
    */
   clusterAutoscaler?: boolean;
+  /**
+   * Registry prefixes of the account's ECR pull-through cache (`docker-hub`, `quay`, ...): the
+   * nodes may create and import into those repositories on a first pull.
+   * @default [] (no pull-through cache)
+   */
+  pullThroughCachePrefixes?: string[];
   /**
    * Tags added to every AWS resource.
    * @default {}
@@ -135,6 +150,7 @@ export function validateNodeGroups(groups: NodeGroupSpec[], field = 'nodeGroups'
     if (!Array.isArray(g.instanceTypes) || g.instanceTypes.some((t) => typeof t !== 'string' || !INSTANCE_TYPE_PATTERN.test(t))) {
       throw new Error(`'${at}.instanceTypes' must be a list of EC2 instance types like m6i.large (got ${JSON.stringify(g.instanceTypes)})`);
     }
+    checkOneSize(`${at}.instanceTypes`, g.instanceTypes);
     if (g.capacity === 'spot') {
       if (new Set(g.instanceTypes).size < MIN_SPOT_INSTANCE_TYPES) {
         throw new Error(`'${at}.instanceTypes' must list at least ${MIN_SPOT_INSTANCE_TYPES} types for a spot group (got ${g.instanceTypes.length})`);
@@ -149,6 +165,21 @@ export function validateNodeGroups(groups: NodeGroupSpec[], field = 'nodeGroups'
       throw new Error(`'${at}.diskSizeGiB' must be an integer from 20 to 1000 (got ${g.diskSizeGiB})`);
     }
   });
+}
+
+/** The class (m, c, r, t, ...) and size (large, xlarge, ...) of an instance type: equal ones have the same vCPU and memory. */
+function sizeOf(type: string): string {
+  const [family, size] = type.split('.');
+  return `${/^[a-z]+/.exec(family!)?.[0] ?? family}.${size}`;
+}
+
+// The cluster autoscaler sizes a scale-up from one node shape per group; mixed sizes make it
+// pick the wrong group or add too few nodes.
+function checkOneSize(at: string, types: string[]): void {
+  const sizes = [...new Set(types.map(sizeOf))];
+  if (sizes.length > 1) {
+    throw new Error(`'${at}' must all be one size (one class and size, like m6i.xlarge, m6a.xlarge, m7i.xlarge), so the cluster autoscaler plans with one node shape (got ${sizes.join(', ')})`);
+  }
 }
 
 function checkSizes(at: string, g: { minSize: number; maxSize: number; desiredSize?: number }): void {
@@ -167,6 +198,7 @@ export function validateSystemNodeGroup(g: SystemNodeGroupSpec, field = 'systemN
   if (!g || !Array.isArray(g.instanceTypes) || g.instanceTypes.length === 0 || g.instanceTypes.some((t) => !INSTANCE_TYPE_PATTERN.test(t))) {
     throw new Error(`'${field}.instanceTypes' must list at least 1 EC2 instance type like m6i.large (got ${JSON.stringify(g?.instanceTypes)})`);
   }
+  checkOneSize(`${field}.instanceTypes`, g.instanceTypes);
   checkSizes(field, g);
   if (g.minSize < 1) throw new Error(`'${field}.minSize' must be at least 1: critical add-ons need a node (got ${g.minSize})`);
 }
@@ -209,6 +241,12 @@ export class EksCluster extends pulumi.ComponentResource {
   public readonly storageClassName: pulumi.Output<string>;
   /** Everything in-cluster work must wait for: node groups, add-ons, the StorageClass. */
   public readonly ready: pulumi.Resource[];
+  /**
+   * Creates an IRSA role (a child of this cluster) that only `namespace/serviceAccount` can
+   * assume, with `policy` (an IAM policy document, JSON) inline. For add-ons installed outside
+   * this component (cert-manager, exporters).
+   */
+  public readonly serviceAccountRole: (roleName: string, namespace: string, serviceAccount: string, policy: pulumi.Input<string>) => aws.iam.Role;
 
   constructor(name: string, args: EksClusterArgs, opts?: pulumi.ComponentResourceOptions) {
     super('promptmesh:aws:EksCluster', name, {}, opts);
@@ -221,8 +259,15 @@ export class EksCluster extends pulumi.ComponentResource {
       throw new Error(`EksCluster ${name}: 'privateSubnetIds' must list at least 2 subnets in different zones`);
     }
     const version = args.kubernetesVersion ?? KUBERNETES_VERSION;
-    if (!/^1\.\d{2}$/.test(version)) throw new Error(`EksCluster ${name}: 'kubernetesVersion' must be a minor like 1.33 (got ${version})`);
-    const addonVersions = { ...EKS_ADDON_VERSIONS, ...(args.addonVersions ?? {}) };
+    if (!isKubernetesVersion(version)) {
+      throw new Error(`EksCluster ${name}: 'kubernetesVersion' must be one of ${Object.keys(KUBERNETES_RELEASES).join(', ')} (the minors infra/versions.ts pins add-ons for; got ${version})`);
+    }
+    const release = KUBERNETES_RELEASES[version];
+    const addonVersions = { ...release.eksAddons, ...(args.addonVersions ?? {}) };
+    const zones = args.availabilityZones ?? args.privateSubnetIds.map((_s, i) => `z${i + 1}`);
+    if (zones.length !== args.privateSubnetIds.length) {
+      throw new Error(`EksCluster ${name}: 'availabilityZones' must name the zone of each of the ${args.privateSubnetIds.length} private subnets (got ${zones.length})`);
+    }
     const tags = args.tags ?? {};
     const child = { parent: this };
 
@@ -304,8 +349,26 @@ export class EksCluster extends pulumi.ComponentResource {
 
     // Nodes: only what a kubelet needs (the CNI's permissions sit on its own IRSA role).
     const nodeRole = new aws.iam.Role(`${name}-node`, { assumeRolePolicy: assumeRolePolicy('ec2.amazonaws.com'), tags }, child);
-    const nodePolicies = ['AmazonEKSWorkerNodePolicy', 'AmazonEC2ContainerRegistryPullOnly'].map((p) =>
+    const nodePolicies: pulumi.Resource[] = ['AmazonEKSWorkerNodePolicy', 'AmazonEC2ContainerRegistryPullOnly'].map((p) =>
       new aws.iam.RolePolicyAttachment(`${name}-node-${p}`, { role: nodeRole.name, policyArn: managedPolicy(p) }, child));
+    const cachePrefixes = args.pullThroughCachePrefixes ?? [];
+    if (cachePrefixes.length > 0) {
+      // A first pull through the cache creates the repository and imports the image: only under
+      // the cache's prefixes, in this account and region.
+      const identity = aws.getCallerIdentityOutput({}, child);
+      const region = aws.getRegionOutput({}, child);
+      nodePolicies.push(new aws.iam.RolePolicy(`${name}-node-pull-through-cache`, {
+        role: nodeRole.name,
+        policy: pulumi.all([identity.accountId, region.region]).apply(([account, r]) => JSON.stringify({
+          Version: '2012-10-17',
+          Statement: [{
+            Effect: 'Allow',
+            Action: ['ecr:CreateRepository', 'ecr:BatchImportUpstreamImage'],
+            Resource: cachePrefixes.map((prefix) => `arn:aws:ecr:${r}:${account}:repository/${prefix}/*`),
+          }],
+        })),
+      }, child));
+    }
 
     const addon = (addonName: EksAddonName, extra: Partial<aws.eks.AddonArgs> = {}, dependsOn: pulumi.Resource[] = []) =>
       new aws.eks.Addon(`${name}-${addonName}`, {
@@ -318,7 +381,9 @@ export class EksCluster extends pulumi.ComponentResource {
         ...extra,
       }, { parent: this, dependsOn });
     // The network add-ons come before the nodes, which cannot become Ready without them.
-    const vpcCni = addon('vpc-cni', { serviceAccountRoleArn: cniRole.arn });
+    // The CNI's network policy agent enforces NetworkPolicies; without it default-deny and every
+    // rule the app ships are accepted by the API server and do nothing.
+    const vpcCni = addon('vpc-cni', { serviceAccountRoleArn: cniRole.arn, configurationValues: JSON.stringify(VPC_CNI_CONFIGURATION) });
     const kubeProxy = addon('kube-proxy');
 
     const launchTemplate = (ltName: string, diskSizeGiB: number) => new aws.ec2.LaunchTemplate(`${name}-${ltName}`, {
@@ -334,11 +399,16 @@ export class EksCluster extends pulumi.ComponentResource {
       labels: Record<string, string>; taints: { key: string; value: string; effect: string }[];
     }) => {
       const lt = launchTemplate(groupName, spec.diskSizeGiB ?? 40);
-      return new aws.eks.NodeGroup(`${name}-${groupName}`, {
+      // One managed node group per zone: the autoscaler can then grow the zone a pending pod
+      // needs (a zone-bound volume, a DoNotSchedule zone spread), which a group over three zones
+      // cannot promise.
+      return args.privateSubnetIds.map((subnetId, i) => {
+        const zoneName = `${groupName}-${zoneSuffix(zones[i]!)}`;
+        return [zoneName, new aws.eks.NodeGroup(`${name}-${zoneName}`, {
         clusterName: cluster.name,
-        nodeGroupName: groupName,
+        nodeGroupName: zoneName,
         nodeRoleArn: nodeRole.arn,
-        subnetIds: [...args.privateSubnetIds],
+        subnetIds: [subnetId],
         capacityType: spec.capacity,
         instanceTypes: spec.instanceTypes,
         amiType: 'AL2023_x86_64_STANDARD',
@@ -347,8 +417,9 @@ export class EksCluster extends pulumi.ComponentResource {
         updateConfig: { maxUnavailablePercentage: 33 },
         labels: spec.labels,
         taints: spec.taints.map((t) => ({ key: t.key, value: t.value, effect: taintEffect(t.effect) })),
-        tags: { ...tags, [`k8s.io/cluster-autoscaler/${args.clusterName}`]: 'owned', 'k8s.io/cluster-autoscaler/enabled': 'true' },
-      }, { parent: this, dependsOn: [...nodePolicies, vpcCni, kubeProxy], ignoreChanges: ['scalingConfig.desiredSize'] });
+        tags: { ...tags, [`k8s.io/cluster-autoscaler/${args.clusterName}`]: 'owned', 'k8s.io/cluster-autoscaler/enabled': 'true', 'promptmesh.io/node-group': groupName },
+      }, { parent: this, dependsOn: [...nodePolicies, vpcCni, kubeProxy], ignoreChanges: ['scalingConfig.desiredSize'] })] as const;
+      });
     };
 
     this.nodeGroups = {};
@@ -358,15 +429,16 @@ export class EksCluster extends pulumi.ComponentResource {
       labels: { [NODE_ROLE_LABEL]: 'system', [SPOT_NODE_LABEL.key]: ON_DEMAND_LABEL_VALUE },
       taints: [CRITICAL_ADDONS_TAINT],
     });
-    this.nodeGroups.system = system;
+    for (const [zoneName, group] of system) this.nodeGroups[zoneName] = group;
     for (const g of args.nodeGroups) {
       const spot = g.capacity === 'spot';
-      this.nodeGroups[g.name] = nodeGroup(g.name, {
+      const perZone = nodeGroup(g.name, {
         ...g,
         capacity: spot ? 'SPOT' : 'ON_DEMAND',
         labels: { [NODE_ROLE_LABEL]: 'workload', [SPOT_NODE_LABEL.key]: spot ? SPOT_NODE_LABEL.value : ON_DEMAND_LABEL_VALUE },
         taints: spot ? [SPOT_NODE_TAINT] : [],
       });
+      for (const [zoneName, group] of perZone) this.nodeGroups[zoneName] = group;
     }
     const allGroups = Object.values(this.nodeGroups);
 
@@ -427,7 +499,7 @@ export class EksCluster extends pulumi.ComponentResource {
           cloudProvider: 'aws',
           awsRegion: args.region,
           autoDiscovery: { clusterName: args.clusterName },
-          image: { tag: CLUSTER_AUTOSCALER.imageTag },
+          image: { tag: release.clusterAutoscalerImageTag },
           rbac: { serviceAccount: { create: true, name: 'cluster-autoscaler', annotations: { 'eks.amazonaws.com/role-arn': autoscalerRole.arn } } },
           tolerations: [{ key: CRITICAL_ADDONS_TAINT.key, operator: 'Exists' }],
           nodeSelector: { [NODE_ROLE_LABEL]: 'system' },
@@ -439,6 +511,8 @@ export class EksCluster extends pulumi.ComponentResource {
       this.ready.push(autoscaler);
     }
 
+    this.serviceAccountRole = (roleName, namespace, serviceAccount, policy) => irsaRole(roleName, namespace, serviceAccount, policy, true);
+
     this.registerOutputs({
       clusterName: this.clusterName,
       endpoint: this.endpoint,
@@ -448,6 +522,14 @@ export class EksCluster extends pulumi.ComponentResource {
       storageClassName: this.storageClassName,
     });
   }
+}
+
+/** The vpc-cni add-on's configuration: NetworkPolicy enforcement on (its network policy agent). */
+export const VPC_CNI_CONFIGURATION = { enableNetworkPolicy: 'true' } as const;
+
+/** `eu-west-1a` -> `a`; a position name (`z1`) stays as it is. */
+function zoneSuffix(zone: string): string {
+  return /^[a-z]{2}(-gov)?-[a-z]+-\d([a-z])$/.exec(zone)?.[2] ?? zone;
 }
 
 function taintEffect(effect: string): 'NO_SCHEDULE' | 'NO_EXECUTE' | 'PREFER_NO_SCHEDULE' {

@@ -1,12 +1,14 @@
 /**
  * promptmesh's Pulumi components (`promptmesh/pulumi`): the cloud (Network, EksCluster, Images,
- * Database), the platform (Platform) and the app (PromptSystemDeployment).
+ * Database), the platform (Platform, GatewayTls), the image cache (RegistryCache) and the app (PromptSystemDeployment).
  */
 export * from './versions';
 export * from './placement';
 export * from './network';
 export * from './eks-cluster';
 export * from './platform';
+export * from './gateway-tls';
+export * from './registry-cache';
 export * from './images';
 export * from './database';
 export * from './prompt-system-deployment';

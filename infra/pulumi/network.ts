@@ -26,6 +26,12 @@ export interface NetworkArgs {
    */
   natGateways?: 'perZone' | 'single';
   /**
+   * VPC endpoints for ECR (API and registry), STS (IRSA token exchange) and S3 (image layers),
+   * so image pulls and IAM calls stay inside the VPC instead of crossing NAT.
+   * @default true
+   */
+  vpcEndpoints?: boolean;
+  /**
    * Tags added to every resource.
    * @default {}
    */
@@ -48,6 +54,8 @@ export class Network extends pulumi.ComponentResource {
   public readonly cidrBlock: string;
   /** The NAT gateways created (1 or one per zone). */
   public readonly natGatewayCount: number;
+  /** The VPC endpoints, by service (`ecr.api`, `ecr.dkr`, `sts`, `s3`). */
+  public readonly endpoints: Record<string, aws.ec2.VpcEndpoint>;
 
   constructor(name: string, args: NetworkArgs, opts?: pulumi.ComponentResourceOptions) {
     super('promptmesh:aws:Network', name, {}, opts);
@@ -117,6 +125,7 @@ export class Network extends pulumi.ComponentResource {
     });
     this.natGatewayCount = nats.length;
 
+    const privateTables: aws.ec2.RouteTable[] = [];
     const privateSubnets = zones.map((zone, i) => {
       const subnet = new aws.ec2.Subnet(`${name}-private-${zone}`, {
         vpcId: vpc.id,
@@ -132,9 +141,42 @@ export class Network extends pulumi.ComponentResource {
         tags: { ...tags, Name: `${name}-private-${zone}` },
       }, child);
       new aws.ec2.RouteTableAssociation(`${name}-private-${zone}`, { subnetId: subnet.id, routeTableId: routes.id }, child);
+      privateTables.push(routes);
       return subnet;
     });
     this.privateSubnetIds = privateSubnets.map((s) => s.id);
+
+    this.endpoints = {};
+    if (args.vpcEndpoints ?? true) {
+      const region = aws.getRegionOutput({}, child).region;
+      // Interface endpoints answer on 443 to the VPC only; private DNS makes the public service
+      // names resolve to them, so nothing in the cluster needs to know.
+      const endpointSg = new aws.ec2.SecurityGroup(`${name}-endpoints`, {
+        vpcId: vpc.id,
+        description: 'VPC endpoints: HTTPS from inside the VPC',
+        ingress: [{ protocol: 'tcp', fromPort: 443, toPort: 443, cidrBlocks: [cidrBlock], description: 'HTTPS from the VPC' }],
+        tags: { ...tags, Name: `${name}-endpoints` },
+      }, child);
+      for (const service of ['ecr.api', 'ecr.dkr', 'sts']) {
+        this.endpoints[service] = new aws.ec2.VpcEndpoint(`${name}-${service.replace('.', '-')}`, {
+          vpcId: vpc.id,
+          serviceName: pulumi.interpolate`com.amazonaws.${region}.${service}`,
+          vpcEndpointType: 'Interface',
+          privateDnsEnabled: true,
+          subnetIds: this.privateSubnetIds,
+          securityGroupIds: [endpointSg.id],
+          tags: { ...tags, Name: `${name}-${service}` },
+        }, child);
+      }
+      // ECR keeps image layers in S3: a gateway endpoint on the private route tables (free).
+      this.endpoints.s3 = new aws.ec2.VpcEndpoint(`${name}-s3`, {
+        vpcId: vpc.id,
+        serviceName: pulumi.interpolate`com.amazonaws.${region}.s3`,
+        vpcEndpointType: 'Gateway',
+        routeTableIds: privateTables.map((t) => t.id),
+        tags: { ...tags, Name: `${name}-s3` },
+      }, child);
+    }
 
     this.registerOutputs({
       vpcId: this.vpcId,

@@ -242,12 +242,12 @@ export class Platform extends pulumi.ComponentResource {
       },
     }, [kps]);
 
-    // Tracing: the app (and Istio) send OTLP to the collector, which forwards to Jaeger.
+    // Tracing: the app (and Istio) send OTLP to the collector, which forwards to Jaeger (v2, chart
+    // 4.x: no agent any more).
     const jaeger = release('jaeger', ns.observability, {
       provisionDataStore: { cassandra: false, elasticsearch: false, kafka: false },
       allInOne: { enabled: true, tolerations },
       storage: { type: 'memory' },
-      agent: { enabled: false },
       collector: { enabled: false },
       query: { enabled: false },
     });

@@ -14,12 +14,23 @@ export const APP_SECRETS = {
   redis: { name: 'redis-auth', key: 'password' },
   postgresPassword: { name: 'postgres-auth', key: 'password' },
   databaseUrl: { name: 'postgres-url', key: 'DATABASE_URL' },
+  exporterDataSource: { name: 'postgres-exporter-dsn', key: 'DATA_SOURCE_NAME' },
   providerKeys: 'promptmesh-provider-keys',
   apiKeys: { name: 'promptmesh-api-keys', key: 'api-keys.yaml' },
 } as const;
 
+/** The data stores' images, when they come from somewhere else than their pins (the ECR pull-through cache). */
+export interface DataStoreImages {
+  redis: string;
+  redisExporter: string;
+  postgres: string;
+  postgresExporter: string;
+}
+
 /** Runtime values the chart needs. */
 export interface AppInputs {
+  /** The data stores' images; unset: the pins' public images. */
+  dataStoreImages?: DataStoreImages;
   /** The image per service (by digest on AWS). */
   images: { router: string; templates: string; context: string; llm: string };
   /** `in-cluster`: the chart runs PostgreSQL; `external`: RDS, URL from the Secret. */
@@ -44,9 +55,15 @@ export function promptSystemProps(app: AppSettings, inputs: AppInputs): PromptSy
     images: { ...inputs.images },
     services,
     logLevel: app.logLevel,
-    redis: { mode: app.redis, passwordSecret: { ...APP_SECRETS.redis } },
+    redis: {
+      mode: app.redis, passwordSecret: { ...APP_SECRETS.redis },
+      ...(inputs.dataStoreImages ? { image: inputs.dataStoreImages.redis, exporterImage: inputs.dataStoreImages.redisExporter } : {}),
+    },
     postgres: inputs.postgres === 'in-cluster'
-      ? { mode: 'in-cluster', passwordSecret: { ...APP_SECRETS.postgresPassword } }
+      ? {
+        mode: 'in-cluster', passwordSecret: { ...APP_SECRETS.postgresPassword },
+        ...(inputs.dataStoreImages ? { image: inputs.dataStoreImages.postgres, exporterImage: inputs.dataStoreImages.postgresExporter } : {}),
+      }
       : { mode: 'external', databaseUrlSecret: { ...APP_SECRETS.databaseUrl } },
     ...(inputs.postgres === 'external' && inputs.vpcCidr ? { externalPostgresCidrs: [inputs.vpcCidr] } : {}),
     gateway: app.tls ? { hosts: app.tls.hosts, tlsCredentialName: app.tls.credentialName } : { hosts: ['*'] },

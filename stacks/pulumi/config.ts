@@ -6,7 +6,7 @@
  * Secrets (`providerApiKeys`, `adminApiKey`) are never parsed here: the program reads them with
  * `config.requireSecret`, so they only exist as secret outputs.
  */
-import { KUBERNETES_VERSION, MIN_SPOT_INSTANCE_TYPES, validateNodeGroups, validateSystemNodeGroup, type NodeGroupSpec, type SystemNodeGroupSpec } from '../../infra/pulumi';
+import { ACME_SERVERS, KUBERNETES_RELEASES, KUBERNETES_VERSION, MIN_SPOT_INSTANCE_TYPES, isKubernetesVersion, type KubernetesVersion, validateNodeGroups, validateSystemNodeGroup, type NodeGroupSpec, type SystemNodeGroupSpec } from '../../infra/pulumi';
 
 /** The config namespace of this project. */
 export const NS = 'promptmesh';
@@ -66,8 +66,8 @@ export interface AwsSettings {
   vpcCidr: string;
   /** `single` (dev) or `perZone` (production). */
   natGateways: 'single' | 'perZone';
-  /** Kubernetes minor version. */
-  kubernetesVersion: string;
+  /** Kubernetes minor version (one of the pins table's). */
+  kubernetesVersion: KubernetesVersion;
   /** Private API endpoint only. */
   privateEndpoint: boolean;
   /** Who may reach a public endpoint. */
@@ -88,6 +88,22 @@ export interface AwsSettings {
   meshReplicas: number;
   /** Tags on every AWS resource. */
   tags: Record<string, string>;
+  /** HTTPS at the gateway: cert-manager's ACME DNS-01 certificate for these hosts, in this Route 53 zone. */
+  tls: AwsTlsSettings;
+  /** Docker Hub credentials (Secrets Manager ARN) for the ECR pull-through cache, if any. */
+  dockerHubCredentialArn?: string;
+}
+
+/** `promptmesh:tls` (aws mode): what the gateway's certificate is issued for, and where. */
+export interface AwsTlsSettings {
+  /** The Route 53 hosted zone holding the hosts (cert-manager may write only its challenge records there). */
+  hostedZoneId: string;
+  /** The public host names (`api.example.com`). */
+  hosts: string[];
+  /** The ACME account's contact address. */
+  acmeEmail: string;
+  /** Let's Encrypt `production` (trusted) or `staging` (untrusted, for trying a new stack). */
+  acmeServer: keyof typeof ACME_SERVERS;
 }
 
 /** Settings of a local stack (an existing cluster from a kubeconfig). */
@@ -161,10 +177,10 @@ function checkSecrets(allConfig: Record<string, string>, isSecret: (key: string)
 const KNOWN_KEYS = new Set([
   'mode', 'environment', 'clusterName', 'availabilityZones', 'vpcCidr', 'natGateways', 'kubernetesVersion', 'privateEndpoint',
   'publicAccessCidrs', 'adminRoleArns', 'systemNodeGroup', 'nodeGroups', 'database', 'rds', 'prometheusReplicas', 'meshReplicas',
-  'tags', 'app', 'kubeconfigPath', 'kubeContext', 'image', 'gatewayServiceType', 'installPlatform', ...SECRET_KEYS,
+  'tags', 'tls', 'dockerHubCredentialArn', 'app', 'kubeconfigPath', 'kubeContext', 'image', 'gatewayServiceType', 'installPlatform', ...SECRET_KEYS,
 ]);
 const AWS_ONLY = ['clusterName', 'availabilityZones', 'vpcCidr', 'natGateways', 'kubernetesVersion', 'privateEndpoint', 'publicAccessCidrs',
-  'adminRoleArns', 'systemNodeGroup', 'nodeGroups', 'rds', 'prometheusReplicas', 'meshReplicas', 'tags'];
+  'adminRoleArns', 'systemNodeGroup', 'nodeGroups', 'rds', 'prometheusReplicas', 'meshReplicas', 'tags', 'tls', 'dockerHubCredentialArn'];
 const LOCAL_ONLY = ['kubeconfigPath', 'kubeContext', 'image', 'gatewayServiceType', 'installPlatform'];
 
 /** Reads raw config values (strings, JSON for structured values) by short key. */
@@ -326,7 +342,7 @@ function parseApp(raw: Raw): AppSettings {
  * @param stack the stack name
  * @param isSecret whether a key was set as a secret
  */
-export function parseStackConfig(allConfig: Record<string, string>, stack: string, isSecret: (key: string) => boolean = () => true): StackConfig {
+export function parseStackConfig(allConfig: Record<string, string>, stack: string, isSecret: (key: string) => boolean = () => true, today: string = new Date().toISOString().slice(0, 10)): StackConfig {
   const raw: Raw = {};
   for (const [key, value] of Object.entries(allConfig)) {
     if (!key.startsWith(`${NS}:`)) continue;
@@ -405,10 +421,20 @@ export function parseStackConfig(allConfig: Record<string, string>, stack: strin
 
   const tags = object(raw, 'tags') ?? {};
   for (const [k, v] of Object.entries(tags)) if (typeof v !== 'string') throw new ConfigError(`tags.${k}`, 'must be a string');
-  const kubernetesVersion = str(raw, 'kubernetesVersion', KUBERNETES_VERSION, /^1\.\d{2}$/, 'a Kubernetes minor like 1.33');
-  if (kubernetesVersion !== KUBERNETES_VERSION) {
-    throw new ConfigError('kubernetesVersion', `is ${kubernetesVersion} but the pinned EKS add-on versions in infra/pulumi/versions.ts are for ${KUBERNETES_VERSION}; update them together`);
+  const accepted = Object.keys(KUBERNETES_RELEASES).join(', ');
+  const kubernetesVersion = str(raw, 'kubernetesVersion', KUBERNETES_VERSION, /^1\.\d{2}$/, `a Kubernetes minor, one of ${accepted}`);
+  if (!isKubernetesVersion(kubernetesVersion)) {
+    throw new ConfigError('kubernetesVersion', `is ${kubernetesVersion} but infra/versions.ts pins EKS add-ons and the autoscaler only for ${accepted}`);
   }
+  if (today > KUBERNETES_RELEASES[kubernetesVersion].endOfSupport) {
+    throw new ConfigError('kubernetesVersion', `is ${kubernetesVersion}, past EKS standard support since ${KUBERNETES_RELEASES[kubernetesVersion].endOfSupport} (extended support costs extra); choose a later one of ${accepted}`);
+  }
+  if (app.tls !== undefined) {
+    throw new ConfigError('app.tls', `is for local mode (a TLS Secret you make); in aws mode set ${NS}:tls { hostedZoneId, hosts, acmeEmail } and the certificate is issued for you`);
+  }
+  const tls = parseAwsTls(raw);
+  const dockerHubCredentialArn = raw.dockerHubCredentialArn === undefined ? undefined
+    : str(raw, 'dockerHubCredentialArn', undefined, /^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:ecr-pullthroughcache\/.+$/, 'the ARN of a Secrets Manager secret named ecr-pullthroughcache/<name>');
 
   return {
     mode,
@@ -432,6 +458,28 @@ export function parseStackConfig(allConfig: Record<string, string>, stack: strin
       prometheusReplicas: int(raw, 'prometheusReplicas', 1, 1, 5),
       meshReplicas: int(raw, 'meshReplicas', 2, 1, 10),
       tags: tags as Record<string, string>,
+      tls,
+      ...(dockerHubCredentialArn ? { dockerHubCredentialArn } : {}),
     },
   };
+}
+
+const TLS_HELP = `every cloud environment serves HTTPS only: set ${NS}:tls { hostedZoneId: <Route 53 zone id>, hosts: [api.example.com], acmeEmail: <you@example.com> } (docs/pulumi.md, "HTTPS")`;
+
+function parseAwsTls(raw: Raw): AwsTlsSettings {
+  const t = object(raw, 'tls');
+  if (!t) throw new ConfigError('tls', `is required in aws mode: ${TLS_HELP}`);
+  onlyKeys('tls', t, ['hostedZoneId', 'hosts', 'acmeEmail', 'acmeServer']);
+  if (t.hostedZoneId === undefined) throw new ConfigError('tls.hostedZoneId', `is required: the Route 53 hosted zone of the hosts; ${TLS_HELP}`);
+  if (typeof t.hostedZoneId !== 'string' || !/^Z[A-Z0-9]{1,31}$/.test(t.hostedZoneId)) throw new ConfigError('tls.hostedZoneId', `must be a Route 53 hosted zone id like Z0123456789ABCDEFGHIJ (got ${JSON.stringify(t.hostedZoneId)})`);
+  if (t.hosts === undefined) throw new ConfigError('tls.hosts', `is required: the public host names; ${TLS_HELP}`);
+  if (!Array.isArray(t.hosts) || t.hosts.length === 0) throw new ConfigError('tls.hosts', `must list host names like api.example.com (got ${JSON.stringify(t.hosts)})`);
+  t.hosts.forEach((h: unknown, i: number) => {
+    if (typeof h !== 'string' || !/^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$/.test(h)) throw new ConfigError(`tls.hosts[${i}]`, `must be a DNS name like api.example.com (got ${JSON.stringify(h)})`);
+  });
+  if (t.acmeEmail === undefined) throw new ConfigError('tls.acmeEmail', `is required: the ACME account's contact address; ${TLS_HELP}`);
+  if (typeof t.acmeEmail !== 'string' || !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(t.acmeEmail)) throw new ConfigError('tls.acmeEmail', `must be an email address (got ${JSON.stringify(t.acmeEmail)})`);
+  const acmeServer = t.acmeServer ?? 'production';
+  if (acmeServer !== 'production' && acmeServer !== 'staging') throw new ConfigError('tls.acmeServer', `must be production or staging (got ${JSON.stringify(t.acmeServer)})`);
+  return { hostedZoneId: t.hostedZoneId, hosts: t.hosts as string[], acmeEmail: t.acmeEmail, acmeServer };
 }

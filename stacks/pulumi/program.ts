@@ -8,12 +8,16 @@ import * as k8s from '@pulumi/kubernetes';
 import * as pulumi from '@pulumi/pulumi';
 import * as random from '@pulumi/random';
 import { PromptSystem } from '../../infra/k8s/prompt-system';
+import { PostgresExporter } from '../../infra/k8s/rds-exporter';
 import {
-  Database, EksCluster, Images, Network, Platform, PromptSystemDeployment, contextTag,
+  Database, EksCluster, GatewayTls, IMAGES, Images, Network, Platform, PLATFORM_NAMESPACES, PromptSystemDeployment, RegistryCache, contextTag,
   type AppSecret,
 } from '../../infra/pulumi';
-import { apiKeysFile, APP_SECRETS, promptSystemProps, type AppInputs } from './app';
+import { apiKeysFile, APP_SECRETS, promptSystemProps, type AppInputs, type DataStoreImages } from './app';
 import { NS, parseStackConfig, type StackConfig } from './config';
+
+/** The TLS Secret cert-manager writes and the gateway serves (in the gateway's namespace). */
+export const TLS_CREDENTIAL_NAME = 'promptmesh-tls';
 
 /** The repository root: the Docker build context. */
 export const REPO_ROOT = resolve(__dirname, '../..');
@@ -26,8 +30,10 @@ export interface StackOutputs {
   clusterName: pulumi.Input<string>;
   /** A kubeconfig for the cluster (secret; aws only). */
   kubeconfig?: pulumi.Output<string>;
-  /** The router's public URL (the ingress gateway's load balancer). */
+  /** The router's public URL: `https://<first promptmesh:tls host>` on AWS, the gateway's address locally. */
   routerUrl?: pulumi.Output<string>;
+  /** The ingress load balancer's DNS name (aws; the hosts' CNAMEs point here). */
+  loadBalancer?: pulumi.Output<string>;
   /** Grafana: reached through a port-forward (see grafanaAccess). */
   grafanaUrl?: string;
   /** The command that makes Grafana reachable at grafanaUrl. */
@@ -65,6 +71,8 @@ export async function promptmeshProgram(): Promise<StackOutputs> {
   let platform: Platform | undefined;
   let database: Database;
   let vpcCidr: string | undefined;
+  let dataStoreImages: pulumi.Output<DataStoreImages> | undefined;
+  let eksCluster: EksCluster | undefined;
   const appReady: pulumi.Resource[] = [];
 
   if (cfg.mode === 'aws') {
@@ -74,10 +82,16 @@ export async function promptmeshProgram(): Promise<StackOutputs> {
       clusterName: a.clusterName, availabilityZones: a.availabilityZones, cidrBlock: a.vpcCidr, natGateways: a.natGateways, tags,
     });
     vpcCidr = network.cidrBlock;
+    // Third-party images come through this account's ECR (and the VPC endpoints), not Docker Hub.
+    const cache = new RegistryCache('registry-cache', { dockerHubCredentialArn: a.dockerHubCredentialArn });
+    dataStoreImages = pulumi.all([cache.imageRef(IMAGES.redis), cache.imageRef(IMAGES.redisExporter), cache.imageRef(IMAGES.postgres), cache.imageRef(IMAGES.postgresExporter)])
+      .apply(([redis, redisExporter, postgres, postgresExporter]) => ({ redis, redisExporter, postgres, postgresExporter }));
     const eks = new EksCluster('eks', {
       clusterName: a.clusterName,
       vpcId: network.vpcId,
+      availabilityZones: a.availabilityZones,
       privateSubnetIds: network.privateSubnetIds,
+      pullThroughCachePrefixes: cache.prefixes,
       region: a.region,
       kubernetesVersion: a.kubernetesVersion,
       privateEndpoint: a.privateEndpoint,
@@ -87,6 +101,7 @@ export async function promptmeshProgram(): Promise<StackOutputs> {
       nodeGroups: a.nodeGroups,
       tags,
     });
+    eksCluster = eks;
     provider = eks.provider;
     clusterName = eks.clusterName;
     kubeconfig = eks.kubeconfig;
@@ -150,6 +165,9 @@ export async function promptmeshProgram(): Promise<StackOutputs> {
     postgresMode === 'in-cluster'
       ? { name: APP_SECRETS.postgresPassword.name, data: { [APP_SECRETS.postgresPassword.key]: database.password } }
       : { name: APP_SECRETS.databaseUrl.name, data: { [APP_SECRETS.databaseUrl.key]: database.databaseUrl } },
+    ...(postgresMode === 'external'
+      ? [{ name: APP_SECRETS.exporterDataSource.name, data: { [APP_SECRETS.exporterDataSource.key]: database.exporterDataSource } }]
+      : []),
     { name: APP_SECRETS.apiKeys.name, data: { [APP_SECRETS.apiKeys.key]: adminApiKey.apply((key) => apiKeysFile(key, cfg.app.apiKeyHashes)) } },
   ];
   if (providerApiKeys) {
@@ -161,13 +179,28 @@ export async function promptmeshProgram(): Promise<StackOutputs> {
 
   const environment = cfg.environment;
   const withTracing = !!platform;
-  const deployment = new PromptSystemDeployment<AppInputs['images']>('app', {
+  // In aws mode the gateway serves the cert-manager certificate for promptmesh:tls's hosts.
+  const appSettings = cfg.mode === 'aws' ? { ...cfg.app, tls: { credentialName: TLS_CREDENTIAL_NAME, hosts: cfg.aws.tls.hosts } } : cfg.app;
+  const deployment = new PromptSystemDeployment<{ images: AppInputs['images']; dataStoreImages?: DataStoreImages }>('app', {
     provider,
     namespace: cfg.app.namespace,
-    inputs: images,
-    chart: (app, resolved) => new PromptSystem(app, 'promptmesh', promptSystemProps(cfg.app, {
-      images: resolved, postgres: postgresMode, vpcCidr, environment, withTracing,
-    })),
+    inputs: pulumi.output({ images, ...(dataStoreImages ? { dataStoreImages } : {}) }),
+    chart: (app, resolved) => {
+      const system = new PromptSystem(app, 'promptmesh', promptSystemProps(appSettings, {
+        images: resolved.images, dataStoreImages: resolved.dataStoreImages, postgres: postgresMode, vpcCidr, environment, withTracing,
+      }));
+      // RDS has no exporter beside it: one in the cluster gives it the same pg_up series.
+      if (postgresMode === 'external' && vpcCidr) {
+        new PostgresExporter(system, 'RdsExporter', {
+          namespace: cfg.app.namespace,
+          dataSourceSecret: { ...APP_SECRETS.exporterDataSource },
+          databaseCidrs: [vpcCidr],
+          ...(resolved.dataStoreImages ? { image: resolved.dataStoreImages.postgresExporter } : {}),
+          monitoringNamespace: PLATFORM_NAMESPACES.monitoring,
+        });
+      }
+      return system;
+    },
     secrets,
     dependsOn: appReady,
   });
@@ -183,12 +216,27 @@ export async function promptmeshProgram(): Promise<StackOutputs> {
       provider, dependsOn: [gatewayRelease, deployment.app],
     });
     const scheme = cfg.app.tls ? 'https' : 'http';
-    outputs.routerUrl = cfg.mode === 'aws' || cfg.local.gatewayServiceType === 'LoadBalancer'
-      ? gw.status.apply((s) => {
-        const ingress = s?.loadBalancer?.ingress?.[0];
-        const host = ingress?.hostname ?? ingress?.ip;
-        return host ? `${scheme}://${host}` : 'pending: the load balancer has no address yet (run pulumi refresh)';
-      })
+    const lbHost = gw.status.apply((s) => s?.loadBalancer?.ingress?.[0]?.hostname ?? s?.loadBalancer?.ingress?.[0]?.ip);
+    if (cfg.mode === 'aws' && eksCluster) {
+      const t = cfg.aws.tls;
+      new GatewayTls('gateway-tls', {
+        provider,
+        serviceAccountRole: eksCluster.serviceAccountRole,
+        region: cfg.aws.region,
+        hostedZoneId: t.hostedZoneId,
+        hosts: t.hosts,
+        acmeEmail: t.acmeEmail,
+        acmeServer: t.acmeServer,
+        credentialName: TLS_CREDENTIAL_NAME,
+        gatewayNamespace: PLATFORM_NAMESPACES.istioIngress,
+        loadBalancerHostname: lbHost.apply((h) => h ?? ''),
+        dependsOn: [...eksCluster.ready, platform.releases.istioGateway],
+      });
+      const first = t.hosts.find((h) => !h.startsWith('*.')) ?? t.hosts[0]!.replace(/^\*\./, 'api.');
+      outputs.routerUrl = pulumi.output(`https://${first}`);
+      outputs.loadBalancer = lbHost.apply((h) => h ?? 'pending: the load balancer has no address yet (run pulumi refresh)');
+    } else outputs.routerUrl = cfg.mode === 'local' && cfg.local.gatewayServiceType === 'LoadBalancer'
+      ? lbHost.apply((host) => (host ? `${scheme}://${host}` : 'pending: the load balancer has no address yet (run pulumi refresh)'))
       : gw.spec.apply((spec) => {
         const port = spec?.ports?.find((p) => p.name === 'http2' || p.port === 80);
         return `http://<node address>:${port?.nodePort ?? '?'} (NodePort; minikube: minikube service -n istio-ingress istio-ingressgateway --url)`;

@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { CLUSTER_AUTOSCALER, EKS_ADDON_VERSIONS, HELM_CHARTS, KUBERNETES_VERSION } from '../../infra/pulumi';
+import { CERT_MANAGER_CHART, CLUSTER_AUTOSCALER, HELM_CHARTS, IMAGES, KUBERNETES_RELEASES, RDS_POSTGRES_MAJOR, KUBERNETES_VERSION, VPC_CNI_CONFIGURATION, type KubernetesVersion } from '../../infra/pulumi';
 import { REQUESTS_PER_SECOND_ADAPTER_RULE } from '../../infra/k8s/monitoring';
 import { CAPACITY_LABEL, SPOT_TAINT_KEY } from '../../infra/k8s/placement';
 import { validateManifests } from '../support/k8s-validate';
@@ -20,7 +20,7 @@ export interface StackExpectations {
   rds: boolean;
 }
 
-const EXACT_SEMVER = /^\d+\.\d+\.\d+$/;
+const EXACT_SEMVER = /^v?\d+\.\d+\.\d+$/;
 
 /** All manifests the program applies (namespaces and app ConfigGroups). */
 export function appliedManifests(run: MockRun): any[] {
@@ -80,7 +80,7 @@ export function awsStackSuite(stack: string, expected: StackExpectations): void 
 
     it('runs EKS at the pinned version with encrypted secrets, logs and the configured endpoint access', () => {
       const [cluster] = ofType(run, 'aws:eks/cluster:Cluster');
-      expect(cluster.inputs.version).toBe(KUBERNETES_VERSION);
+      expect(cluster.inputs.version).toBe(file['promptmesh:kubernetesVersion'] ?? KUBERNETES_VERSION);
       expect(cluster.inputs.name).toBe(file['promptmesh:clusterName']);
       expect(cluster.inputs.vpcConfig.endpointPrivateAccess).toBe(true);
       expect(cluster.inputs.vpcConfig.endpointPublicAccess).toBe(!file['promptmesh:privateEndpoint']);
@@ -92,7 +92,8 @@ export function awsStackSuite(stack: string, expected: StackExpectations): void 
 
     it('pins every EKS add-on (EBS CSI and VPC CNI with IRSA roles) and makes gp3 the default, encrypted StorageClass', () => {
       const addons = ofType(run, 'aws:eks/addon:Addon');
-      expect(Object.fromEntries(addons.map((a) => [a.inputs.addonName, a.inputs.addonVersion]))).toEqual(EKS_ADDON_VERSIONS);
+      const minor = (file['promptmesh:kubernetesVersion'] ?? KUBERNETES_VERSION) as KubernetesVersion;
+      expect(Object.fromEntries(addons.map((a) => [a.inputs.addonName, a.inputs.addonVersion]))).toEqual(KUBERNETES_RELEASES[minor].eksAddons);
       for (const name of ['aws-ebs-csi-driver', 'vpc-cni']) {
         expect(addons.find((a) => a.inputs.addonName === name)!.inputs.serviceAccountRoleArn).toMatch(/^arn:aws:/);
       }
@@ -102,26 +103,50 @@ export function awsStackSuite(stack: string, expected: StackExpectations): void 
       expect(sc.inputs.provisioner).toBe('ebs.csi.aws.com');
     });
 
-    it('has an on-demand system node group tainted for critical add-ons', () => {
-      const system = ofType(run, 'aws:eks/nodeGroup:NodeGroup').find((g) => g.inputs.nodeGroupName === 'system')!;
-      expect(system.inputs.capacityType).toBe('ON_DEMAND');
-      expect(system.inputs.instanceTypes).toEqual(file['promptmesh:systemNodeGroup'].instanceTypes);
-      expect(system.inputs.taints).toEqual([{ key: 'CriticalAddonsOnly', value: 'true', effect: 'NO_SCHEDULE' }]);
-      expect(system.inputs.labels['promptmesh.io/node-role']).toBe('system');
-      expect(system.inputs.scalingConfig.minSize).toBe(file['promptmesh:systemNodeGroup'].minSize);
+    it('enforces NetworkPolicies: the vpc-cni add-on runs its network policy agent', () => {
+      const cni = ofType(run, 'aws:eks/addon:Addon').find((a) => a.inputs.addonName === 'vpc-cni')!;
+      expect(JSON.parse(cni.inputs.configurationValues)).toEqual({ enableNetworkPolicy: 'true' });
+      expect(VPC_CNI_CONFIGURATION.enableNetworkPolicy).toBe('true');
+      // The app ships the policies that are now enforced: default deny first.
+      const policies = appliedManifests(run).filter((o) => o.kind === 'NetworkPolicy');
+      expect(policies.some((p) => Object.keys(p.spec.podSelector ?? {}).length === 0 && (p.spec.policyTypes ?? []).includes('Ingress'))).toBe(true);
+    });
+
+    /** The managed node groups of one configured group: one per zone. */
+    const perZone = (group: string) => ofType(run, 'aws:eks/nodeGroup:NodeGroup').filter((g) => g.inputs.tags['promptmesh.io/node-group'] === group);
+    const privateSubnetIds = () => ofType(run, 'aws:ec2/subnet:Subnet').filter((s) => s.name.includes('-private-')).map((s) => `${s.name}-id`).sort();
+
+    it('has an on-demand system node group per zone, tainted for critical add-ons', () => {
+      const zones = file['promptmesh:availabilityZones'] as string[];
+      const system = perZone('system');
+      expect(system.map((g) => g.inputs.nodeGroupName).sort()).toEqual(zones.map((z) => `system-${z.slice(-1)}`).sort());
+      expect(system.map((g) => g.inputs.subnetIds[0]).sort()).toEqual(privateSubnetIds());
+      for (const g of system) {
+        expect(g.inputs.subnetIds).toHaveLength(1);
+        expect(g.inputs.capacityType).toBe('ON_DEMAND');
+        expect(g.inputs.instanceTypes).toEqual(file['promptmesh:systemNodeGroup'].instanceTypes);
+        expect(g.inputs.taints).toEqual([{ key: 'CriticalAddonsOnly', value: 'true', effect: 'NO_SCHEDULE' }]);
+        expect(g.inputs.labels['promptmesh.io/node-role']).toBe('system');
+        expect(g.inputs.scalingConfig.minSize).toBe(file['promptmesh:systemNodeGroup'].minSize);
+      }
     });
 
     it('has the configured spot groups: >= 4 instance types over >= 2 families, all zones, labelled and tainted', () => {
       const groups = ofType(run, 'aws:eks/nodeGroup:NodeGroup');
       const configured = file['promptmesh:nodeGroups'] as any[];
-      expect(groups).toHaveLength(configured.length + 1);
+      expect(groups).toHaveLength((configured.length + 1) * 3);
       const spot = configured.filter((g) => g.capacity === 'spot');
       expect(spot.length).toBeGreaterThan(0);
       for (const want of configured) {
-        const got = groups.find((g) => g.inputs.nodeGroupName === want.name)!;
-        expect(got, want.name).toBeDefined();
+        const zonal = perZone(want.name);
+        expect(zonal, want.name).toHaveLength(3);
+        // One zone each, all zones covered: the autoscaler can grow the zone a pod needs.
+        expect(zonal.map((g) => g.inputs.subnetIds[0]).sort()).toEqual(privateSubnetIds());
+        // One instance size per group: the autoscaler plans with one node shape.
+        expect(new Set(want.instanceTypes.map((t: string) => `${/^[a-z]+/.exec(t)![0]}.${t.split('.')[1]}`)).size, want.name).toBe(1);
+        for (const got of zonal) {
+        expect(got.inputs.subnetIds).toHaveLength(1);
         expect(got.inputs.instanceTypes).toEqual(want.instanceTypes);
-        expect(got.inputs.subnetIds).toHaveLength(3);
         expect(got.inputs.scalingConfig).toMatchObject({ minSize: want.minSize, maxSize: want.maxSize });
         if (want.capacity === 'spot') {
           expect(got.inputs.capacityType).toBe('SPOT');
@@ -134,6 +159,7 @@ export function awsStackSuite(stack: string, expected: StackExpectations): void 
           expect(got.inputs.labels[CAPACITY_LABEL]).toBe('on-demand');
           expect(got.inputs.taints).toEqual([]);
         }
+        }
       }
     });
 
@@ -143,8 +169,10 @@ export function awsStackSuite(stack: string, expected: StackExpectations): void 
       const values = unwrapSecrets(release.inputs.values);
       expect(values.autoDiscovery.clusterName).toBe(file['promptmesh:clusterName']);
       expect(values.awsRegion).toBe(file['aws:region']);
-      expect(values.image.tag).toBe(CLUSTER_AUTOSCALER.imageTag);
-      expect(values.image.tag.replace(/^v(\d+\.\d+)\..*$/, '$1')).toBe(KUBERNETES_VERSION);
+      const minor = (file['promptmesh:kubernetesVersion'] ?? KUBERNETES_VERSION) as KubernetesVersion;
+      expect(values.image.tag).toBe(KUBERNETES_RELEASES[minor].clusterAutoscalerImageTag);
+      expect(values.image.tag.replace(/^v(\d+\.\d+)\..*$/, '$1')).toBe(minor);
+      expect(values.extraArgs['balance-similar-node-groups']).toBe(true);
       expect(values.rbac.serviceAccount.annotations['eks.amazonaws.com/role-arn']).toBe('arn:aws:iam::123456789012:eks-cluster-autoscaler');
       expect(values.tolerations).toContainEqual({ key: 'CriticalAddonsOnly', operator: 'Exists' });
       // Its groups carry the auto-discovery tags.
@@ -155,7 +183,8 @@ export function awsStackSuite(stack: string, expected: StackExpectations): void 
 
     it('requires IMDSv2 with one hop and encrypted root volumes on every node', () => {
       const templates = ofType(run, 'aws:ec2/launchTemplate:LaunchTemplate');
-      expect(templates).toHaveLength(ofType(run, 'aws:eks/nodeGroup:NodeGroup').length);
+      // One launch template per configured group, shared by its per-zone node groups.
+      expect(templates).toHaveLength(new Set(ofType(run, 'aws:eks/nodeGroup:NodeGroup').map((g) => g.inputs.tags['promptmesh.io/node-group'])).size);
       for (const lt of templates) {
         expect(lt.inputs.metadataOptions).toMatchObject({ httpTokens: 'required', httpPutResponseHopLimit: 1 });
         expect(lt.inputs.blockDeviceMappings[0].ebs.encrypted).toBe('true');
@@ -173,6 +202,20 @@ export function awsStackSuite(stack: string, expected: StackExpectations): void 
       const db = instances[0].inputs;
       const rds = file['promptmesh:rds'];
       expect(db).toMatchObject({ engine: 'postgres', multiAz: true, storageEncrypted: true, publiclyAccessible: false, instanceClass: rds.instanceClass });
+      // The major only: RDS upgrades minors itself, so a full version would be a downgrade next time.
+      expect(db.engineVersion).toBe(RDS_POSTGRES_MAJOR.version);
+      expect(db.autoMinorVersionUpgrade).toBe(true);
+      expect(ofType(run, 'aws:rds/parameterGroup:ParameterGroup')[0].inputs.family).toBe(`postgres${RDS_POSTGRES_MAJOR.version}`);
+      // An exporter in the cluster gives RDS the pg_up series PromptmeshPostgresDown reads.
+      const objects = appliedManifests(run);
+      const exporter = objects.find((o) => o.kind === 'Deployment' && o.metadata.name === 'postgres-exporter')!;
+      expect(exporter.spec.template.spec.containers[0].env).toEqual([{ name: 'DATA_SOURCE_NAME', valueFrom: { secretKeyRef: { name: 'postgres-exporter-dsn', key: 'DATA_SOURCE_NAME' } } }]);
+      expect(objects.some((o) => o.kind === 'ServiceMonitor' && o.metadata.name === 'postgres-exporter')).toBe(true);
+      const dsn = ofType(run, 'kubernetes:core/v1:Secret').find((x) => x.inputs.metadata.name === 'postgres-exporter-dsn')!;
+      expect(isSecretValue(dsn.inputs.stringData)).toBe(true);
+      expect(unwrapSecrets(dsn.inputs.stringData).DATA_SOURCE_NAME).toMatch(/^postgresql:\/\/promptmesh:[A-Za-z0-9]+@database-postgres\.cluster-mock\.eu-west-1\.rds\.amazonaws\.com:5432\/promptmesh\?sslmode=require$/);
+      const policy = objects.find((o) => o.kind === 'NetworkPolicy' && o.metadata.name === 'postgres-exporter')!;
+      expect(policy.spec.egress[1]).toEqual({ to: [{ ipBlock: { cidr: file['promptmesh:vpcCidr'] } }], ports: [{ protocol: 'TCP', port: 5432 }] });
       expect(db.deletionProtection).toBe(rds.protect);
       expect(db.skipFinalSnapshot).toBe(!rds.protect);
       if (rds.protect) expect(db.finalSnapshotIdentifier).toBeTruthy();
@@ -188,7 +231,7 @@ export function awsStackSuite(stack: string, expected: StackExpectations): void 
 
     it('pins every Helm release to an exact chart version from versions.ts', () => {
       const releases = ofType(run, 'kubernetes:helm.sh/v3:Release');
-      const pinnedCharts = [...Object.values(HELM_CHARTS), CLUSTER_AUTOSCALER.chart];
+      const pinnedCharts = [...Object.values(HELM_CHARTS), CLUSTER_AUTOSCALER.chart, CERT_MANAGER_CHART];
       expect(releases.map((r) => r.inputs.chart).sort()).toEqual(pinnedCharts.map((c) => c.chart).sort());
       for (const r of releases) {
         expect(r.inputs.version, r.name).toMatch(EXACT_SEMVER);
@@ -243,7 +286,7 @@ export function awsStackSuite(stack: string, expected: StackExpectations): void 
       const objects = appliedManifests(run);
       expect(objects.length).toBeGreaterThan(20);
       expect(validateManifests(objects)).toEqual([]);
-      const containers = objects.filter((o) => o.kind === 'Deployment' && o.metadata.labels?.['app.kubernetes.io/part-of'] === 'promptmesh')
+      const containers = objects.filter((o) => o.kind === 'Deployment' && o.metadata.labels?.['app.kubernetes.io/part-of'] === 'promptmesh' && o.metadata.name !== 'postgres-exporter')
         .flatMap((d) => d.spec.template.spec.containers).filter((c: any) => !String(c.image).startsWith('oliver006/'));
       expect(containers.length).toBeGreaterThanOrEqual(4);
       const repo = `123456789012.dkr.ecr.eu-west-1.amazonaws.com/${file['promptmesh:clusterName']}`;
@@ -263,7 +306,8 @@ export function awsStackSuite(stack: string, expected: StackExpectations): void 
         // templates may leave the namespace for the VPC's database port, nothing wider.
         const egress = objects.filter((o) => o.kind === 'NetworkPolicy').flatMap((p) => p.spec.egress ?? [])
           .filter((e: any) => (e.ports ?? []).some((p: any) => p.port === 5432));
-        expect(egress.flatMap((e: any) => e.to.map((t: any) => t.ipBlock?.cidr)).filter(Boolean)).toEqual([file['promptmesh:vpcCidr']]);
+        // (templates, and the RDS exporter)
+        expect([...new Set(egress.flatMap((e: any) => e.to.map((t: any) => t.ipBlock?.cidr)).filter(Boolean))]).toEqual([file['promptmesh:vpcCidr']]);
       } else {
         expect(postgres).toHaveLength(1);
         expect(secrets).toContain('postgres-auth');
@@ -322,7 +366,7 @@ export function awsStackSuite(stack: string, expected: StackExpectations): void 
         expect(statement.NotResource, what).toBeUndefined();
         expect(statement.Effect).toBe('Allow');
         if (actions.includes('sts:AssumeRoleWithWebIdentity')) {
-          expect(JSON.stringify(statement.Condition ?? {}), what).toMatch(/:sub":"system:serviceaccount:kube-system:[a-z-]+"/);
+          expect(JSON.stringify(statement.Condition ?? {}), what).toMatch(/:sub":"system:serviceaccount:(kube-system|cert-manager):[a-z-]+"/);
         }
         if (statement.Principal) expect(JSON.stringify(statement.Principal), what).not.toMatch(/"\*"/);
         if (resources.includes('*')) {
@@ -362,12 +406,90 @@ export function awsStackSuite(stack: string, expected: StackExpectations): void 
       expect(run.invokes.map((i) => i.token)).toContain('aws:ecr/getAuthorizationToken:getAuthorizationToken');
     });
 
+    it('serves HTTPS only: cert-manager issues the gateway certificate by DNS-01 in the one hosted zone, HTTP redirects', () => {
+      const tls = file['promptmesh:tls'];
+      const release = ofType(run, 'kubernetes:helm.sh/v3:Release').find((r) => r.inputs.chart === 'cert-manager')!;
+      expect(release.inputs.version).toBe(CERT_MANAGER_CHART.version);
+      const values = unwrapSecrets(release.inputs.values);
+      expect(values.crds.enabled).toBe(true);
+      expect(values.serviceAccount.annotations['eks.amazonaws.com/role-arn']).toBe('arn:aws:iam::123456789012:eks-cert-manager');
+      const crs = ofType(run, 'kubernetes:cert-manager.io/v1:ClusterIssuer');
+      expect(crs).toHaveLength(1);
+      const acme = crs[0].inputs.spec.acme;
+      expect(acme.server).toBe(tls.acmeServer === 'staging' ? 'https://acme-staging-v02.api.letsencrypt.org/directory' : 'https://acme-v02.api.letsencrypt.org/directory');
+      expect(acme.email).toBe(tls.acmeEmail);
+      expect(acme.solvers).toEqual([{ dns01: { route53: { region: file['aws:region'], hostedZoneID: tls.hostedZoneId } } }]);
+      const [cert] = ofType(run, 'kubernetes:cert-manager.io/v1:Certificate');
+      expect(cert.inputs.metadata).toEqual({ name: 'promptmesh-tls', namespace: 'istio-ingress' });
+      expect(cert.inputs.spec).toMatchObject({ secretName: 'promptmesh-tls', dnsNames: tls.hosts, issuerRef: { kind: 'ClusterIssuer', name: crs[0].inputs.metadata.name } });
+      expect(cert.dependsOn).toContain('kubernetes:cert-manager.io/v1:ClusterIssuer::gateway-tls-issuer');
+      expect(ofType(run, 'kubernetes:cert-manager.io/v1:ClusterIssuer')[0].dependsOn).toContain('kubernetes:helm.sh/v3:Release::gateway-tls-cert-manager');
+      // The app's Gateway serves that Secret on 443 and redirects 80.
+      const [gateway] = appliedManifests(run).filter((o) => o.kind === 'Gateway');
+      const https = gateway.spec.servers.find((sv: any) => sv.port.number === 443);
+      expect(https.tls).toMatchObject({ mode: 'SIMPLE', credentialName: 'promptmesh-tls' });
+      expect(https.hosts).toEqual(tls.hosts);
+      const http = gateway.spec.servers.find((sv: any) => sv.port.number === 80);
+      expect(http.tls).toEqual({ httpsRedirect: true });
+      // Each host points at the load balancer.
+      const records = ofType(run, 'aws:route53/record:Record');
+      expect(records.map((r) => r.inputs.name).sort()).toEqual([...tls.hosts].sort());
+      for (const r of records) expect(r.inputs).toMatchObject({ zoneId: tls.hostedZoneId, type: 'CNAME', records: ['ingress-gateway.elb.eu-west-1.amazonaws.com'] });
+    });
+
+    it('scopes cert-manager to the challenge TXT records of its hosted zone, and the nodes to the cache prefixes', () => {
+      const tls = file['promptmesh:tls'];
+      const certManager = policyStatements(run).filter((s) => s.resource === 'eks-cert-manager' && s.statement.Action !== 'sts:AssumeRoleWithWebIdentity');
+      const writes = certManager.filter((s) => list(s.statement.Action).includes('route53:ChangeResourceRecordSets'));
+      expect(writes).toHaveLength(1);
+      expect(writes[0].statement.Resource).toBe(`arn:aws:route53:::hostedzone/${tls.hostedZoneId}`);
+      expect(writes[0].statement.Condition['ForAllValues:StringEquals']).toEqual({
+        'route53:ChangeResourceRecordSetsNormalizedRecordNames': tls.hosts.map((h: string) => `_acme-challenge.${h.replace(/^\*\./, '')}`),
+        'route53:ChangeResourceRecordSetsRecordTypes': ['TXT'],
+      });
+      expect(certManager.flatMap((s) => list(s.statement.Resource)).sort()).toEqual(
+        ['*', 'arn:aws:route53:::change/*', `arn:aws:route53:::hostedzone/${tls.hostedZoneId}`, `arn:aws:route53:::hostedzone/${tls.hostedZoneId}`].sort());
+      const trust = policyStatements(run).find((s) => s.resource === 'eks-cert-manager' && s.statement.Action === 'sts:AssumeRoleWithWebIdentity')!;
+      expect(JSON.stringify(trust.statement.Condition)).toContain('"system:serviceaccount:cert-manager:cert-manager"');
+      const cache = policyStatements(run).filter((s) => s.resource === 'eks-node-pull-through-cache');
+      expect(cache).toHaveLength(1);
+      expect(list(cache[0].statement.Action).sort()).toEqual(['ecr:BatchImportUpstreamImage', 'ecr:CreateRepository']);
+      const prefixes = ofType(run, 'aws:ecr/pullThroughCacheRule:PullThroughCacheRule').map((r) => r.inputs.ecrRepositoryPrefix).sort();
+      expect(list(cache[0].statement.Resource).sort()).toEqual(prefixes.map((p) => `arn:aws:ecr:eu-west-1:123456789012:repository/${p}/*`).sort());
+    });
+
+    it('pulls third-party images through the ECR pull-through cache over VPC endpoints for ECR, S3 and STS', () => {
+      const rules = ofType(run, 'aws:ecr/pullThroughCacheRule:PullThroughCacheRule');
+      const byPrefix = Object.fromEntries(rules.map((r) => [r.inputs.ecrRepositoryPrefix, r.inputs]));
+      expect(byPrefix.quay.upstreamRegistryUrl).toBe('quay.io');
+      expect(byPrefix['registry-k8s-io'].upstreamRegistryUrl).toBe('registry.k8s.io');
+      // Docker Hub only with credentials (ECR requires them).
+      expect('docker-hub' in byPrefix).toBe(file['promptmesh:dockerHubCredentialArn'] !== undefined);
+      const cached = (image: string, prefix: string) => `123456789012.dkr.ecr.eu-west-1.amazonaws.com/${prefix}/${image}`;
+      const containers = appliedManifests(run).filter((o) => o.kind === 'StatefulSet').flatMap((o) => o.spec.template.spec.containers.map((c: any) => c.image));
+      const pods = appliedManifests(run).filter((o) => o.kind === 'StatefulSet' || o.kind === 'Deployment').flatMap((o) => o.spec.template.spec.containers.map((c: any) => c.image));
+      // PostgreSQL's exporter (beside the in-cluster PostgreSQL, or the RDS exporter) comes from quay.io, cached.
+      expect(pods).toContain(cached(IMAGES.postgresExporter.image.replace('quay.io/', ''), 'quay'));
+      if (file['promptmesh:dockerHubCredentialArn'] === undefined) expect(containers).toContain(IMAGES.redis.image);
+      const endpoints = ofType(run, 'aws:ec2/vpcEndpoint:VpcEndpoint');
+      expect(endpoints.map((e) => e.inputs.serviceName).sort()).toEqual(['ecr.api', 'ecr.dkr', 's3', 'sts'].map((s) => `com.amazonaws.eu-west-1.${s}`));
+      for (const e of endpoints.filter((x) => x.inputs.vpcEndpointType === 'Interface')) {
+        expect(e.inputs.privateDnsEnabled).toBe(true);
+        expect(e.inputs.subnetIds).toHaveLength(3);
+      }
+      const s3 = endpoints.find((e) => e.inputs.vpcEndpointType === 'Gateway')!;
+      const privateTables = ofType(run, 'aws:ec2/routeTable:RouteTable').filter((t) => t.name.includes('-private-')).map((t) => `${t.name}-id`);
+      expect([...s3.inputs.routeTableIds].sort()).toEqual(privateTables.sort());
+      const sg = ofType(run, 'aws:ec2/securityGroup:SecurityGroup').find((g) => g.name === 'network-endpoints')!;
+      expect(sg.inputs.ingress).toEqual([expect.objectContaining({ fromPort: 443, toPort: 443, cidrBlocks: [file['promptmesh:vpcCidr']] })]);
+    });
+
     it('outputs the cluster name, a secret kubeconfig, the router URL and Grafana', () => {
       expect(run.outputs.clusterName).toBe(file['promptmesh:clusterName']);
       const kubeconfig = JSON.parse(run.outputs.kubeconfig as string);
       expect(kubeconfig.users[0].user.exec.args).toEqual(expect.arrayContaining(['get-token', '--cluster-name', file['promptmesh:clusterName'], '--region', file['aws:region']]));
-      const scheme = file['promptmesh:app'].tls ? 'https' : 'http';
-      expect(run.outputs.routerUrl).toBe(`${scheme}://ingress-gateway.elb.eu-west-1.amazonaws.com`);
+      expect(run.outputs.routerUrl).toBe(`https://${file['promptmesh:tls'].hosts[0]}`);
+      expect(run.outputs.loadBalancer).toBe('ingress-gateway.elb.eu-west-1.amazonaws.com');
       expect(run.outputs.grafanaUrl).toBe('http://localhost:3000');
       expect(run.outputs.grafanaAccess).toContain('port-forward');
     });

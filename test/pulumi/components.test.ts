@@ -16,7 +16,7 @@ beforeAll(async () => {
 });
 
 const zones = ['eu-west-1a', 'eu-west-1b', 'eu-west-1c'];
-const spot = { name: 'spot', capacity: 'spot' as const, instanceTypes: ['m6i.large', 'm6a.large', 'm7i.large', 'c6i.xlarge'], minSize: 1, maxSize: 3 };
+const spot = { name: 'spot', capacity: 'spot' as const, instanceTypes: ['m6i.large', 'm6a.large', 'm7i.large', 'm5.large'], minSize: 1, maxSize: 3 };
 const eksArgs = {
   clusterName: 'pm', vpcId: 'vpc-1', privateSubnetIds: ['a', 'b', 'c'], region: 'eu-west-1',
   systemNodeGroup: { instanceTypes: ['m6i.large'], minSize: 2, maxSize: 3 }, nodeGroups: [spot],
@@ -34,7 +34,10 @@ describe('component arguments', () => {
     expect(() => new EksCluster('e1', { ...eksArgs, nodeGroups: [{ ...spot, instanceTypes: spot.instanceTypes.slice(0, 3) }] }))
       .toThrow(/'nodeGroups\[0\]\.instanceTypes' must list at least 4 types for a spot group/);
     expect(() => new EksCluster('e2', { ...eksArgs, systemNodeGroup: { instanceTypes: [], minSize: 1, maxSize: 2 } })).toThrow(/'systemNodeGroup\.instanceTypes'/);
-    expect(() => new EksCluster('e3', { ...eksArgs, kubernetesVersion: 'latest' })).toThrow(/'kubernetesVersion' must be a minor like 1\.33/);
+    expect(() => new EksCluster('e3', { ...eksArgs, kubernetesVersion: 'latest' })).toThrow(/'kubernetesVersion' must be one of 1\.34, 1\.35, 1\.36/);
+    expect(() => new EksCluster('e5', { ...eksArgs, nodeGroups: [{ ...spot, instanceTypes: ['m6i.large', 'm6a.large', 'm7i.large', 'c6i.xlarge'] }] }))
+      .toThrow(/'nodeGroups\[0\]\.instanceTypes' must all be one size .*got m\.large, c\.xlarge/);
+    expect(() => new EksCluster('e6', { ...eksArgs, availabilityZones: ['eu-west-1a'] })).toThrow(/'availabilityZones' must name the zone of each of the 3 private subnets/);
     expect(() => new EksCluster('e4', { ...eksArgs, nodeGroups: [spot, { ...spot }] })).toThrow(/'nodeGroups\[1\]\.name' repeats the node group name 'spot'/);
   });
 
@@ -55,6 +58,7 @@ describe('component arguments', () => {
     expect(() => new Database('d1', { mode: 'rds' })).toThrow(/'rds' is required in rds mode/);
     expect(() => new Database('d2', { mode: 'in-cluster' })).toThrow(/'inClusterHost' is required in in-cluster mode/);
     expect(() => new Database('d3', { mode: 'in-cluster', inClusterHost: 'pg', username: 'postgres' })).toThrow(/'username' must be a lowercase identifier other than postgres/);
+    expect(() => new Database('d5', { mode: 'rds', rds: { vpcId: 'v', privateSubnetIds: ['a', 'b'], clientSecurityGroupId: 'sg', engineVersion: '17.4' } })).toThrow(/'rds\.engineVersion' must be a major version like 17/);
     expect(() => new Database('d4', { mode: 'rds', rds: { vpcId: 'v', privateSubnetIds: ['a'], clientSecurityGroupId: 'sg' } })).toThrow(/'rds\.privateSubnetIds' must list subnets in at least 2 zones/);
   });
 

@@ -38,8 +38,10 @@ describe('stack config', () => {
   const cases: Array<[string, string, (c: Record<string, any>) => void, RegExp]> = [
     ['a spot group with 3 instance types', 'dev', (c) => { c['promptmesh:nodeGroups'][0].instanceTypes = ['m6i.large', 'm6a.large', 'm7i.large']; },
       /^promptmesh:nodeGroups\[0\]\.instanceTypes must list at least 4 types/],
-    ['a spot group of one family', 'dev', (c) => { c['promptmesh:nodeGroups'][0].instanceTypes = ['m6i.large', 'm6i.xlarge', 'm6i.2xlarge', 'm6i.4xlarge']; },
-      /^promptmesh:nodeGroups\[0\]\.instanceTypes must span at least 2 instance families/],
+    ['a spot group of mixed sizes', 'dev', (c) => { c['promptmesh:nodeGroups'][0].instanceTypes = ['m6i.large', 'm6a.large', 'm7i.large', 'c6i.xlarge']; },
+      /^promptmesh:nodeGroups\[0\]\.instanceTypes must all be one size .*got m\.large, c\.xlarge/],
+    ['a system group of mixed sizes', 'prod', (c) => { c['promptmesh:systemNodeGroup'].instanceTypes = ['m6i.large', 'm6i.xlarge']; },
+      /^promptmesh:systemNodeGroup\.instanceTypes must all be one size/],
     ['the second group misnamed', 'prod', (c) => { c['promptmesh:nodeGroups'][1].name = 'Spot_Compute'; }, /^promptmesh:nodeGroups\[1\]\.name must be lowercase/],
     ['an unknown capacity', 'dev', (c) => { c['promptmesh:nodeGroups'][1].capacity = 'reserved'; }, /^promptmesh:nodeGroups\[1\]\.capacity must be 'spot' or 'on-demand'/],
     ['maxSize below minSize', 'dev', (c) => { c['promptmesh:nodeGroups'][0].maxSize = 0; }, /^promptmesh:nodeGroups\[0\]\.maxSize must be/],
@@ -56,7 +58,16 @@ describe('stack config', () => {
     ['a missing database', 'dev', (c) => { delete c['promptmesh:database']; }, /^promptmesh:database is required: one of in-cluster, rds/],
     ['rds settings without rds', 'dev', (c) => { c['promptmesh:rds'] = { multiAz: true }; }, /^promptmesh:rds only applies when promptmesh:database is rds/],
     ['a wrong instance class', 'prod', (c) => { c['promptmesh:rds'].instanceClass = 'm6g.large'; }, /^promptmesh:rds\.instanceClass must be an RDS instance class/],
-    ['a Kubernetes version the add-ons are not pinned for', 'dev', (c) => { c['promptmesh:kubernetesVersion'] = '1.29'; }, /^promptmesh:kubernetesVersion is 1\.29 but the pinned EKS add-on versions/],
+    ['a Kubernetes version the add-ons are not pinned for', 'dev', (c) => { c['promptmesh:kubernetesVersion'] = '1.33'; }, /^promptmesh:kubernetesVersion is 1\.33 but infra\/versions\.ts pins EKS add-ons and the autoscaler only for 1\.34, 1\.35, 1\.36/],
+    ['no TLS in an aws stack', 'staging', (c) => { delete c['promptmesh:tls']; }, /^promptmesh:tls is required in aws mode: every cloud environment serves HTTPS only/],
+    ['TLS without a hosted zone', 'dev', (c) => { delete c['promptmesh:tls'].hostedZoneId; }, /^promptmesh:tls\.hostedZoneId is required: the Route 53 hosted zone/],
+    ['TLS with a malformed hosted zone', 'prod', (c) => { c['promptmesh:tls'].hostedZoneId = 'example.com'; }, /^promptmesh:tls\.hostedZoneId must be a Route 53 hosted zone id/],
+    ['TLS without an ACME address', 'prod', (c) => { delete c['promptmesh:tls'].acmeEmail; }, /^promptmesh:tls\.acmeEmail is required/],
+    ['a bad TLS host', 'prod', (c) => { c['promptmesh:tls'].hosts = ['API.example.com']; }, /^promptmesh:tls\.hosts\[0\] must be a DNS name/],
+    ['an unknown ACME server', 'dev', (c) => { c['promptmesh:tls'].acmeServer = 'zerossl'; }, /^promptmesh:tls\.acmeServer must be production or staging/],
+    ['app.tls in an aws stack', 'prod', (c) => { c['promptmesh:app'].tls = { credentialName: 'x', hosts: ['a.example.com'] }; }, /^promptmesh:app\.tls is for local mode/],
+    ['a Docker Hub credential that is no pull-through-cache secret', 'prod', (c) => { c['promptmesh:dockerHubCredentialArn'] = 'arn:aws:secretsmanager:eu-west-1:111122223333:secret:dockerhub'; },
+      /^promptmesh:dockerHubCredentialArn must be the ARN of a Secrets Manager secret named ecr-pullthroughcache\//],
     ['a privateEndpoint that is no boolean', 'dev', (c) => { c['promptmesh:privateEndpoint'] = 'yes'; }, /^promptmesh:privateEndpoint must be true or false/],
     ['a wrong mode', 'dev', (c) => { c['promptmesh:mode'] = 'gcp'; }, /^promptmesh:mode must be one of aws, local/],
     ['a missing admin API key', 'dev', (c) => { delete c['promptmesh:adminApiKey']; }, /^promptmesh:adminApiKey is required/],
@@ -69,7 +80,8 @@ describe('stack config', () => {
     ['replicas out of order', 'dev', (c) => { c['promptmesh:app'].services.router = { minReplicas: 4, maxReplicas: 2 }; }, /^promptmesh:app\.services\.router\.maxReplicas must be >= minReplicas/],
     ['a wrong Redis mode', 'dev', (c) => { c['promptmesh:app'].redis = 'sentinel'; }, /^promptmesh:app\.redis must be standalone or cluster/],
     ['a bad API key hash', 'dev', (c) => { c['promptmesh:app'].apiKeyHashes = [{ id: 'ci', sha256: 'abc', scopes: ['invoke'] }]; }, /^promptmesh:app\.apiKeyHashes\[0\]\.sha256 must be the hex SHA-256/],
-    ['TLS without hosts', 'prod', (c) => { c['promptmesh:app'].tls.hosts = []; }, /^promptmesh:app\.tls\.hosts must list host names/],
+    ['TLS without hosts', 'prod', (c) => { c['promptmesh:tls'].hosts = []; }, /^promptmesh:tls\.hosts must list host names/],
+    ['local TLS without hosts', 'local', (c) => { c['promptmesh:app'].tls = { credentialName: 'promptmesh-tls', hosts: [] }; }, /^promptmesh:app\.tls\.hosts must list host names/],
     ['an AWS key in local mode', 'local', (c) => { c['promptmesh:natGateways'] = 'single'; }, /^promptmesh:natGateways is an AWS setting; remove it in local mode/],
     ['a local key in aws mode', 'dev', (c) => { c['promptmesh:image'] = 'promptmesh:dev'; }, /^promptmesh:image is a local-mode setting/],
     ['a local stack without an image', 'local', (c) => { delete c['promptmesh:image']; }, /^promptmesh:image is required/],
@@ -90,5 +102,13 @@ describe('stack config', () => {
     try { parseStackConfig(withChange('dev', change), 'dev'); } catch (e) { message = (e as Error).message; }
     expect(message).toMatch(/^promptmesh:providerApiKeys\.openai key must be an environment variable name/);
     expect(message).not.toContain('sk-live-do-not-print');
+  });
+});
+
+describe('Kubernetes support dates', () => {
+  it('refuses a pinned minor once EKS standard support for it has ended', () => {
+    const c = withChange('dev', (x) => { x['promptmesh:kubernetesVersion'] = '1.34'; });
+    expect(() => parseStackConfig(c, 'dev', () => true, '2026-12-01')).not.toThrow();
+    expect(() => parseStackConfig(c, 'dev', () => true, '2026-12-03')).toThrow(/^promptmesh:kubernetesVersion is 1\.34, past EKS standard support since 2026-12-02/);
   });
 });

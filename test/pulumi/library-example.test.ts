@@ -20,7 +20,8 @@ it('is the block docs/pulumi.md shows', () => {
 
 it('builds the cluster, its node groups and the platform', () => {
   const groups = ofType(run, 'aws:eks/nodeGroup:NodeGroup').map((g) => [g.inputs.nodeGroupName, g.inputs.capacityType]);
-  expect(groups.sort()).toEqual([['on-demand', 'ON_DEMAND'], ['spot', 'SPOT'], ['system', 'ON_DEMAND']]);
+  // One managed node group per zone for each group.
+  expect(groups.sort()).toEqual(['on-demand', 'spot', 'system'].flatMap((g) => ['a', 'b', 'c'].map((z) => [`${g}-${z}`, g === 'spot' ? 'SPOT' : 'ON_DEMAND'])));
   expect(ofType(run, 'aws:ec2/natGateway:NatGateway')).toHaveLength(1);
   expect(ofType(run, 'kubernetes:helm.sh/v3:Release').map((r) => r.inputs.chart)).toEqual(expect.arrayContaining(['istiod', 'kube-prometheus-stack', 'cluster-autoscaler']));
   expect(run.outputs.clusterName).toBe('acme');
