@@ -52,7 +52,8 @@ class Proc {
         if (this.child!.exitCode !== null) throw new Error(`${this.name} exited: ${this.output}`);
         return (await request(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.statusCode === 200;
       },
-      60_000,
+      // tsx compiles at start: minutes on a loaded shared machine, seconds on an idle one.
+      180_000,
       `${this.name} to be up`,
     );
   }
