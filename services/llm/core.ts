@@ -123,6 +123,8 @@ export interface LlmCore {
   models(): ModelInfo[];
   /** Every provider's circuit, latency estimate and limits. */
   providers(): ProviderStatus[];
+  /** The model aliases and their targets with weights (admin data, beside `providers()`). */
+  aliases(): Record<string, Array<{ provider: string; model: string; weight: number }>>;
   /** Releases the adapters' connection pools. */
   close(): Promise<void>;
 }
@@ -738,6 +740,10 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
         limits: { rpm: p.limits?.rpm ?? null, tpm: p.limits?.tpm ?? null, concurrency: p.limits?.concurrency ?? null },
         inFlight: limiter.concurrency(p.name),
       }));
+    },
+
+    aliases() {
+      return Object.fromEntries(Object.entries(config.models).map(([alias, targets]) => [alias, targets.map((t) => ({ provider: t.provider, model: t.model, weight: t.weight }))]));
     },
 
     breakerStates() {

@@ -91,7 +91,7 @@ export interface ConsoleRoutesOptions {
 }
 
 /**
- * `GET /console` (redirect), `GET /console/` and `GET /console/*`: public, no API key (the
+ * `GET /console` (redirect to `/console/`), `GET /console/` and `GET /console/*`: public, no API key (the
  * routes carry `config: { public: true }` for the auth layer). Without a build, 503 naming the
  * command that makes it.
  */
@@ -103,10 +103,6 @@ export function consoleRoutes(options: ConsoleRoutesOptions) {
   return async (app: FastifyInstance) => {
     const routeConfig = { config: { public: true } };
 
-    app.get('/console', routeConfig, async (_request, reply) => {
-      securityHeaders(reply);
-      return reply.code(308).header('location', CONSOLE_PATH).send();
-    });
 
     const serve = async (path: string, ifNoneMatch: string | undefined, reply: FastifyReply) => {
       securityHeaders(reply);
@@ -122,7 +118,14 @@ export function consoleRoutes(options: ConsoleRoutesOptions) {
       return reply.send(asset.body);
     };
 
-    app.get(CONSOLE_PATH, routeConfig, async (request, reply) => serve('', request.headers['if-none-match'], reply));
+    // The router ignores trailing slashes: this route gets both `/console` and `/console/`. The
+    // page's relative asset URLs need the slash, so `/console` is sent there (the query kept).
+    app.get(CONSOLE_PATH.slice(0, -1), routeConfig, async (request, reply) => {
+      const path = request.url.split('?')[0]!;
+      if (path.endsWith('/')) return serve('', request.headers['if-none-match'], reply);
+      securityHeaders(reply);
+      return reply.code(308).header('location', `${CONSOLE_PATH}${request.url.slice(path.length)}`).send();
+    });
     app.get<{ Params: { '*': string } }>(`${CONSOLE_PATH}*`, routeConfig, async (request, reply) =>
       serve(request.params['*'], request.headers['if-none-match'], reply),
     );
