@@ -45,6 +45,7 @@ export async function buildConsole(outDir: string = CONSOLE_BUILD_DIR): Promise<
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
 <title>promptmesh console</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="assets/${basename(css)}">
 <script type="module" src="assets/${basename(js)}"></script>
 </head>
