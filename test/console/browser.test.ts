@@ -35,12 +35,11 @@ async function shot(name: string): Promise<void> {
 async function expectAccessible(what: string): Promise<void> {
   // Evaluated over the DevTools protocol, which the page's CSP does not govern.
   await page.evaluate(AXE_SOURCE);
-  const violations = await page.evaluate(async () => {
-    const result = await (window as unknown as { axe: { run(ctx: unknown, opts: unknown): Promise<{ violations: Array<{ id: string; impact: string; nodes: Array<{ target: string[] }> }> }> } }).axe.run(document, {
-      runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] },
-    });
+  // Browser-side code as text: this file is type-checked for Node, without the DOM's globals.
+  const violations = (await page.evaluate(`(async () => {
+    const result = await axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] } });
     return result.violations.map((v) => ({ id: v.id, impact: v.impact, targets: v.nodes.slice(0, 3).map((n) => n.target.join(' ')) }));
-  });
+  })()`)) as Array<{ id: string; impact: string; targets: string[] }>;
   const serious = violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
   expect(serious, `${what}: ${JSON.stringify(serious)}`).toEqual([]);
 }
@@ -48,9 +47,7 @@ async function expectAccessible(what: string): Promise<void> {
 async function newPage(): Promise<Page> {
   const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
   const p = await context.newPage();
-  await p.addInitScript(() => {
-    document.addEventListener('securitypolicyviolation', (e) => console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`));
-  });
+  await p.addInitScript(`document.addEventListener('securitypolicyviolation', (e) => console.error('CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI));`);
   p.on('console', (m) => {
     // 401 and 403 are what the sign-in and revocation tests provoke; anything else is a defect.
     if (m.type() === 'error' && !/status of 40[13]\b/.test(m.text())) problems.push(`console: ${m.text()}`);
@@ -262,9 +259,9 @@ describe('the console in Chromium', () => {
     await page.reload();
     await page.getByRole('heading', { name: 'Prompts', level: 1 }).waitFor();
     await page.keyboard.press('Tab');
-    expect(await page.evaluate(() => document.activeElement?.textContent)).toBe('Skip to content');
+    expect(await page.evaluate('document.activeElement?.textContent')).toBe('Skip to content');
     await page.keyboard.press('Tab');
-    expect(await page.evaluate(() => document.activeElement?.textContent)).toBe('Prompts');
+    expect(await page.evaluate('document.activeElement?.textContent')).toBe('Prompts');
     await page.keyboard.press('Tab');
     await page.keyboard.press('Enter');
     await page.getByRole('heading', { name: 'Providers', level: 1 }).waitFor();
@@ -282,10 +279,10 @@ describe('the console in Chromium', () => {
           if ((await other.getByLabel('Admin API key').count()) === 1) return 1;
           // Moving between pages makes API calls (the console also checks its key every 15 s).
           flip = !flip;
-          await other.evaluate((hash) => (location.hash = hash), flip ? '#/providers' : '#/prompts');
+          await other.evaluate(`location.hash = '${flip ? '#/providers' : '#/prompts'}'`);
           return 0;
         },
-        { timeout: 30_000, intervals: [500] },
+        { timeout: 30_000, interval: 500 },
       )
       .toBe(1);
     expect(await other.getByRole('status').textContent()).toContain('Signed out');
