@@ -167,6 +167,7 @@ describe('the console in Chromium', () => {
     await page.getByLabel('customer').fill('Ada');
     await page.getByLabel('product').fill('Acme');
     await expect.poll(() => page.locator('#new-template-check').textContent()).toContain('Missing variables: tone');
+    await shot('new-version');
     await page.getByLabel('tone').fill('warm');
     await expect.poll(() => page.getByRole('region', { name: 'Preview' }).textContent()).toContain('Dear Ada, thanks for choosing Acme. Tone: warm.');
     await editor.fill('Broken {{customer');
@@ -174,7 +175,6 @@ describe('the console in Chromium', () => {
     expect(await page.getByRole('button', { name: 'Create version' }).isDisabled()).toBe(true);
     await editor.fill('Dear {{customer}}, thanks for choosing {{product}}. Tone: {{tone}}.');
     await page.getByLabel('Description').fill('with a tone');
-    await shot('new-version');
     await page.getByRole('button', { name: 'Create version' }).click();
     await expect.poll(() => page.getByRole('status').last().textContent()).toContain('Created version 3');
     const v3 = await sys.call<{ version: number; template: string; variables: string[]; created_by: string }>('GET', '/v1/templates/support-reply?version=3');

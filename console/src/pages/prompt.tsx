@@ -133,11 +133,23 @@ function Versions({ list }: { list: VersionList }) {
   );
 }
 
-function VariablesForm({ names, values, onChange, idPrefix }: { names: string[]; values: Record<string, string>; onChange: (v: Record<string, string>) => void; idPrefix: string }) {
+function VariablesForm({
+  names,
+  values,
+  onChange,
+  idPrefix,
+  legend = 'Variables',
+}: {
+  names: string[];
+  values: Record<string, string>;
+  onChange: (v: Record<string, string>) => void;
+  idPrefix: string;
+  legend?: string;
+}) {
   if (names.length === 0) return <p class="hint">This version uses no variables.</p>;
   return (
     <fieldset>
-      <legend>Variables</legend>
+      <legend>{legend}</legend>
       {names.map((n) => (
         <div class="field" key={n}>
           <label for={`${idPrefix}-${n}`}>{n}</label>
@@ -345,7 +357,7 @@ function NewVersion({ list, onCreated }: { list: VersionList; onCreated: () => P
           </p>
         )}
       </div>
-      <VariablesForm names={state.variables} values={values} onChange={setValues} idPrefix="sample" />
+      <VariablesForm names={state.variables} values={values} onChange={setValues} idPrefix="sample" legend="Sample values (for the preview; not saved)" />
       {state.preview && (
         <section aria-label="Preview">
           <h3>Preview</h3>
