@@ -9,8 +9,8 @@
  * keeps a group's 60 minutes in one cluster slot, so a read is one pipeline to one node. Keys
  * expire after two hours.
  *
- * Writes are batched in memory and flushed once per `flushIntervalMs` (one pipeline, however
- * many requests), so the request path never waits on Redis; the figures lag by that interval.
+ * Writes are batched in memory and flushed once per `flushIntervalMs` (one pipeline per group,
+ * however many requests), so the request path never waits on Redis; the figures lag by that interval.
  * A flush that fails drops its batch (logged once per outage): the aggregates are an operator's
  * view, not accounting.
  */
@@ -149,30 +149,42 @@ export class RollingStats {
     p.buckets[bucketOf(sample.latencyMs)]! += 1;
   }
 
-  /** Sends what was recorded since the last flush to Redis (one pipeline). */
+  /**
+   * Sends what was recorded since the last flush to Redis: one pipeline per group (a Redis
+   * Cluster pipeline must stay within one slot, and a group's keys share one by their hash tag).
+   */
   async flush(): Promise<void> {
     if (this.flushing) await this.flushing;
     if (this.pending.size === 0) return;
-    const batch = [...this.pending];
-    this.pending.clear();
-    const pipeline = this.options.redis.pipeline();
-    for (const [key, fields] of batch) {
-      for (const [series, p] of fields) {
-        pipeline.hincrby(key, `${series}|req`, p.req);
-        if (p.err) pipeline.hincrby(key, `${series}|err`, p.err);
-        pipeline.hincrby(key, `${series}|ms`, p.ms);
-        if (p.nusd) pipeline.hincrby(key, `${series}|nusd`, p.nusd);
-        p.buckets.forEach((n, i) => {
-          if (n) pipeline.hincrby(key, `${series}|b${i}`, n);
-        });
-      }
-      pipeline.expire(key, TTL_SECONDS);
+    const byTag = new Map<string, Array<[string, Map<string, Pending>]>>();
+    for (const entry of this.pending) {
+      const tag = /\{[^}]*\}/.exec(entry[0])![0];
+      let list = byTag.get(tag);
+      if (!list) byTag.set(tag, (list = []));
+      list.push(entry);
     }
-    this.flushing = pipeline
-      .exec()
-      .then((results) => {
+    this.pending.clear();
+    const sends = [...byTag.values()].map((batch) => {
+      const pipeline = this.options.redis.pipeline();
+      for (const [key, fields] of batch) {
+        for (const [series, p] of fields) {
+          pipeline.hincrby(key, `${series}|req`, p.req);
+          if (p.err) pipeline.hincrby(key, `${series}|err`, p.err);
+          pipeline.hincrby(key, `${series}|ms`, p.ms);
+          if (p.nusd) pipeline.hincrby(key, `${series}|nusd`, p.nusd);
+          p.buckets.forEach((n, i) => {
+            if (n) pipeline.hincrby(key, `${series}|b${i}`, n);
+          });
+        }
+        pipeline.expire(key, TTL_SECONDS);
+      }
+      return pipeline.exec().then((results) => {
         const failed = results?.find(([err]) => err);
         if (failed) throw failed[0];
+      });
+    });
+    this.flushing = Promise.all(sends)
+      .then(() => {
         if (this.failing) this.options.logger.info({ kind: this.options.kind }, 'stats: Redis reachable again');
         this.failing = false;
       })
