@@ -4,7 +4,8 @@
 # or by hand: docker build -t promptmesh:dev .
 #
 # Stage 1 installs exactly what the lockfile says and runs `npm run build`, whose esbuild bundle
-# (build/service.js, self-contained, with the SQL migrations in build/migrations/) is all the
+# (build/service.js, self-contained, with the SQL migrations in build/migrations/ and the console
+# in build/console/) is all the
 # runtime needs. Stage 2 is a slim Node runtime with that bundle only: no npm, no sources, no
 # node_modules, running as a numeric non-root user.
 
@@ -16,7 +17,7 @@ ENV CI=true NPM_CONFIG_UPDATE_NOTIFIER=false
 COPY package.json package-lock.json ./
 RUN --mount=type=cache,target=/root/.npm npm ci --no-audit --no-fund
 COPY . .
-RUN npm run build && test -f build/service.js && test -d build/migrations
+RUN npm run build && test -f build/service.js && test -d build/migrations && test -f build/console/index.html
 
 FROM ${NODE_IMAGE} AS runtime
 # npm and corepack are not needed at run time; fewer binaries, fewer CVEs to scan.

@@ -4,7 +4,7 @@ export default defineConfig({
   test: {
     include: ['**/*.test.ts'],
     exclude: ['node_modules/**', 'lib/**', 'dist/**', 'bench/**'],
-    globalSetup: ['test/global-setup.ts'],
+    globalSetup: ['test/global-setup.ts', 'test/console/build.setup.ts'],
     pool: 'forks',
     maxWorkers: 3,
     testTimeout: 60_000,

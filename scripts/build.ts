@@ -4,7 +4,8 @@
  *    package's `exports` point at: promptmesh/k8s, promptmesh/pulumi, promptmesh/contracts);
  * 2. an esbuild bundle of services/main.ts into build/service.js for the images
  *    (`node build/service.js`, `SERVICE=router|templates|context|llm|all`), with the templates
- *    service's SQL migrations beside it in build/migrations/ (copy both into the image).
+ *    service's SQL migrations beside it in build/migrations/ (copy both into the image);
+ * 3. the console (console/, served by the router at /console/) into build/console/.
  * Fails when the library output would contain service code.
  *
  * `npm run build -- --bundle-only` makes the image bundle alone (what an image build needs).
@@ -13,6 +14,7 @@ import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { build } from 'esbuild';
+import { buildConsole } from './build-console';
 
 const root = resolve(__dirname, '..');
 
@@ -77,9 +79,12 @@ async function main(): Promise<void> {
   if (!existsSync(migrations)) throw new Error('services/templates/migrations is missing: the bundle needs it');
   cpSync(migrations, join(root, 'build/migrations'), { recursive: true });
 
+  // The router serves the console from console/ beside the bundle (services/router/console.ts).
+  const consoleAssets = await buildConsole(join(root, 'build/console'));
+
   const size = statSync(join(root, 'build/service.js')).size;
   process.stdout.write(
-    `build: ${bundleOnly ? 'bundle only' : `lib/ ${libFiles.length} files (contracts, infra)`}, build/service.js ${(size / 1024 / 1024).toFixed(1)} MiB, ${Date.now() - started} ms\n`,
+    `build: ${bundleOnly ? 'bundle only' : `lib/ ${libFiles.length} files (contracts, infra)`}, build/service.js ${(size / 1024 / 1024).toFixed(1)} MiB, build/console/assets/${consoleAssets.js}, ${Date.now() - started} ms\n`,
   );
 }
 

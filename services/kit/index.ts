@@ -10,3 +10,4 @@ export * from './redis';
 export * from './request-target';
 export * from './service';
 export * from './tracing';
+export * from './rolling-stats';

@@ -3,6 +3,7 @@ import { ApiError, badRequest, notFound, rateLimited, upstreamError } from '../k
 import { redactUrl } from '../kit/config';
 import type { Logger } from '../kit/logger';
 import type { RedisClient } from '../kit/redis';
+import { PROVIDER_STATS_GROUP, type RollingStats } from '../kit/rolling-stats';
 import { SpanKind, SpanStatusCode, injectTraceHeaders, startSpan, type Context, type Span, type Tracer } from '../kit/tracing';
 import { CircuitBreaker, type BreakerPermit, type CircuitSnapshot, type CircuitState } from './breaker';
 import { ChunkAssembler, ResponseCache, completionToChunks, isCacheable, type CacheMode } from './cache';
@@ -122,6 +123,8 @@ export interface LlmCore {
   models(): ModelInfo[];
   /** Every provider's circuit, latency estimate and limits. */
   providers(): ProviderStatus[];
+  /** The model aliases and their targets with weights (admin data, beside `providers()`). */
+  aliases(): Record<string, Array<{ provider: string; model: string; weight: number }>>;
   /** Releases the adapters' connection pools. */
   close(): Promise<void>;
 }
@@ -140,6 +143,11 @@ export interface LlmCoreDeps {
   tracer: Tracer;
   /** Randomness for weights and jitter. @default Math.random */
   random?: () => number;
+  /**
+   * The per-provider rolling aggregates the console reads (`GET /v1/stats/providers`): every
+   * provider call, with its latency, outcome and cost. @default not recorded
+   */
+  stats?: RollingStats;
 }
 
 /** Fields of the request body that are promptmesh's, never sent to a provider. */
@@ -314,6 +322,7 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
     }
     if (responseModel) attempt.span.setAttribute('gen_ai.response.model', responseModel);
     attempt.span.end();
+    deps.stats?.record(PROVIDER_STATS_GROUP, c.provider, { latencyMs, error: false, costUsd: cost });
     return cost;
   }
 
@@ -333,6 +342,7 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
     attempt.span.setAttribute('error.type', error.kind);
     attempt.span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
     attempt.span.end();
+    deps.stats?.record(PROVIDER_STATS_GROUP, c.provider, { latencyMs: performance.now() - attempt.startedAt, error: true });
   }
 
   /** The client left: the call says nothing about the provider. `used` as for {@link fail}. */
@@ -732,6 +742,10 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
         limits: { rpm: p.limits?.rpm ?? null, tpm: p.limits?.tpm ?? null, concurrency: p.limits?.concurrency ?? null },
         inFlight: limiter.concurrency(p.name),
       }));
+    },
+
+    aliases() {
+      return Object.fromEntries(Object.entries(config.models).map(([alias, targets]) => [alias, targets.map((t) => ({ provider: t.provider, model: t.model, weight: t.weight }))]));
     },
 
     breakerStates() {

@@ -6,6 +6,7 @@
  */
 import type { ServiceName } from '../../contracts';
 import { closeRedis, createRedis, redisConnected, waitForRedis, type RedisClient } from '../kit/redis';
+import { RollingStats, STATS_KINDS } from '../kit/rolling-stats';
 import type { ServiceContext, ServiceInstance } from '../kit/service';
 import { loadLlmConfig, type LlmConfig } from './config';
 import { createLlmCore, type LlmCore } from './core';
@@ -48,6 +49,7 @@ export async function createLlmService(
   redis.on('error', () => undefined);
   let states: () => Array<{ provider: string; state: 'closed' | 'half-open' | 'open' }> = () => [];
   const metrics = createLlmMetrics(ctx.metrics.registry, () => states());
+  const stats = new RollingStats({ redis, keyPrefix: ctx.config.redisKeyPrefix, kind: STATS_KINDS.providers, logger });
   let core;
   try {
     core = createLlmCore({
@@ -59,8 +61,10 @@ export async function createLlmService(
       metrics,
       tracer: ctx.tracing.tracer,
       random: options.random,
+      stats,
     });
   } catch (err) {
+    await stats.close();
     await closeRedis(redis);
     throw err;
   }
@@ -85,6 +89,7 @@ export async function createLlmService(
     degradations: { redis: redisConnected(redis) },
     async close() {
       await core.close();
+      await stats.close();
       await closeRedis(redis);
     },
   };

@@ -174,7 +174,7 @@ export function llmRoutes(core: LlmCore): FastifyPluginAsync {
         .send(Readable.from(events(), { objectMode: false }));
     });
 
-    app.get(PATHS.providers, async () => ({ object: 'list', data: core.providers() }));
+    app.get(PATHS.providers, async () => ({ object: 'list', data: core.providers(), aliases: core.aliases() }));
     app.get(PATHS.models, async () => ({ object: 'list', data: core.models() }));
   };
 }

@@ -12,6 +12,7 @@ import type { CallMeta, ContextClient, LlmClient, LlmOrigin } from './clients';
 import { SSE_DONE, sseData } from './sse';
 import type { RouterChatRequest } from './schemas';
 import type { TemplateCache } from './template-cache';
+import type { RollingStats } from '../kit/rolling-stats';
 
 /** Options of the chat completions handler. */
 export interface ChatHandlerOptions {
@@ -22,6 +23,29 @@ export interface ChatHandlerOptions {
   registry: Registry;
   /** The token budget of the history sent upstream. @default the context service's default */
   historyMaxTokens?: number;
+  /**
+   * Per prompt version aggregates (requests, errors, latency, cost) for `GET /v1/stats/prompts/{name}`.
+   * @default not recorded
+   */
+  stats?: RollingStats;
+}
+
+/** Which prompt version a call is counted against in the stats. */
+interface StatsTarget {
+  prompt: string;
+  version: number;
+  startedAt: number;
+}
+
+/** Failures that say something about the prompt version's health: not the client's own mistakes. */
+function countsAsError(err: unknown): boolean {
+  if (!(err instanceof ApiError)) return true;
+  return err.statusCode >= 500 || err.statusCode === 429;
+}
+
+function costOf(usage: unknown): number {
+  const cost = (usage as { cost_usd?: unknown } | null | undefined)?.cost_usd;
+  return typeof cost === 'number' && Number.isFinite(cost) ? cost : 0;
 }
 
 const MESSAGE_ID = /^[A-Za-z0-9._:-]{1,100}$/;
@@ -137,6 +161,12 @@ export function createChatHandler(options: ChatHandlerOptions) {
     registers: [options.registry],
   });
   const historyMaxTokens = options.historyMaxTokens;
+  const stats = options.stats;
+
+  function record(target: StatsTarget | undefined, error: boolean, costUsd = 0): void {
+    if (!target || !stats) return;
+    stats.record(target.prompt, String(target.version), { latencyMs: performance.now() - target.startedAt, error, costUsd });
+  }
 
   return async function chatCompletions(request: FastifyRequest<{ Body: RouterChatRequest }>, reply: FastifyReply) {
     const body = request.body;
@@ -150,7 +180,9 @@ export function createChatHandler(options: ChatHandlerOptions) {
       if (!body.messages || body.messages.length === 0) throw badRequest(`'messages' must hold at least one message (or give 'prompt')`, 'messages');
       if (!body.model) throw badRequest(`'model' is required`, 'model');
       if (request.degraded) reply.header(HEADERS.degraded, request.degraded.join(','));
-      return body.stream ? stream(request, reply, body as ChatRequest, meta, tenant, undefined) : plain(reply, body as ChatRequest, meta, tenant, undefined);
+      return body.stream
+        ? stream(request, reply, body as ChatRequest, meta, tenant, undefined, undefined)
+        : plain(reply, body as ChatRequest, meta, tenant, undefined, undefined);
     }
 
     const { prompt, session_id: sessionId } = body;
@@ -227,7 +259,8 @@ export function createChatHandler(options: ChatHandlerOptions) {
       const base = idBase(request.id);
       turn = { sessionId: storedSessionId, base, messages: source.map((m, i) => toStored(m, `${base}.${i}`)) };
     }
-    return body.stream ? stream(request, reply, upstream, meta, tenant, turn) : plain(reply, upstream, meta, tenant, turn, promptLabels);
+    const target = version ? { prompt: version.name, version: version.version, startedAt: performance.now() } : undefined;
+    return body.stream ? stream(request, reply, upstream, meta, tenant, turn, target) : plain(reply, upstream, meta, tenant, turn, target, promptLabels);
   };
 
   async function store(turn: Turn, reply: Pick<ChatMessage, 'role' | 'content' | 'tool_calls'>, meta: CallMeta): Promise<void> {
@@ -245,9 +278,17 @@ export function createChatHandler(options: ChatHandlerOptions) {
     meta: CallMeta,
     tenant: string | undefined,
     turn: Turn | undefined,
+    target: StatsTarget | undefined,
     promptLabels?: PromptLabels,
   ) {
-    const result = await llm.complete(upstream, { ...meta, tenant, tenantTpm: reply.request.apiKey?.tpm });
+    let result;
+    try {
+      result = await llm.complete(upstream, { ...meta, tenant, tenantTpm: reply.request.apiKey?.tpm });
+    } catch (err) {
+      if (countsAsError(err)) record(target, true);
+      throw err;
+    }
+    record(target, false, costOf(result.completion.usage));
     const cost = (result.completion.usage as { cost_usd?: unknown } | undefined)?.cost_usd;
     if (promptLabels && typeof cost === 'number' && cost > 0) promptCost.inc(promptLabels, cost);
     setOrigin(reply, result);
@@ -262,13 +303,20 @@ export function createChatHandler(options: ChatHandlerOptions) {
     meta: CallMeta,
     tenant: string | undefined,
     turn: Turn | undefined,
+    target: StatsTarget | undefined,
   ) {
     const abort = new AbortController();
     const onClose = () => {
       if (!reply.raw.writableFinished) abort.abort();
     };
     reply.raw.once('close', onClose);
-    const result = await llm.stream(upstream, { ...meta, tenant, tenantTpm: request.apiKey?.tpm, signal: abort.signal });
+    let result: Awaited<ReturnType<LlmClient['stream']>>;
+    try {
+      result = await llm.stream(upstream, { ...meta, tenant, tenantTpm: request.apiKey?.tpm, signal: abort.signal });
+    } catch (err) {
+      if (!abort.signal.aborted && countsAsError(err)) record(target, true);
+      throw err;
+    }
     setOrigin(reply, result);
     reply.header('content-type', 'text/event-stream; charset=utf-8');
     reply.header('cache-control', 'no-cache');
@@ -276,14 +324,17 @@ export function createChatHandler(options: ChatHandlerOptions) {
     async function* events(): AsyncGenerator<string> {
       const streamed = new StreamedReply();
       let completed = false;
+      let cost = 0;
       try {
         for await (const chunk of result.chunks as AsyncIterable<ChatCompletionChunk>) {
+          if (chunk.usage) cost = costOf(chunk.usage);
           if (turn) streamed.add(chunk);
           yield sseData(JSON.stringify(chunk));
         }
         completed = true;
       } catch (err) {
         if (abort.signal.aborted) return;
+        record(target, true);
         const apiError = err instanceof ApiError ? err : new ApiError(502, 'upstream_error', `the stream broke off: ${(err as Error).message}`, null, 'stream_interrupted');
         logger.warn({ err: apiError.message, requestId: request.id }, 'stream failed mid-way');
         yield sseData(JSON.stringify(apiError.toBody()));
@@ -291,6 +342,7 @@ export function createChatHandler(options: ChatHandlerOptions) {
       } finally {
         reply.raw.off('close', onClose);
       }
+      if (completed && !abort.signal.aborted) record(target, false, cost);
       if (completed && turn && !abort.signal.aborted) await store(turn, streamed.message(), meta);
       yield SSE_DONE;
     }

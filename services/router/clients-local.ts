@@ -69,6 +69,6 @@ export class LocalLlmClient implements LlmClient {
   }
 
   async providers(): Promise<unknown> {
-    return { object: 'list', data: this.core.providers() };
+    return { object: 'list', data: this.core.providers(), aliases: this.core.aliases() };
   }
 }

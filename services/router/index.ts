@@ -11,7 +11,7 @@
  * The scope of every route is in `ROUTE_SCOPES` (route-scopes.ts), read from the route that
  * matched; a route missing there stops the start.
  */
-import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyPluginAsync, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
 import type { ServiceName } from '../../contracts';
 import { PATHS } from '../../contracts';
 import { ConfigError, closeRedis, createRedis, redisConnected, type RedisClient, type ServiceContext, type ServiceInstance } from '../kit';
@@ -26,13 +26,16 @@ import type { RouterClients } from './clients';
 import { createHttpClients } from './clients-http';
 import { LocalContextClient, LocalLlmClient, LocalTemplatesClient } from './clients-local';
 import { KeyRateLimiter } from './key-rate-limit';
-import { guardRouteScopes, scopeOfRequest } from './route-scopes';
+import { guardRouteScopes, isPublicRoute, scopeOfRequest } from './route-scopes';
 import { chatRequestSchema } from './schemas';
+import { consoleRoutes } from './console';
+import { statsRoutes } from './stats';
+import { RollingStats, STATS_KINDS } from '../kit/rolling-stats';
 import { TemplateCache } from './template-cache';
 
 export { ApiKeyStore, SCOPES, hashApiKey, parseApiKeys, type ApiKey, type Scope } from './auth';
 export { ACTOR_HEADER } from './auth-hook';
-export { ROUTE_SCOPES, guardRouteScopes, scopeOfRoute, type RouteScope } from './route-scopes';
+export { PUBLIC_ROUTES, ROUTE_SCOPES, guardRouteScopes, isPublicRoute, scopeOfRoute, type RouteScope } from './route-scopes';
 export type { CallMeta, ContextClient, LlmClient, RouterClients, TemplatesClient } from './clients';
 export { HttpContextClient, HttpLlmClient, HttpTemplatesClient, TENANT_HEADER, createHttpClients } from './clients-http';
 export { LocalContextClient, LocalLlmClient, LocalTemplatesClient } from './clients-local';
@@ -55,6 +58,8 @@ export interface RouterServiceOptions {
   reconcileIntervalMs?: number;
   /** How often the keys file is stat'ed besides fs.watch. @default 2000 */
   keysPollIntervalMs?: number;
+  /** Where the built console is (`npm run build`). @default build/console (see console.ts) */
+  consoleDir?: string;
 }
 
 /**
@@ -107,6 +112,13 @@ export async function createRouterService(
     redisClients.push(redis);
     limiter = new KeyRateLimiter(redis, config.redisKeyPrefix);
   }
+  // The stats aggregates (per prompt version written here, per provider written by llm) live
+  // in Redis so every replica answers the same.
+  const statsRedis = createRedis(config, 'router-stats');
+  statsRedis.on('error', () => undefined);
+  redisClients.push(statsRedis);
+  const promptStats = new RollingStats({ redis: statsRedis, keyPrefix: config.redisKeyPrefix, kind: STATS_KINDS.prompts, logger });
+  const providerStats = new RollingStats({ redis: statsRedis, keyPrefix: config.redisKeyPrefix, kind: STATS_KINDS.providers, logger });
   const subscriber = createRedis(config, 'router-templates');
   subscriber.on('error', () => undefined);
 
@@ -121,9 +133,15 @@ export async function createRouterService(
   });
   await cache.start();
 
-  // One hook for every route: the scope comes from the route that matched (ROUTE_SCOPES).
-  const auth = authenticate({ keys, limiter, logger }, scopeOfRequest);
-  const chat = createChatHandler({ llm: clients.llm, context: clients.context, templates: cache, logger, registry: ctx.metrics.registry });
+  // One hook for every route: the scope comes from the route that matched (ROUTE_SCOPES); the
+  // public routes (PUBLIC_ROUTES: the console's static assets) need no key.
+  const keyCheck = authenticate({ keys, limiter, logger }, scopeOfRequest);
+  const auth: onRequestAsyncHookHandler = async function (this: FastifyInstance, request, reply) {
+    if (isPublicRoute(request)) return;
+    await keyCheck.call(this, request, reply);
+  };
+  const chat = createChatHandler({ llm: clients.llm, context: clients.context, templates: cache, logger, registry: ctx.metrics.registry, stats: promptStats });
+  const consoleApp = consoleRoutes({ dir: options.consoleDir, logger });
 
   const routes: FastifyPluginAsync = async (app: FastifyInstance) => {
     app.decorateRequest('apiKey', undefined);
@@ -139,6 +157,9 @@ export async function createRouterService(
     });
 
     app.get(PATHS.providers, async (request) => clients.llm.providers({ requestId: request.id, traceContext: request.traceContext }));
+
+    await app.register(statsRoutes({ prompts: promptStats, providers: providerStats }));
+    await app.register(consoleApp);
 
     // The templates and sessions APIs: in-process, the peers' own route plugins run inside this
     // context (so they share the auth hook and the scope guard); in the mesh, they are proxied.
@@ -196,6 +217,8 @@ export async function createRouterService(
     },
     async close() {
       keys?.close();
+      await promptStats.close();
+      await providerStats.close();
       await cache.close();
       await clients.close();
       for (const r of redisClients) await closeRedis(r);

@@ -10,6 +10,8 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { PATHS } from '../../contracts';
 import type { Scope } from './auth';
+import { CONSOLE_PATH } from './console';
+import { STATS_PATHS } from './stats';
 
 /** One row of the route table. */
 export interface RouteScope {
@@ -45,7 +47,27 @@ export const ROUTE_SCOPES: readonly RouteScope[] = [
   { method: 'GET', url: `${S}/:id/messages`, scope: 'admin' },
   { method: 'POST', url: `${S}/:id/messages`, scope: 'admin' },
   { method: 'DELETE', url: `${S}/:id`, scope: 'admin' },
+  { method: 'GET', url: STATS_PATHS.prompt, scope: 'admin' },
+  { method: 'GET', url: STATS_PATHS.providers, scope: 'admin' },
 ];
+
+/**
+ * Routes that need no key: the console's static assets (services/router/console.ts). They hold
+ * no data; everything the console shows comes from the API routes above, with a key.
+ */
+export const PUBLIC_ROUTES: ReadonlyArray<{ method: 'GET'; url: string }> = [
+  { method: 'GET', url: CONSOLE_PATH.slice(0, -1) },
+  { method: 'GET', url: `${CONSOLE_PATH}*` },
+];
+
+const PUBLIC = new Set(PUBLIC_ROUTES.map((r) => `${r.method} ${r.url}`));
+
+/** Whether `request` matched one of {@link PUBLIC_ROUTES} (HEAD is GET). */
+export function isPublicRoute(request: FastifyRequest): boolean {
+  const url = request.routeOptions.url;
+  if (url === undefined) return false;
+  return PUBLIC.has(`${request.method === 'HEAD' ? 'GET' : request.method} ${url}`);
+}
 
 // url -> method -> scope, so a request costs two map lookups and no string building.
 const TABLE = new Map<string, Map<string, Scope>>();
@@ -73,7 +95,7 @@ export function scopeOfRequest(request: FastifyRequest): Scope | undefined {
 export function guardRouteScopes(app: FastifyInstance): void {
   app.addHook('onRoute', (route) => {
     for (const method of Array.isArray(route.method) ? route.method : [route.method]) {
-      if (scopeOfRoute(method, route.url) === undefined) {
+      if (scopeOfRoute(method, route.url) === undefined && !PUBLIC.has(`${method === 'HEAD' ? 'GET' : method} ${route.url}`)) {
         throw new Error(`router route ${method} ${route.url} has no scope: add it to ROUTE_SCOPES (services/router/route-scopes.ts)`);
       }
     }

@@ -42,6 +42,8 @@ export interface RouteInfo {
   method: string;
   url: string;
   schema: RouteOptions['schema'];
+  /** The route needs no key (`config: { public: true }`, e.g. the console's static assets). */
+  public?: boolean;
 }
 
 /** Everything the suite started; `close()` stops it all and removes the database and keys. */
@@ -69,7 +71,8 @@ export async function collectRoutes(plugin: FastifyPluginAsync): Promise<RouteIn
   scratch.addHook('onRoute', (route) => {
     for (const method of Array.isArray(route.method) ? route.method : [route.method]) {
       if (method === 'HEAD' || method === 'OPTIONS') continue;
-      out.push({ method, url: route.url, schema: route.schema });
+      const isPublic = (route.config as { public?: boolean } | undefined)?.public === true;
+      out.push({ method, url: route.url, schema: route.schema, ...(isPublic ? { public: true } : {}) });
     }
   });
   await scratch.register(plugin);
