@@ -70,7 +70,7 @@ for (const [name, objects] of [
   describe(`network paths: ${name}`, () => {
     const svc = (s: string) => podOf(objects, 'Deployment', `${s}-stable`);
     const redis = podOf(objects, 'StatefulSet', 'redis');
-    const gateway: Endpoint = { ns: 'istio-system', labels: { istio: 'ingressgateway' } };
+    const gateway: Endpoint = { ns: 'istio-ingress', labels: { istio: 'ingressgateway' } };
     const istiod: Endpoint = { ns: 'istio-system', labels: { app: 'istiod' } };
     const dns: Endpoint = { ns: 'kube-system', labels: { 'k8s-app': 'kube-dns' } };
     const prometheus: Endpoint = { ns: 'monitoring', labels: { 'app.kubernetes.io/name': 'prometheus' } };

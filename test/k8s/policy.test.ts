@@ -190,7 +190,7 @@ for (const [name, objects] of allOutputs()) {
         const principals = a.spec.rules[0].from[0].source.principals;
         expect(principals).toEqual(
           a.metadata.name === 'router'
-            ? ['cluster.local/ns/istio-system/sa/istio-ingressgateway']
+            ? ['cluster.local/ns/istio-ingress/sa/istio-ingressgateway']
             : [`cluster.local/ns/${ns}/sa/router`],
         );
       }
