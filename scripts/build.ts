@@ -4,7 +4,9 @@
  *    package's `exports` point at: promptmesh/k8s, promptmesh/pulumi, promptmesh/contracts);
  * 2. an esbuild bundle of services/main.ts into build/service.js for the images
  *    (`node build/service.js`, `SERVICE=router|templates|context|llm|all`), with the templates
- *    service's SQL migrations beside it in build/migrations/ (copy both into the image).
+ *    service's SQL migrations beside it in build/migrations/ and the image's entry point
+ *    (scripts/image-entrypoint.sh, which sizes V8's heap from the memory limit) as
+ *    build/entrypoint.sh (copy build/ into the image).
  * Fails when the library output would contain service code.
  *
  * `npm run build -- --bundle-only` makes the image bundle alone (what an image build needs).
@@ -76,6 +78,7 @@ async function main(): Promise<void> {
   const migrations = join(root, 'services/templates/migrations');
   if (!existsSync(migrations)) throw new Error('services/templates/migrations is missing: the bundle needs it');
   cpSync(migrations, join(root, 'build/migrations'), { recursive: true });
+  cpSync(join(root, 'scripts/image-entrypoint.sh'), join(root, 'build/entrypoint.sh'));
 
   const size = statSync(join(root, 'build/service.js')).size;
   process.stdout.write(
