@@ -5,7 +5,7 @@
 import { k8s } from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
 import { REQUESTS_PER_SECOND_METRIC } from './monitoring';
-import { checkCronSchedule, checkImage, checkInt } from './prop-checks';
+import { checkCidr, checkCronSchedule, checkImage, checkInt } from './prop-checks';
 import { restrictedContainerSecurityContext, restrictedPodSecurityContext } from './security-context';
 
 /**
@@ -44,7 +44,17 @@ export interface QuietHours {
    * @default KUBECTL_IMAGE
    */
   readonly image?: string;
+  /**
+   * Where the jobs may connect (TCP 443 and 6443): the API server's endpoint addresses, which
+   * the in-cluster `kubernetes` Service resolves to. On EKS those are ENIs in the VPC's private
+   * subnets; a cluster whose API server has a public address must list it here.
+   * @default API_SERVER_PRIVATE_CIDRS (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16)
+   */
+  readonly apiServerCidrs?: string[];
 }
+
+/** The private IPv4 ranges (RFC 1918): where a VPC-internal API server endpoint lives. */
+export const API_SERVER_PRIVATE_CIDRS: readonly string[] = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16'];
 
 /** Props of {@link TrackAutoscaler}. */
 export interface TrackAutoscalerProps {
@@ -163,6 +173,9 @@ export class QuietHoursSchedule extends Construct {
       throw new Error(`'quietHours.timeZone' must be an IANA time zone such as "Europe/Berlin", got ${JSON.stringify(q.timeZone)}`);
     }
     const image = checkImage(q.image ?? KUBECTL_IMAGE, 'quietHours.image');
+    const apiServerCidrs = q.apiServerCidrs ?? API_SERVER_PRIVATE_CIDRS;
+    if (!Array.isArray(apiServerCidrs) || apiServerCidrs.length === 0) throw new Error(`'quietHours.apiServerCidrs' must list at least one CIDR`);
+    apiServerCidrs.forEach((c, i) => checkCidr(c, `quietHours.apiServerCidrs[${i}]`));
     const { namespace, labels } = props;
     const component = { ...labels, 'app.kubernetes.io/component': 'quiet-hours' };
     const podLabels = { ...component, 'promptmesh.io/quiet-hours': props.name, 'sidecar.istio.io/inject': 'false' };
@@ -191,7 +204,8 @@ export class QuietHoursSchedule extends Construct {
       subjects: [{ kind: 'ServiceAccount', name: objectName, namespace }],
     });
     // Default deny covers these pods too: they need the API server (443 on EKS, 6443 on most
-    // others) and nothing else; the in-cluster config uses its IP, so no DNS.
+    // others) and nothing else; the in-cluster config uses its IP, so no DNS. Policies see the
+    // API server's endpoint addresses (after the Service's DNAT), hence CIDRs.
     new k8s.KubeNetworkPolicy(this, 'NetworkPolicy', {
       metadata: { name: objectName, namespace, labels: component },
       spec: {
@@ -199,7 +213,7 @@ export class QuietHoursSchedule extends Construct {
         policyTypes: ['Ingress', 'Egress'],
         egress: [
           {
-            to: [{ ipBlock: { cidr: '0.0.0.0/0' } }],
+            to: apiServerCidrs.map((cidr) => ({ ipBlock: { cidr } })),
             ports: [443, 6443].map((port) => ({ protocol: 'TCP', port: k8s.IntOrString.fromNumber(port) })),
           },
         ],

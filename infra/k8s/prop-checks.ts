@@ -115,3 +115,12 @@ export function checkCronSchedule(value: unknown, prop: string): string {
   }
   return value as string;
 }
+
+/** Throws naming `prop` unless `value` is an IPv4 CIDR such as `10.0.0.0/8`. */
+export function checkCidr(value: unknown, prop: string): string {
+  const m = typeof value === 'string' ? /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/.exec(value) : null;
+  if (!m || m.slice(1, 5).some((o) => Number(o) > 255) || Number(m[5]) > 32) {
+    throw new Error(`'${prop}' must be an IPv4 CIDR such as "10.0.0.0/8", got ${JSON.stringify(value)}`);
+  }
+  return value as string;
+}

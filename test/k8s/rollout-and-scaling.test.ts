@@ -8,6 +8,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { Testing } from 'cdk8s';
 import { describe, expect, it } from 'vitest';
 import {
+  API_SERVER_PRIVATE_CIDRS,
   EXIT_MARGIN_SECONDS,
   KUBECTL_IMAGE,
   LONGEST_STREAM_SECONDS,
@@ -147,6 +148,13 @@ describe('autoscaling', () => {
       // Not selected by the service's own Service or policies.
       expect(pod.metadata.labels['app.kubernetes.io/name']).toBe(`${svc}-quiet-hours`);
       expect(pod.spec.serviceAccountName).toBe(`${svc}-quiet-hours`);
+      const policy = objects.find((o) => o.kind === 'NetworkPolicy' && o.metadata.name === `${svc}-quiet-hours`);
+      expect(policy.spec.podSelector.matchLabels).toEqual({ 'promptmesh.io/quiet-hours': svc });
+      expect(pod.metadata.labels['promptmesh.io/quiet-hours']).toBe(svc);
+      expect(policy.spec.egress).toEqual([
+        { to: API_SERVER_PRIVATE_CIDRS.map((cidr) => ({ ipBlock: { cidr } })), ports: [{ protocol: 'TCP', port: 443 }, { protocol: 'TCP', port: 6443 }] },
+      ]);
+      expect(policy.spec.ingress).toBeUndefined();
       for (const c of pod.spec.containers) {
         expect(c.image).toBe(KUBECTL_IMAGE);
         expect(c.securityContext).toMatchObject({ runAsNonRoot: true, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
@@ -162,6 +170,7 @@ describe('autoscaling', () => {
     expect(svc({ start: '0 22 * * *', end: '0 6 * * *', minReplicas: 5 })).toThrow(/'quietHours.minReplicas' \(5\) must not be above 'minReplicas' \(2\)/);
     expect(svc({ start: '0 22 * * *', end: '0 6 * * *', timeZone: 'Mars time' })).toThrow(/'quietHours.timeZone' must be an IANA time zone/);
     expect(svc({ start: '0 22 * * *', end: '0 6 * * *', image: 'not an image' })).toThrow(/'quietHours.image' must be an image reference/);
+    expect(svc({ start: '0 22 * * *', end: '0 6 * * *', apiServerCidrs: ['10.0.0.0/33'] })).toThrow(/'quietHours.apiServerCidrs\[0\]' must be an IPv4 CIDR/);
   });
 });
 
