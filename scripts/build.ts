@@ -4,7 +4,9 @@
  *    package's `exports` point at: promptmesh/k8s, promptmesh/pulumi, promptmesh/contracts);
  * 2. an esbuild bundle of services/main.ts into build/service.js for the images
  *    (`node build/service.js`, `SERVICE=router|templates|context|llm|all`), with the templates
- *    service's SQL migrations beside it in build/migrations/ (copy both into the image);
+ *    service's SQL migrations beside it in build/migrations/ and the image's entry point
+ *    (scripts/image-entrypoint.sh, which sizes V8's heap from the memory limit) as
+ *    build/entrypoint.sh (copy build/ into the image);
  * 3. the console (console/, served by the router at /console/) into build/console/.
  * Fails when the library output would contain service code.
  *
@@ -78,6 +80,7 @@ async function main(): Promise<void> {
   const migrations = join(root, 'services/templates/migrations');
   if (!existsSync(migrations)) throw new Error('services/templates/migrations is missing: the bundle needs it');
   cpSync(migrations, join(root, 'build/migrations'), { recursive: true });
+  cpSync(join(root, 'scripts/image-entrypoint.sh'), join(root, 'build/entrypoint.sh'));
 
   // The router serves the console from console/ beside the bundle (services/router/console.ts).
   const consoleAssets = await buildConsole(join(root, 'build/console'));

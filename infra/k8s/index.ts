@@ -15,3 +15,8 @@ export * from './resources';
 // Explicit, so it wins over any same-named type the data-store modules re-export.
 export type { ContainerResources, ResourceQuantities } from './resources';
 export { TRACK_LABEL, PART_OF } from './labels';
+export * from './autoscaling';
+export * from './shutdown';
+export * from './service-monitoring';
+export * from './service-workload';
+export * from './security-context';

@@ -7,32 +7,9 @@ export const MANAGED_BY = 'cdk8s';
 /** Pod label naming the release track (`stable`, `canary`, `blue`, `green`, ...); DestinationRule subsets select on it. */
 export const TRACK_LABEL = 'track';
 
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
-
-/** Throws naming `prop` unless `value` is a DNS-1123 label of at most `max` characters. */
-export function checkDnsLabel(value: unknown, prop: string, max = 63): string {
-  if (typeof value !== 'string' || value.length === 0 || value.length > max || !DNS_LABEL.test(value)) {
-    throw new Error(
-      `'${prop}' must be a DNS label (lowercase letters, digits and '-', starting and ending with a letter or digit, at most ${max} characters), got ${JSON.stringify(value)}`,
-    );
-  }
-  return value;
-}
-
-/** Throws naming `prop` unless every key and value is a valid Kubernetes label. */
-export function checkLabels(labels: Record<string, string>, prop: string): Record<string, string> {
-  for (const [key, value] of Object.entries(labels)) {
-    const name = key.includes('/') ? key.slice(key.lastIndexOf('/') + 1) : key;
-    if (!name || name.length > 63 || !LABEL_VALUE.test(name) || key.length > 316) {
-      throw new Error(`'${prop}' has an invalid label key ${JSON.stringify(key)}`);
-    }
-    if (typeof value !== 'string' || value.length > 63 || !LABEL_VALUE.test(value)) {
-      throw new Error(`'${prop}' has an invalid value for label ${JSON.stringify(key)}: ${JSON.stringify(value)}`);
-    }
-  }
-  return labels;
-}
+// The checks moved to prop-checks.ts (one module for every construct's props); re-exported
+// for the modules that import them from here.
+export { checkDnsLabel, checkLabels } from './prop-checks';
 
 /**
  * The version label value of an image reference: its tag, or the first 12 hex digits of its

@@ -1,8 +1,19 @@
-import { ApiObject } from 'cdk8s';
 import { Construct } from 'constructs';
 import { PATHS, SERVICE_NAMES, type ServiceName } from '../../contracts/index';
-import { checkDnsLabel, MANAGED_BY, PART_OF, TRACK_LABEL } from './labels';
+import {
+  DestinationRule,
+  DestinationRuleSpecTrafficPolicyTlsMode,
+  Gateway,
+  GatewaySpecServersTlsMinProtocolVersion,
+  GatewaySpecServersTlsMode,
+  VirtualService,
+  type VirtualServiceSpecHttp,
+} from '../../imports/networking.istio.io';
+import { AuthorizationPolicy, AuthorizationPolicySpecAction, PeerAuthentication, PeerAuthenticationSpecMtlsMode } from '../../imports/security.istio.io';
+import { MANAGED_BY, PART_OF, TRACK_LABEL } from './labels';
 import type { PromptService } from './prompt-service';
+import { checkDnsLabel, checkDuration, checkInt, durationSeconds } from './prop-checks';
+import { DEFAULT_ROUTE_TIMEOUT_SECONDS } from './shutdown';
 
 /** Who may call a service: another service, or the Istio ingress gateway. */
 export type Caller = ServiceName | 'ingress-gateway';
@@ -18,15 +29,48 @@ export const DEFAULT_CALLERS: Readonly<Record<ServiceName, readonly Caller[]>> =
   llm: ['router'],
 };
 
+/**
+ * Path prefixes the public ingress routes to the router (DESIGN.md "The public surface"): the
+ * API and the console. Everything else (`/metrics`, `/healthz`, `/readyz`) is reached only
+ * inside the mesh: the gateway has no route for it and the router's AuthorizationPolicy refuses
+ * the gateway's identity on it.
+ */
+export const PUBLIC_PATH_PREFIXES: readonly string[] = ['/v1/', '/console/'];
+
+/**
+ * The ingress gateway the Pulumi program's platform installs (istio `gateway` Helm chart,
+ * release `istio-ingressgateway` in namespace `istio-ingress`; the chart names the
+ * ServiceAccount after the release and labels the pods `istio: ingressgateway`).
+ */
+export const DEFAULT_INGRESS_GATEWAY = {
+  namespace: 'istio-ingress',
+  serviceAccount: 'istio-ingressgateway',
+  selector: { istio: 'ingressgateway' },
+} as const;
+
+/**
+ * The ingress gateway `istioctl install` (the `default` profile) makes, for clusters set up that
+ * way: pass it as `ingressGateway`. Its identity is
+ * `cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account`.
+ */
+export const ISTIOCTL_INGRESS_GATEWAY = {
+  namespace: 'istio-system',
+  serviceAccount: 'istio-ingressgateway-service-account',
+  selector: { istio: 'ingressgateway' },
+} as const;
+
 /** The Istio ingress gateway the router is exposed through. */
 export interface IngressGatewayOptions {
   /**
    * Namespace the ingress gateway runs in.
-   * @default 'istio-system'
+   * @default 'istio-ingress' (DEFAULT_INGRESS_GATEWAY: what the Pulumi platform installs)
    */
   readonly namespace?: string;
   /**
-   * ServiceAccount of the ingress gateway pods (their mTLS identity).
+   * ServiceAccount of the ingress gateway pods (their mTLS identity: the router admits
+   * `<trustDomain>/ns/<namespace>/sa/<serviceAccount>` on the public paths only). An
+   * `istioctl install` names it `istio-ingressgateway-service-account` in `istio-system`
+   * (ISTIOCTL_INGRESS_GATEWAY).
    * @default 'istio-ingressgateway'
    */
   readonly serviceAccount?: string;
@@ -57,11 +101,30 @@ export interface GatewayOptions {
   readonly name?: string;
 }
 
-/** Outlier detection of every DestinationRule. */
+/**
+ * Outlier detection of every DestinationRule: which failures eject one pod from the others'
+ * load balancing. The services answer 502, 503 and 504 themselves when something behind them
+ * fails (llm when a provider is down, templates when PostgreSQL is), and every pod sees the
+ * same outage: counting those answers would eject healthy pods. So by default only failures of
+ * the pod itself count, the gateway errors the client's proxy sees locally (connect failures,
+ * resets, timeouts): `splitExternalLocalOriginErrors` on, `consecutiveLocalOriginFailures`.
+ */
 export interface OutlierDetectionOptions {
   /**
-   * Consecutive 5xx answers that eject an endpoint.
+   * Consecutive locally originated failures (connect failure, reset, timeout) that eject an endpoint.
    * @default 5
+   */
+  readonly consecutiveLocalOriginFailures?: number;
+  /**
+   * Consecutive 502/503/504 answers that eject an endpoint, 0 for off. Off by default: the
+   * services answer these for a failing dependency (a provider outage), not for themselves.
+   * @default 0
+   */
+  readonly consecutiveGatewayErrors?: number;
+  /**
+   * Consecutive 5xx answers that eject an endpoint, 0 for off (Istio's own default is 5, which
+   * ejects healthy llm pods during a provider outage).
+   * @default 0
    */
   readonly consecutive5xxErrors?: number;
   /**
@@ -126,7 +189,7 @@ export interface MeshProps {
   readonly gateway?: GatewayOptions | false;
   /**
    * The Istio ingress gateway's namespace, identity and labels.
-   * @default namespace 'istio-system', service account 'istio-ingressgateway', selector { istio: 'ingressgateway' }
+   * @default DEFAULT_INGRESS_GATEWAY: namespace 'istio-ingress', service account 'istio-ingressgateway', selector { istio: 'ingressgateway' }
    */
   readonly ingressGateway?: IngressGatewayOptions;
   /**
@@ -141,8 +204,9 @@ export interface MeshProps {
   readonly trustDomain?: string;
   /**
    * Route timeout per service (Istio duration). Completions stream for minutes, so router and
-   * llm get long ones.
-   * @default router 300s, llm 300s, templates 10s, context 5s
+   * llm get long ones. Each must be at most the service's `shutdownTimeoutSeconds`, or a
+   * rollout would cut requests the route still allows (checked).
+   * @default router 300s, llm 300s, templates 10s, context 5s (DEFAULT_ROUTE_TIMEOUT_SECONDS)
    */
   readonly timeouts?: Partial<Record<ServiceName, string>>;
   /**
@@ -153,7 +217,7 @@ export interface MeshProps {
   readonly retryAttempts?: number;
   /**
    * Outlier detection of every DestinationRule.
-   * @default 5 consecutive 5xx, 10s interval, 30s ejection, at most 50% ejected
+   * @default 5 consecutive local-origin failures (no status codes), 10s interval, 30s ejection, at most 50% ejected
    */
   readonly outlierDetection?: OutlierDetectionOptions;
   /**
@@ -163,23 +227,9 @@ export interface MeshProps {
   readonly connectionPool?: ConnectionPoolOptions;
 }
 
-const DEFAULT_TIMEOUTS: Record<ServiceName, string> = { router: '300s', llm: '300s', templates: '10s', context: '5s' };
-const DURATION = /^\d+(\.\d+)?(ms|s|m|h)$/;
-
-function checkDuration(value: string, prop: string): string {
-  if (typeof value !== 'string' || !DURATION.test(value)) {
-    throw new Error(`'${prop}' must be a duration such as "10s" or "500ms", got ${JSON.stringify(value)}`);
-  }
-  return value;
-}
-
-function checkInt(value: number | undefined, fallback: number, prop: string, min: number, max: number): number {
-  const v = value ?? fallback;
-  if (!Number.isInteger(v) || v < min || v > max) {
-    throw new Error(`'${prop}' must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`);
-  }
-  return v;
-}
+const DEFAULT_TIMEOUTS = Object.fromEntries(
+  Object.entries(DEFAULT_ROUTE_TIMEOUT_SECONDS).map(([svc, seconds]) => [svc, `${seconds}s`]),
+) as Record<ServiceName, string>;
 
 /**
  * The Istio side of the prompt system:
@@ -187,8 +237,10 @@ function checkInt(value: number | undefined, fallback: number, prop: string, min
  * - per service a DestinationRule (one subset per release track, ISTIO_MUTUAL, outlier detection,
  *   connection pool) and a VirtualService (weights per track, retries, timeout);
  * - per service an AuthorizationPolicy that admits only its callers (by mTLS identity), plus
- *   `GET /metrics` from the monitoring namespace for a meshed Prometheus;
- * - the Gateway for the router and the VirtualService that binds it.
+ *   `GET /metrics` from the monitoring namespace for a meshed Prometheus; the ingress gateway's
+ *   identity only on the public paths (PUBLIC_PATH_PREFIXES);
+ * - the Gateway for the router and the VirtualService that binds it, routing only the public
+ *   paths (anything else gets Istio's 404 at the gateway).
  *
  * Metrics scraping under STRICT mTLS goes through the Istio agent's merged metrics on port
  * 15020 (see `PromptService` `metricsScraping`), which the sidecar does not intercept, so no
@@ -201,6 +253,10 @@ export class Mesh extends Construct {
   public readonly callers: Readonly<Record<string, readonly Caller[]>>;
   /** Name of the Gateway, or undefined without one. */
   public readonly gatewayName?: string;
+  /** The ingress gateway's mTLS identity, e.g. `cluster.local/ns/istio-ingress/sa/istio-ingressgateway`. */
+  public readonly ingressGatewayPrincipal: string;
+  /** The ingress gateway's namespace, identity and labels, after defaults. */
+  public readonly ingressGateway: Required<IngressGatewayOptions>;
 
   constructor(scope: Construct, id: string, props: MeshProps) {
     super(scope, id);
@@ -218,16 +274,21 @@ export class Mesh extends Construct {
       byService.set(svc.service, svc);
     }
     const ingress = {
-      namespace: checkDnsLabel(props.ingressGateway?.namespace ?? 'istio-system', 'ingressGateway.namespace'),
-      serviceAccount: props.ingressGateway?.serviceAccount ?? 'istio-ingressgateway',
-      selector: props.ingressGateway?.selector ?? { istio: 'ingressgateway' },
+      namespace: checkDnsLabel(props.ingressGateway?.namespace ?? DEFAULT_INGRESS_GATEWAY.namespace, 'ingressGateway.namespace'),
+      serviceAccount: checkDnsLabel(props.ingressGateway?.serviceAccount ?? DEFAULT_INGRESS_GATEWAY.serviceAccount, 'ingressGateway.serviceAccount', 253),
+      selector: props.ingressGateway?.selector ?? { ...DEFAULT_INGRESS_GATEWAY.selector },
     };
+    this.ingressGatewayPrincipal = `${props.trustDomain ?? 'cluster.local'}/ns/${ingress.namespace}/sa/${ingress.serviceAccount}`;
+    this.ingressGateway = { ...ingress, selector: { ...ingress.selector } };
     const monitoringNamespace = checkDnsLabel(props.monitoringNamespace ?? 'monitoring', 'monitoringNamespace');
     const trustDomain = props.trustDomain ?? 'cluster.local';
     const retryAttempts = checkInt(props.retryAttempts, 2, 'retryAttempts', 0, 10);
     const od = props.outlierDetection ?? {};
     const outlierDetection = {
-      consecutive5xxErrors: checkInt(od.consecutive5xxErrors, 5, 'outlierDetection.consecutive5xxErrors', 1, 1000),
+      splitExternalLocalOriginErrors: true,
+      consecutiveLocalOriginFailures: checkInt(od.consecutiveLocalOriginFailures, 5, 'outlierDetection.consecutiveLocalOriginFailures', 1, 1000),
+      consecutiveGatewayErrors: checkInt(od.consecutiveGatewayErrors, 0, 'outlierDetection.consecutiveGatewayErrors', 0, 1000),
+      consecutive5XxErrors: checkInt(od.consecutive5xxErrors, 0, 'outlierDetection.consecutive5xxErrors', 0, 1000),
       interval: checkDuration(od.interval ?? '10s', 'outlierDetection.interval'),
       baseEjectionTime: checkDuration(od.baseEjectionTime ?? '30s', 'outlierDetection.baseEjectionTime'),
       maxEjectionPercent: checkInt(od.maxEjectionPercent, 50, 'outlierDetection.maxEjectionPercent', 0, 100),
@@ -265,20 +326,26 @@ export class Mesh extends Construct {
     const labels = { 'app.kubernetes.io/part-of': PART_OF, 'app.kubernetes.io/managed-by': MANAGED_BY };
     const meta = (name: string) => ({ name, namespace: this.namespace, labels });
 
-    new ApiObject(this, 'PeerAuthentication', {
-      apiVersion: 'security.istio.io/v1beta1',
-      kind: 'PeerAuthentication',
+    new PeerAuthentication(this, 'PeerAuthentication', {
       metadata: meta('default'),
-      spec: { mtls: { mode: 'STRICT' } },
+      spec: { mtls: { mode: PeerAuthenticationSpecMtlsMode.STRICT } },
     });
 
     const principal = (caller: Caller): string =>
       caller === 'ingress-gateway'
-        ? `${trustDomain}/ns/${ingress.namespace}/sa/${ingress.serviceAccount}`
+        ? this.ingressGatewayPrincipal
         : `${trustDomain}/ns/${this.namespace}/sa/${byService.get(caller)!.serviceAccountName}`;
 
     const timeouts = { ...DEFAULT_TIMEOUTS, ...(props.timeouts ?? {}) };
     for (const [svcName, t] of Object.entries(timeouts)) checkDuration(t, `timeouts.${svcName}`);
+    for (const svc of byService.values()) {
+      const routeSeconds = durationSeconds(timeouts[svc.service]);
+      if (routeSeconds > svc.shutdownTimeoutSeconds) {
+        throw new Error(
+          `'timeouts.${svc.service}' (${timeouts[svc.service]}) is longer than ${svc.name}'s shutdownTimeoutSeconds (${svc.shutdownTimeoutSeconds}): a rollout would cut requests the route still allows; raise shutdownTimeoutSeconds or lower the timeout`,
+        );
+      }
+    }
 
     const routeFor = (svc: PromptService) =>
       svc.tracks.map((track) => ({
@@ -286,48 +353,51 @@ export class Mesh extends Construct {
         weight: svc.trafficWeights[track]!,
       }));
     const retries = retryAttempts > 0 ? { attempts: retryAttempts, retryOn: 'connect-failure,refused-stream,unavailable' } : { attempts: 0 };
+    const port = (svc: PromptService) => [String(svc.port)];
 
     for (const svc of byService.values()) {
-      new ApiObject(this, `DestinationRule-${svc.service}`, {
-        apiVersion: 'networking.istio.io/v1beta1',
-        kind: 'DestinationRule',
+      new DestinationRule(this, `DestinationRule-${svc.service}`, {
         metadata: meta(svc.name),
         spec: {
           host: svc.host,
           trafficPolicy: {
-            tls: { mode: 'ISTIO_MUTUAL' },
+            tls: { mode: DestinationRuleSpecTrafficPolicyTlsMode.ISTIO_UNDERSCORE_MUTUAL },
             connectionPool,
             outlierDetection,
           },
           subsets: svc.tracks.map((track) => ({ name: track, labels: { [TRACK_LABEL]: track } })),
         },
       });
-      new ApiObject(this, `VirtualService-${svc.service}`, {
-        apiVersion: 'networking.istio.io/v1beta1',
-        kind: 'VirtualService',
+      new VirtualService(this, `VirtualService-${svc.service}`, {
         metadata: meta(svc.name),
         spec: {
           hosts: [svc.host],
           http: [{ name: 'tracks', route: routeFor(svc), timeout: timeouts[svc.service], retries }],
         },
       });
-      new ApiObject(this, `AuthorizationPolicy-${svc.service}`, {
-        apiVersion: 'security.istio.io/v1beta1',
-        kind: 'AuthorizationPolicy',
+      const list = callers[svc.service]!;
+      const meshCallers = list.filter((c) => c !== 'ingress-gateway');
+      const rules = [];
+      if (meshCallers.length > 0) {
+        rules.push({ from: [{ source: { principals: meshCallers.map(principal) } }], to: [{ operation: { ports: port(svc) } }] });
+      }
+      if (list.includes('ingress-gateway')) {
+        // The internet's way in: the public paths only, never /metrics, /healthz or /readyz.
+        rules.push({
+          from: [{ source: { principals: [principal('ingress-gateway')] } }],
+          to: [{ operation: { ports: port(svc), paths: PUBLIC_PATH_PREFIXES.map((p) => `${p}*`) } }],
+        });
+      }
+      rules.push({
+        from: [{ source: { namespaces: [monitoringNamespace] } }],
+        to: [{ operation: { methods: ['GET'], paths: [PATHS.metrics], ports: port(svc) } }],
+      });
+      new AuthorizationPolicy(this, `AuthorizationPolicy-${svc.service}`, {
         metadata: meta(svc.name),
         spec: {
           selector: { matchLabels: { ...svc.selectorLabels } },
-          action: 'ALLOW',
-          rules: [
-            {
-              from: [{ source: { principals: callers[svc.service]!.map(principal) } }],
-              to: [{ operation: { ports: [String(svc.port)] } }],
-            },
-            {
-              from: [{ source: { namespaces: [monitoringNamespace] } }],
-              to: [{ operation: { methods: ['GET'], paths: [PATHS.metrics], ports: [String(svc.port)] } }],
-            },
-          ],
+          action: AuthorizationPolicySpecAction.ALLOW,
+          rules,
         },
       });
     }
@@ -347,9 +417,7 @@ export class Mesh extends Construct {
       const tls = gw.tlsCredentialName;
       if (tls !== undefined) checkDnsLabel(tls, 'gateway.tlsCredentialName', 253);
       this.gatewayName = gatewayName;
-      new ApiObject(this, 'Gateway', {
-        apiVersion: 'networking.istio.io/v1beta1',
-        kind: 'Gateway',
+      new Gateway(this, 'Gateway', {
         metadata: meta(gatewayName),
         spec: {
           selector: { ...ingress.selector },
@@ -359,21 +427,31 @@ export class Mesh extends Construct {
                   {
                     port: { number: 443, name: 'https', protocol: 'HTTPS' },
                     hosts,
-                    tls: { mode: 'SIMPLE', credentialName: tls, minProtocolVersion: 'TLSV1_2' },
+                    tls: {
+                      mode: GatewaySpecServersTlsMode.SIMPLE,
+                      credentialName: tls,
+                      minProtocolVersion: GatewaySpecServersTlsMinProtocolVersion.TLSV1_UNDERSCORE_2,
+                    },
                   },
                   { port: { number: 80, name: 'http', protocol: 'HTTP' }, hosts, tls: { httpsRedirect: true } },
                 ]
               : [{ port: { number: 80, name: 'http', protocol: 'HTTP' }, hosts }],
         },
       });
-      new ApiObject(this, 'VirtualService-gateway', {
-        apiVersion: 'networking.istio.io/v1beta1',
-        kind: 'VirtualService',
+      // One route per public prefix; a request matching none gets the gateway's 404.
+      const publicRoutes: VirtualServiceSpecHttp[] = PUBLIC_PATH_PREFIXES.map((prefix) => ({
+        name: prefix.replace(/\//g, '') || 'root',
+        match: [{ uri: { prefix } }],
+        route: routeFor(router),
+        timeout: timeouts.router,
+        retries,
+      }));
+      new VirtualService(this, 'VirtualService-gateway', {
         metadata: meta(`${router.name}-gateway`),
         spec: {
           hosts,
           gateways: [`${this.namespace}/${gatewayName}`],
-          http: [{ name: 'tracks', route: routeFor(router), timeout: timeouts.router, retries }],
+          http: publicRoutes,
         },
       });
     }

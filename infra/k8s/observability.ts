@@ -3,10 +3,10 @@
  * PrometheusRule (prometheus-operator), and its Grafana dashboards as ConfigMaps for the
  * Grafana dashboard sidecar (kube-prometheus-stack's Grafana runs one).
  */
-import { ApiObject } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
 import { stringify } from 'yaml';
+import { PrometheusRule, PrometheusRuleSpecGroupsRulesExpr } from '../../imports/monitoring.coreos.com';
 import { DEFAULT_PROMETHEUS_SELECTOR_LABELS, checkName, resolveNamespace } from './data-store';
 import { llmDashboard, overviewDashboard, type Dashboard } from './observability/dashboards';
 import { DEFAULT_RUNBOOK_BASE_URL, ruleGroups, type RuleGroup, type RuleOptions } from './observability/rules';
@@ -118,7 +118,7 @@ export class Observability extends Construct {
   /** The dashboards (Grafana JSON models), by file name. */
   public readonly dashboards: Readonly<Record<string, Dashboard>>;
   /** The PrometheusRule. */
-  public readonly prometheusRule: ApiObject;
+  public readonly prometheusRule: PrometheusRule;
   /** The dashboard ConfigMaps. */
   public readonly dashboardConfigMaps: k8s.KubeConfigMap[];
 
@@ -182,11 +182,14 @@ export class Observability extends Construct {
     const labels = { 'app.kubernetes.io/name': 'promptmesh', 'app.kubernetes.io/component': 'observability', 'app.kubernetes.io/part-of': 'promptmesh' };
 
     this.ruleGroups = ruleGroups(options);
-    this.prometheusRule = new ApiObject(this, 'rules', {
-      apiVersion: 'monitoring.coreos.com/v1',
-      kind: 'PrometheusRule',
+    this.prometheusRule = new PrometheusRule(this, 'rules', {
       metadata: { name: `${name}-rules`, namespace, labels: { ...labels, ...ruleLabels } },
-      spec: { groups: this.ruleGroups.map((g) => ({ ...g, rules: g.rules.map((r) => ({ ...r })) })) },
+      spec: {
+        groups: this.ruleGroups.map((g) => ({
+          ...g,
+          rules: g.rules.map((r) => ({ ...r, expr: PrometheusRuleSpecGroupsRulesExpr.fromString(r.expr) })),
+        })),
+      },
     });
 
     this.dashboards = {

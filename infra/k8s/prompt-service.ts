@@ -1,17 +1,29 @@
 import { createHash } from 'node:crypto';
-import { ApiObject } from 'cdk8s';
+import { k8s } from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
 import { DEFAULT_PORT, ENV, PATHS, SERVICE_NAMES, type ServiceName } from '../../contracts/index';
-import { canonicalJson, checkDnsLabel, checkLabels, imageVersion, MANAGED_BY, PART_OF, TRACK_LABEL } from './labels';
+import { type QuietHours, QuietHoursSchedule, TrackAutoscaler } from './autoscaling';
+import { canonicalJson, imageVersion, MANAGED_BY, PART_OF, TRACK_LABEL } from './labels';
+import { MONITOR_LABELS } from './monitoring';
+import { CAPACITIES, type Capacity } from './placement';
 import {
-  ISTIO_MERGED_METRICS_PATH,
-  ISTIO_MERGED_METRICS_PORT,
-  JOB_LABEL,
-  MONITOR_LABELS,
-  REQUESTS_PER_SECOND_METRIC,
-} from './monitoring';
-import { CAPACITIES, type Capacity, placementFor } from './placement';
+  checkDnsLabel,
+  checkDnsSubdomain,
+  checkDuration,
+  checkEnvName,
+  checkImage,
+  checkInt,
+  checkLabels,
+  checkMountedFile,
+  checkOneOf,
+} from './prop-checks';
 import { type ContainerResources, validateResources } from './resources';
+import { METRICS_SCRAPING, type MetricsScraping, ServiceScraping } from './service-monitoring';
+import { TrackWorkload } from './service-workload';
+import { DEFAULT_DRAIN_SECONDS, DEFAULT_ROUTE_TIMEOUT_SECONDS } from './shutdown';
+
+export type { MetricsScraping } from './service-monitoring';
+export type { QuietHours } from './autoscaling';
 
 /** Requests and limits a service gets when none are given: fits a Node.js service at moderate load. */
 export const DEFAULT_SERVICE_RESOURCES: ContainerResources = {
@@ -115,9 +127,6 @@ export interface EnvVar {
   };
 }
 
-/** How Prometheus scrapes the service's metrics. */
-export type MetricsScraping = 'istio-agent' | 'app';
-
 /** Props of {@link PromptService}. */
 export interface PromptServiceProps {
   /** Which of the four services this is; becomes `SERVICE` in the container. */
@@ -166,8 +175,8 @@ export interface PromptServiceProps {
    */
   readonly maxReplicas?: number;
   /**
-   * Average CPU utilisation (percent of requests) the HPA aims at.
-   * @default 70
+   * Average CPU utilisation (percent of requests) the HPA aims at (DESIGN.md: scale out at 50%).
+   * @default 50
    */
   readonly targetCpuUtilization?: number;
   /**
@@ -238,10 +247,18 @@ export interface PromptServiceProps {
   readonly drainSeconds?: number;
   /**
    * Seconds in-flight requests (streams too) get to finish after SIGTERM
-   * (`SHUTDOWN_TIMEOUT_MS`). The termination grace period is drain + this + 5.
-   * @default 25
+   * (`SHUTDOWN_TIMEOUT_MS`). It must cover the service's route timeout in {@link Mesh} (which
+   * checks it), or a rollout cuts the longest stream the mesh allows. The termination grace
+   * period is drain + this + 5 (see shutdown.ts).
+   * @default the service's default route timeout: 300 for router and llm (the longest stream), 10 for templates, 5 for context
    */
   readonly shutdownTimeoutSeconds?: number;
+  /**
+   * Lower replica floors during quiet hours: two CronJobs patch the HPAs' `minReplicas` down
+   * at `start` and back at `end`, with a Role allowed to patch only these HPAs.
+   * @default none: the floor is `minReplicas` at every hour
+   */
+  readonly quietHours?: QuietHours;
   /**
    * Numeric user and group the container runs as.
    * @default 10001
@@ -273,21 +290,6 @@ export interface PromptServiceProps {
 
 const SECRET_LIKE_NAME = /(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIALS?)$/i;
 const URL_WITH_PASSWORD = /^[a-z][a-z0-9+.-]*:\/\/[^/@:\s]*:[^/@\s]+@/i;
-
-function int(value: number | undefined, fallback: number, prop: string, min: number, max: number): number {
-  const v = value ?? fallback;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw new Error(`'${prop}' must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`);
-  }
-  return v;
-}
-
-function checkImage(image: unknown, prop: string): string {
-  if (typeof image !== 'string' || !/^[a-z0-9][a-z0-9._\-/:@]*$/i.test(image) || image.length > 512) {
-    throw new Error(`'${prop}' must be an image reference such as "ghcr.io/promptmesh/promptmesh:0.1.0", got ${JSON.stringify(image)}`);
-  }
-  return image;
-}
 
 /** A track after defaults and validation. */
 interface ResolvedTrack {
@@ -332,7 +334,15 @@ export class PromptService extends Construct {
   /** How metrics are scraped. */
   public readonly metricsScraping: MetricsScraping;
   /** The Deployments, one per track. */
-  public readonly deployments: readonly ApiObject[];
+  public readonly deployments: readonly k8s.KubeDeployment[];
+  /** The HPAs, one per track. */
+  public readonly autoscalers: readonly TrackAutoscaler[];
+  /** Seconds in-flight requests get after SIGTERM (`SHUTDOWN_TIMEOUT_MS`). */
+  public readonly shutdownTimeoutSeconds: number;
+  /** The pods' termination grace period. */
+  public readonly terminationGracePeriodSeconds: number;
+  /** The quiet hours schedule, when `quietHours` is set. */
+  public readonly quietHours?: QuietHoursSchedule;
 
   constructor(scope: Construct, id: string, props: PromptServiceProps) {
     super(scope, id);
@@ -345,39 +355,27 @@ export class PromptService extends Construct {
     const instance = checkDnsLabel(props.instance ?? 'promptmesh', 'instance');
     this.serviceAccountName = this.name;
     this.port = DEFAULT_PORT;
-    this.metricsScraping = props.metricsScraping ?? 'istio-agent';
-    if (!['istio-agent', 'app'].includes(this.metricsScraping)) {
-      throw new Error(`'metricsScraping' must be one of istio-agent, app, got ${JSON.stringify(props.metricsScraping)}`);
-    }
-    const capacity = props.capacity ?? 'on-demand';
-    if (!CAPACITIES.includes(capacity)) {
-      throw new Error(`'capacity' must be one of ${CAPACITIES.join(', ')}, got ${JSON.stringify(props.capacity)}`);
-    }
-    const minReplicas = int(props.minReplicas, 2, 'minReplicas', 1, 1000);
-    const maxReplicas = int(props.maxReplicas, Math.max(10, minReplicas), 'maxReplicas', 1, 1000);
+    this.metricsScraping = checkOneOf(props.metricsScraping ?? 'istio-agent', METRICS_SCRAPING, 'metricsScraping');
+    const capacity = checkOneOf(props.capacity ?? 'on-demand', CAPACITIES, 'capacity');
+    const minReplicas = checkInt(props.minReplicas, 2, 'minReplicas', 1, 1000);
+    const maxReplicas = checkInt(props.maxReplicas, Math.max(10, minReplicas), 'maxReplicas', 1, 1000);
     if (minReplicas > maxReplicas) {
       throw new Error(`'minReplicas' (${minReplicas}) must be less than or equal to 'maxReplicas' (${maxReplicas})`);
     }
-    const targetCpu = int(props.targetCpuUtilization, 70, 'targetCpuUtilization', 10, 100);
-    const targetRps = int(props.targetRequestsPerSecond, 50, 'targetRequestsPerSecond', 1, 100_000);
+    const targetCpu = checkInt(props.targetCpuUtilization, 50, 'targetCpuUtilization', 10, 100);
+    const targetRps = checkInt(props.targetRequestsPerSecond, 50, 'targetRequestsPerSecond', 1, 100_000);
     const resources = props.resources ?? DEFAULT_SERVICE_RESOURCES;
     validateResources(resources, 'resources');
-    const drainSeconds = int(props.drainSeconds, 5, 'drainSeconds', 0, 120);
-    const shutdownSeconds = int(props.shutdownTimeoutSeconds, 25, 'shutdownTimeoutSeconds', 1, 600);
-    const runAsUser = int(props.runAsUser, DEFAULT_RUN_AS_USER, 'runAsUser', 1, 2_147_483_647);
+    const drainSeconds = checkInt(props.drainSeconds, DEFAULT_DRAIN_SECONDS, 'drainSeconds', 0, 120);
+    const shutdownSeconds = checkInt(props.shutdownTimeoutSeconds, DEFAULT_ROUTE_TIMEOUT_SECONDS[props.service], 'shutdownTimeoutSeconds', 1, 600);
+    const runAsUser = checkInt(props.runAsUser, DEFAULT_RUN_AS_USER, 'runAsUser', 1, 2_147_483_647);
     const zoneSpread = props.zoneSpread ?? 'DoNotSchedule';
     if (!['DoNotSchedule', 'ScheduleAnyway'].includes(zoneSpread)) {
       throw new Error(`'zoneSpread' must be one of DoNotSchedule, ScheduleAnyway, got ${JSON.stringify(props.zoneSpread)}`);
     }
-    const pullPolicy = props.imagePullPolicy ?? 'IfNotPresent';
-    if (!['Always', 'IfNotPresent', 'Never'].includes(pullPolicy)) {
-      throw new Error(`'imagePullPolicy' must be one of Always, IfNotPresent, Never, got ${JSON.stringify(pullPolicy)}`);
-    }
+    const pullPolicy = checkOneOf(props.imagePullPolicy ?? 'IfNotPresent', ['Always', 'IfNotPresent', 'Never'], 'imagePullPolicy');
     const monitorLabels = checkLabels({ ...(props.monitorLabels ?? MONITOR_LABELS) }, 'monitorLabels');
-    const scrapeInterval = props.scrapeInterval ?? '30s';
-    if (!/^\d+(ms|s|m)$/.test(scrapeInterval)) {
-      throw new Error(`'scrapeInterval' must be a Prometheus duration such as "30s", got ${JSON.stringify(scrapeInterval)}`);
-    }
+    const scrapeInterval = checkDuration(props.scrapeInterval ?? '30s', 'scrapeInterval');
 
     // Tracks and traffic.
     const trackProps = props.tracks ?? [{ name: 'stable' }];
@@ -387,8 +385,8 @@ export class PromptService extends Construct {
     const tracks: ResolvedTrack[] = trackProps.map((t, i) => {
       const name = checkDnsLabel(t?.name, `tracks[${i}].name`, 12);
       const image = checkImage(t.image ?? props.image, t.image !== undefined ? `tracks[${i}].image` : 'image');
-      const tMin = int(t.minReplicas, minReplicas, `tracks[${i}].minReplicas`, 1, 1000);
-      const tMax = int(t.maxReplicas, Math.max(maxReplicas, tMin), `tracks[${i}].maxReplicas`, 1, 1000);
+      const tMin = checkInt(t.minReplicas, minReplicas, `tracks[${i}].minReplicas`, 1, 1000);
+      const tMax = checkInt(t.maxReplicas, Math.max(maxReplicas, tMin), `tracks[${i}].maxReplicas`, 1, 1000);
       if (tMin > tMax) {
         throw new Error(`'tracks[${i}].minReplicas' (${tMin}) must be less than or equal to 'tracks[${i}].maxReplicas' (${tMax})`);
       }
@@ -459,12 +457,12 @@ export class PromptService extends Construct {
     const secretFiles = props.secretFiles ?? [];
     configFiles.forEach((f, i) => {
       checkDnsSubdomain(f.configMapName, `configFiles[${i}].configMapName`);
-      checkFile(f, `configFiles[${i}]`);
+      checkMountedFile(f, `configFiles[${i}]`);
       if (typeof f.content !== 'string') throw new Error(`'configFiles[${i}].content' must be the file's content as a string`);
     });
     secretFiles.forEach((f, i) => {
       checkDnsSubdomain(f.secretName, `secretFiles[${i}].secretName`);
-      checkFile(f, `secretFiles[${i}]`);
+      checkMountedFile(f, `secretFiles[${i}]`);
     });
     const mountPaths = [...configFiles, ...secretFiles].map((f) => f.mountPath);
     const dupMount = mountPaths.find((p, i) => mountPaths.indexOf(p) !== i || p === '/tmp');
@@ -500,91 +498,62 @@ export class PromptService extends Construct {
       'app.kubernetes.io/part-of': PART_OF,
       'app.kubernetes.io/managed-by': MANAGED_BY,
     };
-    const meta = (name: string, labels: Record<string, string> = commonLabels) => ({ name, namespace: this.namespace, labels });
+    const meta = { name: this.name, namespace: this.namespace, labels: commonLabels };
 
-    new ApiObject(this, 'ServiceAccount', {
-      apiVersion: 'v1',
-      kind: 'ServiceAccount',
-      metadata: meta(this.serviceAccountName),
-      automountServiceAccountToken: false,
-    });
-
-    new ApiObject(this, 'Service', {
-      apiVersion: 'v1',
-      kind: 'Service',
-      metadata: meta(this.name),
+    new k8s.KubeServiceAccount(this, 'ServiceAccount', { metadata: { ...meta, name: this.serviceAccountName }, automountServiceAccountToken: false });
+    new k8s.KubeService(this, 'Service', {
+      metadata: meta,
       spec: {
         type: 'ClusterIP',
         selector: { ...this.selectorLabels },
         // Istio reads the protocol from the port name / appProtocol.
-        ports: [{ name: 'http', port: this.port, targetPort: 'http', protocol: 'TCP', appProtocol: 'http' }],
+        ports: [{ name: 'http', port: this.port, targetPort: k8s.IntOrString.fromString('http'), protocol: 'TCP', appProtocol: 'http' }],
       },
     });
-
-    // Metrics: a separate headless Service for the scrape target keeps the agent's port out of
-    // the Service clients call.
-    const metricsLabels = { ...commonLabels, 'promptmesh.io/metrics': 'true' };
-    let scrapePort = 'http';
-    let scrapePath: string = PATHS.metrics;
-    if (this.metricsScraping === 'istio-agent') {
-      scrapePort = 'http-metrics';
-      scrapePath = ISTIO_MERGED_METRICS_PATH;
-      new ApiObject(this, 'MetricsService', {
-        apiVersion: 'v1',
-        kind: 'Service',
-        metadata: meta(`${this.name}-metrics`, metricsLabels),
-        spec: {
-          type: 'ClusterIP',
-          clusterIP: 'None',
-          selector: { ...this.selectorLabels },
-          ports: [{ name: 'http-metrics', port: ISTIO_MERGED_METRICS_PORT, targetPort: ISTIO_MERGED_METRICS_PORT, protocol: 'TCP' }],
-        },
-      });
-    }
-    new ApiObject(this, 'ServiceMonitor', {
-      apiVersion: 'monitoring.coreos.com/v1',
-      kind: 'ServiceMonitor',
-      metadata: meta(this.name, { ...commonLabels, ...monitorLabels }),
-      spec: {
-        selector: { matchLabels: this.metricsScraping === 'istio-agent' ? metricsLabels : commonLabels },
-        // job = the service (router, templates, ...) whatever the objects are named: the
-        // rules and dashboards select on it (DESIGN.md "Metric labels").
-        jobLabel: JOB_LABEL,
-        namespaceSelector: { matchNames: [this.namespace] },
-        podTargetLabels: [TRACK_LABEL, 'app.kubernetes.io/version'],
-        endpoints: [{ port: scrapePort, path: scrapePath, interval: scrapeInterval, scrapeTimeout: '10s', scheme: 'http' }],
-      },
+    new ServiceScraping(this, 'Monitoring', {
+      name: this.name,
+      namespace: this.namespace,
+      labels: commonLabels,
+      selectorLabels: this.selectorLabels,
+      monitorLabels,
+      scraping: this.metricsScraping,
+      interval: scrapeInterval,
     });
 
-    const placement = placementFor(capacity);
-    const volumes: Record<string, unknown>[] = [{ name: 'tmp', emptyDir: { sizeLimit: '64Mi' } }];
-    const mounts: Record<string, unknown>[] = [{ name: 'tmp', mountPath: '/tmp' }];
+    const volumes: k8s.Volume[] = [{ name: 'tmp', emptyDir: { sizeLimit: k8s.Quantity.fromString('64Mi') } }];
+    const volumeMounts: k8s.VolumeMount[] = [{ name: 'tmp', mountPath: '/tmp' }];
     configFiles.forEach((f, i) => {
       volumes.push({ name: `config-${i}`, configMap: { name: f.configMapName, items: [{ key: f.key, path: f.key }] } });
-      mounts.push({ name: `config-${i}`, mountPath: f.mountPath, readOnly: true });
+      volumeMounts.push({ name: `config-${i}`, mountPath: f.mountPath, readOnly: true });
     });
     secretFiles.forEach((f, i) => {
       volumes.push({
         name: `secret-${i}`,
         secret: { secretName: f.secretName, items: [{ key: f.key, path: f.key }], defaultMode: 0o440, optional: f.optional ?? false },
       });
-      mounts.push({ name: `secret-${i}`, mountPath: f.mountPath, readOnly: true });
+      volumeMounts.push({ name: `secret-${i}`, mountPath: f.mountPath, readOnly: true });
     });
-
-    const envList: Record<string, unknown>[] = [
+    const envList: k8s.EnvVar[] = [
       ...Object.entries(env).map(([name, value]) => ({ name, value })),
       ...Object.entries(secretEnv).map(([name, ref]) => ({
         name,
         valueFrom: { secretKeyRef: { name: ref.name, key: ref.key, optional: ref.optional ?? false } },
       })),
-      ...envVars.map((v) => JSON.parse(JSON.stringify(v)) as Record<string, unknown>),
+      ...envVars.map((v): k8s.EnvVar => ({
+        name: v.name,
+        ...(v.value !== undefined ? { value: v.value } : {}),
+        ...(v.valueFrom ? { valueFrom: { ...v.valueFrom } } : {}),
+      })),
     ];
+    const envFrom: k8s.EnvFromSource[] = secretEnvFrom.map((s) => ({ secretRef: { name: s.name, optional: s.optional ?? false } }));
 
-    const deployments: ApiObject[] = [];
+    this.shutdownTimeoutSeconds = shutdownSeconds;
+    const deployments: k8s.KubeDeployment[] = [];
+    const autoscalers: TrackAutoscaler[] = [];
+    let grace = 0;
     for (const track of tracks) {
-      const version = imageVersion(track.image);
       const trackSelector = { ...this.selectorLabels, [TRACK_LABEL]: track.name };
-      const podLabels = { ...commonLabels, [TRACK_LABEL]: track.name, 'app.kubernetes.io/version': version };
+      const podLabels = { ...commonLabels, [TRACK_LABEL]: track.name, 'app.kubernetes.io/version': imageVersion(track.image) };
       const deploymentName = `${this.name}-${track.name}`;
       const podAnnotations: Record<string, string> = {
         [CONFIG_CHECKSUM_ANNOTATION]: this.configChecksum,
@@ -598,152 +567,61 @@ export class PromptService extends Construct {
         podAnnotations['prometheus.io/port'] = String(this.port);
         podAnnotations['prometheus.io/path'] = PATHS.metrics;
       }
-      const deployment = new ApiObject(this, `Deployment-${track.name}`, {
-        apiVersion: 'apps/v1',
-        kind: 'Deployment',
-        metadata: meta(deploymentName, podLabels),
-        spec: {
-          // No `replicas`: the HPA owns the count; a fixed value would fight it on every apply.
-          revisionHistoryLimit: 5,
-          progressDeadlineSeconds: 600,
-          minReadySeconds: 5,
-          selector: { matchLabels: trackSelector },
-          strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: '25%', maxUnavailable: 0 } },
-          template: {
-            metadata: { labels: podLabels, annotations: podAnnotations },
-            spec: {
-              serviceAccountName: this.serviceAccountName,
-              automountServiceAccountToken: false,
-              enableServiceLinks: false,
-              terminationGracePeriodSeconds: drainSeconds + shutdownSeconds + 5,
-              securityContext: {
-                runAsNonRoot: true,
-                runAsUser,
-                runAsGroup: runAsUser,
-                fsGroup: runAsUser,
-                seccompProfile: { type: 'RuntimeDefault' },
-              },
-              ...placement,
-              topologySpreadConstraints: [
-                {
-                  maxSkew: 1,
-                  topologyKey: 'topology.kubernetes.io/zone',
-                  whenUnsatisfiable: zoneSpread,
-                  labelSelector: { matchLabels: trackSelector },
-                  matchLabelKeys: ['pod-template-hash'],
-                },
-                {
-                  maxSkew: 1,
-                  topologyKey: 'kubernetes.io/hostname',
-                  whenUnsatisfiable: 'ScheduleAnyway',
-                  labelSelector: { matchLabels: trackSelector },
-                  matchLabelKeys: ['pod-template-hash'],
-                },
-              ],
-              containers: [
-                {
-                  name: this.service,
-                  image: track.image,
-                  imagePullPolicy: pullPolicy,
-                  ports: [{ name: 'http', containerPort: this.port, protocol: 'TCP' }],
-                  env: envList,
-                  ...(secretEnvFrom.length > 0
-                    ? { envFrom: secretEnvFrom.map((s) => ({ secretRef: { name: s.name, optional: s.optional ?? false } })) }
-                    : {}),
-                  resources: {
-                    requests: { ...resources.requests },
-                    limits: { ...resources.limits },
-                  },
-                  startupProbe: {
-                    httpGet: { path: PATHS.healthz, port: 'http' },
-                    periodSeconds: 2,
-                    timeoutSeconds: 2,
-                    failureThreshold: 30,
-                  },
-                  readinessProbe: {
-                    httpGet: { path: PATHS.readyz, port: 'http' },
-                    periodSeconds: 5,
-                    timeoutSeconds: 2,
-                    failureThreshold: 2,
-                  },
-                  livenessProbe: {
-                    httpGet: { path: PATHS.healthz, port: 'http' },
-                    periodSeconds: 10,
-                    timeoutSeconds: 3,
-                    failureThreshold: 3,
-                  },
-                  lifecycle: drainSeconds > 0 ? { preStop: { sleep: { seconds: drainSeconds } } } : undefined,
-                  securityContext: {
-                    runAsNonRoot: true,
-                    runAsUser,
-                    runAsGroup: runAsUser,
-                    allowPrivilegeEscalation: false,
-                    readOnlyRootFilesystem: true,
-                    privileged: false,
-                    capabilities: { drop: ['ALL'] },
-                    seccompProfile: { type: 'RuntimeDefault' },
-                  },
-                  volumeMounts: mounts,
-                  terminationMessagePolicy: 'FallbackToLogsOnError',
-                },
-              ],
-              volumes,
-            },
-          },
-        },
+      const workload = new TrackWorkload(this, `Track-${track.name}`, {
+        name: deploymentName,
+        namespace: this.namespace,
+        containerName: this.service,
+        image: track.image,
+        imagePullPolicy: pullPolicy,
+        labels: podLabels,
+        selectorLabels: trackSelector,
+        podAnnotations,
+        serviceAccountName: this.serviceAccountName,
+        port: this.port,
+        env: envList,
+        envFrom,
+        volumes,
+        volumeMounts,
+        resources,
+        capacity,
+        zoneSpread,
+        drainSeconds,
+        shutdownTimeoutSeconds: shutdownSeconds,
+        runAsUser,
       });
-      deployments.push(deployment);
-
-      new ApiObject(this, `HPA-${track.name}`, {
-        apiVersion: 'autoscaling/v2',
-        kind: 'HorizontalPodAutoscaler',
-        metadata: meta(deploymentName, podLabels),
-        spec: {
-          scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name: deploymentName },
+      grace = workload.terminationGracePeriodSeconds;
+      deployments.push(workload.deployment);
+      autoscalers.push(
+        new TrackAutoscaler(this, `Autoscaling-${track.name}`, {
+          name: deploymentName,
+          namespace: this.namespace,
+          labels: podLabels,
+          deploymentName,
           minReplicas: track.minReplicas,
           maxReplicas: track.maxReplicas,
-          metrics: [
-            { type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: targetCpu } } },
-            {
-              type: 'Pods',
-              pods: {
-                metric: { name: REQUESTS_PER_SECOND_METRIC },
-                target: { type: 'AverageValue', averageValue: String(targetRps) },
-              },
-            },
-          ],
-          behavior: {
-            scaleUp: {
-              stabilizationWindowSeconds: 0,
-              selectPolicy: 'Max',
-              policies: [
-                { type: 'Percent', value: 100, periodSeconds: 30 },
-                { type: 'Pods', value: 4, periodSeconds: 30 },
-              ],
-            },
-            scaleDown: {
-              stabilizationWindowSeconds: 300,
-              selectPolicy: 'Max',
-              policies: [{ type: 'Percent', value: 50, periodSeconds: 60 }],
-            },
-          },
-        },
-      });
-
-      new ApiObject(this, `PDB-${track.name}`, {
-        apiVersion: 'policy/v1',
-        kind: 'PodDisruptionBudget',
-        metadata: meta(deploymentName, podLabels),
-        spec: {
-          // One pod at a time may go, whatever the replica count: drains proceed, never all at once.
-          maxUnavailable: 1,
-          selector: { matchLabels: trackSelector },
-          // Pods that never became ready must not block a node drain.
-          unhealthyPodEvictionPolicy: 'AlwaysAllow',
-        },
-      });
+          targetCpuUtilization: targetCpu,
+          targetRequestsPerSecond: targetRps,
+        }),
+      );
     }
     this.deployments = deployments;
+    this.autoscalers = autoscalers;
+    this.terminationGracePeriodSeconds = grace;
+    if (props.quietHours !== undefined) {
+      this.quietHours = new QuietHoursSchedule(this, 'QuietHours', {
+        name: this.name,
+        namespace: this.namespace,
+        // Not the service's selector labels: its Service and policies must not select these pods.
+        labels: {
+          'app.kubernetes.io/name': `${this.name}-quiet-hours`,
+          'app.kubernetes.io/instance': instance,
+          'app.kubernetes.io/part-of': PART_OF,
+          'app.kubernetes.io/managed-by': MANAGED_BY,
+        },
+        autoscalers,
+        quietHours: props.quietHours,
+      });
+    }
   }
 
   /** In-cluster URL of the service, e.g. `http://router.promptmesh.svc.cluster.local:8080`. */
@@ -782,25 +660,4 @@ export function resolveTraffic(traffic: Record<string, number> | undefined, trac
     throw new Error(`'traffic' weights must sum to 100, got ${sum} (${JSON.stringify(traffic)})`);
   }
   return result;
-}
-
-function checkEnvName(name: string, prop: string): void {
-  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
-    throw new Error(`'${prop}' has an invalid environment variable name ${JSON.stringify(name)} (letters, digits and _ only)`);
-  }
-}
-
-function checkDnsSubdomain(value: unknown, prop: string): void {
-  if (typeof value !== 'string' || value.length > 253 || !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(value)) {
-    throw new Error(`'${prop}' must be a Kubernetes object name (lowercase letters, digits, '-' and '.'), got ${JSON.stringify(value)}`);
-  }
-}
-
-function checkFile(f: { key: string; mountPath: string }, prop: string): void {
-  if (typeof f.key !== 'string' || !/^[-._a-zA-Z0-9]+$/.test(f.key)) {
-    throw new Error(`'${prop}.key' must be a file name (letters, digits, '-', '_', '.'), got ${JSON.stringify(f.key)}`);
-  }
-  if (typeof f.mountPath !== 'string' || !f.mountPath.startsWith('/') || f.mountPath.includes('..')) {
-    throw new Error(`'${prop}.mountPath' must be an absolute path, got ${JSON.stringify(f.mountPath)}`);
-  }
 }

@@ -1,16 +1,19 @@
-import { ApiObject, Chart, type ChartProps } from 'cdk8s';
+import { Chart, type ChartProps } from 'cdk8s';
+import { k8s } from 'cdk8s-plus-27';
 import type { Construct } from 'constructs';
 import { stringify } from 'yaml';
 import { ENV, SERVICE_NAMES, type ServiceName } from '../../contracts/index';
-import { checkDnsLabel, checkLabels, MANAGED_BY, PART_OF } from './labels';
+import { MANAGED_BY, PART_OF } from './labels';
 import { type Caller, type GatewayOptions, type IngressGatewayOptions, Mesh } from './mesh';
 import { MONITOR_LABELS } from './monitoring';
 import { Observability, type ObservabilityProps } from './observability';
 import { type DatastoreAccess, type ExternalEndpoint, NetworkPolicies, type ProviderEgress } from './network-policies';
-import { type Capacity } from './placement';
+import { type Capacity, PLACEMENT_POLICIES, type PlacementPolicy, REQUEST_PATH_SERVICES, serviceCapacities } from './placement';
 import { Postgres, type PostgresProps } from './postgres';
 import { type ConfigFile, type EnvVar, PromptService, type PromptServiceProps, type SecretFile } from './prompt-service';
+import { checkDnsLabel, checkLabels, checkOneOf } from './prop-checks';
 import { Redis, type RedisProps } from './redis';
+import { LONGEST_STREAM_SECONDS } from './shutdown';
 
 /** The per-service settings an environment chooses (each prop documented on {@link PromptServiceProps}). */
 export type ServiceSettings = Pick<
@@ -27,6 +30,7 @@ export type ServiceSettings = Pick<
   | 'drainSeconds'
   | 'shutdownTimeoutSeconds'
   | 'zoneSpread'
+  | 'quietHours'
 >;
 
 /** Images per service, with a fallback for the services not named. */
@@ -87,10 +91,18 @@ export interface PromptSystemProps extends Omit<ChartProps, 'namespace'> {
    */
   readonly services?: Partial<Record<ServiceName, ServiceSettings>>;
   /**
-   * Runs every service on spot nodes (shorthand for `serviceDefaults.capacity: 'spot'`).
-   * @default false: on-demand
+   * Runs every service on spot nodes (shorthand for `placement: 'all-spot'`).
+   * @default false
    */
   readonly spot?: boolean;
+  /**
+   * Which services run on spot and which on on-demand nodes (see {@link PlacementPolicy};
+   * `placementPolicyFor(environment)` is this repository's choice per environment). Under
+   * `request-path-on-demand`, a `capacity: 'spot'` for router or llm is refused: their streams
+   * outlive a spot reclaim's notice. A service's own `capacity` wins otherwise.
+   * @default 'request-path-on-demand' (router and llm on-demand, templates and context on spot), or 'all-spot' with `spot: true`
+   */
+  readonly placement?: PlacementPolicy;
   /**
    * The Redis construct's props (mode `standalone` or `cluster`, sizes, Secret).
    * @default { mode: 'cluster' }
@@ -151,8 +163,9 @@ export interface PromptSystemProps extends Omit<ChartProps, 'namespace'> {
    */
   readonly monitoring?: { readonly namespace?: string; readonly selectorLabels?: Record<string, string> };
   /**
-   * The Istio ingress gateway (namespace, service account, labels).
-   * @default namespace 'istio-system', service account 'istio-ingressgateway', selector { istio: 'ingressgateway' }
+   * The Istio ingress gateway (namespace, service account, labels). Use
+   * `ISTIOCTL_INGRESS_GATEWAY` for a cluster set up with `istioctl install`.
+   * @default DEFAULT_INGRESS_GATEWAY: what the Pulumi platform installs (namespace 'istio-ingress', service account 'istio-ingressgateway', selector { istio: 'ingressgateway' })
    */
   readonly ingressGateway?: IngressGatewayOptions;
   /**
@@ -203,6 +216,8 @@ export class PromptSystem extends Chart {
   public readonly postgres: Postgres;
   /** The alerts and dashboards, unless turned off. */
   public readonly observability?: Observability;
+  /** Which services run on spot, after defaults. */
+  public readonly placement: PlacementPolicy;
 
   constructor(scope: Construct, id: string, props: PromptSystemProps) {
     super(scope, id, { labels: props?.labels, disableResourceNameHashes: props?.disableResourceNameHashes });
@@ -227,9 +242,22 @@ export class PromptSystem extends Chart {
       }
     }
 
-    new ApiObject(this, 'Namespace', {
-      apiVersion: 'v1',
-      kind: 'Namespace',
+    if (props.spot && props.placement !== undefined && props.placement !== 'all-spot') {
+      throw new Error(`'spot' (all services on spot) contradicts 'placement' ${JSON.stringify(props.placement)}; set one of them`);
+    }
+    const placement = checkOneOf(props.placement ?? (props.spot ? 'all-spot' : 'request-path-on-demand'), PLACEMENT_POLICIES, 'placement');
+    const capacities = serviceCapacities(placement);
+    for (const svc of REQUEST_PATH_SERVICES) {
+      const where = props.services?.[svc]?.capacity !== undefined ? `services.${svc}.capacity` : 'serviceDefaults.capacity';
+      const asked = props.services?.[svc]?.capacity ?? props.serviceDefaults?.capacity;
+      if (placement === 'request-path-on-demand' && asked === 'spot') {
+        throw new Error(
+          `'${where}' is spot, but placement 'request-path-on-demand' keeps ${REQUEST_PATH_SERVICES.join(' and ')} on on-demand nodes: a spot reclaim gives two minutes' notice, a stream may last ${LONGEST_STREAM_SECONDS} s`,
+        );
+      }
+    }
+
+    new k8s.KubeNamespace(this, 'Namespace', {
       metadata: {
         name: namespace,
         labels: {
@@ -253,9 +281,7 @@ export class PromptSystem extends Chart {
       const content = typeof props.providers === 'string' ? props.providers : stringify(props.providers);
       if (typeof props.providers === 'string' && props.providers.trim() === '') throw new Error(`'providers' must not be empty`);
       const configMapName = `${instance}-providers`;
-      new ApiObject(this, 'ProvidersConfig', {
-        apiVersion: 'v1',
-        kind: 'ConfigMap',
+      new k8s.KubeConfigMap(this, 'ProvidersConfig', {
         metadata: {
           name: configMapName,
           namespace,
@@ -276,10 +302,10 @@ export class PromptSystem extends Chart {
 
     const make = (svc: ServiceName, extra: Partial<PromptServiceProps>): PromptService => {
       const settings: ServiceSettings = { ...(props.serviceDefaults ?? {}), ...(props.services?.[svc] ?? {}) };
-      const capacity: Capacity | undefined = settings.capacity ?? (props.spot ? 'spot' : undefined);
+      const capacity: Capacity = settings.capacity ?? capacities[svc];
       return new PromptService(this, svc, {
         ...settings,
-        ...(capacity ? { capacity } : {}),
+        capacity,
         service: svc,
         image: imageOf(svc),
         namespace,
@@ -319,6 +345,7 @@ export class PromptSystem extends Chart {
       ingressGateway: props.ingressGateway,
       monitoringNamespace,
     });
+    this.placement = placement;
 
     const datastores: DatastoreAccess[] = [
       {
@@ -360,7 +387,8 @@ export class PromptSystem extends Chart {
       datastores,
       externalEndpoints,
       providerEgress: props.providerEgress,
-      ingressGateway: props.ingressGateway,
+      // The Mesh's resolved gateway: the policies admit the same pods the mesh authorizes.
+      ingressGateway: this.mesh.ingressGateway,
       istioNamespace: props.istioNamespace,
       monitoringNamespace,
       extraEgress: props.extraEgress,

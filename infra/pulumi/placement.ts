@@ -5,6 +5,10 @@
  */
 import { CAPACITY_LABEL, CAPACITY_ON_DEMAND, CAPACITY_SPOT, SPOT_TAINT_EFFECT, SPOT_TAINT_KEY, SPOT_TAINT_VALUE } from '../k8s/placement';
 
+// Which service runs on which capacity per environment is decided once, beside the label and
+// taint: the Pulumi program (stacks/pulumi/app.ts) passes placementPolicyFor(environment).
+export { placementPolicyFor, serviceCapacities, REQUEST_PATH_SERVICES, type PlacementPolicy } from '../k8s/placement';
+
 /** The label on spot nodes (`promptmesh.io/capacity=spot`). */
 export const SPOT_NODE_LABEL = { key: CAPACITY_LABEL, value: CAPACITY_SPOT } as const;
 

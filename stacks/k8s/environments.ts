@@ -2,7 +2,7 @@
  * The PromptSystem props of each environment. Plain typed objects: the cdk8s app
  * (`stacks/k8s/main.ts`) and the Pulumi program render the same chart from them.
  */
-import type { PromptSystemProps, ServiceImages } from '../../infra/k8s/index';
+import { placementPolicyFor, type PromptSystemProps, type ServiceImages } from '../../infra/k8s/index';
 
 /** The environments this repository deploys. */
 export const ENVIRONMENTS = ['dev', 'staging', 'prod'] as const;
@@ -55,7 +55,7 @@ export function environmentProps(env: EnvironmentName, images: string | ServiceI
       return {
         images,
         environment: 'dev',
-        spot: true,
+        placement: placementPolicyFor('dev'),
         serviceDefaults: {
           minReplicas: 1,
           maxReplicas: 2,
@@ -74,7 +74,7 @@ export function environmentProps(env: EnvironmentName, images: string | ServiceI
       return {
         images,
         environment: 'staging',
-        spot: true,
+        placement: placementPolicyFor('staging'),
         serviceDefaults: { minReplicas: 2, maxReplicas: 6 },
         services: {
           router: { tracks: [{ name: 'stable' }, { name: 'canary', minReplicas: 1, maxReplicas: 2 }], traffic: { stable: 90, canary: 10 } },
@@ -85,16 +85,21 @@ export function environmentProps(env: EnvironmentName, images: string | ServiceI
         providers: HOSTED_PROVIDERS,
       };
     case 'prod':
-      // Streams (router, llm) stay on on-demand nodes; the short calls ride spot.
+      // Streams (router, llm) stay on on-demand nodes, the short calls ride spot
+      // (placementPolicyFor: the same decision the Pulumi program takes); two replicas a
+      // service from 23:00 to 06:00 UTC, the HPAs scale out on load at any hour.
       return {
         images,
         environment: 'prod',
-        serviceDefaults: { minReplicas: 3, maxReplicas: 20 },
+        placement: placementPolicyFor('prod'),
+        serviceDefaults: {
+          minReplicas: 3,
+          maxReplicas: 20,
+          quietHours: { start: '0 23 * * *', end: '0 6 * * *', minReplicas: 2, timeZone: 'Etc/UTC' },
+        },
         services: {
           router: { resources: { requests: { cpu: '500m', memory: '384Mi' }, limits: { cpu: '2', memory: '768Mi' } } },
           llm: { resources: { requests: { cpu: '500m', memory: '384Mi' }, limits: { cpu: '2', memory: '768Mi' } } },
-          templates: { capacity: 'spot' },
-          context: { capacity: 'spot' },
         },
         redis: { mode: 'cluster', storageSize: '16Gi' },
         // The Pulumi program makes a managed database and the Secret with its URL.

@@ -41,6 +41,10 @@ const KIND_ORDER = [
   'VirtualService',
   'ServiceMonitor',
   'PrometheusRule',
+  // Quiet hours: the Role before the CronJobs that use it; both long before the first run.
+  'Role',
+  'RoleBinding',
+  'CronJob',
 ];
 
 function rank(kind: string): number {

@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { stringify } from 'yaml';
 import { OTLP_ENDPOINT, PLATFORM_NAMESPACES, RELEASE_NAMES } from '../../infra/pulumi';
+import { placementPolicyFor } from '../../infra/k8s/placement';
 import type { PromptSystemProps, ServiceSettings as ChartServiceSettings } from '../../infra/k8s/prompt-system';
 import type { AppSettings } from './config';
 
@@ -52,6 +53,8 @@ export function promptSystemProps(app: AppSettings, inputs: AppInputs): PromptSy
   return {
     namespace: app.namespace,
     environment: inputs.environment,
+    // The same per-environment decision as the cdk8s app's (stacks/k8s/environments.ts).
+    placement: placementPolicyFor(inputs.environment),
     images: { ...inputs.images },
     services,
     logLevel: app.logLevel,

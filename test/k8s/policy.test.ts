@@ -22,7 +22,7 @@ function matches(selector: Record<string, string>, labels: Record<string, string
   return Object.entries(selector).every(([k, v]) => labels?.[k] === v);
 }
 
-/** Pod Security Standard `restricted` (Kubernetes 1.33); returns violations. */
+/** Pod Security Standard `restricted` (Kubernetes 1.34+); returns violations. */
 function restrictedViolations(o: any): string[] {
   const pod = podSpecOf(o);
   const where = `${o.kind} ${o.metadata.name}`;
@@ -190,7 +190,7 @@ for (const [name, objects] of allOutputs()) {
         const principals = a.spec.rules[0].from[0].source.principals;
         expect(principals).toEqual(
           a.metadata.name === 'router'
-            ? ['cluster.local/ns/istio-system/sa/istio-ingressgateway']
+            ? ['cluster.local/ns/istio-ingress/sa/istio-ingressgateway']
             : [`cluster.local/ns/${ns}/sa/router`],
         );
       }

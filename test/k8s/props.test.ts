@@ -50,7 +50,7 @@ describe('PromptService prop validation', () => {
     [{ secretEnv: { PORT: { name: 's', key: 'k' } } }, /'secretEnv.PORT' is also set/],
     [{ configFiles: [{ configMapName: 'c', key: 'a.yaml', content: 'x', mountPath: 'relative' }] }, /'configFiles\[0\].mountPath' must be an absolute path/],
     [{ metricsScraping: 'push' as never }, /'metricsScraping' must be one of istio-agent, app/],
-    [{ scrapeInterval: 'often' }, /'scrapeInterval' must be a Prometheus duration/],
+    [{ scrapeInterval: 'often' }, /'scrapeInterval' must be a duration/],
     [{ name: 'Router_1' }, /'name' must be a DNS label/],
     [{ zoneSpread: 'Maybe' as never }, /'zoneSpread' must be one of DoNotSchedule, ScheduleAnyway/],
   ])('rejects %j', (props, message) => {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { validateManifests } from '../support/k8s-validate';
 import { allOutputs, defaultChart } from './manifests';
 
-describe('every synthesized object passes the Kubernetes 1.33, Istio and prometheus-operator schemas', () => {
+describe('every synthesized object passes the Kubernetes 1.34+, Istio v1 and prometheus-operator schemas', () => {
   for (const [name, objects] of allOutputs()) {
     it(name, () => {
       expect(objects.length).toBeGreaterThan(40);

@@ -32,7 +32,7 @@ function deployment(): any {
 
 function virtualService(): any {
   return {
-    apiVersion: 'networking.istio.io/v1beta1',
+    apiVersion: 'networking.istio.io/v1',
     kind: 'VirtualService',
     metadata: { name: 'router' },
     spec: {
@@ -66,7 +66,7 @@ function serviceMonitor(): any {
 describe('validateManifests', () => {
   it('accepts valid Kubernetes, Istio and prometheus-operator objects', () => {
     const peerAuth = {
-      apiVersion: 'security.istio.io/v1beta1',
+      apiVersion: 'security.istio.io/v1',
       kind: 'PeerAuthentication',
       metadata: { name: 'default', namespace: 'ns' },
       spec: { mtls: { mode: 'STRICT' }, portLevelMtls: { 9090: { mode: 'PERMISSIVE' } } },
@@ -126,7 +126,7 @@ describe('validateManifests', () => {
 
   it('rejects an unknown field in Istio metadata and a wrong Istio enum value', () => {
     const pa: any = {
-      apiVersion: 'security.istio.io/v1beta1',
+      apiVersion: 'security.istio.io/v1',
       kind: 'PeerAuthentication',
       metadata: { name: 'default', labelz: {} },
       spec: { mtls: { mode: 'STRICTT' } },
@@ -147,7 +147,7 @@ describe('validateManifests', () => {
     const problems = validateManifests([
       { apiVersion: 'apps/v1', kind: 'Deploymnt', metadata: { name: 'x' } },
       { apiVersion: 'apps/v9', kind: 'Deployment', metadata: { name: 'y' } },
-      { apiVersion: 'networking.istio.io/v1beta1', kind: 'VirtualSrvice', metadata: { name: 'z' } },
+      { apiVersion: 'networking.istio.io/v1', kind: 'VirtualSrvice', metadata: { name: 'z' } },
     ]);
     expect(problems).toHaveLength(3);
     for (const p of problems) expect(p).toMatch(/unknown apiVersion\/kind/);

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { CERT_MANAGER_CHART, CLUSTER_AUTOSCALER, HELM_CHARTS, IMAGES, KUBERNETES_RELEASES, RDS_POSTGRES_MAJOR, KUBERNETES_VERSION, VPC_CNI_CONFIGURATION, type KubernetesVersion } from '../../infra/pulumi';
 import { REQUESTS_PER_SECOND_ADAPTER_RULE } from '../../infra/k8s/monitoring';
-import { CAPACITY_LABEL, SPOT_TAINT_KEY } from '../../infra/k8s/placement';
+import { CAPACITY_LABEL, placementFor, placementPolicyFor, serviceCapacities, SPOT_TAINT_KEY } from '../../infra/k8s/placement';
 import { validateManifests } from '../support/k8s-validate';
 import { isSecretValue, ofType, plainOccurrences, unwrapSecrets, type MockRun } from './harness';
 import { runStack, stackFileConfig, TEST_SECRETS } from './stacks';
@@ -312,6 +312,19 @@ export function awsStackSuite(stack: string, expected: StackExpectations): void 
         expect(postgres).toHaveLength(1);
         expect(secrets).toContain('postgres-auth');
         expect(secrets).not.toContain('postgres-url');
+      }
+    });
+
+    it('places each service as the environment says (placementPolicyFor): in prod, router and llm on on-demand nodes', () => {
+      const env = file['promptmesh:environment'] as string;
+      const overrides = ((file['promptmesh:app'] as any)?.services ?? {}) as Record<string, { capacity?: string }>;
+      const deployments = appliedManifests(run).filter((o) => o.kind === 'Deployment' && o.metadata.name.endsWith('-stable'));
+      const want = serviceCapacities(placementPolicyFor(env));
+      for (const svc of ['router', 'templates', 'context', 'llm'] as const) {
+        const d = deployments.find((o) => o.metadata.labels['app.kubernetes.io/component'] === svc);
+        const capacity = (overrides[svc]?.capacity ?? want[svc]) as 'spot' | 'on-demand';
+        if (env === 'prod' && (svc === 'router' || svc === 'llm')) expect(capacity).toBe('on-demand');
+        expect(d.spec.template.spec.affinity, `${svc} affinity`).toEqual(placementFor(capacity).affinity);
       }
     });
 

@@ -29,7 +29,12 @@ describe('Dockerfile', () => {
   it('runs as a numeric non-root user, the uid the Deployments use', () => {
     const user = instructions.filter((l) => l.startsWith('USER '));
     expect(user).toEqual([`USER ${DEFAULT_RUN_AS_USER}:${DEFAULT_RUN_AS_USER}`]);
-    expect(instructions.at(-1)).toBe('ENTRYPOINT ["node", "--enable-source-maps", "build/service.js"]');
+    expect(instructions.at(-1)).toBe('ENTRYPOINT ["/bin/sh", "build/entrypoint.sh"]');
+  });
+
+  it('sizes the heap from the memory limit, not a fixed --max-old-space-size', () => {
+    expect(dockerfile).not.toMatch(/--max-old-space-size=\d/);
+    expect(dockerfile).toMatch(/NODE_OPTIONS="--max-semi-space-size=16"/);
   });
 
   it('keeps secrets, VCS data and local builds out of the context', () => {

@@ -1,8 +1,14 @@
 /**
- * Validates Kubernetes manifests offline against the Kubernetes 1.33 schemas
- * (`kubernetes-models`), the Istio CRD schemas (`@kubernetes-models/istio`) and the
- * prometheus-operator CRD schemas (`@kubernetes-models/prometheus-operator`), unknown fields
- * included: a misspelt field is a problem, as it is for `kubectl apply --validate=strict`.
+ * Validates Kubernetes manifests offline against the Kubernetes 1.34+ schemas
+ * (`kubernetes-models` 5.x), the Istio CRD schemas with the v1 APIs (`@kubernetes-models/istio`
+ * 3.x) and the prometheus-operator CRD schemas (`@kubernetes-models/prometheus-operator` 6.x, the
+ * same `@kubernetes-models/base` major: mixed majors do not find each other's schemas), unknown
+ * fields included: a misspelt field is a problem, as it is for `kubectl apply --validate=strict`.
+ * cert-manager objects are validated against the CRD files in `imports/crds/` by the generated
+ * classes' types instead (`tsc`), since no model package ships them.
+ *
+ * The model packages are ESM only; Node 24 loads them with `require()` (no top-level await in
+ * them), which keeps this validator synchronous for its many callers.
  *
  * The schemas in those packages come as validator functions (compiled ahead of time, or compiled
  * by ajv at first use) that ignore properties they do not know. To catch unknown fields, the
@@ -16,19 +22,36 @@
  * otherwise every own key the validator did not read is unknown to the schema.
  */
 
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+
 /** One object node seen by a validator: which keys it read and whether it enumerated them. */
 interface Seen {
   read: Set<string>;
   enumerated: boolean;
 }
 
-/** Where the model classes for an API group live. */
-function modelModule(apiVersion: string): string {
+/** The package that holds the model classes of an API group. */
+function modelPackage(apiVersion: string): string {
   const slash = apiVersion.indexOf('/');
   const group = slash < 0 ? '' : apiVersion.slice(0, slash);
-  if (group.endsWith('.istio.io')) return `@kubernetes-models/istio/${apiVersion}`;
-  if (group === 'monitoring.coreos.com') return `@kubernetes-models/prometheus-operator/${apiVersion}`;
-  return `kubernetes-models/${apiVersion}`;
+  if (group.endsWith('.istio.io')) return '@kubernetes-models/istio';
+  if (group === 'monitoring.coreos.com') return '@kubernetes-models/prometheus-operator';
+  return 'kubernetes-models';
+}
+
+/**
+ * The file of the version index module (one class per kind) of an apiVersion. The packages'
+ * `exports` offer only the `import` condition, so `require('kubernetes-models/apps/v1')` is
+ * refused; the file itself, by absolute path, loads (Node 24 requires ESM without top-level await).
+ */
+function modelModule(apiVersion: string): string | undefined {
+  const pkg = modelPackage(apiVersion);
+  for (const dir of require.resolve.paths(pkg) ?? []) {
+    const file = join(dir, pkg, apiVersion, 'index.js');
+    if (existsSync(file)) return file;
+  }
+  return undefined;
 }
 
 type ModelClass = { prototype: { validate(): void }; apiVersion: string; kind: string };
@@ -41,8 +64,8 @@ function findModel(apiVersion: string, kind: string): ModelClass | undefined {
   if (modelCache.has(key)) return modelCache.get(key);
   let found: ModelClass | undefined;
   try {
-    // Version index modules export one class per kind.
-    const mod = require(modelModule(apiVersion)) as Record<string, unknown>;
+    const file = modelModule(apiVersion);
+    const mod = (file ? require(file) : {}) as Record<string, unknown>;
     const candidate = mod[kind] as ModelClass | undefined;
     if (
       candidate &&
@@ -162,7 +185,7 @@ export function validateManifest(object: unknown): string[] {
   }
   const model = findModel(apiVersion, kind);
   if (!model) {
-    return [`${label}: unknown apiVersion/kind ${apiVersion} ${kind} (not in the Kubernetes 1.33, Istio or prometheus-operator schemas)`];
+    return [`${label}: unknown apiVersion/kind ${apiVersion} ${kind} (not in the Kubernetes 1.34+, Istio or prometheus-operator schemas)`];
   }
   const problems: string[] = [];
   if (typeof metadata.name !== 'string' || metadata.name === '') problems.push(`${label}: /metadata/name is required`);
@@ -184,7 +207,7 @@ export function validateManifest(object: unknown): string[] {
 }
 
 /**
- * Validates every object against the Kubernetes 1.33, Istio and prometheus-operator schemas,
+ * Validates every object against the Kubernetes 1.34+, Istio and prometheus-operator schemas,
  * unknown fields included. Returns the list of problems, empty when every object is valid.
  */
 export function validateManifests(objects: unknown[]): string[] {
