@@ -75,6 +75,9 @@ async function readBody(req: IncomingMessage): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+/** The longest request the test's clients saw, in ms (a busy machine can make healthy traffic slow). */
+let slowestMs = 0;
+
 /** Keeps sending requests in the background until stopped; returns how many got each status. */
 function background(perSecond: number, send: (i: number) => Promise<number>): { stop: () => Promise<Record<number, number>> } {
   const statuses: Record<number, number> = {};
@@ -82,8 +85,10 @@ function background(perSecond: number, send: (i: number) => Promise<number>): { 
   let stopped = false;
   const loop = (async () => {
     for (let i = 0; !stopped; i++) {
+      const started = Date.now();
       const p: Promise<void> = send(i)
         .then((s) => {
+          slowestMs = Math.max(slowestMs, Date.now() - started);
           statuses[s] = (statuses[s] ?? 0) + 1;
         })
         .catch(() => {
@@ -309,9 +314,13 @@ describe('observability on a real Prometheus and Alertmanager', () => {
     await new Promise((r) => setTimeout(r, 20_000));
     const statuses = await Promise.all(traffic.map((t) => t.stop()));
     for (const s of statuses) expect(Object.keys(s)).toEqual(['200']);
-    // Long enough for every compressed window and `for` to have been evaluated on it.
-    expect((await prometheus.alerts()).filter((a) => a.state === 'firing')).toEqual([]);
-    expect(received).toEqual([]);
+    // Long enough for every compressed window and `for` to have been evaluated on it. On a
+    // machine so busy that the clients themselves waited past the 10 s latency objective the
+    // latency alerts are right to fire; no other alert may, ever.
+    const latencyAllowed = slowestMs > 10_000;
+    const isLatency = (name: string | undefined) => latencyAllowed && /^PromptmeshLatencyBudgetBurn/.test(name ?? '');
+    expect((await prometheus.alerts()).filter((a) => a.state === 'firing' && !isLatency(a.labels.alertname))).toEqual([]);
+    expect(received.filter((a) => !isLatency(a.labels.alertname))).toEqual([]);
   }, 600_000);
 
   it('one request is one trace: router -> templates, context, llm -> upstream, with gen_ai attributes and the trace id in the logs', async () => {
