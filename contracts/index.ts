@@ -93,7 +93,7 @@ export const METRICS = {
   /** router: USD spent on completions that used a template, by `prompt`, `version`. */
   promptCostUsd: 'promptmesh_prompt_cost_usd_total',
   /** llm: USD the response cache saved (what the cached answer cost when it was made), by `provider`, `model`. */
-  cacheSavedUsd: 'promptmesh_cache_saved_usd_total',
+  cacheSavedUsd: 'promptmesh_cache_savings_usd_total',
 } as const;
 
 /** The default prefix of every Redis key and channel the services use (`REDIS_KEY_PREFIX`). */

@@ -2,7 +2,7 @@ import { k8s } from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
 import { SERVICE_NAMES, type ServiceName } from '../../contracts/index';
 import { checkDnsLabel, checkLabels, MANAGED_BY, PART_OF } from './labels';
-import { type Caller, DEFAULT_CALLERS, type IngressGatewayOptions } from './mesh';
+import { type Caller, DEFAULT_CALLERS, DEFAULT_INGRESS_GATEWAY, type IngressGatewayOptions } from './mesh';
 import { ISTIO_MERGED_METRICS_PORT } from './monitoring';
 import type { PromptService } from './prompt-service';
 
@@ -102,7 +102,7 @@ export interface NetworkPoliciesProps {
   readonly providerEgress?: ProviderEgress | false;
   /**
    * The Istio ingress gateway (namespace and pod labels) that may reach the router.
-   * @default namespace 'istio-system', selector { istio: 'ingressgateway' }
+   * @default DEFAULT_INGRESS_GATEWAY: namespace 'istio-ingress', selector { istio: 'ingressgateway' } (what the Pulumi platform installs, as Mesh assumes)
    */
   readonly ingressGateway?: IngressGatewayOptions;
   /**
@@ -185,8 +185,8 @@ export class NetworkPolicies extends Construct {
       byService.set(svc.service, svc);
     }
     if (byService.size === 0) throw new Error(`'services' must list at least one PromptService`);
-    const ingressNamespace = checkDnsLabel(props.ingressGateway?.namespace ?? 'istio-system', 'ingressGateway.namespace');
-    const ingressSelector = checkLabels(props.ingressGateway?.selector ?? { istio: 'ingressgateway' }, 'ingressGateway.selector');
+    const ingressNamespace = checkDnsLabel(props.ingressGateway?.namespace ?? DEFAULT_INGRESS_GATEWAY.namespace, 'ingressGateway.namespace');
+    const ingressSelector = checkLabels(props.ingressGateway?.selector ?? { ...DEFAULT_INGRESS_GATEWAY.selector }, 'ingressGateway.selector');
     const istioNamespace = checkDnsLabel(props.istioNamespace ?? 'istio-system', 'istioNamespace');
     const monitoringNamespace = checkDnsLabel(props.monitoringNamespace ?? 'monitoring', 'monitoringNamespace');
     const dnsNamespace = checkDnsLabel(props.dns?.namespace ?? 'kube-system', 'dns.namespace');

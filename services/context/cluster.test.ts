@@ -49,8 +49,9 @@ describe('context service configured with REDIS_CLUSTER_NODES', () => {
         expect(res.statusCode, res.body).toBe(201);
         const again = await proc.app.inject({ method: 'POST', url: `/v1/sessions/cluster-${i}/messages`, payload: { messages: [{ id: 'b', role: 'assistant', content: 'hello' }] } });
         expect(again.json().duplicates).toEqual(['b']);
-        const read = await proc.app.inject({ method: 'GET', url: `/v1/sessions/cluster-${i}/messages?max_messages=1` });
-        expect(read.json().messages.map((m: { content: string }) => m.content)).toEqual(['hello']);
+        // A window starts at a turn (a user message), never at the assistant's answer alone.
+        const read = await proc.app.inject({ method: 'GET', url: `/v1/sessions/cluster-${i}/messages?max_messages=2` });
+        expect(read.json().messages.map((m: { content: string }) => m.content)).toEqual([`hi ${i}`, 'hello']);
       }
       // The sessions really landed on more than one master, each with all three keys together.
       const probe = createRedis({ redisUrl: 'redis://unused', redisClusterNodes: cluster.nodes }, 'probe');

@@ -107,6 +107,9 @@ describe('llm rate limits on a 3-master Redis Cluster', () => {
 
   it('checks rpm and tpm atomically in one slot, and keeps the keys under the prefix', async () => {
     fa.reset();
+    // Each answer really uses its 390 output tokens, so what was reserved stays spent after the
+    // reservation is settled against the usage (a smaller answer would be refunded).
+    fa.setBehavior({ reply: { tokens: 390 } });
     const [a, b] = instances;
     const body = (i: number) => ask('tokens', `t${i}`, { max_tokens: 390 });
     expect((await chat(a!.url, body(1))).status).toBe(200);

@@ -17,7 +17,7 @@ import Fastify from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PATHS } from '../../contracts';
 import { requestTargetProblem } from '../../services/kit';
-import { ROUTE_SCOPES, guardRouteScopes, scopeOfRoute } from '../../services/router/route-scopes';
+import { PUBLIC_ROUTES, ROUTE_SCOPES, guardRouteScopes, scopeOfRoute } from '../../services/router/route-scopes';
 import type { Scope } from '../../services/router/auth';
 import { rawRequest, type RawAnswer } from '../support/raw-http';
 import { BASE_BODIES, PARAM_VALUES, fillPath } from './cases';
@@ -137,7 +137,7 @@ describe('the route table', () => {
   });
 
   it('lists exactly the routes the router registers, in both layouts', async () => {
-    const table = ROUTE_SCOPES.map((r) => `${r.method} ${r.url}`).sort();
+    const table = [...ROUTE_SCOPES, ...PUBLIC_ROUTES].map((r) => `${r.method} ${r.url}`).sort();
     for (const name of ['all', 'router'] as const) {
       const routes = await collectRoutes(t[name].proc.services.get('router')!.routes);
       expect(routes.map((r) => `${r.method} ${r.url}`).sort(), name).toEqual(table);

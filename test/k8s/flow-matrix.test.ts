@@ -18,7 +18,7 @@ import { App } from 'cdk8s';
 import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { ENV, SERVICE_NAMES, type ServiceName } from '../../contracts/index';
-import { PromptSystem } from '../../infra/k8s/index';
+import { DEFAULT_INGRESS_GATEWAY, PromptSystem } from '../../infra/k8s/index';
 import { promptSystemProps } from '../../stacks/pulumi/app';
 import { parseStackConfig } from '../../stacks/pulumi/config';
 import { REPO_ROOT } from '../../stacks/pulumi/program';
@@ -89,7 +89,7 @@ function topologies(): Topology[] {
     objects,
     podCidr: '10.0.0.0/16',
     databaseIp: '10.0.200.17',
-    ingressNamespace: 'istio-system',
+    ingressNamespace: DEFAULT_INGRESS_GATEWAY.namespace,
     istioNamespace: 'istio-system',
     monitoringNamespace: 'monitoring',
   });
