@@ -251,7 +251,7 @@ describe('observability on a real Prometheus and Alertmanager', () => {
       observability: { templateCacheMaxAgeSeconds: TEMPLATE_CACHE_MAX_AGE },
     });
     // The exporter for a PostgreSQL outside the cluster, as the prod stack adds it (stacks/pulumi/program.ts).
-    new PostgresExporter(chart, 'RdsExporter', { dataSourceSecret: { name: 'promptmesh-app', key: 'exporter-dsn' }, databaseCidrs: ['10.0.0.0/16'] });
+    new PostgresExporter(chart, 'RdsExporter', { namespace: NAMESPACE, dataSourceSecret: { name: 'promptmesh-app', key: 'exporter-dsn' }, databaseCidrs: ['10.0.0.0/16'] });
     objects = chart.toJson();
     const monitors = objects.filter((o) => o.kind === 'ServiceMonitor') as ServiceMonitorObject[];
     // One "pod" per service: the first Deployment's pod template, reached on the port of the
@@ -315,6 +315,9 @@ describe('observability on a real Prometheus and Alertmanager', () => {
       fileSdPath: (job) => join(dir, `${job.replaceAll('/', '_')}.json`),
       interval: '1s',
     });
+    // postgres_exporter (0.11) takes about a second to answer once its database is unreachable
+    // (pg_up 0): its job gets a 3 s timeout, or the 1 s one would drop the scrape and the series.
+    for (const c of scrapeConfigs) if (String(c.job_name).includes('/postgres-exporter/')) Object.assign(c, { scrape_interval: '3s', scrape_timeout: '3s' });
     for (const [file, groups] of fileSd) writeFileSync(file, JSON.stringify(groups));
     const rule = objects.find((o) => o.kind === 'PrometheusRule');
     alertmanager = await startAlertmanager(dir, webhookUrl);
@@ -466,7 +469,11 @@ describe('observability on a real Prometheus and Alertmanager', () => {
     expect(fast.annotations.runbook_url).toMatch(/observability\.md#promptmeshlatencybudgetburnfast$/);
     expect(firing('PromptmeshAvailabilityBudgetBurnFast')).toEqual([]);
 
-    const [redisDown, postgresDown] = await outages;
+    const [redisDown, postgresDown] = await outages.catch(async (err: Error) => {
+      const up = await prometheus.query('redis_up or pg_up');
+      const targets = (await prometheus.targets()).map((t) => `${JSON.stringify(t.labels ?? {})}:${t.health}:${t.lastError ?? ''}`);
+      throw new Error(`${err.message}; exporters: ${JSON.stringify(up)}; targets: ${targets.join(' | ')}; received: ${received.map((a) => a.labels.alertname).join(',')}`);
+    });
     expect(redisDown.labels).toMatchObject({ severity: 'critical', namespace: NAMESPACE, job: 'redis', pod: 'redis-0-0' });
     expect(redisDown.annotations.summary).toBe('Redis redis-0-0 does not answer its exporter');
     expect(redisDown.annotations.runbook_url).toMatch(/observability\.md#promptmeshredisdown$/);
