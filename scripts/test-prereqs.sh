@@ -5,6 +5,8 @@
 #
 # - promtool, the Prometheus server and Alertmanager (Debian packages prometheus and
 #   prometheus-alertmanager): rule checks, rule unit tests, the real-Prometheus alert tests;
+# - redis_exporter and postgres_exporter (Debian packages prometheus-redis-exporter and
+#   prometheus-postgres-exporter): the data-store alerts in the real-Prometheus e2e;
 # - Chromium (Debian package chromium): the console's browser tests;
 # - PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379: started when down.
 #
@@ -18,6 +20,8 @@ need_pkgs=()
 command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
 command -v prometheus >/dev/null 2>&1 || need_pkgs+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need_pkgs+=(prometheus-alertmanager)
+command -v prometheus-redis-exporter >/dev/null 2>&1 || need_pkgs+=(prometheus-redis-exporter)
+command -v prometheus-postgres-exporter >/dev/null 2>&1 || need_pkgs+=(prometheus-postgres-exporter)
 command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
 
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
@@ -32,6 +36,7 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
   # The packages start system services we do not want: the tests run their own servers on
   # ports of their own.
   (service prometheus stop; service prometheus-alertmanager stop; service prometheus-node-exporter stop) >/dev/null 2>&1 || true
+  (service prometheus-redis-exporter stop; service prometheus-postgres-exporter stop) >/dev/null 2>&1 || true
   pkill -x prometheus >/dev/null 2>&1 || true
   pkill -x prometheus-alertmanager >/dev/null 2>&1 || true
 fi

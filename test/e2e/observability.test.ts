@@ -11,19 +11,21 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
 import { App } from 'cdk8s';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { METRICS, SERVICE_NAMES, type ServiceName } from '../../contracts';
 import { PromptSystem } from '../../infra/k8s';
+import { PostgresExporter } from '../../infra/k8s/rds-exporter';
 import { REQUESTS_PER_SECOND_ADAPTER_RULE, REQUESTS_PER_SECOND_METRIC } from '../../infra/k8s/monitoring';
 import type { Dashboard } from '../../infra/k8s/observability/dashboards';
 import { environmentProps } from '../../stacks/k8s/environments';
 import { hashApiKey } from '../../services/router/auth';
 import { startFakeProvider, type FakeProvider } from '../fake-provider/server';
 import { freePort, waitFor } from '../support/net';
+import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy';
 import { createTestDatabase, type TestDatabase } from '../support/pg';
 import { uniquePrefix } from '../support/redis';
 import { scrapeConfigsFor, type DiscoveredEndpoint, type ServiceMonitorObject } from '../support/prometheus-operator';
@@ -45,6 +47,17 @@ const TEMPLATE_CACHE_MAX_AGE = 10;
  * on an idle machine; the bound is generous because the machine may be shared and busy.
  */
 const ALERT_WAIT_MS = 240_000;
+
+/**
+ * An exporter (Debian packages prometheus-redis-exporter, prometheus-postgres-exporter) on a free
+ * port, once its /metrics answers.
+ */
+async function startExporter(bin: string, args: (address: string) => string[], env: Record<string, string> = {}): Promise<{ address: string; stop: () => void }> {
+  const address = `127.0.0.1:${await freePort()}`;
+  const child: ChildProcess = spawn(bin, args(address), { stdio: 'ignore', env: { ...process.env, ...env } });
+  await waitFor(async () => (await fetch(`http://${address}/metrics`).catch(() => undefined))?.status === 200, 60_000, `${bin} on ${address}`);
+  return { address, stop: () => child.kill('SIGTERM') };
+}
 
 interface WebhookAlert {
   status: 'firing' | 'resolved';
@@ -122,6 +135,11 @@ describe('observability on a real Prometheus and Alertmanager', () => {
   const spans: OtlpSpan[] = [];
   const procs = new Map<ServiceName, ServiceProcess>();
   const agents: Server[] = [];
+  /** The Redis the redis_exporter watches (stopped for PromptmeshRedisDown; the services keep theirs). */
+  let exportedRedis: PrivateRedis;
+  /** The relay between postgres_exporter and PostgreSQL (cut for PromptmeshPostgresDown; the server stays up). */
+  let pgRelay: TcpProxy;
+  const exporters: Array<{ stop: () => void }> = [];
   let objects: any[];
   let routerUrl: string;
 
@@ -176,7 +194,7 @@ describe('observability on a real Prometheus and Alertmanager', () => {
     const otlpUrl = `http://127.0.0.1:${(otlp.address() as { port: number }).port}`;
 
     fake = await startFakeProvider({ models: ['model-a', 'model-b'], recordRequests: 0 });
-    [redis, db] = await Promise.all([PrivateRedis.start(), createTestDatabase('e2e_obs')]);
+    [redis, db, exportedRedis, pgRelay] = await Promise.all([PrivateRedis.start(), createTestDatabase('e2e_obs'), PrivateRedis.start(), startTcpProxy(5432)]);
     const providersFile = join(dir, 'providers.yaml');
     writeFileSync(
       providersFile,
@@ -232,6 +250,8 @@ describe('observability on a real Prometheus and Alertmanager', () => {
       ...environmentProps('prod', 'ghcr.io/promptmesh/promptmesh:0.1.0'),
       observability: { templateCacheMaxAgeSeconds: TEMPLATE_CACHE_MAX_AGE },
     });
+    // The exporter for a PostgreSQL outside the cluster, as the prod stack adds it (stacks/pulumi/program.ts).
+    new PostgresExporter(chart, 'RdsExporter', { namespace: NAMESPACE, dataSourceSecret: { name: 'promptmesh-app', key: 'exporter-dsn' }, databaseCidrs: ['10.0.0.0/16'] });
     objects = chart.toJson();
     const monitors = objects.filter((o) => o.kind === 'ServiceMonitor') as ServiceMonitorObject[];
     // One "pod" per service: the first Deployment's pod template, reached on the port of the
@@ -268,10 +288,36 @@ describe('observability on a real Prometheus and Alertmanager', () => {
         address: `127.0.0.1:${(agent.address() as { port: number }).port}`,
       });
     }
+    // The data stores' exporters: redis_exporter as the sidecar of the first Redis shard's pod,
+    // postgres_exporter as the RDS exporter's pod, each behind the Service its ServiceMonitor selects.
+    const pgDsn = new URL(db.url);
+    pgDsn.port = String(pgRelay.port);
+    pgDsn.searchParams.set('sslmode', 'disable');
+    const [redisExporter, pgExporter] = await Promise.all([
+      startExporter('prometheus-redis-exporter', (a) => ['-redis.addr', exportedRedis.url, '-web.listen-address', a]),
+      startExporter('prometheus-postgres-exporter', (a) => [`--web.listen-address=${a}`, '--disable-settings-metrics'], { DATA_SOURCE_NAME: pgDsn.toString() }),
+    ]);
+    exporters.push(redisExporter, pgExporter);
+    for (const [serviceName, workload, pod, address] of [
+      ['redis', 'redis-0', 'redis-0-0', redisExporter.address],
+      ['postgres-exporter', 'postgres-exporter', 'postgres-exporter-7b9c8d5f4-q2w4e', pgExporter.address],
+    ] as const) {
+      const service = objects.find((o) => o.kind === 'Service' && o.metadata.name === serviceName);
+      const template = objects.find((o) => (o.kind === 'StatefulSet' || o.kind === 'Deployment') && o.metadata.name === workload).spec.template;
+      endpoints.push({
+        service: { name: service.metadata.name, namespace: service.metadata.namespace, labels: service.metadata.labels, ports: service.spec.ports },
+        pod: { name: pod, labels: template.metadata.labels, containers: template.spec.containers },
+        portName: 'metrics',
+        address,
+      });
+    }
     const { scrapeConfigs, fileSd } = scrapeConfigsFor(monitors, endpoints, {
       fileSdPath: (job) => join(dir, `${job.replaceAll('/', '_')}.json`),
       interval: '1s',
     });
+    // postgres_exporter (0.11) takes about a second to answer once its database is unreachable
+    // (pg_up 0): its job gets a 3 s timeout, or the 1 s one would drop the scrape and the series.
+    for (const c of scrapeConfigs) if (String(c.job_name).includes('/postgres-exporter/')) Object.assign(c, { scrape_interval: '3s', scrape_timeout: '3s' });
     for (const [file, groups] of fileSd) writeFileSync(file, JSON.stringify(groups));
     const rule = objects.find((o) => o.kind === 'PrometheusRule');
     alertmanager = await startAlertmanager(dir, webhookUrl);
@@ -285,14 +331,17 @@ describe('observability on a real Prometheus and Alertmanager', () => {
     await alertmanager?.stop();
     await Promise.all([...procs.values()].map((p) => p.stop('SIGTERM')));
     for (const s of [webhook, otlp, ...agents]) s?.close();
+    for (const e of exporters) e.stop();
+    await exportedRedis?.stop().catch(() => undefined);
+    await pgRelay?.close().catch(() => undefined);
     await fake?.close().catch(() => undefined);
     await redis?.stop().catch(() => undefined);
     await db?.drop().catch(() => undefined);
     if (dir) rmSync(dir, { recursive: true, force: true });
   }, 600_000);
 
-  it('scrapes the four services with the labels prometheus-operator gives them, and no app label collides', async () => {
-    await waitFor(async () => (await prometheus.targets()).filter((t) => t.health === 'up').length === 4, 120_000, 'four healthy targets');
+  it('scrapes the four services and the two data-store exporters with the labels prometheus-operator gives them, and no app label collides', async () => {
+    await waitFor(async () => (await prometheus.targets()).filter((t) => t.health === 'up').length === 6, 120_000, 'six healthy targets');
     const series = await prometheus.series(`${METRICS.httpDuration}_count`);
     const jobs = new Set(series.map((s) => s.job));
     expect([...jobs].sort()).toEqual([...SERVICE_NAMES].sort());
@@ -300,6 +349,13 @@ describe('observability on a real Prometheus and Alertmanager', () => {
     expect(router).toMatchObject({ namespace: NAMESPACE, service: 'router-metrics', endpoint: 'http-metrics', track: 'stable', app_kubernetes_io_version: '0.1.0' });
     expect(router.pod).toMatch(/^router-stable-/);
     expect(router.instance).toMatch(/^127\.0\.0\.1:\d+$/);
+    // The exporters' series, with the labels the data-store alerts name (pod) and route by (namespace).
+    const [redisUp] = await prometheus.series('redis_up');
+    expect(redisUp).toMatchObject({ job: 'redis', namespace: NAMESPACE, service: 'redis', pod: 'redis-0-0', container: 'exporter', endpoint: 'metrics' });
+    const [pgUp] = await prometheus.series('pg_up');
+    expect(pgUp).toMatchObject({ job: 'postgres-exporter', namespace: NAMESPACE, service: 'postgres-exporter', container: 'exporter', endpoint: 'metrics' });
+    expect(pgUp!.pod).toMatch(/^postgres-exporter-/);
+    expect((await prometheus.query('redis_up == 1 and on() pg_up == 1')).length).toBe(1);
     // No series anywhere kept an app label that clashed with a target label.
     expect(await prometheus.query('count({__name__=~".+", exported_job!=""} or {__name__=~".+", exported_service!=""} or {__name__=~".+", exported_instance!=""} or {__name__=~".+", exported_pod!=""} or {__name__=~".+", exported_namespace!=""})')).toEqual([]);
   }, 600_000);
@@ -390,8 +446,14 @@ describe('observability on a real Prometheus and Alertmanager', () => {
     expect(JSON.parse(line)).toMatchObject({ trace_id: failedId });
   }, 600_000);
 
-  it('latency: slow answers fire the latency burn alerts; a stopped templates service fires the stale template cache alert', async () => {
-    await procs.get('templates')!.stop('SIGKILL');
+  it('latency and outages: slow answers fire the latency burns; a killed templates service fires the stale template cache and the degraded alert; the data stores down fire theirs', async () => {
+    expect(firing('PromptmeshDegraded'), 'no degraded alert before the outages').toEqual([]);
+    // The outages run together, waited for in parallel: each alert's labels name its own fault.
+    // "Redis down" is the exporter's own redis-server stopped, "PostgreSQL down" its relay cut
+    // (the shared server stays up).
+    await Promise.all([procs.get('templates')!.stop('SIGKILL'), exportedRedis.stop(), pgRelay.cut()]);
+    const outages = Promise.all(['PromptmeshRedisDown', 'PromptmeshPostgresDown', 'PromptmeshDegraded'].map((name) => waitForAlert(name, ALERT_WAIT_MS)));
+    outages.catch(() => undefined);
     fake.setBehavior({ rules: [{ latencyMs: 10_500 }] });
     const slow = background(6, uncached);
     const stale = await waitForAlert('PromptmeshTemplateCacheStale', ALERT_WAIT_MS);
@@ -406,6 +468,25 @@ describe('observability on a real Prometheus and Alertmanager', () => {
     expect(fast.annotations.summary).toContain('latency SLO');
     expect(fast.annotations.runbook_url).toMatch(/observability\.md#promptmeshlatencybudgetburnfast$/);
     expect(firing('PromptmeshAvailabilityBudgetBurnFast')).toEqual([]);
+
+    const [redisDown, postgresDown] = await outages.catch(async (err: Error) => {
+      const up = await prometheus.query('redis_up or pg_up');
+      const targets = (await prometheus.targets()).map((t) => `${JSON.stringify(t.labels ?? {})}:${t.health}:${t.lastError ?? ''}`);
+      throw new Error(`${err.message}; exporters: ${JSON.stringify(up)}; targets: ${targets.join(' | ')}; received: ${received.map((a) => a.labels.alertname).join(',')}`);
+    });
+    expect(redisDown.labels).toMatchObject({ severity: 'critical', namespace: NAMESPACE, job: 'redis', pod: 'redis-0-0' });
+    expect(redisDown.annotations.summary).toBe('Redis redis-0-0 does not answer its exporter');
+    expect(redisDown.annotations.runbook_url).toMatch(/observability\.md#promptmeshredisdown$/);
+    expect(postgresDown.labels).toMatchObject({ severity: 'critical', namespace: NAMESPACE, job: 'postgres-exporter' });
+    expect(postgresDown.annotations.summary).toBe(`PostgreSQL ${postgresDown.labels.pod} does not answer its exporter`);
+    expect(postgresDown.annotations.runbook_url).toMatch(/observability\.md#promptmeshpostgresdown$/);
+    // The router serves without its templates peer (cached templates): that, and only that, is degraded.
+    await waitFor(() => firing('PromptmeshDegraded').some((a) => a.labels.component === 'templates'), ALERT_WAIT_MS, 'PromptmeshDegraded{component="templates"}');
+    const degraded = firing('PromptmeshDegraded');
+    expect(new Set(degraded.map((a) => a.labels.component))).toEqual(new Set(['templates']));
+    expect(degraded[0]!.labels).toMatchObject({ severity: 'warning', namespace: NAMESPACE });
+    expect(degraded[0]!.annotations.summary).toBe('promptmesh serves without templates');
+    expect(degraded[0]!.annotations.runbook_url).toMatch(/observability\.md#promptmeshdegraded$/);
   }, 600_000);
 
   it('cache: misses after a run of hits fire the cache hit ratio drop', async () => {
