@@ -177,31 +177,8 @@ export function containerResources(
   };
 }
 
-/** Pod-level restricted security context (Pod Security Standard `restricted`). */
-export function restrictedPodSecurityContext(uid: number, gid: number): k8s.PodSecurityContext {
-  return {
-    runAsNonRoot: true,
-    runAsUser: uid,
-    runAsGroup: gid,
-    fsGroup: gid,
-    fsGroupChangePolicy: 'OnRootMismatch',
-    seccompProfile: { type: 'RuntimeDefault' },
-  };
-}
-
-/** Container-level restricted security context; the root filesystem is read-only. */
-export function restrictedContainerSecurityContext(uid?: number, gid?: number): k8s.SecurityContext {
-  return {
-    runAsNonRoot: true,
-    ...(uid === undefined ? {} : { runAsUser: uid }),
-    ...(gid === undefined ? {} : { runAsGroup: gid }),
-    allowPrivilegeEscalation: false,
-    privileged: false,
-    readOnlyRootFilesystem: true,
-    capabilities: { drop: ['ALL'] },
-    seccompProfile: { type: 'RuntimeDefault' },
-  };
-}
+// The one restricted security context (security-context.ts), re-exported for the data stores.
+export { restrictedContainerSecurityContext, restrictedPodSecurityContext } from './security-context';
 
 /** Spreads pods of one workload over zones and nodes, preferring (not requiring) an even spread. */
 export function spreadConstraints(selector: Record<string, string>): k8s.TopologySpreadConstraint[] {

@@ -288,9 +288,9 @@ export function createChatHandler(options: ChatHandlerOptions) {
       if (countsAsError(err)) record(target, true);
       throw err;
     }
-    record(target, false, costOf(result.completion.usage));
-    const cost = (result.completion.usage as { cost_usd?: unknown } | undefined)?.cost_usd;
-    if (promptLabels && typeof cost === 'number' && cost > 0) promptCost.inc(promptLabels, cost);
+    const cost = costOf(result.completion.usage);
+    record(target, false, cost);
+    if (promptLabels && cost > 0) promptCost.inc(promptLabels, cost);
     setOrigin(reply, result);
     if (turn) await store(turn, result.completion.choices[0]?.message ?? { role: 'assistant', content: '' }, meta);
     return reply.send(result.completion);

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApiError } from '../../services/kit';
 import type { TemplatesCore } from '../../services/templates/types';
 import { BASE_BODIES, fillPath } from './cases';
-import { fieldName, schemaFields, type SchemaField } from './schema-fields';
+import { fieldName, schemaFields, setDeep, type SchemaField } from './schema-fields';
 import { ADMIN_KEY_ID, startTargets, type Target, type Targets } from './targets';
 
 const BAD: Array<[label: string, value: string]> = [
@@ -19,21 +19,6 @@ const BAD: Array<[label: string, value: string]> = [
   ['lone high surrogate', 'a\ud800b'],
   ['lone low surrogate', '\udc00b'],
 ];
-
-/** A copy of `base` with `value` at `path`, creating objects and arrays on the way. */
-function setDeep(base: unknown, path: ReadonlyArray<string | number>, value: unknown): unknown {
-  const root = structuredClone(base ?? {}) as any;
-  let node = root;
-  path.forEach((key, i) => {
-    if (i === path.length - 1) {
-      node[key] = value;
-      return;
-    }
-    if (node[key] === null || typeof node[key] !== 'object') node[key] = typeof path[i + 1] === 'number' ? [{}] : {};
-    node = node[key];
-  });
-  return root;
-}
 
 interface Probe {
   label: string;

@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseLlmConfig, priceOf } from '../../services/llm/config';
 import { resolveTargets } from '../../services/llm/routing';
 import { BASE_BODIES, fillPath } from './cases';
-import { fieldName, schemaFields, type SchemaField } from './schema-fields';
+import { fieldName, schemaFields, setDeep, type SchemaField } from './schema-fields';
 import { startTargets, type Target, type Targets } from './targets';
 
 const NAMES = ['__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty'] as const;
@@ -69,21 +69,6 @@ const TEXT_FIELDS = new Set([
 ]);
 
 const classOf = (f: SchemaField) => `${f.part} ${fieldName(f.path)}`;
-
-/** A copy of `base` with `value` at `path`, creating objects and arrays on the way. */
-function setDeep(base: unknown, path: ReadonlyArray<string | number>, value: unknown): unknown {
-  const root = structuredClone(base ?? {}) as any;
-  let node = root;
-  path.forEach((key, i) => {
-    if (i === path.length - 1) {
-      node[key] = value;
-      return;
-    }
-    if (node[key] === null || typeof node[key] !== 'object') node[key] = typeof path[i + 1] === 'number' ? [{}] : {};
-    node = node[key];
-  });
-  return root;
-}
 
 function getDeep(value: unknown, path: ReadonlyArray<string | number>): unknown {
   let node = value as any;

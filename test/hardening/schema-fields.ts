@@ -69,3 +69,18 @@ export function schemaFields(route: RouteInfo): SchemaField[] {
     return true;
   });
 }
+
+/** A copy of `base` with `value` at `path`, creating objects and arrays on the way. */
+export function setDeep(base: unknown, path: ReadonlyArray<string | number>, value: unknown): unknown {
+  const root = structuredClone(base ?? {}) as any;
+  let node = root;
+  path.forEach((key, i) => {
+    if (i === path.length - 1) {
+      node[key] = value;
+      return;
+    }
+    if (node[key] === null || typeof node[key] !== 'object') node[key] = typeof path[i + 1] === 'number' ? [{}] : {};
+    node = node[key];
+  });
+  return root;
+}
