@@ -62,18 +62,6 @@ const ADDONS_ASSUMED = 'add-on builds assumed from the EKS release pattern; conf
  * builds and the autoscaler that belong to it. Add a minor here before EKS offers it to stacks.
  */
 export const KUBERNETES_RELEASES = {
-  '1.34': {
-    endOfSupport: '2026-12-02',
-    source: `${EKS_CALENDAR}; endoflife.date/amazon-eks`,
-    eksAddons: {
-      'vpc-cni': 'v1.21.1-eksbuild.1',
-      coredns: 'v1.12.4-eksbuild.1',
-      'kube-proxy': 'v1.34.1-eksbuild.2',
-      'aws-ebs-csi-driver': 'v1.53.0-eksbuild.1',
-      'metrics-server': 'v0.8.0-eksbuild.3',
-    },
-    clusterAutoscalerImageTag: 'v1.34.2',
-  },
   '1.35': {
     endOfSupport: '2027-03-27',
     source: `${EKS_CALENDAR}; endoflife.date/amazon-eks (EKS 1.35 released 2026-01-28); ${ADDONS_ASSUMED}`,

@@ -7,6 +7,7 @@ import * as pulumi from '@pulumi/pulumi';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Database, EksCluster, Images, Network, Platform, PromptSystemDeployment, contextTag } from '../../infra/pulumi';
 import { REPO_ROOT } from '../../stacks/pulumi/program';
+import { KUBERNETES_RELEASES } from '../../infra/versions';
 
 beforeAll(async () => {
   await pulumi.runtime.setMocks({
@@ -34,7 +35,7 @@ describe('component arguments', () => {
     expect(() => new EksCluster('e1', { ...eksArgs, nodeGroups: [{ ...spot, instanceTypes: spot.instanceTypes.slice(0, 3) }] }))
       .toThrow(/'nodeGroups\[0\]\.instanceTypes' must list at least 4 types for a spot group/);
     expect(() => new EksCluster('e2', { ...eksArgs, systemNodeGroup: { instanceTypes: [], minSize: 1, maxSize: 2 } })).toThrow(/'systemNodeGroup\.instanceTypes'/);
-    expect(() => new EksCluster('e3', { ...eksArgs, kubernetesVersion: 'latest' })).toThrow(/'kubernetesVersion' must be one of 1\.34, 1\.35, 1\.36/);
+    expect(() => new EksCluster('e3', { ...eksArgs, kubernetesVersion: 'latest' })).toThrow(`'kubernetesVersion' must be one of ${Object.keys(KUBERNETES_RELEASES).join(', ')}`);
     expect(() => new EksCluster('e5', { ...eksArgs, nodeGroups: [{ ...spot, instanceTypes: ['m6i.large', 'm6a.large', 'm7i.large', 'c6i.xlarge'] }] }))
       .toThrow(/'nodeGroups\[0\]\.instanceTypes' must all be one size .*got m\.large, c\.xlarge/);
     expect(() => new EksCluster('e6', { ...eksArgs, availabilityZones: ['eu-west-1a'] })).toThrow(/'availabilityZones' must name the zone of each of the 3 private subnets/);

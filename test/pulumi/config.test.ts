@@ -58,7 +58,7 @@ describe('stack config', () => {
     ['a missing database', 'dev', (c) => { delete c['promptmesh:database']; }, /^promptmesh:database is required: one of in-cluster, rds/],
     ['rds settings without rds', 'dev', (c) => { c['promptmesh:rds'] = { multiAz: true }; }, /^promptmesh:rds only applies when promptmesh:database is rds/],
     ['a wrong instance class', 'prod', (c) => { c['promptmesh:rds'].instanceClass = 'm6g.large'; }, /^promptmesh:rds\.instanceClass must be an RDS instance class/],
-    ['a Kubernetes version the add-ons are not pinned for', 'dev', (c) => { c['promptmesh:kubernetesVersion'] = '1.33'; }, /^promptmesh:kubernetesVersion is 1\.33 but infra\/versions\.ts pins EKS add-ons and the autoscaler only for 1\.34, 1\.35, 1\.36/],
+    ['a Kubernetes version the add-ons are not pinned for', 'dev', (c) => { c['promptmesh:kubernetesVersion'] = '1.33'; }, /^promptmesh:kubernetesVersion is 1\.33 but infra\/versions\.ts pins EKS add-ons and the autoscaler only for 1\.35, 1\.36/],
     ['no TLS in an aws stack', 'staging', (c) => { delete c['promptmesh:tls']; }, /^promptmesh:tls is required in aws mode: every cloud environment serves HTTPS only/],
     ['TLS without a hosted zone', 'dev', (c) => { delete c['promptmesh:tls'].hostedZoneId; }, /^promptmesh:tls\.hostedZoneId is required: the Route 53 hosted zone/],
     ['TLS with a malformed hosted zone', 'prod', (c) => { c['promptmesh:tls'].hostedZoneId = 'example.com'; }, /^promptmesh:tls\.hostedZoneId must be a Route 53 hosted zone id/],
@@ -107,8 +107,13 @@ describe('stack config', () => {
 
 describe('Kubernetes support dates', () => {
   it('refuses a pinned minor once EKS standard support for it has ended', () => {
+    const c = withChange('dev', (x) => { x['promptmesh:kubernetesVersion'] = '1.35'; });
+    expect(() => parseStackConfig(c, 'dev', () => true, '2027-03-27')).not.toThrow();
+    expect(() => parseStackConfig(c, 'dev', () => true, '2027-03-28')).toThrow(/^promptmesh:kubernetesVersion is 1\.35, past EKS standard support since 2027-03-27/);
+  });
+
+  it('refuses a minor that left the table (1.34 left EKS standard support on 2026-12-02)', () => {
     const c = withChange('dev', (x) => { x['promptmesh:kubernetesVersion'] = '1.34'; });
-    expect(() => parseStackConfig(c, 'dev', () => true, '2026-12-01')).not.toThrow();
-    expect(() => parseStackConfig(c, 'dev', () => true, '2026-12-03')).toThrow(/^promptmesh:kubernetesVersion is 1\.34, past EKS standard support since 2026-12-02/);
+    expect(() => parseStackConfig(c, 'dev', () => true)).toThrow(/promptmesh:kubernetesVersion/);
   });
 });

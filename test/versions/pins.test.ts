@@ -34,7 +34,7 @@ describe('pins table', () => {
   });
 
   it('resolves the autoscaler and kube-proxy per Kubernetes minor, and Istio supports every accepted minor', () => {
-    expect(Object.keys(KUBERNETES_RELEASES)).toEqual(['1.34', '1.35', '1.36']);
+    expect(Object.keys(KUBERNETES_RELEASES)).toEqual(['1.35', '1.36']);
     expect(DEFAULT_KUBERNETES_VERSION).toBe('1.35');
     for (const [minor, r] of Object.entries(KUBERNETES_RELEASES)) {
       expect(r.clusterAutoscalerImageTag.replace(/^v(\d+\.\d+)\..*$/, '$1'), minor).toBe(minor);
