@@ -5,7 +5,7 @@ import { closeRedis, createRedis, waitForRedis } from '../kit/redis';
 import { freePort } from '../../test/support/net';
 import { TEST_REDIS_URL, deletePrefix, uniquePrefix } from '../../test/support/redis';
 import { ChunkAssembler, ResponseCache, canonicalJson, completionToChunks, isCacheable } from './cache';
-import type { ChatCompletion, ChatRequest } from './types';
+import type { ChatCompletion, ChatRequest } from '../openai';
 
 const logger = createLogger('test', 'silent');
 const prefix = uniquePrefix('llm-cache');

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from '../kit/logger';
 import type { RedisClient } from '../kit/redis';
-import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from './types';
+import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '../openai';
 
 /**
  * The exact-match response cache in Redis.

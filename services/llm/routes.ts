@@ -1,10 +1,11 @@
 import { Readable } from 'node:stream';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { HEADERS, PATHS } from '../../contracts';
-import { ApiError, badRequest, toApiError } from '../kit/errors';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { badRequest, toApiError } from '../kit/errors';
 import type { CacheMode } from './cache';
 import type { LlmCallOptions, LlmCore } from './core';
-import { toolCallSchema, type ChatRequest } from './types';
+import { ChatRequestSchema, SSE_HEADERS, chatResponseSchemas, checkMessages, writeSse, type ChatRequest } from '../openai';
 
 /**
  * The llm service's internal HTTP API: `POST /v1/chat/completions` (canonical OpenAI shape,
@@ -20,72 +21,6 @@ import { toolCallSchema, type ChatRequest } from './types';
 export const TENANT_HEADER = HEADERS.tenant;
 /** The cost header on non-streaming answers (USD). */
 export const COST_HEADER = 'x-promptmesh-cost-usd';
-
-const ROLES = ['system', 'developer', 'user', 'assistant', 'tool'];
-const stringOrStrings = { anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' }, maxItems: 16 }] };
-
-/**
- * The body schema: the OpenAI fields promptmesh understands, type-checked; other top-level
- * fields are allowed (OpenAI extension fields) and passed on.
- */
-export const chatRequestSchema = {
-  type: 'object',
-  required: ['model', 'messages'],
-  additionalProperties: true,
-  properties: {
-    model: { type: 'string', minLength: 1, maxLength: 256 },
-    messages: {
-      type: 'array',
-      minItems: 1,
-      maxItems: 10_000,
-      items: {
-        type: 'object',
-        required: ['role'],
-        properties: {
-          role: { type: 'string', enum: ROLES },
-          content: {
-            anyOf: [
-              { type: 'string' },
-              { type: 'null' },
-              { type: 'array', items: { type: 'object', required: ['type'], properties: { type: { type: 'string' }, text: { type: 'string' } } } },
-            ],
-          },
-          name: { type: 'string' },
-          tool_call_id: { type: 'string' },
-          tool_calls: { type: 'array', items: toolCallSchema },
-        },
-      },
-    },
-    temperature: { type: 'number', minimum: 0, maximum: 2 },
-    top_p: { type: 'number', minimum: 0, maximum: 1 },
-    max_tokens: { type: 'integer', minimum: 1 },
-    max_completion_tokens: { type: 'integer', minimum: 1 },
-    stream: { type: 'boolean' },
-    stream_options: { type: 'object', properties: { include_usage: { type: 'boolean' } } },
-    stop: stringOrStrings,
-    n: { type: 'integer', minimum: 1, maximum: 128 },
-    presence_penalty: { type: 'number', minimum: -2, maximum: 2 },
-    frequency_penalty: { type: 'number', minimum: -2, maximum: 2 },
-    seed: { type: 'integer' },
-    user: { type: 'string' },
-    tools: { type: 'array' },
-    tool_choice: { anyOf: [{ type: 'string' }, { type: 'object' }] },
-    response_format: { type: 'object' },
-    cache: { type: 'boolean' },
-  },
-} as const;
-
-/** Content must be present for every role but assistant (which may carry tool calls instead). */
-function checkMessages(body: ChatRequest): void {
-  body.messages.forEach((m, i) => {
-    if (m.role !== 'assistant' && (m.content === undefined || m.content === null)) {
-      throw badRequest(`'messages[${i}].content' is required for role '${m.role}'`, `messages[${i}].content`);
-    }
-    if (m.role === 'tool' && typeof m.tool_call_id !== 'string') {
-      throw badRequest(`'messages[${i}].tool_call_id' is required for role 'tool'`, `messages[${i}].tool_call_id`);
-    }
-  });
-}
 
 function callOptions(request: FastifyRequest, signal: AbortSignal): LlmCallOptions {
   const tenantRaw = request.headers[TENANT_HEADER];
@@ -125,16 +60,13 @@ function clientSignal(request: FastifyRequest, reply: FastifyReply): AbortSignal
   return controller.signal;
 }
 
-function sse(data: unknown): string {
-  return `data: ${JSON.stringify(data)}\n\n`;
-}
-
 /** The llm routes as a Fastify plugin over a core. */
 export function llmRoutes(core: LlmCore): FastifyPluginAsync {
   return async (app) => {
-    app.post<{ Body: ChatRequest }>(PATHS.chatCompletions, { schema: { body: chatRequestSchema } }, async (request, reply) => {
-      const body = request.body;
-      checkMessages(body);
+    const typed = app.withTypeProvider<TypeBoxTypeProvider>();
+    typed.post(PATHS.chatCompletions, { schema: { body: ChatRequestSchema, response: chatResponseSchemas } }, async (request, reply) => {
+      const body = request.body as ChatRequest;
+      checkMessages(body.messages);
       const signal = clientSignal(request, reply);
       const options = callOptions(request, signal);
       if (body.stream !== true) {
@@ -147,31 +79,17 @@ export function llmRoutes(core: LlmCore): FastifyPluginAsync {
           .send(result.completion);
       }
       const result = await core.stream(body, options);
-      const iterator = result.chunks[Symbol.asyncIterator]();
-      async function* events(): AsyncGenerator<string> {
-        try {
-          for (;;) {
-            const next = await iterator.next();
-            if (next.done) break;
-            yield sse(next.value);
-          }
-          yield 'data: [DONE]\n\n';
-        } catch (err) {
-          // Headers are out: the failure goes into the stream, and no [DONE] follows.
-          const apiError = err instanceof ApiError ? err : toApiError(err);
-          if (!signal.aborted) yield sse(apiError.toBody());
-        } finally {
-          await iterator.return?.();
-        }
-      }
+      const events = writeSse(result.chunks, {
+        // A client that went away reads nothing more.
+        onError: (err) => (signal.aborted ? undefined : toApiError(err).toBody()),
+      });
       return reply
-        .header('content-type', 'text/event-stream; charset=utf-8')
-        .header('cache-control', 'no-cache')
-        .header('x-accel-buffering', 'no')
+        .headers(SSE_HEADERS)
         .header(HEADERS.provider, result.provider)
         .header(HEADERS.model, result.model)
         .header(HEADERS.cache, result.cache)
-        .send(Readable.from(events(), { objectMode: false }));
+        // A stream is written as it comes, past the response schema (which types only JSON answers).
+        .send(Readable.from(events, { objectMode: false }) as never);
     });
 
     app.get(PATHS.providers, async () => ({ object: 'list', data: core.providers(), aliases: core.aliases() }));

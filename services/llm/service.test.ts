@@ -12,7 +12,7 @@ import { deletePrefix, uniquePrefix } from '../../test/support/redis';
 import { createApp, createLogger, createMetrics, createTracing, mountService, readConfig } from '../kit';
 import { startSpan, trace, type Tracing } from '../kit/tracing';
 import { createLlmService } from './index';
-import { ask, chat, fakeOpenAi, metricValue, sseData, startLlm, type TestLlm } from './harness.test.util';
+import { ask, chat, fakeOpenAi, metricValue, ssePayloads, startLlm, type TestLlm } from '../../test/support/llm-service';
 
 let fa: FakeProvider;
 const running: TestLlm[] = [];
@@ -88,7 +88,7 @@ describe('response cache', () => {
     const plain = await chat(s.url, body);
     const replay = await chat(s.url, { ...body, stream: true, stream_options: { include_usage: true } });
     expect(replay.headers['x-promptmesh-cache']).toBe('hit');
-    const events = sseData(replay.text);
+    const events = ssePayloads(replay.text);
     expect(events.at(-1)).toBe('[DONE]');
     const chunks = events.slice(0, -1).map((d) => JSON.parse(d));
     expect(chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('')).toBe(plain.json.choices[0].message.content);
@@ -152,7 +152,7 @@ describe('through the anthropic adapter', () => {
     expect(fa.requests.at(-1)!.headers['x-api-key']).toBe('sk-ant-test');
 
     const streamed = await chat(s.url, ask('chat', 'stream it', { stream: true, stream_options: { include_usage: true } }));
-    const events = sseData(streamed.text);
+    const events = ssePayloads(streamed.text);
     expect(events.at(-1)).toBe('[DONE]');
     const chunks = events.slice(0, -1).map((d) => JSON.parse(d));
     expect(chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('')).toBe('echo: stream it');

@@ -1,11 +1,10 @@
 import { HEADERS, PATHS } from '../../contracts';
 import { ApiError } from '../kit';
 import type { ContextMessageInput, ContextWindow } from '../context';
-import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '../llm/types';
+import { parseSse, type ChatCompletion, type ChatCompletionChunk, type ChatRequest } from '../openai';
 import type { ChangeFeed, TemplateVersion, TemplatesExport, VersionList } from '../templates/types';
 import type { CallMeta, ContextClient, LlmCallOptions, LlmClient, LlmOrigin, ModelEntry, RouterClients, TemplatesClient } from './clients';
 import { PeerHttp, type PeerHttpOptions, type PeerResponse } from './http-client';
-import { parseSse } from './sse';
 
 /** The header that carries the tenant (API key id) to llm, which keys its response cache by it. */
 export const TENANT_HEADER = HEADERS.tenant;
@@ -85,7 +84,7 @@ export class HttpLlmClient implements LlmClient {
     try {
       completion = JSON.parse(text) as ChatCompletion;
     } catch {
-      throw new ApiError(502, 'upstream_error', 'llm service answered with a body that is not JSON', null, 'upstream_malformed');
+      throw new ApiError({ status: 502, type: 'upstream_error', message: 'llm service answered with a body that is not JSON', code: 'upstream_malformed' });
     }
     return { ...origin(res, request.model), completion };
   }
@@ -100,20 +99,20 @@ export class HttpLlmClient implements LlmClient {
     const http = this.http;
     async function* chunks(): AsyncGenerator<ChatCompletionChunk> {
       try {
-        for await (const data of parseSse(res.body)) {
+        for await (const { data } of parseSse(res.body)) {
           if (data === '[DONE]') return;
           let parsed: ChatCompletionChunk & { error?: { type?: string; message?: string; code?: string | null } };
           try {
             parsed = JSON.parse(data);
           } catch {
-            throw new ApiError(502, 'upstream_error', 'llm service sent a malformed stream event', null, 'upstream_malformed');
+            throw new ApiError({ status: 502, type: 'upstream_error', message: 'llm service sent a malformed stream event', code: 'upstream_malformed' });
           }
           if (parsed.error) {
-            throw new ApiError(502, parsed.error.type ?? 'upstream_error', parsed.error.message ?? 'the stream failed', null, parsed.error.code ?? 'stream_interrupted');
+            throw new ApiError({ status: 502, type: parsed.error.type ?? 'upstream_error', message: parsed.error.message ?? 'the stream failed', code: parsed.error.code ?? 'stream_interrupted' });
           }
           yield parsed;
         }
-        throw new ApiError(502, 'upstream_error', 'llm service ended the stream without [DONE]', null, 'stream_interrupted');
+        throw new ApiError({ status: 502, type: 'upstream_error', message: 'llm service ended the stream without [DONE]', code: 'stream_interrupted' });
       } catch (err) {
         throw http.mapError(err);
       } finally {

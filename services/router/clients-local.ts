@@ -1,7 +1,7 @@
 import { ApiError } from '../kit';
 import type { ContextCore } from '../context';
 import type { LlmCore } from '../llm/core';
-import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '../llm/types';
+import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '../openai';
 import type { TemplatesCore } from '../templates/types';
 import type { ContextClient, LlmCallOptions, LlmClient, LlmOrigin, ModelEntry, TemplatesClient } from './clients';
 

@@ -5,7 +5,7 @@
  * cannot be reached.
  */
 import type { ContextMessageInput, ContextWindow } from '../context';
-import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '../llm/types';
+import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '../openai';
 import type { ChangeFeed, TemplateVersion, TemplatesExport, VersionList } from '../templates/types';
 import type { CallMeta } from './http-client';
 

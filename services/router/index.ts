@@ -27,7 +27,7 @@ import { createHttpClients } from './clients-http';
 import { LocalContextClient, LocalLlmClient, LocalTemplatesClient } from './clients-local';
 import { KeyRateLimiter } from './key-rate-limit';
 import { guardRouteScopes, isPublicRoute, scopeOfRequest } from './route-scopes';
-import { chatRequestSchema } from './schemas';
+import { RouterChatRequestSchema, chatResponseSchemas } from '../openai';
 import { consoleRoutes } from './console';
 import { statsRoutes } from './stats';
 import { RollingStats, STATS_KINDS } from '../kit/rolling-stats';
@@ -41,7 +41,6 @@ export { HttpContextClient, HttpLlmClient, HttpTemplatesClient, TENANT_HEADER, c
 export { LocalContextClient, LocalLlmClient, LocalTemplatesClient } from './clients-local';
 export { PeerHttp, isDependencyDown } from './http-client';
 export { KeyRateLimiter } from './key-rate-limit';
-export { chatRequestSchema, type PromptRef, type RouterChatRequest } from './schemas';
 export { TemplateCache, type CachedVersion } from './template-cache';
 
 /** What the router exposes to in-process callers (tests, embedding). */
@@ -149,7 +148,7 @@ export async function createRouterService(
     guardRouteScopes(app);
     app.addHook('onRequest', auth);
 
-    app.post(PATHS.chatCompletions, { schema: { body: chatRequestSchema } }, chat as never);
+    app.post(PATHS.chatCompletions, { schema: { body: RouterChatRequestSchema, response: chatResponseSchemas } }, chat as never);
 
     app.get(PATHS.models, async (request) => {
       const data = await clients.llm.models({ requestId: request.id, traceContext: request.traceContext });

@@ -22,7 +22,7 @@ export interface StatsRoutesOptions {
 }
 
 function unavailable(err: unknown): ApiError {
-  return new ApiError(503, 'dependency_unavailable', `stats are unavailable: Redis did not answer (${(err as Error).message})`, null, 'redis_unavailable');
+  return new ApiError({ status: 503, type: 'dependency_unavailable', message: `stats are unavailable: Redis did not answer (${(err as Error).message})`, code: 'redis_unavailable' });
 }
 
 /** Registers the two stats routes (see the module comment). */

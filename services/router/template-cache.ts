@@ -259,16 +259,16 @@ export class TemplateCache {
     let entry = this.entries.get(name);
     if (!entry) {
       const until = this.missing.get(name);
-      if (until !== undefined && until > Date.now()) throw notFound(`prompt template '${name}' does not exist or is archived`, 'prompt.name');
+      if (until !== undefined && until > Date.now()) throw notFound(`prompt template '${name}' does not exist or is archived`, 'template_not_found', 'prompt.name');
       await this.refresh(name);
       entry = this.entries.get(name);
-      if (!entry) throw notFound(`prompt template '${name}' does not exist or is archived`, 'prompt.name');
+      if (!entry) throw notFound(`prompt template '${name}' does not exist or is archived`, 'template_not_found', 'prompt.name');
     }
     if (options.version !== undefined) {
       let found = entry.versions.get(options.version);
       if (!found) {
         const loaded = await this.options.client.version(name, options.version, options.meta);
-        if (!loaded) throw notFound(`prompt template '${name}' has no version ${options.version}`, 'prompt.version');
+        if (!loaded) throw notFound(`prompt template '${name}' has no version ${options.version}`, 'version_not_found', 'prompt.version');
         found = toCached(loaded);
         entry.versions.set(found.version, found);
       }
@@ -276,12 +276,12 @@ export class TemplateCache {
     }
     const label = options.label ?? DEFAULT_LABEL;
     const split = entry.labels.get(label);
-    if (!split || split.length === 0) throw notFound(`prompt template '${name}' has no label '${label}'`, 'prompt.label');
+    if (!split || split.length === 0) throw notFound(`prompt template '${name}' has no label '${label}'`, 'label_not_found', 'prompt.label');
     const version = pickVersion(split, options.stickyKey);
     let found = entry.versions.get(version);
     if (!found) {
       const loaded = await this.options.client.version(name, version, options.meta);
-      if (!loaded) throw notFound(`prompt template '${name}' label '${label}' points at missing version ${version}`, 'prompt.label');
+      if (!loaded) throw notFound(`prompt template '${name}' label '${label}' points at missing version ${version}`, 'version_not_found', 'prompt.label');
       found = toCached(loaded);
       entry.versions.set(found.version, found);
     }

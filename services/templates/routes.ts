@@ -2,7 +2,8 @@ import type { FastifyPluginAsync } from 'fastify';
 import { PATHS, HEADERS } from '../../contracts';
 import { TEMPLATE_TYPES } from '../kit/template-syntax';
 import type { CreateInput, LabelTarget, TemplatesCore, Variables, VersionInput } from './types';
-import { LABEL_PATTERN, LIMITS, NAME_PATTERN, actorFrom } from './validation';
+import { TEMPLATE_LABEL_PATTERN, TEMPLATE_NAME_PATTERN } from '../kit/template-syntax';
+import { LIMITS, actorFrom } from './validation';
 
 /**
  * Who made a change: the router sets this header to the caller's API key id; without it the
@@ -10,8 +11,8 @@ import { LABEL_PATTERN, LIMITS, NAME_PATTERN, actorFrom } from './validation';
  */
 export const ACTOR_HEADER = HEADERS.actor;
 
-const nameParam = { type: 'string', pattern: NAME_PATTERN } as const;
-const labelString = { type: 'string', pattern: LABEL_PATTERN } as const;
+const nameParam = { type: 'string', pattern: TEMPLATE_NAME_PATTERN } as const;
+const labelString = { type: 'string', pattern: TEMPLATE_LABEL_PATTERN } as const;
 
 // Types and unknown fields are checked here; sizes, syntax and the chat message shape are
 // checked by the core (validation.ts), which in-process callers go through too.

@@ -6,6 +6,8 @@
 import { badRequest } from '../kit/errors';
 import { invalidTextReason } from '../kit/json-input';
 import {
+  TEMPLATE_LABEL_PATTERN,
+  TEMPLATE_NAME_PATTERN,
   TEMPLATE_TYPES,
   TemplateError,
   checkVariables,
@@ -16,10 +18,6 @@ import {
 } from '../kit/template-syntax';
 import type { LabelTarget, VersionInput } from './types';
 
-/** Template names: lower case letters, digits, `.`, `_`, `-`; at most 128 characters. */
-export const NAME_PATTERN = '^[a-z0-9][a-z0-9._-]{0,127}$';
-/** Label names: like template names, at most 64 characters. */
-export const LABEL_PATTERN = '^[a-z0-9][a-z0-9._-]{0,63}$';
 /** Names the API uses for its own paths under `/v1/templates/`. */
 export const RESERVED_NAMES = ['changes', 'export'] as const;
 
@@ -45,8 +43,8 @@ export const LIMITS = {
   pageSize: 200,
 } as const;
 
-const nameRe = new RegExp(NAME_PATTERN);
-const labelRe = new RegExp(LABEL_PATTERN);
+const nameRe = new RegExp(TEMPLATE_NAME_PATTERN);
+const labelRe = new RegExp(TEMPLATE_LABEL_PATTERN);
 
 /** Turns a template syntax/render error into a 400 naming its field; rethrows anything else. */
 export function asBadRequest(err: unknown): never {
@@ -54,10 +52,10 @@ export function asBadRequest(err: unknown): never {
   throw err;
 }
 
-/** Checks a template name against {@link NAME_PATTERN}; 400 naming `param` otherwise. */
+/** Checks a template name against {@link TEMPLATE_NAME_PATTERN}; 400 naming `param` otherwise. */
 export function checkName(name: unknown, param = 'name'): string {
   if (typeof name !== 'string' || !nameRe.test(name)) {
-    throw badRequest(`'${param}' must match ${NAME_PATTERN} (lower case letters, digits, '.', '_', '-'; at most 128 characters)`, param);
+    throw badRequest(`'${param}' must match ${TEMPLATE_NAME_PATTERN} (lower case letters, digits, '.', '_', '-'; at most 128 characters)`, param);
   }
   return name;
 }
@@ -71,10 +69,10 @@ export function checkNewName(name: unknown): string {
   return name as string;
 }
 
-/** Checks a label name against {@link LABEL_PATTERN}; 400 naming `param` otherwise. */
+/** Checks a label name against {@link TEMPLATE_LABEL_PATTERN}; 400 naming `param` otherwise. */
 export function checkLabel(label: unknown, param = 'label'): string {
   if (typeof label !== 'string' || !labelRe.test(label)) {
-    throw badRequest(`'${param}' must match ${LABEL_PATTERN} (lower case letters, digits, '.', '_', '-'; at most 64 characters)`, param);
+    throw badRequest(`'${param}' must match ${TEMPLATE_LABEL_PATTERN} (lower case letters, digits, '.', '_', '-'; at most 64 characters)`, param);
   }
   return label;
 }

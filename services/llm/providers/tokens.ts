@@ -5,7 +5,7 @@
  * accounting needs when the provider itself is silent.
  */
 import type * as GptTokenizer from 'gpt-tokenizer';
-import type { ChatMessage, ContentPart } from '../types';
+import type { ChatMessage, ContentPart } from '../../openai';
 
 let loaded: typeof GptTokenizer | undefined;
 

@@ -14,8 +14,9 @@
  * `anthropic-version` is {@link DEFAULT_ANTHROPIC_VERSION} unless `provider.headers` sets it.
  */
 import { ANTHROPIC_FALLBACK_MAX_TOKENS, maxOutputTokensOf } from '../../model-limits';
-import { ProviderError, type CallOptions, type ChatCompletion, type ChatCompletionChunk, type ChatMessage, type ChatRequest, type ContentPart, type FinishReason, type ProviderAdapter, type ProviderConfig, type ToolCall, type Usage } from '../../types';
-import { parseSse } from '../sse';
+import { ProviderError, type CallOptions, type ProviderAdapter, type ProviderConfig } from '../../types';
+import type { ChatCompletion, ChatCompletionChunk, ChatMessage, ChatRequest, ContentPart, FinishReason, ToolCall, Usage } from '../../../openai';
+import { parseSse } from '../../../openai';
 import { contentText } from '../tokens';
 import { ProviderTransport, errorFromResponse, isEventStream, readJson, transportError, upstreamText, type ProviderResponse } from '../transport';
 
