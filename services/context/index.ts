@@ -11,16 +11,14 @@ export { CONTEXT_METRICS, createContextMetrics, type ContextMetrics } from './me
 export {
   MESSAGE_OVERHEAD_TOKENS,
   MESSAGE_ROLES,
-  SESSION_ID_PATTERN,
+  STORED_SESSION_ID_PATTERN,
   TURN_START_ROLES,
-  contentText,
   countMessageTokens,
-  type ContentPart,
   type ContextMessageInput,
   type MessageRole,
   type StoredMessage,
   type TextPart,
-  type ToolCall,
+  type StoredToolCall,
 } from './messages';
 export {
   ContextUnavailableError,

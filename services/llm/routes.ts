@@ -17,15 +17,13 @@ import { ChatRequestSchema, SSE_HEADERS, chatResponseSchemas, checkMessages, wri
  * `x-promptmesh-model`, `x-promptmesh-cache` and, for plain answers, `x-promptmesh-cost-usd`.
  */
 
-/** The tenant header the router sets (cache entries are kept apart per tenant). */
-export const TENANT_HEADER = HEADERS.tenant;
 /** The cost header on non-streaming answers (USD). */
 export const COST_HEADER = 'x-promptmesh-cost-usd';
 
 function callOptions(request: FastifyRequest, signal: AbortSignal): LlmCallOptions {
-  const tenantRaw = request.headers[TENANT_HEADER];
+  const tenantRaw = request.headers[HEADERS.tenant];
   const tenant = Array.isArray(tenantRaw) ? tenantRaw[0] : tenantRaw;
-  if (tenant !== undefined && (tenant.length === 0 || tenant.length > 256)) throw badRequest(`header '${TENANT_HEADER}' must be 1-256 characters`, TENANT_HEADER);
+  if (tenant !== undefined && (tenant.length === 0 || tenant.length > 256)) throw badRequest(`header '${HEADERS.tenant}' must be 1-256 characters`, HEADERS.tenant);
   const cacheRaw = request.headers[HEADERS.cache];
   const cacheHeader = (Array.isArray(cacheRaw) ? cacheRaw[0] : cacheRaw)?.toLowerCase();
   let cache: CacheMode | undefined;
@@ -41,7 +39,7 @@ function callOptions(request: FastifyRequest, signal: AbortSignal): LlmCallOptio
   if (tpmHeader !== undefined) {
     tenantTpm = /^[1-9][0-9]{0,10}$/.test(tpmHeader) ? Number(tpmHeader) : NaN;
     if (!Number.isInteger(tenantTpm) || tenantTpm > 10_000_000_000) throw badRequest(`header '${HEADERS.tenantTpm}' must be a whole number of tokens per minute (1-10000000000)`, HEADERS.tenantTpm);
-    if (tenant === undefined) throw badRequest(`header '${HEADERS.tenantTpm}' needs '${TENANT_HEADER}' (whose budget it is)`, HEADERS.tenantTpm);
+    if (tenant === undefined) throw badRequest(`header '${HEADERS.tenantTpm}' needs '${HEADERS.tenant}' (whose budget it is)`, HEADERS.tenantTpm);
   }
   const options: LlmCallOptions = { traceContext: request.traceContext, signal };
   if (tenant !== undefined) options.tenant = tenant;

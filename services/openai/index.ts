@@ -5,5 +5,5 @@
  * server-sent events both ways.
  */
 export * from './schemas';
-export { checkMessages } from './messages';
+export { checkMessages, contentText } from './messages';
 export { SSE_DONE, SSE_HEADERS, parseSse, sseData, writeSse, type SseEvent, type WriteSseOptions } from './sse';

@@ -1,5 +1,5 @@
 import { badRequest } from '../kit/errors';
-import type { ChatMessage } from './schemas';
+import type { ChatMessage, ContentPart } from './schemas';
 
 /**
  * The message rules a schema cannot say: content must be present for every role but assistant
@@ -17,4 +17,13 @@ export function checkMessages(messages: ReadonlyArray<ChatMessage>): void {
       throw badRequest(`'messages[${i}].tool_call_id' is required for role 'tool'`, `messages[${i}].tool_call_id`);
     }
   }
+}
+
+/** The text of a message's content: the string, or its text parts joined (other parts add nothing). */
+export function contentText(content: string | ContentPart[] | null | undefined): string {
+  if (typeof content === 'string') return content;
+  if (!Array.isArray(content)) return '';
+  let out = '';
+  for (const part of content) if (typeof part?.text === 'string') out += part.text;
+  return out;
 }

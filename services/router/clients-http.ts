@@ -3,11 +3,9 @@ import { ApiError } from '../kit';
 import type { ContextMessageInput, ContextWindow } from '../context';
 import { parseSse, type ChatCompletion, type ChatCompletionChunk, type ChatRequest } from '../openai';
 import type { ChangeFeed, TemplateVersion, TemplatesExport, VersionList } from '../templates/types';
-import type { CallMeta, ContextClient, LlmCallOptions, LlmClient, LlmOrigin, ModelEntry, RouterClients, TemplatesClient } from './clients';
+import type { CallMeta, ContextClient, LlmClientCallOptions, LlmClient, LlmOrigin, ModelEntry, RouterClients, TemplatesClient } from './clients';
 import { PeerHttp, type PeerHttpOptions, type PeerResponse } from './http-client';
 
-/** The header that carries the tenant (API key id) to llm, which keys its response cache by it. */
-export const TENANT_HEADER = HEADERS.tenant;
 
 const enc = encodeURIComponent;
 
@@ -65,12 +63,12 @@ function origin(res: PeerResponse, fallbackModel: string): LlmOrigin {
 export class HttpLlmClient implements LlmClient {
   constructor(readonly http: PeerHttp) {}
 
-  private headers(options: LlmCallOptions): Record<string, string> {
+  private headers(options: LlmClientCallOptions): Record<string, string> {
     if (!options.tenant) return {};
-    return options.tenantTpm !== undefined ? { [TENANT_HEADER]: options.tenant, [HEADERS.tenantTpm]: String(options.tenantTpm) } : { [TENANT_HEADER]: options.tenant };
+    return options.tenantTpm !== undefined ? { [HEADERS.tenant]: options.tenant, [HEADERS.tenantTpm]: String(options.tenantTpm) } : { [HEADERS.tenant]: options.tenant };
   }
 
-  async complete(request: ChatRequest, options: LlmCallOptions): Promise<LlmOrigin & { completion: ChatCompletion }> {
+  async complete(request: ChatRequest, options: LlmClientCallOptions): Promise<LlmOrigin & { completion: ChatCompletion }> {
     const payload = request.stream ? { ...request, stream: false } : request;
     const res = await this.http.request('POST', PATHS.chatCompletions, options, { body: JSON.stringify(payload), headers: this.headers(options) });
     let text: string;
@@ -89,7 +87,7 @@ export class HttpLlmClient implements LlmClient {
     return { ...origin(res, request.model), completion };
   }
 
-  async stream(request: ChatRequest, options: LlmCallOptions): Promise<LlmOrigin & { chunks: AsyncIterable<ChatCompletionChunk> }> {
+  async stream(request: ChatRequest, options: LlmClientCallOptions): Promise<LlmOrigin & { chunks: AsyncIterable<ChatCompletionChunk> }> {
     const payload = request.stream ? request : { ...request, stream: true };
     const res = await this.http.request('POST', PATHS.chatCompletions, options, { body: JSON.stringify(payload), headers: this.headers(options) });
     if (res.statusCode >= 400) {

@@ -34,10 +34,9 @@ import { RollingStats, STATS_KINDS } from '../kit/rolling-stats';
 import { TemplateCache } from './template-cache';
 
 export { ApiKeyStore, SCOPES, hashApiKey, parseApiKeys, type ApiKey, type Scope } from './auth';
-export { ACTOR_HEADER } from './auth-hook';
 export { PUBLIC_ROUTES, ROUTE_SCOPES, guardRouteScopes, isPublicRoute, scopeOfRoute, type RouteScope } from './route-scopes';
 export type { CallMeta, ContextClient, LlmClient, RouterClients, TemplatesClient } from './clients';
-export { HttpContextClient, HttpLlmClient, HttpTemplatesClient, TENANT_HEADER, createHttpClients } from './clients-http';
+export { HttpContextClient, HttpLlmClient, HttpTemplatesClient, createHttpClients } from './clients-http';
 export { LocalContextClient, LocalLlmClient, LocalTemplatesClient } from './clients-local';
 export { PeerHttp, isDependencyDown } from './http-client';
 export { KeyRateLimiter } from './key-rate-limit';

@@ -2,7 +2,7 @@ import { Gauge } from 'prom-client';
 import { METRICS, templateChangesChannel } from '../../contracts';
 import { badRequest, closeRedis, notFound, waitForRedis, type Logger, type RedisClient } from '../kit';
 import { compileTemplate, pickVersion, type CompiledTemplate, type SplitEntry } from '../kit/template-syntax';
-import type { TemplateChange, TemplateVersion } from '../templates/types';
+import { DEFAULT_LABEL, type TemplateChange, type TemplateVersion } from '../templates/types';
 import type { CallMeta, TemplatesClient } from './clients';
 
 /**
@@ -11,8 +11,6 @@ import type { CallMeta, TemplatesClient } from './clients';
  */
 const MISSING_TTL_MS = 2_000;
 
-/** The label a prompt resolves when it names neither a label nor a version. */
-export const DEFAULT_LABEL = 'production';
 
 /** A version, parsed once, as the cache holds it. */
 export interface CachedVersion {

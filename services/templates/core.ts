@@ -29,7 +29,7 @@ import {
   asBadRequest,
   checkLabel,
   checkLabelTarget,
-  checkName,
+  checkTemplateName,
   checkNewName,
   checkRenderVariables,
   checkVersionInput,
@@ -272,7 +272,7 @@ export class PgTemplatesCore implements TemplatesCore {
   }
 
   async addVersion(name: string, input: VersionInput, actor = 'anonymous'): Promise<TemplateVersion & { labels: string[] }> {
-    checkName(name);
+    checkTemplateName(name);
     const v = checkVersionInput(input);
     const labels = v.labels ?? [];
     return this.write(async (client, changes) => {
@@ -302,7 +302,7 @@ export class PgTemplatesCore implements TemplatesCore {
   }
 
   async get(name: string, options: ResolveOptions = {}): Promise<ResolvedTemplate> {
-    checkName(name);
+    checkTemplateName(name);
     if (options.version !== undefined && options.label !== undefined) {
       throw badRequest(`give either 'label' or 'version', not both`, 'version');
     }
@@ -395,7 +395,7 @@ export class PgTemplatesCore implements TemplatesCore {
   }
 
   private async templateHead(name: string): Promise<{ id: string; archived: boolean; latest_version: number; labels: Record<string, SplitEntry[]> }> {
-    checkName(name);
+    checkTemplateName(name);
     const { rows } = await this.read<{ id: string; archived_at: Date | null; latest_version: number; labels: Record<string, SplitEntry[]> }>(
       `SELECT t.id, t.archived_at, t.latest_version,
               COALESCE((SELECT jsonb_object_agg(l.label, l.split) FROM template_labels l WHERE l.template_id = t.id), '{}'::jsonb) AS labels
@@ -431,7 +431,7 @@ export class PgTemplatesCore implements TemplatesCore {
   }
 
   async moveLabel(name: string, label: string, target: LabelTarget, actor = 'anonymous'): Promise<LabelState> {
-    checkName(name);
+    checkTemplateName(name);
     checkLabel(label);
     const split = checkLabelTarget(target);
     return this.write(async (client, changes) => {
@@ -477,7 +477,7 @@ export class PgTemplatesCore implements TemplatesCore {
   }
 
   async archive(name: string, actor = 'anonymous'): Promise<{ name: string; archived: true; archived_at: string }> {
-    checkName(name);
+    checkTemplateName(name);
     return this.write(async (client, changes) => {
       const { rows } = await client.query<{ id: string; archived_at: Date | null }>('SELECT id, archived_at FROM templates WHERE name = $1 FOR UPDATE', [name]);
       const row = rows[0];

@@ -20,7 +20,6 @@ import { templatesRoutes } from './routes';
 import type { TemplateChange, TemplatesCore } from './types';
 
 export * from './types';
-export { ACTOR_HEADER } from './routes';
 export { LIMITS } from './validation';
 export { migrate, loadMigrations, MIGRATIONS_DIR, MIGRATIONS_TABLE } from './migrate';
 export { PgTemplatesCore } from './core';

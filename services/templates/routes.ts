@@ -9,7 +9,6 @@ import { LIMITS, actorFrom } from './validation';
  * Who made a change: the router sets this header to the caller's API key id; without it the
  * change is recorded as made by "anonymous".
  */
-export const ACTOR_HEADER = HEADERS.actor;
 
 const nameParam = { type: 'string', pattern: TEMPLATE_NAME_PATTERN } as const;
 const labelString = { type: 'string', pattern: TEMPLATE_LABEL_PATTERN } as const;
@@ -77,7 +76,7 @@ export function templatesRoutes(core: TemplatesCore): FastifyPluginAsync {
     const base = PATHS.templates;
 
     app.post<{ Body: CreateInput }>(base, { schema: { body: createBody } }, async (request, reply) => {
-      const created = await core.create(request.body, actorFrom(request.headers[ACTOR_HEADER]));
+      const created = await core.create(request.body, actorFrom(request.headers[HEADERS.actor]));
       return reply.code(201).send(created);
     });
 
@@ -131,14 +130,14 @@ export function templatesRoutes(core: TemplatesCore): FastifyPluginAsync {
     app.delete<{ Params: { name: string } }>(
       `${base}/:name`,
       { schema: { params: { type: 'object', properties: { name: nameParam } } } },
-      async (request) => core.archive(request.params.name, actorFrom(request.headers[ACTOR_HEADER])),
+      async (request) => core.archive(request.params.name, actorFrom(request.headers[HEADERS.actor])),
     );
 
     app.post<{ Params: { name: string }; Body: VersionInput }>(
       `${base}/:name/versions`,
       { schema: { params: { type: 'object', properties: { name: nameParam } }, body: versionBody } },
       async (request, reply) => {
-        const created = await core.addVersion(request.params.name, request.body, actorFrom(request.headers[ACTOR_HEADER]));
+        const created = await core.addVersion(request.params.name, request.body, actorFrom(request.headers[HEADERS.actor]));
         return reply.code(201).send(created);
       },
     );
@@ -165,7 +164,7 @@ export function templatesRoutes(core: TemplatesCore): FastifyPluginAsync {
     app.put<{ Params: { name: string; label: string }; Body: LabelTarget }>(
       `${base}/:name/labels/:label`,
       { schema: { params: { type: 'object', properties: { name: nameParam, label: labelString } }, body: labelBody } },
-      async (request) => core.moveLabel(request.params.name, request.params.label, request.body, actorFrom(request.headers[ACTOR_HEADER])),
+      async (request) => core.moveLabel(request.params.name, request.params.label, request.body, actorFrom(request.headers[HEADERS.actor])),
     );
 
     app.get<{ Params: { name: string; label: string }; Querystring: { limit?: number } }>(

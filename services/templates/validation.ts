@@ -53,7 +53,7 @@ export function asBadRequest(err: unknown): never {
 }
 
 /** Checks a template name against {@link TEMPLATE_NAME_PATTERN}; 400 naming `param` otherwise. */
-export function checkName(name: unknown, param = 'name'): string {
+export function checkTemplateName(name: unknown, param = 'name'): string {
   if (typeof name !== 'string' || !nameRe.test(name)) {
     throw badRequest(`'${param}' must match ${TEMPLATE_NAME_PATTERN} (lower case letters, digits, '.', '_', '-'; at most 128 characters)`, param);
   }
@@ -62,7 +62,7 @@ export function checkName(name: unknown, param = 'name'): string {
 
 /** Checks the name of a template being created: the pattern, and not a reserved path word. */
 export function checkNewName(name: unknown): string {
-  checkName(name);
+  checkTemplateName(name);
   if ((RESERVED_NAMES as readonly string[]).includes(name as string)) {
     throw badRequest(`'name' ${JSON.stringify(name)} is reserved by the API; choose another`, 'name');
   }

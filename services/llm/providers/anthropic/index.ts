@@ -15,9 +15,18 @@
  */
 import { ANTHROPIC_FALLBACK_MAX_TOKENS, maxOutputTokensOf } from '../../model-limits';
 import { ProviderError, type CallOptions, type ProviderAdapter, type ProviderConfig } from '../../types';
-import type { ChatCompletion, ChatCompletionChunk, ChatMessage, ChatRequest, ContentPart, FinishReason, ToolCall, Usage } from '../../../openai';
-import { parseSse } from '../../../openai';
-import { contentText } from '../tokens';
+import {
+  contentText,
+  parseSse,
+  type ChatCompletion,
+  type ChatCompletionChunk,
+  type ChatMessage,
+  type ChatRequest,
+  type ContentPart,
+  type FinishReason,
+  type ToolCall,
+  type Usage,
+} from '../../../openai';
 import { ProviderTransport, errorFromResponse, isEventStream, readJson, transportError, upstreamText, type ProviderResponse } from '../transport';
 
 /**

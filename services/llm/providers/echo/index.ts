@@ -7,7 +7,8 @@
 import { randomBytes } from 'node:crypto';
 import { ProviderError, type CallOptions, type ProviderAdapter, type ProviderConfig } from '../../types';
 import type { ChatCompletion, ChatCompletionChunk, ChatRequest, FinishReason, Usage } from '../../../openai';
-import { contentText, countPromptTokens, tokenizer } from '../tokens';
+import { countPromptTokens, tokenizer } from '../tokens';
+import { contentText } from '../../../openai';
 
 interface EchoReply {
   text: string;

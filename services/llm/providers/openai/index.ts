@@ -5,9 +5,8 @@
  * `max_completion_tokens`.
  */
 import { ProviderError, type CallOptions, type ProviderAdapter, type ProviderConfig } from '../../types';
-import type { ChatCompletion, ChatCompletionChunk, ChatRequest, Usage } from '../../../openai';
-import { parseSse } from '../../../openai';
-import { contentText, countPromptTokens, countTextTokens } from '../tokens';
+import { contentText, parseSse, type ChatCompletion, type ChatCompletionChunk, type ChatRequest, type Usage } from '../../../openai';
+import { countPromptTokens, countTextTokens } from '../tokens';
 import { ProviderTransport, errorFromResponse, isEventStream, readJson, transportError, upstreamText, type ProviderResponse } from '../transport';
 
 /** Options of {@link createOpenAIAdapter}. */
