@@ -72,6 +72,14 @@ describe('the router (all-in-one)', () => {
     });
   }
 
+  it('holds session ids to the same limit on the sessions API', async () => {
+    const read = (id: string) => fetch(`${layout.url}/v1/sessions/${id}/messages`, { headers: { authorization: `Bearer ${KEYS.admin}` } });
+    expect((await read('s'.repeat(MAX_SESSION_ID_CHARS))).status).toBe(200);
+    const past = await read('s'.repeat(MAX_SESSION_ID_CHARS + 1));
+    expect(past.status).toBe(400);
+    expect(((await past.json()) as { error: { param: string } }).error.param).toBe('session_id');
+  });
+
   it('passes every field of the provider answer through, unknown ones included', async () => {
     const r = await post({ model: 'chat', messages: [user('keep it all')] });
     expect(r.status).toBe(200);
