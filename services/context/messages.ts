@@ -1,6 +1,5 @@
-import Ajv, { type ValidateFunction } from 'ajv';
 import type * as O200k from 'gpt-tokenizer/encoding/o200k_base';
-import { badRequest, instancePathToParam, validationError } from '../kit';
+import { badRequest, compileBodyCheck } from '../kit';
 import type { ContextSettings } from './config';
 import { MAX_CONTENT_PARTS, MAX_TOOLS, contentText, type ContentPart } from '../openai';
 
@@ -188,8 +187,6 @@ export function appendBodySchema(settings: Pick<ContextSettings, 'maxAppend' | '
   };
 }
 
-const ajv = new Ajv({ allErrors: false, coerceTypes: false, removeAdditional: false, useDefaults: false, strict: false });
-
 /** Checks an append body, throwing a 400 {@link ApiError} that names the field at fault. */
 export type AppendValidator = (body: unknown) => { messages: ContextMessageInput[] };
 
@@ -199,23 +196,9 @@ export type AppendValidator = (body: unknown) => { messages: ContextMessageInput
  * id given twice in one append).
  */
 export function createAppendValidator(settings: Pick<ContextSettings, 'maxAppend' | 'maxContentChars'>): AppendValidator {
-  const validate: ValidateFunction = ajv.compile(appendBodySchema(settings));
+  const check = compileBodyCheck<{ messages: ContextMessageInput[] }>(appendBodySchema(settings));
   return (body) => {
-    if (!validate(body)) {
-      const errors = (validate.errors ?? []).filter((e) => e.keyword !== 'anyOf');
-      // A failed anyOf (content: string or parts) reports each branch; the deepest error says
-      // most precisely what is wrong, and a type error on `content` itself means neither fits.
-      if (errors.length > 0) {
-        const deepest = errors.reduce((a, b) => (b.instancePath.length > a.instancePath.length ? b : a));
-        if (/^\/messages\/\d+\/content$/.test(deepest.instancePath) && deepest.keyword === 'type') {
-          const param = instancePathToParam(deepest.instancePath);
-          throw badRequest(`'${param}' must be a string, an array of content parts, or null with tool_calls`, param);
-        }
-        throw validationError([deepest], 'body');
-      }
-      throw validationError(validate.errors ?? [], 'body');
-    }
-    const { messages } = body as { messages: ContextMessageInput[] };
+    const { messages } = check(body);
     const seen = new Map<string, number>();
     messages.forEach((m, i) => {
       // What the chat APIs require of a message beyond its shape.

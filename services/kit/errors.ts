@@ -128,9 +128,27 @@ interface AjvLikeError {
   params: Record<string, any>;
 }
 
+/**
+ * The error that says most about a failure. Without `anyOf` it is the first. A failed `anyOf`
+ * (a value that may be a string or a list of parts) reports every branch: the deepest error
+ * wins, and among equals one that is not about the type (the branch whose type matched is the
+ * one the client meant); when every branch failed on its type, one error lists the types.
+ */
+function mostTelling(errors: AjvLikeError[]): AjvLikeError {
+  const anyOf = errors.find((e) => e.keyword === 'anyOf');
+  const branches = errors.filter((e) => e.keyword !== 'anyOf');
+  if (!anyOf || branches.length === 0) return errors[0]!;
+  const depth = Math.max(...branches.map((e) => e.instancePath.length));
+  const deepest = branches.filter((e) => e.instancePath.length === depth);
+  const constraint = deepest.find((e) => e.keyword !== 'type');
+  if (constraint) return constraint;
+  const types = deepest.map((e) => String(e.params.type));
+  return { ...deepest[0]!, message: `must be ${types.slice(0, -1).join(', ')}${types.length > 1 ? ' or ' : ''}${types.at(-1)}` };
+}
+
 /** Builds the 400 for a Fastify schema validation failure, naming the field. */
 export function validationError(errors: AjvLikeError[], context: string): ApiError {
-  const first = errors[0]!;
+  const first = mostTelling(errors);
   let param: string;
   let message: string;
   const where = context === 'body' ? '' : `${context} `;

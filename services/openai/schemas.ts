@@ -161,8 +161,10 @@ export const PromptRefSchema = Type.Object(
     label: Type.Optional(Type.String({ pattern: TEMPLATE_LABEL_PATTERN })),
     /** An exact version; wins over `label`. */
     version: Type.Optional(Type.Integer({ minimum: 1 })),
-    /** Values for the template's `{{placeholders}}`. */
-    variables: Type.Optional(Type.Unsafe<Record<string, unknown>>({ type: 'object', maxProperties: 256 })),
+    /** Values for the template's `{{placeholders}}`: strings, numbers or booleans. */
+    variables: Type.Optional(
+      Type.Unsafe<Record<string, string | number | boolean>>({ type: 'object', maxProperties: 256, additionalProperties: { type: ['string', 'number', 'boolean'] } }),
+    ),
   },
   { additionalProperties: false },
 );

@@ -178,15 +178,6 @@ export function createChatHandler(options: ChatHandlerOptions) {
     if (!prompt && (!body.messages || body.messages.length === 0)) {
       throw badRequest(`'messages' must hold at least one message (or give 'prompt')`, 'messages');
     }
-    if (prompt?.variables !== undefined) {
-      for (const [name, value] of Object.entries(prompt.variables)) {
-        const t = typeof value;
-        if (t !== 'string' && t !== 'boolean' && !(t === 'number' && Number.isFinite(value))) {
-          throw badRequest(`'prompt.variables.${name}' must be a string, number or boolean`, `prompt.variables.${name}`);
-        }
-      }
-    }
-
     // Template and history in parallel; history failures degrade, template failures answer.
     const degraded = request.degraded ?? [];
     const [version, history] = await Promise.all([

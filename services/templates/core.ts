@@ -30,7 +30,7 @@ import {
   checkLabel,
   checkLabelTarget,
   checkTemplateName,
-  checkNewName,
+  checkCreateInput,
   checkRenderVariables,
   checkVersionInput,
   checkVersionNumber,
@@ -242,8 +242,8 @@ export class PgTemplatesCore implements TemplatesCore {
   }
 
   async create(input: CreateInput, actor = 'anonymous'): Promise<TemplateVersion & { labels: string[] }> {
-    const name = checkNewName(input?.name);
-    const v = checkVersionInput(input);
+    const v = checkCreateInput(input);
+    const name = v.name;
     const labels = v.labels ?? [DEFAULT_LABEL];
     return this.write(async (client, changes) => {
       const inserted = await client.query<{ id: string }>(
