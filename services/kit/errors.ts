@@ -161,6 +161,10 @@ export function validationError(errors: AjvLikeError[], context: string): ApiErr
       param = instancePathToParam(first.instancePath, first.params.additionalProperty);
       message = `${where}'${param}' is not a known field`;
       break;
+    case 'dependencies':
+      param = instancePathToParam(first.instancePath, first.params.property);
+      message = `${where}'${param}' needs '${instancePathToParam(first.instancePath, first.params.missingProperty)}'`;
+      break;
     default: {
       param = instancePathToParam(first.instancePath) || context;
       message = `${where}'${param}' ${first.message ?? 'is invalid'}`;

@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { HEADERS, PATHS } from '../../contracts';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { badRequest, toApiError } from '../kit/errors';
+import { toApiError } from '../kit/errors';
 import type { CacheMode } from './cache';
 import type { LlmCallOptions, LlmCore } from './core';
 import { ChatRequestSchema, SSE_HEADERS, chatResponseSchemas, checkMessages, writeSse, type ChatRequest } from '../openai';
@@ -20,30 +20,31 @@ import { ChatRequestSchema, SSE_HEADERS, chatResponseSchemas, checkMessages, wri
 /** The cost header on non-streaming answers (USD). */
 export const COST_HEADER = 'x-promptmesh-cost-usd';
 
+/** Most tokens per minute a tenant budget may name (the router's keys are held to the same). */
+const MAX_TENANT_TPM = 10_000_000_000;
+
+/** The request headers the router sets, as a route schema (a 400 names the header). */
+const CALL_HEADERS_SCHEMA = {
+  type: 'object',
+  properties: {
+    [HEADERS.tenant]: { type: 'string', minLength: 1, maxLength: 256 },
+    [HEADERS.cache]: { type: 'string', enum: ['force', 'off', 'default'] },
+    // A whole number of tokens per minute, 1 to MAX_TENANT_TPM, written plainly (no sign, no exponent).
+    [HEADERS.tenantTpm]: { type: 'string', pattern: `^(?:[1-9][0-9]{0,9}|${MAX_TENANT_TPM})$` },
+  },
+  // A budget is a tenant's: without the tenant there is no one to hold to it.
+  dependencies: { [HEADERS.tenantTpm]: [HEADERS.tenant] },
+} as const;
+
+/** The call options the (schema-checked) headers ask for. */
 function callOptions(request: FastifyRequest, signal: AbortSignal): LlmCallOptions {
-  const tenantRaw = request.headers[HEADERS.tenant];
-  const tenant = Array.isArray(tenantRaw) ? tenantRaw[0] : tenantRaw;
-  if (tenant !== undefined && (tenant.length === 0 || tenant.length > 256)) throw badRequest(`header '${HEADERS.tenant}' must be 1-256 characters`, HEADERS.tenant);
-  const cacheRaw = request.headers[HEADERS.cache];
-  const cacheHeader = (Array.isArray(cacheRaw) ? cacheRaw[0] : cacheRaw)?.toLowerCase();
-  let cache: CacheMode | undefined;
-  if (cacheHeader !== undefined) {
-    if (cacheHeader !== 'force' && cacheHeader !== 'off' && cacheHeader !== 'default') {
-      throw badRequest(`header '${HEADERS.cache}' must be force, off or default`, HEADERS.cache);
-    }
-    cache = cacheHeader;
-  }
-  const tpmRaw = request.headers[HEADERS.tenantTpm];
-  const tpmHeader = Array.isArray(tpmRaw) ? tpmRaw[0] : tpmRaw;
-  let tenantTpm: number | undefined;
-  if (tpmHeader !== undefined) {
-    tenantTpm = /^[1-9][0-9]{0,10}$/.test(tpmHeader) ? Number(tpmHeader) : NaN;
-    if (!Number.isInteger(tenantTpm) || tenantTpm > 10_000_000_000) throw badRequest(`header '${HEADERS.tenantTpm}' must be a whole number of tokens per minute (1-10000000000)`, HEADERS.tenantTpm);
-    if (tenant === undefined) throw badRequest(`header '${HEADERS.tenantTpm}' needs '${HEADERS.tenant}' (whose budget it is)`, HEADERS.tenantTpm);
-  }
+  const headers = request.headers as Record<string, string | undefined>;
   const options: LlmCallOptions = { traceContext: request.traceContext, signal };
+  const tenant = headers[HEADERS.tenant];
+  const tpm = headers[HEADERS.tenantTpm];
+  const cache = headers[HEADERS.cache] as CacheMode | undefined;
   if (tenant !== undefined) options.tenant = tenant;
-  if (tenantTpm !== undefined) options.tenantTpm = tenantTpm;
+  if (tpm !== undefined) options.tenantTpm = Number(tpm);
   if (cache !== undefined) options.cache = cache;
   return options;
 }
@@ -62,7 +63,7 @@ function clientSignal(request: FastifyRequest, reply: FastifyReply): AbortSignal
 export function llmRoutes(core: LlmCore): FastifyPluginAsync {
   return async (app) => {
     const typed = app.withTypeProvider<TypeBoxTypeProvider>();
-    typed.post(PATHS.chatCompletions, { schema: { body: ChatRequestSchema, response: chatResponseSchemas } }, async (request, reply) => {
+    typed.post(PATHS.chatCompletions, { schema: { headers: CALL_HEADERS_SCHEMA, body: ChatRequestSchema, response: chatResponseSchemas } }, async (request, reply) => {
       const body = request.body as ChatRequest;
       checkMessages(body.messages);
       const signal = clientSignal(request, reply);

@@ -221,6 +221,20 @@ describe('HTTP API', () => {
     const bad = await chat(s.url, ask('chat'), { 'x-promptmesh-cache': 'always' });
     expect(bad.status).toBe(400);
     expect(bad.json.error.param).toBe('x-promptmesh-cache');
+    const refused: Array<[Record<string, string>, string]> = [
+      [{ 'x-promptmesh-tenant': 't'.repeat(257) }, 'x-promptmesh-tenant'],
+      [{ 'x-promptmesh-tenant': 't', 'x-promptmesh-tenant-tpm': '0' }, 'x-promptmesh-tenant-tpm'],
+      [{ 'x-promptmesh-tenant': 't', 'x-promptmesh-tenant-tpm': '10000000001' }, 'x-promptmesh-tenant-tpm'],
+      [{ 'x-promptmesh-tenant': 't', 'x-promptmesh-tenant-tpm': '1e3' }, 'x-promptmesh-tenant-tpm'],
+      [{ 'x-promptmesh-tenant-tpm': '100' }, 'x-promptmesh-tenant-tpm'],
+    ];
+    for (const [headers, param] of refused) {
+      const r = await chat(s.url, ask('chat'), headers);
+      expect(r.status, JSON.stringify(headers)).toBe(400);
+      expect(r.json.error.param).toBe(param);
+    }
+    const budget = await chat(s.url, ask('chat'), { 'x-promptmesh-tenant': 't'.repeat(256), 'x-promptmesh-tenant-tpm': '10000000000', 'x-promptmesh-cache': 'off' });
+    expect(budget.status, budget.text).toBe(200);
   });
 
   it('lists models and providers (without secrets)', async () => {
