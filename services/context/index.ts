@@ -10,12 +10,10 @@ export { createContextHttpClient, type ContextHttpClientOptions } from './client
 export { CONTEXT_METRICS, createContextMetrics, type ContextMetrics } from './metrics';
 export {
   MESSAGE_OVERHEAD_TOKENS,
-  MESSAGE_ROLES,
   STORED_SESSION_ID_PATTERN,
   TURN_START_ROLES,
   countMessageTokens,
   type ContextMessageInput,
-  type MessageRole,
   type StoredMessage,
   type TextPart,
   type StoredToolCall,

@@ -1,12 +1,8 @@
 import type * as O200k from 'gpt-tokenizer/encoding/o200k_base';
 import { badRequest, compileBodyCheck } from '../kit';
 import type { ContextSettings } from './config';
-import { MAX_CONTENT_PARTS, MAX_TOOLS, contentText, type ContentPart } from '../openai';
+import { MAX_CONTENT_PARTS, MAX_TOOLS, ROLES, contentText, type ContentPart, type Role } from '../openai';
 
-/** Roles a stored message may have (those of the OpenAI chat completions API). */
-export const MESSAGE_ROLES = ['system', 'developer', 'user', 'assistant', 'tool'] as const;
-/** The role of a stored message. */
-export type MessageRole = (typeof MESSAGE_ROLES)[number];
 
 /** One text part of a message whose content is an array (OpenAI's content parts). */
 export interface TextPart {
@@ -33,7 +29,7 @@ export interface ContextMessageInput {
    * @default a random UUID, assigned at append (no deduplication for that message)
    */
   id?: string;
-  role: MessageRole;
+  role: Role;
   /**
    * The text, or an array of content parts (text parts, and other kinds stored as given). Null
    * only for an assistant message that carries `tool_calls`.
@@ -50,7 +46,7 @@ export interface ContextMessageInput {
 /** A message as stored and returned: the input plus its id, token count and time of append. */
 export interface StoredMessage {
   id: string;
-  role: MessageRole;
+  role: Role;
   content: string | ContentPart[] | null;
   name?: string;
   tool_calls?: StoredToolCall[];
@@ -94,7 +90,7 @@ export const MAX_TOOL_CALL_ID_CHARS = 256;
  * assistant or tool message could hold a tool result without the call it answers, which the
  * providers refuse.
  */
-export const TURN_START_ROLES: ReadonlySet<MessageRole> = new Set(['system', 'developer', 'user']);
+export const TURN_START_ROLES: ReadonlySet<Role> = new Set(['system', 'developer', 'user']);
 
 // Text that happens to contain a special token such as <|endoftext|> is counted as plain text
 // rather than rejected: history is data, never control.
@@ -140,7 +136,7 @@ export function appendBodySchema(settings: Pick<ContextSettings, 'maxAppend' | '
           required: ['role'],
           properties: {
             id: { type: 'string', pattern: MESSAGE_ID_PATTERN.source },
-            role: { type: 'string', enum: [...MESSAGE_ROLES] },
+            role: { type: 'string', enum: [...ROLES] },
             content: {
               anyOf: [
                 { type: 'string', maxLength: settings.maxContentChars },
