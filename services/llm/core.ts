@@ -13,17 +13,8 @@ import { UNKNOWN_MODEL_OUTPUT_RESERVATION, maxOutputTokensOf, requestedMaxTokens
 import { SecretScrubber } from './secret-scrubber';
 import type { LlmMetrics } from './metrics';
 import { LatencyTracker, listModels, orderCandidates, resolveTargets, type Candidate } from './routing';
-import {
-  ProviderError,
-  type CallOptions,
-  type ChatCompletion,
-  type ChatCompletionChunk,
-  type ChatRequest,
-  type ProviderAdapter,
-  type ProviderConfig,
-  type ProviderType,
-  type Usage,
-} from './types';
+import { ProviderError, type CallOptions, type ProviderAdapter, type ProviderConfig, type ProviderType } from './types';
+import { EXTENSION_FIELDS, type ChatCompletion, type ChatCompletionChunk, type ChatRequest, type Usage } from '../openai';
 
 /** Whether an answer came from the cache: `skip` when the request was not cacheable (or Redis was down). */
 export type CacheResult = 'hit' | 'miss' | 'skip';
@@ -150,9 +141,6 @@ export interface LlmCoreDeps {
   stats?: RollingStats;
 }
 
-/** Fields of the request body that are promptmesh's, never sent to a provider. */
-const EXTENSION_FIELDS = ['cache', 'prompt', 'session_id'];
-
 type Outcome =
   | { kind: 'open'; provider: string; retryInMs: number }
   | { kind: 'limited'; provider: string; retryAfterMs: number; reason: string }
@@ -179,7 +167,7 @@ interface Attempt {
 /** The caller went away (its signal aborted); 499 in the access log, nobody reads the body. */
 class ClientGone extends ApiError {
   constructor() {
-    super(499, 'client_closed_request', 'the client went away before the answer was ready', null, 'client_closed');
+    super({ status: 499, type: 'client_closed_request', message: 'the client went away before the answer was ready', code: 'client_closed' });
   }
 }
 
@@ -406,7 +394,7 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
           }
           if (error.kind === 'bad_request') {
             fail(attempt, error, false);
-            throw new ApiError(400, 'invalid_request_error', `provider ${c.provider} rejected the request: ${error.message}`, null, 'upstream_bad_request');
+            throw new ApiError({ status: 400, type: 'invalid_request_error', message: `provider ${c.provider} rejected the request: ${error.message}`, code: 'upstream_bad_request' });
           }
           fail(attempt, error, true);
           outcomes.push({ kind: 'failed', provider: c.provider, error });
@@ -452,9 +440,9 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
     }
     if (finals.every((o) => o.kind !== 'failed')) {
       const retryIn = Math.min(...finals.map((o) => (o.kind === 'open' ? o.retryInMs : o.kind === 'limited' ? o.retryAfterMs : 1_000)));
-      return new ApiError(503, 'service_unavailable_error', `no provider available for model '${model}': ${summary}`, null, 'providers_unavailable', {
+      return new ApiError({ status: 503, type: 'service_unavailable_error', message: `no provider available for model '${model}': ${summary}`, code: 'providers_unavailable', headers: {
         'retry-after': String(Math.max(1, Math.ceil(retryIn / 1000))),
-      });
+      } });
     }
     const lastFailure = [...outcomes].reverse().find((o) => o.kind === 'failed') as Extract<Outcome, { kind: 'failed' }>;
     return upstreamError(502, `every provider failed for model '${model}': ${summary} (last error from ${lastFailure.provider}: ${lastFailure.error.message})`, 'providers_failed');
@@ -473,8 +461,7 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
   function candidatesFor(request: ChatRequest): Candidate[] {
     const targets = resolveTargets(config, providers, request.model);
     if (targets.length === 0) {
-      const err = notFound(`model '${request.model}' does not exist here: it is no alias and no provider lists it (see GET /v1/models)`, 'model');
-      throw new ApiError(err.statusCode, err.type, err.message, 'model', 'model_not_found');
+      throw notFound(`model '${request.model}' does not exist here: it is no alias and no provider lists it (see GET /v1/models)`, 'model_not_found', 'model');
     }
     const asked = requestedMaxTokens(request);
     if (!asked) return targets;

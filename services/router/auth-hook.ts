@@ -1,4 +1,3 @@
-import { HEADERS } from '../../contracts';
 import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
 import { forbidden, rateLimited, unauthorized, type Logger } from '../kit';
 import { ApiKeyStore, bearerToken, type ApiKey, type Scope } from './auth';
@@ -13,8 +12,6 @@ declare module 'fastify' {
   }
 }
 
-/** The header that tells the templates and context services who made a change. */
-export const ACTOR_HEADER = HEADERS.actor;
 
 /** What {@link authenticate} checks against. */
 export interface AuthOptions {

@@ -6,11 +6,9 @@ import { HEADERS, METRICS } from '../../contracts';
 import { ApiError, LATENCY_BUCKETS, badRequest, type Logger } from '../kit';
 import { MissingVariablesError, TemplateError, renderCompiled, type TemplateMessage, type Variables } from '../kit/template-syntax';
 import type { ContextMessageInput, ContextWindow, StoredMessage } from '../context';
-import type { ChatCompletionChunk, ChatMessage, ChatRequest } from '../llm/types';
+import { SSE_HEADERS, checkMessages, writeSse, type ChatCompletionChunk, type ChatMessage, type ChatRequest, type RouterChatRequest } from '../openai';
 import { scopedSessionId } from './admin';
 import type { CallMeta, ContextClient, LlmClient, LlmOrigin } from './clients';
-import { SSE_DONE, sseData } from './sse';
-import type { RouterChatRequest } from './schemas';
 import type { TemplateCache } from './template-cache';
 import type { RollingStats } from '../kit/rolling-stats';
 
@@ -84,7 +82,8 @@ class StreamedReply {
   private readonly calls: Array<{ id: string; type: 'function'; function: { name: string; arguments: string } }> = [];
 
   add(chunk: ChatCompletionChunk): void {
-    const delta = chunk.choices?.[0]?.delta;
+    // With `n` > 1 the session keeps the first choice, as a plain answer's `choices[0]`.
+    const delta = chunk.choices?.find((c) => (c.index ?? 0) === 0)?.delta;
     if (!delta) return;
     if (typeof delta.content === 'string') this.text += delta.content;
     for (const tc of delta.tool_calls ?? []) {
@@ -119,19 +118,6 @@ function renderError(err: unknown): unknown {
     return badRequest(err.message.replace(/'variables/g, `'prompt.variables`), param);
   }
   return err;
-}
-
-/** What a schema cannot say about messages (the llm service's rules, so both layouts agree). */
-function checkMessages(messages: ChatMessage[]): void {
-  for (let i = 0; i < messages.length; i++) {
-    const m = messages[i]!;
-    if (m.role !== 'assistant' && (m.content === undefined || m.content === null)) {
-      throw badRequest(`'messages[${i}].content' is required for role '${m.role}'`, `messages[${i}].content`);
-    }
-    if (m.role === 'tool' && typeof m.tool_call_id !== 'string') {
-      throw badRequest(`'messages[${i}].tool_call_id' is required for role 'tool'`, `messages[${i}].tool_call_id`);
-    }
-  }
 }
 
 /**
@@ -192,15 +178,6 @@ export function createChatHandler(options: ChatHandlerOptions) {
     if (!prompt && (!body.messages || body.messages.length === 0)) {
       throw badRequest(`'messages' must hold at least one message (or give 'prompt')`, 'messages');
     }
-    if (prompt?.variables !== undefined) {
-      for (const [name, value] of Object.entries(prompt.variables)) {
-        const t = typeof value;
-        if (t !== 'string' && t !== 'boolean' && !(t === 'number' && Number.isFinite(value))) {
-          throw badRequest(`'prompt.variables.${name}' must be a string, number or boolean`, `prompt.variables.${name}`);
-        }
-      }
-    }
-
     // Template and history in parallel; history failures degrade, template failures answer.
     const degraded = request.degraded ?? [];
     const [version, history] = await Promise.all([
@@ -318,35 +295,36 @@ export function createChatHandler(options: ChatHandlerOptions) {
       throw err;
     }
     setOrigin(reply, result);
-    reply.header('content-type', 'text/event-stream; charset=utf-8');
-    reply.header('cache-control', 'no-cache');
-    reply.header('x-accel-buffering', 'no');
-    async function* events(): AsyncGenerator<string> {
-      const streamed = new StreamedReply();
-      let completed = false;
-      let cost = 0;
+    reply.headers(SSE_HEADERS);
+    const streamed = new StreamedReply();
+    let cost = 0;
+    async function* observed(): AsyncGenerator<ChatCompletionChunk> {
       try {
         for await (const chunk of result.chunks as AsyncIterable<ChatCompletionChunk>) {
           if (chunk.usage) cost = costOf(chunk.usage);
           if (turn) streamed.add(chunk);
-          yield sseData(JSON.stringify(chunk));
+          yield chunk;
         }
-        completed = true;
-      } catch (err) {
-        if (abort.signal.aborted) return;
-        record(target, true);
-        const apiError = err instanceof ApiError ? err : new ApiError(502, 'upstream_error', `the stream broke off: ${(err as Error).message}`, null, 'stream_interrupted');
-        logger.warn({ err: apiError.message, requestId: request.id }, 'stream failed mid-way');
-        yield sseData(JSON.stringify(apiError.toBody()));
-        return;
       } finally {
         reply.raw.off('close', onClose);
       }
-      if (completed && !abort.signal.aborted) record(target, false, cost);
-      if (completed && turn && !abort.signal.aborted) await store(turn, streamed.message(), meta);
-      yield SSE_DONE;
     }
-    return reply.send(Readable.from(events(), { objectMode: false }));
+    const events = writeSse(observed(), {
+      onError: (err) => {
+        if (abort.signal.aborted) return undefined;
+        record(target, true);
+        const apiError = err instanceof ApiError ? err : new ApiError({ status: 502, type: 'upstream_error', message: `the stream broke off: ${(err as Error).message}`, code: 'stream_interrupted' });
+        logger.warn({ err: apiError.message, requestId: request.id }, 'stream failed mid-way');
+        return apiError.toBody();
+      },
+      // The turn is stored before [DONE], so a client that reads [DONE] finds it in the session.
+      beforeDone: async () => {
+        if (abort.signal.aborted) return;
+        record(target, false, cost);
+        if (turn) await store(turn, streamed.message(), meta);
+      },
+    });
+    return reply.send(Readable.from(events, { objectMode: false }));
   }
 }
 

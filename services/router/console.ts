@@ -107,10 +107,10 @@ export function consoleRoutes(options: ConsoleRoutesOptions) {
     const serve = async (path: string, ifNoneMatch: string | undefined, reply: FastifyReply) => {
       securityHeaders(reply);
       if (!assets) {
-        throw new ApiError(503, 'service_unavailable', `the console is not built: run npm run build (looked in ${dir})`, null, 'console_not_built');
+        throw new ApiError({ status: 503, type: 'service_unavailable', message: `the console is not built: run npm run build (looked in ${dir})`, code: 'console_not_built' });
       }
       const asset = assets.get(path === '' ? 'index.html' : path);
-      if (!asset) throw notFound(`no console file ${CONSOLE_PATH}${path}`);
+      if (!asset) throw notFound(`no console file ${CONSOLE_PATH}${path}`, 'file_not_found');
       reply.header('content-type', asset.type);
       reply.header('etag', asset.etag);
       reply.header('cache-control', asset.immutable ? 'public, max-age=31536000, immutable' : 'no-cache');

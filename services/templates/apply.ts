@@ -15,9 +15,9 @@ import { readFile, readdir } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { request } from 'undici';
 import { parseAllDocuments } from 'yaml';
+import { HEADERS } from '../../contracts';
 import { ApiError } from '../kit/errors';
 import type { TemplateSource, TemplateType } from '../kit/template-syntax';
-import { ACTOR_HEADER } from './routes';
 import { DEFAULT_LABEL, type ResolvedTemplate, type VersionList } from './types';
 import { checkLabel, checkNewName, checkVersionInput } from './validation';
 
@@ -149,7 +149,7 @@ class Client {
   constructor(private readonly options: ApplyOptions) {}
 
   async call(method: 'GET' | 'POST' | 'PUT', path: string, body?: unknown): Promise<{ status: number; body: any }> {
-    const headers: Record<string, string> = { [ACTOR_HEADER]: 'templates-apply' };
+    const headers: Record<string, string> = { [HEADERS.actor]: 'templates-apply' };
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (this.options.apiKey) headers.authorization = `Bearer ${this.options.apiKey}`;
     const res = await request(new URL(path, this.options.url), { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
