@@ -19,7 +19,7 @@ import { toolCallSchema, type ChatRequest } from './types';
 /** The tenant header the router sets (cache entries are kept apart per tenant). */
 export const TENANT_HEADER = HEADERS.tenant;
 /** The cost header on non-streaming answers (USD). */
-export const COST_HEADER = 'x-promptmesh-cost-usd';
+export const COST_HEADER = HEADERS.costUsd;
 
 const ROLES = ['system', 'developer', 'user', 'assistant', 'tool'];
 const stringOrStrings = { anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' }, maxItems: 16 }] };
