@@ -82,39 +82,52 @@ export interface AnswerInit {
 
 /** An answer that runs its end listeners exactly once. */
 export function createAnswer(init: AnswerInit): Answer {
-  const listeners: EndListener[] = [];
-  let ended = false;
-  return {
-    provider: init.provider,
-    model: init.model,
-    cache: init.cache ?? 'skip',
-    completion: init.completion,
-    stream: init.stream,
-    latencyMs: init.latencyMs,
-    costUsd: 0,
-    get ended() {
-      return ended;
-    },
-    onEnd(listener) {
-      if (ended) throw new Error('pipeline: onEnd after the answer ended');
-      listeners.push(listener);
-    },
-    async end(ending) {
-      if (ended) return;
-      ended = true;
-      for (const listener of listeners) {
-        try {
-          // Synchronous listeners run synchronously: an answer ended without awaiting (the client
-          // left) has released its slot and reservations by the time end() returns.
-          const pending = listener(ending);
-          if (pending) await pending;
-        } catch (err) {
-          // One broken listener must not keep a slot or a reservation of the others held.
-          init.logger.error({ err }, 'llm pipeline: an end listener threw');
-        }
+  return new PipelineAnswer(init);
+}
+
+/** A class, not an object of closures: one is made per provider call, on the hot path. */
+class PipelineAnswer implements Answer {
+  readonly provider: string;
+  readonly model: string;
+  cache: CacheResult;
+  readonly completion?: ChatCompletion;
+  readonly stream?: { first: ChatCompletionChunk; rest: AsyncIterator<ChatCompletionChunk> };
+  readonly latencyMs: number;
+  costUsd = 0;
+  ended = false;
+  private readonly listeners: EndListener[] = [];
+  private readonly logger: Logger;
+
+  constructor(init: AnswerInit) {
+    this.provider = init.provider;
+    this.model = init.model;
+    this.cache = init.cache ?? 'skip';
+    this.completion = init.completion;
+    this.stream = init.stream;
+    this.latencyMs = init.latencyMs;
+    this.logger = init.logger;
+  }
+
+  onEnd(listener: EndListener): void {
+    if (this.ended) throw new Error('pipeline: onEnd after the answer ended');
+    this.listeners.push(listener);
+  }
+
+  async end(ending: Ending): Promise<void> {
+    if (this.ended) return;
+    this.ended = true;
+    for (const listener of this.listeners) {
+      try {
+        // Synchronous listeners run synchronously: an answer ended without awaiting (the client
+        // left) has released its slot and reservations by the time end() returns.
+        const pending = listener(ending);
+        if (pending) await pending;
+      } catch (err) {
+        // One broken listener must not keep a slot or a reservation of the others held.
+        this.logger.error({ err }, 'llm pipeline: an end listener threw');
       }
-    },
-  };
+    }
+  }
 }
 
 /**

@@ -1,4 +1,4 @@
-import { SpanKind, SpanStatusCode, startSpan } from '../../kit/tracing';
+import { SpanKind, SpanStatusCode, startSpan, type Span } from '../../kit/tracing';
 import { ProviderError } from '../types';
 import type { Answer } from './answer';
 import type { PipelineParts } from './parts';
@@ -18,16 +18,11 @@ export function attemptSpanStage(parts: Pick<PipelineParts, 'tracer'>): Stage {
         kind: SpanKind.CLIENT,
         attributes: { 'gen_ai.operation.name': 'chat', 'gen_ai.system': c.config.type, 'gen_ai.request.model': c.model, 'promptmesh.provider': c.provider },
       });
-      const fail = (error: ProviderError) => {
-        span.setAttribute('error.type', error.kind);
-        span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
-        span.end();
-      };
       let answer: Answer;
       try {
         answer = await next({ ...call, trace: context });
       } catch (err) {
-        if (err instanceof ProviderError) fail(err);
+        if (err instanceof ProviderError) failSpan(span, err);
         else {
           span.setAttribute('error.type', 'client_gone');
           span.end();
@@ -35,7 +30,7 @@ export function attemptSpanStage(parts: Pick<PipelineParts, 'tracer'>): Stage {
         throw err;
       }
       answer.onEnd((ending) => {
-        if (ending.kind === 'failure') return fail(ending.error);
+        if (ending.kind === 'failure') return failSpan(span, ending.error);
         if (ending.kind === 'gone') {
           span.setAttribute('error.type', 'client_gone');
           span.end();
@@ -48,4 +43,10 @@ export function attemptSpanStage(parts: Pick<PipelineParts, 'tracer'>): Stage {
       return answer;
     },
   };
+}
+
+function failSpan(span: Span, error: ProviderError): void {
+  span.setAttribute('error.type', error.kind);
+  span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
+  span.end();
 }

@@ -1,6 +1,7 @@
 import { PROVIDER_STATS_GROUP } from '../../kit/rolling-stats';
 import { billedTokens } from '../config';
 import { ProviderError } from '../types';
+import type { Candidate } from '../routing';
 import type { Answer } from './answer';
 import type { PipelineParts } from './parts';
 import { candidateOf, type Stage } from './stage';
@@ -18,20 +19,15 @@ export function metricsStage(parts: Pick<PipelineParts, 'metrics' | 'stats'>): S
     async run(call, next) {
       const c = candidateOf(call, 'metrics');
       const startedAt = performance.now();
-      const failed = (error: ProviderError) => {
-        const ms = performance.now() - startedAt;
-        metrics.operationDuration.observe({ provider: c.provider, model: c.model, outcome: error.kind }, ms / 1000);
-        stats?.record(PROVIDER_STATS_GROUP, c.provider, { latencyMs: ms, error: true });
-      };
       let answer: Answer;
       try {
         answer = await next(call);
       } catch (err) {
-        if (err instanceof ProviderError) failed(err);
+        if (err instanceof ProviderError) recordFailure(parts, c, startedAt, err);
         throw err;
       }
       answer.onEnd((ending) => {
-        if (ending.kind === 'failure') return failed(ending.error);
+        if (ending.kind === 'failure') return recordFailure(parts, c, startedAt, ending.error);
         if (ending.kind === 'gone') return;
         const labels = { provider: c.provider, model: c.model };
         metrics.operationDuration.observe({ ...labels, outcome: 'success' }, (performance.now() - startedAt) / 1000);
@@ -50,4 +46,10 @@ export function metricsStage(parts: Pick<PipelineParts, 'metrics' | 'stats'>): S
       return answer;
     },
   };
+}
+
+function recordFailure(parts: Pick<PipelineParts, 'metrics' | 'stats'>, c: Candidate, startedAt: number, error: ProviderError): void {
+  const ms = performance.now() - startedAt;
+  parts.metrics.operationDuration.observe({ provider: c.provider, model: c.model, outcome: error.kind }, ms / 1000);
+  parts.stats?.record(PROVIDER_STATS_GROUP, c.provider, { latencyMs: ms, error: true });
 }

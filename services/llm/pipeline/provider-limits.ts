@@ -1,4 +1,5 @@
-import { estimateInputTokens, estimateTokens } from '../limits';
+import { estimateInputTokens, estimateTokens, type LimitDecision, type ProviderLimiter } from '../limits';
+import type { ProviderConfig } from '../types';
 import { UNKNOWN_MODEL_OUTPUT_RESERVATION, maxOutputTokensOf } from '../model-limits';
 import type { Answer } from './answer';
 import { CandidateUnavailable, ClientGone } from './outcomes';
@@ -20,23 +21,22 @@ export function providerLimitsStage(parts: Pick<PipelineParts, 'limiter'>): Stag
       const estimate = estimateTokens(call.request, maxOutputTokensOf(c.config, c.model) ?? UNKNOWN_MODEL_OUTPUT_RESERVATION);
       const limit = await limiter.acquire(c.config, estimate);
       if (!limit.allowed) throw new CandidateUnavailable({ kind: 'limited', provider: c.provider, retryAfterMs: limit.retryAfterMs, reason: limit.reason });
-      let settled = false;
-      const settle = (used: number) => {
-        if (settled) return;
-        settled = true;
-        limit.release();
-        void limiter.reconcile(c.config, limit.reserved, used);
-      };
       let answer: Answer;
       try {
         answer = await next(call);
       } catch (err) {
         // An error answer is not billed; a client that left may have cost its prompt.
-        settle(err instanceof ClientGone ? estimateInputTokens(call.request) : 0);
+        settle(limiter, c.config, limit, err instanceof ClientGone ? estimateInputTokens(call.request) : 0);
         throw err;
       }
-      answer.onEnd((ending) => settle(ending.kind === 'success' ? (ending.usage ? ending.usage.total_tokens : limit.reserved) : ending.used));
+      answer.onEnd((ending) => settle(limiter, c.config, limit, ending.kind === 'success' ? (ending.usage ? ending.usage.total_tokens : limit.reserved) : ending.used));
       return answer;
     },
   };
+}
+
+/** Frees the slot and settles the reservation against `used` (each attempt ends once: catch or onEnd). */
+function settle(limiter: ProviderLimiter, config: ProviderConfig, limit: Extract<LimitDecision, { allowed: true }>, used: number): void {
+  limit.release();
+  void limiter.reconcile(config, limit.reserved, used);
 }

@@ -16,45 +16,12 @@ const EXTENSION_FIELDS = ['cache', 'prompt', 'session_id'];
  * failure before it can still fall back; the timeout keeps running until its last chunk.
  */
 export function providerCall(parts: Pick<PipelineParts, 'adapters' | 'scrubber' | 'logger'>): Next {
-  const { scrubber, logger } = parts;
-
-  function normalise(err: unknown, config: ProviderConfig, timedOut: boolean): ProviderError {
-    if (timedOut) return new ProviderError('timeout', `no complete answer within ${config.timeoutMs} ms`);
-    if (err instanceof ProviderError) return new ProviderError(err.kind, scrubber.scrub(err.message), err.status, err.retryAfterMs);
-    const e = err as Error;
-    if (e?.name === 'AbortError' || e?.name === 'TimeoutError') return new ProviderError('timeout', scrubber.scrub(e.message || 'aborted'));
-    const message = scrubber.scrub(e?.message ?? String(err));
-    logger.error({ err: { type: e?.name, message, stack: scrubber.scrub(e?.stack ?? '') }, provider: config.name }, 'provider adapter threw a non-provider error');
-    return new ProviderError('server', `adapter error: ${message}`);
-  }
-
+  const { logger } = parts;
   return async (call) => {
     const c = candidateOf(call, 'provider');
     const adapter = parts.adapters.get(c.provider)!;
-    const signal = call.options.signal;
-    const controller = new AbortController();
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      controller.abort(new ProviderError('timeout', `no complete answer within ${c.config.timeoutMs} ms`));
-    }, c.config.timeoutMs);
-    const onAbort = () => controller.abort(signal?.reason);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    const dispose = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
-    };
-    /** The error an attempt ends with: the client leaving wins over whatever the adapter threw. */
-    const settleError = (err: unknown): Error => {
-      if (signal?.aborted) {
-        const gone = new ClientGone();
-        controller.abort(gone);
-        dispose();
-        return gone;
-      }
-      return normalise(err, c.config, timedOut);
-    };
-    const callOptions = { signal: controller.signal, headers: injectTraceHeaders(call.trace, {}) };
+    const attempt = new ProviderAttempt(c.config, call.options.signal, parts);
+    const callOptions = { signal: attempt.controller.signal, headers: injectTraceHeaders(call.trace, {}) };
     const request = providerRequest(call.request, c.model, call.stream);
     const startedAt = performance.now();
 
@@ -63,12 +30,10 @@ export function providerCall(parts: Pick<PipelineParts, 'adapters' | 'scrubber' 
       try {
         completion = await adapter.complete(c.config, request, callOptions);
       } catch (err) {
-        const error = settleError(err);
-        dispose();
-        throw error;
+        throw attempt.fail(err);
       }
       const answer = createAnswer({ provider: c.provider, model: c.model, completion, latencyMs: performance.now() - startedAt, logger });
-      answer.onEnd(dispose);
+      answer.onEnd(() => attempt.dispose());
       return answer;
     }
 
@@ -84,31 +49,95 @@ export function providerCall(parts: Pick<PipelineParts, 'adapters' | 'scrubber' 
       }
       if (first.done) throw new ProviderError('malformed', 'the stream ended before its first chunk');
     } catch (err) {
-      const error = settleError(err);
-      dispose();
-      throw error;
+      throw attempt.fail(err);
     }
-    const upstream = iterator;
-    const rest: AsyncIterator<ChatCompletionChunk> = {
-      next: async () => {
-        try {
-          return await upstream.next();
-        } catch (err) {
-          throw settleError(err);
-        }
-      },
-    };
-    const answer = createAnswer({ provider: c.provider, model: c.model, stream: { first: first.value, rest }, latencyMs: performance.now() - startedAt, logger });
+    const answer = createAnswer({ provider: c.provider, model: c.model, stream: { first: first.value, rest: new NormalisedIterator(iterator, attempt) }, latencyMs: performance.now() - startedAt, logger });
     answer.onEnd((ending) => {
       if (ending.kind === 'gone') {
         // The client left: stop the upstream call too.
-        controller.abort(new ClientGone());
-        stop(upstream);
+        attempt.controller.abort(new ClientGone());
+        stop(iterator);
       }
-      dispose();
+      attempt.dispose();
     });
     return answer;
   };
+}
+
+/**
+ * One provider call's total timeout and its link to the client's signal. A class (and the
+ * client's signal listener its `handleEvent`) so a call allocates no closures for them.
+ */
+class ProviderAttempt {
+  readonly controller = new AbortController();
+  timedOut = false;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    readonly config: ProviderConfig,
+    private readonly signal: AbortSignal | undefined,
+    private readonly parts: Pick<PipelineParts, 'scrubber' | 'logger'>,
+  ) {
+    this.timer = setTimeout(onTimeout, config.timeoutMs, this);
+    signal?.addEventListener('abort', this, { once: true });
+  }
+
+  /** The client's signal aborted. */
+  handleEvent(): void {
+    this.controller.abort(this.signal?.reason);
+  }
+
+  /** Clears the timeout and the client-abort listener (idempotent). */
+  dispose(): void {
+    clearTimeout(this.timer);
+    this.signal?.removeEventListener('abort', this);
+  }
+
+  /** Ends the attempt with the error it failed with: the client leaving wins over whatever the adapter threw. */
+  fail(err: unknown): Error {
+    const error = this.errorOf(err);
+    this.dispose();
+    return error;
+  }
+
+  /** The error a failure is, normalised (for a stream's later chunks too, which do not end the attempt here). */
+  errorOf(err: unknown): Error {
+    if (this.signal?.aborted) {
+      const gone = new ClientGone();
+      this.controller.abort(gone);
+      this.dispose();
+      return gone;
+    }
+    const { scrubber, logger } = this.parts;
+    if (this.timedOut) return new ProviderError('timeout', `no complete answer within ${this.config.timeoutMs} ms`);
+    if (err instanceof ProviderError) return new ProviderError(err.kind, scrubber.scrub(err.message), err.status, err.retryAfterMs);
+    const e = err as Error;
+    if (e?.name === 'AbortError' || e?.name === 'TimeoutError') return new ProviderError('timeout', scrubber.scrub(e.message || 'aborted'));
+    const message = scrubber.scrub(e?.message ?? String(err));
+    logger.error({ err: { type: e?.name, message, stack: scrubber.scrub(e?.stack ?? '') }, provider: this.config.name }, 'provider adapter threw a non-provider error');
+    return new ProviderError('server', `adapter error: ${message}`);
+  }
+}
+
+function onTimeout(attempt: ProviderAttempt): void {
+  attempt.timedOut = true;
+  attempt.controller.abort(new ProviderError('timeout', `no complete answer within ${attempt.config.timeoutMs} ms`));
+}
+
+/** A stream's chunks after the first, with every error normalised like the first chunk's. */
+class NormalisedIterator implements AsyncIterator<ChatCompletionChunk> {
+  constructor(
+    private readonly upstream: AsyncIterator<ChatCompletionChunk>,
+    private readonly attempt: ProviderAttempt,
+  ) {}
+
+  async next(): Promise<IteratorResult<ChatCompletionChunk>> {
+    try {
+      return await this.upstream.next();
+    } catch (err) {
+      throw this.attempt.errorOf(err);
+    }
+  }
 }
 
 /** The request as the provider gets it: its own model name, our extension fields removed. */
