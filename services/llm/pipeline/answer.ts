@@ -1,11 +1,14 @@
+/**
+ * What a stage returns (an {@link Answer}: plain or streaming) and how it ends: exactly once,
+ * with its end listeners run in order, whichever way it ends.
+ */
 import { upstreamError, type ApiError } from '../../kit/errors';
 import type { Logger } from '../../kit/logger';
 import type { CacheResult } from '../core';
 import { ChunkAssembler } from '../cache';
-import { ProviderError, type ChatCompletion, type ChatCompletionChunk, type Usage } from '../types';
 import { estimateInputTokens } from '../limits';
+import { ProviderError, type ChatCompletion, type ChatCompletionChunk, type ChatRequest, type Usage } from '../types';
 import { ClientGone } from './outcomes';
-import type { ChatRequest } from '../types';
 
 /**
  * How an answer ended. `used` is what the call consumed as far as we know, for the token
