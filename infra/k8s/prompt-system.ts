@@ -2,7 +2,7 @@ import { Chart, type ChartProps } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-27';
 import type { Construct } from 'constructs';
 import { stringify } from 'yaml';
-import { ENV, SERVICE_NAMES, type ServiceName } from '../../contracts/index';
+import { type Datastore, ENV, type EnvName, SERVICE_NAMES, SERVICES, type ServiceName, calleesOf } from '../../contracts/index';
 import { MANAGED_BY, PART_OF } from './labels';
 import { type Caller, type GatewayOptions, type IngressGatewayOptions, Mesh } from './mesh';
 import { MONITOR_LABELS } from './monitoring';
@@ -298,7 +298,7 @@ export class PromptSystem extends Chart {
     if (props.otlpEndpoint) common[ENV.otlpEndpoint] = props.otlpEndpoint;
     const redisEnv = this.redis.clientEnv() as EnvVar[];
     const postgresEnv = this.postgres.clientEnv() as EnvVar[];
-    const url = (svc: ServiceName) => `http://${svc}.${namespace}.svc.cluster.local:8080`;
+    const url = (svc: ServiceName) => `http://${svc}.${namespace}.svc.cluster.local:${SERVICES[svc].port}`;
 
     const make = (svc: ServiceName, extra: Partial<PromptServiceProps>): PromptService => {
       const settings: ServiceSettings = { ...(props.serviceDefaults ?? {}), ...(props.services?.[svc] ?? {}) };
@@ -321,20 +321,30 @@ export class PromptSystem extends Chart {
     const routerSecretFiles: SecretFile[] = apiKeys
       ? [{ secretName: apiKeys.name, key: apiKeys.key, mountPath: API_KEYS_DIR, env: ENV.apiKeysFile }]
       : [];
-    const services = {
-      router: make('router', {
-        env: { [ENV.templatesUrl]: url('templates'), [ENV.contextUrl]: url('context'), [ENV.llmUrl]: url('llm') },
-        envVars: redisEnv,
-        secretFiles: routerSecretFiles,
-      }),
-      templates: make('templates', { envVars: [...redisEnv, ...postgresEnv] }),
-      context: make('context', { envVars: redisEnv }),
-      llm: make('llm', {
-        envVars: redisEnv,
+    const datastoreEnv: Record<Datastore, EnvVar[]> = { redis: redisEnv, postgres: postgresEnv };
+    // The files a service reads, by the variable that names them (the contract lists which it reads).
+    const files: Partial<Record<EnvName, Partial<PromptServiceProps>>> = {
+      [ENV.apiKeysFile]: { secretFiles: routerSecretFiles },
+      [ENV.providersFile]: {
         configFiles: providersFile ? [providersFile] : [],
         secretEnvFrom: providersFile ? [{ name: providerKeysSecret, optional: false }] : [],
-      }),
+      },
     };
+    // Every service from its contract: where it finds the services it calls, its datastores' env, its files.
+    const services = Object.fromEntries(
+      SERVICE_NAMES.map((svc) => {
+        const contract = SERVICES[svc];
+        const callees = calleesOf(svc);
+        return [
+          svc,
+          make(svc, {
+            ...(callees.length > 0 ? { env: Object.fromEntries(callees.map((peer) => [SERVICES[peer].urlEnv!, url(peer)])) } : {}),
+            envVars: contract.datastores.flatMap((d) => datastoreEnv[d]),
+            ...Object.assign({}, ...contract.env.map((name) => files[name] ?? {})),
+          }),
+        ];
+      }),
+    ) as Record<ServiceName, PromptService>;
     this.services = services;
     const all = Object.values(services);
 
@@ -354,21 +364,22 @@ export class PromptSystem extends Chart {
         ports: [this.redis.port],
         peerPorts: this.redis.mode === 'cluster' ? [this.redis.port, this.redis.clusterBusPort] : [this.redis.port],
         metricsPort: this.redis.metricsPort,
-        clients: [...SERVICE_NAMES],
+        clients: SERVICE_NAMES.filter((svc) => SERVICES[svc].datastores.includes('redis')),
         extraClients: this.redis.mode === 'cluster' ? [{ ...this.redis.bootstrapSelectorLabels }] : [],
       },
     ];
     const externalEndpoints: ExternalEndpoint[] = [];
+    const postgresClients = SERVICE_NAMES.filter((svc) => SERVICES[svc].datastores.includes('postgres'));
     if (this.postgres.mode === 'in-cluster') {
       datastores.push({
         name: 'postgres',
         podLabels: { ...this.postgres.selectorLabels! },
         ports: [this.postgres.port],
         metricsPort: this.postgres.metricsPort,
-        clients: ['templates'],
+        clients: postgresClients,
       });
     } else {
-      externalEndpoints.push({ name: 'postgres', cidrs: props.externalPostgresCidrs ?? ['10.0.0.0/8'], ports: [this.postgres.port], clients: ['templates'] });
+      externalEndpoints.push({ name: 'postgres', cidrs: props.externalPostgresCidrs ?? ['10.0.0.0/8'], ports: [this.postgres.port], clients: postgresClients });
     }
     if (props.observability !== false) {
       this.observability = new Observability(this, 'Observability', {

@@ -18,7 +18,7 @@ import { ChatRequestSchema, SSE_HEADERS, chatResponseSchemas, checkMessages, wri
  */
 
 /** The cost header on non-streaming answers (USD). */
-export const COST_HEADER = 'x-promptmesh-cost-usd';
+export const COST_HEADER = HEADERS.costUsd;
 
 /** Most tokens per minute a tenant budget may name (the router's keys are held to the same). */
 const MAX_TENANT_TPM = 10_000_000_000;

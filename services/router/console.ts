@@ -13,10 +13,11 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { extname, join, relative, resolve, sep } from 'node:path';
 import type { FastifyInstance, FastifyReply } from 'fastify';
+import { PATHS } from '../../contracts';
 import { ApiError, notFound, type Logger } from '../kit';
 
 /** The console's URL prefix on the router (and on the ingress). */
-export const CONSOLE_PATH = '/console/';
+export const CONSOLE_PATH = PATHS.console;
 
 /** The policy every console answer carries. */
 export const CONSOLE_CSP =

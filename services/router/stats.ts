@@ -5,14 +5,15 @@
  * every replica answers the same.
  */
 import type { FastifyInstance } from 'fastify';
+import { PATHS } from '../../contracts';
 import { ApiError } from '../kit';
 import { checkTemplateName } from '../templates/validation';
 import { PROVIDER_STATS_GROUP, STATS_WINDOW_MINUTES, type RollingStats, type StatsSeries } from '../kit/rolling-stats';
 
 /** The stats paths (public API; scope `admin` in ROUTE_SCOPES, route-scopes.ts). */
 export const STATS_PATHS = {
-  prompt: '/v1/stats/prompts/:name',
-  providers: '/v1/stats/providers',
+  prompt: `${PATHS.statsPrompts}/:name`,
+  providers: PATHS.statsProviders,
 } as const;
 
 /** What the stats routes read from. */

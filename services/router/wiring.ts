@@ -6,7 +6,7 @@
  * the {@link PeerWiring} it gets.
  */
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
-import { PATHS } from '../../contracts';
+import { PATHS, SERVICES } from '../../contracts';
 import { ConfigError, type KitConfig, type ServiceInstance } from '../kit';
 import type { ContextCore } from '../context';
 import type { LlmCore } from '../llm/core';
@@ -86,9 +86,10 @@ export function wireInProcess(peers: InProcessPeers): PeerWiring {
  */
 export function wireMesh(config: Pick<KitConfig, 'templatesUrl' | 'contextUrl' | 'llmUrl'>): PeerWiring {
   const { templatesUrl, contextUrl, llmUrl } = config;
-  if (!templatesUrl) throw new ConfigError('TEMPLATES_URL', 'is required when the router runs without that service in the same process');
-  if (!contextUrl) throw new ConfigError('CONTEXT_URL', 'is required when the router runs without that service in the same process');
-  if (!llmUrl) throw new ConfigError('LLM_URL', 'is required when the router runs without that service in the same process');
+  const required = 'is required when the router runs without that service in the same process';
+  if (!templatesUrl) throw new ConfigError(SERVICES.templates.urlEnv!, required);
+  if (!contextUrl) throw new ConfigError(SERVICES.context.urlEnv!, required);
+  if (!llmUrl) throw new ConfigError(SERVICES.llm.urlEnv!, required);
   const http = createHttpClients({ templatesUrl, contextUrl, llmUrl });
   const answers = (peer: 'templates' | 'context' | 'llm', path: string): Check => async () => {
     const res = await http.peers[peer].request('GET', path, {});

@@ -6,6 +6,7 @@
  * Secrets (`providerApiKeys`, `adminApiKey`) are never parsed here: the program reads them with
  * `config.requireSecret`, so they only exist as secret outputs.
  */
+import { SERVICE_NAMES, type ServiceName } from '../../contracts';
 import { ACME_SERVERS, KUBERNETES_RELEASES, KUBERNETES_VERSION, MIN_SPOT_INSTANCE_TYPES, isKubernetesVersion, type KubernetesVersion, validateNodeGroups, validateSystemNodeGroup, type NodeGroupSpec, type SystemNodeGroupSpec } from '../../infra/pulumi';
 
 /** The config namespace of this project. */
@@ -40,7 +41,7 @@ export interface AppSettings {
   /** Redis standalone (dev) or cluster mode (production). */
   redis: 'standalone' | 'cluster';
   /** Per service; unset services use the chart's defaults. */
-  services: Partial<Record<'router' | 'templates' | 'context' | 'llm', Partial<StackServiceSettings>>>;
+  services: Partial<Record<ServiceName, Partial<StackServiceSettings>>>;
   /** The providers file content (providers, models, routing, cache); no keys in it. */
   providers?: Record<string, unknown>;
   /** SHA-256 hashes of additional client API keys: `[{ id, sha256, scopes, rpm? }]`. */
@@ -277,7 +278,7 @@ function parseApp(raw: Raw): AppSettings {
   if (typeof rawServices !== 'object' || Array.isArray(rawServices)) throw new StackConfigError('app.services', 'must be an object keyed by service name');
   for (const [service, settings] of Object.entries(rawServices as Record<string, any>)) {
     const at = `app.services.${service}`;
-    if (!['router', 'templates', 'context', 'llm'].includes(service)) throw new StackConfigError(at, 'is not a service (router, templates, context, llm)');
+    if (!(SERVICE_NAMES as readonly string[]).includes(service)) throw new StackConfigError(at, `is not a service (${SERVICE_NAMES.join(', ')})`);
     if (typeof settings !== 'object' || settings === null) throw new StackConfigError(at, 'must be an object');
     onlyKeys(at, settings, ['minReplicas', 'maxReplicas', 'capacity']);
     const out: Partial<StackServiceSettings> = {};
