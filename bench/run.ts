@@ -127,7 +127,8 @@ async function main(): Promise<void> {
   const stop = async (proc: BenchProcess, scenario: string) => {
     await proc.stop().catch(() => undefined);
     live.delete(proc);
-    rssRows.push({ process: proc.name, scenario, peakRssMb: proc.peakRssMb() });
+    rssRows.push({ process: proc.name, scenario, peakRssMb: proc.peakRssMb(), readyRssMb: proc.readyRssMb });
+    process.stdout.write(`  ${proc.name} (${scenario}): peak RSS ${proc.peakRssMb().toFixed(1)} MB, ${proc.readyRssMb.toFixed(1)} MB when ready\n`);
   };
   const cleanup = async () => {
     for (const p of [...live].reverse()) await p.stop().catch(() => undefined);

@@ -8,6 +8,8 @@ export interface BenchProcess {
   child: ChildProcess;
   /** Peak resident set size so far, in MB (VmHWM), or NaN when the process is gone. */
   peakRssMb(): number;
+  /** Peak RSS (VmHWM) when it became ready, before any load: what starting it cost, in MB. */
+  readyRssMb: number;
   /** CPU time (user + system) the process has used so far, in ms, or NaN when it is gone. */
   cpuMs(): number;
   stop(): Promise<void>;
@@ -90,9 +92,11 @@ export async function startProcess(
     if (!Number.isNaN(now)) lastPeak = now;
     return lastPeak;
   };
+  const readyRssMb = readPeakRssMb(child.pid);
   return {
     name,
     child,
+    readyRssMb,
     peakRssMb,
     cpuMs: () => readCpuMs(child.pid),
     async stop() {

@@ -19,6 +19,8 @@ export interface RssRow {
   process: string;
   scenario: string;
   peakRssMb: number;
+  /** Its peak RSS when it became ready, before any load (not for the load generator). */
+  readyRssMb?: number;
 }
 
 /** One target of the report and whether this run met it. */

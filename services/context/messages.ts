@@ -1,5 +1,5 @@
 import Ajv, { type ValidateFunction } from 'ajv';
-import type * as O200k from 'gpt-tokenizer/encoding/o200k_base';
+import { o200k } from '../kit/o200k';
 import { badRequest, instancePathToParam, validationError } from '../kit';
 import type { ContextSettings } from './config';
 
@@ -119,12 +119,9 @@ export function contentText(content: string | ContentPart[] | null): string {
   return out;
 }
 
-let o200k: typeof O200k | undefined;
-
-/** The o200k_base encoder, loaded on the first count and kept (its tables cost ~70 MB). */
-function countTokens(text: string, options: Parameters<typeof O200k.countTokens>[1]): number {
-  o200k ??= require('gpt-tokenizer/encoding/o200k_base') as typeof O200k;
-  return o200k.countTokens(text, options);
+/** Tokens of a text with the o200k_base encoder (loaded on the first count and kept, services/kit/o200k.ts). */
+function countTokens(text: string, options: typeof PLAIN_TEXT): number {
+  return o200k().countTokens(text, options);
 }
 
 /**
