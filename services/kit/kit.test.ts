@@ -396,7 +396,7 @@ describe('request loggers', () => {
       throw badRequest('no good', 'q');
     });
     app.get('/warns', async (request) => {
-      expect(request.log.isLevelEnabled('debug')).toBe(false);
+      expect((request.log as Logger).isLevelEnabled('debug')).toBe(false);
       expect(request.log.level).toBe('warn');
       request.log.warn('careful');
       return { ok: true };
