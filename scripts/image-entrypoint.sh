@@ -6,12 +6,12 @@
 # The limit comes from MEMORY_LIMIT_MIB (the Deployments set it from the downward API,
 # resourceFieldRef limits.memory in MiB), else from the cgroup (memory.max, v2; v1's
 # memory.limit_in_bytes), else there is none and V8 keeps its own default. V8's whole heap
-# (heap_size_limit: old space plus the young generation, 3 x the 16 MiB semi-space the image sets
+# (heap_size_limit: old space plus the young generation, 3 x the 8 MiB semi-space the image sets
 # in NODE_OPTIONS) gets 75% of the limit; the rest is for what lives outside it (buffers, the
 # tokenizer's tables, code, glibc's arenas).
 set -eu
 
-YOUNG_GENERATION_MIB=48
+YOUNG_GENERATION_MIB=24
 MIN_OLD_SPACE_MIB=64
 
 limit_mib=""
