@@ -16,7 +16,8 @@
  * --only <scenario,...>, --cpu-prof (write V8 CPU profiles of the promptmesh processes into
  * bench/results/profiles/ and their summary into <date>-profile.md), --no-reliability,
  * --no-build (reuse build/service.js), --node-options <flags> (instead of the image's, for
- * experiments), --out <dir>.
+ * experiments), --bundle <file> (another build's service.js, for before/after comparisons; no
+ * build), --out <dir>.
  *
  * promptmesh runs from the production bundle (build/service.js, built first) with the image's
  * NODE_OPTIONS, so the figures are those of the containers.
@@ -58,6 +59,7 @@ const { values: opts } = parseArgs({
     'no-reliability': { type: 'boolean', default: false },
     'no-build': { type: 'boolean', default: false },
     'node-options': { type: 'string' },
+    bundle: { type: 'string' },
     out: { type: 'string', default: join(ROOT, 'bench', 'results') },
   },
 });
@@ -142,11 +144,11 @@ async function main(): Promise<void> {
 
   try {
     // promptmesh runs as the images run it: the production bundle, with the image's V8 flags.
-    if (!opts['no-build']) {
+    if (!opts['no-build'] && !opts.bundle) {
       process.stdout.write('building the bundle (npm run build -- --bundle-only)...\n');
       execFileSync(process.execPath, ['--import', 'tsx', join(ROOT, 'scripts/build.ts'), '--bundle-only'], { cwd: ROOT, stdio: 'inherit' });
     }
-    const entry = join(ROOT, 'build/service.js');
+    const entry = opts.bundle ? resolve(opts.bundle) : join(ROOT, 'build/service.js');
     if (!existsSync(entry)) throw new Error(`${entry} is missing: run npm run build -- --bundle-only`);
     const portkeyEntry = join(ROOT, 'node_modules/@portkey-ai/gateway/build/start-server.js');
     const keysFile = join(work, 'keys.yaml');
