@@ -16,7 +16,8 @@
  * --only <scenario,...>, --cpu-prof (write V8 CPU profiles of the promptmesh processes into
  * bench/results/profiles/ and their summary into <date>-profile.md), --no-reliability,
  * --no-build (reuse build/service.js), --node-options <flags> (instead of the image's, for
- * experiments), --bundle <file> (another build's service.js, for before/after comparisons; no
+ * experiments), --source-maps (promptmesh with --enable-source-maps, for experiments),
+ * --bundle <file> (another build's service.js, for before/after comparisons; no
  * build), --out <dir>.
  *
  * promptmesh runs from the production bundle (build/service.js, built first) with the image's
@@ -60,6 +61,7 @@ const { values: opts } = parseArgs({
     'no-build': { type: 'boolean', default: false },
     'node-options': { type: 'string' },
     bundle: { type: 'string' },
+    'source-maps': { type: 'boolean', default: false },
     out: { type: 'string', default: join(ROOT, 'bench', 'results') },
   },
 });
@@ -192,8 +194,9 @@ async function main(): Promise<void> {
       );
       const nodeArgs = (name: string) => [
         ...(opts['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${profiles}`, `--cpu-prof-name=${date}-${scenario}-${name}.cpuprofile`] : []),
-        // As the image's ENTRYPOINT runs it.
-        '--enable-source-maps',
+        // As the image's ENTRYPOINT runs it: without --enable-source-maps (scripts/image-entrypoint.sh
+        // says why); --source-maps adds it, for experiments.
+        ...(opts['source-maps'] ? ['--enable-source-maps'] : []),
         entry,
       ];
       const baseEnv = {

@@ -60,7 +60,7 @@ async function main(): Promise<void> {
     target: 'node24',
     format: 'cjs',
     sourcemap: true,
-    // The image runs with --enable-source-maps, which loads the map into every process: stack
+    // With --enable-source-maps (NODE_OPTIONS; the image leaves it off) the map is parsed into the process: stack
     // traces need the mappings, not the 7 MB of embedded sources (~25 MB of RSS less).
     sourcesContent: false,
     // Whitespace and syntax only: V8 keeps the whole bundle source in every process's heap, and
