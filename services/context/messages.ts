@@ -119,7 +119,7 @@ export function contentText(content: string | ContentPart[] | null): string {
   return out;
 }
 
-/** Tokens of a text with the o200k_base encoder (loaded on the first count and kept, services/kit/o200k.ts). */
+/** Tokens of a text with the process's o200k_base encoder (services/kit/o200k.ts; the context service loads it at start). */
 function countTokens(text: string, options: typeof PLAIN_TEXT): number {
   return o200k().countTokens(text, options);
 }
