@@ -408,4 +408,23 @@ describe('request loggers', () => {
     expect(lines.map((l) => JSON.parse(l) as Record<string, unknown>)).toMatchObject([{ msg: 'careful', reqId: 'req-warn', level: 'warn' }]);
     await app.close();
   });
+
+  it("follow a route's own log level", async () => {
+    const lines: string[] = [];
+    const stream = new Writable({
+      write(chunk, _enc, cb) {
+        lines.push(String(chunk));
+        cb();
+      },
+    });
+    const app = makeApp(createLogger('test', 'warn', stream));
+    app.get('/chatty', { logLevel: 'debug' }, async (request) => {
+      request.log.debug('details');
+      return { ok: true };
+    });
+    await app.ready();
+    await app.inject({ method: 'GET', url: '/chatty', headers: { 'x-request-id': 'req-chatty' } });
+    expect(lines.map((l) => JSON.parse(l) as Record<string, unknown>)).toMatchObject([{ msg: 'details', reqId: 'req-chatty', level: 'debug' }]);
+    await app.close();
+  });
 });

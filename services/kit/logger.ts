@@ -112,5 +112,7 @@ export class LazyChildLogger {
  * pino logger because that is what Fastify and our code call on it.
  */
 export function lazyChildLoggerFactory(logger: Logger, bindings: pino.Bindings, options: pino.ChildLoggerOptions): Logger {
+  // A route with its own log level: the level check must be the child's, so it is made now.
+  if (options?.level !== undefined) return logger.child(bindings, options);
   return new LazyChildLogger(logger, bindings, options) as unknown as Logger;
 }
