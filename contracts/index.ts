@@ -36,6 +36,12 @@ export const PATHS = {
   sessions: '/v1/sessions',
   /** llm. */
   providers: '/v1/providers',
+  /** router (admin): virtual API keys (docs/keys.md). */
+  keys: '/v1/keys',
+  /** router (admin): teams, the budget and limits over all their keys. */
+  teams: '/v1/teams',
+  /** router: the spend ledger, grouped (a key without admin scope sees its own rows). */
+  spend: '/v1/spend',
 } as const;
 
 /** Environment variables the services read (DESIGN.md, "Environment"). */
@@ -72,6 +78,10 @@ export const HEADERS = {
   tenant: 'x-promptmesh-tenant',
   /** Between services: the tenant's own tokens-per-minute budget (the `tpm` of its API key). */
   tenantTpm: 'x-promptmesh-tenant-tpm',
+  /** Between services: the team of the tenant's key (cost metrics' `team` label, the team's `tpm`). */
+  team: 'x-promptmesh-team',
+  /** Between services: the team's own tokens-per-minute budget over all its keys. */
+  teamTpm: 'x-promptmesh-team-tpm',
   requestId: 'x-request-id',
   traceparent: 'traceparent',
 } as const;
@@ -94,7 +104,18 @@ export const METRICS = {
   promptCostUsd: 'promptmesh_prompt_cost_usd_total',
   /** llm: USD the response cache saved (what the cached answer cost when it was made), by `provider`, `model`. */
   cacheSavedUsd: 'promptmesh_cache_savings_usd_total',
+  /** router gauge {budget="key"|"team", id, period}: USD spent in the budget's current period. */
+  budgetSpentUsd: 'promptmesh_budget_spent_usd',
+  /** router gauge {budget="key"|"team", id, period}: the budget in USD per period. */
+  budgetLimitUsd: 'promptmesh_budget_limit_usd',
+  /** router counter {result}: budget checks (`allowed`, `budget_exceeded`, `concurrency`, `error`). */
+  budgetChecks: 'promptmesh_budget_checks_total',
 } as const;
+
+/** The Redis pub/sub channel the routers publish virtual-key changes on (message: the key id). */
+export function keyChangesChannel(keyPrefix: string = DEFAULT_REDIS_KEY_PREFIX): string {
+  return `${keyPrefix}keys:changes`;
+}
 
 /** The default prefix of every Redis key and channel the services use (`REDIS_KEY_PREFIX`). */
 export const DEFAULT_REDIS_KEY_PREFIX = 'pm:';

@@ -7,11 +7,12 @@ import { PROVIDER_STATS_GROUP, type RollingStats } from '../kit/rolling-stats';
 import { SpanKind, SpanStatusCode, injectTraceHeaders, startSpan, type Context, type Span, type Tracer } from '../kit/tracing';
 import { CircuitBreaker, type BreakerPermit, type CircuitSnapshot, type CircuitState } from './breaker';
 import { ChunkAssembler, ResponseCache, completionToChunks, isCacheable, type CacheMode } from './cache';
-import { billedTokens, costOf, type LlmConfig } from './config';
+import { billedTokens, costOf, microUsdOf, type LlmConfig } from './config';
 import { ProviderLimiter, estimateInputTokens, estimateTokens } from './limits';
 import { UNKNOWN_MODEL_OUTPUT_RESERVATION, maxOutputTokensOf, requestedMaxTokens } from './model-limits';
 import { SecretScrubber } from './secret-scrubber';
 import type { LlmMetrics } from './metrics';
+import { KEY_LABEL_CAP, LabelCap, TEAM_LABEL_CAP } from '../kit/label-cap';
 import { LatencyTracker, listModels, orderCandidates, resolveTargets, type Candidate } from './routing';
 import {
   ProviderError,
@@ -51,10 +52,20 @@ export interface LlmCallOptions {
    * against the real usage after it. Needs `tenant`. @default no per-tenant token limit
    */
   tenantTpm?: number;
+  /**
+   * The team of the tenant's key: the `team` label of the cost metrics, and whose `teamTpm`
+   * is taken beside the key's own. @default none
+   */
+  team?: string;
+  /** The team's tokens-per-minute budget over all its keys. Needs `team`. @default none */
+  teamTpm?: number;
 }
 
-/** USD cost added to the OpenAI usage object (an extension field). */
-export type UsageWithCost = Usage & { cost_usd?: number };
+/**
+ * The cost added to the OpenAI usage object (extension fields): `cost_usd` in USD, and
+ * `cost_micro_usd`, the exact integer microdollars the spend ledger counts (docs/keys.md).
+ */
+export type UsageWithCost = Usage & { cost_usd?: number; cost_micro_usd?: number };
 
 /** The result of {@link LlmCore.complete}. */
 export interface LlmCompletionResult {
@@ -186,6 +197,8 @@ class ClientGone extends ApiError {
 /** Builds the core. Adapters are looked up once per provider, so a missing one fails at start. */
 export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): Array<{ provider: string; state: CircuitState }> } {
   const { config, logger, metrics, tracer } = deps;
+  const keyLabels = new LabelCap(KEY_LABEL_CAP);
+  const teamLabels = new LabelCap(TEAM_LABEL_CAP);
   const random = deps.random ?? Math.random;
   const providers = new Map(config.providers.map((p) => [p.name, p]));
   const adapters = new Map<string, ProviderAdapter>();
@@ -297,7 +310,7 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
   }
 
   /** Records a successful call: breaker, latency, metrics, cost, span, token charge. */
-  function succeed(attempt: Attempt, usage: Usage | undefined, responseModel: string | undefined, latencyMs: number): number {
+  function succeed(attempt: Attempt, usage: Usage | undefined, responseModel: string | undefined, latencyMs: number, owner: Owner): { usd: number; micro: number } {
     const { candidate: c } = attempt;
     attempt.dispose();
     attempt.releaseSlot();
@@ -306,15 +319,17 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
     const seconds = (performance.now() - attempt.startedAt) / 1000;
     metrics.operationDuration.observe({ provider: c.provider, model: c.model, outcome: 'success' }, seconds);
     let cost = 0;
+    let micro = 0;
     if (usage) {
       cost = costOf(c.config, c.model, usage);
+      micro = microUsdOf(c.config, c.model, usage);
       const billed = billedTokens(usage);
       metrics.tokenUsage.observe({ provider: c.provider, model: c.model, token_type: 'input' }, usage.prompt_tokens);
       metrics.tokenUsage.observe({ provider: c.provider, model: c.model, token_type: 'output' }, usage.completion_tokens);
       // Parts of `input` billed at other rates, observed only when the provider reports them.
       if (billed.cachedInput > 0) metrics.tokenUsage.observe({ provider: c.provider, model: c.model, token_type: 'cached_input' }, billed.cachedInput);
       if (billed.cacheWrite > 0) metrics.tokenUsage.observe({ provider: c.provider, model: c.model, token_type: 'cache_write' }, billed.cacheWrite);
-      metrics.costUsd.inc({ provider: c.provider, model: c.model }, cost);
+      metrics.costUsd.inc({ provider: c.provider, model: c.model, ...ownerLabels(owner) }, cost);
       attempt.span.setAttributes({ 'gen_ai.usage.input_tokens': usage.prompt_tokens, 'gen_ai.usage.output_tokens': usage.completion_tokens, 'promptmesh.cost_usd': cost });
       settle(attempt, usage.total_tokens);
     } else {
@@ -323,7 +338,12 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
     if (responseModel) attempt.span.setAttribute('gen_ai.response.model', responseModel);
     attempt.span.end();
     deps.stats?.record(PROVIDER_STATS_GROUP, c.provider, { latencyMs, error: false, costUsd: cost });
-    return cost;
+    return { usd: cost, micro };
+  }
+
+  /** The `key` and `team` labels of the cost metrics, bounded (see LabelCap). */
+  function ownerLabels(owner: Owner): { key: string; team: string } {
+    return { key: keyLabels.of(owner.tenant ?? 'anonymous'), team: teamLabels.of(owner.team ?? 'none') };
   }
 
   /**
@@ -501,17 +521,28 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
    * did not use (or takes what it used beyond), once. A tenant over its budget gets a 429.
    */
   async function reserveTenant(request: ChatRequest, targets: Candidate[], options: LlmCallOptions): Promise<(used: number) => void> {
-    const { tenant, tenantTpm } = options;
-    if (tenant === undefined || tenantTpm === undefined) return () => undefined;
-    const decision = await limiter.acquireTenant(tenant, tenantTpm, estimateTokens(request, outputCapOf(targets)));
-    if (!decision.allowed) {
-      throw rateLimited(`API key '${tenant}' is over its limit of ${tenantTpm} tokens per minute`, decision.retryAfterMs);
+    const { tenant, tenantTpm, team, teamTpm } = options;
+    // The key's own budget and its team's, each a bucket of its own; the team's under a
+    // `team:` prefix, which no key id can spell (key ids have no ':').
+    const buckets: Array<{ id: string; tpm: number; what: string }> = [];
+    if (tenant !== undefined && tenantTpm !== undefined) buckets.push({ id: tenant, tpm: tenantTpm, what: `API key '${tenant}'` });
+    if (team !== undefined && teamTpm !== undefined) buckets.push({ id: `team:${team}`, tpm: teamTpm, what: `team '${team}'` });
+    if (buckets.length === 0) return () => undefined;
+    const estimate = estimateTokens(request, outputCapOf(targets));
+    const taken: Array<{ id: string; tpm: number; reserved: number }> = [];
+    for (const b of buckets) {
+      const decision = await limiter.acquireTenant(b.id, b.tpm, estimate);
+      if (!decision.allowed) {
+        for (const t of taken) void limiter.reconcileTenant(t.id, t.tpm, t.reserved, 0);
+        throw rateLimited(`${b.what} is over its limit of ${b.tpm} tokens per minute`, decision.retryAfterMs);
+      }
+      taken.push({ id: b.id, tpm: b.tpm, reserved: decision.reserved });
     }
     let settled = false;
     return (used: number) => {
       if (settled) return;
       settled = true;
-      void limiter.reconcileTenant(tenant, tenantTpm, decision.reserved, used);
+      for (const t of taken) void limiter.reconcileTenant(t.id, t.tpm, t.reserved, used);
     };
   }
 
@@ -534,19 +565,19 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
     span.end();
   }
 
-  function withCost(usage: Usage | null | undefined, cost: number): UsageWithCost | undefined {
+  function withCost(usage: Usage | null | undefined, cost: { usd: number; micro: number }): UsageWithCost | undefined {
     if (!usage) return undefined;
-    return { ...usage, cost_usd: roundUsd(cost) };
+    return { ...usage, cost_usd: roundUsd(cost.usd), cost_micro_usd: cost.micro };
   }
 
   /** A cache hit ends the root span and answers with the cached completion at no cost. */
-  function answerFromCache(span: Span, hit: { completion: ChatCompletion; provider: string; model: string }) {
+  function answerFromCache(span: Span, hit: { completion: ChatCompletion; provider: string; model: string }, owner: Owner) {
     const { completion, provider, model } = hit;
     const providerConfig = providers.get(provider);
-    if (providerConfig && completion.usage) metrics.cacheSavedUsd.inc({ provider, model }, costOf(providerConfig, model, completion.usage));
+    if (providerConfig && completion.usage) metrics.cacheSavedUsd.inc({ provider, model, ...ownerLabels(owner) }, costOf(providerConfig, model, completion.usage));
     finishRoot(span, { provider, model }, 'hit', completion.usage, completion.model);
     span.end();
-    return { provider, model, completion: { ...completion, usage: withCost(completion.usage, 0)! } };
+    return { provider, model, completion: { ...completion, usage: withCost(completion.usage, { usd: 0, micro: 0 })! } };
   }
 
   const core: LlmCore & { breakerStates(): Array<{ provider: string; state: CircuitState }> } = {
@@ -558,7 +589,7 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
         const targets = candidatesFor(request);
         const cached = await lookup(request, options);
         if (cached.result === 'hit') {
-          const { completion, provider, model } = answerFromCache(span, cached.hit!);
+          const { completion, provider, model } = answerFromCache(span, cached.hit!, options);
           return { completion, provider, model, cache: 'hit', costUsd: 0 };
         }
         settleTenant = await reserveTenant(request, targets, options);
@@ -566,7 +597,7 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
           adapters.get(c.provider)!.complete(c.config, providerRequest(request, c.model, false), callOptions),
         );
         const c = attempt.candidate;
-        const cost = succeed(attempt, completion.usage, completion.model, performance.now() - attempt.startedAt);
+        const cost = succeed(attempt, completion.usage, completion.model, performance.now() - attempt.startedAt, options);
         settleTenant(completion.usage?.total_tokens ?? estimateTokens(request, outputCapOf(targets)));
         if (cached.result === 'miss' && completion.choices?.every((ch) => ch.finish_reason !== null)) {
           await cache.set(cached.key, { completion, provider: c.provider, model: c.model });
@@ -578,7 +609,7 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
           provider: c.provider,
           model: c.model,
           cache: cached.result,
-          costUsd: cost,
+          costUsd: cost.usd,
         };
       } catch (err) {
         // The provider did not answer (or the client left while it did): only the prompt may count.
@@ -597,7 +628,7 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
         const targets = candidatesFor(request);
         const cached = await lookup(request, options);
         if (cached.result === 'hit') {
-          const { completion, provider, model } = answerFromCache(span, cached.hit!);
+          const { completion, provider, model } = answerFromCache(span, cached.hit!, options);
           return { provider, model, cache: 'hit', chunks: toAsync(completionToChunks(completion, { includeUsage })) };
         }
         settleTenant = await reserveTenant(request, targets, options);
@@ -644,7 +675,7 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
             settled = true;
             const usage = assembler.usage;
             const completion = assembler.completion();
-            const cost = succeed(attempt, usage, completion?.model ?? value.first.model, firstChunkLatency);
+            const cost = succeed(attempt, usage, completion?.model ?? value.first.model, firstChunkLatency, options);
             tenantSettle(usage?.total_tokens ?? partialUse());
             if (cacheKey && completion) await cache.set(cacheKey, { completion, provider: c.provider, model: c.model });
             finishRoot(span, c, cached.result, usage, completion?.model);
@@ -762,6 +793,9 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
 async function* toAsync<T>(items: Iterable<T>): AsyncGenerator<T> {
   yield* items;
 }
+
+/** Whose call it is, for the cost metrics' `key` and `team` labels. */
+type Owner = Pick<LlmCallOptions, 'tenant' | 'team'>;
 
 /** USD rounded to 1e-10 (floating noise off, sub-cent precision kept). */
 function roundUsd(usd: number): number {

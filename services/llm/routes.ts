@@ -108,8 +108,21 @@ function callOptions(request: FastifyRequest, signal: AbortSignal): LlmCallOptio
     if (!Number.isInteger(tenantTpm) || tenantTpm > 10_000_000_000) throw badRequest(`header '${HEADERS.tenantTpm}' must be a whole number of tokens per minute (1-10000000000)`, HEADERS.tenantTpm);
     if (tenant === undefined) throw badRequest(`header '${HEADERS.tenantTpm}' needs '${TENANT_HEADER}' (whose budget it is)`, HEADERS.tenantTpm);
   }
+  const teamRaw = request.headers[HEADERS.team];
+  const team = Array.isArray(teamRaw) ? teamRaw[0] : teamRaw;
+  if (team !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(team)) throw badRequest(`header '${HEADERS.team}' must be 1-64 letters, digits, '.', '_' or '-'`, HEADERS.team);
+  const teamTpmRaw = request.headers[HEADERS.teamTpm];
+  const teamTpmHeader = Array.isArray(teamTpmRaw) ? teamTpmRaw[0] : teamTpmRaw;
+  let teamTpm: number | undefined;
+  if (teamTpmHeader !== undefined) {
+    teamTpm = /^[1-9][0-9]{0,10}$/.test(teamTpmHeader) ? Number(teamTpmHeader) : NaN;
+    if (!Number.isInteger(teamTpm) || teamTpm > 10_000_000_000) throw badRequest(`header '${HEADERS.teamTpm}' must be a whole number of tokens per minute (1-10000000000)`, HEADERS.teamTpm);
+    if (team === undefined) throw badRequest(`header '${HEADERS.teamTpm}' needs '${HEADERS.team}' (whose budget it is)`, HEADERS.teamTpm);
+  }
   const options: LlmCallOptions = { traceContext: request.traceContext, signal };
   if (tenant !== undefined) options.tenant = tenant;
+  if (team !== undefined) options.team = team;
+  if (teamTpm !== undefined) options.teamTpm = teamTpm;
   if (tenantTpm !== undefined) options.tenantTpm = tenantTpm;
   if (cache !== undefined) options.cache = cache;
   return options;

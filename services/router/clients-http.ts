@@ -68,7 +68,13 @@ export class HttpLlmClient implements LlmClient {
 
   private headers(options: LlmCallOptions): Record<string, string> {
     if (!options.tenant) return {};
-    return options.tenantTpm !== undefined ? { [TENANT_HEADER]: options.tenant, [HEADERS.tenantTpm]: String(options.tenantTpm) } : { [TENANT_HEADER]: options.tenant };
+    const h: Record<string, string> = { [TENANT_HEADER]: options.tenant };
+    if (options.tenantTpm !== undefined) h[HEADERS.tenantTpm] = String(options.tenantTpm);
+    if (options.team !== undefined) {
+      h[HEADERS.team] = options.team;
+      if (options.teamTpm !== undefined) h[HEADERS.teamTpm] = String(options.teamTpm);
+    }
+    return h;
   }
 
   async complete(request: ChatRequest, options: LlmCallOptions): Promise<LlmOrigin & { completion: ChatCompletion }> {

@@ -32,6 +32,8 @@ import { consoleRoutes } from './console';
 import { statsRoutes } from './stats';
 import { RollingStats, STATS_KINDS } from '../kit/rolling-stats';
 import { TemplateCache } from './template-cache';
+import { openKeys, type VirtualKeys } from './keys';
+import { keysRoutes } from './keys/routes';
 
 export { ApiKeyStore, SCOPES, hashApiKey, parseApiKeys, type ApiKey, type Scope } from './auth';
 export { ACTOR_HEADER } from './auth-hook';
@@ -50,6 +52,8 @@ export interface RouterCore {
   templates: TemplateCache;
   /** The API keys; undefined when auth is off. */
   keys: ApiKeyStore | undefined;
+  /** The virtual keys, teams and spend ledger; undefined when auth is off. */
+  virtualKeys: VirtualKeys | undefined;
 }
 
 /** Overrides for {@link createRouterService}, mostly for tests. */
@@ -60,6 +64,10 @@ export interface RouterServiceOptions {
   keysPollIntervalMs?: number;
   /** Where the built console is (`npm run build`). @default build/console (see console.ts) */
   consoleDir?: string;
+  /** How often the virtual keys are reloaded in full besides the change announcements. @default 30000 */
+  keysRefreshIntervalMs?: number;
+  /** How often buffered spend rows are written to PostgreSQL. @default 1000 */
+  spendFlushIntervalMs?: number;
 }
 
 /**
@@ -106,11 +114,21 @@ export async function createRouterService(
 
   const redisClients: RedisClient[] = [];
   let limiter: KeyRateLimiter | undefined;
+  let virtualKeys: VirtualKeys | undefined;
   if (keys) {
     const redis = createRedis(config, 'router');
     redis.on('error', () => undefined);
     redisClients.push(redis);
     limiter = new KeyRateLimiter(redis, config.redisKeyPrefix);
+    // Virtual keys live beside the file's keys: with auth on, the router needs PostgreSQL.
+    try {
+      virtualKeys = await openKeys(ctx, { redis, fileKeys: keys, refreshIntervalMs: options.keysRefreshIntervalMs, flushIntervalMs: options.spendFlushIntervalMs });
+    } catch (err) {
+      keys.close();
+      await closeRedis(redis);
+      await clients.close();
+      throw err;
+    }
   }
   // The stats aggregates (per prompt version written here, per provider written by llm) live
   // in Redis so every replica answers the same.
@@ -135,30 +153,60 @@ export async function createRouterService(
 
   // One hook for every route: the scope comes from the route that matched (ROUTE_SCOPES); the
   // public routes (PUBLIC_ROUTES: the console's static assets) need no key.
-  const keyCheck = authenticate({ keys, limiter, logger }, scopeOfRequest);
+  const keyCheck = authenticate(
+    {
+      keys,
+      limiter,
+      logger,
+      registry: virtualKeys?.registry,
+      ledger: virtualKeys?.ledger,
+      billed: (request) => request.method === 'POST' && request.routeOptions.url === PATHS.chatCompletions,
+    },
+    scopeOfRequest,
+  );
   const auth: onRequestAsyncHookHandler = async function (this: FastifyInstance, request, reply) {
     if (isPublicRoute(request)) return;
     await keyCheck.call(this, request, reply);
   };
-  const chat = createChatHandler({ llm: clients.llm, context: clients.context, templates: cache, logger, registry: ctx.metrics.registry, stats: promptStats });
+  const chat = createChatHandler({
+    llm: clients.llm,
+    context: clients.context,
+    templates: cache,
+    logger,
+    registry: ctx.metrics.registry,
+    stats: promptStats,
+    ledger: virtualKeys?.ledger,
+  });
   const consoleApp = consoleRoutes({ dir: options.consoleDir, logger });
 
   const routes: FastifyPluginAsync = async (app: FastifyInstance) => {
     app.decorateRequest('apiKey', undefined);
     app.decorateRequest('degraded', undefined);
+    app.decorateRequest('team', undefined);
+    app.decorateRequest('budgetLease', undefined);
     guardRouteScopes(app);
     app.addHook('onRequest', auth);
+    // A call refused after its admission (a bad template, a model not allowed) gives its lease back.
+    app.addHook('onResponse', async (request) => {
+      const lease = request.budgetLease;
+      if (!lease || !virtualKeys || !request.apiKey) return;
+      request.budgetLease = undefined;
+      await virtualKeys.ledger.settle(lease, request.apiKey.id, request.team?.id, undefined).catch(() => undefined);
+    });
 
     app.post(PATHS.chatCompletions, { schema: { body: chatRequestSchema } }, chat as never);
 
     app.get(PATHS.models, async (request) => {
       const data = await clients.llm.models({ requestId: request.id, traceContext: request.traceContext });
-      return { object: 'list', data };
+      // A key with a `models` list sees the models it may use.
+      const allowed = request.apiKey?.models;
+      return { object: 'list', data: allowed ? data.filter((m) => allowed.has(m.id)) : data };
     });
 
     app.get(PATHS.providers, async (request) => clients.llm.providers({ requestId: request.id, traceContext: request.traceContext }));
 
     await app.register(statsRoutes({ prompts: promptStats, providers: providerStats }));
+    await app.register(keysRoutes(virtualKeys ? { ...virtualKeys, fileKeys: keys } : undefined));
     await app.register(consoleApp);
 
     // The templates and sessions APIs: in-process, the peers' own route plugins run inside this
@@ -184,7 +232,7 @@ export async function createRouterService(
 
   return {
     name: 'router',
-    core: { clients, templates: cache, keys },
+    core: { clients, templates: cache, keys, virtualKeys },
     routes,
     // In the mesh the router is ready when llm answers; a templates or context outage degrades
     // (cached templates, no history) rather than taking the router out of the load balancer.
@@ -202,6 +250,8 @@ export async function createRouterService(
     // own readiness. In-process those two are the process's own checks (services/process.ts).
     degradations: {
       redis: redisConnected(subscriber),
+      // Keys stay in memory and spend rows in the buffer while PostgreSQL is away.
+      ...(virtualKeys ? { postgres: virtualKeys.check } : {}),
       ...(local
         ? {}
         : Object.fromEntries(
@@ -217,6 +267,7 @@ export async function createRouterService(
     },
     async close() {
       keys?.close();
+      await virtualKeys?.close();
       await promptStats.close();
       await providerStats.close();
       await cache.close();
