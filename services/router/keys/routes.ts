@@ -220,9 +220,10 @@ export function keysRoutes(options: KeysRoutesOptions | undefined) {
       KEYS_PATHS.rotate,
       {
         schema: { params: keyParamsSchema, body: rotateKeySchema },
-        // The body is optional: none means the default grace.
+        // The body is optional (a request without one rotates with the default grace); an
+        // empty body sent as JSON is still a 400, like everywhere.
         preValidation: async (request) => {
-          if (request.body === undefined || request.body === null) request.body = {};
+          if (request.body === undefined) request.body = {};
         },
       },
       async (request) => {
