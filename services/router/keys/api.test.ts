@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../../test/support/net';
+import { TEST_PG_ADMIN_URL } from '../../../test/support/pg';
 import { ADMIN_KEY, PRICES, USER_KEY, startKeysSystem, type RunningKeys } from './test-support';
 
 /** The ledger's rule, written again: exact picodollars, rounded once to microdollars, halves up. */
@@ -412,5 +413,42 @@ describe('keys API', () => {
     expect(replaced.body).toMatchObject({ name: 'Growth 2', budget: null, rpm: null });
     expect((await admin('GET', '/v1/teams/growth')).body.name).toBe('Growth 2');
     expect((await admin('GET', '/v1/teams')).body.data.map((t: { id: string }) => t.id)).toContain('growth');
+  });
+});
+
+describe('keys API with PostgreSQL away', () => {
+  let sys: RunningKeys;
+  const admin = (method: string, path: string, body?: unknown) => sys.call(method, path, ADMIN_KEY, body);
+  const setConnections = async (allow: boolean) => {
+    const c = new pg.Client({ connectionString: TEST_PG_ADMIN_URL });
+    await c.connect();
+    try {
+      await c.query(`ALTER DATABASE ${sys.fixture.db.name} WITH ALLOW_CONNECTIONS ${allow}`);
+      if (!allow) await c.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [sys.fixture.db.name]);
+    } finally {
+      await c.end();
+    }
+  };
+  beforeAll(async () => {
+    sys = await startKeysSystem('pgdown');
+  });
+  afterAll(async () => {
+    await setConnections(true).catch(() => undefined);
+    await sys?.close();
+  });
+
+  it('keys in use keep working from memory, changes and spend answer 503, and the buffered spend is written once it is back', async () => {
+    const { id, key } = (await admin('POST', '/v1/keys', { name: 'survives', scopes: ['invoke', 'admin'] })).body as { id: string; key: string };
+    await setConnections(false);
+    for (let i = 0; i < 3; i++) expect((await sys.call('POST', '/v1/chat/completions', key, chat('model-b', `while away ${i}`))).status).toBe(200);
+    const create = await admin('POST', '/v1/keys', { name: 'later', scopes: ['invoke'] });
+    expect(create.status).toBe(503);
+    expect(create.body.error.code).toBe('database_unavailable');
+    expect((await sys.call('GET', '/v1/spend', key)).status).toBe(503);
+    await setConnections(true);
+    await waitFor(async () => {
+      const r = await sys.call('GET', '/v1/spend?group_by=key', key);
+      return r.status === 200 && r.body.data[0]?.key === id && r.body.data[0].requests === 3;
+    }, 15_000, 'the buffered rows in PostgreSQL');
   });
 });

@@ -230,6 +230,8 @@ export class Ledger {
   private readonly redis: RedisClient;
   private readonly base: string;
   private buffer: SpendRow[] = [];
+  /** Written rows whose cost could not be added to the Redis totals yet (Redis was down). */
+  private readds: SpendRow[] = [];
   private flushing: Promise<void> | undefined;
   private seeding: Promise<void> | undefined;
   private readonly timer: NodeJS.Timeout;
@@ -482,6 +484,10 @@ export class Ledger {
 
   private async flushAll(): Promise<void> {
     const batchSize = this.options.batchSize ?? 500;
+    if (this.readds.length > 0) {
+      const waiting = this.readds.splice(0);
+      for (const r of waiting) await this.readd(r);
+    }
     while (this.buffer.length > 0) {
       const batch = this.buffer.splice(0, batchSize);
       try {
@@ -521,13 +527,7 @@ export class Ledger {
           ],
         );
         const inserted = new Set(rows.map((r) => r.call_id));
-        for (const r of batch) {
-          if (!inserted.has(r.callId) || r.microUsd === 0) continue;
-          const ids = periodIds(r.at);
-          const keys = [this.epochKey, this.spentKey({ kind: 'key', id: r.keyId }, ids.day), this.spentKey({ kind: 'key', id: r.keyId }, ids.month)];
-          if (r.team) keys.push(this.spentKey({ kind: 'team', id: r.team }, ids.day), this.spentKey({ kind: 'team', id: r.team }, ids.month));
-          await (this.redis as any).pmBudgetReadd(keys.length, ...keys, r.epoch, r.microUsd, r.team ? 2 : 1, DAY_TTL_MS, MONTH_TTL_MS).catch(() => undefined);
-        }
+        for (const r of batch) if (inserted.has(r.callId) && r.microUsd > 0) await this.readd(r);
       } finally {
         await client.query('SELECT pg_advisory_unlock_shared($1)', [SPEND_LOCK_KEY]).catch(() => {
           broken = true;
@@ -535,6 +535,21 @@ export class Ledger {
       }
     } finally {
       client.release(broken ? true : undefined);
+    }
+  }
+
+  /**
+   * Adds a written row's cost to the Redis totals unless the current epoch counted it already.
+   * While Redis is unreachable the row waits in `readds` for the next flush.
+   */
+  private async readd(r: SpendRow): Promise<void> {
+    const ids = periodIds(r.at);
+    const keys = [this.epochKey, this.spentKey({ kind: 'key', id: r.keyId }, ids.day), this.spentKey({ kind: 'key', id: r.keyId }, ids.month)];
+    if (r.team) keys.push(this.spentKey({ kind: 'team', id: r.team }, ids.day), this.spentKey({ kind: 'team', id: r.team }, ids.month));
+    try {
+      await (this.redis as any).pmBudgetReadd(keys.length, ...keys, r.epoch, r.microUsd, r.team ? 2 : 1, DAY_TTL_MS, MONTH_TTL_MS);
+    } catch {
+      if (this.readds.length < 100_000) this.readds.push(r);
     }
   }
 

@@ -6,7 +6,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type pg from 'pg';
 import { PATHS } from '../../../contracts';
-import { ApiError, badRequest, conflict, notFound } from '../../kit';
+import { ApiError, badRequest, conflict, notFound, unavailable } from '../../kit';
 import { ApiKeyStore, type ApiKey, type KeyBudget, type Scope } from '../auth';
 import type { Ledger } from './ledger';
 import {
@@ -168,9 +168,24 @@ const GROUP_SQL: Record<SpendGroup, string> = {
   day: `to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD')`,
 };
 
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'ETIMEDOUT', 'EHOSTUNREACH', 'EPIPE']);
+
+/** Whether `err` says PostgreSQL could not be reached (connection classes 08, 57P, 53; network errors; pool timeouts). */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  if (!e || err instanceof ApiError) return false;
+  const code = typeof e.code === 'string' ? e.code : '';
+  if (NETWORK_CODES.has(code) || /^(08|53|57P)/.test(code)) return true;
+  return typeof e.message === 'string' && /timeout exceeded when trying to connect|Connection terminated|connection timeout|not currently accepting connections|terminating connection/i.test(e.message);
+}
+
 /** Registers the routes (see the module comment); `options` undefined answers 404 on each. */
 export function keysRoutes(options: KeysRoutesOptions | undefined) {
   return async (app: FastifyInstance) => {
+    // PostgreSQL away is a dependency outage (503), not a server error; the rest goes to the kit's handler.
+    app.setErrorHandler(async (err) => {
+      throw isDatabaseUnavailable(err) ? unavailable(`PostgreSQL did not answer (${(err as Error).message}); keys in use keep working, changes and spend wait for it`, 'database_unavailable') : err;
+    });
     const on = (): KeysRoutesOptions => {
       if (!options) throw notFound('virtual keys are off: they need authentication (set API_KEYS_FILE; the admin key that creates keys comes from it)');
       return options;
