@@ -171,6 +171,14 @@ export const IMAGES = {
     image: 'quay.io/prometheuscommunity/postgres-exporter:v0.18.1', registry: 'quay.io',
     endOfSupport: '2027-06-01', source: 'review-by: no published support policy; six months after pinning',
   },
+  /**
+   * kubectl, for the quiet hours jobs (`kubectl patch`): the Kubernetes project's own image at
+   * the default cluster minor (kubectl supports one minor of skew either way).
+   */
+  kubectl: {
+    image: 'registry.k8s.io/kubectl:v1.35.0', registry: 'registry.k8s.io',
+    endOfSupport: '2027-03-27', source: `the default Kubernetes minor's EKS standard support (${EKS_CALENDAR}); kubectl supports +/-1 minor of skew`,
+  },
 } as const satisfies Record<string, ImagePin>;
 
 /** The services' base image (the Dockerfile's `ARG NODE_IMAGE`, checked against this pin). */

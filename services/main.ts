@@ -2,7 +2,7 @@
  * The entry point the images run: `SERVICE=router|templates|context|llm|all npm start`.
  * Bad configuration stops the process with a message naming the variable and the problem.
  */
-import { ENV } from '../contracts';
+import { ENV, SERVICE_NAMES, SERVICES } from '../contracts';
 import { ConfigError, readConfig, serve, type KitConfig } from './kit';
 import { buildProcess } from './process';
 
@@ -19,7 +19,8 @@ function listenError(err: unknown, config: KitConfig): unknown {
 async function main(): Promise<void> {
   const config = readConfig(process.env);
   const { app } = await buildProcess(config);
-  if (!config.apiKeysFile && (config.service === 'router' || config.service === 'all')) {
+  const running = config.service === 'all' ? SERVICE_NAMES : [config.service];
+  if (!config.apiKeysFile && running.some((svc) => SERVICES[svc].env.includes(ENV.apiKeysFile))) {
     app.log.warn('API_KEYS_FILE is not set: authentication is OFF; set it before exposing this service');
   }
   const address = await serve(app, config).catch((err: unknown) => {

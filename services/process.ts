@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { SERVICE_NAMES, type ServiceName } from '../contracts';
+import { ENV, PUBLIC_SERVICE, SERVICE_NAMES, SERVICES, type ServiceName } from '../contracts';
 import {
   ConfigError,
   createApp,
@@ -13,9 +13,6 @@ import {
   type ServiceInstance,
 } from './kit';
 import { BUILD_ORDER, SERVICE_FACTORIES } from './registry';
-
-/** The services the router answers without in `SERVICE=all` (docs/router.md, "Degradation"). */
-const SERVED_WITHOUT: ReadonlySet<ServiceName> = new Set(['templates', 'context']);
 
 /** One process of promptmesh: the app and the services mounted on it. */
 export interface PromptmeshProcess {
@@ -41,7 +38,7 @@ export async function buildProcess(config: KitConfig, options: { logger?: Logger
     for (const name of BUILD_ORDER) {
       if (!wanted.includes(name)) continue;
       const load = SERVICE_FACTORIES[name];
-      if (!load) throw new ConfigError('SERVICE', `service '${name}' is not available in this build`);
+      if (!load) throw new ConfigError(ENV.service, `service '${name}' is not available in this build`);
       const factory = await load();
       services.set(name, await factory(context, services));
     }
@@ -52,9 +49,10 @@ export async function buildProcess(config: KitConfig, options: { logger?: Logger
     // without context (no history), so their checks only mark the process degraded; without
     // llm it cannot answer, so llm's checks stay required.
     for (const [name, instance] of services) {
-      const fronted = config.service === 'all' && services.has('router');
-      const routes = !fronted || name === 'router';
-      await mountService(app, instance, { routes, optional: fronted && SERVED_WITHOUT.has(name) });
+      const fronted = config.service === 'all' && services.has(PUBLIC_SERVICE);
+      const routes = !fronted || name === PUBLIC_SERVICE;
+      // The router answers without a `degradable` service (docs/router.md, "Degradation").
+      await mountService(app, instance, { routes, optional: fronted && SERVICES[name].degradable });
     }
     app.addHook('onClose', async () => {
       await tracing.shutdown();

@@ -4,15 +4,17 @@
  */
 import { k8s } from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
+import { IMAGES } from '../versions';
 import { REQUESTS_PER_SECOND_METRIC } from './monitoring';
 import { checkCidr, checkCronSchedule, checkImage, checkInt } from './prop-checks';
 import { restrictedContainerSecurityContext, restrictedPodSecurityContext } from './security-context';
 
 /**
- * The kubectl image the quiet hours jobs run (`kubectl patch`), pinned: the Kubernetes project's
- * own image, at the minor of the default cluster version.
+ * The kubectl image the quiet hours jobs run (`kubectl patch`), pinned in the pins table
+ * (`IMAGES.kubectl` in infra/versions.ts): the Kubernetes project's own image, at the minor of
+ * the default cluster version.
  */
-export const KUBECTL_IMAGE = 'registry.k8s.io/kubectl:v1.35.0';
+export const KUBECTL_IMAGE: string = IMAGES.kubectl.image;
 
 /** Numeric user the quiet hours jobs run as (the kubectl image's nonroot user). */
 const KUBECTL_UID = 65532;

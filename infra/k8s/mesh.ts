@@ -1,5 +1,5 @@
 import { Construct } from 'constructs';
-import { PATHS, SERVICE_NAMES, type ServiceName } from '../../contracts/index';
+import { type Caller, PATHS, PUBLIC_PATH_PREFIXES, PUBLIC_SERVICE, SERVICE_NAMES, SERVICES, type ServiceName } from '../../contracts/index';
 import {
   DestinationRule,
   DestinationRuleSpecTrafficPolicyTlsMode,
@@ -15,27 +15,23 @@ import type { PromptService } from './prompt-service';
 import { checkDnsLabel, checkDuration, checkInt, durationSeconds } from './prop-checks';
 import { DEFAULT_ROUTE_TIMEOUT_SECONDS } from './shutdown';
 
-/** Who may call a service: another service, or the Istio ingress gateway. */
-export type Caller = ServiceName | 'ingress-gateway';
+export type { Caller } from '../../contracts/index';
 
 /**
- * The request path of DESIGN.md: the ingress gateway calls the router, the router calls
- * templates, context and llm. Nothing else calls anything.
+ * The request path of DESIGN.md, from the services' contracts: the ingress gateway calls the
+ * router, the router calls templates, context and llm. Nothing else calls anything.
  */
-export const DEFAULT_CALLERS: Readonly<Record<ServiceName, readonly Caller[]>> = {
-  router: ['ingress-gateway'],
-  templates: ['router'],
-  context: ['router'],
-  llm: ['router'],
-};
+export const DEFAULT_CALLERS: Readonly<Record<ServiceName, readonly Caller[]>> = Object.fromEntries(
+  SERVICE_NAMES.map((svc) => [svc, SERVICES[svc].callers]),
+) as Record<ServiceName, readonly Caller[]>;
 
 /**
  * Path prefixes the public ingress routes to the router (DESIGN.md "The public surface"): the
  * API and the console. Everything else (`/metrics`, `/healthz`, `/readyz`) is reached only
  * inside the mesh: the gateway has no route for it and the router's AuthorizationPolicy refuses
- * the gateway's identity on it.
+ * the gateway's identity on it. Defined in contracts: the router serves the same prefixes.
  */
-export const PUBLIC_PATH_PREFIXES: readonly string[] = ['/v1/', '/console/'];
+export { PUBLIC_PATH_PREFIXES };
 
 /**
  * The ingress gateway the Pulumi program's platform installs (istio `gateway` Helm chart,
@@ -403,7 +399,7 @@ export class Mesh extends Construct {
     }
 
     if (props.gateway !== false) {
-      const router = byService.get('router');
+      const router = byService.get(PUBLIC_SERVICE);
       if (!router) throw new Error(`'gateway' needs the router among 'services' (or set 'gateway' to false)`);
       const gw = props.gateway ?? {};
       const gatewayName = checkDnsLabel(gw.name ?? 'promptmesh', 'gateway.name');

@@ -1,6 +1,6 @@
 import { k8s } from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
-import { SERVICE_NAMES, type ServiceName } from '../../contracts/index';
+import { SERVICE_NAMES, SERVICES, type ServiceName } from '../../contracts/index';
 import { checkDnsLabel, checkLabels, MANAGED_BY, PART_OF } from './labels';
 import { type Caller, DEFAULT_CALLERS, DEFAULT_INGRESS_GATEWAY, type IngressGatewayOptions } from './mesh';
 import { ISTIO_MERGED_METRICS_PORT } from './monitoring';
@@ -66,7 +66,7 @@ export interface ProviderEgress {
   readonly ports?: number[];
   /**
    * The services that call providers.
-   * @default ['llm']
+   * @default the services whose contract says `providerEgress` (llm)
    */
   readonly clients?: ServiceName[];
 }
@@ -269,7 +269,7 @@ export class NetworkPolicies extends Construct {
           checkCidr(c, `providerEgress.except[${j}]`),
         ),
         ports: checkPorts(p.ports ?? [443], 'providerEgress.ports'),
-        clients: p.clients ?? ['llm'],
+        clients: p.clients ?? SERVICE_NAMES.filter((svc) => SERVICES[svc].providerEgress),
       };
       if (p.clients) checkClients(p.clients, 'providerEgress.clients', byService);
     }

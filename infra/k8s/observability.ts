@@ -6,6 +6,7 @@
 import { k8s } from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
 import { stringify } from 'yaml';
+import { PUBLIC_SERVICE } from '../../contracts/index';
 import { PrometheusRule, PrometheusRuleSpecGroupsRulesExpr } from '../../imports/monitoring.coreos.com';
 import { DEFAULT_PROMETHEUS_SELECTOR_LABELS, checkName, resolveNamespace } from './data-store';
 import { llmDashboard, overviewDashboard, type Dashboard } from './observability/dashboards';
@@ -135,7 +136,7 @@ export class Observability extends Construct {
     checkName(what, 'name', name, 40);
     if (props.namespace !== undefined) checkName(what, 'namespace', props.namespace);
     const options: RuleOptions = {
-      routerService: props.routerService ?? 'router',
+      routerService: props.routerService ?? PUBLIC_SERVICE,
       availabilityObjective: props.availabilityObjective ?? 0.999,
       latencyObjective: props.latencyObjective ?? 0.99,
       latencyThresholdSeconds: props.latencyThresholdSeconds ?? 10,

@@ -4,7 +4,7 @@
  * and which service runs on which capacity in each environment, decided here for both the cdk8s
  * app (`stacks/k8s`) and the Pulumi program (`stacks/pulumi`).
  */
-import { SERVICE_NAMES, type ServiceName } from '../../contracts/index';
+import { SERVICE_NAMES, SERVICES, type ServiceName } from '../../contracts/index';
 
 /** Node label every spot node carries: `promptmesh.io/capacity=spot` (on-demand nodes: `on-demand`). */
 export const CAPACITY_LABEL = 'promptmesh.io/capacity';
@@ -80,7 +80,7 @@ export type PlacementPolicy = 'request-path-on-demand' | 'all-spot' | 'all-on-de
 export const PLACEMENT_POLICIES: readonly PlacementPolicy[] = ['request-path-on-demand', 'all-spot', 'all-on-demand'];
 
 /** The services that carry the client's request end to end, streams included. */
-export const REQUEST_PATH_SERVICES: readonly ServiceName[] = ['router', 'llm'];
+export const REQUEST_PATH_SERVICES: readonly ServiceName[] = SERVICE_NAMES.filter((svc) => SERVICES[svc].requestPath);
 
 /** The capacity of each service under a policy. */
 export function serviceCapacities(policy: PlacementPolicy): Readonly<Record<ServiceName, Capacity>> {

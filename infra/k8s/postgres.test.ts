@@ -6,7 +6,7 @@ import { TEST_PG_ADMIN_URL, createTestDatabase } from '../../test/support/pg';
 import { ENV } from '../../contracts';
 import { validateManifests } from '../../test/support/k8s-validate';
 import { DEFAULT_POSTGRES_EXPORTER_IMAGE, DEFAULT_POSTGRES_IMAGE, Postgres, type PostgresProps } from './postgres';
-import { expectRestricted, podSpecs, resolveEnv } from './data-store.test-helpers';
+import { expectRestricted, podSpecs, resolveEnv } from '../../test/support/data-store-manifests';
 
 function synth(props: PostgresProps = {}): { pg: Postgres; objects: any[] } {
   const app = new App();

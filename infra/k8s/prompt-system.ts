@@ -2,7 +2,7 @@ import { Chart, type ChartProps } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-27';
 import type { Construct } from 'constructs';
 import { stringify } from 'yaml';
-import { ENV, SERVICE_NAMES, type ServiceName } from '../../contracts/index';
+import { type Datastore, ENV, type EnvName, SERVICE_NAMES, SERVICES, type ServiceName, calleesOf } from '../../contracts/index';
 import { MANAGED_BY, PART_OF } from './labels';
 import { type Caller, type GatewayOptions, type IngressGatewayOptions, Mesh } from './mesh';
 import { MONITOR_LABELS } from './monitoring';
@@ -144,8 +144,8 @@ export interface PromptSystemProps extends Omit<ChartProps, 'namespace'> {
   /**
    * Secret key holding the router's API keys file (`API_KEYS_FILE`: key ids, sha256 hashes,
    * scopes), or `false` to run without authentication (never in production). With keys the
-   * router also keeps virtual keys, teams and spend in PostgreSQL (docs/keys.md): it gets
-   * `DATABASE_URL` from the database secret by reference and a NetworkPolicy egress to it.
+   * router also keeps virtual keys, teams and spend in PostgreSQL (docs/keys.md): its contract
+   * gives it `DATABASE_URL` from the database secret by reference and a NetworkPolicy egress to it.
    * @default { name: 'promptmesh-api-keys', key: 'api-keys.yaml' }
    */
   readonly apiKeys?: SecretFileRef | false;
@@ -300,7 +300,7 @@ export class PromptSystem extends Chart {
     if (props.otlpEndpoint) common[ENV.otlpEndpoint] = props.otlpEndpoint;
     const redisEnv = this.redis.clientEnv() as EnvVar[];
     const postgresEnv = this.postgres.clientEnv() as EnvVar[];
-    const url = (svc: ServiceName) => `http://${svc}.${namespace}.svc.cluster.local:8080`;
+    const url = (svc: ServiceName) => `http://${svc}.${namespace}.svc.cluster.local:${SERVICES[svc].port}`;
 
     const make = (svc: ServiceName, extra: Partial<PromptServiceProps>): PromptService => {
       const settings: ServiceSettings = { ...(props.serviceDefaults ?? {}), ...(props.services?.[svc] ?? {}) };
@@ -323,23 +323,30 @@ export class PromptSystem extends Chart {
     const routerSecretFiles: SecretFile[] = apiKeys
       ? [{ secretName: apiKeys.name, key: apiKeys.key, mountPath: API_KEYS_DIR, env: ENV.apiKeysFile }]
       : [];
-    // With auth on the router keeps virtual keys, teams and the spend ledger in PostgreSQL
-    // (docs/keys.md): it gets the database secret by reference, and a path to the database.
-    const routerUsesPostgres = apiKeys !== false;
-    const services = {
-      router: make('router', {
-        env: { [ENV.templatesUrl]: url('templates'), [ENV.contextUrl]: url('context'), [ENV.llmUrl]: url('llm') },
-        envVars: routerUsesPostgres ? [...redisEnv, ...postgresEnv] : redisEnv,
-        secretFiles: routerSecretFiles,
-      }),
-      templates: make('templates', { envVars: [...redisEnv, ...postgresEnv] }),
-      context: make('context', { envVars: redisEnv }),
-      llm: make('llm', {
-        envVars: redisEnv,
+    const datastoreEnv: Record<Datastore, EnvVar[]> = { redis: redisEnv, postgres: postgresEnv };
+    // The files a service reads, by the variable that names them (the contract lists which it reads).
+    const files: Partial<Record<EnvName, Partial<PromptServiceProps>>> = {
+      [ENV.apiKeysFile]: { secretFiles: routerSecretFiles },
+      [ENV.providersFile]: {
         configFiles: providersFile ? [providersFile] : [],
         secretEnvFrom: providersFile ? [{ name: providerKeysSecret, optional: false }] : [],
-      }),
+      },
     };
+    // Every service from its contract: where it finds the services it calls, its datastores' env, its files.
+    const services = Object.fromEntries(
+      SERVICE_NAMES.map((svc) => {
+        const contract = SERVICES[svc];
+        const callees = calleesOf(svc);
+        return [
+          svc,
+          make(svc, {
+            ...(callees.length > 0 ? { env: Object.fromEntries(callees.map((peer) => [SERVICES[peer].urlEnv!, url(peer)])) } : {}),
+            envVars: contract.datastores.flatMap((d) => datastoreEnv[d]),
+            ...Object.assign({}, ...contract.env.map((name) => files[name] ?? {})),
+          }),
+        ];
+      }),
+    ) as Record<ServiceName, PromptService>;
     this.services = services;
     const all = Object.values(services);
 
@@ -359,12 +366,12 @@ export class PromptSystem extends Chart {
         ports: [this.redis.port],
         peerPorts: this.redis.mode === 'cluster' ? [this.redis.port, this.redis.clusterBusPort] : [this.redis.port],
         metricsPort: this.redis.metricsPort,
-        clients: [...SERVICE_NAMES],
+        clients: SERVICE_NAMES.filter((svc) => SERVICES[svc].datastores.includes('redis')),
         extraClients: this.redis.mode === 'cluster' ? [{ ...this.redis.bootstrapSelectorLabels }] : [],
       },
     ];
     const externalEndpoints: ExternalEndpoint[] = [];
-    const postgresClients: ServiceName[] = routerUsesPostgres ? ['templates', 'router'] : ['templates'];
+    const postgresClients = SERVICE_NAMES.filter((svc) => SERVICES[svc].datastores.includes('postgres'));
     if (this.postgres.mode === 'in-cluster') {
       datastores.push({
         name: 'postgres',

@@ -18,7 +18,7 @@ import {
   redisConfig,
   type RedisProps,
 } from './redis';
-import { expectRestricted, podSpecs, resolveEnv, workloads } from './data-store.test-helpers';
+import { expectRestricted, podSpecs, resolveEnv, workloads } from '../../test/support/data-store-manifests';
 
 const run = promisify(execFile);
 

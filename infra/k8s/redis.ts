@@ -419,7 +419,7 @@ export class Redis extends Construct {
     if (mode === 'cluster') {
       const bootstrapEnv: k8s.EnvVar[] = [
         passwordEnv('REDISCLI_AUTH'),
-        { name: 'REDIS_CLUSTER_NODES', value: this.nodes.join(' ') },
+        { name: ENV.redisClusterNodes, value: this.nodes.join(' ') },
         { name: 'REDIS_CLUSTER_REPLICAS', value: '1' },
       ];
       // The Job's pod template is immutable: a new name when what it does changes.

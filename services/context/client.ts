@@ -62,7 +62,7 @@ export function createContextHttpClient(options: ContextHttpClientOptions): Cont
     const error = (parsed as Partial<ErrorBody> | undefined)?.error;
     const message = error?.message ?? `the context service answered ${res.statusCode}`;
     if (res.statusCode >= 500) throw new ContextUnavailableError(message);
-    throw new ApiError(res.statusCode, error?.type ?? 'invalid_request_error', message, error?.param ?? null, error?.code ?? null);
+    throw new ApiError({ status: res.statusCode, type: error?.type ?? 'invalid_request_error', message, param: error?.param ?? null, code: error?.code ?? null });
   }
 
   const sessionPath = (id: string) => `${PATHS.sessions}/${encodeURIComponent(id)}`;

@@ -5,7 +5,7 @@ import { buildProcess } from '../process';
 import { waitFor } from '../../test/support/net';
 import { uniquePrefix } from '../../test/support/redis';
 import { startRedisCluster, type TestRedisCluster } from '../../test/support/redis-cluster';
-import { describeContextCore } from './core.suite';
+import { describeContextCore } from '../../test/support/context-core-suite';
 
 // One real three-master cluster for the whole file.
 let cluster: TestRedisCluster;

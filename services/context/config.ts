@@ -1,3 +1,4 @@
+import { ENV } from '../../contracts';
 import { ConfigError } from '../kit';
 
 /**
@@ -43,12 +44,12 @@ export interface ContextSettings {
 
 /** The environment variables the context service reads, besides the kit's. */
 export const CONTEXT_ENV = {
-  ttlSeconds: 'CONTEXT_TTL_SECONDS',
-  maxMessages: 'CONTEXT_MAX_MESSAGES',
-  defaultMaxTokens: 'CONTEXT_MAX_TOKENS',
-  maxAppend: 'CONTEXT_MAX_APPEND',
-  maxContentChars: 'CONTEXT_MAX_CONTENT_CHARS',
-  dedupeWindow: 'CONTEXT_DEDUPE_WINDOW',
+  ttlSeconds: ENV.contextTtlSeconds,
+  maxMessages: ENV.contextMaxMessages,
+  defaultMaxTokens: ENV.contextMaxTokens,
+  maxAppend: ENV.contextMaxAppend,
+  maxContentChars: ENV.contextMaxContentChars,
+  dedupeWindow: ENV.contextDedupeWindow,
 } as const;
 
 /** Bounds of each setting: [min, max]. Out of range is a configuration error, not a clamp. */

@@ -1,6 +1,6 @@
 import { createRedis } from '../kit';
 import { TEST_REDIS_URL, deletePrefix } from '../../test/support/redis';
-import { describeContextCore } from './core.suite';
+import { describeContextCore } from '../../test/support/context-core-suite';
 
 describeContextCore('standalone Redis', () => ({
   connect: () => createRedis({ redisUrl: TEST_REDIS_URL, redisClusterNodes: undefined }, 'context-test'),

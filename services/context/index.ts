@@ -10,17 +10,13 @@ export { createContextHttpClient, type ContextHttpClientOptions } from './client
 export { CONTEXT_METRICS, createContextMetrics, type ContextMetrics } from './metrics';
 export {
   MESSAGE_OVERHEAD_TOKENS,
-  MESSAGE_ROLES,
-  SESSION_ID_PATTERN,
+  STORED_SESSION_ID_PATTERN,
   TURN_START_ROLES,
-  contentText,
   countMessageTokens,
-  type ContentPart,
   type ContextMessageInput,
-  type MessageRole,
   type StoredMessage,
   type TextPart,
-  type ToolCall,
+  type StoredToolCall,
 } from './messages';
 export {
   ContextUnavailableError,

@@ -1,12 +1,8 @@
-import Ajv, { type ValidateFunction } from 'ajv';
 import type * as O200k from 'gpt-tokenizer/encoding/o200k_base';
-import { badRequest, instancePathToParam, validationError } from '../kit';
+import { badRequest, compileBodyCheck } from '../kit';
 import type { ContextSettings } from './config';
+import { MAX_CONTENT_PARTS, MAX_TOOLS, ROLES, contentText, type ContentPart, type Role } from '../openai';
 
-/** Roles a stored message may have (those of the OpenAI chat completions API). */
-export const MESSAGE_ROLES = ['system', 'developer', 'user', 'assistant', 'tool'] as const;
-/** The role of a stored message. */
-export type MessageRole = (typeof MESSAGE_ROLES)[number];
 
 /** One text part of a message whose content is an array (OpenAI's content parts). */
 export interface TextPart {
@@ -15,16 +11,10 @@ export interface TextPart {
 }
 
 /**
- * One part of a message's content as the client gave it: a text part, or any other kind
- * (`image_url`, `input_audio`, `file`, ...), stored and replayed unchanged.
- */
-export type ContentPart = TextPart | ({ type: string; text?: string } & Record<string, unknown>);
-
-/**
  * One tool call of an assistant message (OpenAI's `tool_calls[]`), stored as given:
  * `{ id, type: "function", function: { name, arguments } }` (other fields are kept too).
  */
-export interface ToolCall {
+export interface StoredToolCall {
   id: string;
   type: string;
   function?: { name: string; arguments: string };
@@ -39,7 +29,7 @@ export interface ContextMessageInput {
    * @default a random UUID, assigned at append (no deduplication for that message)
    */
   id?: string;
-  role: MessageRole;
+  role: Role;
   /**
    * The text, or an array of content parts (text parts, and other kinds stored as given). Null
    * only for an assistant message that carries `tool_calls`.
@@ -48,7 +38,7 @@ export interface ContextMessageInput {
   /** An optional participant name (OpenAI's `name`). */
   name?: string;
   /** Assistant messages: the tools the model called (their results follow as `tool` messages). */
-  tool_calls?: ToolCall[];
+  tool_calls?: StoredToolCall[];
   /** Tool messages: the id of the call in the preceding assistant message this result answers. */
   tool_call_id?: string;
 }
@@ -56,10 +46,10 @@ export interface ContextMessageInput {
 /** A message as stored and returned: the input plus its id, token count and time of append. */
 export interface StoredMessage {
   id: string;
-  role: MessageRole;
+  role: Role;
   content: string | ContentPart[] | null;
   name?: string;
-  tool_calls?: ToolCall[];
+  tool_calls?: StoredToolCall[];
   tool_call_id?: string;
   /** Tokens this message costs in a prompt (see {@link countMessageTokens}), counted at append. */
   tokens: number;
@@ -73,7 +63,7 @@ export interface StoredMessage {
  * the hash tag). The router stores a client's session under `<api key id>:<session id>`
  * (client ids up to 128, key ids up to 64), so one key never sees another's history.
  */
-export const SESSION_ID_PATTERN = /^(?!\.{1,2}$)[A-Za-z0-9._:-]{1,200}$/;
+export const STORED_SESSION_ID_PATTERN = /^(?!\.{1,2}$)[A-Za-z0-9._:-]{1,200}$/;
 /** Message ids: 1-128 characters of letters, digits and `. _ : -`. */
 export const MESSAGE_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
 /** Longest `name` accepted. */
@@ -92,10 +82,6 @@ export const NAME_OVERHEAD_TOKENS = 1;
  * flat estimate keeps a large inline image from being tokenised as text.
  */
 export const NON_TEXT_PART_TOKENS = 256;
-/** Tool calls of one message, at most (the router's limit). */
-export const MAX_TOOL_CALLS = 128;
-/** Parts of one content array, at most (the router's limit). */
-export const MAX_CONTENT_PARTS = 256;
 /** Longest `tool_call_id`. */
 export const MAX_TOOL_CALL_ID_CHARS = 256;
 
@@ -104,20 +90,11 @@ export const MAX_TOOL_CALL_ID_CHARS = 256;
  * assistant or tool message could hold a tool result without the call it answers, which the
  * providers refuse.
  */
-export const TURN_START_ROLES: ReadonlySet<MessageRole> = new Set(['system', 'developer', 'user']);
+export const TURN_START_ROLES: ReadonlySet<Role> = new Set(['system', 'developer', 'user']);
 
 // Text that happens to contain a special token such as <|endoftext|> is counted as plain text
 // rather than rejected: history is data, never control.
 const PLAIN_TEXT = { disallowedSpecial: new Set<string>() };
-
-/** The text of a message's content: the string, or its text parts joined (other parts add nothing). */
-export function contentText(content: string | ContentPart[] | null): string {
-  if (content === null) return '';
-  if (typeof content === 'string') return content;
-  let out = '';
-  for (const p of content) if (typeof p.text === 'string') out += p.text;
-  return out;
-}
 
 let o200k: typeof O200k | undefined;
 
@@ -159,7 +136,7 @@ export function appendBodySchema(settings: Pick<ContextSettings, 'maxAppend' | '
           required: ['role'],
           properties: {
             id: { type: 'string', pattern: MESSAGE_ID_PATTERN.source },
-            role: { type: 'string', enum: [...MESSAGE_ROLES] },
+            role: { type: 'string', enum: [...ROLES] },
             content: {
               anyOf: [
                 { type: 'string', maxLength: settings.maxContentChars },
@@ -183,7 +160,7 @@ export function appendBodySchema(settings: Pick<ContextSettings, 'maxAppend' | '
             name: { type: 'string', minLength: 1, maxLength: MAX_NAME_CHARS },
             tool_calls: {
               type: 'array',
-              maxItems: MAX_TOOL_CALLS,
+              maxItems: MAX_TOOLS,
               items: {
                 type: 'object',
                 required: ['id', 'type'],
@@ -206,8 +183,6 @@ export function appendBodySchema(settings: Pick<ContextSettings, 'maxAppend' | '
   };
 }
 
-const ajv = new Ajv({ allErrors: false, coerceTypes: false, removeAdditional: false, useDefaults: false, strict: false });
-
 /** Checks an append body, throwing a 400 {@link ApiError} that names the field at fault. */
 export type AppendValidator = (body: unknown) => { messages: ContextMessageInput[] };
 
@@ -217,23 +192,9 @@ export type AppendValidator = (body: unknown) => { messages: ContextMessageInput
  * id given twice in one append).
  */
 export function createAppendValidator(settings: Pick<ContextSettings, 'maxAppend' | 'maxContentChars'>): AppendValidator {
-  const validate: ValidateFunction = ajv.compile(appendBodySchema(settings));
+  const check = compileBodyCheck<{ messages: ContextMessageInput[] }>(appendBodySchema(settings));
   return (body) => {
-    if (!validate(body)) {
-      const errors = (validate.errors ?? []).filter((e) => e.keyword !== 'anyOf');
-      // A failed anyOf (content: string or parts) reports each branch; the deepest error says
-      // most precisely what is wrong, and a type error on `content` itself means neither fits.
-      if (errors.length > 0) {
-        const deepest = errors.reduce((a, b) => (b.instancePath.length > a.instancePath.length ? b : a));
-        if (/^\/messages\/\d+\/content$/.test(deepest.instancePath) && deepest.keyword === 'type') {
-          const param = instancePathToParam(deepest.instancePath);
-          throw badRequest(`'${param}' must be a string, an array of content parts, or null with tool_calls`, param);
-        }
-        throw validationError([deepest], 'body');
-      }
-      throw validationError(validate.errors ?? [], 'body');
-    }
-    const { messages } = body as { messages: ContextMessageInput[] };
+    const { messages } = check(body);
     const seen = new Map<string, number>();
     messages.forEach((m, i) => {
       // What the chat APIs require of a message beyond its shape.
@@ -273,7 +234,7 @@ export function createAppendValidator(settings: Pick<ContextSettings, 'maxAppend
 
 /** Throws a 400 naming `session_id` unless `id` is a valid session id. */
 export function checkSessionId(id: unknown): asserts id is string {
-  if (typeof id !== 'string' || !SESSION_ID_PATTERN.test(id)) {
+  if (typeof id !== 'string' || !STORED_SESSION_ID_PATTERN.test(id)) {
     throw badRequest(
       `'session_id' must be 1 to 200 characters of letters, digits, '.', '_', ':' or '-' (and not '.' or '..')`,
       'session_id',

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { PATHS } from '../../contracts';
 import type { ContextSettings } from './config';
-import { checkSessionId, createAppendValidator } from './messages';
+import { appendBodySchema, checkSessionId, type ContextMessageInput } from './messages';
 import type { ContextCore } from './store';
 
 interface SessionParams {
@@ -46,13 +46,11 @@ export function contextRoutes(core: ContextCore, settings: ContextSettings): Fas
       },
     );
 
-    // The body is checked by the same validator the core runs (appendBodySchema plus the
-    // checks a schema cannot express), so HTTP and in-process callers get identical 400s.
-    const validateAppend = createAppendValidator(settings);
-    app.post<{ Params: SessionParams; Body: unknown }>(messagesPath, async (request, reply) => {
+    // The route schema refuses a malformed body before the handler; the core runs the same
+    // schema (and what a schema cannot say) for in-process callers too.
+    app.post<{ Params: SessionParams; Body: { messages: ContextMessageInput[] } }>(messagesPath, { schema: { body: appendBodySchema(settings) } }, async (request, reply) => {
       checkSessionId(request.params.id);
-      const { messages } = validateAppend(request.body);
-      const result = await core.append(request.params.id, messages);
+      const result = await core.append(request.params.id, request.body.messages);
       return reply.code(result.stored.length > 0 ? 201 : 200).send(result);
     });
 

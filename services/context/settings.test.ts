@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../kit';
 import { CONTEXT_ENV, checkContextSettings, readContextSettings } from './config';
-import { MESSAGE_OVERHEAD_TOKENS, NAME_OVERHEAD_TOKENS, contentText, countMessageTokens } from './messages';
+import { contentText } from '../openai';
+import { MESSAGE_OVERHEAD_TOKENS, NAME_OVERHEAD_TOKENS, countMessageTokens } from './messages';
 import { countTokens } from 'gpt-tokenizer/encoding/o200k_base';
 
 describe('readContextSettings', () => {

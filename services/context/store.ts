@@ -89,7 +89,7 @@ export class ContextUnavailableError extends ApiError {
     /** What the Redis client threw. */
     override readonly cause?: unknown,
   ) {
-    super(503, 'service_unavailable_error', message, null, 'context_unavailable');
+    super({ status: 503, type: 'service_unavailable_error', message, code: 'context_unavailable' });
     this.name = 'ContextUnavailableError';
   }
 }

@@ -1,7 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { INVALID_SPAN_CONTEXT, ROOT_CONTEXT, trace } from '@opentelemetry/api';
-import Ajv from 'ajv';
-import addFormats from 'ajv-formats';
 import { Gauge } from 'prom-client';
 import Fastify, { LogController, type FastifyInstance, type FastifyPluginAsync, type FastifyReply } from 'fastify';
 import { HEADERS, METRICS, PATHS } from '../../contracts';
@@ -10,6 +8,7 @@ import { badRequest, installErrorHandlers, toApiError, writeClientError, type Ap
 import { checkJsonValue, invalidTextReason, jsonTextNeedsCheck } from './json-input';
 import type { Logger } from './logger';
 import { requestTargetProblem } from './request-target';
+import { bodyAjv, urlAjv } from './validation';
 import type { KitMetrics } from './metrics';
 import { SpanKind, SpanStatusCode, extractTraceContext, startSpan, type Context, type Span, type Tracing } from './tracing';
 
@@ -125,14 +124,6 @@ export interface AppOptions {
   metrics: KitMetrics;
   tracing: Tracing;
 }
-
-// Bodies are validated strictly (wrong types are errors, unknown fields are kept so a schema
-// with additionalProperties: false rejects them); query strings and params are coerced, since
-// everything in a URL is a string.
-const bodyAjv = new Ajv({ allErrors: false, coerceTypes: false, removeAdditional: false, useDefaults: true, strict: false });
-const urlAjv = new Ajv({ allErrors: false, coerceTypes: 'array', removeAdditional: false, useDefaults: true, strict: false });
-addFormats(bodyAjv);
-addFormats(urlAjv);
 
 /**
  * A Fastify app with the kit's parts installed: request ids, JSON logs with redaction, the

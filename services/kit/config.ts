@@ -1,4 +1,4 @@
-import { DEFAULT_PORT, DEFAULT_REDIS_KEY_PREFIX, ENV, SERVICE_NAMES, type ServiceSelection } from '../../contracts';
+import { DEFAULT_PORT, DEFAULT_REDIS_KEY_PREFIX, ENV, SERVICE_NAMES, SERVICES, calleesOf, type ServiceSelection } from '../../contracts';
 
 /**
  * A configuration problem found at start. The message names the variable (or file) and the
@@ -143,13 +143,11 @@ export function readConfig(env: Env = process.env): KitConfig {
     drainDelayMs: int(env, ENV.drainDelayMs, 5_000, 0, 120_000),
     bodyLimitBytes: int(env, ENV.bodyLimitBytes, 1_048_576, 1024, 64 * 1_048_576),
   };
-  if (config.service === 'router') {
-    for (const [name, value] of [
-      [ENV.templatesUrl, config.templatesUrl],
-      [ENV.contextUrl, config.contextUrl],
-      [ENV.llmUrl, config.llmUrl],
-    ] as const) {
-      if (!value) throw new ConfigError(name, 'is required when SERVICE=router (where the router finds that service)');
+  // One service alone must be told where the services it calls are (in `all` they are in-process).
+  if (config.service !== 'all') {
+    for (const peer of calleesOf(config.service)) {
+      const name = SERVICES[peer].urlEnv!;
+      if (!optional(env, name)) throw new ConfigError(name, `is required when SERVICE=${config.service} (where the ${config.service} finds that service)`);
     }
   }
   // No braces: the services put a {hash tag} after the prefix so that the keys of one

@@ -10,4 +10,5 @@ export * from './redis';
 export * from './request-target';
 export * from './service';
 export * from './tracing';
+export * from './validation';
 export * from './rolling-stats';

@@ -14,6 +14,14 @@
 export const TEMPLATE_TYPES = ['text', 'chat'] as const;
 export type TemplateType = (typeof TEMPLATE_TYPES)[number];
 
+/**
+ * Template names: lower case letters, digits, `.`, `_`, `-`; at most 128 characters. Shared by
+ * the templates service and the router's `prompt.name`.
+ */
+export const TEMPLATE_NAME_PATTERN = '^[a-z0-9][a-z0-9._-]{0,127}$';
+/** Label names: like template names, at most 64 characters (`prompt.label` in the router). */
+export const TEMPLATE_LABEL_PATTERN = '^[a-z0-9][a-z0-9._-]{0,63}$';
+
 /** The roles a chat template's messages may have. */
 export const CHAT_ROLES = ['system', 'developer', 'user', 'assistant'] as const;
 export type ChatRole = (typeof CHAT_ROLES)[number];

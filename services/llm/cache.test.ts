@@ -4,8 +4,8 @@ import { createLogger } from '../kit/logger';
 import { closeRedis, createRedis, waitForRedis } from '../kit/redis';
 import { freePort } from '../../test/support/net';
 import { TEST_REDIS_URL, deletePrefix, uniquePrefix } from '../../test/support/redis';
-import { ChunkAssembler, ResponseCache, canonicalJson, completionToChunks, isCacheable } from './cache';
-import type { ChatCompletion, ChatRequest } from './types';
+import { ChunkAssembler, ResponseCache, sortedKeysJson, completionToChunks, isCacheable } from './cache';
+import type { ChatCompletion, ChatRequest } from '../openai';
 
 const logger = createLogger('test', 'silent');
 const prefix = uniquePrefix('llm-cache');
@@ -29,7 +29,7 @@ describe('cache keys', () => {
   const cache = new ResponseCache(undefined, 'p:', 60, logger);
 
   it('is canonical: key order and non-answer fields do not matter', () => {
-    expect(canonicalJson({ b: 1, a: { d: [1, { z: 1, y: 2 }], c: null } })).toBe('{"a":{"c":null,"d":[1,{"y":2,"z":1}]},"b":1}');
+    expect(sortedKeysJson({ b: 1, a: { d: [1, { z: 1, y: 2 }], c: null } })).toBe('{"a":{"c":null,"d":[1,{"y":2,"z":1}]},"b":1}');
     const reordered = { temperature: 0, messages: [{ content: 'hi', role: 'user' }], model: 'chat' } as ChatRequest;
     expect(cache.key(reordered, 't1')).toBe(cache.key(request, 't1'));
     expect(cache.key({ ...request, stream: true, user: 'u', stream_options: { include_usage: true } }, 't1')).toBe(cache.key(request, 't1'));

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from '../kit/logger';
 import type { RedisClient } from '../kit/redis';
-import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from './types';
+import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '../openai';
 
 /**
  * The exact-match response cache in Redis.
@@ -40,13 +40,13 @@ const KEY_FIELDS = [
 ] as const;
 
 /** JSON with object keys sorted at every level, so equal requests give equal strings. */
-export function canonicalJson(value: unknown): string {
+export function sortedKeysJson(value: unknown): string {
   if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
-  if (Array.isArray(value)) return `[${value.map((v) => canonicalJson(v === undefined ? null : v)).join(',')}]`;
+  if (Array.isArray(value)) return `[${value.map((v) => sortedKeysJson(v === undefined ? null : v)).join(',')}]`;
   const entries = Object.entries(value as Record<string, unknown>)
     .filter(([, v]) => v !== undefined)
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${sortedKeysJson(v)}`).join(',')}}`;
 }
 
 /** The normalised request: the fields of {@link KEY_FIELDS} that are set. */
@@ -84,7 +84,7 @@ export class ResponseCache {
   /** The Redis key of a request for a tenant (both hashed: no content or tenant id in key names). */
   key(request: ChatRequest, tenant: string | undefined): string {
     const tenantHash = createHash('sha256').update(tenant ?? '').digest('hex').slice(0, 16);
-    const requestHash = createHash('sha256').update(canonicalJson(normaliseForCache(request))).digest('hex');
+    const requestHash = createHash('sha256').update(sortedKeysJson(normaliseForCache(request))).digest('hex');
     return `${this.keyPrefix}llm:cache:${tenantHash}:${requestHash}`;
   }
 

@@ -4,7 +4,8 @@ import { parse as parseYaml } from 'yaml';
 import { ENV } from '../../contracts';
 import { ConfigError } from '../kit/config';
 import { knownModel } from './model-limits';
-import { PROVIDER_TYPES, type ModelPrice, type ProviderConfig, type ProviderType, type Usage } from './types';
+import { PROVIDER_TYPES, type ModelPrice, type ProviderConfig, type ProviderType } from './types';
+import type { Usage } from '../openai';
 
 /**
  * The providers file (`PROVIDERS_FILE`, DESIGN.md "Providers file"): providers, model aliases,

@@ -5,7 +5,7 @@ import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeProvider, type FakeProvider } from '../../test/fake-provider/server';
 import { billedTokens, costOf, parseLlmConfig } from './config';
-import { ask, chat, metricValue, sseData, startLlm, type TestLlm } from './harness.test.util';
+import { ask, chat, metricValue, ssePayloads, startLlm, type TestLlm } from '../../test/support/llm-service';
 import { KNOWN_MODELS, knownModel } from './model-limits';
 import type { ProviderConfig } from './types';
 
@@ -89,7 +89,7 @@ describe('cached tokens are costed at their own rate (class)', () => {
         const body = ask(f.model, 'a prompt long enough to have twenty cached tokens in it, and then some more words', stream ? { stream: true, stream_options: { include_usage: true } } : {});
         const r = await chat(s.url, body);
         expect(r.status).toBe(200);
-        const usage = stream ? JSON.parse(sseData(r.text).at(-2)!).usage : r.json.usage;
+        const usage = stream ? JSON.parse(ssePayloads(r.text).at(-2)!).usage : r.json.usage;
         expect(usage.prompt_tokens_details.cached_tokens).toBe(20);
         if (f.write) expect(usage.cache_creation_input_tokens).toBe(f.write);
         const uncached = usage.prompt_tokens - 20 - f.write;

@@ -18,7 +18,7 @@ import type { ProviderAdapter, ProviderType } from './types';
 export type { LlmCallOptions, LlmCompletionResult, LlmCore, LlmStreamResult, ModelInfo, ProviderStatus, CacheResult } from './core';
 export type { LlmConfig, ModelTarget, RoutingConfig, RoutingStrategy, BreakerConfig, RetryConfig, CacheConfig } from './config';
 export { loadLlmConfig, parseLlmConfig } from './config';
-export { TENANT_HEADER, COST_HEADER } from './routes';
+export { COST_HEADER } from './routes';
 
 /** Overrides for tests and embedding; production passes none. */
 export interface LlmServiceOptions {

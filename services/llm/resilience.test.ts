@@ -2,7 +2,7 @@ import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeProvider, type FakeProvider, type BehaviorPlan } from '../../test/fake-provider/server';
 import { waitFor } from '../../test/support/net';
-import { ask, chat, fakeOpenAi, metricValue, sseData, startLlm, type TestLlm } from './harness.test.util';
+import { ask, chat, fakeOpenAi, metricValue, ssePayloads, startLlm, type TestLlm } from '../../test/support/llm-service';
 
 let fa: FakeProvider;
 let fb: FakeProvider;
@@ -206,7 +206,7 @@ describe('streams', () => {
     expect(r.status).toBe(200);
     expect(r.headers['content-type']).toContain('text/event-stream');
     expect(r.headers['x-promptmesh-provider']).toBe('b');
-    const data = sseData(r.text);
+    const data = ssePayloads(r.text);
     expect(data.at(-1)).toBe('[DONE]');
     const text = data.slice(0, -1).map((d) => JSON.parse(d).choices[0]?.delta?.content ?? '').join('');
     expect(text).toBe('echo: stream me');
@@ -217,7 +217,7 @@ describe('streams', () => {
     const s = await llm(BOTH, { retries: { attempts: 0 } });
     const r = await chat(s.url, ask('chat', 'one two three four five six', { stream: true }));
     expect(r.status).toBe(200);
-    const data = sseData(r.text);
+    const data = ssePayloads(r.text);
     expect(data).not.toContain('[DONE]');
     const last = JSON.parse(data.at(-1)!);
     expect(last.error.code).toBe('stream_interrupted');
@@ -232,7 +232,7 @@ describe('streams', () => {
     });
     running.push(s);
     const r = await chat(s.url, ask('chat', 'count these words', { stream: true, stream_options: { include_usage: true } }));
-    const events = sseData(r.text).slice(0, -1).map((d) => JSON.parse(d));
+    const events = ssePayloads(r.text).slice(0, -1).map((d) => JSON.parse(d));
     const usage = events.at(-1).usage;
     expect(events.at(-1).choices).toEqual([]);
     expect(usage.prompt_tokens).toBeGreaterThan(0);

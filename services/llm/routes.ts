@@ -1,129 +1,58 @@
 import { Readable } from 'node:stream';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { HEADERS, PATHS } from '../../contracts';
-import { ApiError, badRequest, toApiError } from '../kit/errors';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { toApiError } from '../kit/errors';
 import type { CacheMode } from './cache';
 import type { LlmCallOptions, LlmCore } from './core';
-import { toolCallSchema, type ChatRequest } from './types';
+import { ChatRequestSchema, SSE_HEADERS, chatResponseSchemas, checkMessages, writeSse, type ChatRequest } from '../openai';
 
 /**
  * The llm service's internal HTTP API: `POST /v1/chat/completions` (canonical OpenAI shape,
  * streaming as SSE), `GET /v1/providers` and `GET /v1/models`.
  *
  * Request headers the router sets: `x-promptmesh-tenant` (whose cache entries to use),
- * `x-promptmesh-tenant-tpm` (that tenant's tokens-per-minute budget) and `x-promptmesh-cache`
+ * `x-promptmesh-tenant-tpm` (that tenant's tokens-per-minute budget), `x-promptmesh-team` and
+ * `x-promptmesh-team-tpm` (the key's team and its budget over all its keys), `x-promptmesh-cache`
  * (`force` or `off`). Response headers: `x-promptmesh-provider`,
  * `x-promptmesh-model`, `x-promptmesh-cache` and, for plain answers, `x-promptmesh-cost-usd`.
  */
 
-/** The tenant header the router sets (cache entries are kept apart per tenant). */
-export const TENANT_HEADER = HEADERS.tenant;
 /** The cost header on non-streaming answers (USD). */
-export const COST_HEADER = 'x-promptmesh-cost-usd';
+export const COST_HEADER = HEADERS.costUsd;
 
-const ROLES = ['system', 'developer', 'user', 'assistant', 'tool'];
-const stringOrStrings = { anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' }, maxItems: 16 }] };
+/** Most tokens per minute a tenant budget may name (the router's keys are held to the same). */
+const MAX_TENANT_TPM = 10_000_000_000;
 
-/**
- * The body schema: the OpenAI fields promptmesh understands, type-checked; other top-level
- * fields are allowed (OpenAI extension fields) and passed on.
- */
-export const chatRequestSchema = {
+/** The request headers the router sets, as a route schema (a 400 names the header). */
+const CALL_HEADERS_SCHEMA = {
   type: 'object',
-  required: ['model', 'messages'],
-  additionalProperties: true,
   properties: {
-    model: { type: 'string', minLength: 1, maxLength: 256 },
-    messages: {
-      type: 'array',
-      minItems: 1,
-      maxItems: 10_000,
-      items: {
-        type: 'object',
-        required: ['role'],
-        properties: {
-          role: { type: 'string', enum: ROLES },
-          content: {
-            anyOf: [
-              { type: 'string' },
-              { type: 'null' },
-              { type: 'array', items: { type: 'object', required: ['type'], properties: { type: { type: 'string' }, text: { type: 'string' } } } },
-            ],
-          },
-          name: { type: 'string' },
-          tool_call_id: { type: 'string' },
-          tool_calls: { type: 'array', items: toolCallSchema },
-        },
-      },
-    },
-    temperature: { type: 'number', minimum: 0, maximum: 2 },
-    top_p: { type: 'number', minimum: 0, maximum: 1 },
-    max_tokens: { type: 'integer', minimum: 1 },
-    max_completion_tokens: { type: 'integer', minimum: 1 },
-    stream: { type: 'boolean' },
-    stream_options: { type: 'object', properties: { include_usage: { type: 'boolean' } } },
-    stop: stringOrStrings,
-    n: { type: 'integer', minimum: 1, maximum: 128 },
-    presence_penalty: { type: 'number', minimum: -2, maximum: 2 },
-    frequency_penalty: { type: 'number', minimum: -2, maximum: 2 },
-    seed: { type: 'integer' },
-    user: { type: 'string' },
-    tools: { type: 'array' },
-    tool_choice: { anyOf: [{ type: 'string' }, { type: 'object' }] },
-    response_format: { type: 'object' },
-    cache: { type: 'boolean' },
+    [HEADERS.tenant]: { type: 'string', minLength: 1, maxLength: 256 },
+    [HEADERS.cache]: { type: 'string', enum: ['force', 'off', 'default'] },
+    // A whole number of tokens per minute, 1 to MAX_TENANT_TPM, written plainly (no sign, no exponent).
+    [HEADERS.tenantTpm]: { type: 'string', pattern: `^(?:[1-9][0-9]{0,9}|${MAX_TENANT_TPM})$` },
+    // The key's team (cost metrics' `team` label) and the team's own budget over all its keys.
+    [HEADERS.team]: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' },
+    [HEADERS.teamTpm]: { type: 'string', pattern: `^(?:[1-9][0-9]{0,9}|${MAX_TENANT_TPM})$` },
   },
+  // A budget is a tenant's: without the tenant there is no one to hold to it.
+  dependencies: { [HEADERS.tenantTpm]: [HEADERS.tenant], [HEADERS.teamTpm]: [HEADERS.team], [HEADERS.team]: [HEADERS.tenant] },
 } as const;
 
-/** Content must be present for every role but assistant (which may carry tool calls instead). */
-function checkMessages(body: ChatRequest): void {
-  body.messages.forEach((m, i) => {
-    if (m.role !== 'assistant' && (m.content === undefined || m.content === null)) {
-      throw badRequest(`'messages[${i}].content' is required for role '${m.role}'`, `messages[${i}].content`);
-    }
-    if (m.role === 'tool' && typeof m.tool_call_id !== 'string') {
-      throw badRequest(`'messages[${i}].tool_call_id' is required for role 'tool'`, `messages[${i}].tool_call_id`);
-    }
-  });
-}
-
+/** The call options the (schema-checked) headers ask for. */
 function callOptions(request: FastifyRequest, signal: AbortSignal): LlmCallOptions {
-  const tenantRaw = request.headers[TENANT_HEADER];
-  const tenant = Array.isArray(tenantRaw) ? tenantRaw[0] : tenantRaw;
-  if (tenant !== undefined && (tenant.length === 0 || tenant.length > 256)) throw badRequest(`header '${TENANT_HEADER}' must be 1-256 characters`, TENANT_HEADER);
-  const cacheRaw = request.headers[HEADERS.cache];
-  const cacheHeader = (Array.isArray(cacheRaw) ? cacheRaw[0] : cacheRaw)?.toLowerCase();
-  let cache: CacheMode | undefined;
-  if (cacheHeader !== undefined) {
-    if (cacheHeader !== 'force' && cacheHeader !== 'off' && cacheHeader !== 'default') {
-      throw badRequest(`header '${HEADERS.cache}' must be force, off or default`, HEADERS.cache);
-    }
-    cache = cacheHeader;
-  }
-  const tpmRaw = request.headers[HEADERS.tenantTpm];
-  const tpmHeader = Array.isArray(tpmRaw) ? tpmRaw[0] : tpmRaw;
-  let tenantTpm: number | undefined;
-  if (tpmHeader !== undefined) {
-    tenantTpm = /^[1-9][0-9]{0,10}$/.test(tpmHeader) ? Number(tpmHeader) : NaN;
-    if (!Number.isInteger(tenantTpm) || tenantTpm > 10_000_000_000) throw badRequest(`header '${HEADERS.tenantTpm}' must be a whole number of tokens per minute (1-10000000000)`, HEADERS.tenantTpm);
-    if (tenant === undefined) throw badRequest(`header '${HEADERS.tenantTpm}' needs '${TENANT_HEADER}' (whose budget it is)`, HEADERS.tenantTpm);
-  }
-  const teamRaw = request.headers[HEADERS.team];
-  const team = Array.isArray(teamRaw) ? teamRaw[0] : teamRaw;
-  if (team !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(team)) throw badRequest(`header '${HEADERS.team}' must be 1-64 letters, digits, '.', '_' or '-'`, HEADERS.team);
-  const teamTpmRaw = request.headers[HEADERS.teamTpm];
-  const teamTpmHeader = Array.isArray(teamTpmRaw) ? teamTpmRaw[0] : teamTpmRaw;
-  let teamTpm: number | undefined;
-  if (teamTpmHeader !== undefined) {
-    teamTpm = /^[1-9][0-9]{0,10}$/.test(teamTpmHeader) ? Number(teamTpmHeader) : NaN;
-    if (!Number.isInteger(teamTpm) || teamTpm > 10_000_000_000) throw badRequest(`header '${HEADERS.teamTpm}' must be a whole number of tokens per minute (1-10000000000)`, HEADERS.teamTpm);
-    if (team === undefined) throw badRequest(`header '${HEADERS.teamTpm}' needs '${HEADERS.team}' (whose budget it is)`, HEADERS.teamTpm);
-  }
+  const headers = request.headers as Record<string, string | undefined>;
   const options: LlmCallOptions = { traceContext: request.traceContext, signal };
+  const tenant = headers[HEADERS.tenant];
+  const tpm = headers[HEADERS.tenantTpm];
+  const cache = headers[HEADERS.cache] as CacheMode | undefined;
   if (tenant !== undefined) options.tenant = tenant;
+  if (tpm !== undefined) options.tenantTpm = Number(tpm);
+  const team = headers[HEADERS.team];
+  const teamTpm = headers[HEADERS.teamTpm];
   if (team !== undefined) options.team = team;
-  if (teamTpm !== undefined) options.teamTpm = teamTpm;
-  if (tenantTpm !== undefined) options.tenantTpm = tenantTpm;
+  if (teamTpm !== undefined) options.teamTpm = Number(teamTpm);
   if (cache !== undefined) options.cache = cache;
   return options;
 }
@@ -138,16 +67,13 @@ function clientSignal(request: FastifyRequest, reply: FastifyReply): AbortSignal
   return controller.signal;
 }
 
-function sse(data: unknown): string {
-  return `data: ${JSON.stringify(data)}\n\n`;
-}
-
 /** The llm routes as a Fastify plugin over a core. */
 export function llmRoutes(core: LlmCore): FastifyPluginAsync {
   return async (app) => {
-    app.post<{ Body: ChatRequest }>(PATHS.chatCompletions, { schema: { body: chatRequestSchema } }, async (request, reply) => {
-      const body = request.body;
-      checkMessages(body);
+    const typed = app.withTypeProvider<TypeBoxTypeProvider>();
+    typed.post(PATHS.chatCompletions, { schema: { headers: CALL_HEADERS_SCHEMA, body: ChatRequestSchema, response: chatResponseSchemas } }, async (request, reply) => {
+      const body = request.body as ChatRequest;
+      checkMessages(body.messages);
       const signal = clientSignal(request, reply);
       const options = callOptions(request, signal);
       if (body.stream !== true) {
@@ -160,31 +86,17 @@ export function llmRoutes(core: LlmCore): FastifyPluginAsync {
           .send(result.completion);
       }
       const result = await core.stream(body, options);
-      const iterator = result.chunks[Symbol.asyncIterator]();
-      async function* events(): AsyncGenerator<string> {
-        try {
-          for (;;) {
-            const next = await iterator.next();
-            if (next.done) break;
-            yield sse(next.value);
-          }
-          yield 'data: [DONE]\n\n';
-        } catch (err) {
-          // Headers are out: the failure goes into the stream, and no [DONE] follows.
-          const apiError = err instanceof ApiError ? err : toApiError(err);
-          if (!signal.aborted) yield sse(apiError.toBody());
-        } finally {
-          await iterator.return?.();
-        }
-      }
+      const events = writeSse(result.chunks, {
+        // A client that went away reads nothing more.
+        onError: (err) => (signal.aborted ? undefined : toApiError(err).toBody()),
+      });
       return reply
-        .header('content-type', 'text/event-stream; charset=utf-8')
-        .header('cache-control', 'no-cache')
-        .header('x-accel-buffering', 'no')
+        .headers(SSE_HEADERS)
         .header(HEADERS.provider, result.provider)
         .header(HEADERS.model, result.model)
         .header(HEADERS.cache, result.cache)
-        .send(Readable.from(events(), { objectMode: false }));
+        // A stream is written as it comes, past the response schema (which types only JSON answers).
+        .send(Readable.from(events, { objectMode: false }) as never);
     });
 
     app.get(PATHS.providers, async () => ({ object: 'list', data: core.providers(), aliases: core.aliases() }));

@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeProvider, type FakeProvider } from '../../test/fake-provider/server';
 import { LatencyTracker, orderCandidates, type Candidate } from './routing';
-import { ask, chat, fakeOpenAi, startLlm, type TestLlm } from './harness.test.util';
+import { ask, chat, fakeOpenAi, startLlm, type TestLlm } from '../../test/support/llm-service';
 
 let fa: FakeProvider;
 let fb: FakeProvider;

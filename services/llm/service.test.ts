@@ -12,7 +12,7 @@ import { deletePrefix, uniquePrefix } from '../../test/support/redis';
 import { createApp, createLogger, createMetrics, createTracing, mountService, readConfig } from '../kit';
 import { startSpan, trace, type Tracing } from '../kit/tracing';
 import { createLlmService } from './index';
-import { ask, chat, fakeOpenAi, metricValue, sseData, startLlm, type TestLlm } from './harness.test.util';
+import { ask, chat, fakeOpenAi, metricValue, ssePayloads, startLlm, type TestLlm } from '../../test/support/llm-service';
 
 let fa: FakeProvider;
 const running: TestLlm[] = [];
@@ -88,7 +88,7 @@ describe('response cache', () => {
     const plain = await chat(s.url, body);
     const replay = await chat(s.url, { ...body, stream: true, stream_options: { include_usage: true } });
     expect(replay.headers['x-promptmesh-cache']).toBe('hit');
-    const events = sseData(replay.text);
+    const events = ssePayloads(replay.text);
     expect(events.at(-1)).toBe('[DONE]');
     const chunks = events.slice(0, -1).map((d) => JSON.parse(d));
     expect(chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('')).toBe(plain.json.choices[0].message.content);
@@ -152,7 +152,7 @@ describe('through the anthropic adapter', () => {
     expect(fa.requests.at(-1)!.headers['x-api-key']).toBe('sk-ant-test');
 
     const streamed = await chat(s.url, ask('chat', 'stream it', { stream: true, stream_options: { include_usage: true } }));
-    const events = sseData(streamed.text);
+    const events = ssePayloads(streamed.text);
     expect(events.at(-1)).toBe('[DONE]');
     const chunks = events.slice(0, -1).map((d) => JSON.parse(d));
     expect(chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('')).toBe('echo: stream it');
@@ -221,6 +221,20 @@ describe('HTTP API', () => {
     const bad = await chat(s.url, ask('chat'), { 'x-promptmesh-cache': 'always' });
     expect(bad.status).toBe(400);
     expect(bad.json.error.param).toBe('x-promptmesh-cache');
+    const refused: Array<[Record<string, string>, string]> = [
+      [{ 'x-promptmesh-tenant': 't'.repeat(257) }, 'x-promptmesh-tenant'],
+      [{ 'x-promptmesh-tenant': 't', 'x-promptmesh-tenant-tpm': '0' }, 'x-promptmesh-tenant-tpm'],
+      [{ 'x-promptmesh-tenant': 't', 'x-promptmesh-tenant-tpm': '10000000001' }, 'x-promptmesh-tenant-tpm'],
+      [{ 'x-promptmesh-tenant': 't', 'x-promptmesh-tenant-tpm': '1e3' }, 'x-promptmesh-tenant-tpm'],
+      [{ 'x-promptmesh-tenant-tpm': '100' }, 'x-promptmesh-tenant-tpm'],
+    ];
+    for (const [headers, param] of refused) {
+      const r = await chat(s.url, ask('chat'), headers);
+      expect(r.status, JSON.stringify(headers)).toBe(400);
+      expect(r.json.error.param).toBe(param);
+    }
+    const budget = await chat(s.url, ask('chat'), { 'x-promptmesh-tenant': 't'.repeat(256), 'x-promptmesh-tenant-tpm': '10000000000', 'x-promptmesh-cache': 'off' });
+    expect(budget.status, budget.text).toBe(200);
   });
 
   it('lists models and providers (without secrets)', async () => {

@@ -6,7 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeProvider, type FakeProvider } from '../../test/fake-provider/server';
 import { TEST_REDIS_URL } from '../../test/support/redis';
 import { ApiError } from '../kit/errors';
-import { ask, chat, startLlm, type TestLlm } from './harness.test.util';
+import { ask, chat, startLlm, type TestLlm } from '../../test/support/llm-service';
 import type { LlmCore } from './core';
 
 let fake: FakeProvider;

@@ -1,6 +1,8 @@
+import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '../openai';
+
 /**
- * The canonical request and response shapes inside promptmesh (the OpenAI Chat Completions
- * shape), and the contract between the llm service and its provider adapters.
+ * The contract between the llm service and its provider adapters (the request and response
+ * shapes they translate are the OpenAI ones, `services/openai`).
  *
  * Adapters live one folder each under `services/llm/providers/<type>/` and export one
  * {@link ProviderAdapter}; adding a provider type touches that folder and one line of the
@@ -10,85 +12,6 @@
 /** The provider types a providers file may name. */
 export const PROVIDER_TYPES = ['openai', 'anthropic', 'openai-compatible', 'echo'] as const;
 export type ProviderType = (typeof PROVIDER_TYPES)[number];
-
-export type Role = 'system' | 'developer' | 'user' | 'assistant' | 'tool';
-
-/** A part of a multi-part message (text only is carried through every adapter). */
-export interface ContentPart {
-  type: string;
-  text?: string;
-  [key: string]: unknown;
-}
-
-export interface ToolCall {
-  id: string;
-  type: 'function';
-  function: { name: string; arguments: string };
-}
-
-/**
- * The JSON Schema of one tool call in a request's assistant message, as OpenAI requires it. The
- * adapters read `function.name` and `function.arguments`: a call without them is the client's
- * error (a 400 naming the field), never a provider failure.
- */
-export const toolCallSchema = {
-  type: 'object',
-  required: ['id', 'type', 'function'],
-  properties: {
-    id: { type: 'string', minLength: 1, maxLength: 256 },
-    type: { type: 'string', enum: ['function'] },
-    function: {
-      type: 'object',
-      required: ['name', 'arguments'],
-      properties: { name: { type: 'string', minLength: 1, maxLength: 256 }, arguments: { type: 'string' } },
-    },
-  },
-} as const;
-
-export interface ChatMessage {
-  role: Role;
-  content: string | ContentPart[] | null;
-  name?: string;
-  tool_calls?: ToolCall[];
-  tool_call_id?: string;
-}
-
-/** An OpenAI Chat Completions request (the fields promptmesh understands and forwards). */
-export interface ChatRequest {
-  model: string;
-  messages: ChatMessage[];
-  temperature?: number;
-  top_p?: number;
-  max_tokens?: number;
-  max_completion_tokens?: number;
-  stream?: boolean;
-  stream_options?: { include_usage?: boolean };
-  stop?: string | string[];
-  n?: number;
-  presence_penalty?: number;
-  frequency_penalty?: number;
-  seed?: number;
-  user?: string;
-  tools?: unknown[];
-  tool_choice?: unknown;
-  response_format?: unknown;
-  [extra: string]: unknown;
-}
-
-export interface Usage {
-  /** Every input token, cached or not (OpenAI's meaning; Anthropic's three input counts summed). */
-  prompt_tokens: number;
-  completion_tokens: number;
-  total_tokens: number;
-  /** `cached_tokens`: input tokens read from the provider's prompt cache (part of `prompt_tokens`). */
-  prompt_tokens_details?: { cached_tokens?: number; [detail: string]: unknown };
-  /**
-   * Input tokens written to the provider's prompt cache (Anthropic's
-   * `cache_creation_input_tokens`; part of `prompt_tokens`, billed at `cache_write`).
-   */
-  cache_creation_input_tokens?: number;
-  [extra: string]: unknown;
-}
 
 /** USD per million tokens of one provider model. */
 export interface ModelPrice {
@@ -104,40 +27,6 @@ export interface ModelPrice {
    * @default the known share of `input` (1.25x for Claude), else `input`
    */
   cache_write?: number;
-}
-
-export type FinishReason = 'stop' | 'length' | 'tool_calls' | 'content_filter' | null;
-
-/** An OpenAI `chat.completion` object. */
-export interface ChatCompletion {
-  id: string;
-  object: 'chat.completion';
-  created: number;
-  model: string;
-  choices: Array<{
-    index: number;
-    message: { role: 'assistant'; content: string | null; tool_calls?: ToolCall[] };
-    finish_reason: FinishReason;
-    logprobs?: null;
-  }>;
-  usage: Usage;
-  system_fingerprint?: string | null;
-}
-
-/** An OpenAI `chat.completion.chunk` object (one SSE event of a stream). */
-export interface ChatCompletionChunk {
-  id: string;
-  object: 'chat.completion.chunk';
-  created: number;
-  model: string;
-  choices: Array<{
-    index: number;
-    delta: { role?: 'assistant'; content?: string | null; tool_calls?: Array<Partial<ToolCall> & { index: number }> };
-    finish_reason: FinishReason;
-    logprobs?: null;
-  }>;
-  /** Present on the final chunk (OpenAI sends it when `stream_options.include_usage`). */
-  usage?: Usage | null;
 }
 
 /** One provider as the providers file declares it, after validation and defaults. */

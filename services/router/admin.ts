@@ -1,12 +1,11 @@
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import { PATHS } from '../../contracts';
-import { ACTOR_HEADER } from './auth-hook';
+import { HEADERS, PATHS } from '../../contracts';
 import type { PeerHttp } from './http-client';
 import { ROUTE_SCOPES } from './route-scopes';
 
 /** Replaces any client-sent actor header with the authenticated key's id. */
 export function setActor(request: FastifyRequest): void {
-  request.headers[ACTOR_HEADER] = request.apiKey?.id ?? 'anonymous';
+  request.headers[HEADERS.actor] = request.apiKey?.id ?? 'anonymous';
 }
 
 // Response headers of a peer that are passed on to the client.
@@ -36,7 +35,7 @@ export function proxyRoutes(templates: PeerHttp, context: PeerHttp): FastifyPlug
   return async (app: FastifyInstance) => {
     const forward = (peer: PeerHttp) => async (request: FastifyRequest, reply: FastifyReply) => {
       setActor(request);
-      const headers: Record<string, string> = { [ACTOR_HEADER]: request.headers[ACTOR_HEADER] as string };
+      const headers: Record<string, string> = { [HEADERS.actor]: request.headers[HEADERS.actor] as string };
       const hasBody = request.body !== undefined && request.method !== 'GET' && request.method !== 'HEAD' && request.method !== 'DELETE';
       const url = peer === context ? scopeSessionUrl(request.url, request.apiKey?.id) : request.url;
       const res = await peer.request(request.method as 'GET', url, { requestId: request.id, traceContext: request.traceContext }, {

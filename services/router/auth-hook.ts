@@ -1,9 +1,8 @@
-import { HEADERS } from '../../contracts';
 import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
 import { ApiError, forbidden, rateLimited, unauthorized, type Logger } from '../kit';
 import { ApiKeyStore, bearerToken, type ApiKey, type Scope } from './auth';
 import type { KeyRateLimiter } from './key-rate-limit';
-import { BudgetRefusal, Ledger, type Lease, type Scope as BudgetScope } from './keys/ledger';
+import { BudgetRefusal, Ledger, type BudgetScope, type Lease } from './keys/ledger';
 import type { KeyRegistry, Team } from './keys/store';
 
 declare module 'fastify' {
@@ -22,8 +21,6 @@ declare module 'fastify' {
   }
 }
 
-/** The header that tells the templates and context services who made a change. */
-export const ACTOR_HEADER = HEADERS.actor;
 
 /** What {@link authenticate} checks against. */
 export interface AuthOptions {
@@ -61,9 +58,9 @@ export function budgetError(refusal: BudgetRefusal): ApiError {
       refusal.reason === 'committed'
         ? `${who} has its ${scope.kind} budget of ${amount} spent or committed to requests in flight`
         : `${who} has spent its ${scope.kind} budget of ${amount}`;
-    return new ApiError(429, 'insufficient_quota', `${what}; it resets at ${resets.toISOString()}`, null, 'budget_exceeded', { 'retry-after': String(seconds) });
+    return new ApiError({ status: 429, type: 'insufficient_quota', message: `${what}; it resets at ${resets.toISOString()}`, code: 'budget_exceeded', headers: { 'retry-after': String(seconds) } });
   }
-  return new ApiError(429, 'rate_limit_error', `${who} is at its limit of ${scope.maxConcurrent} concurrent requests`, null, 'concurrency_limit_exceeded', { 'retry-after': '1' });
+  return new ApiError({ status: 429, type: 'rate_limit_error', message: `${who} is at its limit of ${scope.maxConcurrent} concurrent requests`, code: 'concurrency_limit_exceeded', headers: { 'retry-after': '1' } });
 }
 
 /**

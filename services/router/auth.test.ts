@@ -1,7 +1,7 @@
 import { chmodSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable, Writable } from 'node:stream';
+import { Writable } from 'node:stream';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, createLogger } from '../kit';
@@ -9,7 +9,6 @@ import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from '../../test/support/r
 import { waitFor } from '../../test/support/net';
 import { ApiKeyStore, bearerToken, hashApiKey, parseApiKeys } from './auth';
 import { KeyRateLimiter } from './key-rate-limit';
-import { parseSse } from './sse';
 
 const sha = hashApiKey('secret-one');
 
@@ -187,15 +186,5 @@ describe('KeyRateLimiter', () => {
     expect(refused.allowed).toBe(false);
     await new Promise((r) => setTimeout(r, refused.retryAfterMs + 50));
     expect((await limiter.take('k3', 2)).allowed).toBe(true);
-  });
-});
-
-describe('parseSse', () => {
-  it('splits events across arbitrary chunk boundaries', async () => {
-    const text = 'data: {"a":1}\n\n: comment\n\ndata: {"b":\ndata: 2}\r\n\r\ndata: [DONE]\n\n';
-    const pieces = text.match(/[\s\S]{1,3}/g)!.map((s) => Buffer.from(s));
-    const out: string[] = [];
-    for await (const d of parseSse(Readable.from(pieces))) out.push(d);
-    expect(out).toEqual(['{"a":1}', '{"b":\n2}', '[DONE]']);
   });
 });

@@ -2,6 +2,7 @@ import { createHash, hash as oneShotHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { ENV } from '../../contracts';
 import { ConfigError, type Logger } from '../kit';
 
 /** What a key may do: `invoke` completions and models; `admin` template writes and admin reads. */
@@ -161,7 +162,7 @@ export class ApiKeyStore {
     try {
       text = readFileSync(path, 'utf8');
     } catch (err) {
-      throw new ConfigError('API_KEYS_FILE', `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      throw new ConfigError(ENV.apiKeysFile, `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
     const store = new ApiKeyStore(path, logger, parseApiKeys(text, file), fileSignature(path));
     store.startWatching(options.pollIntervalMs ?? 2_000);

@@ -6,11 +6,9 @@ import { HEADERS, METRICS } from '../../contracts';
 import { ApiError, LATENCY_BUCKETS, badRequest, type Logger } from '../kit';
 import { MissingVariablesError, TemplateError, renderCompiled, type TemplateMessage, type Variables } from '../kit/template-syntax';
 import type { ContextMessageInput, ContextWindow, StoredMessage } from '../context';
-import type { ChatCompletionChunk, ChatMessage, ChatRequest } from '../llm/types';
+import { SSE_HEADERS, checkMessages, writeSse, type ChatCompletionChunk, type ChatMessage, type ChatRequest, type RouterChatRequest } from '../openai';
 import { scopedSessionId } from './admin';
-import type { CallMeta, ContextClient, LlmCallOptions, LlmClient, LlmOrigin } from './clients';
-import { SSE_DONE, sseData } from './sse';
-import type { RouterChatRequest } from './schemas';
+import type { CallMeta, ContextClient, LlmClient, LlmClientCallOptions, LlmOrigin } from './clients';
 import type { TemplateCache } from './template-cache';
 import type { RollingStats } from '../kit/rolling-stats';
 import type { CallUsage, Lease, Ledger } from './keys/ledger';
@@ -77,7 +75,7 @@ function callUsage(usage: unknown, origin: LlmOrigin, prompt: string | undefined
 function checkModelAllowed(request: FastifyRequest, model: string): void {
   const allowed = request.apiKey?.models;
   if (allowed && !allowed.has(model)) {
-    throw new ApiError(403, 'permission_error', `API key '${request.apiKey!.id}' may not use model '${model}' (allowed: ${[...allowed].join(', ')})`, 'model', 'model_not_allowed');
+    throw new ApiError({ status: 403, type: 'permission_error', message: `API key '${request.apiKey!.id}' may not use model '${model}' (allowed: ${[...allowed].join(', ')})`, param: 'model', code: 'model_not_allowed' });
   }
 }
 
@@ -117,7 +115,8 @@ class StreamedReply {
   private readonly calls: Array<{ id: string; type: 'function'; function: { name: string; arguments: string } }> = [];
 
   add(chunk: ChatCompletionChunk): void {
-    const delta = chunk.choices?.[0]?.delta;
+    // With `n` > 1 the session keeps the first choice, as a plain answer's `choices[0]`.
+    const delta = chunk.choices?.find((c) => (c.index ?? 0) === 0)?.delta;
     if (!delta) return;
     if (typeof delta.content === 'string') this.text += delta.content;
     for (const tc of delta.tool_calls ?? []) {
@@ -152,19 +151,6 @@ function renderError(err: unknown): unknown {
     return badRequest(err.message.replace(/'variables/g, `'prompt.variables`), param);
   }
   return err;
-}
-
-/** What a schema cannot say about messages (the llm service's rules, so both layouts agree). */
-function checkMessages(messages: ChatMessage[]): void {
-  for (let i = 0; i < messages.length; i++) {
-    const m = messages[i]!;
-    if (m.role !== 'assistant' && (m.content === undefined || m.content === null)) {
-      throw badRequest(`'messages[${i}].content' is required for role '${m.role}'`, `messages[${i}].content`);
-    }
-    if (m.role === 'tool' && typeof m.tool_call_id !== 'string') {
-      throw badRequest(`'messages[${i}].tool_call_id' is required for role 'tool'`, `messages[${i}].tool_call_id`);
-    }
-  }
 }
 
 /**
@@ -227,15 +213,6 @@ export function createChatHandler(options: ChatHandlerOptions) {
     if (!prompt && (!body.messages || body.messages.length === 0)) {
       throw badRequest(`'messages' must hold at least one message (or give 'prompt')`, 'messages');
     }
-    if (prompt?.variables !== undefined) {
-      for (const [name, value] of Object.entries(prompt.variables)) {
-        const t = typeof value;
-        if (t !== 'string' && t !== 'boolean' && !(t === 'number' && Number.isFinite(value))) {
-          throw badRequest(`'prompt.variables.${name}' must be a string, number or boolean`, `prompt.variables.${name}`);
-        }
-      }
-    }
-
     // Template and history in parallel; history failures degrade, template failures answer.
     const degraded = request.degraded ?? [];
     const [version, history] = await Promise.all([
@@ -300,8 +277,8 @@ export function createChatHandler(options: ChatHandlerOptions) {
   };
 
   /** The llm call options of a request: its key's and team's ids and token budgets. */
-  function callOptions(request: FastifyRequest, meta: CallMeta, tenant: string | undefined): LlmCallOptions {
-    const options: LlmCallOptions = { ...meta, tenant, tenantTpm: request.apiKey?.tpm };
+  function callOptions(request: FastifyRequest, meta: CallMeta, tenant: string | undefined): LlmClientCallOptions {
+    const options: LlmClientCallOptions = { ...meta, tenant, tenantTpm: request.apiKey?.tpm };
     const team = request.team;
     if (team) {
       options.team = team.id;
@@ -402,14 +379,11 @@ export function createChatHandler(options: ChatHandlerOptions) {
     // A client gone before the first chunk was read never runs the generator: release here.
     reply.raw.once('close', () => finish(undefined));
     setOrigin(reply, result);
-    reply.header('content-type', 'text/event-stream; charset=utf-8');
-    reply.header('cache-control', 'no-cache');
-    reply.header('x-accel-buffering', 'no');
-    async function* events(): AsyncGenerator<string> {
-      const streamed = new StreamedReply();
-      let completed = false;
-      let cost = 0;
-      let usage: unknown;
+    reply.headers(SSE_HEADERS);
+    const streamed = new StreamedReply();
+    let cost = 0;
+    async function* observed(): AsyncGenerator<ChatCompletionChunk> {
+    let usage: unknown;
       try {
         for await (const chunk of result.chunks as AsyncIterable<ChatCompletionChunk>) {
           if (chunk.usage) {
@@ -418,26 +392,30 @@ export function createChatHandler(options: ChatHandlerOptions) {
             if (!clientUsage && (!chunk.choices || chunk.choices.length === 0)) continue;
           }
           if (turn) streamed.add(chunk);
-          yield sseData(JSON.stringify(chunk));
+          yield chunk;
         }
-        completed = true;
-      } catch (err) {
-        if (abort.signal.aborted) return;
-        record(target, true);
-        const apiError = err instanceof ApiError ? err : new ApiError(502, 'upstream_error', `the stream broke off: ${(err as Error).message}`, null, 'stream_interrupted');
-        logger.warn({ err: apiError.message, requestId: request.id }, 'stream failed mid-way');
-        yield sseData(JSON.stringify(apiError.toBody()));
-        return;
       } finally {
         reply.raw.off('close', onClose);
         // A stream that broke off reported no usage: nothing is known to bill (docs/keys.md).
         finish(usage !== undefined ? callUsage(usage, result, target?.prompt) : undefined);
       }
-      if (completed && !abort.signal.aborted) record(target, false, cost);
-      if (completed && turn && !abort.signal.aborted) await store(turn, streamed.message(), meta);
-      yield SSE_DONE;
     }
-    return reply.send(Readable.from(events(), { objectMode: false }));
+    const events = writeSse(observed(), {
+      onError: (err) => {
+        if (abort.signal.aborted) return undefined;
+        record(target, true);
+        const apiError = err instanceof ApiError ? err : new ApiError({ status: 502, type: 'upstream_error', message: `the stream broke off: ${(err as Error).message}`, code: 'stream_interrupted' });
+        logger.warn({ err: apiError.message, requestId: request.id }, 'stream failed mid-way');
+        return apiError.toBody();
+      },
+      // The turn is stored before [DONE], so a client that reads [DONE] finds it in the session.
+      beforeDone: async () => {
+        if (abort.signal.aborted) return;
+        record(target, false, cost);
+        if (turn) await store(turn, streamed.message(), meta);
+      },
+    });
+    return reply.send(Readable.from(events, { objectMode: false }));
   }
 }
 

@@ -1,14 +1,11 @@
 import { HEADERS, PATHS } from '../../contracts';
 import { ApiError } from '../kit';
 import type { ContextMessageInput, ContextWindow } from '../context';
-import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '../llm/types';
+import { parseSse, type ChatCompletion, type ChatCompletionChunk, type ChatRequest } from '../openai';
 import type { ChangeFeed, TemplateVersion, TemplatesExport, VersionList } from '../templates/types';
-import type { CallMeta, ContextClient, LlmCallOptions, LlmClient, LlmOrigin, ModelEntry, RouterClients, TemplatesClient } from './clients';
+import type { CallMeta, ContextClient, LlmClientCallOptions, LlmClient, LlmOrigin, ModelEntry, RouterClients, TemplatesClient } from './clients';
 import { PeerHttp, type PeerHttpOptions, type PeerResponse } from './http-client';
-import { parseSse } from './sse';
 
-/** The header that carries the tenant (API key id) to llm, which keys its response cache by it. */
-export const TENANT_HEADER = HEADERS.tenant;
 
 const enc = encodeURIComponent;
 
@@ -66,9 +63,9 @@ function origin(res: PeerResponse, fallbackModel: string): LlmOrigin {
 export class HttpLlmClient implements LlmClient {
   constructor(readonly http: PeerHttp) {}
 
-  private headers(options: LlmCallOptions): Record<string, string> {
+  private headers(options: LlmClientCallOptions): Record<string, string> {
     if (!options.tenant) return {};
-    const h: Record<string, string> = { [TENANT_HEADER]: options.tenant };
+    const h: Record<string, string> = { [HEADERS.tenant]: options.tenant };
     if (options.tenantTpm !== undefined) h[HEADERS.tenantTpm] = String(options.tenantTpm);
     if (options.team !== undefined) {
       h[HEADERS.team] = options.team;
@@ -77,7 +74,7 @@ export class HttpLlmClient implements LlmClient {
     return h;
   }
 
-  async complete(request: ChatRequest, options: LlmCallOptions): Promise<LlmOrigin & { completion: ChatCompletion }> {
+  async complete(request: ChatRequest, options: LlmClientCallOptions): Promise<LlmOrigin & { completion: ChatCompletion }> {
     const payload = request.stream ? { ...request, stream: false } : request;
     const res = await this.http.request('POST', PATHS.chatCompletions, options, { body: JSON.stringify(payload), headers: this.headers(options) });
     let text: string;
@@ -91,12 +88,12 @@ export class HttpLlmClient implements LlmClient {
     try {
       completion = JSON.parse(text) as ChatCompletion;
     } catch {
-      throw new ApiError(502, 'upstream_error', 'llm service answered with a body that is not JSON', null, 'upstream_malformed');
+      throw new ApiError({ status: 502, type: 'upstream_error', message: 'llm service answered with a body that is not JSON', code: 'upstream_malformed' });
     }
     return { ...origin(res, request.model), completion };
   }
 
-  async stream(request: ChatRequest, options: LlmCallOptions): Promise<LlmOrigin & { chunks: AsyncIterable<ChatCompletionChunk> }> {
+  async stream(request: ChatRequest, options: LlmClientCallOptions): Promise<LlmOrigin & { chunks: AsyncIterable<ChatCompletionChunk> }> {
     const payload = request.stream ? request : { ...request, stream: true };
     const res = await this.http.request('POST', PATHS.chatCompletions, options, { body: JSON.stringify(payload), headers: this.headers(options) });
     if (res.statusCode >= 400) {
@@ -106,20 +103,20 @@ export class HttpLlmClient implements LlmClient {
     const http = this.http;
     async function* chunks(): AsyncGenerator<ChatCompletionChunk> {
       try {
-        for await (const data of parseSse(res.body)) {
+        for await (const { data } of parseSse(res.body)) {
           if (data === '[DONE]') return;
           let parsed: ChatCompletionChunk & { error?: { type?: string; message?: string; code?: string | null } };
           try {
             parsed = JSON.parse(data);
           } catch {
-            throw new ApiError(502, 'upstream_error', 'llm service sent a malformed stream event', null, 'upstream_malformed');
+            throw new ApiError({ status: 502, type: 'upstream_error', message: 'llm service sent a malformed stream event', code: 'upstream_malformed' });
           }
           if (parsed.error) {
-            throw new ApiError(502, parsed.error.type ?? 'upstream_error', parsed.error.message ?? 'the stream failed', null, parsed.error.code ?? 'stream_interrupted');
+            throw new ApiError({ status: 502, type: parsed.error.type ?? 'upstream_error', message: parsed.error.message ?? 'the stream failed', code: parsed.error.code ?? 'stream_interrupted' });
           }
           yield parsed;
         }
-        throw new ApiError(502, 'upstream_error', 'llm service ended the stream without [DONE]', null, 'stream_interrupted');
+        throw new ApiError({ status: 502, type: 'upstream_error', message: 'llm service ended the stream without [DONE]', code: 'stream_interrupted' });
       } catch (err) {
         throw http.mapError(err);
       } finally {

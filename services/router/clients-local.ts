@@ -1,9 +1,9 @@
 import { ApiError } from '../kit';
 import type { ContextCore } from '../context';
 import type { LlmCore } from '../llm/core';
-import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '../llm/types';
+import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '../openai';
 import type { TemplatesCore } from '../templates/types';
-import type { ContextClient, LlmCallOptions, LlmClient, LlmOrigin, ModelEntry, TemplatesClient } from './clients';
+import type { ContextClient, LlmClientCallOptions, LlmClient, LlmOrigin, ModelEntry, TemplatesClient } from './clients';
 
 function orUndefinedOn404<T>(promise: Promise<T>): Promise<T | undefined> {
   return promise.catch((err: unknown) => {
@@ -54,12 +54,12 @@ export class LocalContextClient implements ContextClient {
 export class LocalLlmClient implements LlmClient {
   constructor(readonly core: LlmCore) {}
 
-  async complete(request: ChatRequest, options: LlmCallOptions): Promise<LlmOrigin & { completion: ChatCompletion }> {
+  async complete(request: ChatRequest, options: LlmClientCallOptions): Promise<LlmOrigin & { completion: ChatCompletion }> {
     const r = await this.core.complete(request, { tenant: options.tenant, tenantTpm: options.tenantTpm, team: options.team, teamTpm: options.teamTpm, traceContext: options.traceContext, signal: options.signal });
     return { provider: r.provider, model: r.model, cache: r.cache === 'hit' ? 'hit' : 'miss', completion: r.completion };
   }
 
-  async stream(request: ChatRequest, options: LlmCallOptions): Promise<LlmOrigin & { chunks: AsyncIterable<ChatCompletionChunk> }> {
+  async stream(request: ChatRequest, options: LlmClientCallOptions): Promise<LlmOrigin & { chunks: AsyncIterable<ChatCompletionChunk> }> {
     const r = await this.core.stream(request, { tenant: options.tenant, tenantTpm: options.tenantTpm, team: options.team, teamTpm: options.teamTpm, traceContext: options.traceContext, signal: options.signal });
     return { provider: r.provider, model: r.model, cache: r.cache === 'hit' ? 'hit' : 'miss', chunks: r.chunks };
   }

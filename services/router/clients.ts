@@ -5,7 +5,7 @@
  * cannot be reached.
  */
 import type { ContextMessageInput, ContextWindow } from '../context';
-import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '../llm/types';
+import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '../openai';
 import type { ChangeFeed, TemplateVersion, TemplatesExport, VersionList } from '../templates/types';
 import type { CallMeta } from './http-client';
 
@@ -38,7 +38,7 @@ export interface LlmOrigin {
 }
 
 /** Options of an llm call. */
-export interface LlmCallOptions extends CallMeta {
+export interface LlmClientCallOptions extends CallMeta {
   /** Who is asking (the API key id); keys the response cache per tenant. */
   tenant?: string;
   /** The tenant's tokens-per-minute budget (its API key's `tpm`), enforced by llm. @default none */
@@ -59,12 +59,12 @@ export interface ModelEntry {
 
 /** What the router needs from the llm service. */
 export interface LlmClient {
-  complete(request: ChatRequest, options: LlmCallOptions): Promise<LlmOrigin & { completion: ChatCompletion }>;
+  complete(request: ChatRequest, options: LlmClientCallOptions): Promise<LlmOrigin & { completion: ChatCompletion }>;
   /**
    * Starts a stream; settles once the provider answered (so failures before the first byte
    * reject and become an HTTP error, not a broken stream).
    */
-  stream(request: ChatRequest, options: LlmCallOptions): Promise<LlmOrigin & { chunks: AsyncIterable<ChatCompletionChunk> }>;
+  stream(request: ChatRequest, options: LlmClientCallOptions): Promise<LlmOrigin & { chunks: AsyncIterable<ChatCompletionChunk> }>;
   models(meta?: CallMeta): Promise<ModelEntry[]>;
   /** Each provider's circuit state, latency estimate and limits (admin data). */
   providers(meta?: CallMeta): Promise<unknown>;

@@ -13,10 +13,11 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { extname, join, relative, resolve, sep } from 'node:path';
 import type { FastifyInstance, FastifyReply } from 'fastify';
+import { PATHS } from '../../contracts';
 import { ApiError, notFound, type Logger } from '../kit';
 
 /** The console's URL prefix on the router (and on the ingress). */
-export const CONSOLE_PATH = '/console/';
+export const CONSOLE_PATH = PATHS.console;
 
 /** The policy every console answer carries. */
 export const CONSOLE_CSP =
@@ -107,10 +108,10 @@ export function consoleRoutes(options: ConsoleRoutesOptions) {
     const serve = async (path: string, ifNoneMatch: string | undefined, reply: FastifyReply) => {
       securityHeaders(reply);
       if (!assets) {
-        throw new ApiError(503, 'service_unavailable', `the console is not built: run npm run build (looked in ${dir})`, null, 'console_not_built');
+        throw new ApiError({ status: 503, type: 'service_unavailable', message: `the console is not built: run npm run build (looked in ${dir})`, code: 'console_not_built' });
       }
       const asset = assets.get(path === '' ? 'index.html' : path);
-      if (!asset) throw notFound(`no console file ${CONSOLE_PATH}${path}`);
+      if (!asset) throw notFound(`no console file ${CONSOLE_PATH}${path}`, 'file_not_found');
       reply.header('content-type', asset.type);
       reply.header('etag', asset.etag);
       reply.header('cache-control', asset.immutable ? 'public, max-age=31536000, immutable' : 'no-cache');

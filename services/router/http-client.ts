@@ -153,9 +153,9 @@ export class PeerHttp {
     const retryAfter = headers['retry-after'];
     if (typeof retryAfter === 'string') extra['retry-after'] = retryAfter;
     if (e && typeof e.message === 'string') {
-      return new ApiError(statusCode, e.type ?? 'upstream_error', e.message, e.param ?? null, e.code ?? null, extra);
+      return new ApiError({ status: statusCode, type: e.type ?? 'upstream_error', message: e.message, param: e.param ?? null, code: e.code ?? null, headers: extra });
     }
-    return new ApiError(statusCode, statusCode >= 500 ? 'upstream_error' : 'invalid_request_error', `${this.peer} service answered ${statusCode}`, null, null, extra);
+    return new ApiError({ status: statusCode, type: statusCode >= 500 ? 'upstream_error' : 'invalid_request_error', message: `${this.peer} service answered ${statusCode}`, headers: extra });
   }
 
   /** Maps a transport failure to a 503 naming the peer; aborts are passed through. */

@@ -1,7 +1,7 @@
 /**
  * The router: promptmesh's public, OpenAI-compatible API (docs/router.md).
  *
- * `createRouterService(ctx, peers)` wires the router to its peers: in-process cores when
+ * `createRouterService(ctx, peers)` wires the router to its peers (wiring.ts): in-process cores when
  * templates, context and llm run in the same process (`SERVICE=all`), HTTP keep-alive pools to
  * `TEMPLATES_URL`, `CONTEXT_URL` and `LLM_URL` otherwise. It serves
  * - `POST /v1/chat/completions` (plain and SSE), `GET /v1/models` (scope `invoke`),
@@ -14,37 +14,34 @@
 import type { FastifyInstance, FastifyPluginAsync, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
 import type { ServiceName } from '../../contracts';
 import { PATHS } from '../../contracts';
-import { ConfigError, closeRedis, createRedis, redisConnected, type RedisClient, type ServiceContext, type ServiceInstance } from '../kit';
-import type { ContextCore } from '../context';
-import type { LlmCore } from '../llm/core';
-import type { TemplatesCore } from '../templates/types';
-import { proxyRoutes, scopedSessionId, setActor } from './admin';
+import { badRequest, closeRedis, createRedis, redisConnected, type RedisClient, type ServiceContext, type ServiceInstance } from '../kit';
+import { setActor } from './admin';
 import { ApiKeyStore } from './auth';
 import { authenticate } from './auth-hook';
 import { createChatHandler } from './chat';
 import type { RouterClients } from './clients';
-import { createHttpClients } from './clients-http';
-import { LocalContextClient, LocalLlmClient, LocalTemplatesClient } from './clients-local';
 import { KeyRateLimiter } from './key-rate-limit';
 import { guardRouteScopes, isPublicRoute, scopeOfRequest } from './route-scopes';
-import { chatRequestSchema } from './schemas';
+import { MAX_SESSION_ID_CHARS, RouterChatRequestSchema, SESSION_ID_PATTERN, chatResponseSchemas } from '../openai';
 import { consoleRoutes } from './console';
 import { statsRoutes } from './stats';
 import { RollingStats, STATS_KINDS } from '../kit/rolling-stats';
 import { TemplateCache } from './template-cache';
 import { openKeys, type VirtualKeys } from './keys';
 import { keysRoutes } from './keys/routes';
+import { inProcessPeers, wireInProcess, wireMesh, type PeerWiring } from './wiring';
+
+const SESSION_ID = new RegExp(SESSION_ID_PATTERN);
 
 export { ApiKeyStore, SCOPES, hashApiKey, parseApiKeys, type ApiKey, type Scope } from './auth';
-export { ACTOR_HEADER } from './auth-hook';
 export { PUBLIC_ROUTES, ROUTE_SCOPES, guardRouteScopes, isPublicRoute, scopeOfRoute, type RouteScope } from './route-scopes';
 export type { CallMeta, ContextClient, LlmClient, RouterClients, TemplatesClient } from './clients';
-export { HttpContextClient, HttpLlmClient, HttpTemplatesClient, TENANT_HEADER, createHttpClients } from './clients-http';
+export { HttpContextClient, HttpLlmClient, HttpTemplatesClient, createHttpClients } from './clients-http';
 export { LocalContextClient, LocalLlmClient, LocalTemplatesClient } from './clients-local';
 export { PeerHttp, isDependencyDown } from './http-client';
 export { KeyRateLimiter } from './key-rate-limit';
-export { chatRequestSchema, type PromptRef, type RouterChatRequest } from './schemas';
 export { TemplateCache, type CachedVersion } from './template-cache';
+export { wireInProcess, wireMesh, type InProcessPeers, type PeerWiring } from './wiring';
 
 /** What the router exposes to in-process callers (tests, embedding). */
 export interface RouterCore {
@@ -80,37 +77,18 @@ export async function createRouterService(
   options: RouterServiceOptions = {},
 ): Promise<ServiceInstance<RouterCore>> {
   const { config, logger } = ctx;
-  const templatesPeer = peers.get('templates') as ServiceInstance<TemplatesCore> | undefined;
-  const contextPeer = peers.get('context') as ServiceInstance<ContextCore> | undefined;
-  const llmPeer = peers.get('llm') as ServiceInstance<LlmCore> | undefined;
-  const local = templatesPeer !== undefined && contextPeer !== undefined && llmPeer !== undefined;
+  const local = inProcessPeers(peers);
 
   // The keys file first: a broken one stops the start before anything is opened.
   const keys = config.apiKeysFile ? ApiKeyStore.open(config.apiKeysFile, logger, { pollIntervalMs: options.keysPollIntervalMs }) : undefined;
-  let clients: RouterClients;
-  let proxy: FastifyPluginAsync | undefined;
-  if (local) {
-    clients = {
-      templates: new LocalTemplatesClient(templatesPeer.core),
-      context: new LocalContextClient(contextPeer.core),
-      llm: new LocalLlmClient(llmPeer.core),
-      close: async () => {},
-    };
-  } else {
-    for (const [name, value] of [
-      ['TEMPLATES_URL', config.templatesUrl],
-      ['CONTEXT_URL', config.contextUrl],
-      ['LLM_URL', config.llmUrl],
-    ] as const) {
-      if (!value) {
-        keys?.close();
-        throw new ConfigError(name, 'is required when the router runs without that service in the same process');
-      }
-    }
-    const http = createHttpClients({ templatesUrl: config.templatesUrl!, contextUrl: config.contextUrl!, llmUrl: config.llmUrl! });
-    clients = http;
-    proxy = proxyRoutes(http.peers.templates, http.peers.context);
+  let wiring: PeerWiring;
+  try {
+    wiring = local ? wireInProcess(local) : wireMesh(config);
+  } catch (err) {
+    keys?.close();
+    throw err;
   }
+  const { clients } = wiring;
 
   const redisClients: RedisClient[] = [];
   let limiter: KeyRateLimiter | undefined;
@@ -147,7 +125,7 @@ export async function createRouterService(
     keyPrefix: config.redisKeyPrefix,
     reconcileIntervalMs: options.reconcileIntervalMs,
     registry: ctx.metrics.registry,
-    onChange: local ? (listener) => templatesPeer.core.onChange(listener) : undefined,
+    onChange: wiring.onTemplateChange,
   });
   await cache.start();
 
@@ -194,7 +172,7 @@ export async function createRouterService(
       await virtualKeys.ledger.settle(lease, request.apiKey.id, request.team?.id, undefined).catch(() => undefined);
     });
 
-    app.post(PATHS.chatCompletions, { schema: { body: chatRequestSchema } }, chat as never);
+    app.post(PATHS.chatCompletions, { schema: { body: RouterChatRequestSchema, response: chatResponseSchemas } }, chat as never);
 
     app.get(PATHS.models, async (request) => {
       const data = await clients.llm.models({ requestId: request.id, traceContext: request.traceContext });
@@ -209,24 +187,22 @@ export async function createRouterService(
     await app.register(keysRoutes(virtualKeys ? { ...virtualKeys, fileKeys: keys } : undefined));
     await app.register(consoleApp);
 
-    // The templates and sessions APIs: in-process, the peers' own route plugins run inside this
-    // context (so they share the auth hook and the scope guard); in the mesh, they are proxied.
+    // The templates and sessions APIs (in-process or proxied, see wiring.ts) behind the same
+    // auth hook and scope guard; the key id goes on as the actor.
     await app.register(async (guarded) => {
       guarded.addHook('preHandler', async (request: FastifyRequest) => {
         setActor(request);
-        // In-process, the context routes read the session id from the params: scope it here
-        // (the proxy rewrites the URL instead).
+        // A client's session id follows the same rule on every route (chat's `session_id` too).
         const params = request.params as { id?: string } | undefined;
-        if (local && params?.id && request.routeOptions.url?.startsWith(`${PATHS.sessions}/`)) {
-          params.id = scopedSessionId(request.apiKey?.id, params.id);
+        if (params?.id !== undefined && request.routeOptions.url?.startsWith(`${PATHS.sessions}/`) && !SESSION_ID.test(params.id)) {
+          throw badRequest(
+            `'session_id' must be 1 to ${MAX_SESSION_ID_CHARS} characters of letters, digits, '.', '_', ':' or '-' (and not '.' or '..')`,
+            'session_id',
+            'invalid_session_id',
+          );
         }
       });
-      if (local) {
-        await guarded.register(templatesPeer.routes);
-        await guarded.register(contextPeer.routes);
-      } else {
-        await guarded.register(proxy!);
-      }
+      await guarded.register(wiring.peerRoutes);
     });
   };
 
@@ -234,36 +210,14 @@ export async function createRouterService(
     name: 'router',
     core: { clients, templates: cache, keys, virtualKeys },
     routes,
-    // In the mesh the router is ready when llm answers; a templates or context outage degrades
-    // (cached templates, no history) rather than taking the router out of the load balancer.
-    readiness: local
-      ? {}
-      : {
-          llm: async () => {
-            const res = await (clients as ReturnType<typeof createHttpClients>).peers.llm.request('GET', PATHS.healthz, {});
-            await res.body.dump();
-            if (res.statusCode !== 200) throw new Error(`llm /healthz answered ${res.statusCode}`);
-          },
-        },
+    readiness: wiring.readiness,
     // What the router serves without (docs/router.md, "Degradation"): Redis (template pushes,
-    // per-key limits), and in the mesh the templates and context services, asked for their
-    // own readiness. In-process those two are the process's own checks (services/process.ts).
+    // per-key limits), and the peers the wiring names.
     degradations: {
       redis: redisConnected(subscriber),
       // Keys stay in memory and spend rows in the buffer while PostgreSQL is away.
       ...(virtualKeys ? { postgres: virtualKeys.check } : {}),
-      ...(local
-        ? {}
-        : Object.fromEntries(
-            (['templates', 'context'] as const).map((peer) => [
-              peer,
-              async () => {
-                const res = await (clients as ReturnType<typeof createHttpClients>).peers[peer].request('GET', PATHS.readyz, {});
-                await res.body.dump();
-                if (res.statusCode !== 200) throw new Error(`${peer} /readyz answered ${res.statusCode}`);
-              },
-            ]),
-          )),
+      ...wiring.degradations,
     },
     async close() {
       keys?.close();

@@ -5,14 +5,15 @@
  * every replica answers the same.
  */
 import type { FastifyInstance } from 'fastify';
+import { PATHS } from '../../contracts';
 import { ApiError } from '../kit';
-import { checkName } from '../templates/validation';
+import { checkTemplateName } from '../templates/validation';
 import { PROVIDER_STATS_GROUP, STATS_WINDOW_MINUTES, type RollingStats, type StatsSeries } from '../kit/rolling-stats';
 
 /** The stats paths (public API; scope `admin` in ROUTE_SCOPES, route-scopes.ts). */
 export const STATS_PATHS = {
-  prompt: '/v1/stats/prompts/:name',
-  providers: '/v1/stats/providers',
+  prompt: `${PATHS.statsPrompts}/:name`,
+  providers: PATHS.statsProviders,
 } as const;
 
 /** What the stats routes read from. */
@@ -22,7 +23,7 @@ export interface StatsRoutesOptions {
 }
 
 function unavailable(err: unknown): ApiError {
-  return new ApiError(503, 'dependency_unavailable', `stats are unavailable: Redis did not answer (${(err as Error).message})`, null, 'redis_unavailable');
+  return new ApiError({ status: 503, type: 'dependency_unavailable', message: `stats are unavailable: Redis did not answer (${(err as Error).message})`, code: 'redis_unavailable' });
 }
 
 /** Registers the two stats routes (see the module comment). */
@@ -30,7 +31,7 @@ export function statsRoutes(options: StatsRoutesOptions) {
   return async (app: FastifyInstance) => {
     app.get<{ Params: { name: string } }>(STATS_PATHS.prompt, async (request) => {
       // The templates service's own rule, so a malformed name is a 400, not an empty answer.
-      const name = checkName(request.params.name);
+      const name = checkTemplateName(request.params.name);
       await options.prompts.flush();
       const window = await options.prompts.read(name).catch((err: unknown) => {
         throw unavailable(err);

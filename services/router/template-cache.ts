@@ -2,7 +2,7 @@ import { Gauge } from 'prom-client';
 import { METRICS, templateChangesChannel } from '../../contracts';
 import { badRequest, closeRedis, notFound, waitForRedis, type Logger, type RedisClient } from '../kit';
 import { compileTemplate, pickVersion, type CompiledTemplate, type SplitEntry } from '../kit/template-syntax';
-import type { TemplateChange, TemplateVersion } from '../templates/types';
+import { DEFAULT_LABEL, type TemplateChange, type TemplateVersion } from '../templates/types';
 import type { CallMeta, TemplatesClient } from './clients';
 
 /**
@@ -11,8 +11,6 @@ import type { CallMeta, TemplatesClient } from './clients';
  */
 const MISSING_TTL_MS = 2_000;
 
-/** The label a prompt resolves when it names neither a label nor a version. */
-export const DEFAULT_LABEL = 'production';
 
 /** A version, parsed once, as the cache holds it. */
 export interface CachedVersion {
@@ -259,16 +257,16 @@ export class TemplateCache {
     let entry = this.entries.get(name);
     if (!entry) {
       const until = this.missing.get(name);
-      if (until !== undefined && until > Date.now()) throw notFound(`prompt template '${name}' does not exist or is archived`, 'prompt.name');
+      if (until !== undefined && until > Date.now()) throw notFound(`prompt template '${name}' does not exist or is archived`, 'template_not_found', 'prompt.name');
       await this.refresh(name);
       entry = this.entries.get(name);
-      if (!entry) throw notFound(`prompt template '${name}' does not exist or is archived`, 'prompt.name');
+      if (!entry) throw notFound(`prompt template '${name}' does not exist or is archived`, 'template_not_found', 'prompt.name');
     }
     if (options.version !== undefined) {
       let found = entry.versions.get(options.version);
       if (!found) {
         const loaded = await this.options.client.version(name, options.version, options.meta);
-        if (!loaded) throw notFound(`prompt template '${name}' has no version ${options.version}`, 'prompt.version');
+        if (!loaded) throw notFound(`prompt template '${name}' has no version ${options.version}`, 'version_not_found', 'prompt.version');
         found = toCached(loaded);
         entry.versions.set(found.version, found);
       }
@@ -276,12 +274,12 @@ export class TemplateCache {
     }
     const label = options.label ?? DEFAULT_LABEL;
     const split = entry.labels.get(label);
-    if (!split || split.length === 0) throw notFound(`prompt template '${name}' has no label '${label}'`, 'prompt.label');
+    if (!split || split.length === 0) throw notFound(`prompt template '${name}' has no label '${label}'`, 'label_not_found', 'prompt.label');
     const version = pickVersion(split, options.stickyKey);
     let found = entry.versions.get(version);
     if (!found) {
       const loaded = await this.options.client.version(name, version, options.meta);
-      if (!loaded) throw notFound(`prompt template '${name}' label '${label}' points at missing version ${version}`, 'prompt.label');
+      if (!loaded) throw notFound(`prompt template '${name}' label '${label}' points at missing version ${version}`, 'version_not_found', 'prompt.label');
       found = toCached(loaded);
       entry.versions.set(found.version, found);
     }

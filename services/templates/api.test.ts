@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../kit/logger';
 import { freePort } from '../../test/support/net';
 import { PgTemplatesCore } from './core';
-import { startTemplates, type RunningTemplates } from './test-support';
+import { startTemplates, type RunningTemplates } from '../../test/support/templates-service';
 
 let svc: RunningTemplates;
 

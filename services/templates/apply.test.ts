@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyTemplates, readTemplateFile } from './apply';
-import { startTemplates, type RunningTemplates } from './test-support';
+import { startTemplates, type RunningTemplates } from '../../test/support/templates-service';
 
 const ROOT = resolve(__dirname, '../..');
 const EXAMPLES = join(ROOT, 'examples/prompts');

@@ -15,9 +15,9 @@ import { readFile, readdir } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { request } from 'undici';
 import { parseAllDocuments } from 'yaml';
+import { HEADERS, PATHS } from '../../contracts';
 import { ApiError } from '../kit/errors';
 import type { TemplateSource, TemplateType } from '../kit/template-syntax';
-import { ACTOR_HEADER } from './routes';
 import { DEFAULT_LABEL, type ResolvedTemplate, type VersionList } from './types';
 import { checkLabel, checkNewName, checkVersionInput } from './validation';
 
@@ -149,7 +149,7 @@ class Client {
   constructor(private readonly options: ApplyOptions) {}
 
   async call(method: 'GET' | 'POST' | 'PUT', path: string, body?: unknown): Promise<{ status: number; body: any }> {
-    const headers: Record<string, string> = { [ACTOR_HEADER]: 'templates-apply' };
+    const headers: Record<string, string> = { [HEADERS.actor]: 'templates-apply' };
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (this.options.apiKey) headers.authorization = `Bearer ${this.options.apiKey}`;
     const res = await request(new URL(path, this.options.url), { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
@@ -177,10 +177,10 @@ async function applyOne(client: Client, f: TemplateFile, dryRun: boolean): Promi
   const outcome = (action: ApplyOutcome['action'], version: number | null, line: string): ApplyOutcome => ({ file: f.file, name: f.name, label: f.label, action, version, line: `${file}: ${line}` });
   const body = { type: f.type, template: f.template, description: f.description, model: f.model, labels: [f.label] };
 
-  const current = await client.call('GET', `/v1/templates/${n}?label=${l}`);
+  const current = await client.call('GET', `${PATHS.templates}/${n}?label=${l}`);
   if (current.status === 404 && current.body?.error?.code === 'template_not_found') {
     if (dryRun) return outcome('created', 1, `${f.name} ${would}created (version 1, ${f.label})`);
-    const created = await client.call('POST', '/v1/templates', { name: f.name, ...body });
+    const created = await client.call('POST', PATHS.templates, { name: f.name, ...body });
     if (created.status !== 201) client.fail(`creating ${f.name}`, created);
     return outcome('created', 1, `${f.name} created (version 1, ${f.label})`);
   }
@@ -198,18 +198,18 @@ async function applyOne(client: Client, f: TemplateFile, dryRun: boolean): Promi
     client.fail(`reading ${f.name}`, current);
   }
 
-  const latest = await client.call('GET', `/v1/templates/${n}/versions?order=desc&limit=1`);
+  const latest = await client.call('GET', `${PATHS.templates}/${n}/versions?order=desc&limit=1`);
   if (latest.status !== 200) client.fail(`reading the versions of ${f.name}`, latest);
   const newest = (latest.body as VersionList).data[0];
   if (newest && sameContent(f, newest)) {
     if (!dryRun) {
-      const moved = await client.call('PUT', `/v1/templates/${n}/labels/${l}`, { version: newest.version });
+      const moved = await client.call('PUT', `${PATHS.templates}/${n}/labels/${l}`, { version: newest.version });
       if (moved.status !== 200) client.fail(`moving ${f.label} of ${f.name}`, moved);
     }
     return outcome('label-moved', newest.version, `${f.name} label ${f.label} ${dryRun ? 'would move' : 'moved'} to version ${newest.version}`);
   }
   if (dryRun) return outcome('new-version', null, `${f.name} would get a new version (${f.label})`);
-  const added = await client.call('POST', `/v1/templates/${n}/versions`, body);
+  const added = await client.call('POST', `${PATHS.templates}/${n}/versions`, body);
   if (added.status !== 201) client.fail(`adding a version to ${f.name}`, added);
   return outcome('new-version', added.body.version, `${f.name} new version ${added.body.version} (${f.label})`);
 }

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { templateChangesChannel } from '../../contracts';
 import { freePort, waitFor } from '../../test/support/net';
 import { TEST_REDIS_URL } from '../../test/support/redis';
-import { callTemplates, startTemplates, type RunningTemplates } from './test-support';
+import { callTemplates, startTemplates, type RunningTemplates } from '../../test/support/templates-service';
 import type { TemplateChange } from './types';
 
 let svc: RunningTemplates;

@@ -1,6 +1,6 @@
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTemplates, type RunningTemplates } from './test-support';
+import { startTemplates, type RunningTemplates } from '../../test/support/templates-service';
 
 let svc: RunningTemplates;
 // One connection per writer: the 50 writes really are in flight together.

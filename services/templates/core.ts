@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { ApiError, badRequest, conflict, unavailable } from '../kit/errors';
+import { ApiError, badRequest, conflict, notFound, unavailable } from '../kit/errors';
 import type { Logger } from '../kit/logger';
 import { compileTemplate, pickVersion, renderCompiled, type SplitEntry } from '../kit/template-syntax';
 import {
@@ -29,8 +29,8 @@ import {
   asBadRequest,
   checkLabel,
   checkLabelTarget,
-  checkName,
-  checkNewName,
+  checkTemplateName,
+  checkCreateInput,
   checkRenderVariables,
   checkVersionInput,
   checkVersionNumber,
@@ -43,11 +43,6 @@ import {
  * find a smaller seq appear. Writes are rare; the lock covers only the tail of a transaction.
  */
 const CHANGE_LOCK_KEY = '7920098186948716'; // "pm-chg" as a number, arbitrary
-
-/** 404s carry a specific code so clients can tell what is missing. */
-function missing(code: 'template_not_found' | 'version_not_found' | 'label_not_found' | 'template_archived', message: string, param: string | null): ApiError {
-  return new ApiError(404, 'not_found_error', message, param, code);
-}
 
 const CONNECTION_ERROR_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EPIPE', 'EAI_AGAIN', '57P01', '57P02', '57P03', '53300']);
 
@@ -247,8 +242,8 @@ export class PgTemplatesCore implements TemplatesCore {
   }
 
   async create(input: CreateInput, actor = 'anonymous'): Promise<TemplateVersion & { labels: string[] }> {
-    const name = checkNewName(input?.name);
-    const v = checkVersionInput(input);
+    const v = checkCreateInput(input);
+    const name = v.name;
     const labels = v.labels ?? [DEFAULT_LABEL];
     return this.write(async (client, changes) => {
       const inserted = await client.query<{ id: string }>(
@@ -277,7 +272,7 @@ export class PgTemplatesCore implements TemplatesCore {
   }
 
   async addVersion(name: string, input: VersionInput, actor = 'anonymous'): Promise<TemplateVersion & { labels: string[] }> {
-    checkName(name);
+    checkTemplateName(name);
     const v = checkVersionInput(input);
     const labels = v.labels ?? [];
     return this.write(async (client, changes) => {
@@ -302,12 +297,12 @@ export class PgTemplatesCore implements TemplatesCore {
   /** Throws the right error for a template that is missing or archived. */
   private async explainMissing(client: pg.PoolClient | pg.Pool, name: string, action: string): Promise<never> {
     const { rows } = await client.query<{ archived_at: Date | null }>('SELECT archived_at FROM templates WHERE name = $1', [name]);
-    if (rows.length === 0) throw missing('template_not_found', `template '${name}' does not exist`, 'name');
+    if (rows.length === 0) throw notFound(`template '${name}' does not exist`, 'template_not_found', 'name');
     throw conflict(`template '${name}' is archived; cannot ${action} it`, 'name');
   }
 
   async get(name: string, options: ResolveOptions = {}): Promise<ResolvedTemplate> {
-    checkName(name);
+    checkTemplateName(name);
     if (options.version !== undefined && options.label !== undefined) {
       throw badRequest(`give either 'label' or 'version', not both`, 'version');
     }
@@ -321,7 +316,7 @@ export class PgTemplatesCore implements TemplatesCore {
         values: [name, version],
       });
       const row = this.servable(name, rows[0]);
-      if (row.version == null) throw missing('version_not_found', `template '${name}' has no version ${version}`, 'version');
+      if (row.version == null) throw notFound(`template '${name}' has no version ${version}`, 'version_not_found', 'version');
       return { ...toVersion(name, row as VersionRow), label: null, split: null };
     }
     const label = checkLabel(options.label ?? DEFAULT_LABEL);
@@ -336,7 +331,7 @@ export class PgTemplatesCore implements TemplatesCore {
     });
     const first = this.servable(name, rows[0]);
     const split = first.split ? normSplit(first.split) : null;
-    if (!split) throw missing('label_not_found', `template '${name}' has no label '${label}'`, 'label');
+    if (!split) throw notFound(`template '${name}' has no label '${label}'`, 'label_not_found', 'label');
     const picked = pickVersion(split, options.stickyKey);
     const row = rows.find((r) => r.version === picked);
     if (!row) throw new Error(`label '${label}' of '${name}' points at missing version ${picked}`);
@@ -344,8 +339,8 @@ export class PgTemplatesCore implements TemplatesCore {
   }
 
   private servable<R extends { archived_at: Date | null }>(name: string, row: R | undefined): R {
-    if (!row) throw missing('template_not_found', `template '${name}' does not exist`, 'name');
-    if (row.archived_at) throw missing('template_archived', `template '${name}' is archived and no longer served`, 'name');
+    if (!row) throw notFound(`template '${name}' does not exist`, 'template_not_found', 'name');
+    if (row.archived_at) throw notFound(`template '${name}' is archived and no longer served`, 'template_archived', 'name');
     return row;
   }
 
@@ -400,7 +395,7 @@ export class PgTemplatesCore implements TemplatesCore {
   }
 
   private async templateHead(name: string): Promise<{ id: string; archived: boolean; latest_version: number; labels: Record<string, SplitEntry[]> }> {
-    checkName(name);
+    checkTemplateName(name);
     const { rows } = await this.read<{ id: string; archived_at: Date | null; latest_version: number; labels: Record<string, SplitEntry[]> }>(
       `SELECT t.id, t.archived_at, t.latest_version,
               COALESCE((SELECT jsonb_object_agg(l.label, l.split) FROM template_labels l WHERE l.template_id = t.id), '{}'::jsonb) AS labels
@@ -408,7 +403,7 @@ export class PgTemplatesCore implements TemplatesCore {
       [name],
     );
     const row = rows[0];
-    if (!row) throw missing('template_not_found', `template '${name}' does not exist`, 'name');
+    if (!row) throw notFound(`template '${name}' does not exist`, 'template_not_found', 'name');
     return { id: row.id, archived: row.archived_at !== null, latest_version: row.latest_version, labels: normLabels(row.labels) };
   }
 
@@ -436,7 +431,7 @@ export class PgTemplatesCore implements TemplatesCore {
   }
 
   async moveLabel(name: string, label: string, target: LabelTarget, actor = 'anonymous'): Promise<LabelState> {
-    checkName(name);
+    checkTemplateName(name);
     checkLabel(label);
     const split = checkLabelTarget(target);
     return this.write(async (client, changes) => {
@@ -445,13 +440,13 @@ export class PgTemplatesCore implements TemplatesCore {
         [name],
       );
       const t = rows[0];
-      if (!t) throw missing('template_not_found', `template '${name}' does not exist`, 'name');
+      if (!t) throw notFound(`template '${name}' does not exist`, 'template_not_found', 'name');
       if (t.archived_at) throw conflict(`template '${name}' is archived; cannot move its labels`, 'name');
       // Versions are numbered 1..latest without gaps, so existence is a range check.
       split.forEach((e, i) => {
         if (e.version > t.latest_version) {
           const param = 'version' in target && target.version !== undefined ? 'version' : `versions[${i}].version`;
-          throw missing('version_not_found', `template '${name}' has no version ${e.version} (latest is ${t.latest_version})`, param);
+          throw notFound(`template '${name}' has no version ${e.version} (latest is ${t.latest_version})`, 'version_not_found', param);
         }
       });
       const moved = await this.setLabel(client, t.id, label, split, actor);
@@ -477,16 +472,16 @@ export class PgTemplatesCore implements TemplatesCore {
       'SELECT from_split, to_split, actor, at FROM template_label_history WHERE template_id = $1 AND label = $2 ORDER BY id DESC LIMIT $3',
       [head.id, label, limit],
     );
-    if (rows.length === 0) throw missing('label_not_found', `template '${name}' has no label '${label}'`, 'label');
+    if (rows.length === 0) throw notFound(`template '${name}' has no label '${label}'`, 'label_not_found', 'label');
     return { name, label, data: rows.map((r) => ({ from: r.from_split && normSplit(r.from_split), to: normSplit(r.to_split), actor: r.actor, at: r.at.toISOString() })) };
   }
 
   async archive(name: string, actor = 'anonymous'): Promise<{ name: string; archived: true; archived_at: string }> {
-    checkName(name);
+    checkTemplateName(name);
     return this.write(async (client, changes) => {
       const { rows } = await client.query<{ id: string; archived_at: Date | null }>('SELECT id, archived_at FROM templates WHERE name = $1 FOR UPDATE', [name]);
       const row = rows[0];
-      if (!row) throw missing('template_not_found', `template '${name}' does not exist`, 'name');
+      if (!row) throw notFound(`template '${name}' does not exist`, 'template_not_found', 'name');
       // Archiving twice is not an error (DELETE is idempotent) and is not a new change.
       if (row.archived_at) return { name, archived: true as const, archived_at: row.archived_at.toISOString() };
       const updated = await client.query<{ archived_at: Date }>(

@@ -20,8 +20,7 @@ import { templatesRoutes } from './routes';
 import type { TemplateChange, TemplatesCore } from './types';
 
 export * from './types';
-export { ACTOR_HEADER } from './routes';
-export { LIMITS, NAME_PATTERN, LABEL_PATTERN } from './validation';
+export { LIMITS } from './validation';
 export { migrate, loadMigrations, MIGRATIONS_DIR, MIGRATIONS_TABLE } from './migrate';
 export { PgTemplatesCore } from './core';
 

@@ -5,7 +5,7 @@ import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../test/support/pg';
 import { MIGRATIONS_TABLE, loadMigrations, migrate } from './migrate';
-import { startTemplates, type RunningTemplates } from './test-support';
+import { startTemplates, type RunningTemplates } from '../../test/support/templates-service';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {

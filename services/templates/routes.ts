@@ -1,57 +1,11 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { PATHS, HEADERS } from '../../contracts';
-import { TEMPLATE_TYPES } from '../kit/template-syntax';
+import { TEMPLATE_LABEL_PATTERN, TEMPLATE_NAME_PATTERN } from '../kit/template-syntax';
 import type { CreateInput, LabelTarget, TemplatesCore, Variables, VersionInput } from './types';
-import { LABEL_PATTERN, LIMITS, NAME_PATTERN, actorFrom } from './validation';
+import { CREATE_BODY_SCHEMA, LABEL_BODY_SCHEMA, LIMITS, VERSION_BODY_SCHEMA, actorFrom } from './validation';
 
-/**
- * Who made a change: the router sets this header to the caller's API key id; without it the
- * change is recorded as made by "anonymous".
- */
-export const ACTOR_HEADER = HEADERS.actor;
-
-const nameParam = { type: 'string', pattern: NAME_PATTERN } as const;
-const labelString = { type: 'string', pattern: LABEL_PATTERN } as const;
-
-// Types and unknown fields are checked here; sizes, syntax and the chat message shape are
-// checked by the core (validation.ts), which in-process callers go through too.
-const versionProperties = {
-  type: { type: 'string', enum: [...TEMPLATE_TYPES] },
-  template: { type: ['string', 'array'], maxItems: LIMITS.chatMessages },
-  description: { type: ['string', 'null'], maxLength: LIMITS.descriptionChars },
-  model: { type: ['string', 'null'], maxLength: LIMITS.modelChars },
-  labels: { type: 'array', items: labelString, maxItems: LIMITS.labelsPerRequest },
-} as const;
-
-const createBody = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['name', 'type', 'template'],
-  properties: { name: { type: 'string' }, ...versionProperties },
-} as const;
-
-const versionBody = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['type', 'template'],
-  properties: versionProperties,
-} as const;
-
-const splitArm = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['version', 'weight'],
-  properties: { version: { type: 'integer', minimum: 1 }, weight: { type: 'integer', minimum: 0, maximum: 100 } },
-} as const;
-
-const labelBody = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    version: { type: 'integer', minimum: 1 },
-    versions: { type: 'array', minItems: 1, maxItems: LIMITS.splitArms, items: splitArm },
-  },
-} as const;
+const nameParam = { type: 'string', pattern: TEMPLATE_NAME_PATTERN } as const;
+const labelString = { type: 'string', pattern: TEMPLATE_LABEL_PATTERN } as const;
 
 const resolveQuery = {
   type: 'object',
@@ -75,8 +29,8 @@ export function templatesRoutes(core: TemplatesCore): FastifyPluginAsync {
   return async (app) => {
     const base = PATHS.templates;
 
-    app.post<{ Body: CreateInput }>(base, { schema: { body: createBody } }, async (request, reply) => {
-      const created = await core.create(request.body, actorFrom(request.headers[ACTOR_HEADER]));
+    app.post<{ Body: CreateInput }>(base, { schema: { body: CREATE_BODY_SCHEMA } }, async (request, reply) => {
+      const created = await core.create(request.body, actorFrom(request.headers[HEADERS.actor]));
       return reply.code(201).send(created);
     });
 
@@ -130,14 +84,14 @@ export function templatesRoutes(core: TemplatesCore): FastifyPluginAsync {
     app.delete<{ Params: { name: string } }>(
       `${base}/:name`,
       { schema: { params: { type: 'object', properties: { name: nameParam } } } },
-      async (request) => core.archive(request.params.name, actorFrom(request.headers[ACTOR_HEADER])),
+      async (request) => core.archive(request.params.name, actorFrom(request.headers[HEADERS.actor])),
     );
 
     app.post<{ Params: { name: string }; Body: VersionInput }>(
       `${base}/:name/versions`,
-      { schema: { params: { type: 'object', properties: { name: nameParam } }, body: versionBody } },
+      { schema: { params: { type: 'object', properties: { name: nameParam } }, body: VERSION_BODY_SCHEMA } },
       async (request, reply) => {
-        const created = await core.addVersion(request.params.name, request.body, actorFrom(request.headers[ACTOR_HEADER]));
+        const created = await core.addVersion(request.params.name, request.body, actorFrom(request.headers[HEADERS.actor]));
         return reply.code(201).send(created);
       },
     );
@@ -163,8 +117,8 @@ export function templatesRoutes(core: TemplatesCore): FastifyPluginAsync {
 
     app.put<{ Params: { name: string; label: string }; Body: LabelTarget }>(
       `${base}/:name/labels/:label`,
-      { schema: { params: { type: 'object', properties: { name: nameParam, label: labelString } }, body: labelBody } },
-      async (request) => core.moveLabel(request.params.name, request.params.label, request.body, actorFrom(request.headers[ACTOR_HEADER])),
+      { schema: { params: { type: 'object', properties: { name: nameParam, label: labelString } }, body: LABEL_BODY_SCHEMA } },
+      async (request) => core.moveLabel(request.params.name, request.params.label, request.body, actorFrom(request.headers[HEADERS.actor])),
     );
 
     app.get<{ Params: { name: string; label: string }; Querystring: { limit?: number } }>(

@@ -1,11 +1,15 @@
 /**
- * The templates service's limits and the checks behind them. Route schemas reject wrong types
- * and unknown fields; these checks hold for in-process callers too, and each violation is a
- * 400 naming the field.
+ * The templates service's limits and the checks behind them. The body schemas are the routes'
+ * and the core's alike (the kit's `compileBodyCheck`): wrong types and unknown fields are
+ * refused the same way for HTTP and in-process callers; what a schema cannot say (sizes, syntax,
+ * splits) is checked here after it. Each violation is a 400 naming the field.
  */
 import { badRequest } from '../kit/errors';
+import { compileBodyCheck } from '../kit/validation';
 import { invalidTextReason } from '../kit/json-input';
 import {
+  TEMPLATE_LABEL_PATTERN,
+  TEMPLATE_NAME_PATTERN,
   TEMPLATE_TYPES,
   TemplateError,
   checkVariables,
@@ -14,12 +18,8 @@ import {
   type SplitEntry,
   type Variables,
 } from '../kit/template-syntax';
-import type { LabelTarget, VersionInput } from './types';
+import type { CreateInput, LabelTarget, VersionInput } from './types';
 
-/** Template names: lower case letters, digits, `.`, `_`, `-`; at most 128 characters. */
-export const NAME_PATTERN = '^[a-z0-9][a-z0-9._-]{0,127}$';
-/** Label names: like template names, at most 64 characters. */
-export const LABEL_PATTERN = '^[a-z0-9][a-z0-9._-]{0,63}$';
 /** Names the API uses for its own paths under `/v1/templates/`. */
 export const RESERVED_NAMES = ['changes', 'export'] as const;
 
@@ -45,8 +45,61 @@ export const LIMITS = {
   pageSize: 200,
 } as const;
 
-const nameRe = new RegExp(NAME_PATTERN);
-const labelRe = new RegExp(LABEL_PATTERN);
+/** The largest version number (PostgreSQL's integer). */
+const MAX_VERSION = 2_147_483_647;
+const labelString = { type: 'string', pattern: TEMPLATE_LABEL_PATTERN } as const;
+const versionNumber = { type: 'integer', minimum: 1, maximum: MAX_VERSION } as const;
+
+const versionProperties = {
+  type: { type: 'string', enum: [...TEMPLATE_TYPES] },
+  template: { type: ['string', 'array'], maxItems: LIMITS.chatMessages },
+  description: { type: ['string', 'null'], maxLength: LIMITS.descriptionChars },
+  model: { type: ['string', 'null'], maxLength: LIMITS.modelChars },
+  labels: { type: 'array', items: labelString, maxItems: LIMITS.labelsPerRequest },
+} as const;
+
+/** The body of `POST /v1/templates`. */
+export const CREATE_BODY_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'type', 'template'],
+  properties: { name: { type: 'string' }, ...versionProperties },
+} as const;
+
+/** The body of `POST /v1/templates/{name}/versions`. */
+export const VERSION_BODY_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['type', 'template'],
+  properties: versionProperties,
+} as const;
+
+/** The body of `PUT /v1/templates/{name}/labels/{label}`: one version, or a split. */
+export const LABEL_BODY_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    version: versionNumber,
+    versions: {
+      type: 'array',
+      minItems: 1,
+      maxItems: LIMITS.splitArms,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['version', 'weight'],
+        properties: { version: versionNumber, weight: { type: 'integer', minimum: 0, maximum: 100 } },
+      },
+    },
+  },
+} as const;
+
+const checkCreateShape = compileBodyCheck<CreateInput>(CREATE_BODY_SCHEMA);
+const checkVersionShape = compileBodyCheck<VersionInput>(VERSION_BODY_SCHEMA);
+const checkLabelShape = compileBodyCheck<LabelTarget>(LABEL_BODY_SCHEMA);
+
+const nameRe = new RegExp(TEMPLATE_NAME_PATTERN);
+const labelRe = new RegExp(TEMPLATE_LABEL_PATTERN);
 
 /** Turns a template syntax/render error into a 400 naming its field; rethrows anything else. */
 export function asBadRequest(err: unknown): never {
@@ -54,27 +107,27 @@ export function asBadRequest(err: unknown): never {
   throw err;
 }
 
-/** Checks a template name against {@link NAME_PATTERN}; 400 naming `param` otherwise. */
-export function checkName(name: unknown, param = 'name'): string {
+/** Checks a template name against {@link TEMPLATE_NAME_PATTERN}; 400 naming `param` otherwise. */
+export function checkTemplateName(name: unknown, param = 'name'): string {
   if (typeof name !== 'string' || !nameRe.test(name)) {
-    throw badRequest(`'${param}' must match ${NAME_PATTERN} (lower case letters, digits, '.', '_', '-'; at most 128 characters)`, param);
+    throw badRequest(`'${param}' must match ${TEMPLATE_NAME_PATTERN} (lower case letters, digits, '.', '_', '-'; at most 128 characters)`, param);
   }
   return name;
 }
 
 /** Checks the name of a template being created: the pattern, and not a reserved path word. */
 export function checkNewName(name: unknown): string {
-  checkName(name);
+  checkTemplateName(name);
   if ((RESERVED_NAMES as readonly string[]).includes(name as string)) {
     throw badRequest(`'name' ${JSON.stringify(name)} is reserved by the API; choose another`, 'name');
   }
   return name as string;
 }
 
-/** Checks a label name against {@link LABEL_PATTERN}; 400 naming `param` otherwise. */
+/** Checks a label name against {@link TEMPLATE_LABEL_PATTERN}; 400 naming `param` otherwise. */
 export function checkLabel(label: unknown, param = 'label'): string {
   if (typeof label !== 'string' || !labelRe.test(label)) {
-    throw badRequest(`'${param}' must match ${LABEL_PATTERN} (lower case letters, digits, '.', '_', '-'; at most 64 characters)`, param);
+    throw badRequest(`'${param}' must match ${TEMPLATE_LABEL_PATTERN} (lower case letters, digits, '.', '_', '-'; at most 64 characters)`, param);
   }
   return label;
 }
@@ -89,10 +142,8 @@ function checkText(value: unknown, param: string): void {
   if (reason) throw badRequest(`'${param}' ${reason}`, param, 'invalid_text');
 }
 
-function checkOptionalText(value: unknown, param: string, max: number): string | null {
+function checkedText(value: string | null | undefined, param: string): string | null {
   if (value === undefined || value === null) return null;
-  if (typeof value !== 'string') throw badRequest(`'${param}' must be a string`, param);
-  if (value.length > max) throw badRequest(`'${param}' must be at most ${max} characters, got ${value.length}`, param);
   checkText(value, param);
   return value;
 }
@@ -107,21 +158,20 @@ export interface CheckedVersion {
   labels: string[] | undefined;
 }
 
+/** Checks a new template: its name, then its first version as {@link checkVersionInput} does. */
+export function checkCreateInput(input: CreateInput): CheckedVersion & { name: string } {
+  const { name, ...version } = checkCreateShape(input);
+  return { name: checkNewName(name), ...checkVersionInput(version) };
+}
+
 /** Checks a version's fields, sizes and syntax. */
 export function checkVersionInput(input: VersionInput): CheckedVersion {
-  if (typeof input !== 'object' || input === null) throw badRequest('the body must be a JSON object', 'body');
-  if (!(TEMPLATE_TYPES as readonly unknown[]).includes(input.type)) {
-    throw badRequest(`'type' must be one of ${TEMPLATE_TYPES.map((t) => JSON.stringify(t)).join(', ')}`, 'type');
-  }
-  const template = input.template;
-  if (Array.isArray(template) && template.length > LIMITS.chatMessages) {
-    throw badRequest(`'template' may hold at most ${LIMITS.chatMessages} messages, got ${template.length}`, 'template');
-  }
+  const { type, template, labels } = checkVersionShape(input);
   if (typeof template === 'string') checkText(template, 'template');
-  else if (Array.isArray(template)) template.forEach((m, i) => checkText((m as { content?: unknown } | null)?.content, `template[${i}].content`));
+  else template.forEach((m, i) => checkText((m as { content?: unknown } | null)?.content, `template[${i}].content`));
   let compiled: CompiledTemplate;
   try {
-    compiled = compileTemplate(input.type, template);
+    compiled = compileTemplate(type, template);
   } catch (err) {
     asBadRequest(err);
   }
@@ -132,19 +182,13 @@ export function checkVersionInput(input: VersionInput): CheckedVersion {
   if (compiled.variables.length > LIMITS.variables) {
     throw badRequest(`'template' may use at most ${LIMITS.variables} variables, got ${compiled.variables.length}`, 'template');
   }
-  let labels: string[] | undefined;
-  if (input.labels !== undefined) {
-    if (!Array.isArray(input.labels)) throw badRequest(`'labels' must be a list of label names`, 'labels');
-    if (input.labels.length > LIMITS.labelsPerRequest) throw badRequest(`'labels' may name at most ${LIMITS.labelsPerRequest} labels`, 'labels');
-    labels = input.labels.map((l, i) => checkLabel(l, `labels[${i}]`));
-    if (new Set(labels).size !== labels.length) throw badRequest(`'labels' must not repeat a label`, 'labels');
-  }
+  if (labels !== undefined && new Set(labels).size !== labels.length) throw badRequest(`'labels' must not repeat a label`, 'labels');
   return {
-    type: input.type,
+    type,
     template,
     compiled,
-    description: checkOptionalText(input.description, 'description', LIMITS.descriptionChars),
-    model: checkOptionalText(input.model, 'model', LIMITS.modelChars),
+    description: checkedText(input.description, 'description'),
+    model: checkedText(input.model, 'model'),
     labels,
   };
 }
@@ -167,7 +211,7 @@ export function checkRenderVariables(variables: unknown): Variables {
 
 /** Checks a version number. */
 export function checkVersionNumber(version: unknown, param = 'version'): number {
-  if (typeof version !== 'number' || !Number.isInteger(version) || version < 1 || version > 2_147_483_647) {
+  if (typeof version !== 'number' || !Number.isInteger(version) || version < 1 || version > MAX_VERSION) {
     throw badRequest(`'${param}' must be a whole number of at least 1`, param);
   }
   return version;
@@ -175,24 +219,14 @@ export function checkVersionNumber(version: unknown, param = 'version'): number 
 
 /** Normalises a label target to a split; weights 0..100 summing to 100, versions distinct. */
 export function checkLabelTarget(target: LabelTarget): SplitEntry[] {
-  if (typeof target !== 'object' || target === null) throw badRequest('the body must be a JSON object', 'body');
-  const hasOne = 'version' in target && target.version !== undefined;
-  const hasSplit = 'versions' in target && target.versions !== undefined;
+  const checked = checkLabelShape(target) as { version?: number; versions?: SplitEntry[] };
+  const hasOne = checked.version !== undefined;
+  const hasSplit = checked.versions !== undefined;
   if (hasOne === hasSplit) {
     throw badRequest(`give either 'version' (one version) or 'versions' (a split: [{version, weight}]), not ${hasOne ? 'both' : 'neither'}`, hasOne ? 'versions' : 'version');
   }
-  if (hasOne) return [{ version: checkVersionNumber((target as { version: number }).version), weight: 100 }];
-  const versions = (target as { versions: SplitEntry[] }).versions;
-  if (!Array.isArray(versions) || versions.length === 0) throw badRequest(`'versions' must be a non-empty list of {version, weight}`, 'versions');
-  if (versions.length > LIMITS.splitArms) throw badRequest(`'versions' may split across at most ${LIMITS.splitArms} versions`, 'versions');
-  const split = versions.map((e, i) => {
-    if (typeof e !== 'object' || e === null) throw badRequest(`'versions[${i}]' must be {version, weight}`, `versions[${i}]`);
-    const version = checkVersionNumber(e.version, `versions[${i}].version`);
-    if (typeof e.weight !== 'number' || !Number.isInteger(e.weight) || e.weight < 0 || e.weight > 100) {
-      throw badRequest(`'versions[${i}].weight' must be a whole number from 0 to 100`, `versions[${i}].weight`);
-    }
-    return { version, weight: e.weight };
-  });
+  if (hasOne) return [{ version: checked.version!, weight: 100 }];
+  const split = checked.versions!.map((e) => ({ version: e.version, weight: e.weight }));
   if (new Set(split.map((e) => e.version)).size !== split.length) throw badRequest(`'versions' must not name a version twice`, 'versions');
   const sum = split.reduce((n, e) => n + e.weight, 0);
   if (sum !== 100) throw badRequest(`'versions' weights must sum to 100, got ${sum}`, 'versions');

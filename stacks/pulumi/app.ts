@@ -5,9 +5,10 @@
  */
 import { createHash } from 'node:crypto';
 import { stringify } from 'yaml';
+import type { ServiceName } from '../../contracts';
 import { OTLP_ENDPOINT, PLATFORM_NAMESPACES, RELEASE_NAMES } from '../../infra/pulumi';
 import { placementPolicyFor } from '../../infra/k8s/placement';
-import type { PromptSystemProps, ServiceSettings as ChartServiceSettings } from '../../infra/k8s/prompt-system';
+import type { PromptSystemProps, ServiceSettings } from '../../infra/k8s/prompt-system';
 import type { AppSettings } from './config';
 
 /** The Secret names and keys the program creates and the chart references. */
@@ -46,7 +47,7 @@ export interface AppInputs {
 
 /** The `PromptSystem` props for a stack. */
 export function promptSystemProps(app: AppSettings, inputs: AppInputs): PromptSystemProps {
-  const services: Partial<Record<'router' | 'templates' | 'context' | 'llm', ChartServiceSettings>> = {};
+  const services: Partial<Record<ServiceName, ServiceSettings>> = {};
   for (const [name, s] of Object.entries(app.services)) {
     services[name as keyof typeof services] = { ...s };
   }

@@ -6,6 +6,7 @@
  * Secrets (`providerApiKeys`, `adminApiKey`) are never parsed here: the program reads them with
  * `config.requireSecret`, so they only exist as secret outputs.
  */
+import { SERVICE_NAMES, type ServiceName } from '../../contracts';
 import { ACME_SERVERS, KUBERNETES_RELEASES, KUBERNETES_VERSION, MIN_SPOT_INSTANCE_TYPES, isKubernetesVersion, type KubernetesVersion, validateNodeGroups, validateSystemNodeGroup, type NodeGroupSpec, type SystemNodeGroupSpec } from '../../infra/pulumi';
 
 /** The config namespace of this project. */
@@ -15,16 +16,16 @@ export const NS = 'promptmesh';
 export const SECRET_KEYS = ['providerApiKeys', 'adminApiKey'] as const;
 
 /** A config error; the message names the key. */
-export class ConfigError extends Error {
+export class StackConfigError extends Error {
   constructor(key: string, problem: string) {
     // Keys of other namespaces (aws:region) stay as they are; short keys are ours.
     super(`${key.includes(':') ? key : `${NS}:${key}`} ${problem}`);
-    this.name = 'ConfigError';
+    this.name = 'StackConfigError';
   }
 }
 
 /** Per-service settings of the app. */
-export interface ServiceSettings {
+export interface StackServiceSettings {
   /** Fewest replicas (HPA floor). */
   minReplicas: number;
   /** Most replicas (HPA ceiling). */
@@ -40,7 +41,7 @@ export interface AppSettings {
   /** Redis standalone (dev) or cluster mode (production). */
   redis: 'standalone' | 'cluster';
   /** Per service; unset services use the chart's defaults. */
-  services: Partial<Record<'router' | 'templates' | 'context' | 'llm', Partial<ServiceSettings>>>;
+  services: Partial<Record<ServiceName, Partial<StackServiceSettings>>>;
   /** The providers file content (providers, models, routing, cache); no keys in it. */
   providers?: Record<string, unknown>;
   /** SHA-256 hashes of additional client API keys: `[{ id, sha256, scopes, rpm? }]`. */
@@ -140,36 +141,36 @@ function checkSecrets(allConfig: Record<string, string>, isSecret: (key: string)
   for (const key of SECRET_KEYS) {
     const full = `${NS}:${key}`;
     if (allConfig[full] !== undefined && !isSecret(full)) {
-      throw new ConfigError(key, `must be a secret; set it with: pulumi config set --secret ${full} <value> (and rotate it: it was stored in plain text)`);
+      throw new StackConfigError(key, `must be a secret; set it with: pulumi config set --secret ${full} <value> (and rotate it: it was stored in plain text)`);
     }
   }
   const admin = allConfig[`${NS}:adminApiKey`];
   if (admin === undefined || admin === '') {
-    throw new ConfigError('adminApiKey', `is required (the router's admin API key); set it with: pulumi config set --secret ${NS}:adminApiKey "$(openssl rand -hex 32)"`);
+    throw new StackConfigError('adminApiKey', `is required (the router's admin API key); set it with: pulumi config set --secret ${NS}:adminApiKey "$(openssl rand -hex 32)"`);
   }
-  if (admin.length < 24 || /\s/.test(admin)) throw new ConfigError('adminApiKey', 'must be at least 24 characters without spaces (e.g. openssl rand -hex 32)');
+  if (admin.length < 24 || /\s/.test(admin)) throw new StackConfigError('adminApiKey', 'must be at least 24 characters without spaces (e.g. openssl rand -hex 32)');
   let providerKeyNames: string[] = [];
   const rawKeys = allConfig[`${NS}:providerApiKeys`];
   if (rawKeys !== undefined) {
     let parsed: unknown;
     try { parsed = JSON.parse(rawKeys); } catch { parsed = undefined; }
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-      throw new ConfigError('providerApiKeys', `must be an object of variable name -> key; set entries with: pulumi config set --secret --path '${NS}:providerApiKeys.OPENAI_API_KEY' <key>`);
+      throw new StackConfigError('providerApiKeys', `must be an object of variable name -> key; set entries with: pulumi config set --secret --path '${NS}:providerApiKeys.OPENAI_API_KEY' <key>`);
     }
     for (const [name, value] of Object.entries(parsed)) {
-      if (!/^[A-Z_][A-Z0-9_]*$/.test(name)) throw new ConfigError(`providerApiKeys.${name}`, 'must be an environment variable name (A-Z, 0-9, _)');
-      if (typeof value !== 'string' || value === '') throw new ConfigError(`providerApiKeys.${name}`, 'must be a non-empty string');
+      if (!/^[A-Z_][A-Z0-9_]*$/.test(name)) throw new StackConfigError(`providerApiKeys.${name}`, 'must be an environment variable name (A-Z, 0-9, _)');
+      if (typeof value !== 'string' || value === '') throw new StackConfigError(`providerApiKeys.${name}`, 'must be a non-empty string');
     }
     providerKeyNames = Object.keys(parsed);
   }
   const providers = (app.providers?.providers ?? []) as { name?: string; apiKeyEnv?: string }[];
   providers.forEach((p, i) => {
     if (p.apiKeyEnv && !providerKeyNames.includes(p.apiKeyEnv)) {
-      throw new ConfigError(`providerApiKeys.${p.apiKeyEnv}`, `is missing: provider app.providers.providers[${i}] (${p.name ?? '?'}) reads its key from ${p.apiKeyEnv}; set it with: pulumi config set --secret --path '${NS}:providerApiKeys.${p.apiKeyEnv}' <key>`);
+      throw new StackConfigError(`providerApiKeys.${p.apiKeyEnv}`, `is missing: provider app.providers.providers[${i}] (${p.name ?? '?'}) reads its key from ${p.apiKeyEnv}; set it with: pulumi config set --secret --path '${NS}:providerApiKeys.${p.apiKeyEnv}' <key>`);
     }
   });
   if (providerKeyNames.length > 0 && !app.providers) {
-    throw new ConfigError('providerApiKeys', `is set but ${NS}:app.providers is not: no provider would read these keys`);
+    throw new StackConfigError('providerApiKeys', `is set but ${NS}:app.providers is not: no provider would read these keys`);
   }
   return { providerKeyNames };
 }
@@ -201,16 +202,16 @@ function str(raw: Raw, key: string, fallback?: string, pattern?: RegExp, what = 
   const v = raw[key];
   if (v === undefined || v === '') {
     if (fallback !== undefined) return fallback;
-    throw new ConfigError(key, `is required (${what}); set it with: pulumi config set ${NS}:${key} <value>`);
+    throw new StackConfigError(key, `is required (${what}); set it with: pulumi config set ${NS}:${key} <value>`);
   }
-  if (pattern && !pattern.test(v)) throw new ConfigError(key, `must be ${what} (got ${JSON.stringify(v)})`);
+  if (pattern && !pattern.test(v)) throw new StackConfigError(key, `must be ${what} (got ${JSON.stringify(v)})`);
   return v;
 }
 
 function oneOf<T extends string>(raw: Raw, key: string, allowed: readonly T[], fallback?: T): T {
   const v = raw[key] ?? fallback;
-  if (v === undefined) throw new ConfigError(key, `is required: one of ${allowed.join(', ')}`);
-  if (!allowed.includes(v as T)) throw new ConfigError(key, `must be one of ${allowed.join(', ')} (got ${JSON.stringify(v)})`);
+  if (v === undefined) throw new StackConfigError(key, `is required: one of ${allowed.join(', ')}`);
+  if (!allowed.includes(v as T)) throw new StackConfigError(key, `must be one of ${allowed.join(', ')} (got ${JSON.stringify(v)})`);
   return v as T;
 }
 
@@ -218,23 +219,23 @@ function bool(raw: Raw, key: string, fallback: boolean): boolean {
   const v = raw[key];
   if (v === undefined) return fallback;
   if (v === 'true' || v === 'false') return v === 'true';
-  throw new ConfigError(key, `must be true or false (got ${JSON.stringify(v)})`);
+  throw new StackConfigError(key, `must be true or false (got ${JSON.stringify(v)})`);
 }
 
 function int(raw: Raw, key: string, fallback: number, min: number, max: number): number {
   const v = raw[key];
   if (v === undefined) return fallback;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) throw new ConfigError(key, `must be an integer from ${min} to ${max} (got ${JSON.stringify(v)})`);
+  if (!Number.isInteger(n) || n < min || n > max) throw new StackConfigError(key, `must be an integer from ${min} to ${max} (got ${JSON.stringify(v)})`);
   return n;
 }
 
 function stringList(raw: Raw, key: string, pattern: RegExp, what: string): string[] | undefined {
   const v = parseJson(raw, key);
   if (v === undefined) return undefined;
-  if (!Array.isArray(v)) throw new ConfigError(key, `must be a list of ${what} (got ${JSON.stringify(v)})`);
+  if (!Array.isArray(v)) throw new StackConfigError(key, `must be a list of ${what} (got ${JSON.stringify(v)})`);
   v.forEach((item, i) => {
-    if (typeof item !== 'string' || !pattern.test(item)) throw new ConfigError(`${key}[${i}]`, `must be ${what} (got ${JSON.stringify(item)})`);
+    if (typeof item !== 'string' || !pattern.test(item)) throw new StackConfigError(`${key}[${i}]`, `must be ${what} (got ${JSON.stringify(item)})`);
   });
   return v as string[];
 }
@@ -242,23 +243,23 @@ function stringList(raw: Raw, key: string, pattern: RegExp, what: string): strin
 function object(raw: Raw, key: string): Record<string, unknown> | undefined {
   const v = parseJson(raw, key);
   if (v === undefined) return undefined;
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ConfigError(key, `must be an object (got ${JSON.stringify(v)})`);
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new StackConfigError(key, `must be an object (got ${JSON.stringify(v)})`);
   return v as Record<string, unknown>;
 }
 
 function onlyKeys(key: string, value: Record<string, unknown>, allowed: string[]): void {
   for (const k of Object.keys(value)) {
-    if (!allowed.includes(k)) throw new ConfigError(`${key}.${k}`, `is not a known setting (known: ${allowed.join(', ')})`);
+    if (!allowed.includes(k)) throw new StackConfigError(`${key}.${k}`, `is not a known setting (known: ${allowed.join(', ')})`);
   }
 }
 
-/** Rethrows a component validation error (`'nodeGroups[1].x' must ...`) as a ConfigError on the key. */
+/** Rethrows a component validation error (`'nodeGroups[1].x' must ...`) as a StackConfigError on the key. */
 function asConfigError(fn: () => void): void {
   try {
     fn();
   } catch (e) {
     const m = /^'([^']+)' (.*)$/s.exec((e as Error).message);
-    if (m) throw new ConfigError(m[1], m[2]);
+    if (m) throw new StackConfigError(m[1], m[2]);
     throw e;
   }
 }
@@ -268,30 +269,30 @@ function parseApp(raw: Raw): AppSettings {
   onlyKeys('app', app, ['namespace', 'redis', 'services', 'providers', 'apiKeyHashes', 'logLevel', 'tls']);
   const sub: Raw = Object.fromEntries(Object.entries(app).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)]));
   const namespace = str(sub, 'namespace', 'promptmesh', /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'a lowercase RFC 1123 label');
-  const redis = (() => { try { return oneOf(sub, 'redis', ['standalone', 'cluster'] as const, 'standalone'); } catch { throw new ConfigError('app.redis', `must be standalone or cluster (got ${JSON.stringify(app.redis)})`); } })();
+  const redis = (() => { try { return oneOf(sub, 'redis', ['standalone', 'cluster'] as const, 'standalone'); } catch { throw new StackConfigError('app.redis', `must be standalone or cluster (got ${JSON.stringify(app.redis)})`); } })();
   const logLevel = (['trace', 'debug', 'info', 'warn', 'error'] as const).find((l) => l === (app.logLevel ?? 'info'));
-  if (!logLevel) throw new ConfigError('app.logLevel', `must be one of trace, debug, info, warn, error (got ${JSON.stringify(app.logLevel)})`);
+  if (!logLevel) throw new StackConfigError('app.logLevel', `must be one of trace, debug, info, warn, error (got ${JSON.stringify(app.logLevel)})`);
 
   const services: AppSettings['services'] = {};
   const rawServices = app.services ?? {};
-  if (typeof rawServices !== 'object' || Array.isArray(rawServices)) throw new ConfigError('app.services', 'must be an object keyed by service name');
+  if (typeof rawServices !== 'object' || Array.isArray(rawServices)) throw new StackConfigError('app.services', 'must be an object keyed by service name');
   for (const [service, settings] of Object.entries(rawServices as Record<string, any>)) {
     const at = `app.services.${service}`;
-    if (!['router', 'templates', 'context', 'llm'].includes(service)) throw new ConfigError(at, 'is not a service (router, templates, context, llm)');
-    if (typeof settings !== 'object' || settings === null) throw new ConfigError(at, 'must be an object');
+    if (!(SERVICE_NAMES as readonly string[]).includes(service)) throw new StackConfigError(at, `is not a service (${SERVICE_NAMES.join(', ')})`);
+    if (typeof settings !== 'object' || settings === null) throw new StackConfigError(at, 'must be an object');
     onlyKeys(at, settings, ['minReplicas', 'maxReplicas', 'capacity']);
-    const out: Partial<ServiceSettings> = {};
+    const out: Partial<StackServiceSettings> = {};
     for (const k of ['minReplicas', 'maxReplicas'] as const) {
       if (settings[k] !== undefined) {
-        if (!Number.isInteger(settings[k]) || settings[k] < 1 || settings[k] > 100) throw new ConfigError(`${at}.${k}`, `must be an integer from 1 to 100 (got ${JSON.stringify(settings[k])})`);
+        if (!Number.isInteger(settings[k]) || settings[k] < 1 || settings[k] > 100) throw new StackConfigError(`${at}.${k}`, `must be an integer from 1 to 100 (got ${JSON.stringify(settings[k])})`);
         out[k] = settings[k];
       }
     }
     if (out.minReplicas !== undefined && out.maxReplicas !== undefined && out.minReplicas > out.maxReplicas) {
-      throw new ConfigError(`${at}.maxReplicas`, `must be >= minReplicas (${out.minReplicas})`);
+      throw new StackConfigError(`${at}.maxReplicas`, `must be >= minReplicas (${out.minReplicas})`);
     }
     if (settings.capacity !== undefined) {
-      if (settings.capacity !== 'spot' && settings.capacity !== 'on-demand') throw new ConfigError(`${at}.capacity`, `must be spot or on-demand (got ${JSON.stringify(settings.capacity)})`);
+      if (settings.capacity !== 'spot' && settings.capacity !== 'on-demand') throw new StackConfigError(`${at}.capacity`, `must be spot or on-demand (got ${JSON.stringify(settings.capacity)})`);
       out.capacity = settings.capacity;
     }
     services[service as keyof AppSettings['services']] = out;
@@ -299,36 +300,36 @@ function parseApp(raw: Raw): AppSettings {
 
   let providers: Record<string, unknown> | undefined;
   if (app.providers !== undefined) {
-    if (typeof app.providers !== 'object' || app.providers === null || Array.isArray(app.providers)) throw new ConfigError('app.providers', 'must be an object (the providers file: providers, models, routing, cache)');
+    if (typeof app.providers !== 'object' || app.providers === null || Array.isArray(app.providers)) throw new StackConfigError('app.providers', 'must be an object (the providers file: providers, models, routing, cache)');
     providers = app.providers as Record<string, unknown>;
     const list = providers.providers;
-    if (!Array.isArray(list) || list.length === 0) throw new ConfigError('app.providers.providers', 'must list at least one provider');
+    if (!Array.isArray(list) || list.length === 0) throw new StackConfigError('app.providers.providers', 'must list at least one provider');
     list.forEach((p: any, i: number) => {
-      if (p && typeof p === 'object' && ('apiKey' in p)) throw new ConfigError(`app.providers.providers[${i}].apiKey`, `must not be set: keys are secrets; name the variable in apiKeyEnv and set the key with: pulumi config set --secret --path '${NS}:providerApiKeys.<ENV_NAME>' <key>`);
+      if (p && typeof p === 'object' && ('apiKey' in p)) throw new StackConfigError(`app.providers.providers[${i}].apiKey`, `must not be set: keys are secrets; name the variable in apiKeyEnv and set the key with: pulumi config set --secret --path '${NS}:providerApiKeys.<ENV_NAME>' <key>`);
     });
   }
 
   const hashes = app.apiKeyHashes ?? [];
-  if (!Array.isArray(hashes)) throw new ConfigError('app.apiKeyHashes', 'must be a list of { id, sha256, scopes }');
+  if (!Array.isArray(hashes)) throw new StackConfigError('app.apiKeyHashes', 'must be a list of { id, sha256, scopes }');
   hashes.forEach((h: any, i: number) => {
     const at = `app.apiKeyHashes[${i}]`;
-    if (!h || typeof h.id !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(h.id)) throw new ConfigError(`${at}.id`, 'must be 1-64 letters, digits, . _ -');
-    if (typeof h.sha256 !== 'string' || !/^[a-f0-9]{64}$/.test(h.sha256)) throw new ConfigError(`${at}.sha256`, 'must be the hex SHA-256 of the key (64 lowercase hex digits)');
-    if (!Array.isArray(h.scopes) || h.scopes.length === 0 || h.scopes.some((s: unknown) => s !== 'invoke' && s !== 'admin')) throw new ConfigError(`${at}.scopes`, 'must list invoke and/or admin');
-    if (h.rpm !== undefined && (!Number.isInteger(h.rpm) || h.rpm < 1 || h.rpm > 1_000_000)) throw new ConfigError(`${at}.rpm`, 'must be an integer from 1 to 1000000');
+    if (!h || typeof h.id !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(h.id)) throw new StackConfigError(`${at}.id`, 'must be 1-64 letters, digits, . _ -');
+    if (typeof h.sha256 !== 'string' || !/^[a-f0-9]{64}$/.test(h.sha256)) throw new StackConfigError(`${at}.sha256`, 'must be the hex SHA-256 of the key (64 lowercase hex digits)');
+    if (!Array.isArray(h.scopes) || h.scopes.length === 0 || h.scopes.some((s: unknown) => s !== 'invoke' && s !== 'admin')) throw new StackConfigError(`${at}.scopes`, 'must list invoke and/or admin');
+    if (h.rpm !== undefined && (!Number.isInteger(h.rpm) || h.rpm < 1 || h.rpm > 1_000_000)) throw new StackConfigError(`${at}.rpm`, 'must be an integer from 1 to 1000000');
     // The program adds the admin key as id 'admin'; the router refuses repeated ids and hashes.
-    if (h.id === 'admin') throw new ConfigError(`${at}.id`, "must not be 'admin' (the program's entry for promptmesh:adminApiKey)");
-    if (hashes.slice(0, i).some((o: any) => o.id === h.id)) throw new ConfigError(`${at}.id`, `repeats '${h.id}'`);
-    if (hashes.slice(0, i).some((o: any) => o.sha256 === h.sha256)) throw new ConfigError(`${at}.sha256`, 'is the same key as another entry');
+    if (h.id === 'admin') throw new StackConfigError(`${at}.id`, "must not be 'admin' (the program's entry for promptmesh:adminApiKey)");
+    if (hashes.slice(0, i).some((o: any) => o.id === h.id)) throw new StackConfigError(`${at}.id`, `repeats '${h.id}'`);
+    if (hashes.slice(0, i).some((o: any) => o.sha256 === h.sha256)) throw new StackConfigError(`${at}.sha256`, 'is the same key as another entry');
   });
   let tls: AppSettings['tls'];
   if (app.tls !== undefined) {
     const t = app.tls as any;
-    if (typeof t !== 'object' || t === null) throw new ConfigError('app.tls', 'must be { credentialName, hosts }');
+    if (typeof t !== 'object' || t === null) throw new StackConfigError('app.tls', 'must be { credentialName, hosts }');
     onlyKeys('app.tls', t, ['credentialName', 'hosts']);
-    if (typeof t.credentialName !== 'string' || !/^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$/.test(t.credentialName)) throw new ConfigError('app.tls.credentialName', `must be a Secret name (got ${JSON.stringify(t.credentialName)})`);
+    if (typeof t.credentialName !== 'string' || !/^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$/.test(t.credentialName)) throw new StackConfigError('app.tls.credentialName', `must be a Secret name (got ${JSON.stringify(t.credentialName)})`);
     if (!Array.isArray(t.hosts) || t.hosts.length === 0 || t.hosts.some((h: unknown) => typeof h !== 'string' || !/^(\*|(\*\.)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?)$/.test(h))) {
-      throw new ConfigError('app.tls.hosts', `must list host names like api.example.com (got ${JSON.stringify(t.hosts)})`);
+      throw new StackConfigError('app.tls.hosts', `must list host names like api.example.com (got ${JSON.stringify(t.hosts)})`);
     }
     tls = { credentialName: t.credentialName, hosts: t.hosts };
   }
@@ -349,7 +350,7 @@ export function parseStackConfig(allConfig: Record<string, string>, stack: strin
     const short = key.slice(NS.length + 1);
     if (!KNOWN_KEYS.has(short)) {
       const near = [...KNOWN_KEYS].find((k) => k.toLowerCase() === short.toLowerCase() || k.startsWith(short) || short.startsWith(k));
-      throw new ConfigError(short, `is not a known setting${near ? ` (did you mean ${NS}:${near}?)` : ''}`);
+      throw new StackConfigError(short, `is not a known setting${near ? ` (did you mean ${NS}:${near}?)` : ''}`);
     }
     if (!(SECRET_KEYS as readonly string[]).includes(short)) raw[short] = value;
   }
@@ -359,8 +360,8 @@ export function parseStackConfig(allConfig: Record<string, string>, stack: strin
   const secrets = checkSecrets(allConfig, isSecret, app);
 
   if (mode === 'local') {
-    for (const k of AWS_ONLY) if (raw[k] !== undefined) throw new ConfigError(k, `is an AWS setting; remove it in local mode (${NS}:mode is local)`);
-    if (raw.database !== undefined && raw.database !== 'in-cluster') throw new ConfigError('database', 'must be in-cluster in local mode');
+    for (const k of AWS_ONLY) if (raw[k] !== undefined) throw new StackConfigError(k, `is an AWS setting; remove it in local mode (${NS}:mode is local)`);
+    if (raw.database !== undefined && raw.database !== 'in-cluster') throw new StackConfigError('database', 'must be in-cluster in local mode');
     const installPlatform = bool(raw, 'installPlatform', true);
     return {
       mode,
@@ -377,60 +378,60 @@ export function parseStackConfig(allConfig: Record<string, string>, stack: strin
     };
   }
 
-  for (const k of LOCAL_ONLY) if (raw[k] !== undefined) throw new ConfigError(k, `is a local-mode setting; remove it or set ${NS}:mode to local`);
+  for (const k of LOCAL_ONLY) if (raw[k] !== undefined) throw new StackConfigError(k, `is a local-mode setting; remove it or set ${NS}:mode to local`);
   const region = allConfig['aws:region'];
   if (!region || !/^[a-z]{2}(-gov)?-[a-z]+-\d$/.test(region)) {
-    throw new ConfigError('aws:region', `is required in aws mode (a region like eu-west-1; got ${JSON.stringify(region)}); set it with: pulumi config set aws:region eu-west-1`);
+    throw new StackConfigError('aws:region', `is required in aws mode (a region like eu-west-1; got ${JSON.stringify(region)}); set it with: pulumi config set aws:region eu-west-1`);
   }
   const zones = stringList(raw, 'availabilityZones', /^[a-z]{2}(-gov)?-[a-z]+-\d[a-z]$/, 'availability zones like eu-west-1a') ?? ['a', 'b', 'c'].map((z) => `${region}${z}`);
-  if (zones.length < 3) throw new ConfigError('availabilityZones', `must list at least 3 zones (got ${zones.length})`);
-  zones.forEach((z, i) => { if (!z.startsWith(region)) throw new ConfigError(`availabilityZones[${i}]`, `must be a zone of ${region} (got ${z})`); });
+  if (zones.length < 3) throw new StackConfigError('availabilityZones', `must list at least 3 zones (got ${zones.length})`);
+  zones.forEach((z, i) => { if (!z.startsWith(region)) throw new StackConfigError(`availabilityZones[${i}]`, `must be a zone of ${region} (got ${z})`); });
 
   const systemRaw = object(raw, 'systemNodeGroup');
-  if (!systemRaw) throw new ConfigError('systemNodeGroup', 'is required: { instanceTypes, minSize, maxSize }');
+  if (!systemRaw) throw new StackConfigError('systemNodeGroup', 'is required: { instanceTypes, minSize, maxSize }');
   onlyKeys('systemNodeGroup', systemRaw, ['instanceTypes', 'minSize', 'maxSize', 'desiredSize']);
   const systemNodeGroup = systemRaw as unknown as SystemNodeGroupSpec;
   asConfigError(() => validateSystemNodeGroup(systemNodeGroup, 'systemNodeGroup'));
 
   const groupsRaw = parseJson(raw, 'nodeGroups');
-  if (!Array.isArray(groupsRaw)) throw new ConfigError('nodeGroups', `is required: a list of { name, capacity, instanceTypes, minSize, maxSize } (got ${JSON.stringify(groupsRaw)})`);
+  if (!Array.isArray(groupsRaw)) throw new StackConfigError('nodeGroups', `is required: a list of { name, capacity, instanceTypes, minSize, maxSize } (got ${JSON.stringify(groupsRaw)})`);
   groupsRaw.forEach((g, i) => {
-    if (typeof g !== 'object' || g === null) throw new ConfigError(`nodeGroups[${i}]`, 'must be an object');
+    if (typeof g !== 'object' || g === null) throw new StackConfigError(`nodeGroups[${i}]`, 'must be an object');
     onlyKeys(`nodeGroups[${i}]`, g, ['name', 'capacity', 'instanceTypes', 'minSize', 'maxSize', 'desiredSize', 'diskSizeGiB']);
   });
   const nodeGroups = groupsRaw as NodeGroupSpec[];
   asConfigError(() => validateNodeGroups(nodeGroups, 'nodeGroups'));
-  if (!nodeGroups.some((g) => g.capacity === 'spot')) throw new ConfigError('nodeGroups', `must include a spot group (capacity: spot, at least ${MIN_SPOT_INSTANCE_TYPES} instance types)`);
+  if (!nodeGroups.some((g) => g.capacity === 'spot')) throw new StackConfigError('nodeGroups', `must include a spot group (capacity: spot, at least ${MIN_SPOT_INSTANCE_TYPES} instance types)`);
   if (!nodeGroups.some((g) => g.capacity === 'on-demand')) {
-    throw new ConfigError('nodeGroups', 'must include an on-demand group: on-demand workloads (Redis, PostgreSQL, services placed on-demand) cannot run on the tainted system group');
+    throw new StackConfigError('nodeGroups', 'must include an on-demand group: on-demand workloads (Redis, PostgreSQL, services placed on-demand) cannot run on the tainted system group');
   }
 
   const database = oneOf(raw, 'database', ['in-cluster', 'rds'] as const);
   const rdsRaw = object(raw, 'rds') ?? {};
   onlyKeys('rds', rdsRaw, ['instanceClass', 'allocatedStorageGiB', 'multiAz', 'protect', 'backupRetentionDays']);
-  if (database !== 'rds' && Object.keys(rdsRaw).length > 0) throw new ConfigError('rds', `only applies when ${NS}:database is rds`);
+  if (database !== 'rds' && Object.keys(rdsRaw).length > 0) throw new StackConfigError('rds', `only applies when ${NS}:database is rds`);
   if (rdsRaw.instanceClass !== undefined && (typeof rdsRaw.instanceClass !== 'string' || !/^db\.[a-z0-9]+\.[a-z0-9]+$/.test(rdsRaw.instanceClass))) {
-    throw new ConfigError('rds.instanceClass', `must be an RDS instance class like db.m6g.large (got ${JSON.stringify(rdsRaw.instanceClass)})`);
+    throw new StackConfigError('rds.instanceClass', `must be an RDS instance class like db.m6g.large (got ${JSON.stringify(rdsRaw.instanceClass)})`);
   }
   for (const k of ['multiAz', 'protect'] as const) {
-    if (rdsRaw[k] !== undefined && typeof rdsRaw[k] !== 'boolean') throw new ConfigError(`rds.${k}`, `must be true or false (got ${JSON.stringify(rdsRaw[k])})`);
+    if (rdsRaw[k] !== undefined && typeof rdsRaw[k] !== 'boolean') throw new StackConfigError(`rds.${k}`, `must be true or false (got ${JSON.stringify(rdsRaw[k])})`);
   }
   for (const k of ['allocatedStorageGiB', 'backupRetentionDays'] as const) {
-    if (rdsRaw[k] !== undefined && !Number.isInteger(rdsRaw[k])) throw new ConfigError(`rds.${k}`, `must be an integer (got ${JSON.stringify(rdsRaw[k])})`);
+    if (rdsRaw[k] !== undefined && !Number.isInteger(rdsRaw[k])) throw new StackConfigError(`rds.${k}`, `must be an integer (got ${JSON.stringify(rdsRaw[k])})`);
   }
 
   const tags = object(raw, 'tags') ?? {};
-  for (const [k, v] of Object.entries(tags)) if (typeof v !== 'string') throw new ConfigError(`tags.${k}`, 'must be a string');
+  for (const [k, v] of Object.entries(tags)) if (typeof v !== 'string') throw new StackConfigError(`tags.${k}`, 'must be a string');
   const accepted = Object.keys(KUBERNETES_RELEASES).join(', ');
   const kubernetesVersion = str(raw, 'kubernetesVersion', KUBERNETES_VERSION, /^1\.\d{2}$/, `a Kubernetes minor, one of ${accepted}`);
   if (!isKubernetesVersion(kubernetesVersion)) {
-    throw new ConfigError('kubernetesVersion', `is ${kubernetesVersion} but infra/versions.ts pins EKS add-ons and the autoscaler only for ${accepted}`);
+    throw new StackConfigError('kubernetesVersion', `is ${kubernetesVersion} but infra/versions.ts pins EKS add-ons and the autoscaler only for ${accepted}`);
   }
   if (today > KUBERNETES_RELEASES[kubernetesVersion].endOfSupport) {
-    throw new ConfigError('kubernetesVersion', `is ${kubernetesVersion}, past EKS standard support since ${KUBERNETES_RELEASES[kubernetesVersion].endOfSupport} (extended support costs extra); choose a later one of ${accepted}`);
+    throw new StackConfigError('kubernetesVersion', `is ${kubernetesVersion}, past EKS standard support since ${KUBERNETES_RELEASES[kubernetesVersion].endOfSupport} (extended support costs extra); choose a later one of ${accepted}`);
   }
   if (app.tls !== undefined) {
-    throw new ConfigError('app.tls', `is for local mode (a TLS Secret you make); in aws mode set ${NS}:tls { hostedZoneId, hosts, acmeEmail } and the certificate is issued for you`);
+    throw new StackConfigError('app.tls', `is for local mode (a TLS Secret you make); in aws mode set ${NS}:tls { hostedZoneId, hosts, acmeEmail } and the certificate is issued for you`);
   }
   const tls = parseAwsTls(raw);
   const dockerHubCredentialArn = raw.dockerHubCredentialArn === undefined ? undefined
@@ -468,18 +469,18 @@ const TLS_HELP = `every cloud environment serves HTTPS only: set ${NS}:tls { hos
 
 function parseAwsTls(raw: Raw): AwsTlsSettings {
   const t = object(raw, 'tls');
-  if (!t) throw new ConfigError('tls', `is required in aws mode: ${TLS_HELP}`);
+  if (!t) throw new StackConfigError('tls', `is required in aws mode: ${TLS_HELP}`);
   onlyKeys('tls', t, ['hostedZoneId', 'hosts', 'acmeEmail', 'acmeServer']);
-  if (t.hostedZoneId === undefined) throw new ConfigError('tls.hostedZoneId', `is required: the Route 53 hosted zone of the hosts; ${TLS_HELP}`);
-  if (typeof t.hostedZoneId !== 'string' || !/^Z[A-Z0-9]{1,31}$/.test(t.hostedZoneId)) throw new ConfigError('tls.hostedZoneId', `must be a Route 53 hosted zone id like Z0123456789ABCDEFGHIJ (got ${JSON.stringify(t.hostedZoneId)})`);
-  if (t.hosts === undefined) throw new ConfigError('tls.hosts', `is required: the public host names; ${TLS_HELP}`);
-  if (!Array.isArray(t.hosts) || t.hosts.length === 0) throw new ConfigError('tls.hosts', `must list host names like api.example.com (got ${JSON.stringify(t.hosts)})`);
+  if (t.hostedZoneId === undefined) throw new StackConfigError('tls.hostedZoneId', `is required: the Route 53 hosted zone of the hosts; ${TLS_HELP}`);
+  if (typeof t.hostedZoneId !== 'string' || !/^Z[A-Z0-9]{1,31}$/.test(t.hostedZoneId)) throw new StackConfigError('tls.hostedZoneId', `must be a Route 53 hosted zone id like Z0123456789ABCDEFGHIJ (got ${JSON.stringify(t.hostedZoneId)})`);
+  if (t.hosts === undefined) throw new StackConfigError('tls.hosts', `is required: the public host names; ${TLS_HELP}`);
+  if (!Array.isArray(t.hosts) || t.hosts.length === 0) throw new StackConfigError('tls.hosts', `must list host names like api.example.com (got ${JSON.stringify(t.hosts)})`);
   t.hosts.forEach((h: unknown, i: number) => {
-    if (typeof h !== 'string' || !/^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$/.test(h)) throw new ConfigError(`tls.hosts[${i}]`, `must be a DNS name like api.example.com (got ${JSON.stringify(h)})`);
+    if (typeof h !== 'string' || !/^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$/.test(h)) throw new StackConfigError(`tls.hosts[${i}]`, `must be a DNS name like api.example.com (got ${JSON.stringify(h)})`);
   });
-  if (t.acmeEmail === undefined) throw new ConfigError('tls.acmeEmail', `is required: the ACME account's contact address; ${TLS_HELP}`);
-  if (typeof t.acmeEmail !== 'string' || !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(t.acmeEmail)) throw new ConfigError('tls.acmeEmail', `must be an email address (got ${JSON.stringify(t.acmeEmail)})`);
+  if (t.acmeEmail === undefined) throw new StackConfigError('tls.acmeEmail', `is required: the ACME account's contact address; ${TLS_HELP}`);
+  if (typeof t.acmeEmail !== 'string' || !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(t.acmeEmail)) throw new StackConfigError('tls.acmeEmail', `must be an email address (got ${JSON.stringify(t.acmeEmail)})`);
   const acmeServer = t.acmeServer ?? 'production';
-  if (acmeServer !== 'production' && acmeServer !== 'staging') throw new ConfigError('tls.acmeServer', `must be production or staging (got ${JSON.stringify(t.acmeServer)})`);
+  if (acmeServer !== 'production' && acmeServer !== 'staging') throw new StackConfigError('tls.acmeServer', `must be production or staging (got ${JSON.stringify(t.acmeServer)})`);
   return { hostedZoneId: t.hostedZoneId, hosts: t.hosts as string[], acmeEmail: t.acmeEmail, acmeServer };
 }

@@ -11,7 +11,7 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { closeRedis, createRedis, readConfig, waitForRedis } from '../../services/kit';
 import { buildProcess, type PromptmeshProcess } from '../../services/process';
-import { ask, chat, fakeOpenAi, metricValue } from '../../services/llm/harness.test.util';
+import { ask, chat, fakeOpenAi, metricValue } from '../support/llm-service';
 import { startFakeProvider, type FakeProvider } from '../fake-provider/server';
 import { waitFor } from '../support/net';
 import { uniquePrefix } from '../support/redis';

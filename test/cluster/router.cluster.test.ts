@@ -16,7 +16,7 @@ import { templateChangesChannel } from '../../contracts';
 import { closeRedis, createLogger, createMetrics, createTracing, createRedis, readConfig, waitForRedis, type RedisClient, type ServiceInstance } from '../../services/kit';
 import { buildProcess, type PromptmeshProcess } from '../../services/process';
 import { createRouterService, hashApiKey, KeyRateLimiter, type RouterCore } from '../../services/router';
-import { callTemplates, startTemplates, type RunningTemplates } from '../../services/templates/test-support';
+import { callTemplates, startTemplates, type RunningTemplates } from '../support/templates-service';
 import { waitFor } from '../support/net';
 import { uniquePrefix } from '../support/redis';
 import { startRedisCluster, type TestRedisCluster } from '../support/redis-cluster';

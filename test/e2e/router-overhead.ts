@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { runLoad } from '../../bench/lib/load';
 import { createApp, readConfig } from '../../services/kit';
 import type { LlmCore } from '../../services/llm/core';
-import type { ChatRequest } from '../../services/llm/types';
+import type { ChatRequest } from '../../services/openai';
 import { buildProcess } from '../../services/process';
 import { createTestDatabase } from '../support/pg';
 import { deletePrefix, uniquePrefix } from '../support/redis';

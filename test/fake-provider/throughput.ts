@@ -11,7 +11,8 @@ import { Pool } from 'undici';
 import { freePort, waitFor } from '../support/net';
 import { createAnthropicAdapter } from '../../services/llm/providers/anthropic';
 import { createOpenAIAdapter } from '../../services/llm/providers/openai';
-import type { ChatRequest, ProviderConfig } from '../../services/llm/types';
+import type { ProviderConfig } from '../../services/llm/types';
+import type { ChatRequest } from '../../services/openai';
 
 function arg(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);

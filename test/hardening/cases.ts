@@ -3,8 +3,6 @@
  * bodies, unknown fields, huge and deeply nested values, bodies over the limit, bad path
  * parameters and bad query strings. Each case says what a correct answer looks like.
  */
-import { readContextSettings } from '../../services/context/config';
-import { appendBodySchema } from '../../services/context/messages';
 import { ROUTE_SCOPES } from '../../services/router/route-scopes';
 import type { RouteInfo } from './targets';
 
@@ -88,11 +86,6 @@ export const SEMANTIC_CASES: Record<string, Array<{ label: string; body: unknown
     { label: 'duplicate ids in one append', body: { messages: [{ id: 'm1', role: 'user', content: 'a' }, { id: 'm1', role: 'user', content: 'b' }] }, expect: [400], field: 'id' },
     { label: 'empty text parts', body: { messages: [{ role: 'user', content: [] }] }, expect: [400], field: 'content' },
   ],
-};
-
-/** Body schemas of routes that validate their body in the handler instead of a route schema. */
-export const HANDLER_SCHEMAS: Record<string, Schema> = {
-  'POST /v1/sessions/:id/messages': appendBodySchema(readContextSettings({})),
 };
 
 export function fillPath(url: string, override: Record<string, string> = {}): string {
@@ -202,7 +195,7 @@ export function casesFor(route: RouteInfo, bodyLimit: number): BadCase[] {
   const path = fillPath(route.url, route.method === 'DELETE' ? { name: 'sweep-unused', id: 'sweep-unused' } : {});
   const out: BadCase[] = [];
   const hasBody = route.method === 'POST' || route.method === 'PUT' || route.method === 'PATCH';
-  const schema = ((route.schema?.body as Schema | undefined) ?? HANDLER_SCHEMAS[key]) as Schema | undefined;
+  const schema = route.schema?.body as Schema | undefined;
 
   if (hasBody) {
     const base = BASE_BODIES[key] ?? {};

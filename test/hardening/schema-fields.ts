@@ -4,7 +4,6 @@
  * the path. The class tests for invalid text and reserved names sweep these, so a field added
  * to a schema is swept without touching them.
  */
-import { HANDLER_SCHEMAS } from './cases';
 import type { RouteInfo } from './targets';
 
 type Schema = Record<string, any>;
@@ -57,7 +56,7 @@ export function schemaFields(route: RouteInfo): SchemaField[] {
     walk(schema, [], found);
     for (const f of found) out.push({ route: key, part, ...f });
   };
-  const body = (route.schema?.body as Schema | undefined) ?? HANDLER_SCHEMAS[key];
+  const body = route.schema?.body as Schema | undefined;
   if (route.method === 'POST' || route.method === 'PUT' || route.method === 'PATCH') add('body', body);
   add('query', route.schema?.querystring as Schema | undefined);
   for (const m of route.url.matchAll(/:([A-Za-z_]+)/g)) out.push({ route: key, part: 'param', path: [m[1]!], kind: 'string' });

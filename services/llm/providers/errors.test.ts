@@ -7,7 +7,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../../test/support/net';
 import { fakeProviderConfig } from '../../../test/fake-provider/provider-config';
 import { startFakeProvider, type Fault, type FakeProvider } from '../../../test/fake-provider/server';
-import { ProviderError, type ChatCompletionChunk, type ChatRequest, type ProviderAdapter, type ProviderConfig } from '../types';
+import { ProviderError, type ProviderAdapter, type ProviderConfig } from '../types';
+import type { ChatCompletionChunk, ChatRequest } from '../../openai';
 import { createAnthropicAdapter } from './anthropic';
 import { createOpenAIAdapter } from './openai';
 

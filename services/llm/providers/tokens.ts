@@ -5,7 +5,7 @@
  * accounting needs when the provider itself is silent.
  */
 import type * as GptTokenizer from 'gpt-tokenizer';
-import type { ChatMessage, ContentPart } from '../types';
+import { contentText, type ChatMessage } from '../../openai';
 
 let loaded: typeof GptTokenizer | undefined;
 
@@ -16,15 +16,6 @@ let loaded: typeof GptTokenizer | undefined;
 export function tokenizer(): typeof GptTokenizer {
   loaded ??= require('gpt-tokenizer') as typeof GptTokenizer;
   return loaded;
-}
-
-/** The text of a message content: the string, or its text parts joined. */
-export function contentText(content: string | ContentPart[] | null | undefined): string {
-  if (typeof content === 'string') return content;
-  if (!Array.isArray(content)) return '';
-  let out = '';
-  for (const part of content) if (typeof part?.text === 'string') out += part.text;
-  return out;
 }
 
 /** Tokens in a piece of text. */

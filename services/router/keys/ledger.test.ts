@@ -11,7 +11,7 @@ import { migrate } from '../../templates/migrate';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/pg';
 import { TEST_REDIS_URL, deletePrefix, uniquePrefix } from '../../../test/support/redis';
 import { ROUTER_MIGRATIONS_DIR, ROUTER_MIGRATIONS_TABLE, ROUTER_MIGRATION_LOCK_KEY } from './index';
-import { BudgetRefusal, Ledger, periodIds, type CallUsage, type Scope } from './ledger';
+import { BudgetRefusal, Ledger, periodIds, type BudgetScope, type CallUsage } from './ledger';
 
 const usage = (microUsd: number): CallUsage => ({ provider: 'p', model: 'm', microUsd, inputTokens: 10, cachedInputTokens: 0, outputTokens: 5, cacheHit: false });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -54,7 +54,7 @@ describe('ledger', () => {
   it('overshoots a budget by at most one call per replica under concurrent load', async () => {
     const { ledgers } = replicas(3, 'ledger-bound');
     const keyId = 'k-bound';
-    const scopes: Scope[] = [{ kind: 'key', id: keyId, budget: { microUsd: 10_000, period: 'day' } }];
+    const scopes: BudgetScope[] = [{ kind: 'key', id: keyId, budget: { microUsd: 10_000, period: 'day' } }];
     const cost = 700;
     let refused = 0;
     // 8 concurrent callers per replica, each call taking a few milliseconds.
@@ -100,7 +100,7 @@ describe('ledger', () => {
 
   it('max concurrent: a lease per call, refused at the limit, free again once settled', async () => {
     const { ledgers } = replicas(2, 'ledger-conc');
-    const scopes: Scope[] = [{ kind: 'key', id: 'k-conc', maxConcurrent: 2 }];
+    const scopes: BudgetScope[] = [{ kind: 'key', id: 'k-conc', maxConcurrent: 2 }];
     const a = await ledgers[0]!.admit('k-conc', scopes);
     const b = await ledgers[1]!.admit('k-conc', scopes);
     await expect(ledgers[0]!.admit('k-conc', scopes)).rejects.toMatchObject({ reason: 'concurrency' });

@@ -153,7 +153,7 @@ return 1
 `;
 
 /** One budget or concurrency scope a call counts against: its key, and its team if any. */
-export interface Scope {
+export interface BudgetScope {
   kind: 'key' | 'team';
   id: string;
   budget?: KeyBudget;
@@ -168,7 +168,7 @@ export class BudgetRefusal extends Error {
      * likely spend it); `concurrency`: at the concurrent-request limit.
      */
     readonly reason: 'budget' | 'committed' | 'concurrency',
-    readonly scope: Scope,
+    readonly scope: BudgetScope,
     /** For `budget`: when the period resets. */
     readonly resetsAt?: Date,
   ) {
@@ -263,7 +263,7 @@ export class Ledger {
     return `${this.base}spent:${scope.kind === 'key' ? 'k' : 't'}:${scope.id}:${periodId}`;
   }
 
-  private inflightKey(scope: Scope): string {
+  private inflightKey(scope: BudgetScope): string {
     return `${this.base}inflight:${scope.kind === 'key' ? 'k' : 't'}:${scope.id}`;
   }
 
@@ -276,7 +276,7 @@ export class Ledger {
   }
 
   /** Whether any of `scopes` needs a check before the call (a budget or a concurrency limit). */
-  static needsAdmission(scopes: readonly Scope[]): boolean {
+  static needsAdmission(scopes: readonly BudgetScope[]): boolean {
     return scopes.some((s) => s.budget !== undefined || s.maxConcurrent !== undefined);
   }
 
@@ -286,7 +286,7 @@ export class Ledger {
    * budget waits until this replica has no other such call in flight (the overshoot bound).
    * Resolves undefined when Redis cannot be reached (fail open; the ledger still counts).
    */
-  async admit(keyId: string, scopes: readonly Scope[]): Promise<Lease | undefined> {
+  async admit(keyId: string, scopes: readonly BudgetScope[]): Promise<Lease | undefined> {
     const checked = scopes.filter((s) => s.budget !== undefined || s.maxConcurrent !== undefined);
     const now = new Date();
     const ids = periodIds(now);

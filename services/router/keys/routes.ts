@@ -144,7 +144,7 @@ function teamProblem(err: unknown): unknown {
 }
 
 function readOnly(id: string): ApiError {
-  return new ApiError(409, 'conflict_error', `API key '${id}' comes from API_KEYS_FILE and is read-only through the API: change the file instead`, 'id', 'key_read_only');
+  return new ApiError({ status: 409, type: 'conflict_error', message: `API key '${id}' comes from API_KEYS_FILE and is read-only through the API: change the file instead`, param: 'id', code: 'key_read_only' });
 }
 
 /** `from`/`to` of the spend query: a date (a whole UTC day) or an RFC 3339 date-time. */
@@ -187,7 +187,7 @@ export function keysRoutes(options: KeysRoutesOptions | undefined) {
       throw isDatabaseUnavailable(err) ? unavailable(`PostgreSQL did not answer (${(err as Error).message}); keys in use keep working, changes and spend wait for it`, 'database_unavailable') : err;
     });
     const on = (): KeysRoutesOptions => {
-      if (!options) throw notFound('virtual keys are off: they need authentication (set API_KEYS_FILE; the admin key that creates keys comes from it)');
+      if (!options) throw notFound('virtual keys are off: they need authentication (set API_KEYS_FILE; the admin key that creates keys comes from it)', 'keys_disabled');
       return options;
     };
     const fileKey = (id: string) => options?.fileKeys?.list().find((k) => k.id === id);
@@ -216,7 +216,7 @@ export function keysRoutes(options: KeysRoutesOptions | undefined) {
       const file = fileKey(request.params.id);
       if (file) return fileKeyOut(file);
       const record = await db.getKey(request.params.id);
-      if (!record) throw notFound(`API key '${request.params.id}' does not exist`, 'id');
+      if (!record) throw notFound(`API key '${request.params.id}' does not exist`, 'key_not_found', 'id');
       return keyOut(record);
     });
 
@@ -256,7 +256,7 @@ export function keysRoutes(options: KeysRoutesOptions | undefined) {
       const { db, registry } = on();
       if (fileKey(request.params.id)) throw readOnly(request.params.id);
       const record = await db.revokeKey(request.params.id);
-      if (!record) throw notFound(`API key '${request.params.id}' does not exist`, 'id');
+      if (!record) throw notFound(`API key '${request.params.id}' does not exist`, 'key_not_found', 'id');
       await registry.changed({ kind: 'key', id: record.id });
       return keyOut(record);
     });
@@ -281,7 +281,7 @@ export function keysRoutes(options: KeysRoutesOptions | undefined) {
 
     app.get<{ Params: { id: string } }>(KEYS_PATHS.team, { schema: { params: teamParamsSchema } }, async (request) => {
       const team = await on().db.getTeam(request.params.id);
-      if (!team) throw notFound(`team '${request.params.id}' does not exist`, 'id');
+      if (!team) throw notFound(`team '${request.params.id}' does not exist`, 'team_not_found', 'id');
       return teamOut(team);
     });
 
@@ -332,6 +332,6 @@ export function keysRoutes(options: KeysRoutesOptions | undefined) {
 
 async function missingOrRevoked(db: KeysDb, id: string): Promise<ApiError> {
   const record = await db.getKey(id);
-  if (!record) return notFound(`API key '${id}' does not exist`, 'id');
+  if (!record) return notFound(`API key '${id}' does not exist`, 'key_not_found', 'id');
   return conflict(`API key '${id}' was revoked at ${record.revokedAt!.toISOString()}; a revoked key cannot change`, 'id');
 }

@@ -4,7 +4,8 @@ import Anthropic from '@anthropic-ai/sdk';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { fakeProviderConfig } from '../../../../test/fake-provider/provider-config';
 import { startFakeProvider, type FakeProvider } from '../../../../test/fake-provider/server';
-import { ProviderError, type ChatCompletionChunk, type ChatRequest, type ProviderAdapter, type ProviderConfig } from '../../types';
+import { ProviderError, type ProviderAdapter, type ProviderConfig } from '../../types';
+import type { ChatCompletionChunk, ChatRequest } from '../../../openai';
 import { DEFAULT_MAX_TOKENS, createAnthropicAdapter, toAnthropicBody } from '.';
 
 let fake: FakeProvider;

@@ -14,9 +14,19 @@
  * `anthropic-version` is {@link DEFAULT_ANTHROPIC_VERSION} unless `provider.headers` sets it.
  */
 import { ANTHROPIC_FALLBACK_MAX_TOKENS, maxOutputTokensOf } from '../../model-limits';
-import { ProviderError, type CallOptions, type ChatCompletion, type ChatCompletionChunk, type ChatMessage, type ChatRequest, type ContentPart, type FinishReason, type ProviderAdapter, type ProviderConfig, type ToolCall, type Usage } from '../../types';
-import { parseSse } from '../sse';
-import { contentText } from '../tokens';
+import { ProviderError, type CallOptions, type ProviderAdapter, type ProviderConfig } from '../../types';
+import {
+  contentText,
+  parseSse,
+  type ChatCompletion,
+  type ChatCompletionChunk,
+  type ChatMessage,
+  type ChatRequest,
+  type ContentPart,
+  type FinishReason,
+  type ToolCall,
+  type Usage,
+} from '../../../openai';
 import { ProviderTransport, errorFromResponse, isEventStream, readJson, transportError, upstreamText, type ProviderResponse } from '../transport';
 
 /**

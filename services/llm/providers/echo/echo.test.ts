@@ -1,6 +1,7 @@
 // The built-in echo provider: no network, the last user message back, usage counted.
 import { describe, expect, it } from 'vitest';
-import type { ChatCompletionChunk, ChatRequest, ProviderConfig } from '../../types';
+import type { ProviderConfig } from '../../types';
+import type { ChatCompletionChunk, ChatRequest } from '../../../openai';
 import { countPromptTokens, countTextTokens } from '../tokens';
 import { echoAdapter } from '.';
 

@@ -5,8 +5,10 @@
  * and `stop` sequences end it early, so clients see the same semantics as a real provider.
  */
 import { randomBytes } from 'node:crypto';
-import { ProviderError, type CallOptions, type ChatCompletion, type ChatCompletionChunk, type ChatRequest, type FinishReason, type ProviderAdapter, type ProviderConfig, type Usage } from '../../types';
-import { contentText, countPromptTokens, tokenizer } from '../tokens';
+import { ProviderError, type CallOptions, type ProviderAdapter, type ProviderConfig } from '../../types';
+import type { ChatCompletion, ChatCompletionChunk, ChatRequest, FinishReason, Usage } from '../../../openai';
+import { countPromptTokens, tokenizer } from '../tokens';
+import { contentText } from '../../../openai';
 
 interface EchoReply {
   text: string;

@@ -4,9 +4,9 @@
  * count the tokens ourselves), and the output cap is `max_tokens` rather than OpenAI's
  * `max_completion_tokens`.
  */
-import { ProviderError, type CallOptions, type ChatCompletion, type ChatCompletionChunk, type ChatRequest, type ProviderAdapter, type ProviderConfig, type Usage } from '../../types';
-import { parseSse } from '../sse';
-import { contentText, countPromptTokens, countTextTokens } from '../tokens';
+import { ProviderError, type CallOptions, type ProviderAdapter, type ProviderConfig } from '../../types';
+import { contentText, parseSse, type ChatCompletion, type ChatCompletionChunk, type ChatRequest, type Usage } from '../../../openai';
+import { countPromptTokens, countTextTokens } from '../tokens';
 import { ProviderTransport, errorFromResponse, isEventStream, readJson, transportError, upstreamText, type ProviderResponse } from '../transport';
 
 /** Options of {@link createOpenAIAdapter}. */

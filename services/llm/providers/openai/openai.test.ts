@@ -4,7 +4,8 @@ import OpenAI from 'openai';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { fakeProviderConfig } from '../../../../test/fake-provider/provider-config';
 import { startFakeProvider, type FakeProvider } from '../../../../test/fake-provider/server';
-import type { ChatCompletionChunk, ChatRequest, ProviderAdapter, ProviderConfig } from '../../types';
+import type { ProviderAdapter, ProviderConfig } from '../../types';
+import type { ChatCompletionChunk, ChatRequest } from '../../../openai';
 import { countTextTokens } from '../tokens';
 import { createOpenAIAdapter } from '.';
 

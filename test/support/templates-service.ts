@@ -3,11 +3,11 @@
  * and a Redis prefix of the test's own, removed by `close()`.
  */
 import { request } from 'undici';
-import { readConfig } from '../kit/config';
-import { buildProcess, type PromptmeshProcess } from '../process';
-import { createTestDatabase, type TestDatabase } from '../../test/support/pg';
-import { deletePrefix, uniquePrefix } from '../../test/support/redis';
-import type { TemplatesCore } from './types';
+import { readConfig } from '../../services/kit/config';
+import { buildProcess, type PromptmeshProcess } from '../../services/process';
+import { createTestDatabase, type TestDatabase } from './pg';
+import { deletePrefix, uniquePrefix } from './redis';
+import type { TemplatesCore } from '../../services/templates/types';
 
 /** A running templates service. */
 export interface RunningTemplates {

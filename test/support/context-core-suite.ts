@@ -1,9 +1,9 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { closeRedis, waitForRedis, type ApiError, type RedisClient } from '../kit';
-import { uniquePrefix } from '../../test/support/redis';
-import type { ContextSettings } from './config';
-import { countMessageTokens, type ContextMessageInput } from './messages';
-import { RedisContextStore } from './store';
+import { closeRedis, waitForRedis, type ApiError, type RedisClient } from '../../services/kit';
+import { uniquePrefix } from './redis';
+import type { ContextSettings } from '../../services/context/config';
+import { countMessageTokens, type ContextMessageInput } from '../../services/context/messages';
+import { RedisContextStore } from '../../services/context/store';
 
 /** Where the shared core suite runs: a standalone Redis or a Redis Cluster. */
 export interface CoreSuiteTarget {

@@ -67,3 +67,54 @@ export async function* parseSse(body: AsyncIterable<Uint8Array | string>): Async
   if (buffer.length > 0) yield* take(buffer);
   if (data.length > 0) yield { event, data: data.join('\n') };
 }
+
+/** The event that ends every OpenAI stream. */
+export const SSE_DONE = 'data: [DONE]\n\n';
+
+/** One SSE event carrying `json` (already serialized). */
+export function sseData(json: string): string {
+  return `data: ${json}\n\n`;
+}
+
+/** The response headers of an event stream (`x-accel-buffering: no`: proxies must not hold events back). */
+export const SSE_HEADERS = {
+  'content-type': 'text/event-stream; charset=utf-8',
+  'cache-control': 'no-cache',
+  'x-accel-buffering': 'no',
+} as const;
+
+/** What {@link writeSse} does besides writing the chunks. */
+export interface WriteSseOptions {
+  /**
+   * The body of the event that ends a failed stream (the OpenAI error shape: headers are out,
+   * so the failure goes into the stream), or undefined to end it silently (the client is gone).
+   */
+  onError(err: unknown): unknown;
+  /** Runs after the last chunk, before `[DONE]` (the router stores the turn here). @default nothing */
+  beforeDone?(): Promise<void> | void;
+}
+
+/**
+ * Writes an OpenAI stream: each chunk as one event, then `[DONE]`. A failure ends the stream
+ * with the event `onError` gives and no `[DONE]`, so a client can tell a broken stream from a
+ * finished one. The source iterator is always closed, so the upstream call ends with the
+ * response.
+ */
+export async function* writeSse(chunks: AsyncIterable<unknown>, options: WriteSseOptions): AsyncGenerator<string> {
+  const iterator = chunks[Symbol.asyncIterator]();
+  try {
+    for (;;) {
+      const next = await iterator.next();
+      if (next.done) break;
+      yield sseData(JSON.stringify(next.value));
+    }
+  } catch (err) {
+    const body = options.onError(err);
+    if (body !== undefined) yield sseData(JSON.stringify(body));
+    return;
+  } finally {
+    await iterator.return?.();
+  }
+  await options.beforeDone?.();
+  yield SSE_DONE;
+}

@@ -1,18 +1,18 @@
 /**
  * Test support for the llm suites: starts a real llm service (kit app, real adapters, real
- * Redis) on a free port, with a providers file written from an object. Not part of the build.
+ * Redis) on a free port, with a providers file written from an object.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { request } from 'undici';
-import { createApp, createLogger, createMetrics, createTracing, mountService, readConfig, type Tracing } from '../kit';
-import type { ServiceContext } from '../kit/service';
-import { TEST_REDIS_URL, deletePrefix, uniquePrefix } from '../../test/support/redis';
-import type { LlmCore } from './core';
-import type { ChatRequest } from './types';
-import { createLlmService } from './index';
+import { createApp, createLogger, createMetrics, createTracing, mountService, readConfig, type Tracing } from '../../services/kit';
+import type { ServiceContext } from '../../services/kit/service';
+import { TEST_REDIS_URL, deletePrefix, uniquePrefix } from './redis';
+import type { LlmCore } from '../../services/llm/core';
+import type { ChatRequest } from '../../services/openai';
+import { createLlmService } from '../../services/llm';
 
 /** A running llm service under test. */
 export interface TestLlm {
@@ -86,7 +86,7 @@ export async function chat(url: string, body: unknown, headers: Record<string, s
 }
 
 /** The `data:` payloads of an SSE body. */
-export function sseData(text: string): string[] {
+export function ssePayloads(text: string): string[] {
   return text
     .split('\n\n')
     .map((e) => e.trim())

@@ -1,0 +1,240 @@
+/**
+ * What a stage returns (an {@link Answer}: plain or streaming) and how it ends: exactly once,
+ * with its end listeners run in order, whichever way it ends.
+ */
+import { upstreamError, type ApiError } from '../../kit/errors';
+import type { Logger } from '../../kit/logger';
+import type { CacheResult } from '../core';
+import { ChunkAssembler } from '../cache';
+import { estimateInputTokens } from '../limits';
+import type { ChatCompletion, ChatCompletionChunk, ChatRequest, Usage } from '../../openai';
+import { ProviderError } from '../types';
+import { ClientGone } from './outcomes';
+
+/**
+ * How an answer ended. `used` is what the call consumed as far as we know, for the token
+ * limits: for a failure or a client that left, the prompt plus what was streamed.
+ */
+export type Ending =
+  | {
+      kind: 'success';
+      usage: Usage | undefined;
+      /** The whole completion (for a stream: assembled from its chunks; undefined when it did not finish properly). */
+      completion: ChatCompletion | undefined;
+      /** The model the provider says answered. */
+      responseModel: string | undefined;
+      /** For a stream: the estimate of what it used (for when the provider sends no usage). Plain: undefined. */
+      used: number | undefined;
+    }
+  | {
+      kind: 'failure';
+      /** What went wrong (a stream broke off after its first chunk). */
+      error: ProviderError;
+      used: number;
+      /** What the client gets for it. */
+      thrown: ApiError;
+    }
+  | {
+      kind: 'gone';
+      used: number;
+      /** The error the call ended with, when the client's leaving was noticed as one (else the consumer just stopped reading). */
+      thrown: ApiError | undefined;
+    };
+
+/** Work for when an answer ends; listeners run in the order they were added (innermost stage first). */
+export type EndListener = (ending: Ending) => void | Promise<void>;
+
+/** What a stage returns: a plain completion or a stream, with what happens when it ends. */
+export interface Answer {
+  /** The provider that answered (for a cache hit: the one that answered originally). */
+  readonly provider: string;
+  /** The provider's model name. */
+  readonly model: string;
+  /** Set by the cache stage; `skip` without one. */
+  cache: CacheResult;
+  /** The plain answer (also a cache hit in a streaming call: the core turns it into chunks). */
+  readonly completion?: ChatCompletion;
+  /** The streaming answer: its first chunk (already received) and the rest, with errors normalised to ProviderError or ClientGone. */
+  readonly stream?: { first: ChatCompletionChunk; rest: AsyncIterator<ChatCompletionChunk> };
+  /** Milliseconds from the provider call to the answer (plain) or its first chunk (stream). */
+  readonly latencyMs: number;
+  /** What the call cost in USD; known once it ended (the cost stage sets it), 0 until then. */
+  costUsd: number;
+  /** The same cost in exact integer microdollars, what the spend ledger counts (docs/keys.md). */
+  costMicroUsd: number;
+  /** Adds work for when the answer ends (success, failure or the client leaving). */
+  onEnd(listener: EndListener): void;
+  /**
+   * Ends the answer: runs the listeners, once. Later calls do nothing. Never rejects: a listener
+   * that throws is logged and the others still run.
+   */
+  end(ending: Ending): Promise<void>;
+  /** Whether {@link end} was called. */
+  readonly ended: boolean;
+}
+
+/** What {@link createAnswer} needs. */
+export interface AnswerInit {
+  provider: string;
+  model: string;
+  completion?: ChatCompletion;
+  stream?: { first: ChatCompletionChunk; rest: AsyncIterator<ChatCompletionChunk> };
+  latencyMs: number;
+  /** @default 'skip' */
+  cache?: CacheResult;
+  /** Where a failing listener is reported. */
+  logger: Logger;
+}
+
+/** An answer that runs its end listeners exactly once. */
+export function createAnswer(init: AnswerInit): Answer {
+  return new PipelineAnswer(init);
+}
+
+/** A class, not an object of closures: one is made per provider call, on the hot path. */
+class PipelineAnswer implements Answer {
+  readonly provider: string;
+  readonly model: string;
+  cache: CacheResult;
+  readonly completion?: ChatCompletion;
+  readonly stream?: { first: ChatCompletionChunk; rest: AsyncIterator<ChatCompletionChunk> };
+  readonly latencyMs: number;
+  costUsd = 0;
+  costMicroUsd = 0;
+  ended = false;
+  private readonly listeners: EndListener[] = [];
+  private readonly logger: Logger;
+
+  constructor(init: AnswerInit) {
+    this.provider = init.provider;
+    this.model = init.model;
+    this.cache = init.cache ?? 'skip';
+    this.completion = init.completion;
+    this.stream = init.stream;
+    this.latencyMs = init.latencyMs;
+    this.logger = init.logger;
+  }
+
+  onEnd(listener: EndListener): void {
+    if (this.ended) throw new Error('pipeline: onEnd after the answer ended');
+    this.listeners.push(listener);
+  }
+
+  async end(ending: Ending): Promise<void> {
+    if (this.ended) return;
+    this.ended = true;
+    for (const listener of this.listeners) {
+      try {
+        // Synchronous listeners run synchronously: an answer ended without awaiting (the client
+        // left) has released its slot and reservations by the time end() returns.
+        const pending = listener(ending);
+        if (pending) await pending;
+      } catch (err) {
+        // One broken listener must not keep a slot or a reservation of the others held.
+        this.logger.error({ err }, 'llm pipeline: an end listener threw');
+      }
+    }
+  }
+}
+
+/**
+ * The chunks of a streaming answer as the client gets them, ending the answer exactly once:
+ * after the last chunk (then, when asked for, a usage chunk with the cost), when the stream
+ * breaks (a 502 `stream_interrupted` is thrown from the iterator), when the client leaves, and
+ * when the consumer stops reading (`return()`), even before its first `next()`.
+ */
+export function streamChunks(answer: Answer, request: ChatRequest, includeUsage: boolean): AsyncIterable<ChatCompletionChunk> {
+  const { first, rest } = answer.stream!;
+  const inputEstimate = estimateInputTokens(request);
+  // What a stream that broke off used, as far as we know: the prompt and what was streamed.
+  let streamedChars = 0;
+  const partialUse = () => inputEstimate + Math.ceil(streamedChars / 4);
+  const assembler = new ChunkAssembler();
+
+  async function* chunks(): AsyncGenerator<ChatCompletionChunk> {
+    let over = false;
+    let next: ChatCompletionChunk | undefined = first;
+    try {
+      while (next) {
+        assembler.add(next);
+        for (const ch of next.choices ?? []) {
+          if (typeof ch.delta?.content === 'string') streamedChars += ch.delta.content.length;
+          for (const tc of ch.delta?.tool_calls ?? []) streamedChars += tc.function?.arguments?.length ?? 0;
+        }
+        const out = withoutUsage(next);
+        if (out) yield out;
+        const r = await rest.next();
+        next = r.done ? undefined : r.value;
+      }
+      over = true;
+      const usage = assembler.usage;
+      const completion = assembler.completion();
+      await answer.end({ kind: 'success', usage, completion, responseModel: completion?.model ?? first.model, used: partialUse() });
+      if (includeUsage) {
+        // The usage chunk goes last, with the cost added.
+        yield {
+          id: first.id,
+          object: 'chat.completion.chunk',
+          created: first.created,
+          model: first.model,
+          choices: [],
+          usage: withCost(usage ?? { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 }, answer.costUsd, answer.costMicroUsd),
+        };
+      }
+    } catch (err) {
+      if (over) throw err;
+      over = true;
+      if (err instanceof ClientGone) {
+        await answer.end({ kind: 'gone', used: partialUse(), thrown: err });
+        throw err;
+      }
+      const error = err instanceof ProviderError ? err : new ProviderError('server', (err as Error)?.message ?? String(err));
+      const thrown = upstreamError(502, `provider ${answer.provider} failed mid-stream: ${error.kind}: ${error.message}`, 'stream_interrupted');
+      await answer.end({ kind: 'failure', error, used: partialUse(), thrown });
+      throw thrown;
+    } finally {
+      // The consumer stopped early (the client went away): the listeners stop the upstream call too.
+      if (!over) void answer.end({ kind: 'gone', used: partialUse(), thrown: undefined });
+    }
+  }
+
+  // A consumer that gives up before its first next() still ends the answer (a generator that
+  // never started ignores return() without running its finally).
+  const generator = chunks();
+  let started = false;
+  return {
+    [Symbol.asyncIterator]: () => ({
+      next: () => {
+        started = true;
+        return generator.next();
+      },
+      return: async (v?: unknown) => {
+        if (!started) {
+          started = true;
+          void answer.end({ kind: 'gone', used: partialUse(), thrown: undefined });
+        }
+        return generator.return(v as undefined);
+      },
+    }),
+  };
+}
+
+/** Drops usage from chunks (it is sent once, last, with the cost) and usage-only chunks. */
+function withoutUsage(chunk: ChatCompletionChunk): ChatCompletionChunk | undefined {
+  if (chunk.usage === undefined || chunk.usage === null) return chunk;
+  if (!chunk.choices || chunk.choices.length === 0) return undefined;
+  const { usage: _usage, ...rest } = chunk;
+  return rest;
+}
+
+/**
+ * The cost added to the OpenAI usage object (extension fields): `cost_usd` in USD, and
+ * `cost_micro_usd`, the exact integer microdollars the spend ledger counts (docs/keys.md).
+ */
+export type UsageWithCost = Usage & { cost_usd?: number; cost_micro_usd?: number };
+
+/** The usage with `cost_usd` (rounded to 1e-10 USD: floating noise off, sub-cent precision kept) and `cost_micro_usd` added. */
+export function withCost(usage: Usage | null | undefined, cost: number, microUsd = 0): UsageWithCost | undefined {
+  if (!usage) return undefined;
+  return { ...usage, cost_usd: Math.round(cost * 1e10) / 1e10, cost_micro_usd: microUsd };
+}
