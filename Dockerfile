@@ -17,7 +17,7 @@ ENV CI=true NPM_CONFIG_UPDATE_NOTIFIER=false
 COPY package.json package-lock.json ./
 RUN --mount=type=cache,target=/root/.npm npm ci --no-audit --no-fund
 COPY . .
-RUN npm run build && test -f build/service.js && test -d build/migrations && test -f build/console/index.html
+RUN npm run build && test -f build/service.js && test -d build/migrations && test -d build/router-migrations && test -f build/console/index.html
 
 FROM ${NODE_IMAGE} AS runtime
 # npm and corepack are not needed at run time; fewer binaries, fewer CVEs to scan.

@@ -43,6 +43,12 @@ export const PATHS = {
   sessions: '/v1/sessions',
   /** llm (internal), router (admin). */
   providers: '/v1/providers',
+  /** router (admin): virtual API keys (docs/keys.md). */
+  keys: '/v1/keys',
+  /** router (admin): teams, the budget and limits over all their keys. */
+  teams: '/v1/teams',
+  /** router: the spend ledger, grouped (a key without admin scope sees its own rows). */
+  spend: '/v1/spend',
   /** router (admin): the console's rolling per-prompt aggregates; `/:name` follows. */
   statsPrompts: '/v1/stats/prompts',
   /** router (admin): the console's rolling per-provider aggregates. */
@@ -127,6 +133,10 @@ export const HEADERS = {
   tenant: 'x-promptmesh-tenant',
   /** Between services: the tenant's own tokens-per-minute budget (the `tpm` of its API key). */
   tenantTpm: 'x-promptmesh-tenant-tpm',
+  /** Between services: the team of the tenant's key (cost metrics' `team` label, the team's `tpm`). */
+  team: 'x-promptmesh-team',
+  /** Between services: the team's own tokens-per-minute budget over all its keys. */
+  teamTpm: 'x-promptmesh-team-tpm',
   /** llm -> router: what a plain completion cost, in USD. */
   costUsd: 'x-promptmesh-cost-usd',
   requestId: 'x-request-id',
@@ -151,7 +161,16 @@ export const METRICS = {
   promptCostUsd: 'promptmesh_prompt_cost_usd_total',
   /** llm: USD the response cache saved (what the cached answer cost when it was made), by `provider`, `model`. */
   cacheSavedUsd: 'promptmesh_cache_savings_usd_total',
+  /** router gauge {budget="key"|"team", id, period}: USD spent in the budget's current period. */
+  budgetSpentUsd: 'promptmesh_budget_spent_usd',
+  /** router gauge {budget="key"|"team", id, period}: the budget in USD per period. */
+  budgetLimitUsd: 'promptmesh_budget_limit_usd',
 } as const;
+
+/** The Redis pub/sub channel the routers publish virtual-key changes on (message: the key id). */
+export function keyChangesChannel(keyPrefix: string = DEFAULT_REDIS_KEY_PREFIX): string {
+  return `${keyPrefix}keys:changes`;
+}
 
 /** The default prefix of every Redis key and channel the services use (`REDIS_KEY_PREFIX`). */
 export const DEFAULT_REDIS_KEY_PREFIX = 'pm:';
@@ -200,10 +219,11 @@ const HTTP = { port: DEFAULT_PORT, metricsPort: DEFAULT_PORT, probes: PROBES } a
 export const SERVICES: Readonly<Record<ServiceName, ServiceContract>> = {
   router: {
     ...HTTP,
-    paths: [PATHS.chatCompletions, PATHS.models, PATHS.providers, PATHS.templates, PATHS.sessions, PATHS.statsPrompts, PATHS.statsProviders, PATHS.console],
-    env: [ENV.redisUrl, ENV.redisClusterNodes, ENV.templatesUrl, ENV.contextUrl, ENV.llmUrl, ENV.apiKeysFile],
+    paths: [PATHS.chatCompletions, PATHS.models, PATHS.providers, PATHS.templates, PATHS.sessions, PATHS.statsPrompts, PATHS.statsProviders, PATHS.console, PATHS.keys, PATHS.teams, PATHS.spend],
+    // DATABASE_URL: with API keys the router keeps virtual keys, teams and spend in PostgreSQL (docs/keys.md).
+    env: [ENV.redisUrl, ENV.redisClusterNodes, ENV.templatesUrl, ENV.contextUrl, ENV.llmUrl, ENV.apiKeysFile, ENV.databaseUrl],
     callers: ['ingress-gateway'],
-    datastores: ['redis'],
+    datastores: ['redis', 'postgres'],
     requestPath: true,
     providerEgress: false,
     degradable: false,

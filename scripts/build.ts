@@ -81,6 +81,10 @@ async function main(): Promise<void> {
   const migrations = join(root, 'services/templates/migrations');
   if (!existsSync(migrations)) throw new Error('services/templates/migrations is missing: the bundle needs it');
   cpSync(migrations, join(root, 'build/migrations'), { recursive: true });
+  // The router's own migrations (keys, teams, spend) from `router-migrations/` beside it.
+  const routerMigrations = join(root, 'services/router/keys/router-migrations');
+  if (!existsSync(routerMigrations)) throw new Error('services/router/keys/router-migrations is missing: the bundle needs it');
+  cpSync(routerMigrations, join(root, 'build/router-migrations'), { recursive: true });
   cpSync(join(root, 'scripts/image-entrypoint.sh'), join(root, 'build/entrypoint.sh'));
   // The tokenizer's merge ranks as JSON beside the bundle, where services/kit/o200k.ts reads them
   // (less peak memory than parsing gpt-tokenizer's array literal; that file says why).

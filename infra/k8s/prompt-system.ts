@@ -143,7 +143,9 @@ export interface PromptSystemProps extends Omit<ChartProps, 'namespace'> {
   readonly providerKeysSecret?: string;
   /**
    * Secret key holding the router's API keys file (`API_KEYS_FILE`: key ids, sha256 hashes,
-   * scopes), or `false` to run without authentication (never in production).
+   * scopes), or `false` to run without authentication (never in production). With keys the
+   * router also keeps virtual keys, teams and spend in PostgreSQL (docs/keys.md): its contract
+   * gives it `DATABASE_URL` from the database secret by reference and a NetworkPolicy egress to it.
    * @default { name: 'promptmesh-api-keys', key: 'api-keys.yaml' }
    */
   readonly apiKeys?: SecretFileRef | false;

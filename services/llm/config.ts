@@ -455,3 +455,36 @@ export function costOf(provider: ProviderConfig, model: string, usage: Pick<Usag
   const t = billedTokens(usage);
   return (t.input * rates.input + t.cachedInput * rates.cached_input + t.cacheWrite * rates.cache_write + t.output * rates.output) / 1_000_000;
 }
+
+/** One million, as a bigint: picodollars per microdollar. */
+const PICO_PER_MICRO = 1_000_000n;
+
+/**
+ * A rate in USD per million tokens is microdollars per token; times 1e6 it is picodollars per
+ * token, an integer for any price given to six decimals (finer digits are rounded away here).
+ */
+function picoPerToken(usdPerMillion: number): bigint {
+  return BigInt(Math.round(usdPerMillion * 1_000_000));
+}
+
+/**
+ * The exact cost of one call in integer microdollars, what the spend ledger counts (docs/keys.md,
+ * "Cost"): each token class (uncached input, cached input, cache writes, output) times its rate
+ * in picodollars per token, summed exactly, then rounded once per call to the nearest
+ * microdollar, halves up. 0 when the model has no price.
+ */
+export function microUsdOf(provider: ProviderConfig, model: string, usage: Pick<Usage, 'prompt_tokens' | 'completion_tokens' | 'prompt_tokens_details' | 'cache_creation_input_tokens'>): number {
+  const rates = ratesOf(provider, model);
+  if (!rates) return 0;
+  return microUsdFor(billedTokens(usage), rates);
+}
+
+/** {@link microUsdOf} for tokens already split by rate, at `rates` (USD per million tokens). */
+export function microUsdFor(t: BilledTokens, rates: Required<ModelPrice>): number {
+  const pico =
+    BigInt(Math.round(t.input)) * picoPerToken(rates.input) +
+    BigInt(Math.round(t.cachedInput)) * picoPerToken(rates.cached_input) +
+    BigInt(Math.round(t.cacheWrite)) * picoPerToken(rates.cache_write) +
+    BigInt(Math.round(t.output)) * picoPerToken(rates.output);
+  return Number((pico + PICO_PER_MICRO / 2n) / PICO_PER_MICRO);
+}

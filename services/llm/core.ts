@@ -40,6 +40,13 @@ export interface LlmCallOptions {
    * against the real usage after it. Needs `tenant`. @default no per-tenant token limit
    */
   tenantTpm?: number;
+  /**
+   * The team of the tenant's key: the `team` label of the cost metrics, and whose `teamTpm`
+   * is taken beside the key's own. @default none
+   */
+  team?: string;
+  /** The team's tokens-per-minute budget over all its keys. Needs `team`. @default none */
+  teamTpm?: number;
 }
 
 /** The result of {@link LlmCore.complete}. */
@@ -132,7 +139,7 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
       const completion = answer.completion!;
       await answer.end({ kind: 'success', usage: completion.usage, completion, responseModel: completion.model, used: undefined });
       return {
-        completion: { ...completion, usage: withCost(completion.usage, answer.costUsd) ?? completion.usage },
+        completion: { ...completion, usage: withCost(completion.usage, answer.costUsd, answer.costMicroUsd) ?? completion.usage },
         provider: answer.provider,
         model: answer.model,
         cache: answer.cache,

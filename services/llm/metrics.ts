@@ -9,11 +9,12 @@ export interface LlmMetrics {
   operationDuration: Histogram<'provider' | 'model' | 'outcome'>;
   /** Tokens per successful call; `token_type` is `input` or `output`. */
   tokenUsage: Histogram<'provider' | 'model' | 'token_type'>;
-  costUsd: Counter<'provider' | 'model'>;
+  /** `key` and `team` are the API key's and its team's ids, bounded (services/kit/label-cap.ts). */
+  costUsd: Counter<'provider' | 'model' | 'key' | 'team'>;
   /** `hit`, `miss`, `skip` (not cacheable) or `error` (Redis unreachable). */
   cacheRequests: Counter<'result'>;
   /** USD a cache hit saved: the price of the cached answer's tokens at its provider and model. */
-  cacheSavedUsd: Counter<'provider' | 'model'>;
+  cacheSavedUsd: Counter<'provider' | 'model' | 'key' | 'team'>;
 }
 
 /** Token buckets of the OpenTelemetry GenAI semantic conventions. */
@@ -50,8 +51,8 @@ export function createLlmMetrics(registry: Registry, circuitStates: () => Array<
     existing<LlmMetrics['costUsd']>(registry, METRICS.costUsd) ??
     new Counter({
       name: METRICS.costUsd,
-      help: 'Cost of provider calls in USD, from the price table of the providers file.',
-      labelNames: ['provider', 'model'] as const,
+      help: 'Cost of provider calls in USD, from the price table of the providers file, by provider, model, API key and team.',
+      labelNames: ['provider', 'model', 'key', 'team'] as const,
       registers: [registry],
     });
   const cacheRequests =
@@ -66,8 +67,8 @@ export function createLlmMetrics(registry: Registry, circuitStates: () => Array<
     existing<LlmMetrics['cacheSavedUsd']>(registry, METRICS.cacheSavedUsd) ??
     new Counter({
       name: METRICS.cacheSavedUsd,
-      help: 'USD the response cache saved: the cost of the cached answers served, at their provider and model prices.',
-      labelNames: ['provider', 'model'] as const,
+      help: 'USD the response cache saved: the cost of the cached answers served, at their provider and model prices, by API key and team.',
+      labelNames: ['provider', 'model', 'key', 'team'] as const,
       registers: [registry],
     });
   if (!registry.getSingleMetric(METRICS.circuitState)) {

@@ -12,7 +12,8 @@ import { ChatRequestSchema, SSE_HEADERS, chatResponseSchemas, checkMessages, wri
  * streaming as SSE), `GET /v1/providers` and `GET /v1/models`.
  *
  * Request headers the router sets: `x-promptmesh-tenant` (whose cache entries to use),
- * `x-promptmesh-tenant-tpm` (that tenant's tokens-per-minute budget) and `x-promptmesh-cache`
+ * `x-promptmesh-tenant-tpm` (that tenant's tokens-per-minute budget), `x-promptmesh-team` and
+ * `x-promptmesh-team-tpm` (the key's team and its budget over all its keys), `x-promptmesh-cache`
  * (`force` or `off`). Response headers: `x-promptmesh-provider`,
  * `x-promptmesh-model`, `x-promptmesh-cache` and, for plain answers, `x-promptmesh-cost-usd`.
  */
@@ -31,9 +32,12 @@ const CALL_HEADERS_SCHEMA = {
     [HEADERS.cache]: { type: 'string', enum: ['force', 'off', 'default'] },
     // A whole number of tokens per minute, 1 to MAX_TENANT_TPM, written plainly (no sign, no exponent).
     [HEADERS.tenantTpm]: { type: 'string', pattern: `^(?:[1-9][0-9]{0,9}|${MAX_TENANT_TPM})$` },
+    // The key's team (cost metrics' `team` label) and the team's own budget over all its keys.
+    [HEADERS.team]: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' },
+    [HEADERS.teamTpm]: { type: 'string', pattern: `^(?:[1-9][0-9]{0,9}|${MAX_TENANT_TPM})$` },
   },
   // A budget is a tenant's: without the tenant there is no one to hold to it.
-  dependencies: { [HEADERS.tenantTpm]: [HEADERS.tenant] },
+  dependencies: { [HEADERS.tenantTpm]: [HEADERS.tenant], [HEADERS.teamTpm]: [HEADERS.team], [HEADERS.team]: [HEADERS.tenant] },
 } as const;
 
 /** The call options the (schema-checked) headers ask for. */
@@ -45,6 +49,10 @@ function callOptions(request: FastifyRequest, signal: AbortSignal): LlmCallOptio
   const cache = headers[HEADERS.cache] as CacheMode | undefined;
   if (tenant !== undefined) options.tenant = tenant;
   if (tpm !== undefined) options.tenantTpm = Number(tpm);
+  const team = headers[HEADERS.team];
+  const teamTpm = headers[HEADERS.teamTpm];
+  if (team !== undefined) options.team = team;
+  if (teamTpm !== undefined) options.teamTpm = Number(teamTpm);
   if (cache !== undefined) options.cache = cache;
   return options;
 }

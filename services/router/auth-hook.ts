@@ -1,62 +1,139 @@
 import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
-import { forbidden, rateLimited, unauthorized, type Logger } from '../kit';
+import { ApiError, forbidden, rateLimited, unauthorized, type Logger } from '../kit';
 import { ApiKeyStore, bearerToken, type ApiKey, type Scope } from './auth';
 import type { KeyRateLimiter } from './key-rate-limit';
+import { BudgetRefusal, Ledger, type BudgetScope, type Lease } from './keys/ledger';
+import type { KeyRegistry, Team } from './keys/store';
 
 declare module 'fastify' {
   interface FastifyRequest {
     /** The API key the request authenticated with; undefined when auth is off. */
     apiKey: ApiKey | undefined;
-    /** Parts the router had to go without (`history`, `rate-limit`), for `x-promptmesh-degraded`. */
+    /** Parts the router had to go without (`history`, `rate-limit`, `budget`), for `x-promptmesh-degraded`. */
     degraded: string[] | undefined;
+    /** The key's team, when it has one. */
+    team: Team | undefined;
+    /**
+     * The budget and concurrency lease taken before a billed call; whoever settles it clears
+     * this, and the router releases one still set when the response is over.
+     */
+    budgetLease: Lease | undefined;
   }
 }
 
 
 /** What {@link authenticate} checks against. */
 export interface AuthOptions {
-  /** The keys; undefined means auth is off (every request passes, no Redis round trip). */
+  /** The keys file; undefined (with no registry either) means auth is off (every request passes, no Redis round trip). */
   keys: ApiKeyStore | undefined;
+  /** The virtual keys and teams (PostgreSQL, kept in memory). @default none */
+  registry?: KeyRegistry;
+  /** Budgets and concurrency limits, checked on billed routes. @default none */
+  ledger?: Ledger;
+  /** Whether a request's route is billed (takes a budget lease). @default none is */
+  billed?: (request: FastifyRequest) => boolean;
   /** Per-key requests per minute; undefined means the `rpm` of keys is not enforced. */
   limiter: KeyRateLimiter | undefined;
   logger: Logger;
 }
 
+/** The scopes a call counts against: the key, then its team. */
+export function budgetScopes(key: ApiKey, team: Team | undefined): BudgetScope[] {
+  const scopes: BudgetScope[] = [{ kind: 'key', id: key.id, budget: key.budget, maxConcurrent: key.maxConcurrent }];
+  if (team) scopes.push({ kind: 'team', id: team.id, budget: team.budget, maxConcurrent: team.maxConcurrent });
+  return scopes;
+}
+
+/** The 429 for a refused admission (docs/keys.md, "Budgets"). */
+export function budgetError(refusal: BudgetRefusal): ApiError {
+  const { scope } = refusal;
+  const who = scope.kind === 'key' ? `API key '${scope.id}'` : `team '${scope.id}'`;
+  if (refusal.reason !== 'concurrency') {
+    const b = scope.budget!;
+    const resets = refusal.resetsAt!;
+    const amount = `$${(b.microUsd / 1e6).toFixed(6).replace(/0+$/, '').replace(/\.$/, '')} per ${b.period}`;
+    // Committed: calls in flight hold the rest; retrying once they finished may pass (if they failed).
+    const seconds = refusal.reason === 'committed' ? 1 : Math.max(1, Math.ceil((resets.getTime() - Date.now()) / 1000));
+    const what =
+      refusal.reason === 'committed'
+        ? `${who} has its ${scope.kind} budget of ${amount} spent or committed to requests in flight`
+        : `${who} has spent its ${scope.kind} budget of ${amount}`;
+    return new ApiError({ status: 429, type: 'insufficient_quota', message: `${what}; it resets at ${resets.toISOString()}`, code: 'budget_exceeded', headers: { 'retry-after': String(seconds) } });
+  }
+  return new ApiError({ status: 429, type: 'rate_limit_error', message: `${who} is at its limit of ${scope.maxConcurrent} concurrent requests`, code: 'concurrency_limit_exceeded', headers: { 'retry-after': '1' } });
+}
+
 /**
- * Builds an onRequest hook that authenticates the bearer key, checks the scope the route needs
- * (`scopeOf` reads it from the matched route; undefined refuses every key), and takes one
- * request from the key's per-minute budget.
- * When the rate-limit store is down the request passes (fail open) and is marked degraded.
+ * Builds an onRequest hook that authenticates the bearer key (virtual keys first, then the keys
+ * file), checks the scope the route needs (`scopeOf` reads it from the matched route; undefined
+ * refuses every key), takes one request from the key's and its team's per-minute budgets and,
+ * on billed routes, admits the call against the budgets and concurrency limits (in parallel:
+ * one Redis round trip of waiting).
+ * When the rate-limit or budget store is down the request passes (fail open) and is marked degraded.
  */
 export function authenticate(options: AuthOptions, scopeOf: (request: FastifyRequest) => Scope | undefined): onRequestAsyncHookHandler {
-  const { keys, limiter, logger } = options;
+  const { keys, registry, ledger, limiter, logger } = options;
+  const billed = options.billed ?? (() => false);
   let limiterDown = false;
+
+  async function takeRate(id: string, rpm: number, what: string, request: FastifyRequest): Promise<void> {
+    let decision;
+    try {
+      decision = await limiter!.take(id, rpm);
+      if (limiterDown) logger.info('rate limits: Redis reachable again');
+      limiterDown = false;
+    } catch (err) {
+      if (!limiterDown) logger.warn({ err: (err as Error).message }, 'rate limits: Redis unreachable; letting requests through (fail open)');
+      limiterDown = true;
+      if (!request.degraded?.includes('rate-limit')) (request.degraded ??= []).push('rate-limit');
+      return;
+    }
+    if (!decision.allowed) throw rateLimited(`${what} is over its limit of ${rpm} requests per minute`, decision.retryAfterMs);
+  }
+
   return async function authHook(request: FastifyRequest, _reply: FastifyReply) {
-    if (!keys) return;
+    if (!keys && !registry) return;
     const token = bearerToken(request.headers.authorization);
     if (!token) throw unauthorized('missing API key: send it as "Authorization: Bearer <key>"');
-    const key = keys.verify(token);
+    const virtual = registry?.verify(token);
+    if (virtual === 'expired') throw unauthorized('API key expired');
+    if (virtual === 'rotated') throw unauthorized('API key was rotated and its grace period is over: use the new key');
+    const key: ApiKey | undefined = virtual ?? keys?.verify(token);
     if (!key) throw unauthorized('invalid API key');
     const scope = scopeOf(request);
     // A route without a declared scope is nobody's (fail closed).
     if (scope === undefined) throw forbidden(`route ${request.method} ${request.routeOptions.url ?? request.url} declares no scope; no key may call it`);
     if (!ApiKeyStore.allows(key, scope)) throw forbidden(`API key '${key.id}' lacks the '${scope}' scope this route needs`);
     request.apiKey = key;
-    if (key.rpm !== undefined && limiter) {
-      let decision;
-      try {
-        decision = await limiter.take(key.id, key.rpm);
-        if (limiterDown) logger.info('rate limits: Redis reachable again');
-        limiterDown = false;
-      } catch (err) {
-        if (!limiterDown) logger.warn({ err: (err as Error).message }, 'rate limits: Redis unreachable; letting requests through (fail open)');
-        limiterDown = true;
-        (request.degraded ??= []).push('rate-limit');
-        return;
+    const team = key.team !== undefined ? registry?.team(key.team) : undefined;
+    request.team = team;
+
+    const checks: Array<Promise<unknown>> = [];
+    if (limiter && key.rpm !== undefined) checks.push(takeRate(key.id, key.rpm, `API key '${key.id}'`, request));
+    if (limiter && team?.rpm !== undefined) checks.push(takeRate(`team:${team.id}`, team.rpm, `team '${team.id}'`, request));
+    let admission: Promise<Lease | undefined> | undefined;
+    if (ledger && billed(request)) {
+      const scopes = budgetScopes(key, team);
+      if (Ledger.needsAdmission(scopes)) admission = ledger.admit(key.id, scopes);
+    }
+    if (checks.length === 0 && !admission) return;
+    const [rates, admitted] = await Promise.allSettled([Promise.all(checks), admission]);
+    if (admitted.status === 'fulfilled') {
+      request.budgetLease = admitted.value;
+      if (admission && admitted.value === undefined) (request.degraded ??= []).push('budget');
+    }
+    if (rates.status === 'rejected') {
+      // The call will not run: give the lease back at once.
+      if (request.budgetLease) {
+        const lease = request.budgetLease;
+        request.budgetLease = undefined;
+        void ledger!.settle(lease, key.id, team?.id, undefined);
       }
-      if (!decision.allowed) {
-        throw rateLimited(`API key '${key.id}' is over its limit of ${key.rpm} requests per minute`, decision.retryAfterMs);
-      }
+      throw rates.reason;
+    }
+    if (admitted.status === 'rejected') {
+      if (admitted.reason instanceof BudgetRefusal) throw budgetError(admitted.reason);
+      throw admitted.reason;
     }
   };
 }

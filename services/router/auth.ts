@@ -25,6 +25,26 @@ export interface ApiKey {
    * @default unlimited
    */
   tpm?: number;
+  /**
+   * Where the key comes from: `file` (`API_KEYS_FILE`, read-only through the API) or `api`
+   * (created with `POST /v1/keys`, stored hashed in PostgreSQL). @default 'file'
+   */
+  source?: 'file' | 'api';
+  /** The models the key may ask for (model names or aliases as clients send them). @default any */
+  models?: ReadonlySet<string>;
+  /** Requests in flight at once, across replicas. @default unlimited */
+  maxConcurrent?: number;
+  /** USD per day or month, counted in integer microdollars. @default none */
+  budget?: KeyBudget;
+  /** The team whose budget and limits the key also counts against. @default none */
+  team?: string;
+}
+
+/** A spending limit: `microUsd` per calendar `period` (UTC). */
+export interface KeyBudget {
+  /** The budget in microdollars (USD x 1e6), so every sum is exact. */
+  microUsd: number;
+  period: 'day' | 'month';
 }
 
 interface CompiledKey extends ApiKey {
@@ -148,6 +168,11 @@ export class ApiKeyStore {
     store.startWatching(options.pollIntervalMs ?? 2_000);
     logger.info({ file, keys: store.keys.length }, 'API keys loaded');
     return store;
+  }
+
+  /** The keys currently loaded (for the keys API, which shows them read-only). */
+  list(): readonly ApiKey[] {
+    return this.keys;
   }
 
   /** The number of keys currently loaded. */

@@ -8,9 +8,10 @@ import { MissingVariablesError, TemplateError, renderCompiled, type TemplateMess
 import type { ContextMessageInput, ContextWindow, StoredMessage } from '../context';
 import { SSE_HEADERS, checkMessages, writeSse, type ChatCompletionChunk, type ChatMessage, type ChatRequest, type RouterChatRequest } from '../openai';
 import { scopedSessionId } from './admin';
-import type { CallMeta, ContextClient, LlmClient, LlmOrigin } from './clients';
+import type { CallMeta, ContextClient, LlmClient, LlmClientCallOptions, LlmOrigin } from './clients';
 import type { TemplateCache } from './template-cache';
 import type { RollingStats } from '../kit/rolling-stats';
+import type { CallUsage, Lease, Ledger } from './keys/ledger';
 
 /** Options of the chat completions handler. */
 export interface ChatHandlerOptions {
@@ -26,6 +27,11 @@ export interface ChatHandlerOptions {
    * @default not recorded
    */
   stats?: RollingStats;
+  /**
+   * The spend ledger: every answered call of an authenticated key is counted (and its budget
+   * lease settled). @default not counted
+   */
+  ledger?: Ledger;
 }
 
 /** Which prompt version a call is counted against in the stats. */
@@ -44,6 +50,33 @@ function countsAsError(err: unknown): boolean {
 function costOf(usage: unknown): number {
   const cost = (usage as { cost_usd?: unknown } | null | undefined)?.cost_usd;
   return typeof cost === 'number' && Number.isFinite(cost) ? cost : 0;
+}
+
+const wholeCount = (n: unknown): number => (typeof n === 'number' && Number.isFinite(n) && n > 0 ? Math.round(n) : 0);
+
+/** What the ledger records of one answered call, from llm's usage (with its exact `cost_micro_usd`). */
+function callUsage(usage: unknown, origin: LlmOrigin, prompt: string | undefined): CallUsage {
+  const u = (usage ?? {}) as { prompt_tokens?: unknown; completion_tokens?: unknown; prompt_tokens_details?: { cached_tokens?: unknown } | null; cost_micro_usd?: unknown };
+  const out: CallUsage = {
+    provider: origin.provider,
+    model: origin.model,
+    // A cache hit costs nothing (what it saved is promptmesh_cache_savings_usd_total).
+    microUsd: origin.cache === 'hit' ? 0 : wholeCount(u.cost_micro_usd),
+    inputTokens: wholeCount(u.prompt_tokens),
+    cachedInputTokens: wholeCount(u.prompt_tokens_details?.cached_tokens),
+    outputTokens: wholeCount(u.completion_tokens),
+    cacheHit: origin.cache === 'hit',
+  };
+  if (prompt !== undefined) out.prompt = prompt;
+  return out;
+}
+
+/** 403 when the key has a `models` list without `model` (the name the client sent, or the template's). */
+function checkModelAllowed(request: FastifyRequest, model: string): void {
+  const allowed = request.apiKey?.models;
+  if (allowed && !allowed.has(model)) {
+    throw new ApiError({ status: 403, type: 'permission_error', message: `API key '${request.apiKey!.id}' may not use model '${model}' (allowed: ${[...allowed].join(', ')})`, param: 'model', code: 'model_not_allowed' });
+  }
 }
 
 const MESSAGE_ID = /^[A-Za-z0-9._:-]{1,100}$/;
@@ -148,6 +181,7 @@ export function createChatHandler(options: ChatHandlerOptions) {
   });
   const historyMaxTokens = options.historyMaxTokens;
   const stats = options.stats;
+  const ledger = options.ledger;
 
   function record(target: StatsTarget | undefined, error: boolean, costUsd = 0): void {
     if (!target || !stats) return;
@@ -165,6 +199,7 @@ export function createChatHandler(options: ChatHandlerOptions) {
     if (body.prompt === undefined && body.session_id === undefined) {
       if (!body.messages || body.messages.length === 0) throw badRequest(`'messages' must hold at least one message (or give 'prompt')`, 'messages');
       if (!body.model) throw badRequest(`'model' is required`, 'model');
+      checkModelAllowed(request, body.model);
       if (request.degraded) reply.header(HEADERS.degraded, request.degraded.join(','));
       return body.stream
         ? stream(request, reply, body as ChatRequest, meta, tenant, undefined, undefined)
@@ -210,6 +245,7 @@ export function createChatHandler(options: ChatHandlerOptions) {
 
     const model = body.model ?? version?.model ?? undefined;
     if (!model) throw badRequest(`'model' is required (the prompt template names no model)`, 'model');
+    checkModelAllowed(request, model);
 
     const upstream: ChatRequest = { ...(body as ChatRequest), model, messages };
     delete upstream.prompt;
@@ -240,6 +276,35 @@ export function createChatHandler(options: ChatHandlerOptions) {
     return body.stream ? stream(request, reply, upstream, meta, tenant, turn, target) : plain(reply, upstream, meta, tenant, turn, target, promptLabels);
   };
 
+  /** The llm call options of a request: its key's and team's ids and token budgets. */
+  function callOptions(request: FastifyRequest, meta: CallMeta, tenant: string | undefined): LlmClientCallOptions {
+    const options: LlmClientCallOptions = { ...meta, tenant, tenantTpm: request.apiKey?.tpm };
+    const team = request.team;
+    if (team) {
+      options.team = team.id;
+      if (team.tpm !== undefined) options.teamTpm = team.tpm;
+    } else if (request.apiKey?.team !== undefined) {
+      options.team = request.apiKey.team;
+    }
+    return options;
+  }
+
+  /** Takes over the request's budget lease (so the router's end-of-response release skips it). */
+  function takeLease(request: FastifyRequest): Lease | undefined {
+    const lease = request.budgetLease;
+    request.budgetLease = undefined;
+    return lease;
+  }
+
+  /** Counts the call in the ledger (settling its lease), once; not awaited, off the answer's path. */
+  function settle(request: FastifyRequest, lease: Lease | undefined, usage: CallUsage | undefined): void {
+    const key = request.apiKey;
+    if (!ledger || !key) return;
+    void ledger.settle(lease, key.id, request.team?.id ?? key.team, usage).catch((err: unknown) => {
+      logger.warn({ err: (err as Error).message, key: key.id }, 'could not count a call in the spend ledger');
+    });
+  }
+
   async function store(turn: Turn, reply: Pick<ChatMessage, 'role' | 'content' | 'tool_calls'>, meta: CallMeta): Promise<void> {
     const messages: ContextMessageInput[] = [...turn.messages, toStored(reply, `${turn.base}.reply`)];
     try {
@@ -258,13 +323,17 @@ export function createChatHandler(options: ChatHandlerOptions) {
     target: StatsTarget | undefined,
     promptLabels?: PromptLabels,
   ) {
+    const request = reply.request;
+    const lease = takeLease(request);
     let result;
     try {
-      result = await llm.complete(upstream, { ...meta, tenant, tenantTpm: reply.request.apiKey?.tpm });
+      result = await llm.complete(upstream, callOptions(request, meta, tenant));
     } catch (err) {
+      settle(request, lease, undefined);
       if (countsAsError(err)) record(target, true);
       throw err;
     }
+    settle(request, lease, callUsage(result.completion.usage, result, target?.prompt));
     const cost = costOf(result.completion.usage);
     record(target, false, cost);
     if (promptLabels && cost > 0) promptCost.inc(promptLabels, cost);
@@ -287,26 +356,48 @@ export function createChatHandler(options: ChatHandlerOptions) {
       if (!reply.raw.writableFinished) abort.abort();
     };
     reply.raw.once('close', onClose);
+    const lease = takeLease(request);
+    // The ledger needs the usage of every billed stream: ask for it, and keep the usage chunk
+    // from a client that did not.
+    const clientUsage = upstream.stream_options?.include_usage === true;
+    const billed = ledger !== undefined && request.apiKey !== undefined;
+    if (billed && !clientUsage) upstream = { ...upstream, stream_options: { ...upstream.stream_options, include_usage: true } };
     let result: Awaited<ReturnType<LlmClient['stream']>>;
     try {
-      result = await llm.stream(upstream, { ...meta, tenant, tenantTpm: request.apiKey?.tpm, signal: abort.signal });
+      result = await llm.stream(upstream, { ...callOptions(request, meta, tenant), signal: abort.signal });
     } catch (err) {
+      settle(request, lease, undefined);
       if (!abort.signal.aborted && countsAsError(err)) record(target, true);
       throw err;
     }
+    let settled = false;
+    const finish = (usage: CallUsage | undefined) => {
+      if (settled) return;
+      settled = true;
+      settle(request, lease, usage);
+    };
+    // A client gone before the first chunk was read never runs the generator: release here.
+    reply.raw.once('close', () => finish(undefined));
     setOrigin(reply, result);
     reply.headers(SSE_HEADERS);
     const streamed = new StreamedReply();
     let cost = 0;
     async function* observed(): AsyncGenerator<ChatCompletionChunk> {
+    let usage: unknown;
       try {
         for await (const chunk of result.chunks as AsyncIterable<ChatCompletionChunk>) {
-          if (chunk.usage) cost = costOf(chunk.usage);
+          if (chunk.usage) {
+            cost = costOf(chunk.usage);
+            usage = chunk.usage;
+            if (!clientUsage && (!chunk.choices || chunk.choices.length === 0)) continue;
+          }
           if (turn) streamed.add(chunk);
           yield chunk;
         }
       } finally {
         reply.raw.off('close', onClose);
+        // A stream that broke off reported no usage: nothing is known to bill (docs/keys.md).
+        finish(usage !== undefined ? callUsage(usage, result, target?.prompt) : undefined);
       }
     }
     const events = writeSse(observed(), {

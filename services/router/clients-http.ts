@@ -65,7 +65,13 @@ export class HttpLlmClient implements LlmClient {
 
   private headers(options: LlmClientCallOptions): Record<string, string> {
     if (!options.tenant) return {};
-    return options.tenantTpm !== undefined ? { [HEADERS.tenant]: options.tenant, [HEADERS.tenantTpm]: String(options.tenantTpm) } : { [HEADERS.tenant]: options.tenant };
+    const h: Record<string, string> = { [HEADERS.tenant]: options.tenant };
+    if (options.tenantTpm !== undefined) h[HEADERS.tenantTpm] = String(options.tenantTpm);
+    if (options.team !== undefined) {
+      h[HEADERS.team] = options.team;
+      if (options.teamTpm !== undefined) h[HEADERS.teamTpm] = String(options.teamTpm);
+    }
+    return h;
   }
 
   async complete(request: ChatRequest, options: LlmClientCallOptions): Promise<LlmOrigin & { completion: ChatCompletion }> {

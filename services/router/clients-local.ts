@@ -55,12 +55,12 @@ export class LocalLlmClient implements LlmClient {
   constructor(readonly core: LlmCore) {}
 
   async complete(request: ChatRequest, options: LlmClientCallOptions): Promise<LlmOrigin & { completion: ChatCompletion }> {
-    const r = await this.core.complete(request, { tenant: options.tenant, tenantTpm: options.tenantTpm, traceContext: options.traceContext, signal: options.signal });
+    const r = await this.core.complete(request, { tenant: options.tenant, tenantTpm: options.tenantTpm, team: options.team, teamTpm: options.teamTpm, traceContext: options.traceContext, signal: options.signal });
     return { provider: r.provider, model: r.model, cache: r.cache === 'hit' ? 'hit' : 'miss', completion: r.completion };
   }
 
   async stream(request: ChatRequest, options: LlmClientCallOptions): Promise<LlmOrigin & { chunks: AsyncIterable<ChatCompletionChunk> }> {
-    const r = await this.core.stream(request, { tenant: options.tenant, tenantTpm: options.tenantTpm, traceContext: options.traceContext, signal: options.signal });
+    const r = await this.core.stream(request, { tenant: options.tenant, tenantTpm: options.tenantTpm, team: options.team, teamTpm: options.teamTpm, traceContext: options.traceContext, signal: options.signal });
     return { provider: r.provider, model: r.model, cache: r.cache === 'hit' ? 'hit' : 'miss', chunks: r.chunks };
   }
 

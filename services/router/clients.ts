@@ -43,6 +43,10 @@ export interface LlmClientCallOptions extends CallMeta {
   tenant?: string;
   /** The tenant's tokens-per-minute budget (its API key's `tpm`), enforced by llm. @default none */
   tenantTpm?: number;
+  /** The team of the tenant's key (cost metrics' `team` label). @default none */
+  team?: string;
+  /** The team's tokens-per-minute budget, enforced by llm. @default none */
+  teamTpm?: number;
 }
 
 /** A model as `GET /v1/models` lists it. */

@@ -27,6 +27,8 @@ import { consoleRoutes } from './console';
 import { statsRoutes } from './stats';
 import { RollingStats, STATS_KINDS } from '../kit/rolling-stats';
 import { TemplateCache } from './template-cache';
+import { openKeys, type VirtualKeys } from './keys';
+import { keysRoutes } from './keys/routes';
 import { inProcessPeers, wireInProcess, wireMesh, type PeerWiring } from './wiring';
 
 const SESSION_ID = new RegExp(SESSION_ID_PATTERN);
@@ -47,6 +49,8 @@ export interface RouterCore {
   templates: TemplateCache;
   /** The API keys; undefined when auth is off. */
   keys: ApiKeyStore | undefined;
+  /** The virtual keys, teams and spend ledger; undefined when auth is off. */
+  virtualKeys: VirtualKeys | undefined;
 }
 
 /** Overrides for {@link createRouterService}, mostly for tests. */
@@ -57,6 +61,10 @@ export interface RouterServiceOptions {
   keysPollIntervalMs?: number;
   /** Where the built console is (`npm run build`). @default build/console (see console.ts) */
   consoleDir?: string;
+  /** How often the virtual keys are reloaded in full besides the change announcements. @default 30000 */
+  keysRefreshIntervalMs?: number;
+  /** How often buffered spend rows are written to PostgreSQL. @default 1000 */
+  spendFlushIntervalMs?: number;
 }
 
 /**
@@ -84,11 +92,21 @@ export async function createRouterService(
 
   const redisClients: RedisClient[] = [];
   let limiter: KeyRateLimiter | undefined;
+  let virtualKeys: VirtualKeys | undefined;
   if (keys) {
     const redis = createRedis(config, 'router');
     redis.on('error', () => undefined);
     redisClients.push(redis);
     limiter = new KeyRateLimiter(redis, config.redisKeyPrefix);
+    // Virtual keys live beside the file's keys: with auth on, the router needs PostgreSQL.
+    try {
+      virtualKeys = await openKeys(ctx, { redis, fileKeys: keys, refreshIntervalMs: options.keysRefreshIntervalMs, flushIntervalMs: options.spendFlushIntervalMs });
+    } catch (err) {
+      keys.close();
+      await closeRedis(redis);
+      await clients.close();
+      throw err;
+    }
   }
   // The stats aggregates (per prompt version written here, per provider written by llm) live
   // in Redis so every replica answers the same.
@@ -113,30 +131,60 @@ export async function createRouterService(
 
   // One hook for every route: the scope comes from the route that matched (ROUTE_SCOPES); the
   // public routes (PUBLIC_ROUTES: the console's static assets) need no key.
-  const keyCheck = authenticate({ keys, limiter, logger }, scopeOfRequest);
+  const keyCheck = authenticate(
+    {
+      keys,
+      limiter,
+      logger,
+      registry: virtualKeys?.registry,
+      ledger: virtualKeys?.ledger,
+      billed: (request) => request.method === 'POST' && request.routeOptions.url === PATHS.chatCompletions,
+    },
+    scopeOfRequest,
+  );
   const auth: onRequestAsyncHookHandler = async function (this: FastifyInstance, request, reply) {
     if (isPublicRoute(request)) return;
     await keyCheck.call(this, request, reply);
   };
-  const chat = createChatHandler({ llm: clients.llm, context: clients.context, templates: cache, logger, registry: ctx.metrics.registry, stats: promptStats });
+  const chat = createChatHandler({
+    llm: clients.llm,
+    context: clients.context,
+    templates: cache,
+    logger,
+    registry: ctx.metrics.registry,
+    stats: promptStats,
+    ledger: virtualKeys?.ledger,
+  });
   const consoleApp = consoleRoutes({ dir: options.consoleDir, logger });
 
   const routes: FastifyPluginAsync = async (app: FastifyInstance) => {
     app.decorateRequest('apiKey', undefined);
     app.decorateRequest('degraded', undefined);
+    app.decorateRequest('team', undefined);
+    app.decorateRequest('budgetLease', undefined);
     guardRouteScopes(app);
     app.addHook('onRequest', auth);
+    // A call refused after its admission (a bad template, a model not allowed) gives its lease back.
+    app.addHook('onResponse', async (request) => {
+      const lease = request.budgetLease;
+      if (!lease || !virtualKeys || !request.apiKey) return;
+      request.budgetLease = undefined;
+      await virtualKeys.ledger.settle(lease, request.apiKey.id, request.team?.id, undefined).catch(() => undefined);
+    });
 
     app.post(PATHS.chatCompletions, { schema: { body: RouterChatRequestSchema, response: chatResponseSchemas } }, chat as never);
 
     app.get(PATHS.models, async (request) => {
       const data = await clients.llm.models({ requestId: request.id, traceContext: request.traceContext });
-      return { object: 'list', data };
+      // A key with a `models` list sees the models it may use.
+      const allowed = request.apiKey?.models;
+      return { object: 'list', data: allowed ? data.filter((m) => allowed.has(m.id)) : data };
     });
 
     app.get(PATHS.providers, async (request) => clients.llm.providers({ requestId: request.id, traceContext: request.traceContext }));
 
     await app.register(statsRoutes({ prompts: promptStats, providers: providerStats }));
+    await app.register(keysRoutes(virtualKeys ? { ...virtualKeys, fileKeys: keys } : undefined));
     await app.register(consoleApp);
 
     // The templates and sessions APIs (in-process or proxied, see wiring.ts) behind the same
@@ -160,14 +208,20 @@ export async function createRouterService(
 
   return {
     name: 'router',
-    core: { clients, templates: cache, keys },
+    core: { clients, templates: cache, keys, virtualKeys },
     routes,
     readiness: wiring.readiness,
     // What the router serves without (docs/router.md, "Degradation"): Redis (template pushes,
     // per-key limits), and the peers the wiring names.
-    degradations: { redis: redisConnected(subscriber), ...wiring.degradations },
+    degradations: {
+      redis: redisConnected(subscriber),
+      // Keys stay in memory and spend rows in the buffer while PostgreSQL is away.
+      ...(virtualKeys ? { postgres: virtualKeys.check } : {}),
+      ...wiring.degradations,
+    },
     async close() {
       keys?.close();
+      await virtualKeys?.close();
       await promptStats.close();
       await providerStats.close();
       await cache.close();

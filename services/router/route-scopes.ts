@@ -23,11 +23,13 @@ export interface RouteScope {
 
 const T = PATHS.templates;
 const S = PATHS.sessions;
+const K = PATHS.keys;
 
 /**
  * The router's routes and their scopes. Reading templates (get, list, versions, render) needs
  * `invoke`; writes, label moves, archive, label history, the export and change feed, and every
- * sessions call need `admin`.
+ * sessions call need `admin`. Keys and teams need `admin`; spend needs `invoke` (own rows only
+ * without `admin`).
  */
 export const ROUTE_SCOPES: readonly RouteScope[] = [
   { method: 'POST', url: PATHS.chatCompletions, scope: 'invoke' },
@@ -49,6 +51,17 @@ export const ROUTE_SCOPES: readonly RouteScope[] = [
   { method: 'DELETE', url: `${S}/:id`, scope: 'admin' },
   { method: 'GET', url: STATS_PATHS.prompt, scope: 'admin' },
   { method: 'GET', url: STATS_PATHS.providers, scope: 'admin' },
+  { method: 'POST', url: K, scope: 'admin' },
+  { method: 'GET', url: K, scope: 'admin' },
+  { method: 'GET', url: `${K}/:id`, scope: 'admin' },
+  { method: 'PATCH', url: `${K}/:id`, scope: 'admin' },
+  { method: 'DELETE', url: `${K}/:id`, scope: 'admin' },
+  { method: 'POST', url: `${K}/:id/rotate`, scope: 'admin' },
+  { method: 'GET', url: PATHS.teams, scope: 'admin' },
+  { method: 'GET', url: `${PATHS.teams}/:id`, scope: 'admin' },
+  { method: 'PUT', url: `${PATHS.teams}/:id`, scope: 'admin' },
+  // A key without admin sees only its own spend (keys/routes.ts).
+  { method: 'GET', url: PATHS.spend, scope: 'invoke' },
 ];
 
 /**

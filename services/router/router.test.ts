@@ -14,6 +14,7 @@ import { extractTraceContext, readConfig } from '../kit';
 import { buildProcess } from '../process';
 import { freePort, waitFor } from '../../test/support/net';
 import { TEST_REDIS_URL, deletePrefix, uniquePrefix } from '../../test/support/redis';
+import { createTestDatabase, type TestDatabase } from '../../test/support/pg';
 import { hashApiKey } from './auth';
 import { PeerHttp } from './http-client';
 
@@ -105,9 +106,15 @@ describe('router keys file', () => {
   const file = join(dir, 'keys.yaml');
   const prefix = uniquePrefix('router-keys');
   let app: FastifyInstance | undefined;
+  // With auth on the router keeps its virtual keys in PostgreSQL beside the file's (docs/keys.md).
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await createTestDatabase('router_keys');
+  });
   afterAll(async () => {
     await app?.close();
     await deletePrefix(prefix);
+    await db?.drop();
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -121,6 +128,7 @@ describe('router keys file', () => {
       REDIS_URL: TEST_REDIS_URL,
       REDIS_KEY_PREFIX: prefix,
       API_KEYS_FILE: file,
+      DATABASE_URL: db.url,
       LOG_LEVEL: 'silent',
     });
     return (await buildProcess(config)).app;

@@ -33,23 +33,41 @@ export async function loadMigrations(dir: string = MIGRATIONS_DIR): Promise<Migr
   );
 }
 
+/** Where {@link migrate} reads migrations from and records them. */
+export interface MigrateOptions {
+  /** The folder of `NNN_name.sql` files. @default {@link MIGRATIONS_DIR} */
+  dir?: string;
+  /** The migrations themselves (tests). @default read from `dir` */
+  migrations?: Migration[];
+  /**
+   * The table applied migrations are recorded in: one per owner (the router's own is
+   * `promptmesh_router_schema_migrations`), so two services' `001_` files never collide.
+   * @default {@link MIGRATIONS_TABLE}
+   */
+  table?: string;
+  /** The advisory lock the run holds, one per owner. @default {@link MIGRATION_LOCK_KEY} */
+  lockKey?: bigint;
+}
+
 /**
  * Applies the migrations not yet recorded, each in its own transaction, under a session
  * advisory lock. Refuses to start when an applied migration's file has changed since (a
  * migration is history: add a new one instead). Returns the ids applied by this call.
  */
-export async function migrate(pool: pg.Pool, options: { dir?: string; migrations?: Migration[] } = {}): Promise<string[]> {
+export async function migrate(pool: pg.Pool, options: MigrateOptions = {}): Promise<string[]> {
   const migrations = options.migrations ?? (await loadMigrations(options.dir));
+  const table = options.table ?? MIGRATIONS_TABLE;
+  const lockKey = (options.lockKey ?? MIGRATION_LOCK_KEY).toString();
   const client = await pool.connect();
   const applied: string[] = [];
   let broken = false;
   try {
-    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY.toString()]);
+    await client.query('SELECT pg_advisory_lock($1)', [lockKey]);
     try {
       await client.query(
-        `CREATE TABLE IF NOT EXISTS ${MIGRATIONS_TABLE} (id text PRIMARY KEY, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+        `CREATE TABLE IF NOT EXISTS ${table} (id text PRIMARY KEY, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
       );
-      const { rows } = await client.query<{ id: string; checksum: string }>(`SELECT id, checksum FROM ${MIGRATIONS_TABLE}`);
+      const { rows } = await client.query<{ id: string; checksum: string }>(`SELECT id, checksum FROM ${table}`);
       const done = new Map(rows.map((r) => [r.id, r.checksum]));
       for (const m of migrations) {
         const recorded = done.get(m.id);
@@ -62,7 +80,7 @@ export async function migrate(pool: pg.Pool, options: { dir?: string; migrations
         try {
           await client.query('BEGIN');
           await client.query(m.sql);
-          await client.query(`INSERT INTO ${MIGRATIONS_TABLE} (id, checksum) VALUES ($1, $2)`, [m.id, m.checksum]);
+          await client.query(`INSERT INTO ${table} (id, checksum) VALUES ($1, $2)`, [m.id, m.checksum]);
           await client.query('COMMIT');
         } catch (err) {
           await client.query('ROLLBACK').catch(() => undefined);
@@ -71,7 +89,7 @@ export async function migrate(pool: pg.Pool, options: { dir?: string; migrations
         applied.push(m.id);
       }
     } finally {
-      await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY.toString()]).catch(() => {
+      await client.query('SELECT pg_advisory_unlock($1)', [lockKey]).catch(() => {
         broken = true;
       });
     }

@@ -3,6 +3,7 @@
  * bodies, unknown fields, huge and deeply nested values, bodies over the limit, bad path
  * parameters and bad query strings. Each case says what a correct answer looks like.
  */
+import { ROUTE_SCOPES } from '../../services/router/route-scopes';
 import type { RouteInfo } from './targets';
 
 /** One request to send and what the answer must be. */
@@ -36,6 +37,10 @@ export const BASE_BODIES: Record<string, unknown> = {
   'PUT /v1/templates/:name/labels/:label': { version: 1 },
   'POST /v1/templates/:name/render': { variables: { x: '1' } },
   'POST /v1/sessions/:id/messages': { messages: [{ role: 'user', content: 'hi' }] },
+  'POST /v1/keys': { name: 'sweep-key', scopes: ['invoke'] },
+  'PATCH /v1/keys/:id': { name: 'sweep-renamed' },
+  'POST /v1/keys/:id/rotate': { grace_seconds: 60 },
+  'PUT /v1/teams/:id': { name: 'Sweep team' },
 };
 
 /**
@@ -212,8 +217,10 @@ export function casesFor(route: RouteInfo, bodyLimit: number): BadCase[] {
     send('deeply nested unknown field', `{"zz_deep": ${deepJson(20_000)}}`, [400], 'body');
     send('deeply nested array', `${'['.repeat(50_000)}${']'.repeat(50_000)}`, [400], 'body');
     for (const sc of (SEMANTIC_CASES[key] ?? []).filter((c) => !c.needs || schema?.properties?.[c.needs])) send(`semantic: ${sc.label}`, JSON.stringify(sc.body), sc.expect, sc.field);
-    // Every other method on the same path is refused in the error shape.
-    out.push({ label: 'method not allowed', method: 'PATCH', path, headers: JSON_HEADERS, body: '{}', expect: [404, 405] });
+    // Every other method on the same path is refused in the error shape (one the path has no route for).
+    const taken = new Set(ROUTE_SCOPES.filter((r) => r.url === route.url).map((r) => r.method as string));
+    const other = ['PATCH', 'PUT', 'DELETE', 'POST'].find((m) => m !== route.method && !taken.has(m))!;
+    out.push({ label: 'method not allowed', method: other, path, headers: JSON_HEADERS, body: '{}', expect: [404, 405] });
     send('huge string in an unknown field', JSON.stringify({ ...(base as object), zz_huge: 'x'.repeat(Math.floor(bodyLimit * 0.8)) }));
     if (schema) {
       if (schema.additionalProperties === false) {

@@ -42,6 +42,9 @@ const KEY_FIELDS = new Set([
   'body messages[0].tool_calls[0].id',
   'body messages[0].tool_calls[0].function.name',
   'body tool_choice',
+  'body models[0]',
+  'body team',
+  'query team',
 ]);
 
 /** String fields that are text or a closed choice (enum, pattern), never used as a key. */
@@ -66,6 +69,12 @@ const TEXT_FIELDS = new Set([
   'body service_tier',
   'body reasoning_effort',
   'body verbosity',
+  'body scopes[0]',
+  'body budget.period',
+  'body expires_at',
+  'query group_by',
+  'query from',
+  'query to',
 ]);
 
 const classOf = (f: SchemaField) => `${f.part} ${fieldName(f.path)}`;

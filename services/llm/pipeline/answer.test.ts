@@ -25,6 +25,7 @@ async function answerOver(rest: AsyncIterator<ChatCompletionChunk>, first = chun
   answer.onEnd((e) => {
     endings.push(e);
     answer.costUsd = 0.5;
+    answer.costMicroUsd = 500_000;
   });
   return { answer, endings };
 }
@@ -62,7 +63,7 @@ describe('streamChunks ends the answer exactly once', () => {
     expect(endings[0]).toMatchObject({ kind: 'success', usage, responseModel: 'm-1' });
     expect((endings[0] as Extract<Ending, { kind: 'success' }>).completion?.choices[0]?.message.content).toBe('Hello');
     expect(out.map((c) => c.choices[0]?.delta?.content ?? null)).toEqual(['Hel', 'lo', null]);
-    expect(out.at(-1)!.usage).toEqual({ ...usage, cost_usd: 0.5 });
+    expect(out.at(-1)!.usage).toEqual({ ...usage, cost_usd: 0.5, cost_micro_usd: 500_000 });
   });
 
   it('when the stream breaks: a 502 stream_interrupted, with what was streamed as used', async () => {

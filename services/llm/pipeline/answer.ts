@@ -60,6 +60,8 @@ export interface Answer {
   readonly latencyMs: number;
   /** What the call cost in USD; known once it ended (the cost stage sets it), 0 until then. */
   costUsd: number;
+  /** The same cost in exact integer microdollars, what the spend ledger counts (docs/keys.md). */
+  costMicroUsd: number;
   /** Adds work for when the answer ends (success, failure or the client leaving). */
   onEnd(listener: EndListener): void;
   /**
@@ -98,6 +100,7 @@ class PipelineAnswer implements Answer {
   readonly stream?: { first: ChatCompletionChunk; rest: AsyncIterator<ChatCompletionChunk> };
   readonly latencyMs: number;
   costUsd = 0;
+  costMicroUsd = 0;
   ended = false;
   private readonly listeners: EndListener[] = [];
   private readonly logger: Logger;
@@ -175,7 +178,7 @@ export function streamChunks(answer: Answer, request: ChatRequest, includeUsage:
           created: first.created,
           model: first.model,
           choices: [],
-          usage: withCost(usage ?? { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 }, answer.costUsd),
+          usage: withCost(usage ?? { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 }, answer.costUsd, answer.costMicroUsd),
         };
       }
     } catch (err) {
@@ -224,11 +227,14 @@ function withoutUsage(chunk: ChatCompletionChunk): ChatCompletionChunk | undefin
   return rest;
 }
 
-/** USD cost added to the OpenAI usage object (an extension field). */
-export type UsageWithCost = Usage & { cost_usd?: number };
+/**
+ * The cost added to the OpenAI usage object (extension fields): `cost_usd` in USD, and
+ * `cost_micro_usd`, the exact integer microdollars the spend ledger counts (docs/keys.md).
+ */
+export type UsageWithCost = Usage & { cost_usd?: number; cost_micro_usd?: number };
 
-/** The usage with `cost_usd` added (rounded to 1e-10 USD: floating noise off, sub-cent precision kept). */
-export function withCost(usage: Usage | null | undefined, cost: number): UsageWithCost | undefined {
+/** The usage with `cost_usd` (rounded to 1e-10 USD: floating noise off, sub-cent precision kept) and `cost_micro_usd` added. */
+export function withCost(usage: Usage | null | undefined, cost: number, microUsd = 0): UsageWithCost | undefined {
   if (!usage) return undefined;
-  return { ...usage, cost_usd: Math.round(cost * 1e10) / 1e10 };
+  return { ...usage, cost_usd: Math.round(cost * 1e10) / 1e10, cost_micro_usd: microUsd };
 }

@@ -5,6 +5,7 @@ import type { ChatRequest } from '../../openai';
 import { createAnswer, withCost } from './answer';
 import type { PipelineParts } from './parts';
 import type { Stage } from './stage';
+import { OwnerLabels } from './owner-labels';
 
 /**
  * The exact-match response cache in Redis: a hit answers without going further (at no cost; the
@@ -13,6 +14,7 @@ import type { Stage } from './stage';
  */
 export function cacheStage(parts: Pick<PipelineParts, 'config' | 'cache' | 'metrics' | 'providers' | 'logger'>): Stage {
   const { config, cache, metrics } = parts;
+  const owners = new OwnerLabels();
   return {
     name: 'cache',
     async run(call, next) {
@@ -31,7 +33,7 @@ export function cacheStage(parts: Pick<PipelineParts, 'config' | 'cache' | 'metr
         metrics.cacheRequests.inc({ result: 'hit' });
         const { completion, provider, model } = found;
         const providerConfig = parts.providers.get(provider);
-        if (providerConfig && completion.usage) metrics.cacheSavedUsd.inc({ provider, model }, costOf(providerConfig, model, completion.usage));
+        if (providerConfig && completion.usage) metrics.cacheSavedUsd.inc({ provider, model, ...owners.of(options) }, costOf(providerConfig, model, completion.usage));
         return createAnswer({ provider, model, cache: 'hit', completion: { ...completion, usage: withCost(completion.usage, 0)! }, latencyMs: 0, logger: parts.logger });
       }
       metrics.cacheRequests.inc({ result: 'miss' });

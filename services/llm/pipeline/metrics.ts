@@ -5,6 +5,7 @@ import type { Candidate } from '../routing';
 import type { Answer } from './answer';
 import type { PipelineParts } from './parts';
 import { candidateOf, type Stage } from './stage';
+import { OwnerLabels } from './owner-labels';
 
 /**
  * What every provider call leaves in Prometheus (`gen_ai_client_operation_duration_seconds` by
@@ -14,6 +15,7 @@ import { candidateOf, type Stage } from './stage';
  */
 export function metricsStage(parts: Pick<PipelineParts, 'metrics' | 'stats'>): Stage {
   const { metrics, stats } = parts;
+  const owners = new OwnerLabels();
   return {
     name: 'metrics',
     async run(call, next) {
@@ -39,7 +41,7 @@ export function metricsStage(parts: Pick<PipelineParts, 'metrics' | 'stats'>): S
           // Parts of `input` billed at other rates, observed only when the provider reports them.
           if (billed.cachedInput > 0) metrics.tokenUsage.observe({ ...labels, token_type: 'cached_input' }, billed.cachedInput);
           if (billed.cacheWrite > 0) metrics.tokenUsage.observe({ ...labels, token_type: 'cache_write' }, billed.cacheWrite);
-          metrics.costUsd.inc(labels, answer.costUsd);
+          metrics.costUsd.inc({ ...labels, ...owners.of(call.options) }, answer.costUsd);
         }
         stats?.record(PROVIDER_STATS_GROUP, c.provider, { latencyMs: answer.latencyMs, error: false, costUsd: answer.costUsd });
       });

@@ -7,10 +7,12 @@ import type { PipelineParts } from './parts';
 import type { Stage } from './stage';
 
 /**
- * The tenant's own tokens-per-minute budget (`options.tenantTpm`, the `tpm` of its API key),
- * held in Redis across replicas: the request's estimate (its prompt and the largest output its
- * targets may produce) is reserved before the call, a tenant over its budget gets a 429, and the
- * reservation is settled once against what the call used. Runs after the cache: hits are free.
+ * The tenant's own tokens-per-minute budget (`options.tenantTpm`, the `tpm` of its API key) and
+ * its team's (`options.teamTpm`, over all the team's keys; bucket `team:<id>`, which no key id
+ * can spell), held in Redis across replicas: the request's estimate (its prompt and the largest
+ * output its targets may produce) is reserved in each before the call (both in one round trip),
+ * a tenant or team over its budget gets a 429 naming it, and each reservation is settled once
+ * against what the call used. Runs after the cache: hits are free.
  */
 export function tenantLimitsStage(parts: Pick<PipelineParts, 'limiter'>): Stage {
   const { limiter } = parts;
@@ -18,13 +20,31 @@ export function tenantLimitsStage(parts: Pick<PipelineParts, 'limiter'>): Stage 
     name: 'tenant-limits',
     async run(call, next) {
       const { request, options } = call;
-      const { tenant, tenantTpm } = options;
-      if (tenant === undefined || tenantTpm === undefined) return next(call);
+      const { tenant, tenantTpm, team, teamTpm } = options;
+      const buckets: Array<{ id: string; tpm: number; what: string }> = [];
+      if (tenant !== undefined && tenantTpm !== undefined) buckets.push({ id: tenant, tpm: tenantTpm, what: `API key '${tenant}'` });
+      if (team !== undefined && teamTpm !== undefined) buckets.push({ id: `team:${team}`, tpm: teamTpm, what: `team '${team}'` });
+      if (buckets.length === 0) return next(call);
       const outputCap = Math.max(...call.targets.map((t) => maxOutputTokensOf(t.config, t.model) ?? UNKNOWN_MODEL_OUTPUT_RESERVATION));
       const estimate = estimateTokens(request, outputCap);
-      const decision = await limiter.acquireTenant(tenant, tenantTpm, estimate);
-      if (!decision.allowed) throw rateLimited(`API key '${tenant}' is over its limit of ${tenantTpm} tokens per minute`, decision.retryAfterMs);
-      const settle = (used: number) => void limiter.reconcileTenant(tenant, tenantTpm, decision.reserved, used);
+      const decisions = await Promise.all(buckets.map((b) => limiter.acquireTenant(b.id, b.tpm, estimate)));
+      const taken: Array<{ id: string; tpm: number; reserved: number }> = [];
+      decisions.forEach((d, i) => {
+        if (d.allowed) taken.push({ id: buckets[i]!.id, tpm: buckets[i]!.tpm, reserved: d.reserved });
+      });
+      const refused = decisions.findIndex((d) => !d.allowed);
+      if (refused >= 0) {
+        // The other bucket gives back what it took.
+        for (const t of taken) void limiter.reconcileTenant(t.id, t.tpm, t.reserved, 0);
+        const b = buckets[refused]!;
+        throw rateLimited(`${b.what} is over its limit of ${b.tpm} tokens per minute`, (decisions[refused] as { retryAfterMs: number }).retryAfterMs);
+      }
+      let settled = false;
+      const settle = (used: number) => {
+        if (settled) return;
+        settled = true;
+        for (const t of taken) void limiter.reconcileTenant(t.id, t.tpm, t.reserved, used);
+      };
       let answer: Answer;
       try {
         answer = await next(call);

@@ -1,0 +1,574 @@
+/**
+ * Budgets, concurrent-request leases and the spend ledger (docs/keys.md, "Spend" and
+ * "Budgets").
+ *
+ * - Redis holds the running totals of the current day and month per key and per team, in
+ *   integer microdollars, changed only by atomic scripts: `admit` before a call (budget and
+ *   concurrency check, a lease with the call's estimate), `charge` after it (the real cost
+ *   added, the lease dropped). Leases expire unless renewed, so a crashed replica cannot hold
+ *   slots or reservations for long.
+ * - PostgreSQL holds one row per billed call (`promptmesh_spend`), written in batches from a
+ *   per-replica buffer with `ON CONFLICT (call_id) DO NOTHING`, so a retried flush never counts a
+ *   call twice.
+ * - Redis totals are only counted while an `epoch` marker exists. A Redis that lost its data has
+ *   none: scripts then count nothing, and one replica reloads the period totals from PostgreSQL
+ *   and sets a new epoch (under an exclusive advisory lock that flushes take shared). A call
+ *   counted in Redis under another epoch (or in none) is added to the new totals when its row
+ *   reaches PostgreSQL, so the totals after a restart are what PostgreSQL holds, exactly.
+ *
+ * Every key is under one hash tag (`{budget}`), so a key's and its team's totals change in one
+ * script on one Redis Cluster slot.
+ */
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import type { Logger, RedisClient } from '../../kit';
+import type { KeyBudget } from '../auth';
+
+/** The advisory lock between a reload of the totals (exclusive) and flushes (shared). */
+const SPEND_LOCK_KEY = 0x706d2d7370656e64n.toString(); // "pm-spend"
+
+/** How long a lease lives without renewal; in-flight calls renew theirs every third of it. */
+export const LEASE_MS = 30_000;
+/** Leases older than this are no longer renewed (and expire). */
+const MAX_CALL_MS = 15 * 60_000;
+const DAY_TTL_MS = 3 * 86_400_000;
+const MONTH_TTL_MS = 35 * 86_400_000;
+
+/** The day and month a time falls in (UTC), as the totals name them. */
+export function periodIds(at: Date): { day: string; month: string } {
+  const iso = at.toISOString();
+  return { day: iso.slice(0, 10), month: iso.slice(0, 7) };
+}
+
+/** When the period that `at` falls in ends (UTC midnight, or the first of the next month). */
+export function periodEnd(period: 'day' | 'month', at: Date): Date {
+  return period === 'day'
+    ? new Date(Date.UTC(at.getUTCFullYear(), at.getUTCMonth(), at.getUTCDate() + 1))
+    : new Date(Date.UTC(at.getUTCFullYear(), at.getUTCMonth() + 1, 1));
+}
+
+// KEYS: epoch, estimate, then per scope: spent (of the budget's period), inflight.
+// ARGV: leaseMs, leaseId, riskFree, n, then per scope: budget (-1 none), maxConcurrent (-1 none).
+// Returns {-1} unseeded, {1, i, spent} over budget, {4, i, spent} the rest of the budget is
+// committed to calls in flight, {2, i} at max concurrency, {3} would not fit and this replica
+// already has a call at risk, {0, risky, member} admitted (risky: its estimate did not fit).
+const ADMIT = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local est = tonumber(redis.call('GET', KEYS[2]) or '-1')
+local n = tonumber(ARGV[4])
+local risky = 0
+for i = 1, n do
+  local spentKey = KEYS[1 + 2 * i]
+  local inflight = KEYS[2 + 2 * i]
+  local budget = tonumber(ARGV[3 + 2 * i])
+  local maxc = tonumber(ARGV[4 + 2 * i])
+  redis.call('ZREMRANGEBYSCORE', inflight, '-inf', now)
+  if maxc >= 0 and redis.call('ZCARD', inflight) >= maxc then return {2, i} end
+  if budget >= 0 then
+    local spent = tonumber(redis.call('GET', spentKey) or '0')
+    if spent >= budget then return {1, i, spent} end
+    local reserved = 0
+    for _, m in ipairs(redis.call('ZRANGE', inflight, 0, -1)) do
+      reserved = reserved + tonumber(string.match(m, '|(%d+)$') or '0')
+    end
+    if est < 0 or spent + reserved + est > budget then
+      if spent + reserved >= budget then return {4, i, spent} end
+      risky = 1
+    end
+  end
+end
+if risky == 1 and ARGV[3] ~= '1' then return {3} end
+local member = ARGV[2] .. '|' .. tostring(math.max(est, 0))
+for i = 1, n do
+  redis.call('ZADD', KEYS[2 + 2 * i], now + tonumber(ARGV[1]), member)
+  redis.call('PEXPIRE', KEYS[2 + 2 * i], tonumber(ARGV[1]) * 2)
+end
+return {0, risky, member}
+`;
+
+// KEYS: epoch, estimate, then per scope: spentDay, spentMonth, inflight.
+// ARGV: member ('' none), cost, n, dayTtl, monthTtl. Returns the epoch counted in, or ''.
+const CHARGE = `
+local n = tonumber(ARGV[3])
+if ARGV[1] ~= '' then
+  for i = 1, n do redis.call('ZREM', KEYS[2 + 3 * i], ARGV[1]) end
+end
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then return '' end
+local cost = tonumber(ARGV[2])
+if cost > 0 then
+  for i = 1, n do
+    for j = 0, 1 do
+      local k = KEYS[3 * i + j]
+      redis.call('INCRBY', k, cost)
+      if redis.call('PTTL', k) < 0 then redis.call('PEXPIRE', k, tonumber(ARGV[4 + j])) end
+    end
+  end
+  local est = tonumber(redis.call('GET', KEYS[2]) or '-1')
+  if cost > est then redis.call('SET', KEYS[2], cost, 'PX', tonumber(ARGV[5])) end
+elseif redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('SET', KEYS[2], 0, 'PX', tonumber(ARGV[5]))
+end
+return epoch
+`;
+
+// KEYS: epoch, then per scope: spentDay, spentMonth. ARGV: counted epoch, cost, n, dayTtl, monthTtl.
+// Adds a flushed call's cost unless the current epoch already counted it (or there is none).
+const READD = `
+local epoch = redis.call('GET', KEYS[1])
+if not epoch or epoch == ARGV[1] then return 0 end
+local n = tonumber(ARGV[3])
+for i = 1, n do
+  for j = 0, 1 do
+    local k = KEYS[2 * i + j]
+    redis.call('INCRBY', k, tonumber(ARGV[2]))
+    if redis.call('PTTL', k) < 0 then redis.call('PEXPIRE', k, tonumber(ARGV[4 + j])) end
+  end
+end
+return 1
+`;
+
+// KEYS: epoch, then totals. ARGV: new epoch, then per total: value, ttl.
+const SEED = `
+local current = redis.call('GET', KEYS[1])
+if current then return current end
+for i = 2, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[2 * i - 2], 'PX', tonumber(ARGV[2 * i - 1]))
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]
+`;
+
+// KEYS: inflight sets. ARGV: member, leaseMs. Extends a lease that still exists.
+const RENEW = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i = 1, #KEYS do
+  redis.call('ZADD', KEYS[i], 'XX', now + tonumber(ARGV[2]), ARGV[1])
+  redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[2]) * 2)
+end
+return 1
+`;
+
+/** One budget or concurrency scope a call counts against: its key, and its team if any. */
+export interface BudgetScope {
+  kind: 'key' | 'team';
+  id: string;
+  budget?: KeyBudget;
+  maxConcurrent?: number;
+}
+
+/** Why a call was refused before it started. */
+export class BudgetRefusal extends Error {
+  constructor(
+    /**
+     * `budget`: spent; `committed`: what is left is reserved by calls in flight (they will most
+     * likely spend it); `concurrency`: at the concurrent-request limit.
+     */
+    readonly reason: 'budget' | 'committed' | 'concurrency',
+    readonly scope: BudgetScope,
+    /** For `budget`: when the period resets. */
+    readonly resetsAt?: Date,
+  ) {
+    super(reason === 'concurrency' ? `${scope.kind} '${scope.id}' is at its limit of ${scope.maxConcurrent} concurrent requests` : `${scope.kind} '${scope.id}' is over its budget`);
+  }
+}
+
+/** A call admitted by {@link Ledger.admit}: settle it once with what it cost. */
+export interface Lease {
+  readonly callId: string;
+  /** Whether the call was admitted as this replica's one call at risk of passing a budget. */
+  readonly risky: boolean;
+}
+
+/** What one billed call used, as the spend ledger records it. */
+export interface CallUsage {
+  provider: string;
+  model: string;
+  prompt?: string;
+  /** The exact cost in microdollars (llm's `cost_micro_usd`). */
+  microUsd: number;
+  inputTokens: number;
+  cachedInputTokens: number;
+  outputTokens: number;
+  cacheHit: boolean;
+}
+
+interface SpendRow extends CallUsage {
+  callId: string;
+  at: Date;
+  keyId: string;
+  team: string | undefined;
+  /** The Redis epoch the cost was counted in ('' when it was not counted). */
+  epoch: string;
+}
+
+interface HeldLease extends Lease {
+  member: string;
+  startedAt: number;
+  /** The in-flight sets the lease is in, by scope kind. */
+  inflight: { key?: string; team?: string };
+  riskIds: string[];
+}
+
+/** Options of {@link Ledger}. */
+export interface LedgerOptions {
+  redis: RedisClient;
+  pool: pg.Pool;
+  keyPrefix: string;
+  logger: Logger;
+  /** How often buffered rows are written to PostgreSQL. @default 1000 */
+  flushIntervalMs?: number;
+  /** Rows per INSERT. @default 500 */
+  batchSize?: number;
+}
+
+/** The budgets, leases and spend ledger of one router replica (see the module comment). */
+export class Ledger {
+  private readonly redis: RedisClient;
+  private readonly base: string;
+  private buffer: SpendRow[] = [];
+  /** Written rows whose cost could not be added to the Redis totals yet (Redis was down). */
+  private readds: SpendRow[] = [];
+  private flushing: Promise<void> | undefined;
+  private seeding: Promise<void> | undefined;
+  private readonly timer: NodeJS.Timeout;
+  private readonly renewer: NodeJS.Timeout;
+  /** Leases this replica holds, renewed while their calls run. */
+  private readonly held = new Set<HeldLease>();
+  /** Scopes with a call at risk on this replica, and who waits for it. */
+  private readonly atRisk = new Map<string, Array<() => void>>();
+  private redisDown = false;
+
+  constructor(private readonly options: LedgerOptions) {
+    this.redis = options.redis;
+    this.base = `${options.keyPrefix}budget:{budget}:`;
+    const r = this.redis as any;
+    r.defineCommand('pmBudgetAdmit', { lua: ADMIT });
+    r.defineCommand('pmBudgetCharge', { lua: CHARGE });
+    r.defineCommand('pmBudgetReadd', { lua: READD });
+    r.defineCommand('pmBudgetSeed', { lua: SEED });
+    r.defineCommand('pmBudgetRenew', { lua: RENEW });
+    // A Redis that comes back may have lost its data: reload the totals before calls need them.
+    this.redis.on('ready', () => void this.ensureSeeded().catch(() => undefined));
+    this.timer = setInterval(() => void this.flush().catch(() => undefined), options.flushIntervalMs ?? 1_000);
+    this.timer.unref();
+    this.renewer = setInterval(() => this.renew(), LEASE_MS / 3);
+    this.renewer.unref();
+  }
+
+  private spentKey(scope: { kind: 'key' | 'team'; id: string }, periodId: string): string {
+    return `${this.base}spent:${scope.kind === 'key' ? 'k' : 't'}:${scope.id}:${periodId}`;
+  }
+
+  private inflightKey(scope: BudgetScope): string {
+    return `${this.base}inflight:${scope.kind === 'key' ? 'k' : 't'}:${scope.id}`;
+  }
+
+  private get epochKey(): string {
+    return `${this.base}epoch`;
+  }
+
+  private estimateKey(keyId: string): string {
+    return `${this.base}est:${keyId}`;
+  }
+
+  /** Whether any of `scopes` needs a check before the call (a budget or a concurrency limit). */
+  static needsAdmission(scopes: readonly BudgetScope[]): boolean {
+    return scopes.some((s) => s.budget !== undefined || s.maxConcurrent !== undefined);
+  }
+
+  /**
+   * Checks the budgets and concurrency limits of `scopes` (the key first, then its team) and
+   * takes a lease. Throws {@link BudgetRefusal}. A call whose estimate does not fit the rest of a
+   * budget waits until this replica has no other such call in flight (the overshoot bound).
+   * Resolves undefined when Redis cannot be reached (fail open; the ledger still counts).
+   */
+  async admit(keyId: string, scopes: readonly BudgetScope[]): Promise<Lease | undefined> {
+    const checked = scopes.filter((s) => s.budget !== undefined || s.maxConcurrent !== undefined);
+    const now = new Date();
+    const ids = periodIds(now);
+    const keys = [this.epochKey, this.estimateKey(keyId)];
+    const args: Array<string | number> = [LEASE_MS, randomUUID(), 0, checked.length];
+    for (const s of checked) {
+      keys.push(this.spentKey(s, s.budget ? ids[s.budget.period] : ids.day), this.inflightKey(s));
+      args.push(s.budget ? s.budget.microUsd : -1, s.maxConcurrent ?? -1);
+    }
+    const riskIds = checked.filter((s) => s.budget).map((s) => `${s.kind}:${s.id}`);
+    for (let attempt = 0; ; attempt++) {
+      // Claim this replica's one slot for a call at risk before asking, so two admissions in
+      // flight at once cannot both take it; given back unless the call is admitted at risk.
+      const claim = riskIds.length > 0 && riskIds.every((id) => !this.atRisk.has(id));
+      if (claim) for (const id of riskIds) this.atRisk.set(id, []);
+      args[2] = claim ? 1 : 0;
+      let result: [number, number?, string?];
+      try {
+        result = (await (this.redis as any).pmBudgetAdmit(keys.length, ...keys, ...args)) as [number, number?, string?];
+        this.up();
+      } catch (err) {
+        if (claim) this.releaseRisk(riskIds);
+        this.down(err);
+        return undefined;
+      }
+      const code = Number(result[0]);
+      if (claim && !(code === 0 && Number(result[1]) === 1)) this.releaseRisk(riskIds);
+      if (code === -1) {
+        if (attempt > 2) return undefined;
+        await this.ensureSeeded();
+        continue;
+      }
+      if (code === 1 || code === 2 || code === 4) {
+        const scope = checked[Number(result[1]) - 1]!;
+        const reason = code === 1 ? 'budget' : code === 4 ? 'committed' : 'concurrency';
+        throw new BudgetRefusal(reason, scope, code === 2 ? undefined : periodEnd(scope.budget!.period, now));
+      }
+      if (code === 3) {
+        // Wait for this replica's call at risk to settle, then look again.
+        if (riskIds.every((id) => !this.atRisk.has(id))) continue;
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, LEASE_MS);
+          const done = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+          for (const id of riskIds) this.atRisk.get(id)?.push(done);
+        });
+        continue;
+      }
+      const risky = Number(result[1]) === 1;
+      const lease: HeldLease = {
+        callId: randomUUID(),
+        startedAt: Date.now(),
+        risky,
+        member: String(result[2]),
+        inflight: Object.fromEntries(checked.map((s) => [s.kind, this.inflightKey(s)])),
+        riskIds: risky ? riskIds : [],
+      };
+      this.held.add(lease);
+      return lease;
+    }
+  }
+
+  /**
+   * Counts a finished call: its cost goes onto the key's and team's totals and its lease is
+   * dropped (one script), and its row is buffered for PostgreSQL. `usage` undefined: nothing
+   * was billed (the lease is only released).
+   */
+  async settle(lease: Lease | undefined, keyId: string, team: string | undefined, usage: CallUsage | undefined): Promise<void> {
+    const held = lease as HeldLease | undefined;
+    if (held) this.release(held);
+    if (!usage && !held) return;
+    const at = new Date();
+    const ids = periodIds(at);
+    const scopes: Array<{ kind: 'key' | 'team'; id: string }> = [{ kind: 'key', id: keyId }];
+    if (team) scopes.push({ kind: 'team', id: team });
+    const keys = [this.epochKey, this.estimateKey(keyId)];
+    for (const s of scopes) keys.push(this.spentKey(s, ids.day), this.spentKey(s, ids.month), held?.inflight[s.kind] ?? `${this.base}inflight:none`);
+    let epoch = '';
+    try {
+      epoch = String(
+        await (this.redis as any).pmBudgetCharge(keys.length, ...keys, held?.member ?? '', usage?.microUsd ?? 0, scopes.length, DAY_TTL_MS, MONTH_TTL_MS),
+      );
+      this.up();
+      if (epoch === '') void this.ensureSeeded().catch(() => undefined);
+    } catch (err) {
+      this.down(err);
+    }
+    if (usage) this.buffer.push({ ...usage, callId: held?.callId ?? randomUUID(), at, keyId, team, epoch });
+  }
+
+  private release(lease: HeldLease): void {
+    if (!this.held.delete(lease)) return;
+    this.releaseRisk(lease.riskIds);
+  }
+
+  /** Frees this replica's slot for a call at risk on `ids`, waking who waits for it. */
+  private releaseRisk(ids: readonly string[]): void {
+    for (const id of ids) {
+      const waiters = this.atRisk.get(id);
+      this.atRisk.delete(id);
+      for (const w of waiters ?? []) w();
+    }
+  }
+
+  private renew(): void {
+    for (const lease of this.held) {
+      // No call runs this long: a lease still held is a bug's leak, not a call.
+      if (Date.now() - lease.startedAt > MAX_CALL_MS) {
+        this.release(lease);
+        continue;
+      }
+      const keys = Object.values(lease.inflight);
+      if (keys.length > 0) void (this.redis as any).pmBudgetRenew(keys.length, ...keys, lease.member, LEASE_MS).catch(() => undefined);
+    }
+  }
+
+  /** The current period's totals of a key or team, in microdollars (for the gauges and the API). */
+  async spent(scopes: ReadonlyArray<{ kind: 'key' | 'team'; id: string; period: 'day' | 'month' }>): Promise<number[]> {
+    if (scopes.length === 0) return [];
+    const ids = periodIds(new Date());
+    const values = await this.redis.mget(...scopes.map((s) => this.spentKey(s, ids[s.period])));
+    return values.map((v) => Number(v ?? 0));
+  }
+
+  /**
+   * Reloads the current day's and month's totals from PostgreSQL when Redis has none (its
+   * data was lost), once per replica at a time; other replicas find the epoch set and stop.
+   */
+  ensureSeeded(): Promise<void> {
+    this.seeding ??= this.seed().finally(() => {
+      this.seeding = undefined;
+    });
+    return this.seeding;
+  }
+
+  private async seed(): Promise<void> {
+    if ((await this.redis.exists(this.epochKey)) === 1) return;
+    // Rows this replica counted before are in PostgreSQL first.
+    await this.flush().catch(() => undefined);
+    const client = await this.options.pool.connect();
+    try {
+      await client.query('SELECT pg_advisory_lock($1)', [SPEND_LOCK_KEY]);
+      try {
+        if ((await this.redis.exists(this.epochKey)) === 1) return;
+        const now = new Date();
+        const ids = periodIds(now);
+        const monthStart = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1));
+        const dayStart = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate()));
+        const { rows } = await client.query<{ key_id: string; team: string | null; day: string; month: string }>(
+          `SELECT key_id, team, COALESCE(sum(micro_usd) FILTER (WHERE at >= $2), 0)::text AS day, sum(micro_usd)::text AS month
+             FROM promptmesh_spend WHERE at >= $1 GROUP BY key_id, team`,
+          [monthStart, dayStart],
+        );
+        const totals = new Map<string, { value: bigint; ttl: number }>();
+        const add = (k: string, v: string, ttl: number) => totals.set(k, { value: (totals.get(k)?.value ?? 0n) + BigInt(v), ttl });
+        for (const r of rows) {
+          add(this.spentKey({ kind: 'key', id: r.key_id }, ids.day), r.day, DAY_TTL_MS);
+          add(this.spentKey({ kind: 'key', id: r.key_id }, ids.month), r.month, MONTH_TTL_MS);
+          if (r.team) {
+            add(this.spentKey({ kind: 'team', id: r.team }, ids.day), r.day, DAY_TTL_MS);
+            add(this.spentKey({ kind: 'team', id: r.team }, ids.month), r.month, MONTH_TTL_MS);
+          }
+        }
+        const keys = [this.epochKey, ...totals.keys()];
+        const args: Array<string | number> = [randomUUID()];
+        for (const { value, ttl } of totals.values()) args.push(value.toString(), ttl);
+        await (this.redis as any).pmBudgetSeed(keys.length, ...keys, ...args);
+        this.options.logger.info({ totals: totals.size }, 'spend totals reloaded into Redis from PostgreSQL');
+      } finally {
+        await client.query('SELECT pg_advisory_unlock($1)', [SPEND_LOCK_KEY]).catch(() => undefined);
+      }
+    } finally {
+      client.release();
+    }
+  }
+
+  /**
+   * Writes the buffered rows to PostgreSQL (idempotent by call id), then adds to the Redis
+   * totals the calls that were counted under another epoch or none. Failed batches go back into
+   * the buffer and are tried again on the next tick.
+   */
+  flush(): Promise<void> {
+    this.flushing ??= this.flushAll().finally(() => {
+      this.flushing = undefined;
+    });
+    return this.flushing;
+  }
+
+  /** Rows waiting for PostgreSQL on this replica. */
+  get pending(): number {
+    return this.buffer.length;
+  }
+
+  private async flushAll(): Promise<void> {
+    const batchSize = this.options.batchSize ?? 500;
+    if (this.readds.length > 0) {
+      const waiting = this.readds.splice(0);
+      for (const r of waiting) await this.readd(r);
+    }
+    while (this.buffer.length > 0) {
+      const batch = this.buffer.splice(0, batchSize);
+      try {
+        await this.write(batch);
+      } catch (err) {
+        this.buffer.unshift(...batch);
+        this.options.logger.warn({ err: (err as Error).message, pending: this.buffer.length }, 'could not write spend rows to PostgreSQL; will retry');
+        throw err;
+      }
+    }
+  }
+
+  private async write(batch: SpendRow[]): Promise<void> {
+    const client = await this.options.pool.connect();
+    let broken = false;
+    try {
+      await client.query('SELECT pg_advisory_lock_shared($1)', [SPEND_LOCK_KEY]);
+      try {
+        const col = <T>(f: (r: SpendRow) => T) => batch.map(f);
+        const { rows } = await client.query<{ call_id: string }>(
+          `INSERT INTO promptmesh_spend (call_id, at, key_id, team, provider, model, prompt, micro_usd, input_tokens, cached_input_tokens, output_tokens, cache_hit)
+           SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bool[])
+           ON CONFLICT (call_id) DO NOTHING RETURNING call_id`,
+          [
+            col((r) => r.callId),
+            col((r) => r.at),
+            col((r) => r.keyId),
+            col((r) => r.team ?? null),
+            col((r) => r.provider),
+            col((r) => r.model),
+            col((r) => r.prompt ?? null),
+            col((r) => r.microUsd),
+            col((r) => r.inputTokens),
+            col((r) => r.cachedInputTokens),
+            col((r) => r.outputTokens),
+            col((r) => r.cacheHit),
+          ],
+        );
+        const inserted = new Set(rows.map((r) => r.call_id));
+        for (const r of batch) if (inserted.has(r.callId) && r.microUsd > 0) await this.readd(r);
+      } finally {
+        await client.query('SELECT pg_advisory_unlock_shared($1)', [SPEND_LOCK_KEY]).catch(() => {
+          broken = true;
+        });
+      }
+    } finally {
+      client.release(broken ? true : undefined);
+    }
+  }
+
+  /**
+   * Adds a written row's cost to the Redis totals unless the current epoch counted it already.
+   * While Redis is unreachable the row waits in `readds` for the next flush.
+   */
+  private async readd(r: SpendRow): Promise<void> {
+    const ids = periodIds(r.at);
+    const keys = [this.epochKey, this.spentKey({ kind: 'key', id: r.keyId }, ids.day), this.spentKey({ kind: 'key', id: r.keyId }, ids.month)];
+    if (r.team) keys.push(this.spentKey({ kind: 'team', id: r.team }, ids.day), this.spentKey({ kind: 'team', id: r.team }, ids.month));
+    try {
+      await (this.redis as any).pmBudgetReadd(keys.length, ...keys, r.epoch, r.microUsd, r.team ? 2 : 1, DAY_TTL_MS, MONTH_TTL_MS);
+    } catch {
+      if (this.readds.length < 100_000) this.readds.push(r);
+    }
+  }
+
+  private up(): void {
+    if (!this.redisDown) return;
+    this.redisDown = false;
+    this.options.logger.info('budgets: Redis reachable again');
+  }
+
+  private down(err: unknown): void {
+    if (this.redisDown) return;
+    this.redisDown = true;
+    this.options.logger.warn({ err: (err as Error).message }, 'budgets: Redis unreachable; calls pass without budget checks (fail open), the ledger still records them');
+  }
+
+  /** Stops the timers and writes what is buffered (one attempt). */
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    clearInterval(this.renewer);
+    await this.flush().catch(() => undefined);
+  }
+}
