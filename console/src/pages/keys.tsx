@@ -1,0 +1,477 @@
+/**
+ * Keys and teams: every key (file keys read-only) with its limits, budget usage and status;
+ * creating a key (the secret shown once), rotating it with a grace period, revoking it; the
+ * teams with their budget usage. Usage is the current budget period's spend from the spend API.
+ */
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { ApiError, api, budgetUsage, type Budget, type KeyInfo, type KeyWithSecret, type TeamInfo } from '../api';
+import { Confirm } from '../dialog';
+import { count, usdMicro, when } from '../format';
+
+type Status = 'active' | 'expired' | 'revoked';
+
+function statusOf(k: KeyInfo, now: number): Status {
+  if (k.revoked_at) return 'revoked';
+  if (k.expires_at && Date.parse(k.expires_at) <= now) return 'expired';
+  return 'active';
+}
+
+function limitsText(l: { rpm: number | null; tpm: number | null; max_concurrent: number | null }): string {
+  const parts = [l.rpm !== null ? `${count(l.rpm)} rpm` : '', l.tpm !== null ? `${count(l.tpm)} tpm` : '', l.max_concurrent !== null ? `${count(l.max_concurrent)} concurrent` : ''].filter(Boolean);
+  return parts.length ? parts.join(', ') : 'none';
+}
+
+/** A budget's usage: a bar and the figures in words (the bar alone says nothing to a screen reader). */
+export function BudgetBar({ budget, spentUsd, owner }: { budget: Budget | null; spentUsd: number | undefined; owner: string }) {
+  if (!budget) return <span class="hint">no budget</span>;
+  const spent = spentUsd ?? 0;
+  const share = Math.min(1, spent / budget.usd);
+  const percent = share === 0 ? '0%' : share < 0.0001 ? '<0.01%' : `${(share * 100).toFixed(share < 0.01 ? 2 : 0)}%`;
+  const text = `${usdMicro(Math.round(spent * 1e6))} of ${usdMicro(Math.round(budget.usd * 1e6))} this ${budget.period} (${percent})`;
+  return (
+    <div class="budget">
+      <meter min={0} max={budget.usd} low={budget.usd * 0.8} high={budget.usd * 0.95} optimum={0} value={Math.min(spent, budget.usd)} aria-label={`Budget used by ${owner}`} />
+      <span class="budget-text">{text}</span>
+    </div>
+  );
+}
+
+/** The secret of a key just created or rotated: shown this once, with a copy button. */
+function SecretPanel({ shown, onDone }: { shown: { title: string; secret: string; note: string }; onDone: () => void }) {
+  const heading = useRef<HTMLHeadingElement>(null);
+  const [copied, setCopied] = useState('');
+  useEffect(() => heading.current?.focus(), [shown]);
+  async function copy() {
+    try {
+      await navigator.clipboard.writeText(shown.secret);
+      setCopied('Copied to the clipboard.');
+    } catch {
+      setCopied('The browser refused the clipboard: select the secret and copy it by hand.');
+    }
+  }
+  return (
+    <section class="secret" aria-labelledby="secret-title">
+      <h2 id="secret-title" ref={heading} tabIndex={-1}>
+        {shown.title}
+      </h2>
+      <p>
+        <strong>Copy this secret now: you won't see it again.</strong> promptmesh keeps only its hash; if it is lost, rotate the key.
+      </p>
+      <div class="toolbar">
+        <label for="new-secret">Secret</label>
+        <input id="new-secret" class="secret-value" readOnly value={shown.secret} size={52} onFocus={(e) => e.currentTarget.select()} />
+        <button type="button" onClick={() => void copy()}>
+          Copy
+        </button>
+        <button type="button" onClick={onDone}>
+          I have stored it
+        </button>
+      </div>
+      {shown.note && <p class="hint">{shown.note}</p>}
+      <p role="status">{copied}</p>
+    </section>
+  );
+}
+
+/** The create form's fields, as typed (strings, so the API, not the browser, judges them). */
+interface Draft {
+  name: string;
+  invoke: boolean;
+  admin: boolean;
+  models: string;
+  rpm: string;
+  tpm: string;
+  max_concurrent: string;
+  budgetUsd: string;
+  budgetPeriod: 'day' | 'month';
+  expires: string;
+  team: string;
+}
+
+const EMPTY: Draft = { name: '', invoke: true, admin: false, models: '', rpm: '', tpm: '', max_concurrent: '', budgetUsd: '', budgetPeriod: 'month', expires: '', team: '' };
+
+/** The fields an API error's `param` can name, as the form shows them. */
+const FIELDS = ['name', 'scopes', 'models', 'rpm', 'tpm', 'max_concurrent', 'budget.usd', 'budget.period', 'expires_at', 'team'] as const;
+type Field = (typeof FIELDS)[number];
+
+/** The form field an API error names (`scopes[0]` is the scopes, `budget` its amount); undefined: none of them. */
+function fieldOf(param: string | null): Field | undefined {
+  if (!param) return undefined;
+  if (param === 'budget') return 'budget.usd';
+  const root = param.replace(/\[\d+\].*$/, '');
+  return (FIELDS as readonly string[]).includes(root) ? (root as Field) : undefined;
+}
+
+/** A number as typed; what is not a number goes to the API as typed, so its error names the field. */
+function numberOr(raw: string): number | string | undefined {
+  const t = raw.trim();
+  if (t === '') return undefined;
+  return /^-?\d+(\.\d+)?$/.test(t) ? Number(t) : t;
+}
+
+function bodyOf(d: Draft): Record<string, unknown> {
+  const body: Record<string, unknown> = { name: d.name.trim(), scopes: [...(d.invoke ? ['invoke'] : []), ...(d.admin ? ['admin'] : [])] };
+  const models = d.models
+    .split(/[,\s]+/)
+    .map((m) => m.trim())
+    .filter(Boolean);
+  if (models.length) body.models = models;
+  for (const f of ['rpm', 'tpm', 'max_concurrent'] as const) {
+    const v = numberOr(d[f]);
+    if (v !== undefined) body[f] = v;
+  }
+  const usd = numberOr(d.budgetUsd);
+  if (usd !== undefined) body.budget = { usd, period: d.budgetPeriod };
+  if (d.expires) {
+    // datetime-local is the user's local time; the API takes an instant.
+    const at = new Date(d.expires);
+    body.expires_at = Number.isNaN(at.getTime()) ? d.expires : at.toISOString();
+  }
+  if (d.team.trim()) body.team = d.team.trim();
+  return body;
+}
+
+function CreateKey({ teams, models, onCreated }: { teams: TeamInfo[]; models: string[]; onCreated: (created: KeyWithSecret) => void }) {
+  const [draft, setDraft] = useState<Draft>(EMPTY);
+  const [errors, setErrors] = useState<Partial<Record<Field, string>>>({});
+  const [formError, setFormError] = useState('');
+  const [busy, setBusy] = useState(false);
+  const set = <K extends keyof Draft>(k: K, v: Draft[K]) => setDraft((d) => ({ ...d, [k]: v }));
+
+  async function submit(e: Event) {
+    e.preventDefault();
+    setBusy(true);
+    setErrors({});
+    setFormError('');
+    try {
+      const created = await api<KeyWithSecret>('POST', '/v1/keys', bodyOf(draft));
+      setDraft(EMPTY);
+      onCreated(created);
+    } catch (err) {
+      const field = err instanceof ApiError ? fieldOf(err.param) : undefined;
+      if (field) setErrors({ [field]: (err as ApiError).message });
+      else setFormError((err as Error).message);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  /** Props that tie an input to its error message. */
+  const invalid = (f: Field) => (errors[f] ? { 'aria-invalid': true as const, 'aria-describedby': `error-${f.replace('.', '-')}` } : {});
+  const note = (f: Field) =>
+    errors[f] ? (
+      <p class="error field-error" id={`error-${f.replace('.', '-')}`}>
+        {errors[f]}
+      </p>
+    ) : null;
+
+  return (
+    <form class="create-key" onSubmit={submit} aria-labelledby="create-key-title" noValidate>
+      <h2 id="create-key-title">Create a key</h2>
+      <div class="field">
+        <label for="key-name">Name (required)</label>
+        <input id="key-name" aria-required="true" value={draft.name} onInput={(e) => set('name', e.currentTarget.value)} {...invalid('name')} />
+        {note('name')}
+      </div>
+      <fieldset {...invalid('scopes')}>
+        <legend>Scopes</legend>
+        <label class="check">
+          <input type="checkbox" checked={draft.invoke} onChange={(e) => set('invoke', e.currentTarget.checked)} /> invoke (completions, embeddings)
+        </label>{' '}
+        <label class="check">
+          <input type="checkbox" checked={draft.admin} onChange={(e) => set('admin', e.currentTarget.checked)} /> admin (templates, keys, the console)
+        </label>
+        {note('scopes')}
+      </fieldset>
+      <div class="field">
+        <label for="key-models">Allowed models</label>
+        <input id="key-models" aria-describedby="key-models-hint" value={draft.models} onInput={(e) => set('models', e.currentTarget.value)} {...invalid('models')} />
+        <p class="hint" id="key-models-hint">
+          Comma-separated; empty allows every model.{models.length > 0 && ` Known: ${models.join(', ')}.`}
+        </p>
+        {note('models')}
+      </div>
+      <div class="grid3">
+        {(
+          [
+            ['rpm', 'Requests per minute'],
+            ['tpm', 'Tokens per minute'],
+            ['max_concurrent', 'Concurrent requests'],
+          ] as const
+        ).map(([f, label]) => (
+          <div class="field" key={f}>
+            <label for={`key-${f}`}>{label}</label>
+            <input id={`key-${f}`} inputMode="numeric" value={draft[f]} onInput={(e) => set(f, e.currentTarget.value)} {...invalid(f)} />
+            {note(f)}
+          </div>
+        ))}
+      </div>
+      <div class="grid3">
+        <div class="field">
+          <label for="key-budget">Budget in USD</label>
+          <input id="key-budget" inputMode="decimal" value={draft.budgetUsd} onInput={(e) => set('budgetUsd', e.currentTarget.value)} {...invalid('budget.usd')} />
+          {note('budget.usd')}
+        </div>
+        <div class="field">
+          <label for="key-budget-period">Budget period</label>
+          <select id="key-budget-period" value={draft.budgetPeriod} onChange={(e) => set('budgetPeriod', e.currentTarget.value as 'day' | 'month')} {...invalid('budget.period')}>
+            <option value="day">per day (UTC)</option>
+            <option value="month">per month (UTC)</option>
+          </select>
+          {note('budget.period')}
+        </div>
+        <div class="field">
+          <label for="key-team">Team</label>
+          <input id="key-team" list="team-ids" value={draft.team} onInput={(e) => set('team', e.currentTarget.value)} {...invalid('team')} />
+          <datalist id="team-ids">
+            {teams.map((t) => (
+              <option key={t.id} value={t.id}>
+                {t.name}
+              </option>
+            ))}
+          </datalist>
+          {note('team')}
+        </div>
+      </div>
+      <div class="field">
+        <label for="key-expires">Expires at (your local time; empty: never)</label>
+        <input id="key-expires" type="datetime-local" value={draft.expires} onInput={(e) => set('expires', e.currentTarget.value)} {...invalid('expires_at')} />
+        {note('expires_at')}
+      </div>
+      <button type="submit" disabled={busy}>
+        Create key
+      </button>
+      {formError && (
+        <p class="error" role="alert">
+          {formError}
+        </p>
+      )}
+      {Object.keys(errors).length > 0 && (
+        <p class="error" role="alert">
+          The API refused the key: see the field marked above.
+        </p>
+      )}
+    </form>
+  );
+}
+
+type Pending = { kind: 'rotate' | 'revoke'; key: KeyInfo };
+
+export function KeysPage() {
+  const [keys, setKeys] = useState<KeyInfo[] | undefined>();
+  const [teams, setTeams] = useState<TeamInfo[]>([]);
+  const [models, setModels] = useState<string[]>([]);
+  const [keyUsage, setKeyUsage] = useState(new Map<string, number>());
+  const [teamUsage, setTeamUsage] = useState(new Map<string, number>());
+  const [showRevoked, setShowRevoked] = useState(false);
+  const [error, setError] = useState('');
+  const [done, setDone] = useState('');
+  const [secret, setSecret] = useState<{ title: string; secret: string; note: string } | undefined>();
+  const [pending, setPending] = useState<Pending | undefined>();
+  const [grace, setGrace] = useState('86400');
+
+  async function load() {
+    try {
+      const [k, t] = await Promise.all([api<{ data: KeyInfo[] }>('GET', `/v1/keys?include_revoked=${showRevoked}`), api<{ data: TeamInfo[] }>('GET', '/v1/teams')]);
+      const [ku, tu] = await Promise.all([budgetUsage('key', k.data), budgetUsage('team', t.data)]);
+      setKeys(k.data);
+      setTeams(t.data);
+      setKeyUsage(ku);
+      setTeamUsage(tu);
+      setError('');
+    } catch (err) {
+      setError((err as Error).message);
+    }
+  }
+  useEffect(() => {
+    void load();
+  }, [showRevoked]);
+  useEffect(() => {
+    api<{ data: Array<{ id: string }> }>('GET', '/v1/models').then(
+      (m) => setModels(m.data.map((x) => x.id)),
+      () => undefined,
+    );
+  }, []);
+
+  async function answer(yes: boolean) {
+    const p = pending!;
+    setPending(undefined);
+    if (!yes) return;
+    setDone('');
+    setError('');
+    try {
+      if (p.kind === 'revoke') {
+        await api('DELETE', `/v1/keys/${encodeURIComponent(p.key.id)}`);
+        setDone(`Key ${p.key.name} (${p.key.id}) is revoked.`);
+      } else {
+        const rotated = await api<KeyWithSecret>('POST', `/v1/keys/${encodeURIComponent(p.key.id)}/rotate`, { grace_seconds: Number(grace) });
+        setSecret({
+          title: `New secret of ${rotated.name}`,
+          secret: rotated.key,
+          note: rotated.previous_key_valid_until ? `The old secret keeps working until ${when(rotated.previous_key_valid_until)}.` : 'The old secret stopped working at once.',
+        });
+      }
+    } catch (err) {
+      setError((err as Error).message);
+    }
+    await load();
+  }
+
+  const now = Date.now();
+  const keysOfTeam = (id: string) => (keys ?? []).filter((k) => k.team === id && !k.revoked_at).length;
+  return (
+    <section aria-labelledby="keys-title">
+      <h1 id="keys-title">Keys</h1>
+      {secret && <SecretPanel shown={secret} onDone={() => setSecret(undefined)} />}
+      {error && (
+        <p class="error" role="alert">
+          {error}
+        </p>
+      )}
+      {done && <p role="status">{done}</p>}
+      <div class="toolbar">
+        <label class="check">
+          <input type="checkbox" checked={showRevoked} onChange={(e) => setShowRevoked(e.currentTarget.checked)} /> Show revoked
+        </label>
+      </div>
+      {keys === undefined && !error && <p aria-busy="true">Loading…</p>}
+      {keys && (
+        <div class="wide">
+          <table class="list keys">
+            <caption class="sr-only">API keys</caption>
+            <thead>
+              <tr>
+                <th scope="col">Name</th>
+                <th scope="col">ID / prefix</th>
+                <th scope="col">Team</th>
+                <th scope="col">Scopes</th>
+                <th scope="col">Models</th>
+                <th scope="col">Limits</th>
+                <th scope="col">Budget</th>
+                <th scope="col">Status</th>
+                <th scope="col">Source</th>
+                <th scope="col">Actions</th>
+              </tr>
+            </thead>
+            <tbody>
+              {keys.map((k) => {
+                const status = statusOf(k, now);
+                return (
+                  <tr key={k.id} data-key={k.id}>
+                    <td>{k.name}</td>
+                    <td>
+                      <code>{k.id}</code>
+                      {k.prefix && (
+                        <>
+                          <br />
+                          <code>{k.prefix}…</code>
+                        </>
+                      )}
+                    </td>
+                    <td>{k.team ?? '–'}</td>
+                    <td>
+                      {k.scopes.map((s) => (
+                        <span class="tag" key={s}>
+                          {s}
+                        </span>
+                      ))}
+                    </td>
+                    <td>{k.models ? k.models.join(', ') : 'all'}</td>
+                    <td>{limitsText(k)}</td>
+                    <td>
+                      <BudgetBar budget={k.budget} spentUsd={keyUsage.get(k.id)} owner={`key ${k.name}`} />
+                    </td>
+                    <td>
+                      <span class={`state ${status}`}>{status}</span>
+                      {status === 'active' && k.expires_at && <span class="hint"> until {when(k.expires_at)}</span>}
+                      {status === 'expired' && <span class="hint"> at {when(k.expires_at!)}</span>}
+                      {status === 'revoked' && <span class="hint"> at {when(k.revoked_at!)}</span>}
+                      {status === 'active' && k.previous_key_valid_until && <span class="hint"> (old secret valid until {when(k.previous_key_valid_until)})</span>}
+                    </td>
+                    <td>{k.source === 'file' ? 'file (read-only)' : 'api'}</td>
+                    <td>
+                      {k.source === 'file' ? (
+                        <span class="hint">change API_KEYS_FILE</span>
+                      ) : status === 'revoked' ? (
+                        '–'
+                      ) : (
+                        <div class="actions">
+                          <button type="button" aria-label={`Rotate key ${k.name}`} onClick={() => (setGrace('86400'), setPending({ kind: 'rotate', key: k }))}>
+                            Rotate…
+                          </button>
+                          <button type="button" class="danger" aria-label={`Revoke key ${k.name}`} onClick={() => setPending({ kind: 'revoke', key: k })}>
+                            Revoke…
+                          </button>
+                        </div>
+                      )}
+                    </td>
+                  </tr>
+                );
+              })}
+            </tbody>
+          </table>
+        </div>
+      )}
+      {pending?.kind === 'revoke' && (
+        <Confirm
+          question={`Revoke key ${pending.key.name} (${pending.key.id})? Every request with it is refused from now on, on every replica; its spend history stays. This cannot be undone.`}
+          confirmLabel="Revoke"
+          onAnswer={(yes) => void answer(yes)}
+        />
+      )}
+      {pending?.kind === 'rotate' && (
+        <Confirm question={`Rotate key ${pending.key.name} (${pending.key.id})? A new secret is issued and shown once; the old one keeps working for the grace period, then stops.`} confirmLabel="Rotate" onAnswer={(yes) => void answer(yes)}>
+          <div class="field">
+            <label for="rotate-grace">Grace period for the old secret</label>
+            <select id="rotate-grace" value={grace} onChange={(e) => setGrace(e.currentTarget.value)}>
+              <option value="0">none: it stops at once</option>
+              <option value="3600">1 hour</option>
+              <option value="86400">24 hours</option>
+              <option value="604800">7 days</option>
+            </select>
+          </div>
+        </Confirm>
+      )}
+      <CreateKey
+        teams={teams}
+        models={models}
+        onCreated={(created) => {
+          setSecret({ title: `Secret of the new key ${created.name}`, secret: created.key, note: `Key id ${created.id}: spend and the API name it by this id.` });
+          void load();
+        }}
+      />
+      <h2 id="teams-title">Teams</h2>
+      {teams.length === 0 ? (
+        <p class="hint">No teams yet (PUT /v1/teams/&lt;id&gt; makes one).</p>
+      ) : (
+        <table class="list" aria-labelledby="teams-title">
+          <thead>
+            <tr>
+              <th scope="col">Team</th>
+              <th scope="col">Name</th>
+              <th scope="col">Active keys</th>
+              <th scope="col">Limits (over all its keys)</th>
+              <th scope="col">Budget</th>
+            </tr>
+          </thead>
+          <tbody>
+            {teams.map((t) => (
+              <tr key={t.id} data-team={t.id}>
+                <td>
+                  <code>{t.id}</code>
+                </td>
+                <td>{t.name}</td>
+                <td class="num">{keysOfTeam(t.id)}</td>
+                <td>{limitsText(t)}</td>
+                <td>
+                  <BudgetBar budget={t.budget} spentUsd={teamUsage.get(t.id)} owner={`team ${t.name}`} />
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      <p class="hint">Budget usage is the current UTC day's or month's spend from the ledger (GET /v1/spend), the figures the budget itself counts.</p>
+    </section>
+  );
+}
