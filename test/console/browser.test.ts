@@ -313,6 +313,8 @@ describe('the console in Chromium', () => {
       await expect.poll(() => page.locator('#error-team').textContent()).toContain('nobody');
       expect(await page.locator('#error-rpm').count()).toBe(0);
       await page.getByLabel('Team', { exact: true }).fill('growth');
+      // Typed in the browser's local time, stored as that instant (this process shares its zone).
+      await page.getByLabel(/^Expires at/).fill('2031-06-30T12:00');
       await page.getByRole('button', { name: 'Create key' }).click();
 
       const box = page.getByLabel('Secret', { exact: true });
@@ -325,9 +327,11 @@ describe('the console in Chromium', () => {
       expect(await page.evaluate('navigator.clipboard.readText()')).toBe(secret);
       const listed = (await sys.call<{ data: Array<Record<string, unknown>> }>('GET', '/v1/keys')).body.data.find((k) => k.name === 'checkout-bot')!;
       expect(listed).toMatchObject({ models: ['model-a'], rpm: 600, budget: { usd: 1, period: 'day' }, team: 'growth', source: 'api', prefix: secret.slice(0, 11) });
+      expect(listed.expires_at).toBe(new Date('2031-06-30T12:00').toISOString());
       id = listed.id as string;
       await expect.poll(() => keyRow().textContent()).toContain('active');
       expect(await keyRow().textContent()).toContain(secret.slice(0, 11));
+      expect(await keyRow().textContent()).toContain(`until ${new Date('2031-06-30T12:00').toISOString().replace('T', ' ').slice(0, 19)} UTC`);
       await expectAccessible('key created, secret shown');
       await shot('key-secret');
       // Shown once: dismissed, it is nowhere in the page, the URL or the storage.

@@ -23,6 +23,9 @@ const RANGES = {
 } as const;
 type Range = keyof typeof RANGES;
 
+/** Axis amounts: significant digits, since a day's spend may be a few micro-dollars. */
+const axisUsd = (v: number) => (v === 0 ? '0' : v.toLocaleString('en', { maximumSignificantDigits: 3 }));
+
 /** Groups drawn as their own line; the others are summed into one. */
 const MAX_LINES = 5;
 const HOUR = 3_600_000;
@@ -145,7 +148,7 @@ export function SpendPage() {
         </p>
       )}
       {answer === undefined && !error && <p aria-busy="true">Loading…</p>}
-      {chart && <LineChart title={`Spend per ${per} by ${groupLabel.toLowerCase()} (USD)`} times={chart.times} series={chart.series} unit="USD" />}
+      {chart && <LineChart title={`Spend per ${per} by ${groupLabel.toLowerCase()} (USD)`} times={chart.times} series={chart.series} unit="USD" format={axisUsd} />}
       {answer && (
         <table class="list spend" aria-label={`Spend by ${groupLabel.toLowerCase()}, ${RANGES[range].label.toLowerCase()}`}>
           <thead>
