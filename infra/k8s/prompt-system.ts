@@ -143,7 +143,9 @@ export interface PromptSystemProps extends Omit<ChartProps, 'namespace'> {
   readonly providerKeysSecret?: string;
   /**
    * Secret key holding the router's API keys file (`API_KEYS_FILE`: key ids, sha256 hashes,
-   * scopes), or `false` to run without authentication (never in production).
+   * scopes), or `false` to run without authentication (never in production). With keys the
+   * router also keeps virtual keys, teams and spend in PostgreSQL (docs/keys.md): it gets
+   * `DATABASE_URL` from the database secret by reference and a NetworkPolicy egress to it.
    * @default { name: 'promptmesh-api-keys', key: 'api-keys.yaml' }
    */
   readonly apiKeys?: SecretFileRef | false;
@@ -321,10 +323,13 @@ export class PromptSystem extends Chart {
     const routerSecretFiles: SecretFile[] = apiKeys
       ? [{ secretName: apiKeys.name, key: apiKeys.key, mountPath: API_KEYS_DIR, env: ENV.apiKeysFile }]
       : [];
+    // With auth on the router keeps virtual keys, teams and the spend ledger in PostgreSQL
+    // (docs/keys.md): it gets the database secret by reference, and a path to the database.
+    const routerUsesPostgres = apiKeys !== false;
     const services = {
       router: make('router', {
         env: { [ENV.templatesUrl]: url('templates'), [ENV.contextUrl]: url('context'), [ENV.llmUrl]: url('llm') },
-        envVars: redisEnv,
+        envVars: routerUsesPostgres ? [...redisEnv, ...postgresEnv] : redisEnv,
         secretFiles: routerSecretFiles,
       }),
       templates: make('templates', { envVars: [...redisEnv, ...postgresEnv] }),
@@ -359,16 +364,17 @@ export class PromptSystem extends Chart {
       },
     ];
     const externalEndpoints: ExternalEndpoint[] = [];
+    const postgresClients: ServiceName[] = routerUsesPostgres ? ['templates', 'router'] : ['templates'];
     if (this.postgres.mode === 'in-cluster') {
       datastores.push({
         name: 'postgres',
         podLabels: { ...this.postgres.selectorLabels! },
         ports: [this.postgres.port],
         metricsPort: this.postgres.metricsPort,
-        clients: ['templates'],
+        clients: postgresClients,
       });
     } else {
-      externalEndpoints.push({ name: 'postgres', cidrs: props.externalPostgresCidrs ?? ['10.0.0.0/8'], ports: [this.postgres.port], clients: ['templates'] });
+      externalEndpoints.push({ name: 'postgres', cidrs: props.externalPostgresCidrs ?? ['10.0.0.0/8'], ports: [this.postgres.port], clients: postgresClients });
     }
     if (props.observability !== false) {
       this.observability = new Observability(this, 'Observability', {

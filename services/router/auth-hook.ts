@@ -51,18 +51,17 @@ export function budgetScopes(key: ApiKey, team: Team | undefined): BudgetScope[]
 export function budgetError(refusal: BudgetRefusal): ApiError {
   const { scope } = refusal;
   const who = scope.kind === 'key' ? `API key '${scope.id}'` : `team '${scope.id}'`;
-  if (refusal.reason === 'budget') {
+  if (refusal.reason !== 'concurrency') {
     const b = scope.budget!;
     const resets = refusal.resetsAt!;
-    const seconds = Math.max(1, Math.ceil((resets.getTime() - Date.now()) / 1000));
-    return new ApiError(
-      429,
-      'insufficient_quota',
-      `${who} has spent its ${scope.kind} budget of $${(b.microUsd / 1e6).toFixed(6).replace(/0+$/, '').replace(/\.$/, '')} per ${b.period}; it resets at ${resets.toISOString()}`,
-      null,
-      'budget_exceeded',
-      { 'retry-after': String(seconds) },
-    );
+    const amount = `$${(b.microUsd / 1e6).toFixed(6).replace(/0+$/, '').replace(/\.$/, '')} per ${b.period}`;
+    // Committed: calls in flight hold the rest; retrying once they finished may pass (if they failed).
+    const seconds = refusal.reason === 'committed' ? 1 : Math.max(1, Math.ceil((resets.getTime() - Date.now()) / 1000));
+    const what =
+      refusal.reason === 'committed'
+        ? `${who} has its ${scope.kind} budget of ${amount} spent or committed to requests in flight`
+        : `${who} has spent its ${scope.kind} budget of ${amount}`;
+    return new ApiError(429, 'insufficient_quota', `${what}; it resets at ${resets.toISOString()}`, null, 'budget_exceeded', { 'retry-after': String(seconds) });
   }
   return new ApiError(429, 'rate_limit_error', `${who} is at its limit of ${scope.maxConcurrent} concurrent requests`, null, 'concurrency_limit_exceeded', { 'retry-after': '1' });
 }

@@ -49,8 +49,9 @@ export function periodEnd(period: 'day' | 'month', at: Date): Date {
 
 // KEYS: epoch, estimate, then per scope: spent (of the budget's period), inflight.
 // ARGV: leaseMs, leaseId, riskFree, n, then per scope: budget (-1 none), maxConcurrent (-1 none).
-// Returns {-1} unseeded, {1, i, spent} over budget, {2, i} at max concurrency, {3} would not
-// fit and this replica already has a call at risk, {0, risky} admitted.
+// Returns {-1} unseeded, {1, i, spent} over budget, {4, i, spent} the rest of the budget is
+// committed to calls in flight, {2, i} at max concurrency, {3} would not fit and this replica
+// already has a call at risk, {0, risky, member} admitted (risky: its estimate did not fit).
 const ADMIT = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
 local t = redis.call('TIME')
@@ -72,7 +73,10 @@ for i = 1, n do
     for _, m in ipairs(redis.call('ZRANGE', inflight, 0, -1)) do
       reserved = reserved + tonumber(string.match(m, '|(%d+)$') or '0')
     end
-    if est < 0 or spent + reserved + est > budget then risky = 1 end
+    if est < 0 or spent + reserved + est > budget then
+      if spent + reserved >= budget then return {4, i, spent} end
+      risky = 1
+    end
   end
 end
 if risky == 1 and ARGV[3] ~= '1' then return {3} end
@@ -159,12 +163,16 @@ export interface Scope {
 /** Why a call was refused before it started. */
 export class BudgetRefusal extends Error {
   constructor(
-    readonly reason: 'budget' | 'concurrency',
+    /**
+     * `budget`: spent; `committed`: what is left is reserved by calls in flight (they will most
+     * likely spend it); `concurrency`: at the concurrent-request limit.
+     */
+    readonly reason: 'budget' | 'committed' | 'concurrency',
     readonly scope: Scope,
     /** For `budget`: when the period resets. */
     readonly resetsAt?: Date,
   ) {
-    super(reason === 'budget' ? `${scope.kind} '${scope.id}' is over its budget` : `${scope.kind} '${scope.id}' is at its limit of ${scope.maxConcurrent} concurrent requests`);
+    super(reason === 'concurrency' ? `${scope.kind} '${scope.id}' is at its limit of ${scope.maxConcurrent} concurrent requests` : `${scope.kind} '${scope.id}' is over its budget`);
   }
 }
 
@@ -241,6 +249,8 @@ export class Ledger {
     r.defineCommand('pmBudgetReadd', { lua: READD });
     r.defineCommand('pmBudgetSeed', { lua: SEED });
     r.defineCommand('pmBudgetRenew', { lua: RENEW });
+    // A Redis that comes back may have lost its data: reload the totals before calls need them.
+    this.redis.on('ready', () => void this.ensureSeeded().catch(() => undefined));
     this.timer = setInterval(() => void this.flush().catch(() => undefined), options.flushIntervalMs ?? 1_000);
     this.timer.unref();
     this.renewer = setInterval(() => this.renew(), LEASE_MS / 3);
@@ -286,24 +296,31 @@ export class Ledger {
     }
     const riskIds = checked.filter((s) => s.budget).map((s) => `${s.kind}:${s.id}`);
     for (let attempt = 0; ; attempt++) {
-      args[2] = riskIds.every((id) => !this.atRisk.has(id)) ? 1 : 0;
+      // Claim this replica's one slot for a call at risk before asking, so two admissions in
+      // flight at once cannot both take it; given back unless the call is admitted at risk.
+      const claim = riskIds.length > 0 && riskIds.every((id) => !this.atRisk.has(id));
+      if (claim) for (const id of riskIds) this.atRisk.set(id, []);
+      args[2] = claim ? 1 : 0;
       let result: [number, number?, string?];
       try {
         result = (await (this.redis as any).pmBudgetAdmit(keys.length, ...keys, ...args)) as [number, number?, string?];
         this.up();
       } catch (err) {
+        if (claim) this.releaseRisk(riskIds);
         this.down(err);
         return undefined;
       }
       const code = Number(result[0]);
+      if (claim && !(code === 0 && Number(result[1]) === 1)) this.releaseRisk(riskIds);
       if (code === -1) {
         if (attempt > 2) return undefined;
         await this.ensureSeeded();
         continue;
       }
-      if (code === 1 || code === 2) {
+      if (code === 1 || code === 2 || code === 4) {
         const scope = checked[Number(result[1]) - 1]!;
-        throw new BudgetRefusal(code === 1 ? 'budget' : 'concurrency', scope, code === 1 ? periodEnd(scope.budget!.period, now) : undefined);
+        const reason = code === 1 ? 'budget' : code === 4 ? 'committed' : 'concurrency';
+        throw new BudgetRefusal(reason, scope, code === 2 ? undefined : periodEnd(scope.budget!.period, now));
       }
       if (code === 3) {
         // Wait for this replica's call at risk to settle, then look again.
@@ -319,7 +336,6 @@ export class Ledger {
         continue;
       }
       const risky = Number(result[1]) === 1;
-      if (risky) for (const id of riskIds) this.atRisk.set(id, []);
       const lease: HeldLease = {
         callId: randomUUID(),
         startedAt: Date.now(),
@@ -363,7 +379,12 @@ export class Ledger {
 
   private release(lease: HeldLease): void {
     if (!this.held.delete(lease)) return;
-    for (const id of lease.riskIds) {
+    this.releaseRisk(lease.riskIds);
+  }
+
+  /** Frees this replica's slot for a call at risk on `ids`, waking who waits for it. */
+  private releaseRisk(ids: readonly string[]): void {
+    for (const id of ids) {
       const waiters = this.atRisk.get(id);
       this.atRisk.delete(id);
       for (const w of waiters ?? []) w();

@@ -1,0 +1,142 @@
+/**
+ * The ledger on real Redis and PostgreSQL, two instances standing for two router replicas:
+ * the overshoot bound of a budget under concurrent calls, exact totals, idempotent flushes,
+ * concurrency leases, and totals reloaded after Redis lost its data.
+ */
+import pg from 'pg';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../kit/logger';
+import { migrate } from '../../templates/migrate';
+import { createTestDatabase, type TestDatabase } from '../../../test/support/pg';
+import { TEST_REDIS_URL, deletePrefix, uniquePrefix } from '../../../test/support/redis';
+import { ROUTER_MIGRATIONS_DIR, ROUTER_MIGRATIONS_TABLE, ROUTER_MIGRATION_LOCK_KEY } from './index';
+import { BudgetRefusal, Ledger, periodIds, type CallUsage, type Scope } from './ledger';
+
+const usage = (microUsd: number): CallUsage => ({ provider: 'p', model: 'm', microUsd, inputTokens: 10, cachedInputTokens: 0, outputTokens: 5, cacheHit: false });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('ledger', () => {
+  let db: TestDatabase;
+  let pool: pg.Pool;
+  const redises: Redis[] = [];
+  const prefixes: string[] = [];
+  const logger = createLogger('test', 'silent');
+
+  beforeAll(async () => {
+    db = await createTestDatabase('ledger');
+    pool = new pg.Pool({ connectionString: db.url, max: 6 });
+    await migrate(pool, { dir: ROUTER_MIGRATIONS_DIR, table: ROUTER_MIGRATIONS_TABLE, lockKey: ROUTER_MIGRATION_LOCK_KEY });
+  });
+  afterAll(async () => {
+    for (const r of redises) r.disconnect();
+    for (const p of prefixes) await deletePrefix(p);
+    await pool?.end();
+    await db?.drop();
+  });
+
+  function replicas(n: number, label: string): { ledgers: Ledger[]; prefix: string } {
+    const prefix = uniquePrefix(label);
+    prefixes.push(prefix);
+    const ledgers = Array.from({ length: n }, () => {
+      const redis = new Redis(TEST_REDIS_URL);
+      redises.push(redis);
+      return new Ledger({ redis, pool, keyPrefix: prefix, logger, flushIntervalMs: 60_000 });
+    });
+    return { ledgers, prefix };
+  }
+
+  async function spentInPg(keyId: string): Promise<number> {
+    const { rows } = await pool.query('SELECT COALESCE(sum(micro_usd), 0)::bigint AS m FROM promptmesh_spend WHERE key_id = $1', [keyId]);
+    return Number(rows[0].m);
+  }
+
+  it('overshoots a budget by at most one call per replica under concurrent load', async () => {
+    const { ledgers } = replicas(3, 'ledger-bound');
+    const keyId = 'k-bound';
+    const scopes: Scope[] = [{ kind: 'key', id: keyId, budget: { microUsd: 10_000, period: 'day' } }];
+    const cost = 700;
+    let refused = 0;
+    // 8 concurrent callers per replica, each call taking a few milliseconds.
+    const worker = async (ledger: Ledger) => {
+      for (;;) {
+        let lease;
+        try {
+          lease = await ledger.admit(keyId, scopes);
+        } catch (err) {
+          expect(err).toBeInstanceOf(BudgetRefusal);
+          expect(['budget', 'committed']).toContain((err as BudgetRefusal).reason);
+          refused++;
+          return;
+        }
+        await sleep(2 + Math.random() * 5);
+        await ledger.settle(lease, keyId, undefined, usage(cost));
+      }
+    };
+    await Promise.all(ledgers.flatMap((l) => Array.from({ length: 8 }, () => worker(l))));
+    for (const l of ledgers) await l.flush();
+    const spent = await spentInPg(keyId);
+    expect(refused).toBe(24);
+    expect(spent).toBeGreaterThanOrEqual(10_000);
+    expect(spent).toBeLessThanOrEqual(10_000 + ledgers.length * cost);
+    expect(await ledgers[0]!.spent([{ kind: 'key', id: keyId, period: 'day' }])).toEqual([spent]);
+  });
+
+  it('counts each call once in PostgreSQL, whatever the flushes', async () => {
+    const { ledgers } = replicas(2, 'ledger-once');
+    await ledgers[0]!.ensureSeeded();
+    await Promise.all(
+      Array.from({ length: 40 }, (_, i) => ledgers[i % 2]!.settle(undefined, 'k-once', 'team-once', usage(i + 1))),
+    );
+    await Promise.all([ledgers[0]!.flush(), ledgers[0]!.flush(), ledgers[1]!.flush()]);
+    expect(await spentInPg('k-once')).toBe((40 * 41) / 2);
+    const [key, team] = await ledgers[1]!.spent([
+      { kind: 'key', id: 'k-once', period: 'month' },
+      { kind: 'team', id: 'team-once', period: 'day' },
+    ]);
+    expect(key).toBe((40 * 41) / 2);
+    expect(team).toBe((40 * 41) / 2);
+  });
+
+  it('max concurrent: a lease per call, refused at the limit, free again once settled', async () => {
+    const { ledgers } = replicas(2, 'ledger-conc');
+    const scopes: Scope[] = [{ kind: 'key', id: 'k-conc', maxConcurrent: 2 }];
+    const a = await ledgers[0]!.admit('k-conc', scopes);
+    const b = await ledgers[1]!.admit('k-conc', scopes);
+    await expect(ledgers[0]!.admit('k-conc', scopes)).rejects.toMatchObject({ reason: 'concurrency' });
+    await ledgers[1]!.settle(b, 'k-conc', undefined, undefined);
+    const c = await ledgers[0]!.admit('k-conc', scopes);
+    expect(c).toBeDefined();
+    await ledgers[0]!.settle(a, 'k-conc', undefined, usage(5));
+    await ledgers[0]!.settle(c, 'k-conc', undefined, usage(5));
+  });
+
+  it('reloads the totals from PostgreSQL when Redis lost them, and adds calls counted before that as they reach PostgreSQL', async () => {
+    const { ledgers, prefix } = replicas(2, 'ledger-seed');
+    const [one, two] = ledgers as [Ledger, Ledger];
+    await one.ensureSeeded();
+    for (let i = 0; i < 5; i++) await one.settle(undefined, 'k-seed', 'team-seed', usage(100));
+    await one.flush();
+    // Counted in Redis, not yet in PostgreSQL.
+    for (let i = 0; i < 3; i++) await two.settle(undefined, 'k-seed', 'team-seed', usage(10));
+    // Redis loses everything of this prefix (a restart without persistence).
+    await deletePrefix(prefix);
+    // A charge on an unseeded Redis counts nothing there; the seed comes from PostgreSQL, after
+    // the replica wrote its own buffered rows (this one included).
+    await one.settle(undefined, 'k-seed', 'team-seed', usage(1));
+    await one.ensureSeeded();
+    const read = () => one.spent([{ kind: 'key', id: 'k-seed', period: 'day' }, { kind: 'team', id: 'team-seed', period: 'month' }]);
+    expect(await read()).toEqual([501, 501]);
+    // The rows the other replica counted before the loss are added as they reach PostgreSQL,
+    // exactly once however often it flushes.
+    await two.flush();
+    await two.flush();
+    await one.flush();
+    expect(await read()).toEqual([531, 531]);
+    expect(await spentInPg('k-seed')).toBe(531);
+    const day = periodIds(new Date()).day;
+    const raw = new Redis(TEST_REDIS_URL);
+    redises.push(raw);
+    expect(Number(await raw.get(`${prefix}budget:{budget}:spent:k:k-seed:${day}`))).toBe(531);
+  });
+});
