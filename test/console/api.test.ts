@@ -22,6 +22,14 @@ afterAll(async () => {
   await sys?.close();
 });
 
+/** The sum over every series of `name` whose labels include `labels`. */
+function metricSum(text: string, name: string, labels: string): number {
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith(`${name}{`) && l.includes(labels))
+    .reduce((n, l) => n + Number(l.split(' ').pop()), 0);
+}
+
 function metricValue(text: string, name: string, labels: string): number {
   const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(labels));
   return line ? Number(line.split(' ').pop()) : 0;
@@ -211,11 +219,20 @@ describe('spend series (GET /v1/spend?interval=), what the spend page charts', (
     expect((await spend('interval=day&from=2026-01-01&to=2026-12-31')).status).toBe(200);
   });
 
-  it('shows a key without admin only its own series', async () => {
-    expect((await sys.call('POST', '/v1/chat/completions', { model: 'model-a', messages: [{ role: 'user', content: 'mine' }] }, CONSOLE_KEYS.user)).status).toBe(200);
+  it('shows a key without admin only its own series, which agree with the cost counter the dashboards use', async () => {
+    const before = await (await fetch(`${sys.url}/metrics`)).text();
+    const spentBefore = (await spend('group_by=key&interval=day', CONSOLE_KEYS.user)).body.data.reduce((n, r) => n + r.micro_usd, 0);
+    for (const content of ['mine', 'mine too']) {
+      expect((await sys.call('POST', '/v1/chat/completions', { model: 'model-a', messages: [{ role: 'user', content }] }, CONSOLE_KEYS.user)).status).toBe(200);
+    }
     const own = await spend('group_by=key&interval=day', CONSOLE_KEYS.user);
     expect(own.status).toBe(200);
     expect(own.body.data.length).toBeGreaterThan(0);
     expect(new Set(own.body.data.map((r) => r.key))).toEqual(new Set(['console-user']));
+    const after = await (await fetch(`${sys.url}/metrics`)).text();
+    const counter = metricSum(after, 'promptmesh_llm_cost_usd_total', 'key="console-user"') - metricSum(before, 'promptmesh_llm_cost_usd_total', 'key="console-user"');
+    const spent = own.body.data.reduce((n, r) => n + r.micro_usd, 0) - spentBefore;
+    expect(spent).toBeGreaterThan(0);
+    expect(counter).toBeCloseTo(spent / 1e6, 9);
   });
 });
