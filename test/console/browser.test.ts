@@ -416,11 +416,15 @@ describe('the console in Chromium', () => {
     });
 
     it('revokes the key after a confirmation; the API refuses both secrets', async () => {
-      await keyRow().getByRole('button', { name: 'Revoke key checkout-bot' }).click();
+      // From the keyboard: Enter opens the dialog with Cancel focused, Escape closes it.
+      await keyRow().getByRole('button', { name: 'Revoke key checkout-bot' }).focus();
+      await page.keyboard.press('Enter');
       const dialog = page.getByRole('dialog');
       await expect.poll(() => dialog.textContent()).toContain('This cannot be undone');
+      expect(await page.evaluate('document.activeElement?.textContent')).toBe('Cancel');
       await expectAccessible('revoke dialog');
-      await dialog.getByRole('button', { name: 'Cancel' }).click();
+      await page.keyboard.press('Escape');
+      await expect.poll(() => dialog.count()).toBe(0);
       expect((await completion(rotated)).status).toBe(200);
       await keyRow().getByRole('button', { name: 'Revoke key checkout-bot' }).click();
       await page.getByRole('dialog').getByRole('button', { name: 'Revoke' }).click();

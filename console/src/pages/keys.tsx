@@ -265,6 +265,7 @@ export function KeysPage() {
   const [teamUsage, setTeamUsage] = useState(new Map<string, number>());
   const [showRevoked, setShowRevoked] = useState(false);
   const [error, setError] = useState('');
+  const [usageError, setUsageError] = useState('');
   const [done, setDone] = useState('');
   const [secret, setSecret] = useState<{ title: string; secret: string; note: string } | undefined>();
   const [pending, setPending] = useState<Pending | undefined>();
@@ -273,12 +274,18 @@ export function KeysPage() {
   async function load() {
     try {
       const [k, t] = await Promise.all([api<{ data: KeyInfo[] }>('GET', `/v1/keys?include_revoked=${showRevoked}`), api<{ data: TeamInfo[] }>('GET', '/v1/teams')]);
-      const [ku, tu] = await Promise.all([budgetUsage('key', k.data), budgetUsage('team', t.data)]);
       setKeys(k.data);
       setTeams(t.data);
-      setKeyUsage(ku);
-      setTeamUsage(tu);
       setError('');
+      // The keys are worth showing without their usage (the ledger's database may be away).
+      try {
+        const [ku, tu] = await Promise.all([budgetUsage('key', k.data), budgetUsage('team', t.data)]);
+        setKeyUsage(ku);
+        setTeamUsage(tu);
+        setUsageError('');
+      } catch (err) {
+        setUsageError(`Budget usage is unavailable: ${(err as Error).message}`);
+      }
     } catch (err) {
       setError((err as Error).message);
     }
@@ -326,6 +333,11 @@ export function KeysPage() {
       {error && (
         <p class="error" role="alert">
           {error}
+        </p>
+      )}
+      {usageError && (
+        <p class="error" role="alert">
+          {usageError}
         </p>
       )}
       {done && <p role="status">{done}</p>}

@@ -93,7 +93,12 @@ export function SpendPage() {
     return [...by.values()].sort((a, b) => b.micro - a.micro || b.requests - a.requests);
   }, [answer]);
 
-  const labelOf = (g: string | null) => (g === null ? `(no ${group})` : group === 'key' && names.get(g) ? `${names.get(g)} (${g})` : g);
+  const labelOf = (g: string | null) => {
+    if (g === null) return `(no ${group})`;
+    // File keys are named by their id; a key made through the API has a name and an id.
+    const name = group === 'key' ? names.get(g) : undefined;
+    return name && name !== g ? `${name} (${g})` : g;
+  };
 
   const chart = useMemo(() => {
     if (!answer) return undefined;
