@@ -4,8 +4,8 @@
  * provider). Signs in, finds a template, diffs two versions, renders and streams a completion,
  * creates a version, moves a label, sets a split, checks the API agrees, checks the providers
  * page; creates a virtual key (its secret shown once), spends with it, sees the spend on the spend
- * page and the key's budget bar, rotates and revokes it; runs axe-core on every page, and signs a
- * revoked key out.
+ * page and the key's budget bar, edits its budget, rotates and revokes it; runs axe-core on every
+ * page, and signs a revoked key out.
  *
  * Screenshots of each page go to CONSOLE_SCREENSHOTS_DIR when set (`docs/console` refreshes the
  * README's), else to a scratch folder.
@@ -300,9 +300,9 @@ describe('the console in Chromium', () => {
       expectedBadRequests++;
       await page.getByRole('button', { name: 'Create key' }).click();
       // The API's 400 names `rpm`; the console shows it beside that field and marks it invalid.
-      await expect.poll(() => page.locator('#error-rpm').textContent()).toContain("'rpm'");
+      await expect.poll(() => page.locator('#key-error-rpm').textContent()).toContain("'rpm'");
       expect(await page.getByLabel('Requests per minute').getAttribute('aria-invalid')).toBe('true');
-      expect(await page.getByLabel('Requests per minute').getAttribute('aria-describedby')).toBe('error-rpm');
+      expect(await page.getByLabel('Requests per minute').getAttribute('aria-describedby')).toBe('key-error-rpm');
       await expectAccessible('keys with a field error');
       expect((await sys.call<{ data: Array<{ name: string }> }>('GET', '/v1/keys')).body.data.map((k) => k.name)).not.toContain('checkout-bot');
       // An unknown team: the error moves to the team field.
@@ -310,8 +310,8 @@ describe('the console in Chromium', () => {
       await page.getByLabel('Team', { exact: true }).fill('nobody');
       expectedBadRequests++;
       await page.getByRole('button', { name: 'Create key' }).click();
-      await expect.poll(() => page.locator('#error-team').textContent()).toContain('nobody');
-      expect(await page.locator('#error-rpm').count()).toBe(0);
+      await expect.poll(() => page.locator('#key-error-team').textContent()).toContain('nobody');
+      expect(await page.locator('#key-error-rpm').count()).toBe(0);
       await page.getByLabel('Team', { exact: true }).fill('growth');
       // Typed in the browser's local time, stored as that instant (this process shares its zone).
       await page.getByLabel(/^Expires at/).fill('2031-06-30T12:00');
@@ -392,6 +392,40 @@ describe('the console in Chromium', () => {
       await expect.poll(() => page.locator('tr[data-team="growth"] .budget-text').textContent()).toContain(`${dollars} of $5.00 this month`);
       await expectAccessible('keys and teams');
       await shot('keys');
+    });
+
+    it('edits the key in a dialog: a budget below its spend refuses it (429 budget_exceeded), an emptied budget is cleared', async () => {
+      await keyRow().getByRole('button', { name: 'Edit key checkout-bot' }).click();
+      const dialog = page.getByRole('dialog');
+      await expect.poll(() => dialog.getByLabel('Budget in USD').inputValue()).toBe('1');
+      expect(await dialog.getByLabel('Team', { exact: true }).inputValue()).toBe('growth');
+      expect(await dialog.getByLabel('Allowed models').inputValue()).toBe('model-a');
+      // Nothing changed: no request.
+      await dialog.getByRole('button', { name: 'Save changes' }).click();
+      await expect.poll(() => dialog.getByRole('alert').textContent()).toBe('Nothing changed.');
+      // A refused change: the API's error beside its field, in the dialog.
+      await dialog.getByLabel('Tokens per minute').fill('lots');
+      expectedBadRequests++;
+      await dialog.getByRole('button', { name: 'Save changes' }).click();
+      await expect.poll(() => dialog.locator('#edit-error-tpm').textContent()).toContain("'tpm'");
+      await expectAccessible('edit key with a field error');
+      await shot('key-edit');
+      await dialog.getByLabel('Tokens per minute').fill('');
+      await dialog.getByLabel('Budget in USD').fill('0.00001');
+      await dialog.getByRole('button', { name: 'Save changes' }).click();
+      await expect.poll(() => dialog.count()).toBe(0);
+      const patched = await sys.call('GET', `/v1/keys/${id}`);
+      expect(patched.body).toMatchObject({ budget: { usd: 0.00001, period: 'day' }, tpm: null, rpm: 600, team: 'growth', models: ['model-a'] });
+      await expect.poll(() => keyRow().locator('.budget-text').textContent()).toContain('over budget');
+      const refused = await completion(secret);
+      expect(refused.status).toBe(429);
+      expect(refused.body.error?.code).toBe('budget_exceeded');
+      await keyRow().getByRole('button', { name: 'Edit key checkout-bot' }).click();
+      await page.getByRole('dialog').getByLabel('Budget in USD').fill('');
+      await page.getByRole('dialog').getByRole('button', { name: 'Save changes' }).click();
+      await expect.poll(() => keyRow().textContent()).toContain('no budget');
+      expect((await sys.call<{ budget: unknown }>('GET', `/v1/keys/${id}`)).body.budget).toBeNull();
+      expect((await completion(secret)).status).toBe(200);
     });
 
     it('rotates the key: the new secret shown once, the old one still working in the grace period', async () => {

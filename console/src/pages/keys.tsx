@@ -25,9 +25,9 @@ function limitsText(l: { rpm: number | null; tpm: number | null; max_concurrent:
 export function BudgetBar({ budget, spentUsd, owner }: { budget: Budget | null; spentUsd: number | undefined; owner: string }) {
   if (!budget) return <span class="hint">no budget</span>;
   const spent = spentUsd ?? 0;
-  const share = Math.min(1, spent / budget.usd);
+  const share = spent / budget.usd;
   const percent = share === 0 ? '0%' : share < 0.0001 ? '<0.01%' : `${(share * 100).toFixed(share < 0.01 ? 2 : 0)}%`;
-  const text = `${usdMicro(Math.round(spent * 1e6))} of ${usdMicro(Math.round(budget.usd * 1e6))} this ${budget.period} (${percent})`;
+  const text = `${usdMicro(Math.round(spent * 1e6))} of ${usdMicro(Math.round(budget.usd * 1e6))} this ${budget.period} (${percent}${share >= 1 ? ', over budget: refused until the period ends' : ''})`;
   return (
     <div class="budget">
       <meter min={0} max={budget.usd} low={budget.usd * 0.8} high={budget.usd * 0.95} optimum={0} value={Math.min(spent, budget.usd)} aria-label={`Budget used by ${owner}`} />
@@ -110,11 +110,8 @@ function numberOr(raw: string): number | string | undefined {
 }
 
 function bodyOf(d: Draft): Record<string, unknown> {
-  const body: Record<string, unknown> = { name: d.name.trim(), scopes: [...(d.invoke ? ['invoke'] : []), ...(d.admin ? ['admin'] : [])] };
-  const models = d.models
-    .split(/[,\s]+/)
-    .map((m) => m.trim())
-    .filter(Boolean);
+  const body: Record<string, unknown> = { name: d.name.trim(), scopes: scopesOf(d) };
+  const models = modelsOf(d);
   if (models.length) body.models = models;
   for (const f of ['rpm', 'tpm', 'max_concurrent'] as const) {
     const v = numberOr(d[f]);
@@ -122,31 +119,102 @@ function bodyOf(d: Draft): Record<string, unknown> {
   }
   const usd = numberOr(d.budgetUsd);
   if (usd !== undefined) body.budget = { usd, period: d.budgetPeriod };
-  if (d.expires) {
-    // datetime-local is the user's local time; the API takes an instant.
-    const at = new Date(d.expires);
-    body.expires_at = Number.isNaN(at.getTime()) ? d.expires : at.toISOString();
-  }
+  if (d.expires) body.expires_at = instantOf(d.expires);
   if (d.team.trim()) body.team = d.team.trim();
   return body;
 }
 
-function CreateKey({ teams, models, onCreated }: { teams: TeamInfo[]; models: string[]; onCreated: (created: KeyWithSecret) => void }) {
-  const [draft, setDraft] = useState<Draft>(EMPTY);
+const scopesOf = (d: Draft) => [...(d.invoke ? ['invoke'] : []), ...(d.admin ? ['admin'] : [])];
+const modelsOf = (d: Draft) =>
+  d.models
+    .split(/[,\s]+/)
+    .map((m) => m.trim())
+    .filter(Boolean);
+/** datetime-local is the user's local time; the API takes an instant. */
+const instantOf = (local: string) => {
+  const at = new Date(local);
+  return Number.isNaN(at.getTime()) ? local : at.toISOString();
+};
+
+/** An instant as a datetime-local value (the user's local time, to the minute). */
+function localInput(iso: string | null): string {
+  if (!iso) return '';
+  const d = new Date(iso);
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
+}
+
+function draftOf(k: KeyInfo): Draft {
+  const n = (v: number | null) => (v === null ? '' : String(v));
+  return {
+    name: k.name,
+    invoke: k.scopes.includes('invoke'),
+    admin: k.scopes.includes('admin'),
+    models: (k.models ?? []).join(', '),
+    rpm: n(k.rpm),
+    tpm: n(k.tpm),
+    max_concurrent: n(k.max_concurrent),
+    budgetUsd: k.budget ? String(k.budget.usd) : '',
+    budgetPeriod: k.budget?.period ?? 'month',
+    expires: localInput(k.expires_at),
+    team: k.team ?? '',
+  };
+}
+
+/** A PATCH body: only what changed; a field emptied is null, which clears it. */
+function patchOf(was: Draft, d: Draft): Record<string, unknown> {
+  const body: Record<string, unknown> = {};
+  if (d.name !== was.name) body.name = d.name.trim();
+  if (d.invoke !== was.invoke || d.admin !== was.admin) body.scopes = scopesOf(d);
+  if (d.models !== was.models) body.models = modelsOf(d).length ? modelsOf(d) : null;
+  for (const f of ['rpm', 'tpm', 'max_concurrent'] as const) {
+    if (d[f] !== was[f]) body[f] = numberOr(d[f]) ?? null;
+  }
+  if (d.budgetUsd !== was.budgetUsd || d.budgetPeriod !== was.budgetPeriod) {
+    const usd = numberOr(d.budgetUsd);
+    body.budget = usd === undefined ? null : { usd, period: d.budgetPeriod };
+  }
+  if (d.expires !== was.expires) body.expires_at = d.expires ? instantOf(d.expires) : null;
+  if (d.team !== was.team) body.team = d.team.trim() || null;
+  return body;
+}
+
+/**
+ * The key form: every field of `POST /v1/keys`. Creating sends what is filled in; editing
+ * (`editing` set) sends only what changed as a PATCH. The API's 400 is shown beside the field
+ * its `param` names.
+ */
+function KeyForm({ teams, models, editing, onSaved, onCancel }: { teams: TeamInfo[]; models: string[]; editing?: KeyInfo; onSaved: (saved: KeyInfo | KeyWithSecret) => void; onCancel?: () => void }) {
+  const start = editing ? draftOf(editing) : EMPTY;
+  const [draft, setDraft] = useState<Draft>(start);
   const [errors, setErrors] = useState<Partial<Record<Field, string>>>({});
   const [formError, setFormError] = useState('');
   const [busy, setBusy] = useState(false);
   const set = <K extends keyof Draft>(k: K, v: Draft[K]) => setDraft((d) => ({ ...d, [k]: v }));
+  // Two forms may be on the page at once (create, and edit in its dialog): ids stay apart.
+  const ns = editing ? 'edit' : 'key';
+  const title = editing ? `Edit key ${editing.name}` : 'Create a key';
 
   async function submit(e: Event) {
     e.preventDefault();
-    setBusy(true);
     setErrors({});
     setFormError('');
+    let request: Promise<KeyInfo | KeyWithSecret>;
+    if (editing) {
+      const body = patchOf(start, draft);
+      if (Object.keys(body).length === 0) {
+        setFormError('Nothing changed.');
+        return;
+      }
+      request = api<KeyInfo>('PATCH', `/v1/keys/${encodeURIComponent(editing.id)}`, body);
+    } else {
+      request = api<KeyWithSecret>('POST', '/v1/keys', bodyOf(draft));
+    }
+    setBusy(true);
     try {
-      const created = await api<KeyWithSecret>('POST', '/v1/keys', bodyOf(draft));
-      setDraft(EMPTY);
-      onCreated(created);
+      const saved = await request;
+      if (!editing) setDraft(EMPTY);
+      onSaved(saved);
     } catch (err) {
       const field = err instanceof ApiError ? fieldOf(err.param) : undefined;
       if (field) setErrors({ [field]: (err as ApiError).message });
@@ -156,21 +224,22 @@ function CreateKey({ teams, models, onCreated }: { teams: TeamInfo[]; models: st
     }
   }
 
+  const errorId = (f: Field) => `${ns}-error-${f.replace('.', '-')}`;
   /** Props that tie an input to its error message. */
-  const invalid = (f: Field) => (errors[f] ? { 'aria-invalid': true as const, 'aria-describedby': `error-${f.replace('.', '-')}` } : {});
+  const invalid = (f: Field) => (errors[f] ? { 'aria-invalid': true as const, 'aria-describedby': errorId(f) } : {});
   const note = (f: Field) =>
     errors[f] ? (
-      <p class="error field-error" id={`error-${f.replace('.', '-')}`}>
+      <p class="error field-error" id={errorId(f)}>
         {errors[f]}
       </p>
     ) : null;
 
   return (
-    <form class="create-key" onSubmit={submit} aria-labelledby="create-key-title" noValidate>
-      <h2 id="create-key-title">Create a key</h2>
+    <form class={editing ? 'key-form' : 'key-form create-key'} onSubmit={submit} aria-labelledby={`${ns}-form-title`} noValidate>
+      <h2 id={`${ns}-form-title`}>{title}</h2>
       <div class="field">
-        <label for="key-name">Name (required)</label>
-        <input id="key-name" aria-required="true" value={draft.name} onInput={(e) => set('name', e.currentTarget.value)} {...invalid('name')} />
+        <label for={`${ns}-name`}>Name (required)</label>
+        <input id={`${ns}-name`} aria-required="true" value={draft.name} onInput={(e) => set('name', e.currentTarget.value)} {...invalid('name')} />
         {note('name')}
       </div>
       <fieldset {...invalid('scopes')}>
@@ -184,9 +253,9 @@ function CreateKey({ teams, models, onCreated }: { teams: TeamInfo[]; models: st
         {note('scopes')}
       </fieldset>
       <div class="field">
-        <label for="key-models">Allowed models</label>
-        <input id="key-models" aria-describedby="key-models-hint" value={draft.models} onInput={(e) => set('models', e.currentTarget.value)} {...invalid('models')} />
-        <p class="hint" id="key-models-hint">
+        <label for={`${ns}-models`}>Allowed models</label>
+        <input id={`${ns}-models`} aria-describedby={`${ns}-models-hint`} value={draft.models} onInput={(e) => set('models', e.currentTarget.value)} {...invalid('models')} />
+        <p class="hint" id={`${ns}-models-hint`}>
           Comma-separated; empty allows every model.{models.length > 0 && ` Known: ${models.join(', ')}.`}
         </p>
         {note('models')}
@@ -200,30 +269,30 @@ function CreateKey({ teams, models, onCreated }: { teams: TeamInfo[]; models: st
           ] as const
         ).map(([f, label]) => (
           <div class="field" key={f}>
-            <label for={`key-${f}`}>{label}</label>
-            <input id={`key-${f}`} inputMode="numeric" value={draft[f]} onInput={(e) => set(f, e.currentTarget.value)} {...invalid(f)} />
+            <label for={`${ns}-${f}`}>{label}</label>
+            <input id={`${ns}-${f}`} inputMode="numeric" value={draft[f]} onInput={(e) => set(f, e.currentTarget.value)} {...invalid(f)} />
             {note(f)}
           </div>
         ))}
       </div>
       <div class="grid3">
         <div class="field">
-          <label for="key-budget">Budget in USD</label>
-          <input id="key-budget" inputMode="decimal" value={draft.budgetUsd} onInput={(e) => set('budgetUsd', e.currentTarget.value)} {...invalid('budget.usd')} />
+          <label for={`${ns}-budget`}>Budget in USD</label>
+          <input id={`${ns}-budget`} inputMode="decimal" value={draft.budgetUsd} onInput={(e) => set('budgetUsd', e.currentTarget.value)} {...invalid('budget.usd')} />
           {note('budget.usd')}
         </div>
         <div class="field">
-          <label for="key-budget-period">Budget period</label>
-          <select id="key-budget-period" value={draft.budgetPeriod} onChange={(e) => set('budgetPeriod', e.currentTarget.value as 'day' | 'month')} {...invalid('budget.period')}>
+          <label for={`${ns}-budget-period`}>Budget period</label>
+          <select id={`${ns}-budget-period`} value={draft.budgetPeriod} onChange={(e) => set('budgetPeriod', e.currentTarget.value as 'day' | 'month')} {...invalid('budget.period')}>
             <option value="day">per day (UTC)</option>
             <option value="month">per month (UTC)</option>
           </select>
           {note('budget.period')}
         </div>
         <div class="field">
-          <label for="key-team">Team</label>
-          <input id="key-team" list="team-ids" value={draft.team} onInput={(e) => set('team', e.currentTarget.value)} {...invalid('team')} />
-          <datalist id="team-ids">
+          <label for={`${ns}-team`}>Team</label>
+          <input id={`${ns}-team`} list={`${ns}-team-ids`} value={draft.team} onInput={(e) => set('team', e.currentTarget.value)} {...invalid('team')} />
+          <datalist id={`${ns}-team-ids`}>
             {teams.map((t) => (
               <option key={t.id} value={t.id}>
                 {t.name}
@@ -234,13 +303,20 @@ function CreateKey({ teams, models, onCreated }: { teams: TeamInfo[]; models: st
         </div>
       </div>
       <div class="field">
-        <label for="key-expires">Expires at (your local time; empty: never)</label>
-        <input id="key-expires" type="datetime-local" value={draft.expires} onInput={(e) => set('expires', e.currentTarget.value)} {...invalid('expires_at')} />
+        <label for={`${ns}-expires`}>Expires at (your local time; empty: never)</label>
+        <input id={`${ns}-expires`} type="datetime-local" value={draft.expires} onInput={(e) => set('expires', e.currentTarget.value)} {...invalid('expires_at')} />
         {note('expires_at')}
       </div>
-      <button type="submit" disabled={busy}>
-        Create key
-      </button>
+      <div class="toolbar">
+        <button type="submit" disabled={busy}>
+          {editing ? 'Save changes' : 'Create key'}
+        </button>
+        {onCancel && (
+          <button type="button" onClick={onCancel}>
+            Cancel
+          </button>
+        )}
+      </div>
       {formError && (
         <p class="error" role="alert">
           {formError}
@@ -248,14 +324,27 @@ function CreateKey({ teams, models, onCreated }: { teams: TeamInfo[]; models: st
       )}
       {Object.keys(errors).length > 0 && (
         <p class="error" role="alert">
-          The API refused the key: see the field marked above.
+          The API refused the {editing ? 'change' : 'key'}: see the field marked above.
         </p>
       )}
     </form>
   );
 }
 
-type Pending = { kind: 'rotate' | 'revoke'; key: KeyInfo };
+/** The key form in a modal dialog, for editing one key (Escape cancels). */
+function EditKey({ keyInfo, teams, models, onDone }: { keyInfo: KeyInfo; teams: TeamInfo[]; models: string[]; onDone: (saved: KeyInfo | undefined) => void }) {
+  const ref = useRef<HTMLDialogElement>(null);
+  useEffect(() => {
+    ref.current?.showModal();
+  }, []);
+  return (
+    <dialog ref={ref} class="wide-dialog" aria-labelledby="edit-form-title" onCancel={() => onDone(undefined)}>
+      <KeyForm teams={teams} models={models} editing={keyInfo} onSaved={(saved) => onDone(saved)} onCancel={() => onDone(undefined)} />
+    </dialog>
+  );
+}
+
+type Pending = { kind: 'rotate' | 'revoke' | 'edit'; key: KeyInfo };
 
 export function KeysPage() {
   const [keys, setKeys] = useState<KeyInfo[] | undefined>();
@@ -408,6 +497,9 @@ export function KeysPage() {
                         '–'
                       ) : (
                         <div class="actions">
+                          <button type="button" aria-label={`Edit key ${k.name}`} onClick={() => setPending({ kind: 'edit', key: k })}>
+                            Edit…
+                          </button>
                           <button type="button" aria-label={`Rotate key ${k.name}`} onClick={() => (setGrace('86400'), setPending({ kind: 'rotate', key: k }))}>
                             Rotate…
                           </button>
@@ -444,11 +536,25 @@ export function KeysPage() {
           </div>
         </Confirm>
       )}
-      <CreateKey
+      {pending?.kind === 'edit' && (
+        <EditKey
+          keyInfo={pending.key}
+          teams={teams}
+          models={models}
+          onDone={(saved) => {
+            setPending(undefined);
+            if (!saved) return;
+            setDone(`Key ${saved.name} (${saved.id}) is saved.`);
+            void load();
+          }}
+        />
+      )}
+      <KeyForm
         teams={teams}
         models={models}
-        onCreated={(created) => {
-          setSecret({ title: `Secret of the new key ${created.name}`, secret: created.key, note: `Key id ${created.id}: spend and the API name it by this id.` });
+        onSaved={(created) => {
+          const c = created as KeyWithSecret;
+          setSecret({ title: `Secret of the new key ${c.name}`, secret: c.key, note: `Key id ${c.id}: spend and the API name it by this id.` });
           void load();
         }}
       />
