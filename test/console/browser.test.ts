@@ -293,20 +293,20 @@ describe('the console in Chromium', () => {
       expect(await fileRow.getByRole('button').count()).toBe(0);
       await page.getByLabel('Name (required)').fill('checkout-bot');
       await page.getByLabel('Allowed models').fill('model-a');
-      await page.getByLabel('Requests per minute').fill('0');
-      await page.getByLabel('Budget in USD').fill('1');
-      await page.getByLabel('Budget period').selectOption('day');
+      await page.getByLabel('Requests per minute', { exact: true }).fill('0');
+      await page.getByLabel('Budget in USD', { exact: true }).fill('1');
+      await page.getByLabel('Budget period', { exact: true }).selectOption('day');
       await page.getByLabel('Team', { exact: true }).fill('growth');
       expectedBadRequests++;
       await page.getByRole('button', { name: 'Create key' }).click();
       // The API's 400 names `rpm`; the console shows it beside that field and marks it invalid.
       await expect.poll(() => page.locator('#key-error-rpm').textContent()).toContain("'rpm'");
-      expect(await page.getByLabel('Requests per minute').getAttribute('aria-invalid')).toBe('true');
-      expect(await page.getByLabel('Requests per minute').getAttribute('aria-describedby')).toBe('key-error-rpm');
+      expect(await page.getByLabel('Requests per minute', { exact: true }).getAttribute('aria-invalid')).toBe('true');
+      expect(await page.getByLabel('Requests per minute', { exact: true }).getAttribute('aria-describedby')).toBe('key-error-rpm');
       await expectAccessible('keys with a field error');
       expect((await sys.call<{ data: Array<{ name: string }> }>('GET', '/v1/keys')).body.data.map((k) => k.name)).not.toContain('checkout-bot');
       // An unknown team: the error moves to the team field.
-      await page.getByLabel('Requests per minute').fill('600');
+      await page.getByLabel('Requests per minute', { exact: true }).fill('600');
       await page.getByLabel('Team', { exact: true }).fill('nobody');
       expectedBadRequests++;
       await page.getByRole('button', { name: 'Create key' }).click();
@@ -472,6 +472,29 @@ describe('the console in Chromium', () => {
       await page.getByLabel('Show revoked').check();
       await expect.poll(() => keyRow().locator('.state').textContent()).toBe('revoked');
       expect(await keyRow().getByRole('button').count()).toBe(0);
+    });
+
+    it('creates a team and edits it from its form, with the API\'s errors beside the field they name', async () => {
+      await page.getByLabel('Team id (lower case)').fill('Support Team');
+      await page.getByLabel('Team name').fill('Support');
+      await page.getByLabel('Team budget in USD').fill('20');
+      await page.getByLabel('Team budget period').selectOption('day');
+      expectedBadRequests++;
+      await page.getByRole('button', { name: 'Save team' }).click();
+      await expect.poll(() => page.locator('#team-error-id').textContent()).toContain("'id'");
+      expect(await page.getByLabel('Team id (lower case)').getAttribute('aria-invalid')).toBe('true');
+      await page.getByLabel('Team id (lower case)').fill('support');
+      await page.getByRole('button', { name: 'Save team' }).click();
+      await expect.poll(() => page.locator('tr[data-team="support"] .budget-text').textContent()).toBe('$0.00 of $20.00 this day (0%)');
+      expect((await sys.call('GET', '/v1/teams/support')).body).toMatchObject({ name: 'Support', budget: { usd: 20, period: 'day' }, rpm: null });
+      // Edit: the form is filled from the row; the whole team is replaced with what it shows.
+      await page.getByRole('button', { name: 'Edit team Support' }).click();
+      await expect.poll(() => page.getByLabel('Team budget in USD').inputValue()).toBe('20');
+      await page.getByLabel('Team requests per minute').fill('120');
+      await page.getByRole('button', { name: 'Save team' }).click();
+      await expect.poll(() => page.locator('tr[data-team="support"]').textContent()).toContain('120 rpm');
+      expect((await sys.call('GET', '/v1/teams/support')).body).toMatchObject({ name: 'Support', budget: { usd: 20, period: 'day' }, rpm: 120 });
+      await expectAccessible('teams');
     });
   });
 

@@ -1,7 +1,8 @@
 /**
  * Keys and teams: every key (file keys read-only) with its limits, budget usage and status;
- * creating a key (the secret shown once), rotating it with a grace period, revoking it; the
- * teams with their budget usage. Usage is the current budget period's spend from the spend API.
+ * creating a key (the secret shown once), editing, rotating it with a grace period, revoking
+ * it; the teams with their budget usage, created or replaced from a form. Usage is the current
+ * budget period's spend from the spend API.
  */
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { ApiError, api, budgetUsage, type Budget, type KeyInfo, type KeyWithSecret, type TeamInfo } from '../api';
@@ -73,7 +74,7 @@ function SecretPanel({ shown, onDone }: { shown: { title: string; secret: string
   );
 }
 
-/** The create form's fields, as typed (strings, so the API, not the browser, judges them). */
+/** The key form's fields, as typed (strings, so the API, not the browser, judges them). */
 interface Draft {
   name: string;
   invoke: boolean;
@@ -344,6 +345,124 @@ function EditKey({ keyInfo, teams, models, onDone }: { keyInfo: KeyInfo; teams: 
   );
 }
 
+/** The team form's fields, as typed. */
+interface TeamDraft {
+  id: string;
+  name: string;
+  budgetUsd: string;
+  budgetPeriod: 'day' | 'month';
+  rpm: string;
+  tpm: string;
+  max_concurrent: string;
+}
+
+const EMPTY_TEAM: TeamDraft = { id: '', name: '', budgetUsd: '', budgetPeriod: 'month', rpm: '', tpm: '', max_concurrent: '' };
+const TEAM_FIELDS = ['id', 'name', 'budget.usd', 'budget.period', 'rpm', 'tpm', 'max_concurrent'] as const;
+type TeamField = (typeof TEAM_FIELDS)[number];
+
+function teamDraftOf(t: TeamInfo): TeamDraft {
+  const n = (v: number | null) => (v === null ? '' : String(v));
+  return { id: t.id, name: t.name, budgetUsd: t.budget ? String(t.budget.usd) : '', budgetPeriod: t.budget?.period ?? 'month', rpm: n(t.rpm), tpm: n(t.tpm), max_concurrent: n(t.max_concurrent) };
+}
+
+/**
+ * Creates or replaces a team (`PUT /v1/teams/{id}`: what is left empty is cleared). "Edit…" on a
+ * team's row fills it in; the API's 400 is shown beside the field its `param` names.
+ */
+function TeamForm({ start, teams, onSaved }: { start: TeamDraft; teams: TeamInfo[]; onSaved: (team: TeamInfo, created: boolean) => void }) {
+  const [draft, setDraft] = useState<TeamDraft>(start);
+  const [errors, setErrors] = useState<Partial<Record<TeamField, string>>>({});
+  const [formError, setFormError] = useState('');
+  const [busy, setBusy] = useState(false);
+  useEffect(() => setDraft(start), [start]);
+  const set = <K extends keyof TeamDraft>(k: K, v: TeamDraft[K]) => setDraft((d) => ({ ...d, [k]: v }));
+
+  async function submit(e: Event) {
+    e.preventDefault();
+    setErrors({});
+    setFormError('');
+    const body: Record<string, unknown> = { name: draft.name.trim() };
+    for (const f of ['rpm', 'tpm', 'max_concurrent'] as const) {
+      const v = numberOr(draft[f]);
+      if (v !== undefined) body[f] = v;
+    }
+    const usd = numberOr(draft.budgetUsd);
+    if (usd !== undefined) body.budget = { usd, period: draft.budgetPeriod };
+    setBusy(true);
+    try {
+      const existed = teams.some((t) => t.id === draft.id.trim());
+      const team = await api<TeamInfo>('PUT', `/v1/teams/${encodeURIComponent(draft.id.trim())}`, body);
+      setDraft(EMPTY_TEAM);
+      onSaved(team, !existed);
+    } catch (err) {
+      const param = err instanceof ApiError ? (err.param === 'budget' ? 'budget.usd' : err.param) : null;
+      if (param && (TEAM_FIELDS as readonly string[]).includes(param)) setErrors({ [param]: (err as ApiError).message });
+      else setFormError((err as Error).message);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  const errorId = (f: TeamField) => `team-error-${f.replace('.', '-')}`;
+  const invalid = (f: TeamField) => (errors[f] ? { 'aria-invalid': true as const, 'aria-describedby': errorId(f) } : {});
+  const note = (f: TeamField) =>
+    errors[f] ? (
+      <p class="error field-error" id={errorId(f)}>
+        {errors[f]}
+      </p>
+    ) : null;
+  const input = (f: 'rpm' | 'tpm' | 'max_concurrent' | 'budgetUsd', field: TeamField, label: string, mode: 'numeric' | 'decimal') => (
+    <div class="field">
+      <label for={`team-${f}`}>{label}</label>
+      <input id={`team-${f}`} inputMode={mode} value={draft[f]} onInput={(e) => set(f, e.currentTarget.value)} {...invalid(field)} />
+      {note(field)}
+    </div>
+  );
+
+  return (
+    <form class="team-form" onSubmit={submit} aria-labelledby="team-form-title" noValidate>
+      <h3 id="team-form-title">Create or replace a team</h3>
+      <div class="grid3">
+        <div class="field">
+          <label for="team-id">Team id (lower case)</label>
+          <input id="team-id" aria-required="true" value={draft.id} onInput={(e) => set('id', e.currentTarget.value)} {...invalid('id')} />
+          {note('id')}
+        </div>
+        <div class="field">
+          <label for="team-name">Team name</label>
+          <input id="team-name" aria-required="true" value={draft.name} onInput={(e) => set('name', e.currentTarget.value)} {...invalid('name')} />
+          {note('name')}
+        </div>
+      </div>
+      <div class="grid3">
+        {input('budgetUsd', 'budget.usd', 'Team budget in USD', 'decimal')}
+        <div class="field">
+          <label for="team-budget-period">Team budget period</label>
+          <select id="team-budget-period" value={draft.budgetPeriod} onChange={(e) => set('budgetPeriod', e.currentTarget.value as 'day' | 'month')} {...invalid('budget.period')}>
+            <option value="day">per day (UTC)</option>
+            <option value="month">per month (UTC)</option>
+          </select>
+          {note('budget.period')}
+        </div>
+      </div>
+      <div class="grid3">
+        {input('rpm', 'rpm', 'Team requests per minute', 'numeric')}
+        {input('tpm', 'tpm', 'Team tokens per minute', 'numeric')}
+        {input('max_concurrent', 'max_concurrent', 'Team concurrent requests', 'numeric')}
+      </div>
+      <p class="hint">An existing id is replaced as a whole: what is left empty is cleared.</p>
+      <button type="submit" disabled={busy}>
+        Save team
+      </button>
+      {formError && (
+        <p class="error" role="alert">
+          {formError}
+        </p>
+      )}
+    </form>
+  );
+}
+
 type Pending = { kind: 'rotate' | 'revoke' | 'edit'; key: KeyInfo };
 
 export function KeysPage() {
@@ -359,6 +478,8 @@ export function KeysPage() {
   const [secret, setSecret] = useState<{ title: string; secret: string; note: string } | undefined>();
   const [pending, setPending] = useState<Pending | undefined>();
   const [grace, setGrace] = useState('86400');
+  const [teamStart, setTeamStart] = useState<TeamDraft>(EMPTY_TEAM);
+  const teamForm = useRef<HTMLDivElement>(null);
 
   async function load() {
     try {
@@ -560,7 +681,7 @@ export function KeysPage() {
       />
       <h2 id="teams-title">Teams</h2>
       {teams.length === 0 ? (
-        <p class="hint">No teams yet (PUT /v1/teams/&lt;id&gt; makes one).</p>
+        <p class="hint">No teams yet.</p>
       ) : (
         <table class="list" aria-labelledby="teams-title">
           <thead>
@@ -570,6 +691,7 @@ export function KeysPage() {
               <th scope="col">Active keys</th>
               <th scope="col">Limits (over all its keys)</th>
               <th scope="col">Budget</th>
+              <th scope="col">Actions</th>
             </tr>
           </thead>
           <tbody>
@@ -584,11 +706,33 @@ export function KeysPage() {
                 <td>
                   <BudgetBar budget={t.budget} spentUsd={teamUsage.get(t.id)} owner={`team ${t.name}`} />
                 </td>
+                <td>
+                  <button
+                    type="button"
+                    aria-label={`Edit team ${t.name}`}
+                    onClick={() => {
+                      setTeamStart(teamDraftOf(t));
+                      teamForm.current?.querySelector('input')?.focus();
+                    }}
+                  >
+                    Edit…
+                  </button>
+                </td>
               </tr>
             ))}
           </tbody>
         </table>
       )}
+      <div ref={teamForm}>
+        <TeamForm
+          start={teamStart}
+          teams={teams}
+          onSaved={(team, created) => {
+            setDone(`Team ${team.name} (${team.id}) is ${created ? 'created' : 'saved'}.`);
+            void load();
+          }}
+        />
+      </div>
       <p class="hint">Budget usage is the current UTC day's or month's spend from the ledger (GET /v1/spend), the figures the budget itself counts.</p>
     </section>
   );
