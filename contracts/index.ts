@@ -108,8 +108,6 @@ export const METRICS = {
   budgetSpentUsd: 'promptmesh_budget_spent_usd',
   /** router gauge {budget="key"|"team", id, period}: the budget in USD per period. */
   budgetLimitUsd: 'promptmesh_budget_limit_usd',
-  /** router counter {result}: budget checks (`allowed`, `budget_exceeded`, `concurrency`, `error`). */
-  budgetChecks: 'promptmesh_budget_checks_total',
 } as const;
 
 /** The Redis pub/sub channel the routers publish virtual-key changes on (message: the key id). */

@@ -114,6 +114,7 @@ describe('Observability construct', () => {
     expect(Object.keys(alerts).sort()).toEqual([
       'PromptmeshAvailabilityBudgetBurnFast',
       'PromptmeshAvailabilityBudgetBurnSlow',
+      'PromptmeshBudgetNearlySpent',
       'PromptmeshCacheHitRatioDrop',
       'PromptmeshCircuitOpen',
       'PromptmeshDegraded',
@@ -165,7 +166,7 @@ describe('Observability construct', () => {
     writeFileSync(join(dir, 'manifest-rules.yaml'), stringify({ groups: objects[0].spec.groups }));
     writeFileSync(join(dir, 'rules.yaml'), obs.ruleFile());
     const out = await promtool(['check', 'rules', 'manifest-rules.yaml', 'rules.yaml'], dir);
-    expect(out).toMatch(/SUCCESS: 22 rules found[\s\S]*SUCCESS: 22 rules found/);
+    expect(out).toMatch(/SUCCESS: 23 rules found[\s\S]*SUCCESS: 23 rules found/);
   });
 
   it('the rules pass promtool test rules: burn rates over the long windows (series labelled as the real scrape stores them) and component alerts', async () => {
@@ -174,7 +175,7 @@ describe('Observability construct', () => {
     writeFileSync(join(dir, 'rules.yaml'), obs.ruleFile());
     const generated = burnRateTests(obs);
     for (const [name, content] of Object.entries(generated)) writeFileSync(join(dir, name), content);
-    const files = ['component-alerts.promtest.yaml', 'cache-alerts.promtest.yaml'];
+    const files = ['component-alerts.promtest.yaml', 'cache-alerts.promtest.yaml', 'budget-alerts.promtest.yaml'];
     for (const f of files) copyFileSync(join(__dirname, 'observability', f), join(dir, f));
     const all = [...Object.keys(generated), ...files];
     const out = await promtool(['test', 'rules', ...all], dir);
@@ -240,6 +241,8 @@ describe('Observability construct', () => {
       /request rate by service/i, /latency by service/i, /errors \(5xx ratio by service\)/i,
       /prompt traffic by prompt version/i, /prompt latency .* by prompt version/i, /prompt errors by prompt version/i, /prompt cost .* by prompt version/i,
       /cache hit ratio/i, /cache savings/i, /circuit states/i, /provider latency/i, /cost .* by model/i, /tokens per second/i, /template cache age/i, /rate-limit rejections/i,
+      // issue 14: spend per team and per key, budgets
+      /spend .* by team/i, /spend .* by key/i, /budget used/i,
     ];
     for (const pattern of needed) {
       expect(titles.join('\n')).toMatch(pattern);

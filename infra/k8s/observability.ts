@@ -77,6 +77,12 @@ export interface ObservabilityProps {
    */
   readonly templateCacheMaxAgeSeconds?: number;
   /**
+   * `PromptmeshBudgetNearlySpent` fires when a key or team has spent this fraction of its
+   * budget for the current period (docs/keys.md). Between 0 and 1, exclusive.
+   * @default 0.8
+   */
+  readonly budgetWarnRatio?: number;
+  /**
    * The `job` label of the router's series as Prometheus stores them (the SLIs are the
    * router's). The PromptService ServiceMonitor sets `job` from the Service label
    * `app.kubernetes.io/component`, which is `router`; change this only for a router scraped
@@ -137,6 +143,7 @@ export class Observability extends Construct {
       circuitOpenMinutes: props.circuitOpenMinutes ?? 5,
       cacheHitRatioDropFactor: props.cacheHitRatioDropFactor ?? 0.5,
       templateCacheMaxAgeSeconds: props.templateCacheMaxAgeSeconds ?? 300,
+      budgetWarnRatio: props.budgetWarnRatio ?? 0.8,
       runbookBaseUrl: props.runbookBaseUrl ?? DEFAULT_RUNBOOK_BASE_URL,
     };
     if (typeof options.runbookBaseUrl !== 'string' || !/^https?:\/\/[^\s#]+$/.test(options.runbookBaseUrl)) {
@@ -151,7 +158,7 @@ export class Observability extends Construct {
     if (!REQUEST_DURATION_BUCKETS.includes(options.latencyThresholdSeconds)) {
       throw new Error(`${what}: 'latencyThresholdSeconds' must be one of the histogram buckets ${REQUEST_DURATION_BUCKETS.join(', ')}, got ${JSON.stringify(options.latencyThresholdSeconds)}`);
     }
-    for (const prop of ['providerErrorRatio', 'cacheHitRatioDropFactor'] as const) {
+    for (const prop of ['providerErrorRatio', 'cacheHitRatioDropFactor', 'budgetWarnRatio'] as const) {
       const v = options[prop];
       if (typeof v !== 'number' || !(v > 0 && v < 1)) {
         throw new Error(`${what}: '${prop}' must be a number between 0 and 1 (exclusive), got ${JSON.stringify(v)}`);

@@ -195,6 +195,8 @@ describe('template change notices through a 3-master Redis Cluster', () => {
             CONTEXT_URL: 'http://127.0.0.1:9',
             LLM_URL: 'http://127.0.0.1:9',
             API_KEYS_FILE: keysFile,
+            // With keys the router keeps virtual keys and spend in PostgreSQL (docs/keys.md).
+            DATABASE_URL: templates.db.url,
             LOG_LEVEL: 'silent',
             DRAIN_DELAY_MS: '0',
           }),

@@ -223,8 +223,9 @@ for (const topology of topologies()) {
             for (const d of database) expectFlow(uses(p, ENV.databaseUrl), p, d, 5432);
           }
         }
-        // The configuration the matrix reads: router never on PostgreSQL, templates on it.
-        for (const p of servicePods('router')) expect(uses(p, ENV.databaseUrl)).toBe(false);
+        // The configuration the matrix reads: router on PostgreSQL exactly when it has API keys
+        // (virtual keys and spend live there, docs/keys.md), templates on it always.
+        for (const p of servicePods('router')) expect(uses(p, ENV.databaseUrl)).toBe(uses(p, ENV.apiKeysFile));
         for (const p of servicePods('templates')) expect(uses(p, ENV.databaseUrl)).toBe(true);
         // Nothing else reaches the data stores' client ports.
         for (const r of redis) for (const other of [stranger, gateway, prometheus, ...postgresPods]) expectFlow(false, other, r, 6379);

@@ -268,6 +268,30 @@ export function llmDashboard(): Dashboard {
       targets: [{ expr: `sum by (provider, model) (rate(${METRICS.costUsd}{${NS}}[$__rate_interval])) * 3600`, legend: '{{provider}} / {{model}}' }],
     },
     {
+      title: 'Spend (USD per hour) by team',
+      description: 'Spend rate per team (the key\'s team; none for keys without one, other past the label cap).',
+      unit: 'currencyUSD',
+      targets: [{ expr: `sum by (team) (rate(${METRICS.costUsd}{${NS}}[$__rate_interval])) * 3600`, legend: '{{team}}' }],
+    },
+    {
+      title: 'Spend (USD per hour) by key',
+      description: 'Spend rate per API key id, the 20 largest (other past the label cap).',
+      unit: 'currencyUSD',
+      targets: [{ expr: `topk(20, sum by (key) (rate(${METRICS.costUsd}{${NS}}[$__rate_interval])) * 3600)`, legend: '{{key}}' }],
+    },
+    {
+      title: 'Budget used (current period) by key and team',
+      description: 'Spent / budget for each key and team with a budget; PromptmeshBudgetNearlySpent warns at 80%.',
+      unit: 'percentunit',
+      min: 0,
+      targets: [
+        {
+          expr: `max by (budget, id, period) (${METRICS.budgetSpentUsd}{${NS}}) / max by (budget, id, period) (${METRICS.budgetLimitUsd}{${NS}})`,
+          legend: '{{budget}} {{id}} ({{period}})',
+        },
+      ],
+    },
+    {
       title: 'Cost over the selected range',
       description: 'USD spent in the dashboard time range.',
       type: 'stat',

@@ -53,6 +53,8 @@ export interface RuleOptions {
   readonly cacheHitRatioDropFactor: number;
   /** Alert when a router's template cache has not synced for longer than this. */
   readonly templateCacheMaxAgeSeconds: number;
+  /** Alert when a key or team has spent this fraction of its current period's budget. */
+  readonly budgetWarnRatio: number;
   /** The runbook page; each alert's `runbook_url` is this plus `#<alert name in lower case>`. */
   readonly runbookBaseUrl: string;
 }
@@ -231,6 +233,23 @@ export function ruleGroups(o: RuleOptions): RuleGroup[] {
     },
   ];
 
+  // From the router's budget gauges (docs/keys.md): every replica reports the same totals, so
+  // the max over pods is the one value.
+  const budgetBy = 'namespace, budget, id, period';
+  const budgetAlerts: AlertingRule[] = [
+    {
+      alert: 'PromptmeshBudgetNearlySpent',
+      expr: `max by (${budgetBy}) (${METRICS.budgetSpentUsd}) / max by (${budgetBy}) (${METRICS.budgetLimitUsd}) >= ${o.budgetWarnRatio}`,
+      for: '5m',
+      labels: { severity: 'warning' },
+      annotations: {
+        summary: 'The {{ $labels.budget }} {{ $labels.id }} has spent ' + `${percent(o.budgetWarnRatio)} of its budget per {{ $labels.period }}`,
+        description:
+          'The {{ $labels.budget }} {{ $labels.id }} has spent {{ $value | humanizePercentage }} of its budget for the current {{ $labels.period }} (UTC). At 100% its requests get 429 budget_exceeded until the period resets; raise the budget (PATCH /v1/keys/{id} or PUT /v1/teams/{id}) if that is not intended.',
+      },
+    },
+  ];
+
   // Every alert links its section of the runbook (the heading is the alert's name).
   const withRunbook = (alerts: AlertingRule[]): AlertingRule[] =>
     alerts.map((a) => ({ ...a, annotations: { ...a.annotations, runbook_url: `${o.runbookBaseUrl}#${a.alert.toLowerCase()}` } }));
@@ -240,6 +259,7 @@ export function ruleGroups(o: RuleOptions): RuleGroup[] {
     { name: 'promptmesh-slo.alerts', rules: withRunbook(sloAlerts) },
     { name: 'promptmesh-components.alerts', rules: withRunbook(componentAlerts) },
     { name: 'promptmesh-datastores.alerts', rules: withRunbook(dataStoreAlerts) },
+    { name: 'promptmesh-budget.alerts', rules: withRunbook(budgetAlerts) },
   ];
 }
 
