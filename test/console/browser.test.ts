@@ -384,6 +384,8 @@ describe('the console in Chromium', () => {
       await expect.poll(() => page.locator('table.spend tr[data-group="model-a"] td').nth(4).textContent()).toBe(modelDollars);
       await page.getByLabel('Group by').selectOption('prompt');
       await expect.poll(() => page.locator('table.spend tbody').textContent()).toContain('(no prompt)');
+      // The seeded completions rendered support-reply (and "try it" one more).
+      expect(await page.locator('table.spend tr[data-group="support-reply"] td').nth(0).textContent()).toBe('7');
 
       await page.getByRole('link', { name: 'Keys' }).click();
       // A few micro-dollars of a $1 budget.
