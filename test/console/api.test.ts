@@ -192,9 +192,13 @@ describe('spend series (GET /v1/spend?interval=), what the spend page charts', (
     ]);
 
     // Today's real calls: the hours of a range add up to the range's totals, group by group.
-    for (let i = 0; i < 3; i++) expect((await sys.call('POST', '/v1/chat/completions', { model: 'model-a', messages: [{ role: 'user', content: `spend ${i}` }] })).status).toBe(200);
     const from = new Date(Date.now() - 3 * 3_600_000).toISOString();
     const to = new Date(Date.now() + 3_600_000).toISOString();
+    const adminCalls = async () => (await spend(`group_by=key&from=${from}&to=${to}`)).body.data.find((r) => r.key === 'console-admin')?.requests ?? 0;
+    const callsBefore = await adminCalls();
+    for (let i = 0; i < 3; i++) expect((await sys.call('POST', '/v1/chat/completions', { model: 'model-a', messages: [{ role: 'user', content: `spend ${i}` }] })).status).toBe(200);
+    // The router records a call's spend just after answering it (docs/keys.md): wait for all three.
+    await expect.poll(adminCalls).toBe(callsBefore + 3);
     for (const group of ['key', 'model', 'team', 'prompt'] as const) {
       const totals = await spend(`group_by=${group}&from=${from}&to=${to}`);
       const series = await spend(`group_by=${group}&interval=hour&from=${from}&to=${to}`);
@@ -225,14 +229,18 @@ describe('spend series (GET /v1/spend?interval=), what the spend page charts', (
     for (const content of ['mine', 'mine too']) {
       expect((await sys.call('POST', '/v1/chat/completions', { model: 'model-a', messages: [{ role: 'user', content }] }, CONSOLE_KEYS.user)).status).toBe(200);
     }
-    const own = await spend('group_by=key&interval=day', CONSOLE_KEYS.user);
-    expect(own.status).toBe(200);
-    expect(own.body.data.length).toBeGreaterThan(0);
-    expect(new Set(own.body.data.map((r) => r.key))).toEqual(new Set(['console-user']));
+    // The counter moves before the answer; the ledger records the spend just after it.
     const after = await (await fetch(`${sys.url}/metrics`)).text();
     const counter = metricSum(after, 'promptmesh_llm_cost_usd_total', 'key="console-user"') - metricSum(before, 'promptmesh_llm_cost_usd_total', 'key="console-user"');
-    const spent = own.body.data.reduce((n, r) => n + r.micro_usd, 0) - spentBefore;
-    expect(spent).toBeGreaterThan(0);
-    expect(counter).toBeCloseTo(spent / 1e6, 9);
+    expect(counter).toBeGreaterThan(0);
+    let own = await spend('group_by=key&interval=day', CONSOLE_KEYS.user);
+    await expect
+      .poll(async () => {
+        own = await spend('group_by=key&interval=day', CONSOLE_KEYS.user);
+        return own.body.data.reduce((n, r) => n + r.micro_usd, 0) - spentBefore;
+      })
+      .toBeCloseTo(counter * 1e6, 3);
+    expect(own.status).toBe(200);
+    expect(new Set(own.body.data.map((r) => r.key))).toEqual(new Set(['console-user']));
   });
 });

@@ -348,9 +348,12 @@ describe('the console in Chromium', () => {
       const micro = answered.body.usage.prompt_tokens + 2 * answered.body.usage.completion_tokens;
       // The allow-list holds: another model is refused.
       expect((await completion(secret, 'model-b')).status).toBe(403);
-      const today = await sys.call<{ data: Array<{ key: string; micro_usd: number; requests: number }> }>('GET', `/v1/spend?group_by=key&from=${new Date(Date.now() - 86_400_000).toISOString().slice(0, 10)}`);
-      // Only the allowed call is billed (the refused one never reached a provider).
-      expect(today.body.data.find((r) => r.key === id)).toMatchObject({ micro_usd: micro, requests: 1 });
+      // Only the allowed call is billed (the refused one never reached a provider); the router
+      // records it just after answering.
+      const since = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
+      await expect
+        .poll(async () => (await sys.call<{ data: Array<{ key: string; micro_usd: number; requests: number }> }>('GET', `/v1/spend?group_by=key&from=${since}`)).body.data.find((r) => r.key === id))
+        .toMatchObject({ micro_usd: micro, requests: 1 });
       const dollars = `$${(micro / 1e6).toLocaleString('en', { minimumFractionDigits: 2, maximumFractionDigits: 6 })}`;
 
       await page.getByRole('link', { name: 'Spend' }).click();
@@ -367,7 +370,6 @@ describe('the console in Chromium', () => {
       await shot('spend');
       // By team: only this key is in growth. By model: the seeded traffic is on model-a too,
       // so the page must show what the API answers for it (everything here happened today).
-      const since = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
       const byModel = await sys.call<{ data: Array<{ model: string; micro_usd: number }> }>('GET', `/v1/spend?group_by=model&from=${since}`);
       const modelA = byModel.body.data.find((r) => r.model === 'model-a')!.micro_usd;
       expect(modelA).toBeGreaterThan(micro);
