@@ -529,14 +529,17 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
     if (team !== undefined && teamTpm !== undefined) buckets.push({ id: `team:${team}`, tpm: teamTpm, what: `team '${team}'` });
     if (buckets.length === 0) return () => undefined;
     const estimate = estimateTokens(request, outputCapOf(targets));
+    // Both buckets in one round trip; a refusal gives back what the other took.
+    const decisions = await Promise.all(buckets.map((b) => limiter.acquireTenant(b.id, b.tpm, estimate)));
     const taken: Array<{ id: string; tpm: number; reserved: number }> = [];
-    for (const b of buckets) {
-      const decision = await limiter.acquireTenant(b.id, b.tpm, estimate);
-      if (!decision.allowed) {
-        for (const t of taken) void limiter.reconcileTenant(t.id, t.tpm, t.reserved, 0);
-        throw rateLimited(`${b.what} is over its limit of ${b.tpm} tokens per minute`, decision.retryAfterMs);
-      }
-      taken.push({ id: b.id, tpm: b.tpm, reserved: decision.reserved });
+    decisions.forEach((d, i) => {
+      if (d.allowed) taken.push({ id: buckets[i]!.id, tpm: buckets[i]!.tpm, reserved: d.reserved });
+    });
+    const refused = decisions.findIndex((d) => !d.allowed);
+    if (refused >= 0) {
+      for (const t of taken) void limiter.reconcileTenant(t.id, t.tpm, t.reserved, 0);
+      const b = buckets[refused]!;
+      throw rateLimited(`${b.what} is over its limit of ${b.tpm} tokens per minute`, (decisions[refused] as { retryAfterMs: number }).retryAfterMs);
     }
     let settled = false;
     return (used: number) => {
