@@ -243,3 +243,106 @@ export async function allVersions(name: string): Promise<VersionList> {
   }
   return first;
 }
+
+// ---- keys, teams and spend (docs/keys.md) ----
+
+/** A key as `GET /v1/keys` lists it (never its secret). */
+export interface KeyInfo {
+  id: string;
+  name: string;
+  /** The secret's first characters, for recognition; null for file keys. */
+  prefix: string | null;
+  source: 'api' | 'file';
+  read_only?: boolean;
+  scopes: string[];
+  models: string[] | null;
+  rpm: number | null;
+  tpm: number | null;
+  max_concurrent: number | null;
+  budget: Budget | null;
+  team: string | null;
+  expires_at: string | null;
+  previous_key_valid_until: string | null;
+  created_at: string | null;
+  revoked_at: string | null;
+}
+
+/** What create and rotate answer: the key and, this once, its secret. */
+export type KeyWithSecret = KeyInfo & { key: string };
+
+export interface Budget {
+  usd: number;
+  period: 'day' | 'month';
+}
+
+export interface TeamInfo {
+  id: string;
+  name: string;
+  budget: Budget | null;
+  rpm: number | null;
+  tpm: number | null;
+  max_concurrent: number | null;
+}
+
+/** The ways the spend API groups rows (the console charts all but `day`, its time axis). */
+export type SpendGroup = 'key' | 'team' | 'model' | 'prompt';
+
+/** One row of `GET /v1/spend`: the group's value under its own name (`key`, `team`, ...). */
+export interface SpendRow {
+  [group: string]: string | number | null | undefined;
+  /** The bucket's start (ISO) when the query asked for an `interval`. */
+  start?: string;
+  usd: number;
+  micro_usd: number;
+  input_tokens: number;
+  cached_input_tokens: number;
+  output_tokens: number;
+  requests: number;
+}
+
+export interface SpendAnswer {
+  group_by: string;
+  interval?: 'hour' | 'day';
+  from: string;
+  to: string;
+  data: SpendRow[];
+}
+
+/** Spend grouped by `group` over [from, to), in `interval` buckets when given. */
+export function spend(group: SpendGroup, from: Date, to: Date, interval?: 'hour' | 'day'): Promise<SpendAnswer> {
+  const q = new URLSearchParams({ group_by: group, from: from.toISOString(), to: to.toISOString() });
+  if (interval) q.set('interval', interval);
+  return api('GET', `/v1/spend?${q}`);
+}
+
+/** The current budget period (a UTC day, or a UTC month), as the ledger counts it: [start, end). */
+export function budgetPeriod(period: 'day' | 'month', now = new Date()): { start: Date; end: Date } {
+  const y = now.getUTCFullYear();
+  const m = now.getUTCMonth();
+  const d = now.getUTCDate();
+  return period === 'day' ? { start: new Date(Date.UTC(y, m, d)), end: new Date(Date.UTC(y, m, d + 1)) } : { start: new Date(Date.UTC(y, m, 1)), end: new Date(Date.UTC(y, m + 1, 1)) };
+}
+
+/**
+ * The current period's spend of every key or team with a budget, in USD by id: one spend query
+ * per period in use (the rows the ledger keeps in PostgreSQL, the same the budget counts).
+ */
+export async function budgetUsage(group: 'key' | 'team', budgets: Array<{ id: string; budget: Budget | null }>): Promise<Map<string, number>> {
+  const periods = [...new Set(budgets.flatMap((b) => (b.budget ? [b.budget.period] : [])))];
+  const out = new Map<string, number>();
+  const now = new Date();
+  const answers = await Promise.all(
+    periods.map(async (p) => {
+      const { start, end } = budgetPeriod(p, now);
+      return [p, await spend(group, start, end)] as const;
+    }),
+  );
+  for (const [period, answer] of answers) {
+    const want = new Set(budgets.filter((b) => b.budget?.period === period).map((b) => b.id));
+    for (const row of answer.data) {
+      const id = row[group];
+      if (typeof id === 'string' && want.has(id)) out.set(id, row.micro_usd / 1e6);
+    }
+  }
+  return out;
+}

@@ -13,9 +13,14 @@ export interface ChartProps {
   series: Array<{ label: string; values: Array<number | null> }>;
   /** Unit shown on the y axis. */
   unit: string;
+  /**
+   * How a y value reads on the axis.
+   * @default uPlot's own (which rounds amounts below 0.01 to 0, so small costs need one)
+   */
+  format?: (value: number) => string;
 }
 
-export function LineChart({ title, times, series, unit }: ChartProps) {
+export function LineChart({ title, times, series, unit, format }: ChartProps) {
   const box = useRef<HTMLDivElement>(null);
   useEffect(() => {
     if (!box.current) return;
@@ -25,7 +30,7 @@ export function LineChart({ title, times, series, unit }: ChartProps) {
         width,
         height: 220,
         series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: COLOURS[i % COLOURS.length], width: 2, spanGaps: false }))],
-        axes: [{}, { label: unit, size: 60 }],
+        axes: [{}, { label: unit, size: format ? 80 : 60, ...(format ? { values: (_u: uPlot, ticks: number[]) => ticks.map(format) } : {}) }],
         scales: { x: { time: true } },
         legend: { show: true },
       },
@@ -33,7 +38,7 @@ export function LineChart({ title, times, series, unit }: ChartProps) {
       box.current,
     );
     return () => plot.destroy();
-  }, [times, series, unit]);
+  }, [times, series, unit, format]);
   const totals = series.map((s) => `${s.label}: ${s.values.reduce<number>((a, v) => a + (v ?? 0), 0).toLocaleString('en')}`).join('; ');
   return (
     <figure class="chart">

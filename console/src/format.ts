@@ -22,3 +22,13 @@ export function percent(rate: number): string {
 export function when(iso: string): string {
   return new Date(iso).toISOString().replace('T', ' ').slice(0, 19) + ' UTC';
 }
+
+/** An exact amount from integer micro-dollars (the ledger's unit): at least cents, at most six decimals. */
+export function usdMicro(micro: number): string {
+  return `$${(micro / 1e6).toLocaleString('en', { minimumFractionDigits: 2, maximumFractionDigits: 6 })}`;
+}
+
+/** A count with thousands separators. */
+export function count(n: number): string {
+  return n.toLocaleString('en');
+}

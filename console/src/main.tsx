@@ -1,6 +1,6 @@
 /**
  * The console's shell: sign-in, navigation and the hash routes (`#/prompts`,
- * `#/prompts/<name>/<tab>`, `#/providers`). Hash routes need nothing from the server beyond
+ * `#/prompts/<name>/<tab>`, `#/providers`, `#/keys`, `#/spend`). Hash routes need nothing from the server beyond
  * index.html and keep the console working under any path prefix.
  */
 import { render } from 'preact';
@@ -11,6 +11,8 @@ import { ApiError, currentKey, onSignedOut, signIn, signOut, api } from './api';
 import { PromptsPage } from './pages/prompts';
 import { PromptPage } from './pages/prompt';
 import { ProvidersPage } from './pages/providers';
+import { KeysPage } from './pages/keys';
+import { SpendPage } from './pages/spend';
 
 /** How often a signed-in console checks that its key is still accepted (a revoked key signs out). */
 const KEY_CHECK_MS = 15_000;
@@ -96,6 +98,12 @@ function App() {
   if (parts[0] === 'providers') {
     section = 'providers';
     page = <ProvidersPage />;
+  } else if (parts[0] === 'keys') {
+    section = 'keys';
+    page = <KeysPage />;
+  } else if (parts[0] === 'spend') {
+    section = 'spend';
+    page = <SpendPage />;
   } else if (parts[0] === 'prompts' && parts[1]) {
     page = <PromptPage key={parts[1]} name={parts[1]} tab={parts[2] ?? 'versions'} />;
   } else {
@@ -114,6 +122,12 @@ function App() {
           </a>
           <a href="#/providers" aria-current={section === 'providers' ? 'page' : undefined}>
             Providers
+          </a>
+          <a href="#/keys" aria-current={section === 'keys' ? 'page' : undefined}>
+            Keys
+          </a>
+          <a href="#/spend" aria-current={section === 'spend' ? 'page' : undefined}>
+            Spend
           </a>
         </nav>
         <button type="button" class="link" onClick={() => signOut('Signed out.')}>

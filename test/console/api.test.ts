@@ -3,6 +3,7 @@
  * public) and the stats API over the services' own aggregates (Redis), which must agree with
  * the Prometheus counters.
  */
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CONSOLE_CSP } from '../../services/router/console';
 import { CONSOLE_KEYS, startConsoleSystem, type ConsoleSystem } from './harness';
@@ -20,6 +21,14 @@ beforeAll(async () => {
 afterAll(async () => {
   await sys?.close();
 });
+
+/** The sum over every series of `name` whose labels include `labels`. */
+function metricSum(text: string, name: string, labels: string): number {
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith(`${name}{`) && l.includes(labels))
+    .reduce((n, l) => n + Number(l.split(' ').pop()), 0);
+}
 
 function metricValue(text: string, name: string, labels: string): number {
   const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(labels));
@@ -146,5 +155,92 @@ describe('stats API', () => {
     const none = await sys.call<{ versions: unknown[] }>('GET', '/v1/stats/prompts/never-used');
     expect(none.status).toBe(200);
     expect(none.body.versions).toEqual([]);
+  });
+});
+
+describe('spend series (GET /v1/spend?interval=), what the spend page charts', () => {
+  type Row = { key?: string; team?: string | null; start?: string; micro_usd: number; usd: number; requests: number; input_tokens: number; output_tokens: number };
+  const spend = (query: string, key?: string) => sys.call<{ interval?: string; data: Row[]; error?: { param: string } }>('GET', `/v1/spend?${query}`, undefined, key);
+
+  it('splits each group into UTC hours or days, whose sums are the ungrouped totals', async () => {
+    // Rows of the past at known instants, written as the ledger writes them.
+    const pool = new pg.Pool({ connectionString: sys.databaseUrl, max: 1 });
+    try {
+      const rows: Array<[string, string, string, number]> = [
+        ['c1', '2026-11-20T10:15:00Z', 'key_past_x', 100],
+        ['c2', '2026-11-20T10:45:00Z', 'key_past_x', 50],
+        ['c3', '2026-11-20T23:59:59.999Z', 'key_past_x', 7],
+        ['c4', '2026-11-21T00:00:00Z', 'key_past_y', 3],
+      ];
+      for (const [callId, at, keyId, micro] of rows) {
+        await pool.query(`INSERT INTO promptmesh_spend (call_id, at, key_id, provider, model, micro_usd, input_tokens, output_tokens) VALUES ($1, $2, $3, 'fake-a', 'model-a', $4, 10, 5)`, [callId, at, keyId, micro]);
+      }
+    } finally {
+      await pool.end();
+    }
+    const hourly = await spend('group_by=key&interval=hour&from=2026-11-20&to=2026-11-20');
+    expect(hourly.status, JSON.stringify(hourly.body)).toBe(200);
+    expect(hourly.body.interval).toBe('hour');
+    expect(hourly.body.data.map((r) => [r.key, r.start, r.micro_usd, r.requests])).toEqual([
+      ['key_past_x', '2026-11-20T10:00:00.000Z', 150, 2],
+      ['key_past_x', '2026-11-20T23:00:00.000Z', 7, 1],
+    ]);
+    const daily = await spend('group_by=key&interval=day&from=2026-11-20&to=2026-11-21');
+    expect(daily.body.data.map((r) => [r.key, r.start, r.micro_usd, r.usd, r.input_tokens, r.output_tokens])).toEqual([
+      ['key_past_x', '2026-11-20T00:00:00.000Z', 157, 0.000157, 30, 15],
+      ['key_past_y', '2026-11-21T00:00:00.000Z', 3, 0.000003, 10, 5],
+    ]);
+
+    // Today's real calls: the hours of a range add up to the range's totals, group by group.
+    const from = new Date(Date.now() - 3 * 3_600_000).toISOString();
+    const to = new Date(Date.now() + 3_600_000).toISOString();
+    const adminCalls = async () => (await spend(`group_by=key&from=${from}&to=${to}`)).body.data.find((r) => r.key === 'console-admin')?.requests ?? 0;
+    const callsBefore = await adminCalls();
+    for (let i = 0; i < 3; i++) expect((await sys.call('POST', '/v1/chat/completions', { model: 'model-a', messages: [{ role: 'user', content: `spend ${i}` }] })).status).toBe(200);
+    // The router records a call's spend just after answering it (docs/keys.md): wait for all three.
+    await expect.poll(adminCalls).toBe(callsBefore + 3);
+    for (const group of ['key', 'model', 'team', 'prompt'] as const) {
+      const totals = await spend(`group_by=${group}&from=${from}&to=${to}`);
+      const series = await spend(`group_by=${group}&interval=hour&from=${from}&to=${to}`);
+      const summed = new Map<string | null, number>();
+      for (const r of series.body.data) {
+        const g = (r as Record<string, unknown>)[group] as string | null;
+        summed.set(g, (summed.get(g) ?? 0) + r.micro_usd);
+        expect(Date.parse(r.start!) % 3_600_000, `${group}: ${r.start}`).toBe(0);
+      }
+      expect(totals.body.data.length, group).toBeGreaterThan(0);
+      expect(new Map(totals.body.data.map((r) => [(r as Record<string, unknown>)[group] as string | null, r.micro_usd])), group).toEqual(summed);
+    }
+  });
+
+  it('refuses an unknown interval and hourly buckets over more than 31 days, naming interval', async () => {
+    for (const query of ['interval=week', 'interval=', 'interval=hour&from=2026-01-01&to=2026-02-15']) {
+      const r = await spend(query);
+      expect(r.status, query).toBe(400);
+      expect(r.body.error?.param, query).toBe('interval');
+    }
+    expect((await spend('interval=hour&from=2026-01-01&to=2026-01-31')).status).toBe(200);
+    expect((await spend('interval=day&from=2026-01-01&to=2026-12-31')).status).toBe(200);
+  });
+
+  it('shows a key without admin only its own series, which agree with the cost counter the dashboards use', async () => {
+    const before = await (await fetch(`${sys.url}/metrics`)).text();
+    const spentBefore = (await spend('group_by=key&interval=day', CONSOLE_KEYS.user)).body.data.reduce((n, r) => n + r.micro_usd, 0);
+    for (const content of ['mine', 'mine too']) {
+      expect((await sys.call('POST', '/v1/chat/completions', { model: 'model-a', messages: [{ role: 'user', content }] }, CONSOLE_KEYS.user)).status).toBe(200);
+    }
+    // The counter moves before the answer; the ledger records the spend just after it.
+    const after = await (await fetch(`${sys.url}/metrics`)).text();
+    const counter = metricSum(after, 'promptmesh_llm_cost_usd_total', 'key="console-user"') - metricSum(before, 'promptmesh_llm_cost_usd_total', 'key="console-user"');
+    expect(counter).toBeGreaterThan(0);
+    let own = await spend('group_by=key&interval=day', CONSOLE_KEYS.user);
+    await expect
+      .poll(async () => {
+        own = await spend('group_by=key&interval=day', CONSOLE_KEYS.user);
+        return own.body.data.reduce((n, r) => n + r.micro_usd, 0) - spentBefore;
+      })
+      .toBeCloseTo(counter * 1e6, 3);
+    expect(own.status).toBe(200);
+    expect(new Set(own.body.data.map((r) => r.key))).toEqual(new Set(['console-user']));
   });
 });

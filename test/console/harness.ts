@@ -24,6 +24,8 @@ export const CONSOLE_KEYS = {
 
 export interface ConsoleSystem {
   url: string;
+  /** The scratch database the router keeps its keys and spend ledger in. */
+  databaseUrl: string;
   fake: FakeProvider;
   /** Rewrites the keys file without the doomed key. */
   revokeDoomedKey(): void;
@@ -91,6 +93,7 @@ export async function startConsoleSystem(label: string): Promise<ConsoleSystem> 
     const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
     return {
       url,
+      databaseUrl: db.url,
       fake,
       revokeDoomedKey: () => writeFileSync(keysFile, keysYaml(false)),
       async call<T>(method: string, path: string, body?: unknown, key: string = CONSOLE_KEYS.admin) {

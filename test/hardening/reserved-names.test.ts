@@ -73,6 +73,7 @@ const TEXT_FIELDS = new Set([
   'body budget.period',
   'body expires_at',
   'query group_by',
+  'query interval',
   'query from',
   'query to',
 ]);

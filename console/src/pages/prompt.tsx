@@ -5,6 +5,7 @@
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { ApiError, allVersions, api, streamChat, type LabelMove, type PromptStats, type SplitEntry, type TemplateMessage, type TemplateVersion, type VersionList } from '../api';
 import { LineChart } from '../chart';
+import { Confirm } from '../dialog';
 import { SideBySideDiff } from '../diff';
 import { ms, percent, splitText, usd, when } from '../format';
 import { TemplateError, compileTemplate, renderCompiled, type TemplateType } from '../../../services/kit/template-syntax';
@@ -382,27 +383,6 @@ function NewVersion({ list, onCreated }: { list: VersionList; onCreated: () => P
       <ErrorNote error={error} />
       {done && <p role="status">{done}</p>}
     </form>
-  );
-}
-
-/** A yes/no question in a modal dialog (keyboard: focus moves in, Escape cancels). */
-function Confirm({ question, onAnswer }: { question: string; onAnswer: (yes: boolean) => void }) {
-  const ref = useRef<HTMLDialogElement>(null);
-  useEffect(() => {
-    ref.current?.showModal();
-  }, []);
-  return (
-    <dialog ref={ref} aria-labelledby="confirm-text" onCancel={() => onAnswer(false)}>
-      <p id="confirm-text">{question}</p>
-      <div class="toolbar">
-        <button type="button" onClick={() => onAnswer(true)}>
-          Confirm
-        </button>
-        <button type="button" onClick={() => onAnswer(false)} autofocus>
-          Cancel
-        </button>
-      </div>
-    </dialog>
   );
 }
 

@@ -10,6 +10,7 @@ import { ApiError, badRequest, conflict, notFound, unavailable } from '../../kit
 import { ApiKeyStore, type ApiKey, type KeyBudget, type Scope } from '../auth';
 import type { Ledger } from './ledger';
 import {
+  MAX_HOURLY_SPAN_DAYS,
   createKeySchema,
   keyParamsSchema,
   listKeysQuerySchema,
@@ -20,6 +21,7 @@ import {
   teamParamsSchema,
   type KeyBody,
   type SpendGroup,
+  type SpendInterval,
 } from './schemas';
 import { DEFAULT_ROTATION_GRACE_SECONDS, UnknownTeamError, type KeyFields, type KeyRecord, type KeyRegistry, type KeysDb, type Team } from './store';
 
@@ -287,7 +289,8 @@ export function keysRoutes(options: KeysRoutesOptions | undefined) {
 
     app.get(KEYS_PATHS.teams, async () => ({ object: 'list', data: (await on().db.listTeams()).map(teamOut) }));
 
-    app.get<{ Querystring: { group_by?: SpendGroup; from?: string; to?: string } }>(KEYS_PATHS.spend, { schema: { querystring: spendQuerySchema } }, async (request: FastifyRequest<{ Querystring: { group_by?: SpendGroup; from?: string; to?: string } }>) => {
+    type SpendQuery = { group_by?: SpendGroup; interval?: SpendInterval; from?: string; to?: string };
+    app.get<{ Querystring: SpendQuery }>(KEYS_PATHS.spend, { schema: { querystring: spendQuerySchema } }, async (request: FastifyRequest<{ Querystring: SpendQuery }>) => {
       const { pool, ledger } = on();
       const q = request.query;
       const group = q.group_by ?? 'key';
@@ -296,6 +299,9 @@ export function keysRoutes(options: KeysRoutesOptions | undefined) {
       const from = instant(q.from, 'from', new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1)));
       if (from.getTime() >= to.getTime()) throw badRequest(`query 'from' must be before 'to'`, 'from');
       if (to.getTime() - from.getTime() > 400 * 86_400_000) throw badRequest(`query 'from' to 'to' may span at most 400 days`, 'from');
+      if (q.interval === 'hour' && to.getTime() - from.getTime() > MAX_HOURLY_SPAN_DAYS * 86_400_000) {
+        throw badRequest(`query 'interval' hour may cover at most ${MAX_HOURLY_SPAN_DAYS} days from 'from' to 'to'; use day`, 'interval');
+      }
       // This replica's own calls are in PostgreSQL before the answer; other replicas write theirs
       // within their flush interval (docs/keys.md).
       await ledger.flush().catch(() => undefined);
@@ -304,20 +310,24 @@ export function keysRoutes(options: KeysRoutesOptions | undefined) {
       const params: unknown[] = [from, to];
       if (own) params.push(key.id);
       const column = GROUP_SQL[group];
-      const { rows } = await pool.query<{ g: string | null; micro: string; input: string; cached: string; output: string; requests: string }>(
-        `SELECT ${column} AS g, sum(micro_usd)::text AS micro, sum(input_tokens)::text AS input, sum(cached_input_tokens)::text AS cached,
+      // Buckets are UTC whatever the session's time zone (date_trunc with a zone, PostgreSQL 12+).
+      const bucket = q.interval ? `date_trunc('${q.interval}', at, 'UTC')` : undefined;
+      const { rows } = await pool.query<{ g: string | null; b?: Date; micro: string; input: string; cached: string; output: string; requests: string }>(
+        `SELECT ${column} AS g, ${bucket ? `${bucket} AS b,` : ''} sum(micro_usd)::text AS micro, sum(input_tokens)::text AS input, sum(cached_input_tokens)::text AS cached,
                 sum(output_tokens)::text AS output, count(*)::text AS requests
            FROM promptmesh_spend WHERE at >= $1 AND at < $2 ${own ? 'AND key_id = $3' : ''}
-          GROUP BY 1 ORDER BY sum(micro_usd) DESC, 1`,
+          GROUP BY ${bucket ? '1, 2 ORDER BY 2, sum(micro_usd) DESC, 1' : '1 ORDER BY sum(micro_usd) DESC, 1'}`,
         params,
       );
       return {
         object: 'list',
         group_by: group,
+        ...(q.interval ? { interval: q.interval } : {}),
         from: from.toISOString(),
         to: to.toISOString(),
         data: rows.map((r) => ({
           [group]: r.g,
+          ...(r.b ? { start: r.b.toISOString() } : {}),
           usd: Number(r.micro) / MICRO,
           micro_usd: Number(r.micro),
           input_tokens: Number(r.input),

@@ -79,12 +79,20 @@ export const listKeysQuerySchema = {
 export const SPEND_GROUPS = ['key', 'team', 'model', 'prompt', 'day'] as const;
 export type SpendGroup = (typeof SPEND_GROUPS)[number];
 
+/** The time buckets `GET /v1/spend?interval=` splits rows into (UTC hours or days). */
+export const SPEND_INTERVALS = ['hour', 'day'] as const;
+export type SpendInterval = (typeof SPEND_INTERVALS)[number];
+/** The longest range `interval=hour` may span, in days (31 days: 744 buckets per group at most). */
+export const MAX_HOURLY_SPAN_DAYS = 31;
+
 /** `GET /v1/spend` query. */
 export const spendQuerySchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
     group_by: { type: 'string', enum: [...SPEND_GROUPS] },
+    // Series for charts: each row also names the bucket it falls in (`start`).
+    interval: { type: 'string', enum: [...SPEND_INTERVALS] },
     // Dates (whole UTC days) or date-times; checked in the route.
     from: { type: 'string', minLength: 10, maxLength: 40 },
     to: { type: 'string', minLength: 10, maxLength: 40 },
