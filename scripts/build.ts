@@ -13,7 +13,7 @@
  * `npm run build -- --bundle-only` makes the image bundle alone (what an image build needs).
  */
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { build } from 'esbuild';
 import { buildConsole } from './build-console';
@@ -29,13 +29,25 @@ function walk(dir: string): string[] {
   });
 }
 
+/** Replaces `target` with `staging` by two renames (the old folder is removed afterwards). */
+function swapIn(staging: string, target: string): void {
+  const old = `${target}.old-${process.pid}`;
+  if (existsSync(target)) renameSync(target, old);
+  renameSync(staging, target);
+  rmSync(old, { recursive: true, force: true });
+}
+
 async function main(): Promise<void> {
   const started = Date.now();
   const args = process.argv.slice(2);
   const unknown = args.filter((a) => a !== '--bundle-only');
   if (unknown.length > 0) throw new Error(`unknown argument ${unknown[0]}; usage: npm run build [-- --bundle-only]`);
   const bundleOnly = args.includes('--bundle-only');
-  rmSync(join(root, 'build'), { recursive: true, force: true });
+  // Everything is written into a staging folder and swapped in at the end, so a process that
+  // reads build/ meanwhile (a router serving build/console, a test starting the bundle) never
+  // sees it half-written or missing.
+  const staging = join(root, `.build-staging-${process.pid}`);
+  rmSync(staging, { recursive: true, force: true });
 
   let libFiles: string[] = [];
   if (!bundleOnly) {
@@ -54,7 +66,7 @@ async function main(): Promise<void> {
 
   await build({
     entryPoints: [join(root, 'services/main.ts')],
-    outfile: join(root, 'build/service.js'),
+    outfile: join(staging, 'service.js'),
     bundle: true,
     platform: 'node',
     target: 'node24',
@@ -80,18 +92,19 @@ async function main(): Promise<void> {
   // (`__dirname` of the bundle is build/).
   const migrations = join(root, 'services/templates/migrations');
   if (!existsSync(migrations)) throw new Error('services/templates/migrations is missing: the bundle needs it');
-  cpSync(migrations, join(root, 'build/migrations'), { recursive: true });
+  cpSync(migrations, join(staging, 'migrations'), { recursive: true });
   // The router's own migrations (keys, teams, spend) from `router-migrations/` beside it.
   const routerMigrations = join(root, 'services/router/keys/router-migrations');
   if (!existsSync(routerMigrations)) throw new Error('services/router/keys/router-migrations is missing: the bundle needs it');
-  cpSync(routerMigrations, join(root, 'build/router-migrations'), { recursive: true });
-  cpSync(join(root, 'scripts/image-entrypoint.sh'), join(root, 'build/entrypoint.sh'));
+  cpSync(routerMigrations, join(staging, 'router-migrations'), { recursive: true });
+  cpSync(join(root, 'scripts/image-entrypoint.sh'), join(staging, 'entrypoint.sh'));
   // The tokenizer's merge ranks as JSON beside the bundle, where services/kit/o200k.ts reads them
   // (less peak memory than parsing gpt-tokenizer's array literal; that file says why).
-  writeFileSync(join(root, 'build', O200K_RANKS_FILE), JSON.stringify(ranksForJson(packageRanks())));
+  writeFileSync(join(staging, O200K_RANKS_FILE), JSON.stringify(ranksForJson(packageRanks())));
 
   // The router serves the console from console/ beside the bundle (services/router/console.ts).
-  const consoleAssets = await buildConsole(join(root, 'build/console'));
+  const consoleAssets = await buildConsole(join(staging, 'console'));
+  swapIn(staging, join(root, 'build'));
 
   const size = statSync(join(root, 'build/service.js')).size;
   process.stdout.write(

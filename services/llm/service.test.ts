@@ -354,9 +354,13 @@ describe('rate limits across two llm processes', () => {
       expect(Number(limited[0]!.headers['retry-after'])).toBeGreaterThanOrEqual(1);
       expect(limited[0]!.json.error.message).toContain('12 rpm');
       expect(fa.stats.requests).toBe(ok.length);
-      // Both processes served some of the allowed ones.
-      const served = new Set(results.map((r, i) => (r.status === 200 ? i % 2 : -1)).filter((x) => x >= 0));
-      expect(served.size).toBe(2);
+      // Each process answered its own 18 (so a per-process limit would have let up to 24
+      // through). Which process wins the burst is a race, so neither is required to serve.
+      for (const side of [0, 1]) {
+        const mine = results.filter((_, i) => i % 2 === side);
+        expect(mine.length).toBe(18);
+        expect(mine.every((r) => r.status === 200 || r.status === 429)).toBe(true);
+      }
     } finally {
       rmSync(dir, { recursive: true, force: true });
       await deletePrefix(prefix);
