@@ -108,6 +108,10 @@ export async function createTemplatesService(
   });
   // An idle connection dropped by the server must not crash the process.
   pool.on('error', (err) => ctx.logger.warn({ err: err.message }, 'idle PostgreSQL connection failed'));
+  // A connection the server drops while it is checked out but between queries (awaiting Redis,
+  // say) emits 'error' on the client, where the pool no longer listens: without a listener of
+  // its own that is an uncaught exception. The query in flight, or the next one, fails anyway.
+  pool.on('connect', (client) => client.on('error', (err) => ctx.logger.warn({ err: err.message }, 'PostgreSQL connection failed')));
 
   let redis: RedisClient | undefined;
   try {

@@ -58,6 +58,10 @@ export async function openKeys(ctx: ServiceContext, options: OpenKeysOptions): P
     application_name: 'promptmesh-router',
   });
   pool.on('error', (err) => logger.warn({ err: err.message }, 'idle PostgreSQL connection failed'));
+  // A connection the server drops while it is checked out but between queries (awaiting Redis,
+  // say) emits 'error' on the client, where the pool no longer listens: without a listener of
+  // its own that is an uncaught exception. The query in flight, or the next one, fails anyway.
+  pool.on('connect', (client) => client.on('error', (err) => logger.warn({ err: err.message }, 'PostgreSQL connection failed')));
   const subscriber = createRedis(config, 'router-keys');
   subscriber.on('error', () => undefined);
   let registry: KeyRegistry | undefined;
