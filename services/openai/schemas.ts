@@ -162,6 +162,28 @@ export function unknownChatFields(request: Record<string, unknown>): string[] {
   return out;
 }
 
+/**
+ * The known field an unknown one is a slip of the keyboard away from (one letter added, dropped,
+ * changed or two swapped; names of six letters or more, so short provider fields such as vLLM's
+ * `top_k` next to `top_p` stay what they are). The router refuses those by name at once.
+ */
+export function misspeltChatField(field: string): string | undefined {
+  if (field.length < 6) return undefined;
+  for (const known of KNOWN_CHAT_FIELDS) if (known.length >= 6 && oneEditApart(field, known)) return known;
+  return undefined;
+}
+
+function oneEditApart(a: string, b: string): boolean {
+  if (a === b || Math.abs(a.length - b.length) > 1) return false;
+  let i = 0;
+  while (i < a.length && i < b.length && a[i] === b[i]) i++;
+  if (a.length === b.length) {
+    if (a.slice(i + 1) === b.slice(i + 1)) return true;
+    return a[i] === b[i + 1] && a[i + 1] === b[i] && a.slice(i + 2) === b.slice(i + 2);
+  }
+  return a.length > b.length ? a.slice(i + 1) === b.slice(i) : a.slice(i) === b.slice(i + 1);
+}
+
 /** An OpenAI Chat Completions request, in the canonical shape. */
 export type ChatRequest = Omit<Static<typeof ChatRequestSchema>, 'messages'> & { messages: ChatMessage[]; [extra: string]: unknown };
 
