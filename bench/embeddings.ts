@@ -4,8 +4,8 @@
  * loopback. Self-contained (its own fake provider, Portkey and promptmesh processes) so the
  * main benchmark can call {@link runEmbeddingsBench} as one more section.
  *
- * The request is what the official SDK sends for `embeddings.create({ model, input })`: two
- * texts, `encoding_format: base64`; the fake answers 1536 dimensions. Every request's input is
+ * The request: two texts, `encoding_format: float` (Portkey drops `base64` on the provider it
+ * can use here, so every row returns JSON floats); the fake answers 1536 dimensions. Every request's input is
  * new, so promptmesh's cache misses (a hit is a different figure: the `pm-hit` row).
  *
  * Options: --duration <ms> (default 8000), --warmup <ms> (default 2000), --concurrency 16,64,
@@ -133,9 +133,9 @@ export async function runEmbeddingsBench(options: EmbeddingsBenchOptions = {}): 
     // New texts for every request of every run: the cache misses, as for a corpus being indexed.
     const body = (model: string) => {
       const run = randomBytes(4).toString('hex');
-      return (i: number) => JSON.stringify({ model, input: [`Chunk ${run}-${i} of a document being indexed.`, `Another passage, ${i}, ${run}.`], encoding_format: 'base64' });
+      return (i: number) => JSON.stringify({ model, input: [`Chunk ${run}-${i} of a document being indexed.`, `Another passage, ${i}, ${run}.`], encoding_format: 'float' });
     };
-    const hit = JSON.stringify({ model: 'embed', input: ['The same passage every time.'], encoding_format: 'base64' });
+    const hit = JSON.stringify({ model: 'embed', input: ['The same passage every time.'], encoding_format: 'float' });
     const scenarios: Array<{ id: EmbeddingsBenchRow['scenario']; label: string; target: () => LoadTarget }> = [
       { id: 'direct', label: 'fake provider, direct', target: () => ({ url: fakeUrl, path: '/v1/embeddings', headers: { authorization: `Bearer ${fakeKey}` }, body: body(PROVIDER_MODEL) }) },
       ...(portkey
@@ -146,7 +146,10 @@ export async function runEmbeddingsBench(options: EmbeddingsBenchOptions = {}): 
               target: () => ({
                 url: `http://127.0.0.1:${portkeyPort}`,
                 path: '/v1/embeddings',
-                headers: { authorization: `Bearer ${fakeKey}`, 'x-portkey-provider': 'openai', 'x-portkey-custom-host': `${fakeUrl}/v1` },
+                // Portkey's `openai` provider fails every embeddings call here ("TypeError: immutable":
+                // it appends headers to the upstream fetch Response); its `fireworks-ai` provider
+                // speaks the same OpenAI wire format and works.
+                headers: { authorization: `Bearer ${fakeKey}`, 'x-portkey-provider': 'fireworks-ai', 'x-portkey-custom-host': `${fakeUrl}/v1` },
                 body: body(PROVIDER_MODEL),
               }),
             },
@@ -171,7 +174,7 @@ export async function runEmbeddingsBench(options: EmbeddingsBenchOptions = {}): 
       if (pk && pm && pk.rps > 0) vsPortkey[c] = pm.rps / pk.rps;
     }
     const markdown = [
-      `Embeddings (2 texts per request, 1536 dimensions, base64), ${durationMs} ms per run after ${warmupMs} ms warm-up, ${cpus().length} cores shared by everything:`,
+      `Embeddings (2 texts per request, 1536 dimensions, floats), ${durationMs} ms per run after ${warmupMs} ms warm-up, ${cpus().length} cores shared by everything:`,
       '',
       '| scenario | concurrency | req/s | p50 ms | p99 ms | errors |',
       '|---|---:|---:|---:|---:|---:|',

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from '../kit/logger';
 import type { RedisClient } from '../kit/redis';
-import type { ChatCompletion, ChatCompletionChunk, ChatRequest, EmbeddingsRequest, EmbeddingsResponse } from '../openai';
+import type { ChatCompletion, ChatCompletionChunk, ChatRequest, EmbeddingsRequest, EncodedEmbeddingsResponse } from '../openai';
 
 /**
  * The exact-match response cache in Redis.
@@ -76,8 +76,8 @@ export function isCacheable(request: ChatRequest, mode: CacheMode): boolean {
 export interface CachedAnswer {
   /** A chat answer (absent for embeddings). */
   completion?: ChatCompletion;
-  /** An embeddings answer. */
-  embeddings?: EmbeddingsResponse;
+  /** An embeddings answer, vectors stored as base64 (a quarter of the bytes of JSON floats). */
+  embeddings?: EncodedEmbeddingsResponse;
   provider: string;
   model: string;
 }

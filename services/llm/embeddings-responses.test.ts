@@ -8,8 +8,7 @@ import { request } from 'undici';
 import { startFakeProvider, type FakeProvider } from '../../test/fake-provider/server';
 import { fakeVector } from '../../test/fake-provider/openai-extra';
 import { fakeOpenAi, metricValue, startLlm, type TestLlm } from '../../test/support/llm-service';
-import { encodeEmbeddings, floatsToBase64 } from '../openai';
-import { base64ToFloats } from './providers/openai/embeddings';
+import { base64ToFloats, encodeEmbeddings, floatsToBase64 } from '../openai';
 
 async function post(url: string, path: string, body: unknown, headers: Record<string, string> = {}) {
   const res = await request(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });

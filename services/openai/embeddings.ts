@@ -88,3 +88,17 @@ export function encodeEmbeddings(response: EmbeddingsResponse, format: 'float' |
   if (format !== 'base64') return response;
   return { ...response, data: response.data.map((d) => ({ ...d, embedding: floatsToBase64(d.embedding) })) };
 }
+
+/** The floats of a vector written as OpenAI's base64 (little-endian float32). */
+export function base64ToFloats(text: string): number[] {
+  const buf = Buffer.from(text, 'base64');
+  if (buf.length % 4 !== 0) throw new Error('not a whole number of float32 values');
+  const out = new Array<number>(buf.length / 4);
+  for (let i = 0; i < out.length; i++) out[i] = buf.readFloatLE(i * 4);
+  return out;
+}
+
+/** An answer with every vector as floats, whichever way each was written. */
+export function decodeEmbeddings(response: EncodedEmbeddingsResponse): EmbeddingsResponse {
+  return { ...(response as EmbeddingsResponse), data: response.data.map((d) => ({ ...d, embedding: typeof d.embedding === 'string' ? base64ToFloats(d.embedding) : d.embedding })) };
+}

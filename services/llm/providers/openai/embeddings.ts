@@ -5,7 +5,7 @@
  * holds float arrays: llm encodes for the client.
  */
 import { ProviderError, type CallOptions, type ProviderConfig } from '../../types';
-import { embeddingInputs, type Embedding, type EmbeddingsRequest, type EmbeddingsResponse } from '../../../openai';
+import { base64ToFloats, embeddingInputs, type Embedding, type EmbeddingsRequest, type EmbeddingsResponse } from '../../../openai';
 import { countTextTokens } from '../tokens';
 import { errorFromResponse, readJson, type ProviderTransport } from '../transport';
 
@@ -16,14 +16,6 @@ export function toEmbeddingsBody(request: EmbeddingsRequest, type: 'openai' | 'o
   return body;
 }
 
-/** Little-endian float32s, as OpenAI's base64 embeddings hold them. */
-export function base64ToFloats(text: string): number[] {
-  const buf = Buffer.from(text, 'base64');
-  if (buf.length % 4 !== 0) throw new Error('not a whole number of float32 values');
-  const out = new Array<number>(buf.length / 4);
-  for (let i = 0; i < out.length; i++) out[i] = buf.readFloatLE(i * 4);
-  return out;
-}
 
 /** Normalises an embeddings answer; one without a vector per input is `malformed`. */
 export function toEmbeddings(provider: ProviderConfig, request: EmbeddingsRequest, body: any): EmbeddingsResponse {
