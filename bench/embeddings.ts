@@ -25,7 +25,7 @@ import { freePort, startProcess, type BenchProcess } from './lib/procs';
 const ROOT = resolve(__dirname, '..');
 const PROVIDER_MODEL = 'text-embedding-3-small';
 /** The image's memory settings, as bench/run.ts uses them (keep identical to the Dockerfile). */
-const IMAGE_NODE_OPTIONS = '--max-semi-space-size=16 --max-old-space-size=112';
+const IMAGE_NODE_OPTIONS = '--max-semi-space-size=8 --max-old-space-size=112';
 const IMAGE_MALLOC_ENV = { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '65536', MALLOC_TRIM_THRESHOLD_: '131072' };
 
 /** Options of {@link runEmbeddingsBench}. */

@@ -13,10 +13,11 @@
  * `npm run build -- --bundle-only` makes the image bundle alone (what an image build needs).
  */
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { build } from 'esbuild';
 import { buildConsole } from './build-console';
+import { O200K_RANKS_FILE, packageRanks, ranksForJson } from '../services/kit/o200k';
 
 const root = resolve(__dirname, '..');
 
@@ -59,7 +60,7 @@ async function main(): Promise<void> {
     target: 'node24',
     format: 'cjs',
     sourcemap: true,
-    // The image runs with --enable-source-maps, which loads the map into every process: stack
+    // With --enable-source-maps (NODE_OPTIONS; the image leaves it off) the map is parsed into the process: stack
     // traces need the mappings, not the 7 MB of embedded sources (~25 MB of RSS less).
     sourcesContent: false,
     // Whitespace and syntax only: V8 keeps the whole bundle source in every process's heap, and
@@ -81,6 +82,9 @@ async function main(): Promise<void> {
   if (!existsSync(migrations)) throw new Error('services/templates/migrations is missing: the bundle needs it');
   cpSync(migrations, join(root, 'build/migrations'), { recursive: true });
   cpSync(join(root, 'scripts/image-entrypoint.sh'), join(root, 'build/entrypoint.sh'));
+  // The tokenizer's merge ranks as JSON beside the bundle, where services/kit/o200k.ts reads them
+  // (less peak memory than parsing gpt-tokenizer's array literal; that file says why).
+  writeFileSync(join(root, 'build', O200K_RANKS_FILE), JSON.stringify(ranksForJson(packageRanks())));
 
   // The router serves the console from console/ beside the bundle (services/router/console.ts).
   const consoleAssets = await buildConsole(join(root, 'build/console'));

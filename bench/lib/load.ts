@@ -31,7 +31,10 @@ export interface LoadOptions {
 
 export interface LoadResult {
   concurrency: number;
+  /** Requests answered in the measured period (errors excluded). */
   requests: number;
+  /** Requests completed over the whole run, warm-up and errors included (what the server did). */
+  sent: number;
   errors: number;
   /** First few error descriptions, for the report. */
   errorSamples: string[];
@@ -63,6 +66,7 @@ export async function runLoad(target: LoadTarget, options: LoadOptions): Promise
   const errorSamples: string[] = [];
   let errors = 0;
   let counter = 0;
+  let sent = 0;
   let measuring = false;
   let stop = false;
   const method = target.method ?? 'POST';
@@ -98,6 +102,7 @@ export async function runLoad(target: LoadTarget, options: LoadOptions): Promise
         why = (err as Error).message;
       }
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      sent++;
       if (!measuring) continue;
       if (ok) latencies.push(ms);
       else {
@@ -134,6 +139,7 @@ export async function runLoad(target: LoadTarget, options: LoadOptions): Promise
   return {
     concurrency: options.concurrency,
     requests: latencies.length,
+    sent,
     errors,
     errorSamples,
     seconds,

@@ -8,6 +8,10 @@ export interface BenchProcess {
   child: ChildProcess;
   /** Peak resident set size so far, in MB (VmHWM), or NaN when the process is gone. */
   peakRssMb(): number;
+  /** Peak RSS (VmHWM) when it became ready, before any load: what starting it cost, in MB. */
+  readyRssMb: number;
+  /** CPU time (user + system) the process has used so far, in ms, or NaN when it is gone. */
+  cpuMs(): number;
   stop(): Promise<void>;
 }
 
@@ -28,6 +32,22 @@ function readPeakRssMb(pid: number | undefined): number {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     const m = /VmHWM:\s+(\d+) kB/.exec(status);
     return m ? Number(m[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Clock ticks per second of /proc/<pid>/stat (USER_HZ, 100 on Linux). */
+const USER_HZ = 100;
+
+/** User plus system CPU time of a process, in ms. */
+export function readCpuMs(pid: number | undefined): number {
+  if (!pid) return NaN;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command (which may hold spaces) start after its closing parenthesis.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / USER_HZ;
   } catch {
     return NaN;
   }
@@ -72,10 +92,13 @@ export async function startProcess(
     if (!Number.isNaN(now)) lastPeak = now;
     return lastPeak;
   };
+  const readyRssMb = readPeakRssMb(child.pid);
   return {
     name,
     child,
+    readyRssMb,
     peakRssMb,
+    cpuMs: () => readCpuMs(child.pid),
     async stop() {
       peakRssMb();
       if (child.exitCode === null) {

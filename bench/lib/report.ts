@@ -1,4 +1,5 @@
 import type { LoadResult } from './load';
+import { peakPerProcess } from './targets';
 
 /** One measured row of the report. */
 export interface BenchRow {
@@ -9,6 +10,24 @@ export interface BenchRow {
   /** p99 minus the direct baseline's p99 at the same concurrency and mode (ms). */
   addedP99?: number;
   addedP50?: number;
+  /** CPU time the system under test spent per request in this run, in microseconds. */
+  cpuUsPerRequest?: number;
+}
+
+/** One process's peak RSS (VmHWM) in one scenario. */
+export interface RssRow {
+  process: string;
+  scenario: string;
+  peakRssMb: number;
+  /** Its peak RSS when it became ready, before any load (not for the load generator). */
+  readyRssMb?: number;
+}
+
+/** One target of the report and whether this run met it. */
+export interface TargetRow {
+  target: string;
+  value: string;
+  met: boolean;
 }
 
 const fmt = (n: number | undefined, digits = 2) => (n === undefined || Number.isNaN(n) ? '-' : n.toFixed(digits));
@@ -18,8 +37,8 @@ export function markdownReport(input: {
   date: string;
   machine: string;
   rows: BenchRow[];
-  rss: Array<{ process: string; peakRssMb: number }>;
-  targets: Array<{ target: string; value: string; met: boolean }>;
+  rss: RssRow[];
+  targets: TargetRow[];
   notes: string[];
 }): string {
   const lines: string[] = [];
@@ -32,18 +51,29 @@ export function markdownReport(input: {
         ? '## Throughput (closed loop: each client sends its next request as soon as the last one finished)'
         : '## Latency at a fixed load (paced: requests start on a schedule, below saturation)',
       '',
-      '| scenario | concurrency | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | errors |',
-      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+      '| scenario | concurrency | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | CPU us/req | errors |',
+      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     );
     for (const r of rows) {
       lines.push(
-        `| ${r.label} | ${r.result.concurrency} | ${fmt(r.result.rps, 0)} | ${fmt(r.result.p50, 3)} | ${fmt(r.result.p99, 3)} | ${fmt(r.addedP50, 3)} | ${fmt(r.addedP99, 3)} | ${r.result.errors} |`,
+        `| ${r.label} | ${r.result.concurrency} | ${fmt(r.result.rps, 0)} | ${fmt(r.result.p50, 3)} | ${fmt(r.result.p99, 3)} | ${fmt(r.addedP50, 3)} | ${fmt(r.addedP99, 3)} | ${fmt(r.cpuUsPerRequest, 0)} | ${r.result.errors} |`,
       );
     }
     lines.push('');
   }
-  lines.push('## Peak memory per process (VmHWM)', '', '| process | peak RSS MB |', '| --- | ---: |');
-  for (const p of input.rss) lines.push(`| ${p.process} | ${fmt(p.peakRssMb, 1)} |`);
+  lines.push('## Peak memory per process over the whole bench (VmHWM)', '', '| process | peak RSS MB | reached in |', '| --- | ---: | --- |');
+  for (const p of peakPerProcess(input.rss)) lines.push(`| ${p.process} | ${fmt(p.peakRssMb, 1)} | ${p.scenario} |`);
+  const scenarios = [...new Set(input.rss.map((r) => r.scenario))];
+  const processes = [...new Set(input.rss.map((r) => r.process))];
+  lines.push('', 'Per scenario (each scenario starts its own processes; the load generator: the largest of its runs):', '');
+  lines.push(`| process | ${scenarios.join(' | ')} |`, `| --- |${scenarios.map(() => ' ---: |').join('')}`);
+  for (const proc of processes) {
+    const cells = scenarios.map((s) => {
+      const values = input.rss.filter((r) => r.process === proc && r.scenario === s).map((r) => r.peakRssMb);
+      return values.length ? fmt(Math.max(...values), 1) : '';
+    });
+    lines.push(`| ${proc} | ${cells.join(' | ')} |`);
+  }
   lines.push('', '## Targets', '', '| target | measured | met |', '| --- | --- | --- |');
   for (const t of input.targets) lines.push(`| ${t.target} | ${t.value} | ${t.met ? 'yes' : '**no**'} |`);
   if (input.notes.length > 0) lines.push('', '## Notes', '', ...input.notes.map((n) => `- ${n}`));

@@ -4,6 +4,7 @@ import { checkContextSettings, readContextSettings, type ContextSettings } from 
 import { createContextMetrics } from './metrics';
 import { contextRoutes } from './routes';
 import { RedisContextStore, type ContextCore } from './store';
+import { o200k } from '../kit/o200k';
 
 export { CONTEXT_ENV, checkContextSettings, readContextSettings, type ContextSettings } from './config';
 export { createContextHttpClient, type ContextHttpClientOptions } from './client';
@@ -57,6 +58,10 @@ export async function createContextService(
   options: ContextServiceOptions = {},
 ): Promise<ServiceInstance<ContextCore>> {
   const settings = options.settings ? checkContextSettings({ ...options.settings }) : readContextSettings(options.env ?? process.env);
+  // Every append counts tokens, so the tokenizer is loaded now rather than by the first append:
+  // its load makes tens of MB of garbage, which on a fresh heap is collected before traffic
+  // instead of piling onto a heap busy with requests (the process's peak RSS, docs/bench.md).
+  o200k();
   const redis = options.redis ?? createRedis(ctx.config, 'context');
   const ownsRedis = options.redis === undefined;
   // Connection errors are expected while Redis is down (requests answer 503 meanwhile); log

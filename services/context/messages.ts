@@ -1,4 +1,4 @@
-import type * as O200k from 'gpt-tokenizer/encoding/o200k_base';
+import { o200k } from '../kit/o200k';
 import { badRequest, compileBodyCheck } from '../kit';
 import type { ContextSettings } from './config';
 import { MAX_CONTENT_PARTS, MAX_TOOLS, ROLES, contentText, type ContentPart, type Role } from '../openai';
@@ -96,12 +96,9 @@ export const TURN_START_ROLES: ReadonlySet<Role> = new Set(['system', 'developer
 // rather than rejected: history is data, never control.
 const PLAIN_TEXT = { disallowedSpecial: new Set<string>() };
 
-let o200k: typeof O200k | undefined;
-
-/** The o200k_base encoder, loaded on the first count and kept (its tables cost ~70 MB). */
-function countTokens(text: string, options: Parameters<typeof O200k.countTokens>[1]): number {
-  o200k ??= require('gpt-tokenizer/encoding/o200k_base') as typeof O200k;
-  return o200k.countTokens(text, options);
+/** Tokens of a text with the process's o200k_base encoder (services/kit/o200k.ts; the context service loads it at start). */
+function countTokens(text: string, options: typeof PLAIN_TEXT): number {
+  return o200k().countTokens(text, options);
 }
 
 /**

@@ -6,7 +6,7 @@ import { HEADERS, METRICS, PATHS } from '../../contracts';
 import type { KitConfig } from './config';
 import { badRequest, installErrorHandlers, toApiError, writeClientError, type ApiError } from './errors';
 import { checkJsonValue, invalidTextReason, jsonTextNeedsCheck } from './json-input';
-import type { Logger } from './logger';
+import { lazyChildLoggerFactory, type Logger } from './logger';
 import { requestTargetProblem } from './request-target';
 import { bodyAjv, urlAjv } from './validation';
 import type { KitMetrics } from './metrics';
@@ -139,6 +139,8 @@ export function createApp(options: AppOptions): FastifyInstance {
     // Requests are measured by the duration metric and traced; per-request log lines would
     // cost more than they tell at this volume (errors are still logged).
     logController: new LogController({ disableRequestLogging: true }),
+    // The request's child logger (its id bound) is made when the request first logs.
+    childLoggerFactory: lazyChildLoggerFactory as never,
     return503OnClosing: false,
     forceCloseConnections: 'idle',
     keepAliveTimeout: 65_000,

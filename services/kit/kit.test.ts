@@ -14,6 +14,7 @@ import {
   type Logger,
 } from '.';
 import type { FastifyInstance } from 'fastify';
+import { extractTraceContext, injectTraceHeaders, startSpan } from './tracing';
 
 function captureLogger(): { logger: Logger; lines: string[] } {
   const lines: string[] = [];
@@ -336,5 +337,94 @@ describe('tracing', () => {
     expect(all).toContain(traceId);
     expect(all).toContain('00f067aa0ba902b7');
     expect(all).toContain('GET /traced');
+  });
+
+  it('without an exporter carries an incoming trace on, and costs nothing without one', () => {
+    const tracing = createTracing('test', undefined);
+    expect(tracing.exporting).toBe(false);
+    const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+    const incoming = extractTraceContext({ traceparent: `00-${traceId}-00f067aa0ba902b7-01` });
+    const { span, context } = startSpan(tracing.tracer, 'child', incoming);
+    expect(span.isRecording()).toBe(false);
+    expect(injectTraceHeaders(context, {}).traceparent).toBe(`00-${traceId}-00f067aa0ba902b7-01`);
+    // No incoming trace: the same no-op span, no new context, no header.
+    const a = startSpan(tracing.tracer, 'a', undefined);
+    const b = startSpan(tracing.tracer, 'b', a.context);
+    expect(b.span).toBe(a.span);
+    expect(b.context).toBe(a.context);
+    expect(injectTraceHeaders(b.context, {})).toEqual({});
+  });
+});
+
+describe('request loggers', () => {
+  it('bind the request id when a request logs, and are made only then', async () => {
+    const { logger, lines } = captureLogger();
+    const app = makeApp(logger);
+    app.get('/quiet', async () => ({ ok: true }));
+    app.get('/bad', async () => {
+      throw badRequest('no good', 'q');
+    });
+    app.get('/child', async (request) => {
+      request.log.child({ step: 'inner' }).info({ n: 1 }, 'from a child');
+      return { ok: true };
+    });
+    await app.ready();
+    const before = lines.length;
+    const quiet = await app.inject({ method: 'GET', url: '/quiet' });
+    expect(quiet.statusCode).toBe(200);
+    expect(lines.length).toBe(before);
+    const bad = await app.inject({ method: 'GET', url: '/bad', headers: { 'x-request-id': 'req-logged-1' } });
+    expect(bad.statusCode).toBe(400);
+    const rejected = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === 'request rejected');
+    expect(rejected).toMatchObject({ reqId: 'req-logged-1', level: 'debug', service: 'test' });
+    await app.inject({ method: 'GET', url: '/child', headers: { 'x-request-id': 'req-logged-2' } });
+    const inner = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === 'from a child');
+    expect(inner).toMatchObject({ reqId: 'req-logged-2', step: 'inner', n: 1 });
+    await app.close();
+  });
+
+  it('write nothing below the level, as pino does', async () => {
+    const lines: string[] = [];
+    const stream = new Writable({
+      write(chunk, _enc, cb) {
+        lines.push(String(chunk));
+        cb();
+      },
+    });
+    const app = makeApp(createLogger('test', 'warn', stream));
+    app.get('/bad', async () => {
+      throw badRequest('no good', 'q');
+    });
+    app.get('/warns', async (request) => {
+      expect((request.log as Logger).isLevelEnabled('debug')).toBe(false);
+      expect(request.log.level).toBe('warn');
+      request.log.warn('careful');
+      return { ok: true };
+    });
+    await app.ready();
+    await app.inject({ method: 'GET', url: '/bad' });
+    expect(lines).toEqual([]);
+    await app.inject({ method: 'GET', url: '/warns', headers: { 'x-request-id': 'req-warn' } });
+    expect(lines.map((l) => JSON.parse(l) as Record<string, unknown>)).toMatchObject([{ msg: 'careful', reqId: 'req-warn', level: 'warn' }]);
+    await app.close();
+  });
+
+  it("follow a route's own log level", async () => {
+    const lines: string[] = [];
+    const stream = new Writable({
+      write(chunk, _enc, cb) {
+        lines.push(String(chunk));
+        cb();
+      },
+    });
+    const app = makeApp(createLogger('test', 'warn', stream));
+    app.get('/chatty', { logLevel: 'debug' }, async (request) => {
+      request.log.debug('details');
+      return { ok: true };
+    });
+    await app.ready();
+    await app.inject({ method: 'GET', url: '/chatty', headers: { 'x-request-id': 'req-chatty' } });
+    expect(lines.map((l) => JSON.parse(l) as Record<string, unknown>)).toMatchObject([{ msg: 'details', reqId: 'req-chatty', level: 'debug' }]);
+    await app.close();
   });
 });

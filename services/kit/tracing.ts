@@ -1,4 +1,4 @@
-import { ROOT_CONTEXT, SpanKind, trace, type Context, type Span, type Tracer } from '@opentelemetry/api';
+import { INVALID_SPAN_CONTEXT, ROOT_CONTEXT, SpanKind, isSpanContextValid, trace, type Context, type Span, type Tracer } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import type * as OtlpHttp from '@opentelemetry/exporter-trace-otlp-http';
 import type * as Resources from '@opentelemetry/resources';
@@ -42,9 +42,18 @@ export function extractTraceContext(headers: Record<string, unknown>): Context {
 
 /** Writes the W3C `traceparent`/`tracestate` of `ctx` into outgoing headers. */
 export function injectTraceHeaders(ctx: Context | undefined, headers: Record<string, string>): Record<string, string> {
-  if (ctx) propagator.inject(ctx, headers, headerSetter);
+  if (ctx && ctx !== ROOT_CONTEXT) propagator.inject(ctx, headers, headerSetter);
   return headers;
 }
+
+/**
+ * The tracers {@link createTracing} made without an exporter. Their spans record nothing, so a
+ * span under a parent that carries no trace is the same shared no-op span in the same context:
+ * {@link startSpan} then allocates nothing (a span and a context copy per span otherwise, several
+ * per request on the hot path).
+ */
+const nonRecordingTracers = new WeakSet<Tracer>();
+const UNTRACED_SPAN = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
 
 /** Starts a span as a child of `parent` and returns it with the context that carries it. */
 export function startSpan(
@@ -54,6 +63,11 @@ export function startSpan(
   options: { kind?: SpanKind; attributes?: Record<string, string | number | boolean> } = {},
 ): { span: Span; context: Context } {
   const base = parent ?? ROOT_CONTEXT;
+  if (nonRecordingTracers.has(tracer)) {
+    // An incoming trace is still carried on (a non-recording child keeps its ids).
+    const carried = base === ROOT_CONTEXT ? undefined : trace.getSpanContext(base);
+    if (carried === undefined || !isSpanContextValid(carried)) return { span: UNTRACED_SPAN, context: base };
+  }
   const span = tracer.startSpan(name, { kind: options.kind ?? SpanKind.INTERNAL, attributes: options.attributes }, base);
   return { span, context: trace.setSpan(base, span) };
 }
@@ -65,7 +79,9 @@ export function startSpan(
  */
 export function createTracing(service: string, otlpEndpoint: string | undefined): Tracing {
   if (!otlpEndpoint) {
-    return { tracer: trace.getTracer('promptmesh'), exporting: false, shutdown: async () => {} };
+    const tracer = trace.getTracer('promptmesh');
+    nonRecordingTracers.add(tracer);
+    return { tracer, exporting: false, shutdown: async () => {} };
   }
   const { OTLPTraceExporter } = require('@opentelemetry/exporter-trace-otlp-http') as typeof OtlpHttp;
   const { resourceFromAttributes } = require('@opentelemetry/resources') as typeof Resources;

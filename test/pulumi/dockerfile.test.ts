@@ -34,7 +34,7 @@ describe('Dockerfile', () => {
 
   it('sizes the heap from the memory limit, not a fixed --max-old-space-size', () => {
     expect(dockerfile).not.toMatch(/--max-old-space-size=\d/);
-    expect(dockerfile).toMatch(/NODE_OPTIONS="--max-semi-space-size=16"/);
+    expect(dockerfile).toMatch(/NODE_OPTIONS="--max-semi-space-size=8"/);
   });
 
   it('keeps secrets, VCS data and local builds out of the context', () => {

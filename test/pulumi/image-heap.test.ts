@@ -20,7 +20,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 function start(env: Record<string, string>, args: string[] = []) {
   return spawnSync('/bin/sh', [join(dir, 'entrypoint.sh'), ...args], {
     encoding: 'utf8',
-    env: { PATH: `${dirname(process.execPath)}:/usr/bin:/bin`, NODE_OPTIONS: '--max-semi-space-size=16', ...env },
+    env: { PATH: `${dirname(process.execPath)}:/usr/bin:/bin`, NODE_OPTIONS: '--max-semi-space-size=8', ...env },
   });
 }
 
@@ -44,13 +44,14 @@ describe('image entry point: V8 heap from the memory limit', () => {
     expect(Number(limit)).toBe(768);
     // The resourceFieldRef delivers the limit in MiB: 768.
     expect(heapMiB(768)).toBe(576);
-    expect(heapMiB(768)).toBeGreaterThan(112 + 48);
+    expect(heapMiB(768)).toBeGreaterThan(112 + 24);
   });
 
   it('scales with the limit and keeps a floor for tiny containers', () => {
     expect(heapMiB(256)).toBe(192);
     expect(heapMiB(2048)).toBe(1536);
-    expect(heapMiB(128)).toBe(64 + 48);
+    expect(heapMiB(128)).toBe(96);
+    expect(heapMiB(100)).toBe(64 + 24);
   });
 
   it('passes arguments through and refuses a limit that is not a number of MiB, naming the variable', () => {

@@ -4,18 +4,17 @@
  * GPT-4o family); for other model families it is an estimate of the same order, which is what
  * accounting needs when the provider itself is silent.
  */
-import type * as GptTokenizer from 'gpt-tokenizer';
+import type { GptEncoding } from 'gpt-tokenizer/GptEncoding';
+import { o200k } from '../../kit/o200k';
 import { contentText, type ChatMessage } from '../../openai';
 
-let loaded: typeof GptTokenizer | undefined;
-
 /**
- * gpt-tokenizer, loaded on first use and kept: its o200k_base tables cost ~70 MB of memory,
- * which a process whose providers report usage (the common case) never needs to pay.
+ * gpt-tokenizer's o200k_base encoding, loaded on first use and kept (services/kit/o200k.ts): its
+ * tables cost tens of MB of memory, which a process whose providers report usage (the common
+ * case) never needs to pay.
  */
-export function tokenizer(): typeof GptTokenizer {
-  loaded ??= require('gpt-tokenizer') as typeof GptTokenizer;
-  return loaded;
+export function tokenizer(): GptEncoding {
+  return o200k();
 }
 
 /** Tokens in a piece of text. */

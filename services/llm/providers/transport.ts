@@ -15,6 +15,14 @@ export interface ProviderResponse {
   body: Dispatcher.ResponseData['body'];
 }
 
+/** A provider's whole answer, read by {@link ProviderTransport.postForText}. */
+export interface BufferedResponse {
+  statusCode: number;
+  headers: IncomingHttpHeaders;
+  /** The body as UTF-8 text (for an error status, its first 64 KiB or so). */
+  text: string;
+}
+
 /** Options of a {@link ProviderTransport}. */
 export interface TransportOptions {
   /**
@@ -111,6 +119,76 @@ export class ProviderTransport {
     } catch (err) {
       throw transportError(provider, err, signal);
     }
+  }
+
+  /**
+   * {@link post} for an answer read whole (a non-streaming completion): the body is collected
+   * from undici's dispatch callbacks into one string, without the Readable stream `post` hands
+   * out (cheaper per call: no stream, no async iteration). An error status's body is kept up to
+   * 64 KiB (the message is all it is read for). Same timeouts, abort and failure mapping as `post`.
+   */
+  postForText(provider: ProviderConfig, suffix: string, payload: unknown, headers: Record<string, string>, options: CallOptions): Promise<BufferedResponse> {
+    const { origin, path } = this.endpoint(provider.baseUrl, suffix);
+    const signal = options.signal;
+    if (signal?.aborted) return Promise.reject(abortError(provider, signal));
+    const pool = this.pool(origin, provider.connectTimeoutMs);
+    return new Promise<BufferedResponse>((resolve, reject) => {
+      let controller: Dispatcher.DispatchController | undefined;
+      let settled = false;
+      let statusCode = 0;
+      let responseHeaders: IncomingHttpHeaders = {};
+      const chunks: Buffer[] = [];
+      let kept = 0;
+      // Rejected at once, like `post`; a request still waiting for a connection is aborted as
+      // soon as it gets one (onRequestStart).
+      const onAbort = () => {
+        controller?.abort(signal!.reason instanceof Error ? signal!.reason : new Error('aborted'));
+        finish(signal!.reason ?? new Error('aborted'));
+      };
+      const finish = (err: unknown, value?: BufferedResponse) => {
+        if (settled) return;
+        settled = true;
+        signal?.removeEventListener('abort', onAbort);
+        if (err !== undefined) reject(transportError(provider, err, signal));
+        else resolve(value!);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      try {
+        pool.dispatch(
+          {
+            method: 'POST',
+            path,
+            headers: { ...provider.headers, ...options.headers, ...headers, 'content-type': 'application/json' },
+            body: JSON.stringify(payload),
+            headersTimeout: provider.firstByteTimeoutMs,
+            bodyTimeout: provider.idleTimeoutMs ?? provider.firstByteTimeoutMs,
+          },
+          {
+            onRequestStart(c) {
+              controller = c;
+              if (settled) c.abort(new Error('aborted'));
+            },
+            onResponseStart(_c, status, h) {
+              statusCode = status;
+              responseHeaders = h;
+            },
+            onResponseData(_c, chunk) {
+              if (statusCode >= 400 && kept > MAX_ERROR_BODY) return;
+              chunks.push(chunk);
+              kept += chunk.length;
+            },
+            onResponseEnd() {
+              finish(undefined, { statusCode, headers: responseHeaders, text: chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8') });
+            },
+            onResponseError(_c, err) {
+              finish(err);
+            },
+          },
+        );
+      } catch (err) {
+        finish(err);
+      }
+    });
   }
 
   /** Closes every pool (in-flight calls finish first); the transport stays usable afterwards. */
@@ -221,6 +299,12 @@ export async function errorFromResponse(provider: ProviderConfig, res: ProviderR
   } catch {
     // the status is what matters; a broken error body does not change the kind
   }
+  return errorFromText(provider, { statusCode: res.statusCode, headers: res.headers, text });
+}
+
+/** {@link errorFromResponse} for an answer already read whole. */
+export function errorFromText(provider: ProviderConfig, res: BufferedResponse): ProviderError {
+  const text = res.text;
   // Scrubbed before it is cut short, so no credential survives half-cut at the 500th character.
   const message = upstreamText(provider, providerMessage(text.slice(0, MAX_ERROR_BODY)) ?? '').slice(0, 500) || undefined;
   return new ProviderError(
@@ -238,6 +322,15 @@ export async function errorFromResponse(provider: ProviderConfig, res: ProviderR
  */
 export function upstreamText(provider: ProviderConfig, text: string): string {
   return new SecretScrubber(secretsOf(provider)).scrub(text);
+}
+
+/** Parses a whole JSON body read by {@link ProviderTransport.postForText}; one that does not parse is `malformed`. */
+export function parseJsonText(provider: ProviderConfig, res: BufferedResponse): any {
+  try {
+    return JSON.parse(res.text);
+  } catch {
+    throw new ProviderError('malformed', `${provider.name}: response body is not valid JSON`, res.statusCode);
+  }
 }
 
 /** Reads a whole JSON body; a body that does not parse is `malformed`. */

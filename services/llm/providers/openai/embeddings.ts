@@ -7,7 +7,7 @@
 import { ProviderError, type CallOptions, type ProviderConfig } from '../../types';
 import { base64ToFloats, embeddingInputs, type Embedding, type EmbeddingsRequest, type EmbeddingsResponse } from '../../../openai';
 import { countTextTokens } from '../tokens';
-import { errorFromResponse, readJson, type ProviderTransport } from '../transport';
+import { errorFromText, parseJsonText, type ProviderTransport } from '../transport';
 
 /** The body sent upstream: the request as it came, in the encoding we read. */
 export function toEmbeddingsBody(request: EmbeddingsRequest, type: 'openai' | 'openai-compatible'): Record<string, unknown> {
@@ -60,7 +60,7 @@ export async function embedVia(
   headers: Record<string, string>,
   call: CallOptions,
 ): Promise<EmbeddingsResponse> {
-  const res = await transport.post(provider, '/embeddings', toEmbeddingsBody(request, type), { ...headers, accept: 'application/json' }, call);
-  if (res.statusCode >= 400) throw await errorFromResponse(provider, res);
-  return toEmbeddings(provider, request, await readJson(provider, res, call.signal));
+  const res = await transport.postForText(provider, '/embeddings', toEmbeddingsBody(request, type), { ...headers, accept: 'application/json' }, call);
+  if (res.statusCode >= 400) throw errorFromText(provider, res);
+  return toEmbeddings(provider, request, parseJsonText(provider, res));
 }

@@ -7,7 +7,7 @@
 import { ProviderError, type CallOptions, type ProviderAdapter, type ProviderConfig } from '../../types';
 import { contentText, parseSse, type ChatCompletion, type ChatCompletionChunk, type ChatRequest, type Usage } from '../../../openai';
 import { countPromptTokens, countTextTokens } from '../tokens';
-import { ProviderTransport, errorFromResponse, isEventStream, readJson, transportError, upstreamText, type ProviderResponse } from '../transport';
+import { ProviderTransport, errorFromResponse, errorFromText, isEventStream, parseJsonText, transportError, upstreamText, type ProviderResponse } from '../transport';
 import { embedVia } from './embeddings';
 import { responsesVia } from './responses';
 
@@ -174,9 +174,9 @@ export function createOpenAIAdapter(options: OpenAIAdapterOptions = {}): Provide
   return {
     type,
     async complete(provider: ProviderConfig, request: ChatRequest, call: CallOptions): Promise<ChatCompletion> {
-      const res = await transport.post(provider, '/chat/completions', toOpenAIBody(request, type, false), { ...authHeaders(provider), accept: 'application/json' }, call);
-      if (res.statusCode >= 400) throw await errorFromResponse(provider, res);
-      return toCompletion(provider, request, await readJson(provider, res, call.signal));
+      const res = await transport.postForText(provider, '/chat/completions', toOpenAIBody(request, type, false), { ...authHeaders(provider), accept: 'application/json' }, call);
+      if (res.statusCode >= 400) throw errorFromText(provider, res);
+      return toCompletion(provider, request, parseJsonText(provider, res));
     },
     async stream(provider: ProviderConfig, request: ChatRequest, call: CallOptions): Promise<AsyncIterable<ChatCompletionChunk>> {
       const res = await transport.post(provider, '/chat/completions', toOpenAIBody(request, type, true), { ...authHeaders(provider), accept: 'text/event-stream' }, call);
