@@ -33,6 +33,10 @@ export const PATHS = {
   metrics: '/metrics',
   /** router (public) and llm (internal). */
   chatCompletions: '/v1/chat/completions',
+  /** router (public) and llm (internal): the OpenAI Embeddings API. */
+  embeddings: '/v1/embeddings',
+  /** router (public) and llm (internal): the OpenAI Responses API, passed through to providers that speak it. */
+  responses: '/v1/responses',
   /** router. */
   models: '/v1/models',
   /** templates. */
@@ -219,7 +223,7 @@ const HTTP = { port: DEFAULT_PORT, metricsPort: DEFAULT_PORT, probes: PROBES } a
 export const SERVICES: Readonly<Record<ServiceName, ServiceContract>> = {
   router: {
     ...HTTP,
-    paths: [PATHS.chatCompletions, PATHS.models, PATHS.providers, PATHS.templates, PATHS.sessions, PATHS.statsPrompts, PATHS.statsProviders, PATHS.console, PATHS.keys, PATHS.teams, PATHS.spend],
+    paths: [PATHS.chatCompletions, PATHS.embeddings, PATHS.responses, PATHS.models, PATHS.providers, PATHS.templates, PATHS.sessions, PATHS.statsPrompts, PATHS.statsProviders, PATHS.console, PATHS.keys, PATHS.teams, PATHS.spend],
     // DATABASE_URL: with API keys the router keeps virtual keys, teams and spend in PostgreSQL (docs/keys.md).
     env: [ENV.redisUrl, ENV.redisClusterNodes, ENV.templatesUrl, ENV.contextUrl, ENV.llmUrl, ENV.apiKeysFile, ENV.databaseUrl],
     callers: ['ingress-gateway'],
@@ -261,7 +265,7 @@ export const SERVICES: Readonly<Record<ServiceName, ServiceContract>> = {
   },
   llm: {
     ...HTTP,
-    paths: [PATHS.chatCompletions, PATHS.models, PATHS.providers],
+    paths: [PATHS.chatCompletions, PATHS.embeddings, PATHS.responses, PATHS.models, PATHS.providers],
     env: [ENV.redisUrl, ENV.redisClusterNodes, ENV.providersFile],
     urlEnv: ENV.llmUrl,
     callers: ['router'],

@@ -1,7 +1,7 @@
 import { hash } from 'node:crypto';
 import type { Logger } from '../kit/logger';
 import type { RedisClient } from '../kit/redis';
-import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '../openai';
+import type { ChatCompletion, ChatCompletionChunk, ChatRequest, EmbeddingsRequest, EncodedEmbeddingsResponse } from '../openai';
 
 /**
  * The exact-match response cache in Redis.
@@ -56,6 +56,15 @@ export function normaliseForCache(request: ChatRequest): Record<string, unknown>
   return out;
 }
 
+/**
+ * The normalised embeddings request: what changes the vectors (model, input, dimensions), under
+ * its own `operation` so it never shares a key with a chat request. `encoding_format` is left
+ * out: vectors are stored as floats and encoded for each client.
+ */
+export function normaliseEmbeddingsForCache(request: EmbeddingsRequest): Record<string, unknown> {
+  return { operation: 'embeddings', model: request.model, input: request.input, dimensions: request.dimensions };
+}
+
 /** Whether a request may be answered from (and stored in) the cache. */
 export function isCacheable(request: ChatRequest, mode: CacheMode): boolean {
   if (mode === 'off') return false;
@@ -65,7 +74,10 @@ export function isCacheable(request: ChatRequest, mode: CacheMode): boolean {
 
 /** What the cache stores per answer. */
 export interface CachedAnswer {
-  completion: ChatCompletion;
+  /** A chat answer (absent for embeddings). */
+  completion?: ChatCompletion;
+  /** An embeddings answer, vectors stored as base64 (a quarter of the bytes of JSON floats). */
+  embeddings?: EncodedEmbeddingsResponse;
   provider: string;
   model: string;
 }
@@ -86,6 +98,11 @@ export class ResponseCache {
 
   /** The Redis key of a request for a tenant (both hashed: no content or tenant id in key names). */
   key(request: ChatRequest, tenant: string | undefined): string {
+    return this.keyOf(normaliseForCache(request), tenant);
+  }
+
+  /** The Redis key of a normalised request (see {@link normaliseForCache}, {@link normaliseEmbeddingsForCache}). */
+  keyOf(normalised: Record<string, unknown>, tenant: string | undefined): string {
     const id = tenant ?? '';
     let tenantHash = this.tenantHashes.get(id);
     if (tenantHash === undefined) {
@@ -94,7 +111,7 @@ export class ResponseCache {
       if (this.tenantHashes.size < 10_000) this.tenantHashes.set(id, tenantHash);
     }
     // The one-shot hash: several times cheaper than a Hash object for one small input.
-    const requestHash = hash('sha256', sortedKeysJson(normaliseForCache(request)), 'hex');
+    const requestHash = hash('sha256', sortedKeysJson(normalised), 'hex');
     return `${this.keyPrefix}llm:cache:${tenantHash}:${requestHash}`;
   }
 
@@ -106,7 +123,7 @@ export class ResponseCache {
       this.up();
       if (raw === null) return null;
       const parsed = JSON.parse(raw) as CachedAnswer;
-      if (!parsed?.completion?.choices) return null;
+      if (!Array.isArray(parsed?.completion?.choices) && !Array.isArray(parsed?.embeddings?.data)) return null;
       return parsed;
     } catch (err) {
       this.down(err);

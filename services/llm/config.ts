@@ -234,6 +234,7 @@ function parseProvider(v: Validator, raw: unknown, at: string, env: Record<strin
     'models',
     'headers',
     'maxOutputTokens',
+    'passthrough',
   ]);
   const name = v.string(o.name, `${at}.name`, true)!;
   if (!/^[a-z0-9][a-z0-9._-]{0,62}$/i.test(name)) v.fail(`${at}.name`, 'must be 1-63 letters, digits, . _ - (starting with a letter or digit)');
@@ -264,6 +265,7 @@ function parseProvider(v: Validator, raw: unknown, at: string, env: Record<strin
   const idleTimeoutMs = v.int(o.idleTimeoutMs, `${at}.idleTimeoutMs`, 1, 600_000);
   const provider: ProviderConfig = { name, type, baseUrl: baseUrl ?? `builtin:${type}`, timeoutMs, connectTimeoutMs, firstByteTimeoutMs };
   if (idleTimeoutMs !== undefined) provider.idleTimeoutMs = idleTimeoutMs;
+  if (v.boolean(o.passthrough, `${at}.passthrough`) === true) provider.passthrough = true;
   if (apiKeyEnv !== undefined) {
     provider.apiKeyEnv = apiKeyEnv;
     provider.apiKey = apiKey;

@@ -5,11 +5,12 @@ import type { CircuitSnapshot, CircuitState } from './breaker';
 import { completionToChunks, type CacheMode } from './cache';
 import { listModels } from './routing';
 import { buildPipeline } from './pipeline';
-import { streamChunks, withCost } from './pipeline/answer';
+import { embeddingsUsage, passthroughBody, streamChunks, withCost } from './pipeline/answer';
 import { createPipelineParts, type LlmCoreDeps } from './pipeline/parts';
-import { newCall } from './pipeline/stage';
-import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '../openai';
-import type { ProviderType } from './types';
+import { newCall, newEmbeddingsCall, newResponsesCall } from './pipeline/stage';
+import { estimateInputTokens } from './limits';
+import { encodeEmbeddings, type ChatCompletion, type ChatCompletionChunk, type ChatRequest, type EmbeddingsRequest, type EncodedEmbeddingsResponse, type PassthroughRequest } from '../openai';
+import type { PassthroughResponse, ProviderType } from './types';
 
 export type { LlmCoreDeps } from './pipeline/parts';
 export type { UsageWithCost } from './pipeline/answer';
@@ -75,6 +76,25 @@ export interface LlmStreamResult {
   chunks: AsyncIterable<ChatCompletionChunk>;
 }
 
+/** The result of {@link LlmCore.embed}. */
+export interface LlmEmbeddingsResult {
+  /** The OpenAI embeddings list, vectors in the `encoding_format` asked for; `usage.cost_usd` holds the cost. */
+  response: EncodedEmbeddingsResponse;
+  /** The provider that answered (for a cache hit: the one that answered originally). */
+  provider: string;
+  /** The provider's model name. */
+  model: string;
+  cache: CacheResult;
+  /** What this request cost (0 for a cache hit or an unpriced model). */
+  costUsd: number;
+}
+
+/** The result of {@link LlmCore.responses}: the provider's answer as it came, once its headers arrived. */
+export interface LlmPassthroughResult extends PassthroughResponse {
+  provider: string;
+  model: string;
+}
+
 /** One model a client may ask for (`GET /v1/models`). */
 export interface ModelInfo {
   id: string;
@@ -112,6 +132,20 @@ export interface LlmCore {
    * an {@link ApiError} when no candidate could answer.
    */
   stream(request: ChatRequest, options?: LlmCallOptions): Promise<LlmStreamResult>;
+  /**
+   * Embeddings: routed, retried, failed over, limited, cached and costed like a completion
+   * (priced by the model's `input` price). A model none of whose providers has embeddings is a
+   * 400 naming `model`.
+   */
+  embed(request: EmbeddingsRequest, options?: LlmCallOptions): Promise<LlmEmbeddingsResult>;
+  /**
+   * The OpenAI Responses API, passed through to a provider that speaks it (routed, retried,
+   * failed over, limited and costed like a completion; never cached). Resolves once the
+   * provider answered; the body (JSON or the event stream) is the provider's, unchanged.
+   * Consume it to the end or call `return()` on it. A model none of whose providers speaks
+   * the API is a 400 that names the providers that do.
+   */
+  responses(request: PassthroughRequest, options?: LlmCallOptions): Promise<LlmPassthroughResult>;
   /** The model aliases and provider models. */
   models(): ModelInfo[];
   /** Every provider's circuit, latency estimate and limits. */
@@ -157,6 +191,29 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
       const completion = answer.completion!;
       await answer.end({ kind: 'success', usage: completion.usage, completion, responseModel: completion.model, used: undefined });
       return { provider, model, cache, chunks: toAsync(completionToChunks(completion, { includeUsage })) };
+    },
+
+    async embed(request, options = {}) {
+      const answer = await pipeline(newEmbeddingsCall(request, options));
+      const embeddings = answer.embeddings!;
+      const usage = embeddingsUsage(embeddings);
+      await answer.end({ kind: 'success', usage, completion: undefined, responseModel: embeddings.model, used: undefined });
+      const cost = Math.round(answer.costUsd * 1e10) / 1e10;
+      const encoded = encodeEmbeddings(embeddings, request.encoding_format);
+      return {
+        response: { ...encoded, usage: { ...embeddings.usage, cost_usd: cost } },
+        provider: answer.provider,
+        model: answer.model,
+        cache: answer.cache,
+        costUsd: answer.costUsd,
+      };
+    },
+
+    async responses(request, options = {}) {
+      const call = newResponsesCall(request, options);
+      const answer = await pipeline(call);
+      const { status, headers } = answer.passthrough!;
+      return { provider: answer.provider, model: answer.model, status, headers, body: passthroughBody(answer, estimateInputTokens(call.request)) };
     },
 
     models() {

@@ -5,11 +5,12 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { toApiError } from '../kit/errors';
 import type { CacheMode } from './cache';
 import type { LlmCallOptions, LlmCore } from './core';
-import { ChatRequestSchema, SSE_HEADERS, chatResponseSchemas, checkMessages, writeSse, type ChatRequest } from '../openai';
+import { ChatRequestSchema, EmbeddingsRequestSchema, ResponsesRequestSchema, type PassthroughRequest, SSE_HEADERS, chatResponseSchemas, checkMessages, embeddingsResponseSchemas, writeSse, type ChatRequest, type EmbeddingsRequest } from '../openai';
 
 /**
  * The llm service's internal HTTP API: `POST /v1/chat/completions` (canonical OpenAI shape,
- * streaming as SSE), `GET /v1/providers` and `GET /v1/models`.
+ * streaming as SSE), `POST /v1/embeddings`, `POST /v1/responses` (passed through),
+ * `GET /v1/providers` and `GET /v1/models`.
  *
  * Request headers the router sets: `x-promptmesh-tenant` (whose cache entries to use),
  * `x-promptmesh-tenant-tpm` (that tenant's tokens-per-minute budget), `x-promptmesh-team` and
@@ -97,6 +98,29 @@ export function llmRoutes(core: LlmCore): FastifyPluginAsync {
         .header(HEADERS.cache, result.cache)
         // A stream is written as it comes, past the response schema (which types only JSON answers).
         .send(Readable.from(events, { objectMode: false }) as never);
+    });
+
+    typed.post(PATHS.embeddings, { schema: { headers: CALL_HEADERS_SCHEMA, body: EmbeddingsRequestSchema, response: embeddingsResponseSchemas } }, async (request, reply) => {
+      const body = request.body as EmbeddingsRequest;
+      const result = await core.embed(body, callOptions(request, clientSignal(request, reply)));
+      return reply
+        .header(HEADERS.provider, result.provider)
+        .header(HEADERS.model, result.model)
+        .header(HEADERS.cache, result.cache)
+        .header(COST_HEADER, String(result.costUsd))
+        .send(result.response);
+    });
+
+    typed.post(PATHS.responses, { schema: { headers: CALL_HEADERS_SCHEMA, body: ResponsesRequestSchema } }, async (request, reply) => {
+      const signal = clientSignal(request, reply);
+      const result = await core.responses(request.body as PassthroughRequest, callOptions(request, signal));
+      return reply
+        .code(result.status)
+        .headers(result.headers)
+        .header(HEADERS.provider, result.provider)
+        .header(HEADERS.model, result.model)
+        .header(HEADERS.cache, 'skip')
+        .send(Readable.from(result.body, { objectMode: false }) as never);
     });
 
     app.get(PATHS.providers, async () => ({ object: 'list', data: core.providers(), aliases: core.aliases() }));

@@ -1,4 +1,4 @@
-import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '../openai';
+import type { ChatCompletion, ChatCompletionChunk, ChatRequest, EmbeddingsRequest, EmbeddingsResponse } from '../openai';
 
 /**
  * The contract between the llm service and its provider adapters (the request and response
@@ -65,6 +65,24 @@ export interface ProviderConfig {
   models?: string[];
   /** Extra headers sent on every call (e.g. `anthropic-version`). */
   headers?: Record<string, string>;
+  /**
+   * Whether request fields the canonical schema does not know (vLLM's `top_k`,
+   * `chat_template_kwargs`, ...) go to this provider as the client sent them. A request that
+   * carries such fields is routed only to providers that say so; with none among its targets it
+   * is a 400 naming the field.
+   * @default false
+   */
+  passthrough?: boolean;
+}
+
+/**
+ * A provider's answer passed on as it came (the Responses API): status, the headers worth
+ * forwarding (content type), and the body bytes, streamed.
+ */
+export interface PassthroughResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: AsyncIterable<Uint8Array>;
 }
 
 /** Why a provider call failed; decides retry and fallback. */
@@ -122,6 +140,10 @@ export interface ProviderAdapter {
    * thrown from the iterator as {@link ProviderError}.
    */
   stream(provider: ProviderConfig, request: ChatRequest, options: CallOptions): Promise<AsyncIterable<ChatCompletionChunk>>;
+  /** Embeddings (OpenAI shape in and out; vectors always as float arrays: llm encodes base64). Absent: the type has no embeddings. */
+  embed?(provider: ProviderConfig, request: EmbeddingsRequest, options: CallOptions): Promise<EmbeddingsResponse>;
+  /** The OpenAI Responses API, passed through (body as the client sent it, model already the provider's). Absent: the type cannot. */
+  responses?(provider: ProviderConfig, body: Record<string, unknown>, options: CallOptions & { stream: boolean }): Promise<PassthroughResponse>;
   /** Releases connection pools. */
   close?(): Promise<void>;
 }

@@ -7,3 +7,5 @@
 export * from './schemas';
 export { checkMessages, contentText } from './messages';
 export { SSE_DONE, SSE_HEADERS, parseSse, sseData, writeSse, type SseEvent, type WriteSseOptions } from './sse';
+export * from './embeddings';
+export * from './responses';

@@ -149,6 +149,41 @@ const Messages = Type.Array(ChatMessageSchema, { maxItems: MAX_MESSAGES });
  * only public caller (the router) refuses unknown fields by name already.
  */
 export const ChatRequestSchema = Type.Object({ model: Model, messages: Messages, ...PARAMETERS }, { additionalProperties: true });
+/** The top-level fields of the canonical request, the extension fields included. */
+const KNOWN_CHAT_FIELDS: ReadonlySet<string> = new Set(['model', 'messages', ...Object.keys(PARAMETERS), 'prompt', 'session_id']);
+
+/**
+ * The fields of a request that neither OpenAI's schema nor promptmesh knows (vLLM's `top_k`,
+ * `chat_template_kwargs`, ...): they reach only `passthrough: true` providers.
+ */
+export function unknownChatFields(request: Record<string, unknown>): string[] {
+  const out: string[] = [];
+  for (const key of Object.keys(request)) if (!KNOWN_CHAT_FIELDS.has(key) && request[key] !== undefined) out.push(key);
+  return out;
+}
+
+/**
+ * The known field an unknown one is a slip of the keyboard away from (one letter added, dropped,
+ * changed or two swapped; names of six letters or more, so short provider fields such as vLLM's
+ * `top_k` next to `top_p` stay what they are). The router refuses those by name at once.
+ */
+export function misspeltChatField(field: string): string | undefined {
+  if (field.length < 6) return undefined;
+  for (const known of KNOWN_CHAT_FIELDS) if (known.length >= 6 && oneEditApart(field, known)) return known;
+  return undefined;
+}
+
+function oneEditApart(a: string, b: string): boolean {
+  if (a === b || Math.abs(a.length - b.length) > 1) return false;
+  let i = 0;
+  while (i < a.length && i < b.length && a[i] === b[i]) i++;
+  if (a.length === b.length) {
+    if (a.slice(i + 1) === b.slice(i + 1)) return true;
+    return a[i] === b[i + 1] && a[i + 1] === b[i] && a.slice(i + 2) === b.slice(i + 2);
+  }
+  return a.length > b.length ? a.slice(i + 1) === b.slice(i) : a.slice(i) === b.slice(i + 1);
+}
+
 /** An OpenAI Chat Completions request, in the canonical shape. */
 export type ChatRequest = Omit<Static<typeof ChatRequestSchema>, 'messages'> & { messages: ChatMessage[]; [extra: string]: unknown };
 
@@ -184,11 +219,13 @@ export const EXTENSION_FIELDS = ['cache', ...Object.keys(EXTENSIONS)] as Readonl
 
 /**
  * The router's public request: the canonical one plus {@link EXTENSIONS}, with `model` and
- * `messages` optional (a template may supply them). Unknown fields are refused by name.
+ * `messages` optional (a template may supply them). Fields it does not list go on to llm, which
+ * sends them only to `passthrough: true` providers and otherwise refuses them by name (the
+ * router cannot tell: the model decides the provider).
  */
 export const RouterChatRequestSchema = Type.Object(
   { model: Type.Optional(Model), messages: Type.Optional(Messages), ...EXTENSIONS, ...PARAMETERS },
-  { additionalProperties: false },
+  { additionalProperties: true },
 );
 /** A chat completions request as the router accepts it. */
 export type RouterChatRequest = Omit<Static<typeof RouterChatRequestSchema>, 'messages'> & { messages?: ChatMessage[] };

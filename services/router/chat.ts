@@ -6,7 +6,7 @@ import { HEADERS, METRICS } from '../../contracts';
 import { ApiError, LATENCY_BUCKETS, badRequest, type Logger } from '../kit';
 import { MissingVariablesError, TemplateError, renderCompiled, type TemplateMessage, type Variables } from '../kit/template-syntax';
 import type { ContextMessageInput, ContextWindow, StoredMessage } from '../context';
-import { SSE_HEADERS, checkMessages, writeSse, type ChatCompletionChunk, type ChatMessage, type ChatRequest, type RouterChatRequest } from '../openai';
+import { SSE_HEADERS, checkMessages, misspeltChatField, unknownChatFields, writeSse, type ChatCompletionChunk, type ChatMessage, type ChatRequest, type RouterChatRequest } from '../openai';
 import { scopedSessionId } from './admin';
 import type { CallMeta, ContextClient, LlmClient, LlmClientCallOptions, LlmOrigin } from './clients';
 import type { TemplateCache } from './template-cache';
@@ -194,6 +194,12 @@ export function createChatHandler(options: ChatHandlerOptions) {
     const tenant = request.apiKey?.id;
 
     if (body.messages) checkMessages(body.messages);
+    // Fields nobody knows go on to llm (passthrough providers take them); a slip of the keyboard
+    // on one of ours is refused here, at once, whatever the peers' state.
+    for (const field of unknownChatFields(body)) {
+      const meant = misspeltChatField(field);
+      if (meant) throw badRequest(`'${field}' is not a parameter: did you mean '${meant}'?`, field, 'unknown_parameter');
+    }
 
     // The fast path: no prompt, no session; the body goes upstream as it came.
     if (body.prompt === undefined && body.session_id === undefined) {

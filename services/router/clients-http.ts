@@ -1,7 +1,8 @@
 import { HEADERS, PATHS } from '../../contracts';
 import { ApiError } from '../kit';
 import type { ContextMessageInput, ContextWindow } from '../context';
-import { parseSse, type ChatCompletion, type ChatCompletionChunk, type ChatRequest } from '../openai';
+import { parseSse, type ChatCompletion, type ChatCompletionChunk, type ChatRequest, type EmbeddingsRequest, type EncodedEmbeddingsResponse, type PassthroughRequest } from '../openai';
+import type { PassthroughResponse } from '../llm/types';
 import type { ChangeFeed, TemplateVersion, TemplatesExport, VersionList } from '../templates/types';
 import type { CallMeta, ContextClient, LlmClientCallOptions, LlmClient, LlmOrigin, ModelEntry, RouterClients, TemplatesClient } from './clients';
 import { PeerHttp, type PeerHttpOptions, type PeerResponse } from './http-client';
@@ -124,6 +125,46 @@ export class HttpLlmClient implements LlmClient {
       }
     }
     return { ...origin(res, request.model), chunks: chunks() };
+  }
+
+  async embed(request: EmbeddingsRequest, options: LlmClientCallOptions): Promise<LlmOrigin & { response: EncodedEmbeddingsResponse }> {
+    const res = await this.http.request('POST', PATHS.embeddings, options, { body: JSON.stringify(request), headers: this.headers(options) });
+    let text: string;
+    try {
+      text = await res.body.text();
+    } catch (err) {
+      throw this.http.mapError(err);
+    }
+    if (res.statusCode >= 400) throw this.http.errorFrom(res.statusCode, res.headers, text);
+    let response: EncodedEmbeddingsResponse;
+    try {
+      response = JSON.parse(text) as EncodedEmbeddingsResponse;
+    } catch {
+      throw new ApiError({ status: 502, type: 'upstream_error', message: 'llm service answered with a body that is not JSON', code: 'upstream_malformed' });
+    }
+    return { ...origin(res, request.model), response };
+  }
+
+  async responses(request: PassthroughRequest, options: LlmClientCallOptions): Promise<LlmOrigin & PassthroughResponse> {
+    const res = await this.http.request('POST', PATHS.responses, options, { body: JSON.stringify(request), headers: this.headers(options) });
+    // Refusals (400 naming the providers that can, 404 model, 429 limits, provider failures)
+    // come as errors in the OpenAI shape; an answer is passed on as it came.
+    if (res.statusCode >= 400) {
+      const text = await res.body.text().catch(() => '');
+      throw this.http.errorFrom(res.statusCode, res.headers, text);
+    }
+    const contentType = res.headers['content-type'];
+    const http = this.http;
+    async function* body(): AsyncGenerator<Uint8Array> {
+      try {
+        for await (const piece of res.body) yield piece as Uint8Array;
+      } catch (err) {
+        throw http.mapError(err);
+      } finally {
+        if (!res.body.destroyed) res.body.destroy();
+      }
+    }
+    return { ...origin(res, request.model), status: res.statusCode, headers: typeof contentType === 'string' ? { 'content-type': contentType } : {}, body: body() };
   }
 
   async models(meta: CallMeta = {}): Promise<ModelEntry[]> {

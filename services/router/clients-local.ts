@@ -1,7 +1,8 @@
 import { ApiError } from '../kit';
 import type { ContextCore } from '../context';
 import type { LlmCore } from '../llm/core';
-import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '../openai';
+import type { ChatCompletion, ChatCompletionChunk, ChatRequest, EmbeddingsRequest, EncodedEmbeddingsResponse, PassthroughRequest } from '../openai';
+import type { PassthroughResponse } from '../llm/types';
 import type { TemplatesCore } from '../templates/types';
 import type { ContextClient, LlmClientCallOptions, LlmClient, LlmOrigin, ModelEntry, TemplatesClient } from './clients';
 
@@ -62,6 +63,16 @@ export class LocalLlmClient implements LlmClient {
   async stream(request: ChatRequest, options: LlmClientCallOptions): Promise<LlmOrigin & { chunks: AsyncIterable<ChatCompletionChunk> }> {
     const r = await this.core.stream(request, { tenant: options.tenant, tenantTpm: options.tenantTpm, team: options.team, teamTpm: options.teamTpm, traceContext: options.traceContext, signal: options.signal });
     return { provider: r.provider, model: r.model, cache: r.cache === 'hit' ? 'hit' : 'miss', chunks: r.chunks };
+  }
+
+  async embed(request: EmbeddingsRequest, options: LlmClientCallOptions): Promise<LlmOrigin & { response: EncodedEmbeddingsResponse }> {
+    const r = await this.core.embed(request, { tenant: options.tenant, tenantTpm: options.tenantTpm, traceContext: options.traceContext, signal: options.signal });
+    return { provider: r.provider, model: r.model, cache: r.cache === 'hit' ? 'hit' : 'miss', response: r.response };
+  }
+
+  async responses(request: PassthroughRequest, options: LlmClientCallOptions): Promise<LlmOrigin & PassthroughResponse> {
+    const r = await this.core.responses(request, { tenant: options.tenant, tenantTpm: options.tenantTpm, traceContext: options.traceContext, signal: options.signal });
+    return { provider: r.provider, model: r.model, cache: 'miss', status: r.status, headers: r.headers, body: r.body };
   }
 
   async models(): Promise<ModelEntry[]> {

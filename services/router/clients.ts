@@ -5,7 +5,8 @@
  * cannot be reached.
  */
 import type { ContextMessageInput, ContextWindow } from '../context';
-import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '../openai';
+import type { ChatCompletion, ChatCompletionChunk, ChatRequest, EmbeddingsRequest, EncodedEmbeddingsResponse, PassthroughRequest } from '../openai';
+import type { PassthroughResponse } from '../llm/types';
 import type { ChangeFeed, TemplateVersion, TemplatesExport, VersionList } from '../templates/types';
 import type { CallMeta } from './http-client';
 
@@ -65,6 +66,13 @@ export interface LlmClient {
    * reject and become an HTTP error, not a broken stream).
    */
   stream(request: ChatRequest, options: LlmClientCallOptions): Promise<LlmOrigin & { chunks: AsyncIterable<ChatCompletionChunk> }>;
+  /** Embeddings, vectors in the request's `encoding_format`; `usage.cost_usd` holds the cost. */
+  embed(request: EmbeddingsRequest, options: LlmClientCallOptions): Promise<LlmOrigin & { response: EncodedEmbeddingsResponse }>;
+  /**
+   * The Responses API, passed through: the provider's status, content type and body as they
+   * came (a stream stays a stream). Settles once the provider answered.
+   */
+  responses(request: PassthroughRequest, options: LlmClientCallOptions): Promise<LlmOrigin & PassthroughResponse>;
   models(meta?: CallMeta): Promise<ModelEntry[]>;
   /** Each provider's circuit state, latency estimate and limits (admin data). */
   providers(meta?: CallMeta): Promise<unknown>;

@@ -19,10 +19,12 @@ import { setActor } from './admin';
 import { ApiKeyStore } from './auth';
 import { authenticate } from './auth-hook';
 import { createChatHandler } from './chat';
+import { createEmbeddingsHandler } from './embeddings';
+import { createResponsesHandler } from './responses';
 import type { RouterClients } from './clients';
 import { KeyRateLimiter } from './key-rate-limit';
 import { guardRouteScopes, isPublicRoute, scopeOfRequest } from './route-scopes';
-import { MAX_SESSION_ID_CHARS, RouterChatRequestSchema, SESSION_ID_PATTERN, chatResponseSchemas } from '../openai';
+import { EmbeddingsRequestSchema, ResponsesRequestSchema, MAX_SESSION_ID_CHARS, RouterChatRequestSchema, SESSION_ID_PATTERN, chatResponseSchemas, embeddingsResponseSchemas } from '../openai';
 import { consoleRoutes } from './console';
 import { statsRoutes } from './stats';
 import { RollingStats, STATS_KINDS } from '../kit/rolling-stats';
@@ -173,6 +175,8 @@ export async function createRouterService(
     });
 
     app.post(PATHS.chatCompletions, { schema: { body: RouterChatRequestSchema, response: chatResponseSchemas } }, chat as never);
+    app.post(PATHS.responses, { schema: { body: ResponsesRequestSchema } }, createResponsesHandler(clients.llm) as never);
+    app.post(PATHS.embeddings, { schema: { body: EmbeddingsRequestSchema, response: embeddingsResponseSchemas } }, createEmbeddingsHandler(clients.llm) as never);
 
     app.get(PATHS.models, async (request) => {
       const data = await clients.llm.models({ requestId: request.id, traceContext: request.traceContext });

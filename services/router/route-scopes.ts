@@ -33,6 +33,8 @@ const K = PATHS.keys;
  */
 export const ROUTE_SCOPES: readonly RouteScope[] = [
   { method: 'POST', url: PATHS.chatCompletions, scope: 'invoke' },
+  { method: 'POST', url: PATHS.embeddings, scope: 'invoke' },
+  { method: 'POST', url: PATHS.responses, scope: 'invoke' },
   { method: 'GET', url: PATHS.models, scope: 'invoke' },
   { method: 'GET', url: PATHS.providers, scope: 'admin' },
   { method: 'POST', url: T, scope: 'admin' },

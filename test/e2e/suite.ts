@@ -9,6 +9,7 @@ import { HEADERS } from '../../contracts';
 import { waitFor } from '../support/net';
 import { KEYS, type Layout } from './support';
 import { defineToolAndStreamCases } from './tools-and-streams.suite';
+import { defineEmbeddingsAndResponsesCases } from './embeddings-responses.suite';
 
 /** Calls the router's HTTP API directly (for the admin API and raw checks). */
 export async function call(
@@ -332,6 +333,8 @@ export function defineSuite(label: string, start: () => Promise<Layout>): void {
         layout.fake.setBehavior({});
       }
     });
+
+    defineEmbeddingsAndResponsesCases(() => layout);
 
     it('falls back to the second provider during an outage of the first', async () => {
       layout.fake.setBehavior({ rules: [{ model: 'model-a', fault: { type: 'status', status: 503 } }] });

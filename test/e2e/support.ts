@@ -17,6 +17,7 @@ import { startFakeProvider, type FakeProvider } from '../fake-provider/server';
 import { freePort, waitFor } from '../support/net';
 import { TEST_PG_ADMIN_URL, createTestDatabase, type TestDatabase } from '../support/pg';
 import { uniquePrefix } from '../support/redis';
+import { embeddingsProviderLines } from './embeddings-responses.suite';
 
 const ROOT = join(__dirname, '..', '..');
 
@@ -104,16 +105,19 @@ async function shared(label: string): Promise<Shared> {
   const fake = await startFakeProvider({ models: ['model-a', 'model-b'], recordRequests: 200 });
   const [redis, db] = await Promise.all([PrivateRedis.start(), createTestDatabase(`e2e_${label}`)]);
   const providersFile = join(dir, 'providers.yaml');
+  const extra = embeddingsProviderLines(fake.url);
   writeFileSync(
     providersFile,
     [
       'providers:',
       `  - { name: fake-a, type: openai-compatible, baseUrl: ${fake.url}/v1, timeoutMs: 10000, models: [model-a] }`,
       `  - { name: fake-b, type: openai-compatible, baseUrl: ${fake.url}/v1, timeoutMs: 10000, models: [model-b] }`,
+      ...extra.providers,
       'models:',
       '  chat:',
       '    - { provider: fake-a, model: model-a }',
       '    - { provider: fake-b, model: model-b }',
+      ...extra.models,
       'routing: { strategy: priority, fallback: true, retries: { attempts: 0, backoffMs: 10 } }',
       'cache: { enabled: true, ttlSeconds: 60 }',
       '',

@@ -1,6 +1,6 @@
 /**
- * The fake LLM provider: a real HTTP server (node:http) that speaks the OpenAI Chat Completions
- * API and the Anthropic Messages API, streaming included, and misbehaves on demand (latency,
+ * The fake LLM provider: a real HTTP server (node:http) that speaks the OpenAI Chat Completions,
+ * Embeddings and Responses APIs and the Anthropic Messages API, streaming included, and misbehaves on demand (latency,
  * 429 with Retry-After, 5xx, 529, connection resets, stalled streams, malformed bodies).
  *
  * Tests embed it with {@link startFakeProvider}; the benchmark and people run it with
@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Behavior, PlanError, validatePlan, type BehaviorPlan, type FakeApi, type Fault, type ReplyOptions } from './behavior';
+import { FakeRequestError, fakeEmbeddings, fakeResponse } from './openai-extra';
 
 export * from './behavior';
 
@@ -574,6 +575,51 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     count('ok');
   };
 
+  /** `POST /v1/embeddings` and `POST /v1/responses`: the behaviour plan applies as on chat (`api: 'openai'`). */
+  const handleOpenAIExtra = async (kind: 'embeddings' | 'responses', req: IncomingMessage, res: ServerResponse, raw: string, path: string) => {
+    stats.requests++;
+    let body: Json | undefined;
+    try {
+      const parsed: unknown = raw.length > 0 ? JSON.parse(raw) : undefined;
+      body = parsed && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Json) : undefined;
+    } catch {
+      body = undefined;
+    }
+    record(req, path, raw, body);
+    if (options.apiKey !== undefined && req.headers.authorization !== `Bearer ${options.apiKey}`) {
+      sendError(res, 'openai', new HttpError(401, 'invalid_request_error', 'Incorrect API key provided.', null, 'invalid_api_key'), { 'www-authenticate': 'Bearer' });
+      return count('auth');
+    }
+    const stream = kind === 'responses' && body?.stream === true;
+    const model = typeof body?.model === 'string' ? body.model : '';
+    const decision = behavior.decide('openai', model, stream);
+    let plain: string;
+    let events: StreamEvents | undefined;
+    try {
+      if (kind === 'embeddings') plain = fakeEmbeddings(body);
+      else ({ plain, events } = fakeResponse(body, nextId(), decision.reply.text));
+    } catch (err) {
+      if (!(err instanceof FakeRequestError)) throw err;
+      sendError(res, 'openai', new HttpError(err.status, 'invalid_request_error', err.message, err.param, 'invalid_value'));
+      return count('bad_request');
+    }
+    stats.models[model] = (stats.models[model] ?? 0) + 1;
+    if (decision.latencyMs > 0) {
+      await sleep(decision.latencyMs);
+      if (res.destroyed) return count('client_gone');
+    }
+    res.setHeader('x-request-id', `req_${nextId()}`);
+    const streamEvents = () => events ?? { head: [], tokens: [], tail: [] };
+    if (decision.fault) return count(await applyFault(res, 'openai', decision.fault, stream, streamEvents, () => plain, req.headers));
+    if (stream) {
+      await writeStream(res, streamEvents(), decision.reply.tokenDelayMs ?? 0, decision.reply.splitMultibyte === true);
+    } else {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(plain) });
+      res.end(plain);
+    }
+    count('ok');
+  };
+
   // ---- routing --------------------------------------------------------------------------------
 
   const handleAdmin = (req: IncomingMessage, res: ServerResponse, path: string, raw: string) => {
@@ -615,7 +661,9 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
       let api: FakeApi | undefined;
       if (req.method === 'POST' && (path === '/v1/chat/completions' || path === '/chat/completions')) api = 'openai';
       else if (req.method === 'POST' && path === '/v1/messages') api = 'anthropic';
-      if (api) {
+      const extra =
+        req.method !== 'POST' ? undefined : path === '/v1/embeddings' || path === '/embeddings' ? 'embeddings' : path === '/v1/responses' || path === '/responses' ? 'responses' : undefined;
+      if (api || extra) {
         stats.inFlight++;
         let done = false;
         const finish = () => {
@@ -625,7 +673,7 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
           }
         };
         res.once('close', finish);
-        handleCompletion(api, req, res, raw, path).catch(() => {
+        (extra ? handleOpenAIExtra(extra, req, res, raw, path) : handleCompletion(api!, req, res, raw, path)).catch(() => {
           count('fake_error');
           res.socket?.destroy();
         });

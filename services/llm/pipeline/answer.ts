@@ -7,8 +7,8 @@ import type { Logger } from '../../kit/logger';
 import type { CacheResult } from '../core';
 import { ChunkAssembler } from '../cache';
 import { estimateInputTokens } from '../limits';
-import type { ChatCompletion, ChatCompletionChunk, ChatRequest, Usage } from '../../openai';
-import { ProviderError } from '../types';
+import type { ChatCompletion, ChatCompletionChunk, ChatRequest, EmbeddingsResponse, Usage } from '../../openai';
+import { ProviderError, type PassthroughResponse } from '../types';
 import { ClientGone } from './outcomes';
 
 /**
@@ -54,6 +54,10 @@ export interface Answer {
   cache: CacheResult;
   /** The plain answer (also a cache hit in a streaming call: the core turns it into chunks). */
   readonly completion?: ChatCompletion;
+  /** The answer of an embeddings call (vectors as float arrays). */
+  readonly embeddings?: EmbeddingsResponse;
+  /** The answer of a `responses` call, as the provider sent it (its body errors normalised like a stream's). */
+  readonly passthrough?: PassthroughResponse;
   /** The streaming answer: its first chunk (already received) and the rest, with errors normalised to ProviderError or ClientGone. */
   readonly stream?: { first: ChatCompletionChunk; rest: AsyncIterator<ChatCompletionChunk> };
   /** Milliseconds from the provider call to the answer (plain) or its first chunk (stream). */
@@ -78,6 +82,8 @@ export interface AnswerInit {
   provider: string;
   model: string;
   completion?: ChatCompletion;
+  embeddings?: EmbeddingsResponse;
+  passthrough?: PassthroughResponse;
   stream?: { first: ChatCompletionChunk; rest: AsyncIterator<ChatCompletionChunk> };
   latencyMs: number;
   /** @default 'skip' */
@@ -97,6 +103,8 @@ class PipelineAnswer implements Answer {
   readonly model: string;
   cache: CacheResult;
   readonly completion?: ChatCompletion;
+  readonly embeddings?: EmbeddingsResponse;
+  readonly passthrough?: PassthroughResponse;
   readonly stream?: { first: ChatCompletionChunk; rest: AsyncIterator<ChatCompletionChunk> };
   readonly latencyMs: number;
   costUsd = 0;
@@ -110,6 +118,8 @@ class PipelineAnswer implements Answer {
     this.model = init.model;
     this.cache = init.cache ?? 'skip';
     this.completion = init.completion;
+    this.embeddings = init.embeddings;
+    this.passthrough = init.passthrough;
     this.stream = init.stream;
     this.latencyMs = init.latencyMs;
     this.logger = init.logger;
@@ -237,4 +247,91 @@ export type UsageWithCost = Usage & { cost_usd?: number; cost_micro_usd?: number
 export function withCost(usage: Usage | null | undefined, cost: number, microUsd = 0): UsageWithCost | undefined {
   if (!usage) return undefined;
   return { ...usage, cost_usd: Math.round(cost * 1e10) / 1e10, cost_micro_usd: microUsd };
+}
+
+/** The usage of an embeddings answer in the chat shape the stages read (no output tokens). */
+export function embeddingsUsage(response: EmbeddingsResponse): Usage {
+  const prompt = response.usage.prompt_tokens;
+  return { prompt_tokens: prompt, completion_tokens: 0, total_tokens: response.usage.total_tokens ?? prompt };
+}
+
+/** How much of a passed-through body is kept to read its usage from at the end. */
+const PASSTHROUGH_USAGE_WINDOW = 8 * 1024 * 1024;
+
+/**
+ * The body of a passed-through answer (the Responses API) as the client gets it, unchanged,
+ * ending the answer exactly once like {@link streamChunks}: at its end with the usage read from
+ * it (the JSON answer's `usage`, or a stream's `response.completed` event), when it breaks (a
+ * 502 `stream_interrupted` is thrown), or when the consumer stops reading.
+ */
+export function passthroughBody(answer: Answer, inputEstimate: number): AsyncIterable<Uint8Array> {
+  const body = answer.passthrough!.body;
+  const decoder = new TextDecoder();
+  let text = '';
+  let bytes = 0;
+  const used = () => inputEstimate + Math.ceil(bytes / 16);
+
+  async function* pieces(): AsyncGenerator<Uint8Array> {
+    let over = false;
+    try {
+      for await (const piece of body) {
+        bytes += piece.byteLength;
+        if (text.length < PASSTHROUGH_USAGE_WINDOW) text += decoder.decode(piece, { stream: true });
+        yield piece;
+      }
+      over = true;
+      const found = responsesUsage(text);
+      await answer.end({ kind: 'success', usage: found?.usage, completion: undefined, responseModel: found?.model, used: used() });
+    } catch (err) {
+      if (over) throw err;
+      over = true;
+      if (err instanceof ClientGone) {
+        await answer.end({ kind: 'gone', used: used(), thrown: err });
+        throw err;
+      }
+      const error = err instanceof ProviderError ? err : new ProviderError('server', (err as Error)?.message ?? String(err));
+      const thrown = upstreamError(502, `provider ${answer.provider} failed mid-answer: ${error.kind}: ${error.message}`, 'stream_interrupted');
+      await answer.end({ kind: 'failure', error, used: used(), thrown });
+      throw thrown;
+    } finally {
+      if (!over) void answer.end({ kind: 'gone', used: used(), thrown: undefined });
+    }
+  }
+  return pieces();
+}
+
+/**
+ * The usage of a Responses API answer in the chat shape: from the JSON response, or from the
+ * last `response.completed` (or `response.incomplete`) event of a stream. Undefined when there is none.
+ */
+export function responsesUsage(text: string): { usage: Usage; model: string | undefined } | undefined {
+  let response: any;
+  const trimmed = text.trimStart();
+  if (trimmed.startsWith('{')) {
+    try {
+      response = JSON.parse(trimmed);
+    } catch {
+      return undefined;
+    }
+  } else {
+    for (const line of text.split('\n').reverse()) {
+      if (!line.startsWith('data:') || !line.includes('"usage"')) continue;
+      try {
+        const event = JSON.parse(line.slice(5));
+        if (event?.response?.usage) {
+          response = event.response;
+          break;
+        }
+      } catch {
+        // not an event we can read
+      }
+    }
+  }
+  const u = response?.usage;
+  if (!u || typeof u.input_tokens !== 'number') return undefined;
+  const output = typeof u.output_tokens === 'number' ? u.output_tokens : 0;
+  const usage: Usage = { prompt_tokens: u.input_tokens, completion_tokens: output, total_tokens: typeof u.total_tokens === 'number' ? u.total_tokens : u.input_tokens + output };
+  const cached = u.input_tokens_details?.cached_tokens;
+  if (typeof cached === 'number') usage.prompt_tokens_details = { cached_tokens: cached };
+  return { usage, model: typeof response.model === 'string' ? response.model : undefined };
 }

@@ -5,7 +5,7 @@ import type { PipelineParts } from './parts';
 import { candidateOf, type Stage } from './stage';
 
 /**
- * One span per provider call (`chat <provider model>`, kind CLIENT, GenAI semantic conventions),
+ * One span per provider call (`<operation> <provider model>`, kind CLIENT, GenAI semantic conventions),
  * a child of the request's span; its context is what the provider call propagates upstream.
  * Ends with the usage and cost, or with the failure kind (`client_gone` when the client left).
  */
@@ -14,9 +14,9 @@ export function attemptSpanStage(parts: Pick<PipelineParts, 'tracer'>): Stage {
     name: 'attempt-span',
     async run(call, next) {
       const c = candidateOf(call, 'attempt-span');
-      const { span, context } = startSpan(parts.tracer, `chat ${c.model}`, call.trace, {
+      const { span, context } = startSpan(parts.tracer, `${call.operation} ${c.model}`, call.trace, {
         kind: SpanKind.CLIENT,
-        attributes: { 'gen_ai.operation.name': 'chat', 'gen_ai.system': c.config.type, 'gen_ai.request.model': c.model, 'promptmesh.provider': c.provider },
+        attributes: { 'gen_ai.operation.name': call.operation, 'gen_ai.system': c.config.type, 'gen_ai.request.model': c.model, 'promptmesh.provider': c.provider },
       });
       let answer: Answer;
       try {

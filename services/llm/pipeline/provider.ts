@@ -1,6 +1,6 @@
 import { injectTraceHeaders } from '../../kit/tracing';
 import { EXTENSION_FIELDS, type ChatCompletionChunk, type ChatRequest } from '../../openai';
-import { ProviderError, type ProviderConfig } from '../types';
+import { ProviderError, type PassthroughResponse, type ProviderConfig } from '../types';
 import { createAnswer } from './answer';
 import { ClientGone } from './outcomes';
 import type { PipelineParts } from './parts';
@@ -22,8 +22,48 @@ export function providerCall(parts: Pick<PipelineParts, 'adapters' | 'scrubber' 
     const adapter = parts.adapters.get(c.provider)!;
     const attempt = new ProviderAttempt(c.config, call.options.signal, parts);
     const callOptions = { signal: attempt.controller.signal, headers: injectTraceHeaders(call.trace, {}) };
-    const request = providerRequest(call.request, c.model, call.stream);
     const startedAt = performance.now();
+
+    if (call.operation === 'embeddings') {
+      // The targets stage kept only providers that have embeddings.
+      if (!adapter.embed) throw attempt.fail(new ProviderError('bad_request', `provider ${c.provider} has no embeddings API`));
+      let embeddings;
+      try {
+        embeddings = await adapter.embed(c.config, { ...call.embeddings!, model: c.model }, callOptions);
+      } catch (err) {
+        throw attempt.fail(err);
+      }
+      const answer = createAnswer({ provider: c.provider, model: c.model, embeddings, latencyMs: performance.now() - startedAt, logger });
+      answer.onEnd(() => attempt.dispose());
+      return answer;
+    }
+
+    const request = providerRequest(call.request, c.model, call.stream);
+    if (call.operation === 'responses') {
+      if (!adapter.responses) throw attempt.fail(new ProviderError('bad_request', `provider ${c.provider} does not speak the Responses API`));
+      let passthrough: PassthroughResponse;
+      try {
+        passthrough = await adapter.responses(c.config, { ...call.passthrough!, model: c.model }, { ...callOptions, stream: call.stream });
+      } catch (err) {
+        throw attempt.fail(err);
+      }
+      const body = new NormalisedIterator(passthrough.body[Symbol.asyncIterator](), attempt);
+      const answer = createAnswer({
+        provider: c.provider,
+        model: c.model,
+        passthrough: { ...passthrough, body: { [Symbol.asyncIterator]: () => body } },
+        latencyMs: performance.now() - startedAt,
+        logger,
+      });
+      answer.onEnd((ending) => {
+        if (ending.kind === 'gone') {
+          attempt.controller.abort(new ClientGone());
+          stop(body);
+        }
+        attempt.dispose();
+      });
+      return answer;
+    }
 
     if (!call.stream) {
       let completion;
@@ -124,19 +164,24 @@ function onTimeout(attempt: ProviderAttempt): void {
   attempt.controller.abort(new ProviderError('timeout', `no complete answer within ${attempt.config.timeoutMs} ms`));
 }
 
-/** A stream's chunks after the first, with every error normalised like the first chunk's. */
-class NormalisedIterator implements AsyncIterator<ChatCompletionChunk> {
+/** A stream's chunks after the first (or a passed-through body), with every error normalised like the first chunk's. */
+class NormalisedIterator<T = ChatCompletionChunk> implements AsyncIterator<T> {
   constructor(
-    private readonly upstream: AsyncIterator<ChatCompletionChunk>,
+    private readonly upstream: AsyncIterator<T>,
     private readonly attempt: ProviderAttempt,
   ) {}
 
-  async next(): Promise<IteratorResult<ChatCompletionChunk>> {
+  async next(): Promise<IteratorResult<T>> {
     try {
       return await this.upstream.next();
     } catch (err) {
       throw this.attempt.errorOf(err);
     }
+  }
+
+  async return(value?: unknown): Promise<IteratorResult<T>> {
+    await this.upstream.return?.(value as T);
+    return { done: true, value: undefined as T };
   }
 }
 

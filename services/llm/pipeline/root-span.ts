@@ -5,16 +5,16 @@ import type { PipelineParts } from './parts';
 import type { Stage } from './stage';
 
 /**
- * The request's span (`chat <model>`, a child of the caller's context), parent of the provider
+ * The request's span (`<operation> <model>`: `chat` or `embeddings`, a child of the caller's context), parent of the provider
  * calls' spans: ends with the provider, model, cache result and usage, or with the error.
  */
 export function rootSpanStage(parts: Pick<PipelineParts, 'tracer' | 'providers'>): Stage {
   return {
     name: 'root-span',
     async run(call, next) {
-      const { span, context } = startSpan(parts.tracer, `chat ${call.request.model}`, call.trace, {
+      const { span, context } = startSpan(parts.tracer, `${call.operation} ${call.request.model}`, call.trace, {
         kind: SpanKind.INTERNAL,
-        attributes: { 'gen_ai.operation.name': 'chat', 'gen_ai.request.model': call.request.model, 'promptmesh.stream': call.stream },
+        attributes: { 'gen_ai.operation.name': call.operation, 'gen_ai.request.model': call.request.model, 'promptmesh.stream': call.stream },
       });
       let answer: Answer;
       try {

@@ -7,7 +7,7 @@
 import type { Context } from '../../kit/tracing';
 import type { LlmCallOptions } from '../core';
 import type { Candidate } from '../routing';
-import type { ChatRequest } from '../../openai';
+import { embeddingInputs, type ChatRequest, type EmbeddingsRequest, type PassthroughRequest } from '../../openai';
 import type { Answer } from './answer';
 import type { AttemptOutcome } from './outcomes';
 
@@ -16,9 +16,22 @@ import type { AttemptOutcome } from './outcomes';
  * has something to tell the stages after it passes them a copy (`next({ ...call, candidate })`),
  * so a stage that calls `next` several times (routing, retry) hands each attempt its own view.
  */
+/** What a call asks of a provider: a chat completion, embeddings, or a Responses API call passed through. */
+export type Operation = 'chat' | 'embeddings' | 'responses';
+
 export interface LlmCall {
+  /**
+   * What the call asks for. For `embeddings` and `responses`, `request` is a view of the
+   * request for the stages that read the model and estimate tokens, and the request itself is
+   * in `embeddings` or `passthrough`.
+   */
+  readonly operation: Operation;
   /** The request as the client sent it (extension fields included). */
   readonly request: ChatRequest;
+  /** The embeddings request of an `embeddings` call (`request` then holds its view for the token estimates: no messages). */
+  readonly embeddings?: EmbeddingsRequest;
+  /** The Responses API body of a `responses` call, as the client sent it. */
+  readonly passthrough?: PassthroughRequest;
   readonly options: LlmCallOptions;
   /** Whether the client asked for a stream; the terminal step then returns a streaming answer. */
   readonly stream: boolean;
@@ -76,7 +89,34 @@ export function compose(stages: readonly Stage[], terminal: Next): Next {
 
 /** A fresh call for `request`, as the core hands it to the first stage. */
 export function newCall(request: ChatRequest, options: LlmCallOptions, stream: boolean): LlmCall {
-  return { request, options, stream, trace: options.traceContext, targets: [], hasFallback: false, outcomes: [] };
+  return { operation: 'chat', request, options, stream, trace: options.traceContext, targets: [], hasFallback: false, outcomes: [] };
+}
+
+/**
+ * A fresh embeddings call. The stages that estimate tokens and read the model see `request`:
+ * the model and the inputs as one user message each (token ids count one token each), no
+ * output; the provider call and the cache use `embeddings`, the request itself.
+ */
+export function newEmbeddingsCall(embeddings: EmbeddingsRequest, options: LlmCallOptions): LlmCall {
+  return { operation: 'embeddings', request: embeddingsView(embeddings), embeddings, options, stream: false, trace: options.traceContext, targets: [], hasFallback: false, outcomes: [] };
+}
+
+/**
+ * A fresh Responses API call. Its view for the stages: the model, the input as one message
+ * (its text, or its JSON for structured input) and `max_output_tokens` as `max_tokens`, so the
+ * output caps and token limits hold as for chat.
+ */
+export function newResponsesCall(body: PassthroughRequest, options: LlmCallOptions): LlmCall {
+  const input = body.input;
+  const text = typeof input === 'string' ? input : input === undefined ? '' : JSON.stringify(input);
+  const view: ChatRequest = { model: body.model, messages: [{ role: 'user', content: typeof body.instructions === 'string' ? `${body.instructions}\n${text}` : text }] };
+  if (typeof body.max_output_tokens === 'number') view.max_tokens = body.max_output_tokens;
+  return { operation: 'responses', request: view, passthrough: body, options, stream: body.stream === true, trace: options.traceContext, targets: [], hasFallback: false, outcomes: [] };
+}
+
+function embeddingsView(e: EmbeddingsRequest): ChatRequest {
+  // Token ids: four characters stand for one token in the estimate.
+  return { model: e.model, messages: embeddingInputs(e.input).map((i) => ({ role: 'user' as const, content: typeof i === 'string' ? i : ' '.repeat(4 * i.length) })) };
 }
 
 /**

@@ -70,3 +70,18 @@ describe('echo adapter', () => {
     expect(got).toHaveLength(2);
   });
 });
+
+describe('echo embeddings', () => {
+  it('gives each input a unit vector of its own, the same every time, in the dimensions asked', async () => {
+    const a = await echoAdapter.embed!(provider, { model: 'echo', input: ['same', 'other', 'same'] }, {});
+    expect(a.data.map((d) => d.index)).toEqual([0, 1, 2]);
+    expect(a.data[0]!.embedding).toHaveLength(16);
+    expect(a.data[0]!.embedding).toEqual(a.data[2]!.embedding);
+    expect(a.data[0]!.embedding).not.toEqual(a.data[1]!.embedding);
+    expect(Math.hypot(...a.data[1]!.embedding)).toBeCloseTo(1, 10);
+    expect(a.usage.prompt_tokens).toBe(countTextTokens('same') * 2 + countTextTokens('other'));
+    const tokens = await echoAdapter.embed!(provider, { model: 'echo', input: [5, 6, 7], dimensions: 40 }, {});
+    expect(tokens.data[0]!.embedding).toHaveLength(40);
+    expect(tokens.usage).toEqual({ prompt_tokens: 3, total_tokens: 3 });
+  });
+});

@@ -3,10 +3,11 @@
  * with the text of the last user message, word by word when streaming, with usage counted by
  * the tokenizer. `max_tokens` / `max_completion_tokens` cut the reply (finish_reason `length`),
  * and `stop` sequences end it early, so clients see the same semantics as a real provider.
+ * Its embeddings are deterministic unit vectors derived from each input (see {@link echoVector}).
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { ProviderError, type CallOptions, type ProviderAdapter, type ProviderConfig } from '../../types';
-import type { ChatCompletion, ChatCompletionChunk, ChatRequest, FinishReason, Usage } from '../../../openai';
+import { embeddingInputs, type ChatCompletion, type ChatCompletionChunk, type ChatRequest, type EmbeddingsRequest, type EmbeddingsResponse, type FinishReason, type Usage } from '../../../openai';
 import { countPromptTokens, tokenizer } from '../tokens';
 import { contentText } from '../../../openai';
 
@@ -73,6 +74,34 @@ async function* echoChunks(provider: ProviderConfig, request: ChatRequest, r: Ec
   yield { ...base, choices: [], usage: r.usage };
 }
 
+/** Dimensions of an echo vector when the request names none. */
+export const ECHO_EMBEDDING_DIMENSIONS = 16;
+
+/**
+ * A unit vector determined by the input alone (SHA-256 in counter mode, mapped to [-1, 1]):
+ * equal inputs give equal vectors, different ones different vectors, so tests and demos can
+ * tell them apart without a model.
+ */
+export function echoVector(input: string | number[], dimensions: number): number[] {
+  const seed = typeof input === 'string' ? input : input.join(',');
+  const out = new Array<number>(dimensions);
+  let block = Buffer.alloc(0);
+  for (let i = 0; i < dimensions; i++) {
+    if (i % 8 === 0) block = createHash('sha256').update(`${i / 8}:${seed}`).digest();
+    out[i] = block.readUInt32LE((i % 8) * 4) / 0x7fffffff - 1;
+  }
+  const norm = Math.hypot(...out) || 1;
+  return out.map((x) => x / norm);
+}
+
+function echoEmbeddings(request: EmbeddingsRequest): EmbeddingsResponse {
+  const inputs = embeddingInputs(request.input);
+  const dimensions = request.dimensions ?? ECHO_EMBEDDING_DIMENSIONS;
+  const data = inputs.map((input, index) => ({ object: 'embedding' as const, index, embedding: echoVector(input, dimensions) }));
+  const prompt = inputs.reduce((n, i) => n + (typeof i === 'string' ? tokenizer().encode(i).length : i.length), 0);
+  return { object: 'list', data, model: request.model, usage: { prompt_tokens: prompt, total_tokens: prompt } };
+}
+
 /** The shared echo adapter. */
 export const echoAdapter: ProviderAdapter = {
   type: 'echo',
@@ -91,5 +120,9 @@ export const echoAdapter: ProviderAdapter = {
   async stream(provider: ProviderConfig, request: ChatRequest, options: CallOptions): Promise<AsyncIterable<ChatCompletionChunk>> {
     checkSignal(provider, options.signal);
     return echoChunks(provider, request, reply(request), options.signal);
+  },
+  async embed(provider: ProviderConfig, request: EmbeddingsRequest, options: CallOptions): Promise<EmbeddingsResponse> {
+    checkSignal(provider, options.signal);
+    return echoEmbeddings(request);
   },
 };

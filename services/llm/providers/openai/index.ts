@@ -8,6 +8,8 @@ import { ProviderError, type CallOptions, type ProviderAdapter, type ProviderCon
 import { contentText, parseSse, type ChatCompletion, type ChatCompletionChunk, type ChatRequest, type Usage } from '../../../openai';
 import { countPromptTokens, countTextTokens } from '../tokens';
 import { ProviderTransport, errorFromResponse, errorFromText, isEventStream, parseJsonText, transportError, upstreamText, type ProviderResponse } from '../transport';
+import { embedVia } from './embeddings';
+import { responsesVia } from './responses';
 
 /** Options of {@link createOpenAIAdapter}. */
 export interface OpenAIAdapterOptions {
@@ -185,6 +187,9 @@ export function createOpenAIAdapter(options: OpenAIAdapterOptions = {}): Provide
       }
       return openaiChunks(provider, request, res, call.signal);
     },
+    embed: (provider, request, call) => embedVia(transport, type, provider, request, authHeaders(provider), call),
+    // The Responses API is OpenAI's own: OpenAI-compatible servers do not promise it.
+    ...(type === 'openai' ? { responses: (provider: ProviderConfig, body: Record<string, unknown>, call: CallOptions & { stream: boolean }) => responsesVia(transport, provider, body, authHeaders(provider), call) } : {}),
     close: () => transport.close(),
   };
 }

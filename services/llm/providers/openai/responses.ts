@@ -1,0 +1,34 @@
+/**
+ * The OpenAI Responses API, passed through: the body goes as the client sent it (the model
+ * already the provider's; `stream` as the call says), and a successful answer comes back
+ * unchanged, JSON or event stream. A failed one is a ProviderError like chat's, so retry,
+ * fallback and the breaker treat it the same.
+ */
+import { ProviderError, type CallOptions, type PassthroughResponse, type ProviderConfig } from '../../types';
+import { errorFromResponse, isEventStream, type ProviderTransport } from '../transport';
+
+/** Response headers passed on to the client. */
+const FORWARDED_HEADERS = ['content-type', 'openai-processing-ms', 'x-request-id'] as const;
+
+/** One Responses API call through the adapter's transport. */
+export async function responsesVia(
+  transport: ProviderTransport,
+  provider: ProviderConfig,
+  body: Record<string, unknown>,
+  headers: Record<string, string>,
+  call: CallOptions & { stream: boolean },
+): Promise<PassthroughResponse> {
+  const payload = { ...body, stream: call.stream };
+  const res = await transport.post(provider, '/responses', payload, { ...headers, accept: call.stream ? 'text/event-stream' : 'application/json' }, { signal: call.signal, headers: call.headers });
+  if (res.statusCode >= 400) throw await errorFromResponse(provider, res);
+  if (call.stream && !isEventStream(res)) {
+    await res.body.dump().catch(() => undefined);
+    throw new ProviderError('malformed', `${provider.name}: expected an event stream, got '${res.headers['content-type'] ?? 'no content-type'}'`, res.statusCode);
+  }
+  const out: Record<string, string> = {};
+  for (const h of FORWARDED_HEADERS) {
+    const v = res.headers[h];
+    if (typeof v === 'string') out[h] = v;
+  }
+  return { status: res.statusCode, headers: out, body: res.body as AsyncIterable<Uint8Array> };
+}
