@@ -201,7 +201,7 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
       const cost = Math.round(answer.costUsd * 1e10) / 1e10;
       const encoded = encodeEmbeddings(embeddings, request.encoding_format);
       return {
-        response: { ...encoded, usage: { ...embeddings.usage, cost_usd: cost } },
+        response: { ...encoded, usage: { ...embeddings.usage, cost_usd: cost, cost_micro_usd: answer.costMicroUsd } },
         provider: answer.provider,
         model: answer.model,
         cache: answer.cache,

@@ -8,10 +8,11 @@ import { MissingVariablesError, TemplateError, renderCompiled, type TemplateMess
 import type { ContextMessageInput, ContextWindow, StoredMessage } from '../context';
 import { SSE_HEADERS, checkMessages, misspeltChatField, unknownChatFields, writeSse, type ChatCompletionChunk, type ChatMessage, type ChatRequest, type RouterChatRequest } from '../openai';
 import { scopedSessionId } from './admin';
-import type { CallMeta, ContextClient, LlmClient, LlmClientCallOptions, LlmOrigin } from './clients';
+import type { CallMeta, ContextClient, LlmClient, LlmOrigin } from './clients';
 import type { TemplateCache } from './template-cache';
 import type { RollingStats } from '../kit/rolling-stats';
-import type { CallUsage, Lease, Ledger } from './keys/ledger';
+import type { CallUsage, Ledger } from './keys/ledger';
+import { callOptions, callUsage, checkModelAllowed, settleSpend, takeLease } from './billing';
 
 /** Options of the chat completions handler. */
 export interface ChatHandlerOptions {
@@ -52,32 +53,6 @@ function costOf(usage: unknown): number {
   return typeof cost === 'number' && Number.isFinite(cost) ? cost : 0;
 }
 
-const wholeCount = (n: unknown): number => (typeof n === 'number' && Number.isFinite(n) && n > 0 ? Math.round(n) : 0);
-
-/** What the ledger records of one answered call, from llm's usage (with its exact `cost_micro_usd`). */
-function callUsage(usage: unknown, origin: LlmOrigin, prompt: string | undefined): CallUsage {
-  const u = (usage ?? {}) as { prompt_tokens?: unknown; completion_tokens?: unknown; prompt_tokens_details?: { cached_tokens?: unknown } | null; cost_micro_usd?: unknown };
-  const out: CallUsage = {
-    provider: origin.provider,
-    model: origin.model,
-    // A cache hit costs nothing (what it saved is promptmesh_cache_savings_usd_total).
-    microUsd: origin.cache === 'hit' ? 0 : wholeCount(u.cost_micro_usd),
-    inputTokens: wholeCount(u.prompt_tokens),
-    cachedInputTokens: wholeCount(u.prompt_tokens_details?.cached_tokens),
-    outputTokens: wholeCount(u.completion_tokens),
-    cacheHit: origin.cache === 'hit',
-  };
-  if (prompt !== undefined) out.prompt = prompt;
-  return out;
-}
-
-/** 403 when the key has a `models` list without `model` (the name the client sent, or the template's). */
-function checkModelAllowed(request: FastifyRequest, model: string): void {
-  const allowed = request.apiKey?.models;
-  if (allowed && !allowed.has(model)) {
-    throw new ApiError({ status: 403, type: 'permission_error', message: `API key '${request.apiKey!.id}' may not use model '${model}' (allowed: ${[...allowed].join(', ')})`, param: 'model', code: 'model_not_allowed' });
-  }
-}
 
 const MESSAGE_ID = /^[A-Za-z0-9._:-]{1,100}$/;
 
@@ -282,34 +257,8 @@ export function createChatHandler(options: ChatHandlerOptions) {
     return body.stream ? stream(request, reply, upstream, meta, tenant, turn, target) : plain(reply, upstream, meta, tenant, turn, target, promptLabels);
   };
 
-  /** The llm call options of a request: its key's and team's ids and token budgets. */
-  function callOptions(request: FastifyRequest, meta: CallMeta, tenant: string | undefined): LlmClientCallOptions {
-    const options: LlmClientCallOptions = { ...meta, tenant, tenantTpm: request.apiKey?.tpm };
-    const team = request.team;
-    if (team) {
-      options.team = team.id;
-      if (team.tpm !== undefined) options.teamTpm = team.tpm;
-    } else if (request.apiKey?.team !== undefined) {
-      options.team = request.apiKey.team;
-    }
-    return options;
-  }
 
-  /** Takes over the request's budget lease (so the router's end-of-response release skips it). */
-  function takeLease(request: FastifyRequest): Lease | undefined {
-    const lease = request.budgetLease;
-    request.budgetLease = undefined;
-    return lease;
-  }
 
-  /** Counts the call in the ledger (settling its lease), once; not awaited, off the answer's path. */
-  function settle(request: FastifyRequest, lease: Lease | undefined, usage: CallUsage | undefined): void {
-    const key = request.apiKey;
-    if (!ledger || !key) return;
-    void ledger.settle(lease, key.id, request.team?.id ?? key.team, usage).catch((err: unknown) => {
-      logger.warn({ err: (err as Error).message, key: key.id }, 'could not count a call in the spend ledger');
-    });
-  }
 
   async function store(turn: Turn, reply: Pick<ChatMessage, 'role' | 'content' | 'tool_calls'>, meta: CallMeta): Promise<void> {
     const messages: ContextMessageInput[] = [...turn.messages, toStored(reply, `${turn.base}.reply`)];
@@ -335,11 +284,11 @@ export function createChatHandler(options: ChatHandlerOptions) {
     try {
       result = await llm.complete(upstream, callOptions(request, meta, tenant));
     } catch (err) {
-      settle(request, lease, undefined);
+      settleSpend(ledger, logger, request, lease, undefined);
       if (countsAsError(err)) record(target, true);
       throw err;
     }
-    settle(request, lease, callUsage(result.completion.usage, result, target?.prompt));
+    settleSpend(ledger, logger, request, lease, callUsage(result.completion.usage, result, target?.prompt));
     const cost = costOf(result.completion.usage);
     record(target, false, cost);
     if (promptLabels && cost > 0) promptCost.inc(promptLabels, cost);
@@ -372,7 +321,7 @@ export function createChatHandler(options: ChatHandlerOptions) {
     try {
       result = await llm.stream(upstream, { ...callOptions(request, meta, tenant), signal: abort.signal });
     } catch (err) {
-      settle(request, lease, undefined);
+      settleSpend(ledger, logger, request, lease, undefined);
       if (!abort.signal.aborted && countsAsError(err)) record(target, true);
       throw err;
     }
@@ -380,7 +329,7 @@ export function createChatHandler(options: ChatHandlerOptions) {
     const finish = (usage: CallUsage | undefined) => {
       if (settled) return;
       settled = true;
-      settle(request, lease, usage);
+      settleSpend(ledger, logger, request, lease, usage);
     };
     // A client gone before the first chunk was read never runs the generator: release here.
     reply.raw.once('close', () => finish(undefined));

@@ -140,7 +140,7 @@ export async function createRouterService(
       logger,
       registry: virtualKeys?.registry,
       ledger: virtualKeys?.ledger,
-      billed: (request) => request.method === 'POST' && request.routeOptions.url === PATHS.chatCompletions,
+      billed: (request) => request.method === 'POST' && (request.routeOptions.url === PATHS.chatCompletions || request.routeOptions.url === PATHS.embeddings),
     },
     scopeOfRequest,
   );
@@ -176,7 +176,7 @@ export async function createRouterService(
 
     app.post(PATHS.chatCompletions, { schema: { body: RouterChatRequestSchema, response: chatResponseSchemas } }, chat as never);
     app.post(PATHS.responses, { schema: { body: ResponsesRequestSchema } }, createResponsesHandler(clients.llm) as never);
-    app.post(PATHS.embeddings, { schema: { body: EmbeddingsRequestSchema, response: embeddingsResponseSchemas } }, createEmbeddingsHandler(clients.llm) as never);
+    app.post(PATHS.embeddings, { schema: { body: EmbeddingsRequestSchema, response: embeddingsResponseSchemas } }, createEmbeddingsHandler(clients.llm, virtualKeys?.ledger, logger) as never);
 
     app.get(PATHS.models, async (request) => {
       const data = await clients.llm.models({ requestId: request.id, traceContext: request.traceContext });
