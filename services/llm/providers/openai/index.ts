@@ -86,7 +86,7 @@ function countedUsage(request: ChatRequest, completionText: string): Usage {
 }
 
 /** Normalises a `chat.completion` body; anything without choices is `malformed`. */
-function toCompletion(provider: ProviderConfig, request: ChatRequest, body: any): ChatCompletion {
+export function toCompletion(provider: ProviderConfig, request: ChatRequest, body: any): ChatCompletion {
   if (!body || typeof body !== 'object' || !Array.isArray(body.choices)) {
     throw new ProviderError('malformed', `${provider.name}: response has no choices`);
   }
@@ -107,7 +107,7 @@ function toCompletion(provider: ProviderConfig, request: ChatRequest, body: any)
 }
 
 /** Turns an upstream event stream into canonical chunks; the last one carries usage. */
-async function* openaiChunks(provider: ProviderConfig, request: ChatRequest, res: ProviderResponse, signal?: AbortSignal): AsyncGenerator<ChatCompletionChunk> {
+export async function* openaiChunks(provider: ProviderConfig, request: ChatRequest, res: ProviderResponse, signal?: AbortSignal): AsyncGenerator<ChatCompletionChunk> {
   let done = false;
   let finished = false;
   let usage: Usage | undefined;
