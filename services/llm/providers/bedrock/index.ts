@@ -13,6 +13,7 @@
  * `reasoning_content`, usage with cache reads and writes.
  */
 import { BedrockRuntimeClient, ConverseCommand, ConverseStreamCommand, InvokeModelCommand } from '@aws-sdk/client-bedrock-runtime';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '../../../openai';
 import { ProviderError, type CallOptions, type ProviderAdapter, type ProviderConfig, type ProviderErrorKind } from '../../types';
 import type { EmbeddingsRequest, EmbeddingsResponse } from '../embeddings-types';
@@ -84,7 +85,15 @@ export function createBedrockAdapter(options: BedrockAdapterOptions = {}): Provi
         endpoint: provider.baseUrl,
         maxAttempts: 1,
         ...(options.credentials ? { credentials: options.credentials } : {}),
-        requestHandler: { connectionTimeout: provider.connectTimeoutMs, requestTimeout: provider.idleTimeoutMs ?? provider.firstByteTimeoutMs },
+        // HTTP/1.1 keep-alive like the other adapters (the client's default is HTTP/2, which
+        // VPC endpoint proxies and the fake provider do not all speak); socketTimeout is the
+        // idle timeout that turns a stalled stream into an error.
+        requestHandler: new NodeHttpHandler({
+          connectionTimeout: provider.connectTimeoutMs,
+          socketTimeout: provider.idleTimeoutMs ?? provider.firstByteTimeoutMs,
+          httpAgent: { keepAlive: true, maxSockets: 256 },
+          httpsAgent: { keepAlive: true, maxSockets: 256 },
+        }),
       });
       clients.set(key, client);
     }

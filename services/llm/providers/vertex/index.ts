@@ -25,14 +25,14 @@ export interface VertexAdapterOptions {
 }
 
 /**
- * The path of a model method: Vertex AI's publisher model path (v1beta1, as Google's own SDK
- * uses) or the Gemini API's (v1beta).
+ * The path of a model method: Vertex AI's publisher model path or the Gemini API's, at the API
+ * versions Google's own SDK (`@google/genai`) uses: v1beta1 and v1.
  */
 export function methodPath(provider: ProviderConfig, model: string, method: string): string {
   const m = encodeURIComponent(model);
   const v = provider.vertex;
   if (v?.project) return `/v1beta1/projects/${encodeURIComponent(v.project)}/locations/${encodeURIComponent(v.location ?? 'us-central1')}/publishers/google/models/${m}:${method}`;
-  return `/v1beta/models/${m}:${method}`;
+  return `/v1/models/${m}:${method}`;
 }
 
 /** Creates a Vertex (Gemini) adapter. */
