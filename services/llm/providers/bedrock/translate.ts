@@ -29,7 +29,6 @@ const HANDLED = new Set([
   'stop',
   'tools',
   'tool_choice',
-  'parallel_tool_calls',
   'response_format',
   'reasoning_effort',
   'thinking',

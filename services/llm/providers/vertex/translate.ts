@@ -32,7 +32,6 @@ const HANDLED = new Set([
   'frequency_penalty',
   'tools',
   'tool_choice',
-  'parallel_tool_calls',
   'response_format',
   'reasoning_effort',
   'thinking',
