@@ -10,7 +10,7 @@
 import { ProviderError, type CallOptions, type PassthroughResponse, type ProviderAdapter, type ProviderConfig } from '../../types';
 import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '../../../openai';
 import type { EmbeddingsRequest, EmbeddingsResponse } from '../embeddings-types';
-import { openaiChunks, toCompletion, toOpenAIBody } from '../openai';
+import { openaiChunks, toOpenAICompletion, toOpenAIBody } from '../openai';
 import { ProviderTransport, errorFromResponse, isEventStream, readJson } from '../transport';
 import { WorkloadIdentityCredential } from './entra';
 
@@ -53,7 +53,7 @@ export function createAzureOpenAIAdapter(options: AzureOpenAIAdapterOptions = {}
       const headers = { ...(await authHeaders(provider, call.signal)), accept: 'application/json' };
       const res = await transport.post(provider, deploymentPath(provider, request.model, 'chat/completions'), toOpenAIBody(request, 'openai', false), headers, call);
       if (res.statusCode >= 400) throw await errorFromResponse(provider, res);
-      return toCompletion(provider, request, await readJson(provider, res, call.signal));
+      return toOpenAICompletion(provider, request, await readJson(provider, res, call.signal));
     },
     async stream(provider: ProviderConfig, request: ChatRequest, call: CallOptions): Promise<AsyncIterable<ChatCompletionChunk>> {
       const headers = { ...(await authHeaders(provider, call.signal)), accept: 'text/event-stream' };

@@ -20,7 +20,7 @@ import type { EmbeddingsRequest, EmbeddingsResponse } from '../embeddings-types'
 import { countTextTokens } from '../tokens';
 import { refuse } from '../translation';
 import { transportError, upstreamText } from '../transport';
-import { toChunks, toCompletion, toConverseInput } from './translate';
+import { converseToChunks, converseToCompletion, toConverseInput } from './translate';
 
 /** Bedrock's exception names and what each means for retry and fallback. */
 const EXCEPTION_KINDS: Record<string, ProviderErrorKind> = {
@@ -149,7 +149,7 @@ export function createBedrockAdapter(options: BedrockAdapterOptions = {}): Provi
     async complete(provider: ProviderConfig, request: ChatRequest, call: CallOptions): Promise<ChatCompletion> {
       const input = { modelId: request.model, ...toConverseInput(request, provider) };
       const { out } = await send<any>(provider, new ConverseCommand(input as never), call, false);
-      return toCompletion(provider, request, out, out?.$metadata?.requestId);
+      return converseToCompletion(provider, request, out, out?.$metadata?.requestId);
     },
     async stream(provider: ProviderConfig, request: ChatRequest, call: CallOptions): Promise<AsyncIterable<ChatCompletionChunk>> {
       const input = { modelId: request.model, ...toConverseInput(request, provider) };
@@ -159,7 +159,7 @@ export function createBedrockAdapter(options: BedrockAdapterOptions = {}): Provi
         throw new ProviderError('malformed', `${provider.name}: ConverseStream answered without a stream`);
       }
       const id = `chatcmpl-${out.$metadata?.requestId ?? Date.now().toString(36)}`;
-      const chunks = toChunks(provider, request, out.stream as AsyncIterable<any>, id, (err) => bedrockError(provider, err, call.signal));
+      const chunks = converseToChunks(provider, request, out.stream as AsyncIterable<any>, id, (err) => bedrockError(provider, err, call.signal));
       return (async function* () {
         try {
           yield* chunks;

@@ -208,7 +208,7 @@ export function toConverseInput(request: ChatRequest, provider?: ProviderConfig)
 }
 
 /** Converse stop reasons as OpenAI finish reasons. */
-export function finishReasonOf(stopReason: unknown): FinishReason {
+export function bedrockFinishReason(stopReason: unknown): FinishReason {
   switch (stopReason) {
     case 'max_tokens':
     case 'model_context_window_exceeded':
@@ -231,7 +231,7 @@ export function finishReasonOf(stopReason: unknown): FinishReason {
  * `prompt_tokens` sums the three; reads become `prompt_tokens_details.cached_tokens`, writes
  * `cache_creation_input_tokens`, each costed at its own rate.
  */
-export function usageOf(u: any): Usage {
+export function bedrockUsage(u: any): Usage {
   const n = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) && v > 0 ? v : 0);
   const read = n(u?.cacheReadInputTokens);
   const write = n(u?.cacheWriteInputTokens);
@@ -241,7 +241,7 @@ export function usageOf(u: any): Usage {
 }
 
 /** A Converse answer as a `chat.completion`. */
-export function toCompletion(provider: ProviderConfig, request: ChatRequest, out: any, requestId?: string): ChatCompletion {
+export function converseToCompletion(provider: ProviderConfig, request: ChatRequest, out: any, requestId?: string): ChatCompletion {
   const content = out?.output?.message?.content;
   if (!Array.isArray(content)) throw new ProviderError('malformed', `${provider.name}: Converse answer has no output message`);
   let text = '';
@@ -267,16 +267,16 @@ export function toCompletion(provider: ProviderConfig, request: ChatRequest, out
           ...(reasoning ? { reasoning_content: reasoning } : {}),
           ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}),
         },
-        finish_reason: finishReasonOf(out.stopReason) ?? 'stop',
+        finish_reason: bedrockFinishReason(out.stopReason) ?? 'stop',
         logprobs: null,
       },
     ],
-    usage: usageOf(out.usage),
+    usage: bedrockUsage(out.usage),
   };
 }
 
 /** ConverseStream events as OpenAI chunks: role first, then deltas, then finish and usage. */
-export async function* toChunks(provider: ProviderConfig, request: ChatRequest, events: AsyncIterable<any>, id: string, mapError: (err: unknown) => ProviderError): AsyncGenerator<ChatCompletionChunk> {
+export async function* converseToChunks(provider: ProviderConfig, request: ChatRequest, events: AsyncIterable<any>, id: string, mapError: (err: unknown) => ProviderError): AsyncGenerator<ChatCompletionChunk> {
   const created = Math.floor(Date.now() / 1000);
   const chunk = (delta: ChatCompletionChunk['choices'][0]['delta'], finish: FinishReason = null): ChatCompletionChunk => ({
     id,
@@ -310,12 +310,12 @@ export async function* toChunks(provider: ProviderConfig, request: ChatRequest, 
       } else if (ev.messageStop) {
         stopReason = ev.messageStop.stopReason;
       } else if (ev.metadata) {
-        usage = usageOf(ev.metadata.usage);
+        usage = bedrockUsage(ev.metadata.usage);
       }
     }
   } catch (err) {
     throw mapError(err);
   }
   if (!started || stopReason === undefined) throw new ProviderError('connection', `${provider.name}: stream ended before messageStop`);
-  yield { ...chunk({}, finishReasonOf(stopReason) ?? 'stop'), usage: usage ?? usageOf(undefined) };
+  yield { ...chunk({}, bedrockFinishReason(stopReason) ?? 'stop'), usage: usage ?? bedrockUsage(undefined) };
 }

@@ -86,7 +86,7 @@ function countedUsage(request: ChatRequest, completionText: string): Usage {
 }
 
 /** Normalises a `chat.completion` body; anything without choices is `malformed`. */
-export function toCompletion(provider: ProviderConfig, request: ChatRequest, body: any): ChatCompletion {
+export function toOpenAICompletion(provider: ProviderConfig, request: ChatRequest, body: any): ChatCompletion {
   if (!body || typeof body !== 'object' || !Array.isArray(body.choices)) {
     throw new ProviderError('malformed', `${provider.name}: response has no choices`);
   }
@@ -174,7 +174,7 @@ export function createOpenAIAdapter(options: OpenAIAdapterOptions = {}): Provide
     async complete(provider: ProviderConfig, request: ChatRequest, call: CallOptions): Promise<ChatCompletion> {
       const res = await transport.post(provider, '/chat/completions', toOpenAIBody(request, type, false), { ...authHeaders(provider), accept: 'application/json' }, call);
       if (res.statusCode >= 400) throw await errorFromResponse(provider, res);
-      return toCompletion(provider, request, await readJson(provider, res, call.signal));
+      return toOpenAICompletion(provider, request, await readJson(provider, res, call.signal));
     },
     async stream(provider: ProviderConfig, request: ChatRequest, call: CallOptions): Promise<AsyncIterable<ChatCompletionChunk>> {
       const res = await transport.post(provider, '/chat/completions', toOpenAIBody(request, type, true), { ...authHeaders(provider), accept: 'text/event-stream' }, call);

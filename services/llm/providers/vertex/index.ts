@@ -14,7 +14,7 @@ import { countTextTokens } from '../tokens';
 import { refuse } from '../translation';
 import { ProviderTransport, errorFromResponse, isEventStream, readJson, transportError, upstreamText, type ProviderResponse } from '../transport';
 import { ApplicationDefaultCredentials } from './adc';
-import { isVertexAi, toChunks, toCompletion, toGenerateContentBody } from './translate';
+import { isVertexAi, geminiToChunks, geminiToCompletion, toGenerateContentBody } from './translate';
 
 /** Options of {@link createVertexAdapter}. */
 export interface VertexAdapterOptions {
@@ -56,7 +56,7 @@ export function createVertexAdapter(options: VertexAdapterOptions = {}): Provide
     type: 'vertex',
     async complete(provider: ProviderConfig, request: ChatRequest, call: CallOptions): Promise<ChatCompletion> {
       const res = await post(provider, methodPath(provider, request.model, 'generateContent'), toGenerateContentBody(request, provider), 'application/json', call);
-      return toCompletion(provider, request, await readJson(provider, res, call.signal));
+      return geminiToCompletion(provider, request, await readJson(provider, res, call.signal));
     },
     async stream(provider: ProviderConfig, request: ChatRequest, call: CallOptions): Promise<AsyncIterable<ChatCompletionChunk>> {
       const res = await post(provider, `${methodPath(provider, request.model, 'streamGenerateContent')}?alt=sse`, toGenerateContentBody(request, provider), 'text/event-stream', call);
@@ -76,7 +76,7 @@ export function createVertexAdapter(options: VertexAdapterOptions = {}): Provide
       return (async function* () {
         let finished = false;
         try {
-          yield* toChunks(provider, request, events, (text) => upstreamText(provider, text));
+          yield* geminiToChunks(provider, request, events, (text) => upstreamText(provider, text));
           finished = true;
         } catch (err) {
           throw transportError(provider, err, call.signal);

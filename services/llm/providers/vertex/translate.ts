@@ -184,7 +184,7 @@ export function toGenerateContentBody(request: ChatRequest, provider: ProviderCo
 }
 
 /** Gemini finish reasons as OpenAI's. */
-export function finishReasonOf(reason: unknown, calledTools: boolean): FinishReason {
+export function geminiFinishReason(reason: unknown, calledTools: boolean): FinishReason {
   switch (reason) {
     case undefined:
     case null:
@@ -209,7 +209,7 @@ export function finishReasonOf(reason: unknown, calledTools: boolean): FinishRea
  * (`cachedContentTokenCount` becomes `cached_tokens`); thinking tokens are billed as output, so
  * they count in `completion_tokens` and show as `reasoning_tokens`.
  */
-export function usageOf(u: any): Usage {
+export function geminiUsage(u: any): Usage {
   const n = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) && v > 0 ? v : 0);
   const prompt = n(u?.promptTokenCount) + n(u?.toolUsePromptTokenCount);
   const thoughts = n(u?.thoughtsTokenCount);
@@ -226,7 +226,7 @@ export function usageOf(u: any): Usage {
 const callId = () => `call_${randomBytes(12).toString('base64url')}`;
 
 /** A generateContent answer as a `chat.completion`. */
-export function toCompletion(provider: ProviderConfig, request: ChatRequest, body: any): ChatCompletion {
+export function geminiToCompletion(provider: ProviderConfig, request: ChatRequest, body: any): ChatCompletion {
   if (!body || typeof body !== 'object') throw new ProviderError('malformed', `${provider.name}: answer is not an object`);
   const candidates: any[] = Array.isArray(body.candidates) ? body.candidates : [];
   if (candidates.length === 0 && !body.promptFeedback?.blockReason) throw new ProviderError('malformed', `${provider.name}: answer has no candidates`);
@@ -253,7 +253,7 @@ export function toCompletion(provider: ProviderConfig, request: ChatRequest, bod
               ...(reasoning ? { reasoning_content: reasoning } : {}),
               ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}),
             },
-            finish_reason: finishReasonOf(c?.finishReason, toolCalls.length > 0) ?? 'stop',
+            finish_reason: geminiFinishReason(c?.finishReason, toolCalls.length > 0) ?? 'stop',
             logprobs: null,
           };
         });
@@ -263,7 +263,7 @@ export function toCompletion(provider: ProviderConfig, request: ChatRequest, bod
     created: Math.floor(Date.now() / 1000),
     model: request.model,
     choices,
-    usage: usageOf(body.usageMetadata),
+    usage: geminiUsage(body.usageMetadata),
   };
 }
 
@@ -277,7 +277,7 @@ function streamErrorKind(code: unknown): ProviderError['kind'] {
 }
 
 /** streamGenerateContent chunks (parsed SSE data) as OpenAI chunks. */
-export async function* toChunks(provider: ProviderConfig, request: ChatRequest, events: AsyncIterable<unknown>, scrub: (text: string) => string): AsyncGenerator<ChatCompletionChunk> {
+export async function* geminiToChunks(provider: ProviderConfig, request: ChatRequest, events: AsyncIterable<unknown>, scrub: (text: string) => string): AsyncGenerator<ChatCompletionChunk> {
   const created = Math.floor(Date.now() / 1000);
   let id = '';
   const started = new Set<number>();
@@ -297,7 +297,7 @@ export async function* toChunks(provider: ProviderConfig, request: ChatRequest, 
       throw new ProviderError(streamErrorKind(data.error.code), `${provider.name}: error in stream: ${scrub(String(data.error.message ?? data.error.status ?? 'unknown')).slice(0, 500)}`);
     }
     if (!id) id = `chatcmpl-${typeof data?.responseId === 'string' ? data.responseId : callId()}`;
-    if (data?.usageMetadata) usage = usageOf(data.usageMetadata);
+    if (data?.usageMetadata) usage = geminiUsage(data.usageMetadata);
     for (const c of Array.isArray(data?.candidates) ? data.candidates : []) {
       const index = typeof c?.index === 'number' ? c.index : 0;
       if (!started.has(index)) {
@@ -313,7 +313,7 @@ export async function* toChunks(provider: ProviderConfig, request: ChatRequest, 
           yield chunk(index, { tool_calls: [{ index: n, id: typeof fc.id === 'string' ? fc.id : callId(), type: 'function', function: { name: String(fc.name), arguments: JSON.stringify(fc.args ?? {}) } }] });
         }
       }
-      if (c?.finishReason) finishes.set(index, finishReasonOf(c.finishReason, (toolCounts.get(index) ?? 0) > 0));
+      if (c?.finishReason) finishes.set(index, geminiFinishReason(c.finishReason, (toolCounts.get(index) ?? 0) > 0));
     }
     if (started.size === 0 && data?.promptFeedback?.blockReason) {
       started.add(0);
@@ -325,6 +325,6 @@ export async function* toChunks(provider: ProviderConfig, request: ChatRequest, 
   const indexes = [...started].sort((a, b) => a - b);
   for (const [k, index] of indexes.entries()) {
     const last = chunk(index, {}, finishes.get(index) ?? 'stop');
-    yield k === indexes.length - 1 ? { ...last, usage: usage ?? usageOf(undefined) } : last;
+    yield k === indexes.length - 1 ? { ...last, usage: usage ?? geminiUsage(undefined) } : last;
   }
 }
