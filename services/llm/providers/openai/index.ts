@@ -86,7 +86,7 @@ function countedUsage(request: ChatRequest, completionText: string): Usage {
 }
 
 /** Normalises a `chat.completion` body; anything without choices is `malformed`. */
-export function toOpenAICompletion(provider: ProviderConfig, request: ChatRequest, body: any): ChatCompletion {
+function toCompletion(provider: ProviderConfig, request: ChatRequest, body: any): ChatCompletion {
   if (!body || typeof body !== 'object' || !Array.isArray(body.choices)) {
     throw new ProviderError('malformed', `${provider.name}: response has no choices`);
   }
@@ -107,7 +107,7 @@ export function toOpenAICompletion(provider: ProviderConfig, request: ChatReques
 }
 
 /** Turns an upstream event stream into canonical chunks; the last one carries usage. */
-export async function* openaiChunks(provider: ProviderConfig, request: ChatRequest, res: ProviderResponse, signal?: AbortSignal): AsyncGenerator<ChatCompletionChunk> {
+async function* openaiChunks(provider: ProviderConfig, request: ChatRequest, res: ProviderResponse, signal?: AbortSignal): AsyncGenerator<ChatCompletionChunk> {
   let done = false;
   let finished = false;
   let usage: Usage | undefined;
@@ -174,7 +174,7 @@ export function createOpenAIAdapter(options: OpenAIAdapterOptions = {}): Provide
     async complete(provider: ProviderConfig, request: ChatRequest, call: CallOptions): Promise<ChatCompletion> {
       const res = await transport.post(provider, '/chat/completions', toOpenAIBody(request, type, false), { ...authHeaders(provider), accept: 'application/json' }, call);
       if (res.statusCode >= 400) throw await errorFromResponse(provider, res);
-      return toOpenAICompletion(provider, request, await readJson(provider, res, call.signal));
+      return toCompletion(provider, request, await readJson(provider, res, call.signal));
     },
     async stream(provider: ProviderConfig, request: ChatRequest, call: CallOptions): Promise<AsyncIterable<ChatCompletionChunk>> {
       const res = await transport.post(provider, '/chat/completions', toOpenAIBody(request, type, true), { ...authHeaders(provider), accept: 'text/event-stream' }, call);
@@ -191,3 +191,7 @@ export function createOpenAIAdapter(options: OpenAIAdapterOptions = {}): Provide
 
 /** The shared OpenAI adapter (its pools live until {@link ProviderAdapter.close}). */
 export const openaiAdapter: ProviderAdapter = createOpenAIAdapter({ type: 'openai' });
+
+// The Azure OpenAI adapter speaks this wire format on other paths: it reuses the answer and
+// stream handling.
+export { toCompletion as toOpenAICompletion, openaiChunks };
