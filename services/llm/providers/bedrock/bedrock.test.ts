@@ -188,6 +188,16 @@ describe('bedrock adapter: errors and embeddings', () => {
     await expect(collect(await adapter.stream(quick, request('a b c'), {}))).rejects.toMatchObject({ retryable: true });
   });
 
+  it('times out waiting for the first byte, and stops when the caller aborts', async () => {
+    fake.setBehavior({ rules: [{ fault: { type: 'stall', beforeHeaders: true } }] });
+    const slow = { ...provider, name: 'slow', firstByteTimeoutMs: 300 };
+    await expect(adapter.complete(slow, request('x'), {})).rejects.toMatchObject({ kind: 'timeout', message: expect.stringMatching(/firstByteTimeoutMs/) });
+    await expect(adapter.stream(slow, request('x'), {})).rejects.toMatchObject({ kind: 'timeout' });
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 100);
+    await expect(adapter.complete(provider, request('x'), { signal: controller.signal })).rejects.toMatchObject({ kind: 'timeout', message: expect.stringMatching(/aborted/) });
+  });
+
   it('fails a refused connection as connection, retryable', async () => {
     const closed = await startFakeProvider();
     const url = closed.url;
