@@ -135,6 +135,15 @@ describe('bedrock adapter: translation', () => {
     const body = fake.requests[0].body as any;
     expect(body.outputConfig).toEqual({ effort: 'medium', textFormat: { type: 'json_schema', structure: { jsonSchema: { schema: JSON.stringify(schema), name: 'place' } } } });
     expect(body.additionalModelRequestFields).toBeUndefined();
+    expect(body.inferenceConfig).toBeUndefined();
+  });
+
+  it('sends Claude its family\'s max output when the client sets none, as the Anthropic adapter does', async () => {
+    await adapter.complete(provider, request('x'), {});
+    // us.anthropic.claude-sonnet-4-... is a claude-sonnet-4: 64000 tokens.
+    expect((fake.requests[0].body as any).inferenceConfig).toEqual({ maxTokens: 64000 });
+    await adapter.complete({ ...provider, maxOutputTokens: { [CLAUDE]: 1000 } }, request('x'), {});
+    expect((fake.requests[1].body as any).inferenceConfig).toEqual({ maxTokens: 1000 });
   });
 
   it('refuses what Converse cannot take with a 400 naming the field, before any call', async () => {

@@ -46,6 +46,11 @@ export function isClaude(modelId: string): boolean {
   return /(^|[.:/])anthropic\.claude/.test(modelId);
 }
 
+/** The max output of a Claude model on Bedrock: the providers file's, else its family's (`anthropic.claude-3-5-haiku-...:0` is a `claude-3-5-haiku`). */
+function claudeMaxOutput(provider: ProviderConfig | undefined, modelId: string): number | undefined {
+  return maxOutputTokensOf(provider, modelId) ?? maxOutputTokensOf(undefined, modelId.replace(/^.*?anthropic\./, '').replace(/:\d+$/, ''));
+}
+
 const cachePoint = (holder: unknown): Block[] => ((holder as { cache_control?: unknown } | null)?.cache_control ? [{ cachePoint: { type: 'default' } }] : []);
 
 function partBlocks(part: ContentPart, field: string): Block[] {
@@ -146,7 +151,7 @@ export function toConverseInput(request: ChatRequest, provider?: ProviderConfig)
       // Claude's thinking budget counts inside max_tokens, which must exceed it.
       const field = request.max_completion_tokens !== undefined && request.max_completion_tokens !== null ? 'max_completion_tokens' : 'max_tokens';
       if (maxTokens !== undefined && maxTokens <= budget) throw refuse(field, `must be greater than the thinking budget (${budget} tokens)`);
-      maxTokens ??= Math.max(budget + 1024, maxOutputTokensOf(provider, request.model) ?? 0);
+      maxTokens ??= Math.max(budget + 1024, claudeMaxOutput(provider, request.model) ?? 0);
       additional.thinking = { type: 'enabled', budget_tokens: budget };
     } else if (request.thinking !== undefined && request.thinking !== null) {
       throw refuse('thinking', 'thinking budgets are supported on Bedrock for Anthropic Claude models only (use reasoning_effort)');
@@ -154,6 +159,9 @@ export function toConverseInput(request: ChatRequest, provider?: ProviderConfig)
       outputConfig.effort = request.reasoning_effort === 'minimal' ? 'low' : request.reasoning_effort;
     }
   }
+  // As the Anthropic adapter does: Claude answers are not cut short by a default of ours or
+  // Bedrock's; the known max output of the model family (by its name inside the Bedrock ID).
+  if (maxTokens === undefined && claude) maxTokens = claudeMaxOutput(provider, request.model);
   if (maxTokens !== undefined) inference.maxTokens = maxTokens;
   if (Object.keys(inference).length > 0) input.inferenceConfig = inference;
 
