@@ -686,9 +686,10 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
 
   /**
    * The identity endpoints the cloud adapters get tokens from: Microsoft Entra ID's token
-   * endpoint (client credentials with a federated JWT assertion, as AKS workload identity does)
-   * and the GCE metadata server (GKE workload identity), each issuing tokens the Azure and Vertex
-   * sides then accept.
+   * endpoint (client credentials with a federated JWT assertion, as AKS workload identity does),
+   * the GCE metadata server (GKE workload identity), each issuing tokens the Azure and Vertex
+   * sides then accept, and AWS STS's AssumeRoleWithWebIdentity (IRSA; point
+   * `AWS_ENDPOINT_URL_STS` at the fake).
    */
   const handleIdentity = (req: IncomingMessage, res: ServerResponse, path: string, raw: string): boolean => {
     if (req.method === 'POST' && /^\/[^/]+\/oauth2\/v2\.0\/token$/.test(path)) {
@@ -701,6 +702,27 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
       const token = `entra-${nextId()}`;
       issuedTokens.add(token);
       sendJson(res, 200, { token_type: 'Bearer', expires_in: 3599, ext_expires_in: 3599, access_token: token });
+      return true;
+    }
+    if (req.method === 'POST' && path === '/' && new URLSearchParams(raw).get('Action') === 'AssumeRoleWithWebIdentity') {
+      // AWS STS, as IRSA uses it: the projected service-account token for temporary credentials.
+      record(req, path, raw, undefined);
+      const form = new URLSearchParams(raw);
+      if (!form.get('RoleArn') || !form.get('WebIdentityToken')) {
+        res.writeHead(400, { 'content-type': 'text/xml' });
+        res.end('<ErrorResponse><Error><Type>Sender</Type><Code>ValidationError</Code><Message>RoleArn and WebIdentityToken are required</Message></Error></ErrorResponse>');
+        return true;
+      }
+      const n = nextId().toUpperCase().replace(/[^A-Z0-9]/g, '').slice(-12).padStart(12, '0');
+      const expiration = new Date(Date.now() + 3600_000).toISOString();
+      res.writeHead(200, { 'content-type': 'text/xml' });
+      res.end(
+        `<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleWithWebIdentityResult>` +
+          `<Credentials><AccessKeyId>ASIAFAKE${n}</AccessKeyId><SecretAccessKey>fake-secret-${n}</SecretAccessKey><SessionToken>fake-session-${n}</SessionToken><Expiration>${expiration}</Expiration></Credentials>` +
+          `<AssumedRoleUser><Arn>${form.get('RoleArn')}/${form.get('RoleSessionName') ?? 'session'}</Arn><AssumedRoleId>AROAFAKE:${form.get('RoleSessionName') ?? 'session'}</AssumedRoleId></AssumedRoleUser>` +
+          `<SubjectFromWebIdentityToken>system:serviceaccount:promptmesh:llm</SubjectFromWebIdentityToken></AssumeRoleWithWebIdentityResult>` +
+          `<ResponseMetadata><RequestId>${nextId()}</RequestId></ResponseMetadata></AssumeRoleWithWebIdentityResponse>`,
+      );
       return true;
     }
     if (req.method === 'GET' && path.startsWith('/computeMetadata/v1/')) {
