@@ -286,6 +286,12 @@ export interface PromptServiceProps {
    * @default 'IfNotPresent'
    */
   readonly imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
+  /**
+   * Annotations of the service's ServiceAccount, e.g. IRSA's `eks.amazonaws.com/role-arn` that
+   * lets the pods assume an IAM role (the llm service calling Bedrock).
+   * @default none
+   */
+  readonly serviceAccountAnnotations?: Record<string, string>;
 }
 
 const SECRET_LIKE_NAME = /(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIALS?)$/i;
@@ -500,7 +506,8 @@ export class PromptService extends Construct {
     };
     const meta = { name: this.name, namespace: this.namespace, labels: commonLabels };
 
-    new k8s.KubeServiceAccount(this, 'ServiceAccount', { metadata: { ...meta, name: this.serviceAccountName }, automountServiceAccountToken: false });
+    const saAnnotations = props.serviceAccountAnnotations && Object.keys(props.serviceAccountAnnotations).length > 0 ? { annotations: { ...props.serviceAccountAnnotations } } : {};
+    new k8s.KubeServiceAccount(this, 'ServiceAccount', { metadata: { ...meta, name: this.serviceAccountName, ...saAnnotations }, automountServiceAccountToken: false });
     new k8s.KubeService(this, 'Service', {
       metadata: meta,
       spec: {

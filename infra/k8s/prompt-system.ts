@@ -185,6 +185,12 @@ export interface PromptSystemProps extends Omit<ChartProps, 'namespace'> {
    * @default none
    */
   readonly extraEgress?: { readonly namespace: string; readonly ports: number[] }[];
+  /**
+   * Annotations of each service's ServiceAccount, e.g. `{ llm: { 'eks.amazonaws.com/role-arn':
+   * <IRSA role> } }` so the llm pods reach Bedrock with the AWS default credential chain.
+   * @default none
+   */
+  readonly serviceAccountAnnotations?: Partial<Record<ServiceName, Record<string, string>>>;
 }
 
 const PROVIDERS_DIR = '/etc/promptmesh/providers';
@@ -318,6 +324,7 @@ export class PromptSystem extends Chart {
         configFiles: extra.configFiles,
         secretFiles: extra.secretFiles,
         secretEnvFrom: extra.secretEnvFrom,
+        serviceAccountAnnotations: props.serviceAccountAnnotations?.[svc],
       });
     };
     const routerSecretFiles: SecretFile[] = apiKeys

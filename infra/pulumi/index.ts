@@ -1,6 +1,6 @@
 /**
  * promptmesh's Pulumi components (`promptmesh/pulumi`): the cloud (Network, EksCluster, Images,
- * Database), the platform (Platform, GatewayTls), the image cache (RegistryCache) and the app (PromptSystemDeployment).
+ * Database, BedrockAccess), the platform (Platform, GatewayTls), the image cache (RegistryCache) and the app (PromptSystemDeployment).
  */
 export * from './versions';
 export * from './placement';
@@ -8,6 +8,7 @@ export * from './network';
 export * from './eks-cluster';
 export * from './platform';
 export * from './gateway-tls';
+export * from './bedrock-access';
 export * from './registry-cache';
 export * from './images';
 export * from './database';

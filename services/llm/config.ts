@@ -235,11 +235,19 @@ function parseProvider(v: Validator, raw: unknown, at: string, env: Record<strin
     'headers',
     'maxOutputTokens',
     'passthrough',
+    'deployments',
+    'apiVersion',
+    'auth',
+    'region',
+    'accountId',
+    'project',
+    'location',
   ]);
   const name = v.string(o.name, `${at}.name`, true)!;
   if (!/^[a-z0-9][a-z0-9._-]{0,62}$/i.test(name)) v.fail(`${at}.name`, 'must be 1-63 letters, digits, . _ - (starting with a letter or digit)');
   const type = v.oneOf(o.type, `${at}.type`, PROVIDER_TYPES, true) as ProviderType;
-  let baseUrl = v.string(o.baseUrl, `${at}.baseUrl`, type !== 'echo');
+  // Bedrock and Vertex know their endpoints from region/location; baseUrl only overrides them.
+  let baseUrl = v.string(o.baseUrl, `${at}.baseUrl`, type !== 'echo' && type !== 'bedrock' && type !== 'vertex');
   if (baseUrl !== undefined && type !== 'echo') {
     let u: URL | undefined;
     try {
@@ -263,7 +271,8 @@ function parseProvider(v: Validator, raw: unknown, at: string, env: Record<strin
   const connectTimeoutMs = v.int(o.connectTimeoutMs, `${at}.connectTimeoutMs`, 1, 600_000) ?? Math.min(timeoutMs, 5_000);
   const firstByteTimeoutMs = v.int(o.firstByteTimeoutMs, `${at}.firstByteTimeoutMs`, 1, 600_000) ?? timeoutMs;
   const idleTimeoutMs = v.int(o.idleTimeoutMs, `${at}.idleTimeoutMs`, 1, 600_000);
-  const provider: ProviderConfig = { name, type, baseUrl: baseUrl ?? `builtin:${type}`, timeoutMs, connectTimeoutMs, firstByteTimeoutMs };
+  const cloud = parseCloudSettings(v, o, at, type, apiKeyEnv);
+  const provider: ProviderConfig = { name, type, baseUrl: baseUrl ?? cloud.defaultBaseUrl ?? `builtin:${type}`, timeoutMs, connectTimeoutMs, firstByteTimeoutMs, ...cloud.settings };
   if (idleTimeoutMs !== undefined) provider.idleTimeoutMs = idleTimeoutMs;
   if (v.boolean(o.passthrough, `${at}.passthrough`) === true) provider.passthrough = true;
   if (apiKeyEnv !== undefined) {
@@ -321,6 +330,68 @@ function parseProvider(v: Validator, raw: unknown, at: string, env: Record<strin
 }
 
 /** Field checks that throw a ConfigError naming the file and the field path. */
+/** Fields only one provider type may set, and which. */
+const TYPE_FIELDS: Record<string, ProviderType> = {
+  deployments: 'azure-openai',
+  apiVersion: 'azure-openai',
+  auth: 'azure-openai',
+  region: 'bedrock',
+  accountId: 'bedrock',
+  project: 'vertex',
+  location: 'vertex',
+};
+
+/** The per-type settings of the cloud provider types, and the endpoint each defaults to. */
+function parseCloudSettings(
+  v: Validator,
+  o: Obj,
+  at: string,
+  type: ProviderType,
+  apiKeyEnv: string | undefined,
+): { settings: Pick<ProviderConfig, 'azure' | 'bedrock' | 'vertex'>; defaultBaseUrl?: string } {
+  for (const [field, owner] of Object.entries(TYPE_FIELDS)) {
+    if (o[field] !== undefined && owner !== type) v.fail(`${at}.${field}`, `is only for providers of type '${owner}', this one is '${type}'`);
+  }
+  if (type === 'azure-openai') {
+    const deployments: Record<string, string> = Object.create(null) as Record<string, string>;
+    for (const [model, dep] of Object.entries(v.object(o.deployments, `${at}.deployments`))) {
+      const name = v.string(dep, `${at}.deployments.${model}`, true)!;
+      if (!/^[A-Za-z0-9._-]{1,64}$/.test(name)) v.fail(`${at}.deployments.${model}`, `must be an Azure deployment name (letters, digits, . _ -), got ${JSON.stringify(name)}`);
+      deployments[model] = name;
+    }
+    const apiVersion = v.string(o.apiVersion, `${at}.apiVersion`) ?? DEFAULT_AZURE_API_VERSION;
+    if (!/^\d{4}-\d{2}-\d{2}(-preview)?$/.test(apiVersion)) v.fail(`${at}.apiVersion`, `must look like 2024-10-21 or 2025-04-01-preview, got ${JSON.stringify(apiVersion)}`);
+    const auth = (v.oneOf(o.auth, `${at}.auth`, ['api-key', 'entra'] as const) ?? (apiKeyEnv ? 'api-key' : 'entra')) as 'api-key' | 'entra';
+    if (auth === 'api-key' && !apiKeyEnv) v.fail(`${at}.apiKeyEnv`, "is required when auth is 'api-key' (or set auth: entra for workload identity)");
+    if (auth === 'entra' && apiKeyEnv) v.fail(`${at}.apiKeyEnv`, "must not be set when auth is 'entra' (the token comes from workload identity)");
+    return { settings: { azure: { deployments, apiVersion, auth } } };
+  }
+  if (type === 'bedrock') {
+    const region = v.string(o.region, `${at}.region`, true)!;
+    if (!/^[a-z]{2}(-gov)?-[a-z]+-\d$/.test(region)) v.fail(`${at}.region`, `must be an AWS region such as us-east-1, got ${JSON.stringify(region)}`);
+    const accountId = v.string(o.accountId, `${at}.accountId`);
+    if (accountId !== undefined && !/^\d{12}$/.test(accountId)) v.fail(`${at}.accountId`, `must be a 12-digit AWS account ID, got ${JSON.stringify(accountId)}`);
+    if (apiKeyEnv) v.fail(`${at}.apiKeyEnv`, 'is not used by bedrock: credentials come from the AWS default chain (IRSA or Pod Identity on EKS)');
+    return { settings: { bedrock: { region, ...(accountId ? { accountId } : {}) } }, defaultBaseUrl: `https://bedrock-runtime.${region}.amazonaws.com` };
+  }
+  if (type === 'vertex') {
+    const project = v.string(o.project, `${at}.project`);
+    const location = v.string(o.location, `${at}.location`);
+    if (project !== undefined && !/^[a-z][a-z0-9-]{4,28}[a-z0-9]$/.test(project)) v.fail(`${at}.project`, `must be a Google Cloud project ID, got ${JSON.stringify(project)}`);
+    if (location !== undefined && !/^[a-z0-9-]{1,40}$/.test(location)) v.fail(`${at}.location`, `must be a Vertex AI location such as us-central1 or global, got ${JSON.stringify(location)}`);
+    if (project === undefined && location !== undefined) v.fail(`${at}.project`, 'is required with location (Vertex AI)');
+    if (project === undefined && !apiKeyEnv) v.fail(`${at}.project`, 'is required for Vertex AI (or set apiKeyEnv for the Gemini API)');
+    if (project !== undefined && apiKeyEnv) v.fail(`${at}.apiKeyEnv`, 'must not be set with project: Vertex AI authenticates with Application Default Credentials');
+    if (project === undefined) return { settings: { vertex: {} }, defaultBaseUrl: 'https://generativelanguage.googleapis.com' };
+    const loc = location ?? 'us-central1';
+    return { settings: { vertex: { project, location: loc } }, defaultBaseUrl: loc === 'global' ? 'https://aiplatform.googleapis.com' : `https://${loc}-aiplatform.googleapis.com` };
+  }
+  return { settings: {} };
+}
+
+/** The Azure OpenAI `api-version` used when a provider names none (the GA version of October 2024). */
+export const DEFAULT_AZURE_API_VERSION = '2024-10-21';
+
 class Validator {
   constructor(readonly source: string) {}
 

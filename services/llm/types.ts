@@ -10,7 +10,7 @@ import type { ChatCompletion, ChatCompletionChunk, ChatRequest, EmbeddingsReques
  */
 
 /** The provider types a providers file may name. */
-export const PROVIDER_TYPES = ['openai', 'anthropic', 'openai-compatible', 'echo'] as const;
+export const PROVIDER_TYPES = ['openai', 'anthropic', 'openai-compatible', 'echo', 'azure-openai', 'bedrock', 'vertex'] as const;
 export type ProviderType = (typeof PROVIDER_TYPES)[number];
 
 /** USD per million tokens of one provider model. */
@@ -73,6 +73,12 @@ export interface ProviderConfig {
    * @default false
    */
   passthrough?: boolean;
+  /** Type `azure-openai`: Azure's own settings. */
+  azure?: AzureSettings;
+  /** Type `bedrock`: the AWS side. */
+  bedrock?: BedrockSettings;
+  /** Type `vertex`: Vertex AI or the Gemini API. */
+  vertex?: VertexSettings;
 }
 
 /**
@@ -83,6 +89,41 @@ export interface PassthroughResponse {
   status: number;
   headers: Record<string, string>;
   body: AsyncIterable<Uint8Array>;
+}
+
+
+/** How an `azure-openai` provider reaches its deployments. */
+export interface AzureSettings {
+  /**
+   * Model name (what routing targets say) -> deployment name. A model not listed is used as
+   * the deployment name itself (the common case of deployments named after their model).
+   */
+  deployments: Record<string, string>;
+  /** The `api-version` query parameter. @default '2024-10-21' */
+  apiVersion: string;
+  /**
+   * `api-key`: the key from `apiKeyEnv` in the `api-key` header. `entra`: a Microsoft Entra ID
+   * token through AKS workload identity (`AZURE_CLIENT_ID`, `AZURE_TENANT_ID`,
+   * `AZURE_FEDERATED_TOKEN_FILE`, `AZURE_AUTHORITY_HOST`, as the workload identity webhook injects).
+   * @default 'api-key' when `apiKeyEnv` is set, else 'entra'
+   */
+  auth: 'api-key' | 'entra';
+}
+
+/** How a `bedrock` provider reaches Bedrock (credentials: the AWS default chain, never the file). */
+export interface BedrockSettings {
+  /** AWS region of the Bedrock runtime, e.g. `us-east-1`. */
+  region: string;
+  /** Models are invoked by ID or inference-profile ID; this account ID goes into IAM ARNs. */
+  accountId?: string;
+}
+
+/** How a `vertex` provider reaches Gemini. */
+export interface VertexSettings {
+  /** Vertex AI project; with `location`. Absent: the Gemini API with the key from `apiKeyEnv`. */
+  project?: string;
+  /** Vertex AI location, e.g. `us-central1` or `global`. */
+  location?: string;
 }
 
 /** Why a provider call failed; decides retry and fallback. */
@@ -105,6 +146,11 @@ export class ProviderError extends Error {
     readonly status?: number,
     /** From the provider's Retry-After (or retry-after-ms) header. */
     readonly retryAfterMs?: number,
+    /**
+     * The request field an adapter could not translate for this provider type (a `bad_request`
+     * raised before any call); the client's 400 names it as `param`.
+     */
+    readonly param?: string,
   ) {
     super(message);
     this.name = 'ProviderError';
@@ -147,3 +193,4 @@ export interface ProviderAdapter {
   /** Releases connection pools. */
   close?(): Promise<void>;
 }
+

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { stringify } from 'yaml';
 import type { ServiceName } from '../../contracts';
-import { OTLP_ENDPOINT, PLATFORM_NAMESPACES, RELEASE_NAMES } from '../../infra/pulumi';
+import { OTLP_ENDPOINT, PLATFORM_NAMESPACES, RELEASE_NAMES, type BedrockModel } from '../../infra/pulumi';
 import { placementPolicyFor } from '../../infra/k8s/placement';
 import type { PromptSystemProps, ServiceSettings } from '../../infra/k8s/prompt-system';
 import type { AppSettings } from './config';
@@ -43,6 +43,8 @@ export interface AppInputs {
   environment: string;
   /** Whether the platform (Istio, monitoring, tracing) is installed by this program. */
   withTracing: boolean;
+  /** The IRSA role the llm ServiceAccount assumes (Bedrock providers on AWS). */
+  llmRoleArn?: string;
 }
 
 /** The `PromptSystem` props for a stack. */
@@ -77,7 +79,35 @@ export function promptSystemProps(app: AppSettings, inputs: AppInputs): PromptSy
     ...(app.providers ? { providers: app.providers, providerKeysSecret: APP_SECRETS.providerKeys } : {}),
     apiKeys: { ...APP_SECRETS.apiKeys },
     ...(inputs.withTracing ? { otlpEndpoint: OTLP_ENDPOINT, extraEgress: [{ namespace: PLATFORM_NAMESPACES.observability, ports: [4317, 4318] }] } : {}),
+    ...(inputs.llmRoleArn ? { serviceAccountAnnotations: { llm: { 'eks.amazonaws.com/role-arn': inputs.llmRoleArn } } } : {}),
   };
+}
+
+/**
+ * The Bedrock models the providers file can route to: for each `bedrock` provider, in its
+ * region, every model a `models` target names for it, plus its `models` list and priced models.
+ * The llm's IAM role is granted exactly these.
+ */
+export function bedrockModels(providersFile: Record<string, unknown> | undefined): BedrockModel[] {
+  type P = { name?: unknown; type?: unknown; region?: unknown; models?: unknown; prices?: unknown };
+  const providers = (Array.isArray(providersFile?.providers) ? providersFile.providers : []) as P[];
+  const targets = Object.values((providersFile?.models ?? {}) as Record<string, { provider?: unknown; model?: unknown }[]>).flat();
+  const out: BedrockModel[] = [];
+  const seen = new Set<string>();
+  for (const p of providers) {
+    if (p?.type !== 'bedrock' || typeof p.region !== 'string') continue;
+    const ids = [
+      ...targets.filter((t) => t?.provider === p.name).map((t) => t.model),
+      ...(Array.isArray(p.models) ? p.models : []),
+      ...Object.keys(p.prices && typeof p.prices === 'object' ? p.prices : {}),
+    ];
+    for (const id of ids) {
+      if (typeof id !== 'string' || seen.has(`${p.region}|${id}`)) continue;
+      seen.add(`${p.region}|${id}`);
+      out.push({ region: p.region, modelId: id });
+    }
+  }
+  return out;
 }
 
 /** The router's API keys file: the admin key (hashed here) and any extra hashes from config. */

@@ -4,16 +4,17 @@
  * targets an existing cluster from a kubeconfig and skips everything AWS.
  */
 import { resolve } from 'node:path';
+import * as aws from '@pulumi/aws';
 import * as k8s from '@pulumi/kubernetes';
 import * as pulumi from '@pulumi/pulumi';
 import * as random from '@pulumi/random';
 import { PromptSystem } from '../../infra/k8s/prompt-system';
 import { PostgresExporter } from '../../infra/k8s/rds-exporter';
 import {
-  Database, EksCluster, GatewayTls, IMAGES, Images, Network, Platform, PLATFORM_NAMESPACES, PromptSystemDeployment, RegistryCache, contextTag,
+  BedrockAccess, Database, EksCluster, GatewayTls, IMAGES, Images, Network, Platform, PLATFORM_NAMESPACES, PromptSystemDeployment, RegistryCache, contextTag,
   type AppSecret,
 } from '../../infra/pulumi';
-import { apiKeysFile, APP_SECRETS, promptSystemProps, type AppInputs, type DataStoreImages } from './app';
+import { apiKeysFile, APP_SECRETS, bedrockModels, promptSystemProps, type AppInputs, type DataStoreImages } from './app';
 import { NS, parseStackConfig, type StackConfig } from './config';
 
 /** The TLS Secret cert-manager writes and the gateway serves (in the gateway's namespace). */
@@ -177,17 +178,30 @@ export async function promptmeshProgram(): Promise<StackOutputs> {
     });
   }
 
+  // Bedrock providers: the llm ServiceAccount assumes a role (IRSA) that may invoke exactly the
+  // models the providers file routes to.
+  let llmRoleArn: pulumi.Output<string> | undefined;
+  const bedrock = bedrockModels(cfg.app.providers);
+  if (eksCluster && bedrock.length > 0) {
+    llmRoleArn = new BedrockAccess('bedrock', {
+      models: bedrock,
+      serviceAccountRole: eksCluster.serviceAccountRole,
+      namespace: cfg.app.namespace,
+      accountId: aws.getCallerIdentityOutput().accountId,
+    }).roleArn;
+  }
+
   const environment = cfg.environment;
   const withTracing = !!platform;
   // In aws mode the gateway serves the cert-manager certificate for promptmesh:tls's hosts.
   const appSettings = cfg.mode === 'aws' ? { ...cfg.app, tls: { credentialName: TLS_CREDENTIAL_NAME, hosts: cfg.aws.tls.hosts } } : cfg.app;
-  const deployment = new PromptSystemDeployment<{ images: AppInputs['images']; dataStoreImages?: DataStoreImages }>('app', {
+  const deployment = new PromptSystemDeployment<{ images: AppInputs['images']; dataStoreImages?: DataStoreImages; llmRoleArn?: string }>('app', {
     provider,
     namespace: cfg.app.namespace,
-    inputs: pulumi.output({ images, ...(dataStoreImages ? { dataStoreImages } : {}) }),
+    inputs: pulumi.output({ images, ...(dataStoreImages ? { dataStoreImages } : {}), ...(llmRoleArn ? { llmRoleArn } : {}) }),
     chart: (app, resolved) => {
       const system = new PromptSystem(app, 'promptmesh', promptSystemProps(appSettings, {
-        images: resolved.images, dataStoreImages: resolved.dataStoreImages, postgres: postgresMode, vpcCidr, environment, withTracing,
+        images: resolved.images, dataStoreImages: resolved.dataStoreImages, postgres: postgresMode, vpcCidr, environment, withTracing, llmRoleArn: resolved.llmRoleArn,
       }));
       // RDS has no exporter beside it: one in the cluster gives it the same pg_up series.
       if (postgresMode === 'external' && vpcCidr) {

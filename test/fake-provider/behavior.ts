@@ -3,8 +3,10 @@
  * a request picks the rule that applies to it (with a seedable RNG, so runs are reproducible).
  */
 
-/** Which API a request came in on. */
-export type FakeApi = 'openai' | 'anthropic';
+/** Which API a request came in on (`azure` is OpenAI's wire format on Azure's paths; `gemini` is Vertex AI and the Gemini API). */
+export type FakeApi = 'openai' | 'anthropic' | 'azure' | 'bedrock' | 'gemini';
+/** Every {@link FakeApi}. */
+export const FAKE_APIS: readonly FakeApi[] = ['openai', 'anthropic', 'azure', 'bedrock', 'gemini'];
 
 /** How the fake shapes its successful replies. */
 export interface ReplyOptions {
@@ -29,6 +31,17 @@ export interface ReplyOptions {
    * @default no tool call
    */
   toolCall?: { name: string; arguments: Record<string, unknown> };
+  /**
+   * Answer with several tool calls at once (parallel tool calls); wins over `toolCall`.
+   * @default no tool call
+   */
+  toolCalls?: Array<{ name: string; arguments: Record<string, unknown> }>;
+  /**
+   * Reasoning text sent before the answer: Bedrock `reasoningContent`, Gemini `thought` parts
+   * (the OpenAI and Anthropic sides ignore it).
+   * @default none
+   */
+  reasoning?: string;
   /**
    * Send no usage at all (no `usage` field, no usage chunk even when asked), like some
    * OpenAI-compatible servers.
@@ -150,7 +163,14 @@ function checkKeys(value: Record<string, unknown>, allowed: readonly string[], f
 
 function validateReply(reply: unknown, field: string): ReplyOptions {
   if (!isObject(reply)) throw new PlanError(field, 'must be an object');
-  checkKeys(reply, ['text', 'tokens', 'tokenDelayMs', 'toolCall', 'omitUsage', 'cachedTokens', 'cacheWriteTokens', 'splitMultibyte'], field);
+  checkKeys(reply, ['text', 'tokens', 'tokenDelayMs', 'toolCall', 'toolCalls', 'reasoning', 'omitUsage', 'cachedTokens', 'cacheWriteTokens', 'splitMultibyte'], field);
+  if (reply.reasoning !== undefined && typeof reply.reasoning !== 'string') throw new PlanError(`${field}.reasoning`, 'must be a string');
+  if (reply.toolCalls !== undefined) {
+    if (!Array.isArray(reply.toolCalls) || reply.toolCalls.length === 0) throw new PlanError(`${field}.toolCalls`, 'must be a non-empty array');
+    reply.toolCalls.forEach((tc: unknown, i: number) => {
+      if (!isObject(tc) || typeof tc.name !== 'string' || !isObject(tc.arguments)) throw new PlanError(`${field}.toolCalls[${i}]`, 'must be { name: string, arguments: object }');
+    });
+  }
   for (const k of ['cachedTokens', 'cacheWriteTokens'] as const) {
     if (reply[k] !== undefined && !(Number.isInteger(reply[k]) && (reply[k] as number) >= 0)) throw new PlanError(`${field}.${k}`, 'must be an integer >= 0');
   }
@@ -221,7 +241,7 @@ function validateRule(rule: unknown, field: string): BehaviorRule {
   if (model !== undefined && typeof model !== 'string' && !(Array.isArray(model) && model.every((m) => typeof m === 'string'))) {
     throw new PlanError(`${field}.model`, 'must be a string or an array of strings');
   }
-  if (api !== undefined && api !== 'openai' && api !== 'anthropic') throw new PlanError(`${field}.api`, "must be 'openai' or 'anthropic'");
+  if (api !== undefined && !FAKE_APIS.includes(api as FakeApi)) throw new PlanError(`${field}.api`, `must be one of ${FAKE_APIS.map((a) => `'${a}'`).join(', ')}`);
   if (stream !== undefined && typeof stream !== 'boolean') throw new PlanError(`${field}.stream`, 'must be a boolean');
   if (times !== undefined && !(Number.isInteger(times) && (times as number) >= 0)) throw new PlanError(`${field}.times`, 'must be an integer >= 0');
   if (probability !== undefined && !(isNonNegNumber(probability) && probability <= 1)) throw new PlanError(`${field}.probability`, 'must be a number in [0, 1]');

@@ -2,7 +2,8 @@
  * Runs the fake LLM provider as a process:
  *
  *   tsx test/fake-provider/main.ts [--port 9100] [--host 127.0.0.1] [--api-key K]
- *       [--anthropic-api-key K] [--plan plan.json] [--record N]
+ *       [--anthropic-api-key K] [--azure-api-key K] [--aws-access-key-id K] [--gemini-api-key K]
+ *       [--plan plan.json] [--record N]
  *
  * Steer it at run time with `POST /_fake/behavior`, `DELETE /_fake/behavior`,
  * `GET /_fake/requests`, `GET /_fake/stats` (see docs/fake-provider.md).
@@ -10,7 +11,8 @@
 import { readFileSync } from 'node:fs';
 import { startFakeProvider, type FakeProviderOptions } from './server';
 
-const USAGE = 'usage: tsx test/fake-provider/main.ts [--port N] [--host H] [--api-key K] [--anthropic-api-key K] [--plan FILE] [--record N]';
+const USAGE =
+  'usage: tsx test/fake-provider/main.ts [--port N] [--host H] [--api-key K] [--anthropic-api-key K] [--azure-api-key K] [--aws-access-key-id K] [--gemini-api-key K] [--plan FILE] [--record N]';
 
 function parseArgs(argv: string[]): FakeProviderOptions {
   const options: FakeProviderOptions = { port: 9100 };
@@ -40,6 +42,15 @@ function parseArgs(argv: string[]): FakeProviderOptions {
       case '--anthropic-api-key':
         options.anthropicApiKey = need();
         break;
+      case '--azure-api-key':
+        options.azureApiKey = need();
+        break;
+      case '--aws-access-key-id':
+        options.awsAccessKeyId = need();
+        break;
+      case '--gemini-api-key':
+        options.geminiApiKey = need();
+        break;
       case '--plan':
         options.plan = JSON.parse(readFileSync(need(), 'utf8'));
         break;
@@ -60,7 +71,7 @@ function parseArgs(argv: string[]): FakeProviderOptions {
 
 async function main(): Promise<void> {
   const fake = await startFakeProvider(parseArgs(process.argv.slice(2)));
-  console.log(`fake provider listening on ${fake.url} (OpenAI base ${fake.url}/v1, Anthropic base ${fake.url})`);
+  console.log(`fake provider listening on ${fake.url} (OpenAI base ${fake.url}/v1; Anthropic, Azure OpenAI, Bedrock and Gemini base ${fake.url})`);
   const stop = () => {
     void fake.close().then(() => process.exit(0));
   };

@@ -1,6 +1,7 @@
 /**
  * The fake LLM provider: a real HTTP server (node:http) that speaks the OpenAI Chat Completions,
- * Embeddings and Responses APIs and the Anthropic Messages API, streaming included, and misbehaves on demand (latency,
+ * Embeddings and Responses APIs (chat and embeddings also on Azure OpenAI's deployment paths), the Anthropic Messages API, Bedrock Converse
+ * (bedrock.ts) and Gemini (gemini.ts), streaming included, and misbehaves on demand (latency,
  * 429 with Retry-After, 5xx, 529, connection resets, stalled streams, malformed bodies).
  *
  * Tests embed it with {@link startFakeProvider}; the benchmark and people run it with
@@ -12,6 +13,9 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { Behavior, PlanError, validatePlan, type BehaviorPlan, type FakeApi, type Fault, type ReplyOptions } from './behavior';
 import { FakeRequestError, fakeEmbeddings, fakeResponse } from './openai-extra';
+import { bedrockRoute, bedrockStatusError, brokenFrame, checkBedrockAuth, converseBody, converseStreamEvents, exceptionFrame, invokeEmbeddings, parseConverse } from './bedrock';
+import { GEMINI_BROKEN_EVENT, geminiEmbeddings, geminiErrorBody, geminiRoute, geminiStatusError, generateContentBody, generateContentEvents, parseGenerateContent, type GeminiRoute } from './gemini';
+import { HttpError, estimateTokens, fakeVector, joinChunks, type Json, type Reply, type StreamEvents, type WireChunk } from './wire';
 
 export * from './behavior';
 
@@ -33,6 +37,16 @@ export interface FakeProviderOptions {
    * @default unset: any non-empty `x-api-key` is accepted
    */
   anthropicApiKey?: string;
+  /**
+   * The key Azure OpenAI paths expect in the `api-key` header; a bearer token the fake issued at
+   * its Entra ID token endpoint is accepted instead. Without one or the other: 401.
+   * @default unset: any non-empty `api-key`, or a token the fake issued
+   */
+  azureApiKey?: string;
+  /** The access key ID Bedrock requests must be signed with. @default unset: any SigV4 signature for `bedrock` */
+  awsAccessKeyId?: string;
+  /** The Gemini API key (`x-goog-api-key` or `?key=`). @default unset: any non-empty key */
+  geminiApiKey?: string;
   /** The models `GET /v1/models` lists. @default ['gpt-4o-mini', 'claude-haiku-4-5'] */
   models?: string[];
   /** The behaviour to start with. @default {} (every request succeeds) */
@@ -91,49 +105,16 @@ const DEFAULT_MODELS = ['gpt-4o-mini', 'claude-haiku-4-5'];
 const ID_PREFIX = randomBytes(6).toString('hex');
 const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' };
 
-/** What the reply to one request is, before it is put on the wire. */
-interface Reply {
-  id: string;
-  model: string;
-  /** Content tokens, each one streamed delta. Empty for a tool call. */
-  pieces: string[];
-  toolCall?: { id: string; name: string; arguments: string };
-  finish: 'stop' | 'length' | 'tool' | 'stop_sequence';
-  stopSequence: string | null;
-  promptTokens: number;
-  completionTokens: number;
-  tokenDelayMs: number;
-  omitUsage: boolean;
-  /** Of promptTokens: read from / written to the prompt cache. */
-  cachedTokens?: number;
-  cacheWriteTokens?: number;
-}
+const STREAM_HEADERS: Record<FakeApi, Record<string, string>> = {
+  openai: SSE_HEADERS,
+  azure: SSE_HEADERS,
+  anthropic: SSE_HEADERS,
+  gemini: SSE_HEADERS,
+  bedrock: { 'content-type': 'application/vnd.amazon.eventstream', 'x-amzn-bedrock-content-type': 'application/json' },
+};
 
-/** The SSE events of one stream: those before the content, the content deltas, those after. */
-interface StreamEvents {
-  head: string[];
-  tokens: string[];
-  tail: string[];
-}
-
-type Json = Record<string, any>;
-
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    readonly type: string,
-    message: string,
-    readonly param: string | null = null,
-    readonly code: string | null = null,
-  ) {
-    super(message);
-  }
-}
-
-/** Cheap token estimate (about four characters a token), enough for realistic usage fields. */
-function estimateTokens(text: string): number {
-  return text.length === 0 ? 0 : Math.ceil(text.length / 4);
-}
+/** Whether the canonical body of an API uses Anthropic's names (`system`, `stop_sequences`, `max_tokens`). */
+const anthropicLike = (api: FakeApi) => api === 'anthropic' || api === 'bedrock' || api === 'gemini';
 
 /** The text of an OpenAI or Anthropic message content (string, parts or blocks). */
 function contentText(content: unknown): string {
@@ -215,11 +196,19 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
   };
 
   const sendError = (res: ServerResponse, api: FakeApi, err: HttpError, headers: Record<string, string> = {}) => {
-    const body =
-      api === 'anthropic'
-        ? { type: 'error', error: { type: err.type, message: err.message } }
-        : { error: { message: err.message, type: err.type, param: err.param, code: err.code } };
-    sendJson(res, err.status, body, headers);
+    switch (api) {
+      case 'anthropic':
+        return sendJson(res, err.status, { type: 'error', error: { type: err.type, message: err.message } }, headers);
+      case 'bedrock':
+        // The AWS SDK reads the error's type from this header (restJson1).
+        return sendJson(res, err.status, { message: err.message }, { 'x-amzn-errortype': `${err.type}:http://internal.amazon.com/coral/com.amazon.bedrock/`, 'x-amzn-requestid': nextId(), ...headers });
+      case 'gemini':
+        return sendJson(res, err.status, geminiErrorBody(err), headers);
+      case 'azure':
+        return sendJson(res, err.status, { error: { code: err.code ?? String(err.status), message: err.message, type: err.type, param: err.param } }, headers);
+      default:
+        return sendJson(res, err.status, { error: { message: err.message, type: err.type, param: err.param, code: err.code } }, headers);
+    }
   };
 
   // ---- replies --------------------------------------------------------------------------------
@@ -234,20 +223,24 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
   const buildPlainReply = (api: FakeApi, body: Json, options: ReplyOptions): Reply => {
     const messages = body.messages as Json[];
     const id = api === 'anthropic' ? `msg_${nextId()}` : `chatcmpl-${nextId()}`;
-    const prompt = promptTokens(messages, api === 'anthropic' ? body.system : undefined);
+    const prompt = promptTokens(messages, anthropicLike(api) ? body.system : undefined);
     const tokenDelayMs = options.tokenDelayMs ?? 0;
     const omitUsage = options.omitUsage ?? false;
-    if (options.toolCall) {
-      const args = JSON.stringify(options.toolCall.arguments);
+    const reasoning = options.reasoning !== undefined ? { reasoning: options.reasoning } : {};
+    const calls = options.toolCalls ?? (options.toolCall ? [options.toolCall] : []);
+    if (calls.length > 0) {
+      const prefix = api === 'anthropic' ? 'toolu_' : api === 'bedrock' ? 'tooluse_' : 'call_';
+      const toolCalls = calls.map((c) => ({ id: `${prefix}${nextId()}`, name: c.name, arguments: JSON.stringify(c.arguments) }));
       return {
         id,
         model: body.model,
         pieces: [],
-        toolCall: { id: api === 'anthropic' ? `toolu_${nextId()}` : `call_${nextId()}`, name: options.toolCall.name, arguments: args },
+        toolCalls,
+        ...reasoning,
         finish: 'tool',
         stopSequence: null,
         promptTokens: prompt,
-        completionTokens: estimateTokens(args) + 8,
+        completionTokens: toolCalls.reduce((n, tc) => n + estimateTokens(tc.arguments) + 8, 0),
         tokenDelayMs,
         omitUsage,
       };
@@ -261,7 +254,7 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     }
     let finish: Reply['finish'] = 'stop';
     let stopSequence: string | null = null;
-    const stops = api === 'anthropic' ? asStopList(body.stop_sequences) : asStopList(body.stop);
+    const stops = anthropicLike(api) ? asStopList(body.stop_sequences) : asStopList(body.stop);
     let cut = -1;
     for (const s of stops) {
       const at = text.indexOf(s);
@@ -273,15 +266,15 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     if (cut >= 0) {
       text = text.slice(0, cut);
       pieces = text.match(/\s*\S+\s*$|\s*\S+/g) ?? [];
-      finish = api === 'anthropic' ? 'stop_sequence' : 'stop';
+      finish = anthropicLike(api) ? 'stop_sequence' : 'stop';
     }
-    const maxTokens = api === 'anthropic' ? body.max_tokens : (body.max_completion_tokens ?? body.max_tokens);
+    const maxTokens = anthropicLike(api) ? body.max_tokens : (body.max_completion_tokens ?? body.max_tokens);
     if (typeof maxTokens === 'number' && pieces.length > maxTokens) {
       pieces = pieces.slice(0, Math.max(0, maxTokens));
       finish = 'length';
       stopSequence = null;
     }
-    return { id, model: body.model, pieces, finish, stopSequence, promptTokens: prompt, completionTokens: pieces.length, tokenDelayMs, omitUsage };
+    return { id, model: body.model, pieces, toolCalls: [], ...reasoning, finish, stopSequence, promptTokens: prompt, completionTokens: pieces.length, tokenDelayMs, omitUsage };
   };
 
   const openaiFinish = (r: Reply) => (r.finish === 'tool' ? 'tool_calls' : r.finish === 'length' ? 'length' : 'stop');
@@ -302,9 +295,10 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     choices: [
       {
         index: 0,
-        message: r.toolCall
-          ? { role: 'assistant', content: null, refusal: null, tool_calls: [{ id: r.toolCall.id, type: 'function', function: { name: r.toolCall.name, arguments: r.toolCall.arguments } }] }
-          : { role: 'assistant', content: r.pieces.join(''), refusal: null },
+        message:
+          r.toolCalls.length > 0
+            ? { role: 'assistant', content: null, refusal: null, tool_calls: r.toolCalls.map((tc) => ({ id: tc.id, type: 'function', function: { name: tc.name, arguments: tc.arguments } })) }
+            : { role: 'assistant', content: r.pieces.join(''), refusal: null },
         logprobs: null,
         finish_reason: openaiFinish(r),
       },
@@ -319,9 +313,7 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     type: 'message',
     role: 'assistant',
     model: r.model,
-    content: r.toolCall
-      ? [{ type: 'tool_use', id: r.toolCall.id, name: r.toolCall.name, input: JSON.parse(r.toolCall.arguments) }]
-      : [{ type: 'text', text: r.pieces.join('') }],
+    content: r.toolCalls.length > 0 ? r.toolCalls.map((tc) => ({ type: 'tool_use', id: tc.id, name: tc.name, input: JSON.parse(tc.arguments) })) : [{ type: 'text', text: r.pieces.join('') }],
     stop_reason: anthropicStop(r),
     stop_sequence: r.stopSequence,
     usage: {
@@ -338,13 +330,16 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     const chunk = (delta: string, finish = 'null') => `${prefix}${delta},"logprobs":null,"finish_reason":${finish}}]${usageField}}\n\n`;
     const head = [chunk('{"role":"assistant","content":"","refusal":null}')];
     const tokens: string[] = [];
-    if (r.toolCall) {
-      const tc = r.toolCall;
-      head.push(chunk(JSON.stringify({ tool_calls: [{ index: 0, id: tc.id, type: 'function', function: { name: tc.name, arguments: '' } }] })));
-      const step = Math.max(1, Math.ceil(tc.arguments.length / 3));
-      for (let i = 0; i < tc.arguments.length; i += step) {
-        tokens.push(chunk(JSON.stringify({ tool_calls: [{ index: 0, function: { arguments: tc.arguments.slice(i, i + step) } }] })));
-      }
+    if (r.toolCalls.length > 0) {
+      r.toolCalls.forEach((tc, index) => {
+        const start = chunk(JSON.stringify({ tool_calls: [{ index, id: tc.id, type: 'function', function: { name: tc.name, arguments: '' } }] }));
+        if (index === 0) head.push(start);
+        else tokens.push(start);
+        const step = Math.max(1, Math.ceil(tc.arguments.length / 3));
+        for (let i = 0; i < tc.arguments.length; i += step) {
+          tokens.push(chunk(JSON.stringify({ tool_calls: [{ index, function: { arguments: tc.arguments.slice(i, i + step) } }] })));
+        }
+      });
     } else {
       for (const p of r.pieces) tokens.push(chunk(`{"content":${JSON.stringify(p)}}`));
     }
@@ -362,27 +357,34 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     const ev = (type: string, data: unknown) => `event: ${type}\ndata: ${JSON.stringify(data)}\n\n`;
     const message = { ...anthropicMessage(r), content: [], stop_reason: null, stop_sequence: null };
     message.usage = { ...message.usage, output_tokens: 1 };
+    const first = r.toolCalls[0];
     const head = [
       ev('message_start', { type: 'message_start', message }),
       ev('content_block_start', {
         type: 'content_block_start',
         index: 0,
-        content_block: r.toolCall ? { type: 'tool_use', id: r.toolCall.id, name: r.toolCall.name, input: {} } : { type: 'text', text: '' },
+        content_block: first ? { type: 'tool_use', id: first.id, name: first.name, input: {} } : { type: 'text', text: '' },
       }),
       ev('ping', { type: 'ping' }),
     ];
     const tokens: string[] = [];
-    if (r.toolCall) {
-      const args = r.toolCall.arguments;
-      const step = Math.max(1, Math.ceil(args.length / 3));
-      for (let i = 0; i < args.length; i += step) {
-        tokens.push(ev('content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'input_json_delta', partial_json: args.slice(i, i + step) } }));
-      }
+    if (first) {
+      r.toolCalls.forEach((tc, index) => {
+        if (index > 0) {
+          tokens.push(ev('content_block_stop', { type: 'content_block_stop', index: index - 1 }));
+          tokens.push(ev('content_block_start', { type: 'content_block_start', index, content_block: { type: 'tool_use', id: tc.id, name: tc.name, input: {} } }));
+        }
+        const args = tc.arguments;
+        const step = Math.max(1, Math.ceil(args.length / 3));
+        for (let i = 0; i < args.length; i += step) {
+          tokens.push(ev('content_block_delta', { type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: args.slice(i, i + step) } }));
+        }
+      });
     } else {
       for (const p of r.pieces) tokens.push(ev('content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: p } }));
     }
     const tail = [
-      ev('content_block_stop', { type: 'content_block_stop', index: 0 }),
+      ev('content_block_stop', { type: 'content_block_stop', index: Math.max(0, r.toolCalls.length - 1) }),
       ev('message_delta', { type: 'message_delta', delta: { stop_reason: anthropicStop(r), stop_sequence: r.stopSequence }, usage: { output_tokens: r.completionTokens } }),
       ev('message_stop', { type: 'message_stop' }),
     ];
@@ -391,11 +393,28 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
 
   // ---- faults ---------------------------------------------------------------------------------
 
-  const brokenEvent = (api: FakeApi) =>
-    api === 'anthropic' ? 'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":\n\n' : 'data: {"id":"chatcmpl-broken","choices":[{"delta":{"content":\n\n';
+  const brokenEvent = (api: FakeApi): WireChunk => {
+    if (api === 'bedrock') return brokenFrame();
+    if (api === 'gemini') return GEMINI_BROKEN_EVENT;
+    return api === 'anthropic' ? 'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":\n\n' : 'data: {"id":"chatcmpl-broken","choices":[{"delta":{"content":\n\n';
+  };
+
+  /** The error event each API sends mid-stream. */
+  const streamError = (api: FakeApi, message: (m: string) => string): WireChunk => {
+    switch (api) {
+      case 'anthropic':
+        return `event: error\ndata: ${JSON.stringify({ type: 'error', error: { type: 'overloaded_error', message: message('Overloaded') } })}\n\n`;
+      case 'bedrock':
+        return exceptionFrame('serviceUnavailableException', message('Bedrock is unable to process your request.'));
+      case 'gemini':
+        return `data: ${JSON.stringify(geminiErrorBody(new HttpError(503, 'UNAVAILABLE', message('The model is overloaded. Please try again later.'))))}\r\n\r\n`;
+      default:
+        return `data: ${JSON.stringify({ error: { message: message('The server had an error while processing your request.'), type: 'server_error', param: null, code: null } })}\n\n`;
+    }
+  };
 
   /** Writes `data`, then destroys the socket once it is flushed. */
-  const writeThenReset = (res: ServerResponse, data: string) => {
+  const writeThenReset = (res: ServerResponse, data: string | Buffer) => {
     res.write(data, () => res.socket?.destroy());
   };
 
@@ -416,7 +435,7 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
         if (fault.retryAfter !== undefined) headers['retry-after'] = String(fault.retryAfter);
         if (fault.retryAfterMs !== undefined) headers['retry-after-ms'] = String(fault.retryAfterMs);
         const [type, message] = statusError(api, fault.status);
-        sendError(res, api, new HttpError(fault.status, type, echo(fault.message ?? message), null, null), headers);
+        sendError(res, api, new HttpError(fault.status, type, echo(fault.message ?? message), null, api === 'azure' ? String(fault.status) : null), headers);
         return `status_${fault.status}`;
       }
       case 'reset': {
@@ -426,8 +445,8 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
         }
         if (stream) {
           const ev = events();
-          res.writeHead(200, SSE_HEADERS);
-          writeThenReset(res, ev.head.join('') + (ev.tokens[0] ?? ''));
+          res.writeHead(200, STREAM_HEADERS[api]);
+          writeThenReset(res, joinChunks(ev.head, ev.tokens.slice(0, 1)));
         } else {
           const body = plainBody();
           res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
@@ -443,8 +462,8 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
         }
         if (stream) {
           const ev = events();
-          res.writeHead(200, SSE_HEADERS);
-          res.write(ev.head.join('') + ev.tokens.slice(0, fault.afterChunks ?? 2).join(''));
+          res.writeHead(200, STREAM_HEADERS[api]);
+          res.write(joinChunks(ev.head, ev.tokens.slice(0, fault.afterChunks ?? 2)));
         } else {
           const body = plainBody();
           res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
@@ -459,19 +478,15 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
           return 'status_500';
         }
         const ev = events();
-        res.writeHead(200, SSE_HEADERS);
-        const error =
-          api === 'anthropic'
-            ? `event: error\ndata: ${JSON.stringify({ type: 'error', error: { type: 'overloaded_error', message: echo('Overloaded') } })}\n\n`
-            : `data: ${JSON.stringify({ error: { message: echo('The server had an error while processing your request.'), type: 'server_error', param: null, code: null } })}\n\n`;
-        res.end(ev.head.join('') + ev.tokens.slice(0, fault.afterChunks ?? 1).join('') + error);
+        res.writeHead(200, STREAM_HEADERS[api]);
+        res.end(joinChunks(ev.head, ev.tokens.slice(0, fault.afterChunks ?? 1), [streamError(api, echo)]));
         return 'error_event';
       }
       case 'malformed': {
         if (stream) {
           const ev = events();
-          res.writeHead(200, SSE_HEADERS);
-          res.end(ev.head.join('') + (ev.tokens[0] ?? '') + brokenEvent(api) + ev.tail.join(''));
+          res.writeHead(200, STREAM_HEADERS[api]);
+          res.end(joinChunks(ev.head, ev.tokens.slice(0, 1), [brokenEvent(api)], ev.tail));
         } else {
           const body = plainBody();
           const broken = body.slice(0, Math.floor(body.length / 2));
@@ -503,49 +518,84 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     res.write(bytes.subarray(from));
   };
 
-  const writeStream = async (res: ServerResponse, ev: StreamEvents, delayMs: number, splitMultibyte = false) => {
-    res.writeHead(200, SSE_HEADERS);
-    if (splitMultibyte) {
+  const writeStream = async (res: ServerResponse, api: FakeApi, ev: StreamEvents, delayMs: number, splitMultibyte = false) => {
+    res.writeHead(200, STREAM_HEADERS[api]);
+    const whole = joinChunks(ev.head, ev.tokens, ev.tail);
+    // Binary frames (Bedrock) are split by the frame decoder anyway; only text is cut here.
+    if (splitMultibyte && typeof whole === 'string') {
       res.socket?.setNoDelay(true);
-      await writeSplit(res, ev.head.join('') + ev.tokens.join('') + ev.tail.join(''));
+      await writeSplit(res, whole);
       res.end();
       return;
     }
     if (delayMs <= 0) {
-      res.end(ev.head.join('') + ev.tokens.join('') + ev.tail.join(''));
+      res.end(whole);
       return;
     }
-    res.write(ev.head.join(''));
+    res.write(joinChunks(ev.head));
     for (const t of ev.tokens) {
       await sleep(delayMs);
       if (res.destroyed) return;
       res.write(t);
     }
-    res.end(ev.tail.join(''));
+    res.end(joinChunks(ev.tail));
   };
 
   // ---- the provider APIs ----------------------------------------------------------------------
 
-  const handleCompletion = async (api: FakeApi, req: IncomingMessage, res: ServerResponse, raw: string, path: string) => {
-    stats.requests++;
-    let body: Json | undefined;
+  /** Tokens the fake issued (Entra ID, GCE metadata): what the Azure and Vertex sides accept as bearer tokens. */
+  const issuedTokens = new Set<string>();
+
+  /** Validates a request of any API and returns the canonical body replies are built from. */
+  const parseRequest = (route: ApiRoute, req: IncomingMessage, body: Json | undefined): Json => {
+    switch (route.api) {
+      case 'openai':
+        checkOpenAI(req, body, options.apiKey);
+        return body!;
+      case 'anthropic':
+        checkAnthropic(req, body, options.anthropicApiKey);
+        return body!;
+      case 'azure': {
+        checkAzure(req, route, options.azureApiKey, issuedTokens);
+        // Azure takes the model from the deployment; a body's `model` is ignored.
+        const withModel = body && route.deployment ? { ...body, model: route.deployment } : body;
+        checkOpenAI(req, withModel, undefined);
+        return withModel!;
+      }
+      case 'bedrock':
+        checkBedrockAuth(req, options.awsAccessKeyId);
+        return parseConverse(body, route.bedrock!.modelId, route.bedrock!.op === 'converse-stream');
+      case 'gemini':
+        checkGeminiAuth(req, route, options.geminiApiKey, issuedTokens);
+        return parseGenerateContent(body, route.gemini!.model, route.gemini!.method === 'streamGenerateContent');
+    }
+  };
+
+  const parseBody = (raw: string): Json | undefined => {
     try {
       const parsed: unknown = raw.length > 0 ? JSON.parse(raw) : undefined;
-      body = parsed && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Json) : undefined;
+      return parsed && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Json) : undefined;
     } catch {
-      body = undefined;
+      return undefined;
     }
+  };
+
+  const REQUEST_ID_HEADERS: Record<FakeApi, string> = { openai: 'x-request-id', azure: 'apim-request-id', anthropic: 'request-id', bedrock: 'x-amzn-requestid', gemini: 'x-request-id' };
+
+  const handleCompletion = async (route: ApiRoute, req: IncomingMessage, res: ServerResponse, raw: string, path: string) => {
+    const api = route.api;
+    stats.requests++;
+    const body = parseBody(raw);
     record(req, path, raw, body);
+    let b: Json;
     try {
-      if (api === 'openai') checkOpenAI(req, body, options.apiKey);
-      else checkAnthropic(req, body, options.anthropicApiKey);
+      b = parseRequest(route, req, body);
     } catch (err) {
       const e = err as HttpError;
       sendError(res, api, e, e.status === 401 && api === 'openai' ? { 'www-authenticate': 'Bearer' } : {});
-      count(e.status === 401 ? 'auth' : 'bad_request');
+      count(e.status === 401 || e.status === 403 ? 'auth' : 'bad_request');
       return;
     }
-    const b = body as Json;
     const model: string = b.model;
     stats.models[model] = (stats.models[model] ?? 0) + 1;
     const stream = b.stream === true;
@@ -556,23 +606,147 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     }
     const created = Math.floor(Date.now() / 1000);
     const reply = buildReply(api, b, decision.reply);
-    const includeUsage = api === 'openai' && b.stream_options?.include_usage === true && !reply.omitUsage;
-    const events = () => (api === 'openai' ? openaiEvents(reply, created, includeUsage) : anthropicEvents(reply));
-    const plainBody = () => JSON.stringify(api === 'openai' ? openaiCompletion(reply, created) : anthropicMessage(reply));
-    const requestIdHeader = api === 'openai' ? 'x-request-id' : 'request-id';
-    res.setHeader(requestIdHeader, `req_${reply.id}`);
+    const openaiWire = api === 'openai' || api === 'azure';
+    const includeUsage = openaiWire && b.stream_options?.include_usage === true && !reply.omitUsage;
+    const events = (): StreamEvents => {
+      if (openaiWire) return openaiEvents(reply, created, includeUsage);
+      if (api === 'bedrock') return converseStreamEvents(reply);
+      if (api === 'gemini') return generateContentEvents(reply);
+      return anthropicEvents(reply);
+    };
+    const plainBody = () => {
+      if (openaiWire) return JSON.stringify(openaiCompletion(reply, created));
+      if (api === 'bedrock') return JSON.stringify(converseBody(reply));
+      if (api === 'gemini') return JSON.stringify(generateContentBody(reply, b.candidates));
+      return JSON.stringify(anthropicMessage(reply));
+    };
+    res.setHeader(REQUEST_ID_HEADERS[api], `req_${reply.id}`);
     if (decision.fault) {
       count(await applyFault(res, api, decision.fault, stream, events, plainBody, req.headers));
       return;
     }
-    if (stream) {
-      await writeStream(res, events(), reply.tokenDelayMs, decision.reply.splitMultibyte === true);
+    if (stream && api === 'gemini' && route.query.get('alt') !== 'sse') {
+      // Without alt=sse Gemini streams one JSON array of the same chunks.
+      const ev = events();
+      const chunks = [...ev.head, ...ev.tokens, ...ev.tail].map((c) => JSON.parse(String(c).replace(/^data: /, '')) as unknown);
+      sendJson(res, 200, chunks);
+    } else if (stream) {
+      await writeStream(res, api, events(), reply.tokenDelayMs, decision.reply.splitMultibyte === true);
     } else {
       const text = plainBody();
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
       res.end(text);
     }
     count('ok');
+  };
+
+  /** Embeddings on the Azure, Bedrock (InvokeModel) and Gemini paths. */
+  const handleEmbeddings = async (route: ApiRoute, req: IncomingMessage, res: ServerResponse, raw: string, path: string) => {
+    const api = route.api;
+    stats.requests++;
+    const body = parseBody(raw);
+    record(req, path, raw, body);
+    let answer: Json;
+    let model: string;
+    try {
+      if (api === 'azure') {
+        checkAzure(req, route, options.azureApiKey, issuedTokens);
+        model = route.deployment!;
+        answer = azureEmbeddings(model, body);
+      } else if (api === 'bedrock') {
+        checkBedrockAuth(req, options.awsAccessKeyId);
+        model = route.bedrock!.modelId;
+        answer = invokeEmbeddings(model, body);
+      } else {
+        checkGeminiAuth(req, route, options.geminiApiKey, issuedTokens);
+        model = route.gemini!.model;
+        answer = geminiEmbeddings(route.gemini!, body);
+      }
+    } catch (err) {
+      const e = err as HttpError;
+      sendError(res, api, e);
+      count(e.status === 401 || e.status === 403 ? 'auth' : 'bad_request');
+      return;
+    }
+    stats.models[model] = (stats.models[model] ?? 0) + 1;
+    const decision = behavior.decide(api, model, false);
+    if (decision.latencyMs > 0) {
+      await sleep(decision.latencyMs);
+      if (res.destroyed) return count('client_gone');
+    }
+    const text = JSON.stringify(answer);
+    if (decision.fault) {
+      const none = (): StreamEvents => ({ head: [], tokens: [], tail: [] });
+      count(await applyFault(res, api, decision.fault, false, none, () => text, req.headers));
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+    count('ok');
+  };
+
+  /**
+   * The identity endpoints the cloud adapters get tokens from: Microsoft Entra ID's token
+   * endpoint (client credentials with a federated JWT assertion, as AKS workload identity does),
+   * the GCE metadata server (GKE workload identity), each issuing tokens the Azure and Vertex
+   * sides then accept, and AWS STS's AssumeRoleWithWebIdentity (IRSA; point
+   * `AWS_ENDPOINT_URL_STS` at the fake).
+   */
+  const handleIdentity = (req: IncomingMessage, res: ServerResponse, path: string, raw: string): boolean => {
+    if (req.method === 'POST' && /^\/[^/]+\/oauth2\/v2\.0\/token$/.test(path)) {
+      record(req, path, raw, undefined);
+      const form = new URLSearchParams(raw);
+      if (form.get('grant_type') !== 'client_credentials' || form.get('client_assertion_type') !== 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer' || !form.get('client_assertion') || !form.get('client_id') || !form.get('scope')) {
+        sendJson(res, 400, { error: 'invalid_request', error_description: 'AADSTS900144: The request body must contain grant_type, client_id, scope, client_assertion_type and client_assertion.' });
+        return true;
+      }
+      const token = `entra-${nextId()}`;
+      issuedTokens.add(token);
+      sendJson(res, 200, { token_type: 'Bearer', expires_in: 3599, ext_expires_in: 3599, access_token: token });
+      return true;
+    }
+    if (req.method === 'POST' && path === '/' && new URLSearchParams(raw).get('Action') === 'AssumeRoleWithWebIdentity') {
+      // AWS STS, as IRSA uses it: the projected service-account token for temporary credentials.
+      record(req, path, raw, undefined);
+      const form = new URLSearchParams(raw);
+      if (!form.get('RoleArn') || !form.get('WebIdentityToken')) {
+        res.writeHead(400, { 'content-type': 'text/xml' });
+        res.end('<ErrorResponse><Error><Type>Sender</Type><Code>ValidationError</Code><Message>RoleArn and WebIdentityToken are required</Message></Error></ErrorResponse>');
+        return true;
+      }
+      const n = nextId().toUpperCase().replace(/[^A-Z0-9]/g, '').slice(-12).padStart(12, '0');
+      const expiration = new Date(Date.now() + 3600_000).toISOString();
+      res.writeHead(200, { 'content-type': 'text/xml' });
+      res.end(
+        `<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleWithWebIdentityResult>` +
+          `<Credentials><AccessKeyId>ASIAFAKE${n}</AccessKeyId><SecretAccessKey>fake-secret-${n}</SecretAccessKey><SessionToken>fake-session-${n}</SessionToken><Expiration>${expiration}</Expiration></Credentials>` +
+          `<AssumedRoleUser><Arn>${form.get('RoleArn')}/${form.get('RoleSessionName') ?? 'session'}</Arn><AssumedRoleId>AROAFAKE:${form.get('RoleSessionName') ?? 'session'}</AssumedRoleId></AssumedRoleUser>` +
+          `<SubjectFromWebIdentityToken>system:serviceaccount:promptmesh:llm</SubjectFromWebIdentityToken></AssumeRoleWithWebIdentityResult>` +
+          `<ResponseMetadata><RequestId>${nextId()}</RequestId></ResponseMetadata></AssumeRoleWithWebIdentityResponse>`,
+      );
+      return true;
+    }
+    if (req.method === 'GET' && path.startsWith('/computeMetadata/v1/')) {
+      if (req.headers['metadata-flavor'] !== 'Google') {
+        sendJson(res, 403, { error: 'Missing Metadata-Flavor:Google header.' });
+        return true;
+      }
+      const headers = { 'metadata-flavor': 'Google' };
+      if (path === '/computeMetadata/v1/instance/service-accounts/default/token') {
+        record(req, path, raw, undefined);
+        const token = `ya29.fake-${nextId()}`;
+        issuedTokens.add(token);
+        sendJson(res, 200, { access_token: token, expires_in: 3599, token_type: 'Bearer' }, headers);
+      } else if (path === '/computeMetadata/v1/project/project-id') {
+        res.writeHead(200, { 'content-type': 'application/text', ...headers });
+        res.end('fake-project');
+      } else {
+        res.writeHead(200, { 'content-type': 'application/text', ...headers });
+        res.end('');
+      }
+      return true;
+    }
+    return false;
   };
 
   /** `POST /v1/embeddings` and `POST /v1/responses`: the behaviour plan applies as on chat (`api: 'openai'`). */
@@ -612,7 +786,7 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     const streamEvents = () => events ?? { head: [], tokens: [], tail: [] };
     if (decision.fault) return count(await applyFault(res, 'openai', decision.fault, stream, streamEvents, () => plain, req.headers));
     if (stream) {
-      await writeStream(res, streamEvents(), decision.reply.tokenDelayMs ?? 0, decision.reply.splitMultibyte === true);
+      await writeStream(res, 'openai', streamEvents(), decision.reply.tokenDelayMs ?? 0, decision.reply.splitMultibyte === true);
     } else {
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(plain) });
       res.end(plain);
@@ -658,12 +832,25 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const raw = chunks.length === 1 ? chunks[0].toString('utf8') : Buffer.concat(chunks).toString('utf8');
-      let api: FakeApi | undefined;
-      if (req.method === 'POST' && (path === '/v1/chat/completions' || path === '/chat/completions')) api = 'openai';
-      else if (req.method === 'POST' && path === '/v1/messages') api = 'anthropic';
       const extra =
         req.method !== 'POST' ? undefined : path === '/v1/embeddings' || path === '/embeddings' ? 'embeddings' : path === '/v1/responses' || path === '/responses' ? 'responses' : undefined;
-      if (api || extra) {
+      if (extra) {
+        stats.inFlight++;
+        let done = false;
+        res.once('close', () => {
+          if (!done) {
+            done = true;
+            stats.inFlight--;
+          }
+        });
+        handleOpenAIExtra(extra, req, res, raw, path).catch(() => {
+          count('fake_error');
+          res.socket?.destroy();
+        });
+        return;
+      }
+      const route = routeOf(req.method, path, url.slice(path.length));
+      if (route) {
         stats.inFlight++;
         let done = false;
         const finish = () => {
@@ -673,12 +860,14 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
           }
         };
         res.once('close', finish);
-        (extra ? handleOpenAIExtra(extra, req, res, raw, path) : handleCompletion(api!, req, res, raw, path)).catch(() => {
+        const handler = route.embeddings ? handleEmbeddings : handleCompletion;
+        handler(route, req, res, raw, path).catch(() => {
           count('fake_error');
           res.socket?.destroy();
         });
         return;
       }
+      if (handleIdentity(req, res, path, raw)) return;
       if (req.method === 'GET' && (path === '/v1/models' || path === '/models')) {
         return sendJson(res, 200, { object: 'list', data: models.map((id) => ({ id, object: 'model', created: 1_700_000_000, owned_by: 'promptmesh-fake' })) });
       }
@@ -728,8 +917,84 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
   return handle;
 }
 
+/** Which API, operation and model a request path names. */
+interface ApiRoute {
+  api: FakeApi;
+  /** The query string parsed. */
+  query: URLSearchParams;
+  /** An embeddings operation (Azure `/embeddings`, Bedrock `invoke`, Gemini `predict` / `*EmbedContent*`). */
+  embeddings: boolean;
+  /** Azure: the deployment named in the path (undefined on the `/openai/v1/` paths). */
+  deployment?: string;
+  /** Azure: the `/openai/v1/` API, which takes no `api-version`. */
+  azureV1?: boolean;
+  bedrock?: { modelId: string; op: 'converse' | 'converse-stream' | 'invoke' };
+  gemini?: GeminiRoute;
+}
+
+/** The API route of a request, or undefined when the path is none of the provider APIs. */
+function routeOf(method: string | undefined, path: string, search: string): ApiRoute | undefined {
+  const query = new URLSearchParams(search.startsWith('?') ? search.slice(1) : search);
+  if (method !== 'POST') return undefined;
+  if (path === '/v1/chat/completions' || path === '/chat/completions') return { api: 'openai', query, embeddings: false };
+  if (path === '/v1/messages') return { api: 'anthropic', query, embeddings: false };
+  const azure = /^\/openai\/deployments\/([^/]+)\/(chat\/completions|embeddings)$/.exec(path);
+  if (azure) return { api: 'azure', query, embeddings: azure[2] === 'embeddings', deployment: decodeURIComponent(azure[1]!) };
+  if (path === '/openai/v1/chat/completions') return { api: 'azure', query, embeddings: false, azureV1: true };
+  const bedrock = bedrockRoute(method, path);
+  if (bedrock) return { api: 'bedrock', query, embeddings: bedrock.op === 'invoke', bedrock };
+  const gemini = geminiRoute(method, path);
+  if (gemini) return { api: 'gemini', query, embeddings: !['generateContent', 'streamGenerateContent'].includes(gemini.method), gemini };
+  return undefined;
+}
+
+/** Azure's checks: `api-version` on deployment paths, and an `api-key` or a bearer token the fake issued. */
+function checkAzure(req: IncomingMessage, route: ApiRoute, apiKey: string | undefined, tokens: Set<string>): void {
+  if (!route.azureV1 && !route.query.get('api-version')) throw new HttpError(404, 'invalid_request_error', 'Resource not found', null, '404');
+  const key = req.headers['api-key'];
+  const auth = req.headers.authorization;
+  const keyOk = typeof key === 'string' && key.length > 0 && (apiKey === undefined || key === apiKey);
+  const tokenOk = typeof auth === 'string' && auth.startsWith('Bearer ') && tokens.has(auth.slice(7));
+  if (!keyOk && !tokenOk) {
+    throw new HttpError(401, 'invalid_request_error', 'Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource.', null, '401');
+  }
+}
+
+/** Gemini's auth: Vertex wants a bearer token (one the fake issued), the Gemini API a key. */
+function checkGeminiAuth(req: IncomingMessage, route: ApiRoute, apiKey: string | undefined, tokens: Set<string>): void {
+  if (route.gemini!.hosting === 'vertex') {
+    const auth = req.headers.authorization;
+    if (typeof auth !== 'string' || !auth.startsWith('Bearer ') || !tokens.has(auth.slice(7))) {
+      throw new HttpError(401, 'UNAUTHENTICATED', 'Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.');
+    }
+    return;
+  }
+  const key = req.headers['x-goog-api-key'] ?? route.query.get('key') ?? undefined;
+  if (typeof key !== 'string' || key.length === 0) throw new HttpError(403, 'PERMISSION_DENIED', 'Method doesn\'t allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.');
+  if (apiKey !== undefined && key !== apiKey) throw new HttpError(400, 'INVALID_ARGUMENT', 'API key not valid. Please pass a valid API key.');
+}
+
+/** Azure OpenAI embeddings (the OpenAI Embeddings API on a deployment). */
+function azureEmbeddings(deployment: string, body: Json | undefined): Json {
+  const input: unknown = body?.input;
+  const texts = typeof input === 'string' ? [input] : Array.isArray(input) ? input : undefined;
+  if (!texts || texts.length === 0) throw new HttpError(400, 'invalid_request_error', "'input' is a required property", 'input', null);
+  if (body!.encoding_format !== undefined && body!.encoding_format !== 'float' && body!.encoding_format !== 'base64') throw new HttpError(400, 'invalid_request_error', "Invalid value for 'encoding_format'", 'encoding_format', null);
+  const dims = body!.dimensions ?? 1536;
+  const vectors = texts.map((t) => fakeVector(typeof t === 'string' ? t : JSON.stringify(t), dims));
+  const tokens = texts.reduce((n: number, t) => n + (typeof t === 'string' ? estimateTokens(t) : Array.isArray(t) ? t.length : 1), 0);
+  const data = vectors.map((v, index) => ({
+    object: 'embedding',
+    index,
+    embedding: body!.encoding_format === 'base64' ? Buffer.from(new Float32Array(v).buffer).toString('base64') : v,
+  }));
+  return { object: 'list', data, model: deployment, usage: { prompt_tokens: tokens, total_tokens: tokens } };
+}
+
 /** The error type and message each API uses for a status. */
 function statusError(api: FakeApi, status: number): [string, string] {
+  if (api === 'bedrock') return bedrockStatusError(status);
+  if (api === 'gemini') return geminiStatusError(status);
   if (api === 'anthropic') {
     const map: Record<number, [string, string]> = {
       400: ['invalid_request_error', 'invalid request'],

@@ -31,6 +31,14 @@ describe('routing stage', () => {
     expect(tried(terminal)).toEqual(['a+']);
   });
 
+  it('names the field an adapter could not translate as the 400\'s param', async () => {
+    const terminal = answering(h, undefined, () => new ProviderError('bad_request', 'seed: is not supported by bedrock providers', undefined, undefined, 'seed'));
+    const err = await runStages([routingStage(h.parts)], terminal, call()).catch((e: unknown) => e);
+    expect(err).toMatchObject({ statusCode: 400, code: 'unsupported_parameter', param: 'seed' });
+    expect((err as Error).message).toContain('seed: is not supported by bedrock providers');
+    expect(tried(terminal)).toEqual(['a+']);
+  });
+
   it('sums up why nobody answered: 502 when they failed, naming the last error', async () => {
     const terminal = answering(h, undefined, (n) => new ProviderError('server', `failure ${n}`, 500));
     const err = await runStages([routingStage(h.parts)], terminal, call()).catch((e: unknown) => e);

@@ -30,6 +30,10 @@ export function routingStage(parts: Pick<PipelineParts, 'config' | 'latency' | '
           });
           return answer;
         } catch (err) {
+          if (err instanceof ProviderError && err.kind === 'bad_request' && err.param !== undefined) {
+            // The adapter could not translate a field for this provider type: name it.
+            throw badRequest(`provider ${candidate.provider} cannot take the request: ${err.message}`, err.param, 'unsupported_parameter');
+          }
           if (err instanceof ProviderError && err.kind === 'bad_request') {
             throw badRequest(`provider ${candidate.provider} rejected the request: ${err.message}`, null, 'upstream_bad_request');
           }

@@ -4,15 +4,21 @@
  */
 import { PROVIDER_TYPES, type ProviderAdapter, type ProviderType } from '../types';
 import { anthropicAdapter } from './anthropic';
+import { azureOpenAIAdapter } from './azure-openai';
+import { bedrockAdapter } from './bedrock';
 import { echoAdapter } from './echo';
 import { openaiAdapter } from './openai';
 import { openaiCompatibleAdapter } from './openai-compatible';
+import { vertexAdapter } from './vertex';
 
 const ADAPTERS: Record<ProviderType, ProviderAdapter> = {
   openai: openaiAdapter,
   anthropic: anthropicAdapter,
   'openai-compatible': openaiCompatibleAdapter,
   echo: echoAdapter,
+  'azure-openai': azureOpenAIAdapter,
+  bedrock: bedrockAdapter,
+  vertex: vertexAdapter,
 };
 
 /** The adapter for a provider type; throws for a type no adapter serves. */
@@ -30,3 +36,6 @@ export async function closeAdapters(): Promise<void> {
 export { ProviderTransport, retryAfterMs, kindOfStatus } from './transport';
 export { createOpenAIAdapter } from './openai';
 export { createAnthropicAdapter } from './anthropic';
+export { createAzureOpenAIAdapter } from './azure-openai';
+export { createBedrockAdapter } from './bedrock';
+export { createVertexAdapter } from './vertex';

@@ -196,3 +196,7 @@ export function createOpenAIAdapter(options: OpenAIAdapterOptions = {}): Provide
 
 /** The shared OpenAI adapter (its pools live until {@link ProviderAdapter.close}). */
 export const openaiAdapter: ProviderAdapter = createOpenAIAdapter({ type: 'openai' });
+
+// The Azure OpenAI adapter speaks this wire format on other paths: it reuses the answer and
+// stream handling.
+export { toCompletion as toOpenAICompletion, openaiChunks };

@@ -1,0 +1,84 @@
+/**
+ * What every wire format of the fake provider shares: the reply it is about to put on the wire
+ * (built once from the canonical request, then rendered by each API's format), error type, and
+ * the pieces of a stream, which are text (SSE) or bytes (AWS event stream).
+ */
+
+/** A JSON object as the fake reads it. */
+export type Json = Record<string, any>;
+
+/** One tool call the fake answers with. */
+export interface ReplyToolCall {
+  id: string;
+  name: string;
+  /** JSON text. */
+  arguments: string;
+}
+
+/** What the reply to one request is, before it is put on the wire. */
+export interface Reply {
+  id: string;
+  model: string;
+  /** Content tokens, each one streamed delta. Empty for a tool call. */
+  pieces: string[];
+  /** The tool calls answered with (several: parallel tool calls); empty for text. */
+  toolCalls: ReplyToolCall[];
+  /** Reasoning text sent before the answer (Bedrock reasoningContent, Gemini thought parts). */
+  reasoning?: string;
+  finish: 'stop' | 'length' | 'tool' | 'stop_sequence';
+  stopSequence: string | null;
+  promptTokens: number;
+  completionTokens: number;
+  tokenDelayMs: number;
+  omitUsage: boolean;
+  /** Of promptTokens: read from / written to the prompt cache. */
+  cachedTokens?: number;
+  cacheWriteTokens?: number;
+}
+
+/** A piece of a stream: SSE text or binary event-stream frames. */
+export type WireChunk = string | Uint8Array;
+
+/** The events of one stream: those before the content, the content deltas, those after. */
+export interface StreamEvents {
+  head: WireChunk[];
+  tokens: WireChunk[];
+  tail: WireChunk[];
+}
+
+/** Joins stream pieces: one string when all are text, else one Buffer. */
+export function joinChunks(...parts: WireChunk[][]): string | Buffer {
+  const flat = parts.flat();
+  if (flat.every((p) => typeof p === 'string')) return (flat as string[]).join('');
+  return Buffer.concat(flat.map((p) => (typeof p === 'string' ? Buffer.from(p, 'utf8') : p)));
+}
+
+/** An API error the fake answers with. */
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly type: string,
+    message: string,
+    readonly param: string | null = null,
+    readonly code: string | null = null,
+  ) {
+    super(message);
+  }
+}
+
+/** Cheap token estimate (about four characters a token), enough for realistic usage fields. */
+export function estimateTokens(text: string): number {
+  return text.length === 0 ? 0 : Math.ceil(text.length / 4);
+}
+
+/** A deterministic unit-ish vector for a text: the same text always gets the same embedding. */
+export function fakeVector(text: string, dimensions: number): number[] {
+  let h = 2166136261;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 16777619) >>> 0;
+  const out: number[] = [];
+  for (let i = 0; i < dimensions; i++) {
+    h = Math.imul(h ^ (h >>> 15), 2246822519) >>> 0;
+    out.push(Number(((h / 0xffffffff) * 2 - 1).toFixed(6)));
+  }
+  return out;
+}
