@@ -33,6 +33,8 @@ export const PATHS = {
   metrics: '/metrics',
   /** router (public) and llm (internal). */
   chatCompletions: '/v1/chat/completions',
+  /** router (public, Anthropic's Messages API) and llm (internal). */
+  messages: '/v1/messages',
   /** router. */
   models: '/v1/models',
   /** templates. */
@@ -129,6 +131,8 @@ export const HEADERS = {
   tenantTpm: 'x-promptmesh-tenant-tpm',
   /** llm -> router: what a plain completion cost, in USD. */
   costUsd: 'x-promptmesh-cost-usd',
+  /** `/v1/messages` answers: `true` when an Anthropic provider answered the client's body as it came, `false` when translated. */
+  passthrough: 'x-promptmesh-passthrough',
   requestId: 'x-request-id',
   traceparent: 'traceparent',
 } as const;

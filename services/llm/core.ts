@@ -10,6 +10,9 @@ import { createPipelineParts, type LlmCoreDeps } from './pipeline/parts';
 import { newCall } from './pipeline/stage';
 import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '../openai';
 import type { ProviderType } from './types';
+import { toAnthropicEvents, toAnthropicResponse, toChatRequest, type AnthropicEvent, type AnthropicResponse, type MessagesRequest } from '../anthropic';
+import { resolveTargets } from './routing';
+import { ANTHROPIC_PASSTHROUGH, PassthroughSink } from './passthrough';
 
 export type { LlmCoreDeps } from './pipeline/parts';
 export type { UsageWithCost } from './pipeline/answer';
@@ -68,6 +71,22 @@ export interface LlmStreamResult {
   chunks: AsyncIterable<ChatCompletionChunk>;
 }
 
+/**
+ * The result of {@link LlmCore.messages}: the Anthropic answer (`message`) or its event stream
+ * (`events`, resolved once the first event is secured, like {@link LlmStreamResult}).
+ */
+export interface LlmMessagesResult {
+  provider: string;
+  model: string;
+  cache: CacheResult;
+  /** Whether an Anthropic provider answered the client's body as it came (else it was translated). */
+  passthrough: boolean;
+  /** What the call cost (plain answers; a stream's cost is known at its end, in the metrics). */
+  costUsd?: number;
+  message?: AnthropicResponse;
+  events?: AsyncIterable<AnthropicEvent>;
+}
+
 /** One model a client may ask for (`GET /v1/models`). */
 export interface ModelInfo {
   id: string;
@@ -105,6 +124,14 @@ export interface LlmCore {
    * an {@link ApiError} when no candidate could answer.
    */
   stream(request: ChatRequest, options?: LlmCallOptions): Promise<LlmStreamResult>;
+  /**
+   * An Anthropic Messages call (`POST /v1/messages`), through the same pipeline as chat. To an
+   * Anthropic provider the client's body goes as it came (model aside) and its answer comes back
+   * raw (thinking blocks, cache usage and all); to the others it is translated to the canonical
+   * request and back. When every provider the model may reach is Anthropic, nothing needs to be
+   * translatable (and the response cache is bypassed: its key is the canonical request).
+   */
+  messages(body: MessagesRequest, options?: LlmCallOptions): Promise<LlmMessagesResult>;
   /** The model aliases and provider models. */
   models(): ModelInfo[];
   /** Every provider's circuit, latency estimate and limits. */
@@ -152,6 +179,25 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
       return { provider, model, cache, chunks: toAsync(completionToChunks(completion, { includeUsage })) };
     },
 
+    async messages(body, options = {}) {
+      const targets = resolveTargets(config, parts.providers, body.model);
+      const someAnthropic = targets.some((t) => t.config.type === 'anthropic');
+      const allAnthropic = targets.length > 0 && targets.every((t) => t.config.type === 'anthropic');
+      const request = toChatRequest(body, { strict: !allAnthropic });
+      const sink = someAnthropic ? new PassthroughSink(body) : undefined;
+      if (sink) (request as Record<symbol, unknown>)[ANTHROPIC_PASSTHROUGH] = sink;
+      const callOptions: LlmCallOptions = allAnthropic ? { ...options, cache: 'off' } : options;
+      const raw = (provider: string, cache: CacheResult) => sink !== undefined && cache !== 'hit' && parts.providers.get(provider)?.type === 'anthropic';
+      if (body.stream !== true) {
+        const r = await this.complete(request, callOptions);
+        const passthrough = raw(r.provider, r.cache) && sink!.message !== undefined;
+        return { provider: r.provider, model: r.model, cache: r.cache, passthrough, costUsd: r.costUsd, message: passthrough ? sink!.message! : toAnthropicResponse(r.completion) };
+      }
+      const r = await this.stream(request, callOptions);
+      const passthrough = raw(r.provider, r.cache);
+      return { provider: r.provider, model: r.model, cache: r.cache, passthrough, events: passthrough ? rawEvents(r.chunks, sink!) : toAnthropicEvents(r.chunks, r.model) };
+    },
+
     models() {
       return listModels(config).map((m) => ({ id: m.id, object: 'model' as const, created: 0, owned_by: m.owned_by, kind: m.kind }));
     },
@@ -186,6 +232,15 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
 function validateForRouting(request: ChatRequest): void {
   if (typeof request?.model !== 'string' || request.model === '') throw badRequest("'model' is required", 'model');
   if (!Array.isArray(request.messages) || request.messages.length === 0) throw badRequest("'messages' must be a non-empty list", 'messages');
+}
+
+/** The raw events the Anthropic adapter recorded, in step with the pipeline's chunks. */
+async function* rawEvents(chunks: AsyncIterable<ChatCompletionChunk>, sink: PassthroughSink): AsyncGenerator<AnthropicEvent> {
+  const { events } = sink;
+  for await (const _chunk of chunks) {
+    while (events.length > 0) yield events.shift()!;
+  }
+  while (events.length > 0) yield events.shift()!;
 }
 
 async function* toAsync<T>(items: Iterable<T>): AsyncGenerator<T> {

@@ -5,6 +5,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { toApiError } from '../kit/errors';
 import type { CacheMode } from './cache';
 import type { LlmCallOptions, LlmCore } from './core';
+import { MessagesRequestSchema, anthropicErrorBody, anthropicSse, type AnthropicEvent, type MessagesRequest } from '../anthropic';
 import { ChatRequestSchema, SSE_HEADERS, chatResponseSchemas, checkMessages, writeSse, type ChatRequest } from '../openai';
 
 /**
@@ -59,6 +60,15 @@ function clientSignal(request: FastifyRequest, reply: FastifyReply): AbortSignal
   return controller.signal;
 }
 
+/** A Messages stream on the wire; a failure ends it with Anthropic's `error` event. */
+async function* anthropicStream(events: AsyncIterable<AnthropicEvent>, signal: AbortSignal): AsyncGenerator<string> {
+  try {
+    for await (const ev of events) yield anthropicSse(ev);
+  } catch (err) {
+    if (!signal.aborted) yield anthropicSse({ event: 'error', data: JSON.stringify(anthropicErrorBody(err).body) });
+  }
+}
+
 /** The llm routes as a Fastify plugin over a core. */
 export function llmRoutes(core: LlmCore): FastifyPluginAsync {
   return async (app) => {
@@ -90,6 +100,29 @@ export function llmRoutes(core: LlmCore): FastifyPluginAsync {
         // A stream is written as it comes, past the response schema (which types only JSON answers).
         .send(Readable.from(events, { objectMode: false }) as never);
     });
+
+    // Anthropic's Messages API (the router's /v1/messages in the mesh); errors in Anthropic's shape.
+    typed.post(
+      PATHS.messages,
+      {
+        schema: { headers: CALL_HEADERS_SCHEMA, body: MessagesRequestSchema },
+        errorHandler: (err, request, reply) => {
+          const { status, body, error } = anthropicErrorBody(err);
+          if (status >= 500) request.log.error({ err }, 'request failed');
+          if (reply.sent || reply.raw.headersSent) return;
+          void reply.code(status).headers(error.headers).send(body);
+        },
+      },
+      async (request, reply) => {
+        const body = request.body as MessagesRequest;
+        const signal = clientSignal(request, reply);
+        const result = await core.messages(body, callOptions(request, signal));
+        reply.header(HEADERS.provider, result.provider).header(HEADERS.model, result.model).header(HEADERS.cache, result.cache).header(HEADERS.passthrough, String(result.passthrough));
+        if (result.message) return reply.header(COST_HEADER, String(result.costUsd ?? 0)).send(result.message);
+        const events = anthropicStream(result.events!, signal);
+        return reply.headers(SSE_HEADERS).send(Readable.from(events, { objectMode: false }) as never);
+      },
+    );
 
     app.get(PATHS.providers, async () => ({ object: 'list', data: core.providers(), aliases: core.aliases() }));
     app.get(PATHS.models, async () => ({ object: 'list', data: core.models() }));

@@ -49,7 +49,7 @@ function costOf(usage: unknown): number {
 const MESSAGE_ID = /^[A-Za-z0-9._:-]{1,100}$/;
 
 /** Message ids derived from the request id, so a retried request's append is deduplicated. */
-function idBase(requestId: string): string {
+export function idBase(requestId: string): string {
   return MESSAGE_ID.test(requestId) ? requestId : createHash('sha256').update(requestId).digest('hex').slice(0, 32);
 }
 
@@ -57,7 +57,7 @@ function idBase(requestId: string): string {
  * A message as the session stores it: its content as given (parts included) and its tool
  * fields, so the history replays exactly what the provider saw.
  */
-function toStored(m: Pick<ChatMessage, 'role' | 'content' | 'name' | 'tool_calls' | 'tool_call_id'>, id: string): ContextMessageInput {
+export function toStored(m: Pick<ChatMessage, 'role' | 'content' | 'name' | 'tool_calls' | 'tool_call_id'>, id: string): ContextMessageInput {
   const calls = m.tool_calls && m.tool_calls.length > 0;
   // Content may be null only beside tool calls (an assistant reply that is all refusal has none).
   const out: ContextMessageInput = { id, role: m.role, content: m.content ?? (calls ? null : '') };
@@ -68,7 +68,7 @@ function toStored(m: Pick<ChatMessage, 'role' | 'content' | 'name' | 'tool_calls
 }
 
 /** A stored message as it goes upstream again. */
-function fromStored(m: StoredMessage): ChatMessage {
+export function fromStored(m: StoredMessage): ChatMessage {
   const out: ChatMessage = { role: m.role, content: (m.content ?? null) as ChatMessage['content'] };
   if (m.name) out.name = m.name;
   if (m.tool_calls && m.tool_calls.length > 0) out.tool_calls = m.tool_calls as ChatMessage['tool_calls'];
@@ -109,7 +109,7 @@ function setOrigin(reply: FastifyReply, origin: LlmOrigin): void {
 }
 
 /** A template problem at render time, as the 400 the client gets (fields under `prompt.`). */
-function renderError(err: unknown): unknown {
+export function renderError(err: unknown): unknown {
   if (err instanceof MissingVariablesError) {
     return badRequest(`prompt template is missing variables: ${err.missing.join(', ')}`, 'prompt.variables', 'missing_variables');
   }

@@ -1,3 +1,4 @@
+import type { AnthropicEvent, AnthropicResponse, MessagesRequest } from '../anthropic';
 import { ApiError } from '../kit';
 import type { ContextCore } from '../context';
 import type { LlmCore } from '../llm/core';
@@ -62,6 +63,11 @@ export class LocalLlmClient implements LlmClient {
   async stream(request: ChatRequest, options: LlmClientCallOptions): Promise<LlmOrigin & { chunks: AsyncIterable<ChatCompletionChunk> }> {
     const r = await this.core.stream(request, { tenant: options.tenant, tenantTpm: options.tenantTpm, traceContext: options.traceContext, signal: options.signal });
     return { provider: r.provider, model: r.model, cache: r.cache === 'hit' ? 'hit' : 'miss', chunks: r.chunks };
+  }
+
+  async messages(request: MessagesRequest, options: LlmClientCallOptions): Promise<LlmOrigin & { passthrough: boolean; message?: AnthropicResponse; events?: AsyncIterable<AnthropicEvent> }> {
+    const r = await this.core.messages(request, { tenant: options.tenant, tenantTpm: options.tenantTpm, traceContext: options.traceContext, signal: options.signal });
+    return { provider: r.provider, model: r.model, cache: r.cache === 'hit' ? 'hit' : 'miss', passthrough: r.passthrough, message: r.message, events: r.events };
   }
 
   async models(): Promise<ModelEntry[]> {

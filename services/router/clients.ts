@@ -4,6 +4,7 @@
  * `ApiError`s: 4xx as the peer reports them, 503 `dependency_unavailable` when the peer
  * cannot be reached.
  */
+import type { AnthropicEvent, AnthropicResponse, MessagesRequest } from '../anthropic';
 import type { ContextMessageInput, ContextWindow } from '../context';
 import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '../openai';
 import type { ChangeFeed, TemplateVersion, TemplatesExport, VersionList } from '../templates/types';
@@ -61,6 +62,12 @@ export interface LlmClient {
    * reject and become an HTTP error, not a broken stream).
    */
   stream(request: ChatRequest, options: LlmClientCallOptions): Promise<LlmOrigin & { chunks: AsyncIterable<ChatCompletionChunk> }>;
+  /**
+   * An Anthropic Messages call (`POST /v1/messages`): `message` for a plain one, `events` for
+   * `stream: true` (settled once the provider answered, as {@link stream}). `passthrough` says
+   * whether an Anthropic provider answered the body as it came.
+   */
+  messages(request: MessagesRequest, options: LlmClientCallOptions): Promise<LlmOrigin & { passthrough: boolean; message?: AnthropicResponse; events?: AsyncIterable<AnthropicEvent> }>;
   models(meta?: CallMeta): Promise<ModelEntry[]>;
   /** Each provider's circuit state, latency estimate and limits (admin data). */
   providers(meta?: CallMeta): Promise<unknown>;

@@ -19,6 +19,8 @@ import { setActor } from './admin';
 import { ApiKeyStore } from './auth';
 import { authenticate } from './auth-hook';
 import { createChatHandler } from './chat';
+import { anthropicErrorHandler, createMessagesHandler } from './messages';
+import { RouterMessagesRequestSchema } from '../anthropic';
 import type { RouterClients } from './clients';
 import { KeyRateLimiter } from './key-rate-limit';
 import { guardRouteScopes, isPublicRoute, scopeOfRequest } from './route-scopes';
@@ -119,6 +121,7 @@ export async function createRouterService(
     await keyCheck.call(this, request, reply);
   };
   const chat = createChatHandler({ llm: clients.llm, context: clients.context, templates: cache, logger, registry: ctx.metrics.registry, stats: promptStats });
+  const messages = createMessagesHandler({ llm: clients.llm, context: clients.context, templates: cache, logger });
   const consoleApp = consoleRoutes({ dir: options.consoleDir, logger });
 
   const routes: FastifyPluginAsync = async (app: FastifyInstance) => {
@@ -128,6 +131,9 @@ export async function createRouterService(
     app.addHook('onRequest', auth);
 
     app.post(PATHS.chatCompletions, { schema: { body: RouterChatRequestSchema, response: chatResponseSchemas } }, chat as never);
+
+    // Anthropic's Messages API: its errors (auth and validation included) in Anthropic's shape.
+    app.post(PATHS.messages, { schema: { body: RouterMessagesRequestSchema }, errorHandler: anthropicErrorHandler }, messages as never);
 
     app.get(PATHS.models, async (request) => {
       const data = await clients.llm.models({ requestId: request.id, traceContext: request.traceContext });

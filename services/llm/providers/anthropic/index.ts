@@ -27,6 +27,7 @@ import {
   type ToolCall,
   type Usage,
 } from '../../../openai';
+import { passthroughOf, type PassthroughSink } from '../../passthrough';
 import { ProviderTransport, errorFromResponse, isEventStream, readJson, transportError, upstreamText, type ProviderResponse } from '../transport';
 
 /**
@@ -247,7 +248,7 @@ function errorKindOf(type: unknown): ProviderError['kind'] {
 }
 
 /** The Anthropic event stream as canonical chunks. */
-async function* anthropicChunks(provider: ProviderConfig, request: ChatRequest, res: ProviderResponse, signal?: AbortSignal): AsyncGenerator<ChatCompletionChunk> {
+async function* anthropicChunks(provider: ProviderConfig, request: ChatRequest, res: ProviderResponse, signal?: AbortSignal, sink?: PassthroughSink): AsyncGenerator<ChatCompletionChunk> {
   let id = '';
   let model = request.model;
   const created = Math.floor(Date.now() / 1000);
@@ -274,6 +275,8 @@ async function* anthropicChunks(provider: ProviderConfig, request: ChatRequest, 
         throw new ProviderError('malformed', `${provider.name}: stream event is not valid JSON`);
       }
       const type = data?.type ?? ev.event;
+      // Pass-through: every event but an error goes to the client as Anthropic sent it.
+      if (sink && type !== 'error') sink.events.push({ event: ev.event ?? type, data: ev.data });
       switch (type) {
         case 'message_start': {
           const m = data.message ?? {};
@@ -364,18 +367,27 @@ export function createAnthropicAdapter(options: AnthropicAdapterOptions = {}): P
   return {
     type: 'anthropic',
     async complete(provider: ProviderConfig, request: ChatRequest, call: CallOptions): Promise<ChatCompletion> {
-      const res = await transport.post(provider, messagesPath(provider.baseUrl), toAnthropicBody(request, false, provider), anthropicHeaders(provider, 'application/json'), call);
+      const sink = passthroughOf(request);
+      sink?.begin();
+      const body = sink ? sink.bodyFor(request.model, false) : toAnthropicBody(request, false, provider);
+      const res = await transport.post(provider, messagesPath(provider.baseUrl), body, anthropicHeaders(provider, 'application/json'), call);
       if (res.statusCode >= 400) throw await errorFromResponse(provider, res);
-      return toCompletion(provider, request, await readJson(provider, res, call.signal));
+      const message = await readJson(provider, res, call.signal);
+      const completion = toCompletion(provider, request, message);
+      if (sink) sink.message = message as never;
+      return completion;
     },
     async stream(provider: ProviderConfig, request: ChatRequest, call: CallOptions): Promise<AsyncIterable<ChatCompletionChunk>> {
-      const res = await transport.post(provider, messagesPath(provider.baseUrl), toAnthropicBody(request, true, provider), anthropicHeaders(provider, 'text/event-stream'), call);
+      const sink = passthroughOf(request);
+      sink?.begin();
+      const body = sink ? sink.bodyFor(request.model, true) : toAnthropicBody(request, true, provider);
+      const res = await transport.post(provider, messagesPath(provider.baseUrl), body, anthropicHeaders(provider, 'text/event-stream'), call);
       if (res.statusCode >= 400) throw await errorFromResponse(provider, res);
       if (!isEventStream(res)) {
         await res.body.dump().catch(() => undefined);
         throw new ProviderError('malformed', `${provider.name}: expected an event stream, got '${res.headers['content-type'] ?? 'no content-type'}'`, res.statusCode);
       }
-      return anthropicChunks(provider, request, res, call.signal);
+      return anthropicChunks(provider, request, res, call.signal, sink);
     },
     close: () => transport.close(),
   };
