@@ -9,6 +9,7 @@ import { HEADERS } from '../../contracts';
 import { waitFor } from '../support/net';
 import { KEYS, type Layout } from './support';
 import { defineToolAndStreamCases } from './tools-and-streams.suite';
+import { defineMessagesCases } from './messages.suite';
 
 /** Calls the router's HTTP API directly (for the admin API and raw checks). */
 export async function call(
@@ -247,6 +248,7 @@ export function defineSuite(label: string, start: () => Promise<Layout>): void {
     });
 
     defineToolAndStreamCases(() => layout);
+    defineMessagesCases(() => layout);
 
     it('sees a template update within about a second, without a restart', async () => {
       const v2 = await call(layout, 'POST', '/v1/templates/e2e-greeting/versions', {

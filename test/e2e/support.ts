@@ -20,6 +20,11 @@ import { uniquePrefix } from '../support/redis';
 
 const ROOT = join(__dirname, '..', '..');
 
+/** The environment variable holding the fake Anthropic provider's key (the fake accepts any). */
+const ANTHROPIC_KEY_ENV = 'PM_E2E_ANTHROPIC_KEY';
+// Read by the providers file in this process (all-in-one) and inherited by the mesh's children.
+process.env[ANTHROPIC_KEY_ENV] = 'ak-e2e-fake';
+
 /** The API keys every e2e layout accepts. */
 export const KEYS = {
   /** invoke and admin */
@@ -110,7 +115,10 @@ async function shared(label: string): Promise<Shared> {
       'providers:',
       `  - { name: fake-a, type: openai-compatible, baseUrl: ${fake.url}/v1, timeoutMs: 10000, models: [model-a] }`,
       `  - { name: fake-b, type: openai-compatible, baseUrl: ${fake.url}/v1, timeoutMs: 10000, models: [model-b] }`,
+      `  - { name: fake-claude, type: anthropic, baseUrl: ${fake.url}, apiKeyEnv: ${ANTHROPIC_KEY_ENV}, timeoutMs: 10000, models: [claude-fake] }`,
       'models:',
+      '  claude:',
+      '    - { provider: fake-claude, model: claude-fake }',
       '  chat:',
       '    - { provider: fake-a, model: model-a }',
       '    - { provider: fake-b, model: model-b }',

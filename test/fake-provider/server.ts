@@ -106,6 +106,11 @@ interface Reply {
   /** Of promptTokens: read from / written to the prompt cache. */
   cachedTokens?: number;
   cacheWriteTokens?: number;
+  /**
+   * Anthropic, when the request enables `thinking`: the reasoning block that precedes the answer
+   * (its signature is what the real API signs it with; the fake's is derived from the text).
+   */
+  thinking?: { text: string; signature: string };
 }
 
 /** The SSE events of one stream: those before the content, the content deltas, those after. */
@@ -224,7 +229,12 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
   // ---- replies --------------------------------------------------------------------------------
 
   const buildReply = (api: FakeApi, body: Json, options: ReplyOptions): Reply => {
-    const reply = buildPlainReply(api, body, options);
+    let reply = buildPlainReply(api, body, options);
+    const thinking = body.thinking as { type?: string } | undefined;
+    if (api === 'anthropic' && thinking?.type === 'enabled') {
+      const text = `Thinking about: ${lastUserText(body.messages as Json[])}`;
+      reply = { ...reply, thinking: { text, signature: `sig_${Buffer.from(text).toString('base64url').slice(0, 32)}` }, completionTokens: reply.completionTokens + estimateTokens(text) };
+    }
     const cachedTokens = Math.min(reply.promptTokens, options.cachedTokens ?? 0);
     const cacheWriteTokens = Math.min(reply.promptTokens - cachedTokens, options.cacheWriteTokens ?? 0);
     return cachedTokens > 0 || cacheWriteTokens > 0 ? { ...reply, cachedTokens, cacheWriteTokens } : reply;
@@ -318,9 +328,10 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     type: 'message',
     role: 'assistant',
     model: r.model,
-    content: r.toolCall
-      ? [{ type: 'tool_use', id: r.toolCall.id, name: r.toolCall.name, input: JSON.parse(r.toolCall.arguments) }]
-      : [{ type: 'text', text: r.pieces.join('') }],
+    content: [
+      ...(r.thinking ? [{ type: 'thinking', thinking: r.thinking.text, signature: r.thinking.signature }] : []),
+      ...(r.toolCall ? [{ type: 'tool_use', id: r.toolCall.id, name: r.toolCall.name, input: JSON.parse(r.toolCall.arguments) }] : [{ type: 'text', text: r.pieces.join('') }]),
+    ],
     stop_reason: anthropicStop(r),
     stop_sequence: r.stopSequence,
     usage: {
@@ -361,27 +372,37 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     const ev = (type: string, data: unknown) => `event: ${type}\ndata: ${JSON.stringify(data)}\n\n`;
     const message = { ...anthropicMessage(r), content: [], stop_reason: null, stop_sequence: null };
     message.usage = { ...message.usage, output_tokens: 1 };
-    const head = [
-      ev('message_start', { type: 'message_start', message }),
+    // With thinking, the answer's block comes second.
+    const at = r.thinking ? 1 : 0;
+    const head = [ev('message_start', { type: 'message_start', message })];
+    if (r.thinking) {
+      head.push(
+        ev('content_block_start', { type: 'content_block_start', index: 0, content_block: { type: 'thinking', thinking: '', signature: '' } }),
+        ev('content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'thinking_delta', thinking: r.thinking.text } }),
+        ev('content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'signature_delta', signature: r.thinking.signature } }),
+        ev('content_block_stop', { type: 'content_block_stop', index: 0 }),
+      );
+    }
+    head.push(
       ev('content_block_start', {
         type: 'content_block_start',
-        index: 0,
+        index: at,
         content_block: r.toolCall ? { type: 'tool_use', id: r.toolCall.id, name: r.toolCall.name, input: {} } : { type: 'text', text: '' },
       }),
       ev('ping', { type: 'ping' }),
-    ];
+    );
     const tokens: string[] = [];
     if (r.toolCall) {
       const args = r.toolCall.arguments;
       const step = Math.max(1, Math.ceil(args.length / 3));
       for (let i = 0; i < args.length; i += step) {
-        tokens.push(ev('content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'input_json_delta', partial_json: args.slice(i, i + step) } }));
+        tokens.push(ev('content_block_delta', { type: 'content_block_delta', index: at, delta: { type: 'input_json_delta', partial_json: args.slice(i, i + step) } }));
       }
     } else {
-      for (const p of r.pieces) tokens.push(ev('content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: p } }));
+      for (const p of r.pieces) tokens.push(ev('content_block_delta', { type: 'content_block_delta', index: at, delta: { type: 'text_delta', text: p } }));
     }
     const tail = [
-      ev('content_block_stop', { type: 'content_block_stop', index: 0 }),
+      ev('content_block_stop', { type: 'content_block_stop', index: at }),
       ev('message_delta', { type: 'message_delta', delta: { stop_reason: anthropicStop(r), stop_sequence: r.stopSequence }, usage: { output_tokens: r.completionTokens } }),
       ev('message_stop', { type: 'message_stop' }),
     ];
