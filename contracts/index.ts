@@ -204,7 +204,7 @@ const HTTP = { port: DEFAULT_PORT, metricsPort: DEFAULT_PORT, probes: PROBES } a
 export const SERVICES: Readonly<Record<ServiceName, ServiceContract>> = {
   router: {
     ...HTTP,
-    paths: [PATHS.chatCompletions, PATHS.models, PATHS.providers, PATHS.templates, PATHS.sessions, PATHS.statsPrompts, PATHS.statsProviders, PATHS.console],
+    paths: [PATHS.chatCompletions, PATHS.messages, PATHS.models, PATHS.providers, PATHS.templates, PATHS.sessions, PATHS.statsPrompts, PATHS.statsProviders, PATHS.console],
     env: [ENV.redisUrl, ENV.redisClusterNodes, ENV.templatesUrl, ENV.contextUrl, ENV.llmUrl, ENV.apiKeysFile],
     callers: ['ingress-gateway'],
     datastores: ['redis'],
@@ -245,7 +245,7 @@ export const SERVICES: Readonly<Record<ServiceName, ServiceContract>> = {
   },
   llm: {
     ...HTTP,
-    paths: [PATHS.chatCompletions, PATHS.models, PATHS.providers],
+    paths: [PATHS.chatCompletions, PATHS.messages, PATHS.models, PATHS.providers],
     env: [ENV.redisUrl, ENV.redisClusterNodes, ENV.providersFile],
     urlEnv: ENV.llmUrl,
     callers: ['router'],
