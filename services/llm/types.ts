@@ -87,6 +87,8 @@ export class ProviderError extends Error {
     readonly status?: number,
     /** From the provider's Retry-After (or retry-after-ms) header. */
     readonly retryAfterMs?: number,
+    /** For `bad_request` raised by an adapter: the request field it is about (the client's 400 names it). */
+    readonly param?: string,
   ) {
     super(message);
     this.name = 'ProviderError';

@@ -6,6 +6,7 @@
  * thinking, cache_control, errors, session_id and prompt.
  */
 import Anthropic from '@anthropic-ai/sdk';
+import OpenAI from 'openai';
 import { expect, it } from 'vitest';
 import { HEADERS } from '../../contracts';
 import { call } from './suite';
@@ -227,5 +228,39 @@ export function defineMessagesCases(layout: () => Layout): void {
       system: 'Speak as a pirate.\n\nBe brief.',
       messages: [{ role: 'user', content: [{ type: 'text', text: 'Start.' }, { type: 'text', text: 'Hi' }] }],
     });
+  });
+
+  it('chat completions to an Anthropic provider: structured output, reasoning and parallel tool calls translated; what has no counterpart a 400 naming it', async () => {
+    const openai = new OpenAI({ baseURL: `${layout().url}/v1`, apiKey: KEYS.admin, maxRetries: 0, timeout: 30_000 });
+    const schema = { type: 'object', properties: { city: { type: 'string' } }, required: ['city'], additionalProperties: false };
+    layout().fake.setBehavior({ reply: { toolCall: { name: 'place', arguments: { city: 'Oslo' } } } });
+    const structured = await openai.chat.completions.create({
+      model: 'claude',
+      messages: [{ role: 'user', content: 'Where?' }],
+      response_format: { type: 'json_schema', json_schema: { name: 'place', schema, strict: true } },
+    });
+    expect(JSON.parse(structured.choices[0]!.message.content!)).toEqual({ city: 'Oslo' });
+    expect(structured.choices[0]!.finish_reason).toBe('stop');
+    expect(upstream('/v1/messages').body).toMatchObject({ tools: [{ name: 'place', input_schema: schema }], tool_choice: { type: 'tool', name: 'place' } });
+    layout().fake.reset();
+
+    const reasoned = await openai.chat.completions.create({ model: 'claude', max_completion_tokens: 4000, reasoning_effort: 'low', messages: [{ role: 'user', content: 'why' }] });
+    expect(reasoned.choices[0]!.message).toMatchObject({ content: 'echo: why', reasoning_content: 'Thinking about: why' });
+    expect(upstream('/v1/messages').body).toMatchObject({ max_tokens: 4000, thinking: { type: 'enabled', budget_tokens: 2048 } });
+
+    await openai.chat.completions.create({ model: 'claude', parallel_tool_calls: false, tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object' } } }], messages: [{ role: 'user', content: 'x' }] });
+    expect(upstream('/v1/messages').body).toMatchObject({ tool_choice: { type: 'auto', disable_parallel_tool_use: true } });
+
+    const before = layout().fake.requests.length;
+    for (const [extra, param] of [
+      [{ n: 2 }, 'n'],
+      [{ logprobs: true }, 'logprobs'],
+      [{ presence_penalty: 1 }, 'presence_penalty'],
+    ] as const) {
+      const err = await openai.chat.completions.create({ model: 'claude', messages: [{ role: 'user', content: 'x' }], ...extra }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(OpenAI.BadRequestError);
+      expect((err as InstanceType<typeof OpenAI.BadRequestError>).param).toBe(param);
+    }
+    expect(layout().fake.requests.length).toBe(before);
   });
 }

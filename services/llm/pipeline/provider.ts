@@ -110,7 +110,7 @@ class ProviderAttempt {
     }
     const { scrubber, logger } = this.parts;
     if (this.timedOut) return new ProviderError('timeout', `no complete answer within ${this.config.timeoutMs} ms`);
-    if (err instanceof ProviderError) return new ProviderError(err.kind, scrubber.scrub(err.message), err.status, err.retryAfterMs);
+    if (err instanceof ProviderError) return new ProviderError(err.kind, scrubber.scrub(err.message), err.status, err.retryAfterMs, err.param);
     const e = err as Error;
     if (e?.name === 'AbortError' || e?.name === 'TimeoutError') return new ProviderError('timeout', scrubber.scrub(e.message || 'aborted'));
     const message = scrubber.scrub(e?.message ?? String(err));
