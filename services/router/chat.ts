@@ -26,6 +26,41 @@ export interface ChatHandlerOptions {
    * @default not recorded
    */
   stats?: RollingStats;
+  /** The per-prompt-version metrics. @default registered on `registry` */
+  promptMetrics?: PromptMetrics;
+}
+
+/** The per-prompt-version metrics, shared by every route that renders templates (chat, messages). */
+export interface PromptMetrics {
+  promptRequests: Counter<'prompt' | 'version'>;
+  promptDuration: Histogram<'prompt' | 'version' | 'status_code'>;
+  promptCost: Counter<'prompt' | 'version'>;
+}
+
+/** Registers the per-prompt-version metrics (once per registry). */
+export function createPromptMetrics(registry: Registry): PromptMetrics {
+  return {
+    promptRequests: new Counter({
+      name: METRICS.promptRequests,
+      help: 'Completions (chat and messages) that used a prompt template, by template and version.',
+      labelNames: ['prompt', 'version'] as const,
+      registers: [registry],
+    }),
+    // Per prompt version: what a rollout or a split compares (traffic, latency, errors, spend).
+    promptDuration: new Histogram({
+      name: METRICS.promptDuration,
+      help: 'Duration of completions (chat and messages) that used a prompt template, by template, version and status code.',
+      labelNames: ['prompt', 'version', 'status_code'] as const,
+      buckets: LATENCY_BUCKETS,
+      registers: [registry],
+    }),
+    promptCost: new Counter({
+      name: METRICS.promptCostUsd,
+      help: 'USD spent on completions (chat and messages) that used a prompt template (cache hits cost nothing), by template and version.',
+      labelNames: ['prompt', 'version'] as const,
+      registers: [registry],
+    }),
+  };
 }
 
 /** Which prompt version a call is counted against in the stats. */
@@ -36,7 +71,7 @@ interface StatsTarget {
 }
 
 /** Failures that say something about the prompt version's health: not the client's own mistakes. */
-function countsAsError(err: unknown): boolean {
+export function countsAsError(err: unknown): boolean {
   if (!(err instanceof ApiError)) return true;
   return err.statusCode >= 500 || err.statusCode === 429;
 }
@@ -126,26 +161,7 @@ export function renderError(err: unknown): unknown {
  */
 export function createChatHandler(options: ChatHandlerOptions) {
   const { llm, context, templates, logger } = options;
-  const promptRequests = new Counter({
-    name: METRICS.promptRequests,
-    help: 'Chat completions that used a prompt template, by template and version.',
-    labelNames: ['prompt', 'version'] as const,
-    registers: [options.registry],
-  });
-  // Per prompt version: what a rollout or a split compares (traffic, latency, errors, spend).
-  const promptDuration = new Histogram({
-    name: METRICS.promptDuration,
-    help: 'Duration of chat completions that used a prompt template, by template, version and status code.',
-    labelNames: ['prompt', 'version', 'status_code'] as const,
-    buckets: LATENCY_BUCKETS,
-    registers: [options.registry],
-  });
-  const promptCost = new Counter({
-    name: METRICS.promptCostUsd,
-    help: 'USD spent on chat completions that used a prompt template (cache hits cost nothing), by template and version.',
-    labelNames: ['prompt', 'version'] as const,
-    registers: [options.registry],
-  });
+  const { promptRequests, promptDuration, promptCost } = options.promptMetrics ?? createPromptMetrics(options.registry);
   const historyMaxTokens = options.historyMaxTokens;
   const stats = options.stats;
 

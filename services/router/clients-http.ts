@@ -4,7 +4,7 @@ import { ApiError } from '../kit';
 import type { ContextMessageInput, ContextWindow } from '../context';
 import { parseSse, type ChatCompletion, type ChatCompletionChunk, type ChatRequest } from '../openai';
 import type { ChangeFeed, TemplateVersion, TemplatesExport, VersionList } from '../templates/types';
-import type { CallMeta, ContextClient, LlmClientCallOptions, LlmClient, LlmOrigin, ModelEntry, RouterClients, TemplatesClient } from './clients';
+import type { CallMeta, ContextClient, LlmClientCallOptions, LlmClient, LlmMessagesAnswer, LlmOrigin, ModelEntry, RouterClients, TemplatesClient } from './clients';
 import { PeerHttp, type PeerHttpOptions, type PeerResponse } from './http-client';
 
 
@@ -121,7 +121,7 @@ export class HttpLlmClient implements LlmClient {
     return { ...origin(res, request.model), chunks: chunks() };
   }
 
-  async messages(request: MessagesRequest, options: LlmClientCallOptions): Promise<LlmOrigin & { passthrough: boolean; message?: AnthropicResponse; events?: AsyncIterable<AnthropicEvent> }> {
+  async messages(request: MessagesRequest, options: LlmClientCallOptions): Promise<LlmMessagesAnswer> {
     const res = await this.http.request('POST', PATHS.messages, options, { body: JSON.stringify(request), headers: this.headers(options) });
     const from = { ...origin(res, request.model), passthrough: res.headers[HEADERS.passthrough] === 'true' };
     if (res.statusCode >= 400 || request.stream !== true) {
@@ -134,7 +134,8 @@ export class HttpLlmClient implements LlmClient {
       // Anthropic's error shape has `error.type` and `error.message` too: errorFrom reads it.
       if (res.statusCode >= 400) throw this.http.errorFrom(res.statusCode, res.headers, text);
       try {
-        return { ...from, message: JSON.parse(text) as AnthropicResponse };
+        const cost = Number(res.headers[HEADERS.costUsd]);
+        return { ...from, message: JSON.parse(text) as AnthropicResponse, ...(Number.isFinite(cost) ? { costUsd: cost } : {}) };
       } catch {
         throw new ApiError({ status: 502, type: 'upstream_error', message: 'llm service answered with a body that is not JSON', code: 'upstream_malformed' });
       }

@@ -1,10 +1,10 @@
-import type { AnthropicEvent, AnthropicResponse, MessagesRequest } from '../anthropic';
+import type { MessagesRequest } from '../anthropic';
 import { ApiError } from '../kit';
 import type { ContextCore } from '../context';
 import type { LlmCore } from '../llm/core';
 import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '../openai';
 import type { TemplatesCore } from '../templates/types';
-import type { ContextClient, LlmClientCallOptions, LlmClient, LlmOrigin, ModelEntry, TemplatesClient } from './clients';
+import type { ContextClient, LlmClientCallOptions, LlmClient, LlmMessagesAnswer, LlmOrigin, ModelEntry, TemplatesClient } from './clients';
 
 function orUndefinedOn404<T>(promise: Promise<T>): Promise<T | undefined> {
   return promise.catch((err: unknown) => {
@@ -65,9 +65,9 @@ export class LocalLlmClient implements LlmClient {
     return { provider: r.provider, model: r.model, cache: r.cache === 'hit' ? 'hit' : 'miss', chunks: r.chunks };
   }
 
-  async messages(request: MessagesRequest, options: LlmClientCallOptions): Promise<LlmOrigin & { passthrough: boolean; message?: AnthropicResponse; events?: AsyncIterable<AnthropicEvent> }> {
+  async messages(request: MessagesRequest, options: LlmClientCallOptions): Promise<LlmMessagesAnswer> {
     const r = await this.core.messages(request, { tenant: options.tenant, tenantTpm: options.tenantTpm, traceContext: options.traceContext, signal: options.signal });
-    return { provider: r.provider, model: r.model, cache: r.cache === 'hit' ? 'hit' : 'miss', passthrough: r.passthrough, message: r.message, events: r.events };
+    return { provider: r.provider, model: r.model, cache: r.cache === 'hit' ? 'hit' : 'miss', passthrough: r.passthrough, message: r.message, events: r.events, costUsd: r.costUsd };
   }
 
   async models(): Promise<ModelEntry[]> {

@@ -54,6 +54,18 @@ export interface ModelEntry {
   owned_by: string;
 }
 
+/** What {@link LlmClient.messages} answers. */
+export interface LlmMessagesAnswer extends LlmOrigin {
+  /** Whether an Anthropic provider answered the body as it came (else it was translated). */
+  passthrough: boolean;
+  /** A plain call's answer. */
+  message?: AnthropicResponse;
+  /** A stream's events (`stream: true`). */
+  events?: AsyncIterable<AnthropicEvent>;
+  /** What a plain call cost in USD (unknown for a stream until it ends). */
+  costUsd?: number;
+}
+
 /** What the router needs from the llm service. */
 export interface LlmClient {
   complete(request: ChatRequest, options: LlmClientCallOptions): Promise<LlmOrigin & { completion: ChatCompletion }>;
@@ -67,7 +79,7 @@ export interface LlmClient {
    * `stream: true` (settled once the provider answered, as {@link stream}). `passthrough` says
    * whether an Anthropic provider answered the body as it came.
    */
-  messages(request: MessagesRequest, options: LlmClientCallOptions): Promise<LlmOrigin & { passthrough: boolean; message?: AnthropicResponse; events?: AsyncIterable<AnthropicEvent> }>;
+  messages(request: MessagesRequest, options: LlmClientCallOptions): Promise<LlmMessagesAnswer>;
   models(meta?: CallMeta): Promise<ModelEntry[]>;
   /** Each provider's circuit state, latency estimate and limits (admin data). */
   providers(meta?: CallMeta): Promise<unknown>;

@@ -18,7 +18,7 @@ import { badRequest, closeRedis, createRedis, redisConnected, type RedisClient, 
 import { setActor } from './admin';
 import { ApiKeyStore } from './auth';
 import { authenticate } from './auth-hook';
-import { createChatHandler } from './chat';
+import { createChatHandler, createPromptMetrics } from './chat';
 import { anthropicErrorHandler, createMessagesHandler } from './messages';
 import { RouterMessagesRequestSchema } from '../anthropic';
 import type { RouterClients } from './clients';
@@ -120,8 +120,9 @@ export async function createRouterService(
     if (isPublicRoute(request)) return;
     await keyCheck.call(this, request, reply);
   };
-  const chat = createChatHandler({ llm: clients.llm, context: clients.context, templates: cache, logger, registry: ctx.metrics.registry, stats: promptStats });
-  const messages = createMessagesHandler({ llm: clients.llm, context: clients.context, templates: cache, logger });
+  const promptMetrics = createPromptMetrics(ctx.metrics.registry);
+  const chat = createChatHandler({ llm: clients.llm, context: clients.context, templates: cache, logger, registry: ctx.metrics.registry, stats: promptStats, promptMetrics });
+  const messages = createMessagesHandler({ llm: clients.llm, context: clients.context, templates: cache, logger, promptMetrics, stats: promptStats });
   const consoleApp = consoleRoutes({ dir: options.consoleDir, logger });
 
   const routes: FastifyPluginAsync = async (app: FastifyInstance) => {

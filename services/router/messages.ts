@@ -25,7 +25,8 @@ import {
   type RouterMessagesRequest,
 } from '../anthropic';
 import { scopedSessionId } from './admin';
-import { fromStored, idBase, renderError, toStored } from './chat';
+import { countsAsError, fromStored, idBase, renderError, toStored, type PromptMetrics } from './chat';
+import type { RollingStats } from '../kit/rolling-stats';
 import type { CallMeta, ContextClient, LlmClient } from './clients';
 import type { TemplateCache } from './template-cache';
 
@@ -37,6 +38,10 @@ export interface MessagesHandlerOptions {
   logger: Logger;
   /** The token budget of the history sent upstream. @default the context service's default */
   historyMaxTokens?: number;
+  /** The per-prompt-version metrics, shared with chat (one registration per registry). */
+  promptMetrics: PromptMetrics;
+  /** Per prompt version aggregates for `GET /v1/stats/prompts/{name}`, as chat records them. @default not recorded */
+  stats?: RollingStats;
 }
 
 /** The route's error handler: every failure (auth, validation, upstream) in Anthropic's error shape. */
@@ -76,7 +81,15 @@ function systemWith(prefix: string[], system: MessagesRequest['system']): Messag
 
 /** Builds the `POST /v1/messages` handler. */
 export function createMessagesHandler(options: MessagesHandlerOptions) {
-  const { llm, context, templates, logger, historyMaxTokens } = options;
+  const { llm, context, templates, logger, historyMaxTokens, stats } = options;
+  const { promptRequests, promptDuration, promptCost } = options.promptMetrics;
+
+  /** Counts a call against its prompt version, as chat does (stats: requests, errors, latency, cost). */
+  function record(target: { prompt: string; version: number; startedAt: number } | undefined, error: boolean, costUsd = 0): void {
+    if (!target) return;
+    if (!error && costUsd > 0) promptCost.inc({ prompt: target.prompt, version: String(target.version) }, costUsd);
+    stats?.record(target.prompt, String(target.version), { latencyMs: performance.now() - target.startedAt, error, costUsd });
+  }
 
   async function store(turn: Turn, reply: ChatMessage, meta: CallMeta): Promise<void> {
     try {
@@ -94,6 +107,7 @@ export function createMessagesHandler(options: MessagesHandlerOptions) {
     const { prompt, session_id: sessionId, ...rest } = body;
     let upstream: MessagesRequest;
     let turn: Turn | undefined;
+    let target: { prompt: string; version: number; startedAt: number } | undefined;
 
     if (prompt === undefined && sessionId === undefined) {
       if (!body.messages || body.messages.length === 0) throw badRequest(`'messages' must hold at least one message (or give 'prompt')`, 'messages');
@@ -121,6 +135,10 @@ export function createMessagesHandler(options: MessagesHandlerOptions) {
           throw renderError(err);
         }
         reply.header(HEADERS.promptVersion, String(version.version));
+        const labels = { prompt: version.name, version: String(version.version) };
+        promptRequests.inc(labels);
+        reply.raw.once('close', () => promptDuration.observe({ ...labels, status_code: String(reply.statusCode) }, reply.elapsedTime / 1000));
+        target = { prompt: version.name, version: version.version, startedAt: performance.now() };
       }
       const model = body.model ?? version?.model ?? undefined;
       if (!model) throw badRequest(`'model' is required (the prompt template names no model)`, 'model');
@@ -156,10 +174,17 @@ export function createMessagesHandler(options: MessagesHandlerOptions) {
       if (!reply.raw.writableFinished) abort.abort();
     };
     reply.raw.once('close', onClose);
-    const result = await llm.messages(upstream, { ...meta, tenant, tenantTpm: request.apiKey?.tpm, signal: abort.signal });
+    let result: Awaited<ReturnType<LlmClient['messages']>>;
+    try {
+      result = await llm.messages(upstream, { ...meta, tenant, tenantTpm: request.apiKey?.tpm, signal: abort.signal });
+    } catch (err) {
+      if (!abort.signal.aborted && countsAsError(err)) record(target, true);
+      throw err;
+    }
     reply.header(HEADERS.provider, result.provider).header(HEADERS.model, result.model).header(HEADERS.cache, result.cache).header(HEADERS.passthrough, String(result.passthrough));
     if (result.message) {
       reply.raw.off('close', onClose);
+      record(target, false, result.costUsd ?? 0);
       if (turn) await store(turn, toChatReply(result.message), meta);
       return reply.send(result.message);
     }
@@ -177,10 +202,13 @@ export function createMessagesHandler(options: MessagesHandlerOptions) {
     const out = writeAnthropicSse(observed(), {
       onError: (err) => {
         if (abort.signal.aborted) return undefined;
+        record(target, true);
         logger.warn({ err: (err as Error).message, requestId: request.id }, 'messages stream failed mid-way');
         return anthropicErrorBody(err).body;
       },
       afterLast: async () => {
+        // A stream's cost is the llm's to count (promptmesh_llm_cost_usd_total); here it is unknown.
+        if (!abort.signal.aborted) record(target, false);
         if (!abort.signal.aborted && turn) await store(turn, toChatReply({ content: assembler.content() }), meta);
       },
     });

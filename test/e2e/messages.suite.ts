@@ -173,6 +173,20 @@ export function defineMessagesCases(layout: () => Layout): void {
     ]);
   });
 
+  it('messages: a stream that fails mid-way ends with an error event, which the SDK raises', async () => {
+    for (const model of ['claude', 'chat']) {
+      layout().fake.setBehavior({ rules: [{ times: 1, fault: { type: 'error_event', afterChunks: 1 } }] });
+      const seen: string[] = [];
+      const stream = sdk().messages.stream({ model, max_tokens: 100, messages: [{ role: 'user', content: 'one two three four' }] });
+      stream.on('streamEvent', (ev) => seen.push(ev.type));
+      const err = await stream.finalMessage().catch((e: unknown) => e);
+      expect(err, model).toBeInstanceOf(Anthropic.APIError);
+      expect(seen[0]).toBe('message_start');
+      expect(seen).not.toContain('message_stop');
+    }
+    layout().fake.reset();
+  });
+
   it('messages: refuses what an OpenAI provider cannot take with a 400 naming the field, in Anthropic error shape', async () => {
     const before = layout().fake.requests.length;
     const err = await sdk()
@@ -223,6 +237,9 @@ export function defineMessagesCases(layout: () => Layout): void {
       .messages.create(extended({ model: 'claude', max_tokens: 50, system: 'Be brief.', prompt: { name: `e2e-messages-${layout().name}`, variables: { who: 'a pirate' } }, messages: [{ role: 'user', content: 'Hi' }] }))
       .withResponse();
     expect(response.headers.get(HEADERS.promptVersion)).toBe('1');
+    // Counted per prompt version as chat's requests are.
+    const metrics = await fetch(`${layout().url}/metrics`).then((r) => r.text());
+    expect(metrics).toContain(`promptmesh_prompt_requests_total{prompt="e2e-messages-${layout().name}",version="1"} 1`);
     expect(upstream('/v1/messages').body).toMatchObject({
       model: 'claude-fake',
       system: 'Speak as a pirate.\n\nBe brief.',
