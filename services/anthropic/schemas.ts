@@ -13,7 +13,8 @@ const open = () => Type.Object({ type: Type.String({ minLength: 1, maxLength: 64
 /** One message: a user or assistant turn, its content a string or a list of content blocks. */
 export const AnthropicMessageSchema = Type.Object(
   {
-    role: Type.Union([Type.Literal('user'), Type.Literal('assistant')]),
+    // An enum (not a union of literals), so the 400 lists the two roles.
+    role: Type.Unsafe<'user' | 'assistant'>({ type: 'string', enum: ['user', 'assistant'] }),
     content: Type.Union([Type.String(), Type.Array(open(), { maxItems: 1024 })]),
   },
   { additionalProperties: false },

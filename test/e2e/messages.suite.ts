@@ -211,7 +211,7 @@ export function defineMessagesCases(layout: () => Layout): void {
     // x-api-key is the Messages route's (Anthropic's SDKs); the OpenAI routes keep Bearer only.
     const viaHeader = await fetch(`${layout().url}/v1/chat/completions`, { method: 'POST', headers: { 'x-api-key': KEYS.admin, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'chat', messages: [{ role: 'user', content: 'x' }] }) });
     expect(viaHeader.status).toBe(401);
-    expect((await viaHeader.json()).error.type).toBe('authentication_error');
+    expect(((await viaHeader.json()) as { error: { type: string } }).error.type).toBe('authentication_error');
     const bearer = await call(layout(), 'POST', '/v1/messages', { body: { model: 'claude', max_tokens: 10, messages: [{ role: 'user', content: 'x' }] } });
     expect(bearer.status).toBe(200);
     const missing = await sdk().messages.create({ model: 'no-such-model', max_tokens: 10, messages: [{ role: 'user', content: 'x' }] }).catch((e: unknown) => e);
