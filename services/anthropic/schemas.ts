@@ -67,6 +67,11 @@ export const RouterMessagesRequestSchema = Type.Object(
 /** A Messages request as the router accepts it. */
 export type RouterMessagesRequest = Static<typeof RouterMessagesRequestSchema>;
 
+/** The header Anthropic's clients turn beta features on with; passed on to Anthropic providers. */
+export const ANTHROPIC_BETA_HEADER = 'anthropic-beta';
+/** What an `anthropic-beta` value may be: comma-separated beta names (at most 1024 characters). */
+export const ANTHROPIC_BETA_PATTERN = '^(?=.{1,1024}$)[A-Za-z0-9._-]+(?: *, *[A-Za-z0-9._-]+)*$';
+
 /** The answer of the Messages API (`type: "message"`). */
 export interface AnthropicResponse {
   id: string;

@@ -87,6 +87,15 @@ export interface LlmMessagesResult {
   events?: AsyncIterable<AnthropicEvent>;
 }
 
+/** Options of {@link LlmCore.messages}. */
+export interface LlmMessagesOptions extends LlmCallOptions {
+  /**
+   * The client's `anthropic-beta` header, sent on to an Anthropic provider with the body (other
+   * providers have no betas to turn on). @default none
+   */
+  anthropicBeta?: string;
+}
+
 /** One model a client may ask for (`GET /v1/models`). */
 export interface ModelInfo {
   id: string;
@@ -131,7 +140,7 @@ export interface LlmCore {
    * request and back. When every provider the model may reach is Anthropic, nothing needs to be
    * translatable (and the response cache is bypassed: its key is the canonical request).
    */
-  messages(body: MessagesRequest, options?: LlmCallOptions): Promise<LlmMessagesResult>;
+  messages(body: MessagesRequest, options?: LlmMessagesOptions): Promise<LlmMessagesResult>;
   /** The model aliases and provider models. */
   models(): ModelInfo[];
   /** Every provider's circuit, latency estimate and limits. */
@@ -184,9 +193,10 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
       const someAnthropic = targets.some((t) => t.config.type === 'anthropic');
       const allAnthropic = targets.length > 0 && targets.every((t) => t.config.type === 'anthropic');
       const request = toChatRequest(body, { strict: !allAnthropic });
-      const sink = someAnthropic ? new PassthroughSink(body) : undefined;
+      const { anthropicBeta, ...rest } = options;
+      const sink = someAnthropic ? new PassthroughSink(body, anthropicBeta) : undefined;
       if (sink) (request as Record<symbol, unknown>)[ANTHROPIC_PASSTHROUGH] = sink;
-      const callOptions: LlmCallOptions = allAnthropic ? { ...options, cache: 'off' } : options;
+      const callOptions: LlmCallOptions = allAnthropic ? { ...rest, cache: 'off' } : rest;
       const raw = (provider: string, cache: CacheResult) => sink !== undefined && cache !== 'hit' && parts.providers.get(provider)?.type === 'anthropic';
       if (body.stream !== true) {
         const r = await this.complete(request, callOptions);

@@ -23,6 +23,8 @@ export class PassthroughSink {
   constructor(
     /** The client's body; `model` is replaced by the provider's, promptmesh's `cache` left out. */
     readonly body: MessagesRequest,
+    /** The client's `anthropic-beta` header (comma-separated beta names), sent on with the body. */
+    readonly betas?: string,
   ) {}
 
   /** A new attempt starts: whatever an earlier (failed) one left is void. */

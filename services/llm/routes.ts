@@ -5,7 +5,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { toApiError } from '../kit/errors';
 import type { CacheMode } from './cache';
 import type { LlmCallOptions, LlmCore } from './core';
-import { MessagesRequestSchema, anthropicErrorBody, anthropicSse, type AnthropicEvent, type MessagesRequest } from '../anthropic';
+import { ANTHROPIC_BETA_HEADER, ANTHROPIC_BETA_PATTERN, MessagesRequestSchema, anthropicErrorBody, anthropicSse, type AnthropicEvent, type MessagesRequest } from '../anthropic';
 import { ChatRequestSchema, SSE_HEADERS, chatResponseSchemas, checkMessages, writeSse, type ChatRequest } from '../openai';
 
 /**
@@ -35,6 +35,12 @@ const CALL_HEADERS_SCHEMA = {
   },
   // A budget is a tenant's: without the tenant there is no one to hold to it.
   dependencies: { [HEADERS.tenantTpm]: [HEADERS.tenant] },
+} as const;
+
+/** The `/v1/messages` request headers: the call's, and the client's Anthropic betas. */
+const MESSAGES_HEADERS_SCHEMA = {
+  ...CALL_HEADERS_SCHEMA,
+  properties: { ...CALL_HEADERS_SCHEMA.properties, [ANTHROPIC_BETA_HEADER]: { type: 'string', pattern: ANTHROPIC_BETA_PATTERN } },
 } as const;
 
 /** The call options the (schema-checked) headers ask for. */
@@ -105,7 +111,7 @@ export function llmRoutes(core: LlmCore): FastifyPluginAsync {
     typed.post(
       PATHS.messages,
       {
-        schema: { headers: CALL_HEADERS_SCHEMA, body: MessagesRequestSchema },
+        schema: { headers: MESSAGES_HEADERS_SCHEMA, body: MessagesRequestSchema },
         errorHandler: (err, request, reply) => {
           const { status, body, error } = anthropicErrorBody(err);
           if (status >= 500) request.log.error({ err }, 'request failed');
@@ -116,7 +122,8 @@ export function llmRoutes(core: LlmCore): FastifyPluginAsync {
       async (request, reply) => {
         const body = request.body as MessagesRequest;
         const signal = clientSignal(request, reply);
-        const result = await core.messages(body, callOptions(request, signal));
+        const beta = (request.headers as Record<string, string | undefined>)[ANTHROPIC_BETA_HEADER];
+        const result = await core.messages(body, { ...callOptions(request, signal), ...(beta ? { anthropicBeta: beta } : {}) });
         reply.header(HEADERS.provider, result.provider).header(HEADERS.model, result.model).header(HEADERS.cache, result.cache).header(HEADERS.passthrough, String(result.passthrough));
         if (result.message) return reply.header(COST_HEADER, String(result.costUsd ?? 0)).send(result.message);
         const events = anthropicStream(result.events!, signal);

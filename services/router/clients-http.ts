@@ -1,4 +1,4 @@
-import type { AnthropicEvent, AnthropicResponse, MessagesRequest } from '../anthropic';
+import { ANTHROPIC_BETA_HEADER, type AnthropicEvent, type AnthropicResponse, type MessagesRequest } from '../anthropic';
 import { HEADERS, PATHS } from '../../contracts';
 import { ApiError } from '../kit';
 import type { ContextMessageInput, ContextWindow } from '../context';
@@ -121,8 +121,9 @@ export class HttpLlmClient implements LlmClient {
     return { ...origin(res, request.model), chunks: chunks() };
   }
 
-  async messages(request: MessagesRequest, options: LlmClientCallOptions): Promise<LlmMessagesAnswer> {
-    const res = await this.http.request('POST', PATHS.messages, options, { body: JSON.stringify(request), headers: this.headers(options) });
+  async messages(request: MessagesRequest, options: LlmClientCallOptions & { anthropicBeta?: string }): Promise<LlmMessagesAnswer> {
+    const headers = options.anthropicBeta ? { ...this.headers(options), [ANTHROPIC_BETA_HEADER]: options.anthropicBeta } : this.headers(options);
+    const res = await this.http.request('POST', PATHS.messages, options, { body: JSON.stringify(request), headers });
     const from = { ...origin(res, request.model), passthrough: res.headers[HEADERS.passthrough] === 'true' };
     if (res.statusCode >= 400 || request.stream !== true) {
       let text: string;

@@ -65,8 +65,8 @@ export class LocalLlmClient implements LlmClient {
     return { provider: r.provider, model: r.model, cache: r.cache === 'hit' ? 'hit' : 'miss', chunks: r.chunks };
   }
 
-  async messages(request: MessagesRequest, options: LlmClientCallOptions): Promise<LlmMessagesAnswer> {
-    const r = await this.core.messages(request, { tenant: options.tenant, tenantTpm: options.tenantTpm, traceContext: options.traceContext, signal: options.signal });
+  async messages(request: MessagesRequest, options: LlmClientCallOptions & { anthropicBeta?: string }): Promise<LlmMessagesAnswer> {
+    const r = await this.core.messages(request, { tenant: options.tenant, tenantTpm: options.tenantTpm, traceContext: options.traceContext, signal: options.signal, anthropicBeta: options.anthropicBeta });
     return { provider: r.provider, model: r.model, cache: r.cache === 'hit' ? 'hit' : 'miss', passthrough: r.passthrough, message: r.message, events: r.events, costUsd: r.costUsd };
   }
 

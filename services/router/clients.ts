@@ -79,7 +79,7 @@ export interface LlmClient {
    * `stream: true` (settled once the provider answered, as {@link stream}). `passthrough` says
    * whether an Anthropic provider answered the body as it came.
    */
-  messages(request: MessagesRequest, options: LlmClientCallOptions): Promise<LlmMessagesAnswer>;
+  messages(request: MessagesRequest, options: LlmClientCallOptions & { anthropicBeta?: string }): Promise<LlmMessagesAnswer>;
   models(meta?: CallMeta): Promise<ModelEntry[]>;
   /** Each provider's circuit state, latency estimate and limits (admin data). */
   providers(meta?: CallMeta): Promise<unknown>;

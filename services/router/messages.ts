@@ -13,6 +13,8 @@ import { renderCompiled, type TemplateMessage, type Variables } from '../kit/tem
 import type { ContextMessageInput, ContextWindow } from '../context';
 import { SSE_HEADERS, type ChatMessage } from '../openai';
 import {
+  ANTHROPIC_BETA_HEADER,
+  ANTHROPIC_BETA_PATTERN,
   AnthropicStreamAssembler,
   anthropicErrorBody,
   toAnthropicMessage,
@@ -56,6 +58,16 @@ interface Turn {
   sessionId: string;
   base: string;
   messages: ContextMessageInput[];
+}
+
+const BETA = new RegExp(ANTHROPIC_BETA_PATTERN);
+
+/** The client's `anthropic-beta` header (several headers joined), checked: a 400 names it when malformed. */
+function betasOf(header: string | string[] | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  const value = Array.isArray(header) ? header.join(',') : header;
+  if (!BETA.test(value)) throw badRequest('must be comma-separated beta names (letters, digits, . _ -), at most 1024 characters', ANTHROPIC_BETA_HEADER);
+  return value;
 }
 
 /** Joins neighbouring turns of one role (Anthropic wants user and assistant to alternate). */
@@ -105,6 +117,7 @@ export function createMessagesHandler(options: MessagesHandlerOptions) {
     const tenant = request.apiKey?.id;
     const degraded = request.degraded ?? [];
     const { prompt, session_id: sessionId, ...rest } = body;
+    const betas = betasOf(request.headers[ANTHROPIC_BETA_HEADER]);
     let upstream: MessagesRequest;
     let turn: Turn | undefined;
     let target: { prompt: string; version: number; startedAt: number } | undefined;
@@ -176,7 +189,7 @@ export function createMessagesHandler(options: MessagesHandlerOptions) {
     reply.raw.once('close', onClose);
     let result: Awaited<ReturnType<LlmClient['messages']>>;
     try {
-      result = await llm.messages(upstream, { ...meta, tenant, tenantTpm: request.apiKey?.tpm, signal: abort.signal });
+      result = await llm.messages(upstream, { ...meta, tenant, tenantTpm: request.apiKey?.tpm, signal: abort.signal, ...(betas ? { anthropicBeta: betas } : {}) });
     } catch (err) {
       if (!abort.signal.aborted && countsAsError(err)) record(target, true);
       throw err;

@@ -42,7 +42,10 @@ export function defineMessagesCases(layout: () => Layout): void {
         },
       ],
     };
-    const { data: msg, response } = await sdk().messages.create(body).withResponse();
+    // Beta features the client turns on reach Anthropic too.
+    const { data: msg, response } = await sdk().messages.create(body, { headers: { 'anthropic-beta': 'interleaved-thinking-2025-05-14' } }).withResponse();
+    expect(upstream('/v1/messages').headers['anthropic-beta']).toBe('interleaved-thinking-2025-05-14');
+    expect(upstream('/v1/messages').headers['anthropic-version']).toBe('2023-06-01');
     expect(response.headers.get(HEADERS.provider)).toBe('fake-claude');
     expect(response.headers.get(HEADERS.passthrough)).toBe('true');
     expect(upstream('/v1/messages').body).toEqual({ ...body, model: 'claude-fake' });
@@ -206,6 +209,8 @@ export function defineMessagesCases(layout: () => Layout): void {
     const unknown = await call(layout(), 'POST', '/v1/messages', { body: { model: 'claude', max_tokens: 10, messages: [{ role: 'user', content: 'x' }], bogus: 1 } });
     expect(unknown.status).toBe(400);
     expect(unknown.body).toEqual({ type: 'error', error: { type: 'invalid_request_error', message: expect.stringContaining('bogus') } });
+    const badBeta = await sdk().messages.create({ model: 'claude', max_tokens: 10, messages: [{ role: 'user', content: 'x' }] }, { headers: { 'anthropic-beta': 'a b' } }).catch((e: unknown) => e);
+    expect((badBeta as Error).message).toContain('anthropic-beta');
     const noKey = await sdk('wrong-key').messages.create({ model: 'claude', max_tokens: 10, messages: [{ role: 'user', content: 'x' }] }).catch((e: unknown) => e);
     expect(noKey).toBeInstanceOf(Anthropic.AuthenticationError);
     // x-api-key is the Messages route's (Anthropic's SDKs); the OpenAI routes keep Bearer only.

@@ -473,8 +473,13 @@ function messagesPath(baseUrl: string): string {
   return /\/v1\/?$/.test(baseUrl) ? '/messages' : '/v1/messages';
 }
 
-function anthropicHeaders(provider: ProviderConfig, accept: string): Record<string, string> {
+function anthropicHeaders(provider: ProviderConfig, accept: string, betas?: string): Record<string, string> {
   const headers: Record<string, string> = { accept };
+  if (betas) {
+    // The client's betas beside any the provider's headers set.
+    const own = Object.entries(provider.headers ?? {}).find(([k]) => k.toLowerCase() === 'anthropic-beta')?.[1];
+    headers['anthropic-beta'] = own ? `${own},${betas}` : betas;
+  }
   const versionSet = provider.headers !== undefined && Object.keys(provider.headers).some((k) => k.toLowerCase() === 'anthropic-version');
   if (!versionSet) headers['anthropic-version'] = DEFAULT_ANTHROPIC_VERSION;
   if (provider.apiKey) headers['x-api-key'] = provider.apiKey;
@@ -496,7 +501,7 @@ export function createAnthropicAdapter(options: AnthropicAdapterOptions = {}): P
       const sink = passthroughOf(request);
       sink?.begin();
       const body = sink ? sink.bodyFor(request.model, false) : toAnthropicBody(request, false, provider);
-      const res = await transport.post(provider, messagesPath(provider.baseUrl), body, anthropicHeaders(provider, 'application/json'), call);
+      const res = await transport.post(provider, messagesPath(provider.baseUrl), body, anthropicHeaders(provider, 'application/json', sink?.betas), call);
       if (res.statusCode >= 400) throw await errorFromResponse(provider, res);
       const message = await readJson(provider, res, call.signal);
       const completion = toCompletion(provider, request, message);
@@ -507,7 +512,7 @@ export function createAnthropicAdapter(options: AnthropicAdapterOptions = {}): P
       const sink = passthroughOf(request);
       sink?.begin();
       const body = sink ? sink.bodyFor(request.model, true) : toAnthropicBody(request, true, provider);
-      const res = await transport.post(provider, messagesPath(provider.baseUrl), body, anthropicHeaders(provider, 'text/event-stream'), call);
+      const res = await transport.post(provider, messagesPath(provider.baseUrl), body, anthropicHeaders(provider, 'text/event-stream', sink?.betas), call);
       if (res.statusCode >= 400) throw await errorFromResponse(provider, res);
       if (!isEventStream(res)) {
         await res.body.dump().catch(() => undefined);
