@@ -165,5 +165,7 @@ describe('stream writer and errors', () => {
     const types = [401, 403, 404, 413, 429, 500, 502, 503, 504].map((status) => anthropicErrorBody(new ApiError({ status, type: 't', message: 'm' })).body.error.type);
     expect(types).toEqual(['authentication_error', 'permission_error', 'not_found_error', 'request_too_large', 'rate_limit_error', 'api_error', 'api_error', 'overloaded_error', 'timeout_error']);
     expect(anthropicErrorBody(new Error('boom')).status).toBe(500);
+    // A stream error relayed from llm keeps Anthropic's own type.
+    expect(anthropicErrorBody(new ApiError({ status: 502, type: 'overloaded_error', message: 'busy' })).body.error.type).toBe('overloaded_error');
   });
 });

@@ -33,6 +33,20 @@ export function anthropicErrorType(status: number): string {
   }
 }
 
+/** Anthropic's own error types: an error that already is one keeps it (e.g. relayed from llm). */
+const ANTHROPIC_ERROR_TYPES = new Set([
+  'invalid_request_error',
+  'authentication_error',
+  'billing_error',
+  'permission_error',
+  'not_found_error',
+  'request_too_large',
+  'rate_limit_error',
+  'api_error',
+  'overloaded_error',
+  'timeout_error',
+]);
+
 /** An Anthropic error body. */
 export interface AnthropicErrorBody {
   type: 'error';
@@ -47,5 +61,6 @@ export function anthropicErrorBody(err: unknown): { status: number; body: Anthro
   const error = toApiError(err);
   const body = error.toBody().error;
   const message = body.param && !body.message.includes(body.param) ? `${body.param}: ${body.message}` : body.message;
-  return { status: error.statusCode, body: { type: 'error', error: { type: anthropicErrorType(error.statusCode), message } }, error };
+  const type = error.statusCode >= 500 && ANTHROPIC_ERROR_TYPES.has(error.type) ? error.type : anthropicErrorType(error.statusCode);
+  return { status: error.statusCode, body: { type: 'error', error: { type, message } }, error };
 }
