@@ -37,6 +37,8 @@ export const PATHS = {
   embeddings: '/v1/embeddings',
   /** router (public) and llm (internal): the OpenAI Responses API, passed through to providers that speak it. */
   responses: '/v1/responses',
+  /** router (public, Anthropic's Messages API) and llm (internal). */
+  messages: '/v1/messages',
   /** router. */
   models: '/v1/models',
   /** templates. */
@@ -143,6 +145,8 @@ export const HEADERS = {
   teamTpm: 'x-promptmesh-team-tpm',
   /** llm -> router: what a plain completion cost, in USD. */
   costUsd: 'x-promptmesh-cost-usd',
+  /** `/v1/messages` answers: `true` when an Anthropic provider answered the client's body as it came, `false` when translated. */
+  passthrough: 'x-promptmesh-passthrough',
   requestId: 'x-request-id',
   traceparent: 'traceparent',
 } as const;
@@ -223,7 +227,7 @@ const HTTP = { port: DEFAULT_PORT, metricsPort: DEFAULT_PORT, probes: PROBES } a
 export const SERVICES: Readonly<Record<ServiceName, ServiceContract>> = {
   router: {
     ...HTTP,
-    paths: [PATHS.chatCompletions, PATHS.embeddings, PATHS.responses, PATHS.models, PATHS.providers, PATHS.templates, PATHS.sessions, PATHS.statsPrompts, PATHS.statsProviders, PATHS.console, PATHS.keys, PATHS.teams, PATHS.spend],
+    paths: [PATHS.chatCompletions, PATHS.messages, PATHS.embeddings, PATHS.responses, PATHS.models, PATHS.providers, PATHS.templates, PATHS.sessions, PATHS.statsPrompts, PATHS.statsProviders, PATHS.console, PATHS.keys, PATHS.teams, PATHS.spend],
     // DATABASE_URL: with API keys the router keeps virtual keys, teams and spend in PostgreSQL (docs/keys.md).
     env: [ENV.redisUrl, ENV.redisClusterNodes, ENV.templatesUrl, ENV.contextUrl, ENV.llmUrl, ENV.apiKeysFile, ENV.databaseUrl],
     callers: ['ingress-gateway'],
@@ -265,7 +269,7 @@ export const SERVICES: Readonly<Record<ServiceName, ServiceContract>> = {
   },
   llm: {
     ...HTTP,
-    paths: [PATHS.chatCompletions, PATHS.embeddings, PATHS.responses, PATHS.models, PATHS.providers],
+    paths: [PATHS.chatCompletions, PATHS.messages, PATHS.embeddings, PATHS.responses, PATHS.models, PATHS.providers],
     env: [ENV.redisUrl, ENV.redisClusterNodes, ENV.providersFile],
     urlEnv: ENV.llmUrl,
     callers: ['router'],

@@ -11,6 +11,9 @@ import { newCall, newEmbeddingsCall, newResponsesCall } from './pipeline/stage';
 import { estimateInputTokens } from './limits';
 import { encodeEmbeddings, type ChatCompletion, type ChatCompletionChunk, type ChatRequest, type EmbeddingsRequest, type EncodedEmbeddingsResponse, type PassthroughRequest } from '../openai';
 import type { PassthroughResponse, ProviderType } from './types';
+import { toAnthropicEvents, toAnthropicResponse, toChatRequest, type AnthropicEvent, type AnthropicResponse, type MessagesRequest } from '../anthropic';
+import { resolveTargets } from './routing';
+import { ANTHROPIC_PASSTHROUGH, PassthroughSink } from './passthrough';
 
 export type { LlmCoreDeps } from './pipeline/parts';
 export type { UsageWithCost } from './pipeline/answer';
@@ -95,6 +98,31 @@ export interface LlmPassthroughResult extends PassthroughResponse {
   model: string;
 }
 
+/**
+ * The result of {@link LlmCore.messages}: the Anthropic answer (`message`) or its event stream
+ * (`events`, resolved once the first event is secured, like {@link LlmStreamResult}).
+ */
+export interface LlmMessagesResult {
+  provider: string;
+  model: string;
+  cache: CacheResult;
+  /** Whether an Anthropic provider answered the client's body as it came (else it was translated). */
+  passthrough: boolean;
+  /** What the call cost (plain answers; a stream's cost is known at its end, in the metrics). */
+  costUsd?: number;
+  message?: AnthropicResponse;
+  events?: AsyncIterable<AnthropicEvent>;
+}
+
+/** Options of {@link LlmCore.messages}. */
+export interface LlmMessagesOptions extends LlmCallOptions {
+  /**
+   * The client's `anthropic-beta` header, sent on to an Anthropic provider with the body (other
+   * providers have no betas to turn on). @default none
+   */
+  anthropicBeta?: string;
+}
+
 /** One model a client may ask for (`GET /v1/models`). */
 export interface ModelInfo {
   id: string;
@@ -146,6 +174,14 @@ export interface LlmCore {
    * the API is a 400 that names the providers that do.
    */
   responses(request: PassthroughRequest, options?: LlmCallOptions): Promise<LlmPassthroughResult>;
+  /**
+   * An Anthropic Messages call (`POST /v1/messages`), through the same pipeline as chat. To an
+   * Anthropic provider the client's body goes as it came (model aside) and its answer comes back
+   * raw (thinking blocks, cache usage and all); to the others it is translated to the canonical
+   * request and back. When every provider the model may reach is Anthropic, nothing needs to be
+   * translatable (and the response cache is bypassed: its key is the canonical request).
+   */
+  messages(body: MessagesRequest, options?: LlmMessagesOptions): Promise<LlmMessagesResult>;
   /** The model aliases and provider models. */
   models(): ModelInfo[];
   /** Every provider's circuit, latency estimate and limits. */
@@ -216,6 +252,26 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
       return { provider: answer.provider, model: answer.model, status, headers, body: passthroughBody(answer, estimateInputTokens(call.request)) };
     },
 
+    async messages(body, options = {}) {
+      const targets = resolveTargets(config, parts.providers, body.model);
+      const someAnthropic = targets.some((t) => t.config.type === 'anthropic');
+      const allAnthropic = targets.length > 0 && targets.every((t) => t.config.type === 'anthropic');
+      const request = toChatRequest(body, { strict: !allAnthropic });
+      const { anthropicBeta, ...rest } = options;
+      const sink = someAnthropic ? new PassthroughSink(body, anthropicBeta) : undefined;
+      if (sink) (request as Record<symbol, unknown>)[ANTHROPIC_PASSTHROUGH] = sink;
+      const callOptions: LlmCallOptions = allAnthropic ? { ...rest, cache: 'off' } : rest;
+      const raw = (provider: string, cache: CacheResult) => sink !== undefined && cache !== 'hit' && parts.providers.get(provider)?.type === 'anthropic';
+      if (body.stream !== true) {
+        const r = await this.complete(request, callOptions);
+        const passthrough = raw(r.provider, r.cache) && sink!.message !== undefined;
+        return { provider: r.provider, model: r.model, cache: r.cache, passthrough, costUsd: r.costUsd, message: passthrough ? sink!.message! : toAnthropicResponse(r.completion) };
+      }
+      const r = await this.stream(request, callOptions);
+      const passthrough = raw(r.provider, r.cache);
+      return { provider: r.provider, model: r.model, cache: r.cache, passthrough, events: passthrough ? rawEvents(r.chunks, sink!) : toAnthropicEvents(r.chunks, r.model) };
+    },
+
     models() {
       return listModels(config).map((m) => ({ id: m.id, object: 'model' as const, created: 0, owned_by: m.owned_by, kind: m.kind }));
     },
@@ -250,6 +306,15 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
 function validateForRouting(request: ChatRequest): void {
   if (typeof request?.model !== 'string' || request.model === '') throw badRequest("'model' is required", 'model');
   if (!Array.isArray(request.messages) || request.messages.length === 0) throw badRequest("'messages' must be a non-empty list", 'messages');
+}
+
+/** The raw events the Anthropic adapter recorded, in step with the pipeline's chunks. */
+async function* rawEvents(chunks: AsyncIterable<ChatCompletionChunk>, sink: PassthroughSink): AsyncGenerator<AnthropicEvent> {
+  const { events } = sink;
+  for await (const _chunk of chunks) {
+    while (events.length > 0) yield events.shift()!;
+  }
+  while (events.length > 0) yield events.shift()!;
 }
 
 async function* toAsync<T>(items: Iterable<T>): AsyncGenerator<T> {

@@ -5,6 +5,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { toApiError } from '../kit/errors';
 import type { CacheMode } from './cache';
 import type { LlmCallOptions, LlmCore } from './core';
+import { ANTHROPIC_BETA_HEADER, ANTHROPIC_BETA_PATTERN, MessagesRequestSchema, anthropicErrorBody, anthropicSse, type AnthropicEvent, type MessagesRequest } from '../anthropic';
 import { ChatRequestSchema, EmbeddingsRequestSchema, ResponsesRequestSchema, type PassthroughRequest, SSE_HEADERS, chatResponseSchemas, checkMessages, embeddingsResponseSchemas, writeSse, type ChatRequest, type EmbeddingsRequest } from '../openai';
 
 /**
@@ -41,6 +42,12 @@ const CALL_HEADERS_SCHEMA = {
   dependencies: { [HEADERS.tenantTpm]: [HEADERS.tenant], [HEADERS.teamTpm]: [HEADERS.team], [HEADERS.team]: [HEADERS.tenant] },
 } as const;
 
+/** The `/v1/messages` request headers: the call's, and the client's Anthropic betas. */
+const MESSAGES_HEADERS_SCHEMA = {
+  ...CALL_HEADERS_SCHEMA,
+  properties: { ...CALL_HEADERS_SCHEMA.properties, [ANTHROPIC_BETA_HEADER]: { type: 'string', pattern: ANTHROPIC_BETA_PATTERN } },
+} as const;
+
 /** The call options the (schema-checked) headers ask for. */
 function callOptions(request: FastifyRequest, signal: AbortSignal): LlmCallOptions {
   const headers = request.headers as Record<string, string | undefined>;
@@ -66,6 +73,15 @@ function clientSignal(request: FastifyRequest, reply: FastifyReply): AbortSignal
   });
   request.raw.once('aborted', () => controller.abort(new Error('client aborted the request')));
   return controller.signal;
+}
+
+/** A Messages stream on the wire; a failure ends it with Anthropic's `error` event. */
+async function* anthropicStream(events: AsyncIterable<AnthropicEvent>, signal: AbortSignal): AsyncGenerator<string> {
+  try {
+    for await (const ev of events) yield anthropicSse(ev);
+  } catch (err) {
+    if (!signal.aborted) yield anthropicSse({ event: 'error', data: JSON.stringify(anthropicErrorBody(err).body) });
+  }
 }
 
 /** The llm routes as a Fastify plugin over a core. */
@@ -122,6 +138,30 @@ export function llmRoutes(core: LlmCore): FastifyPluginAsync {
         .header(HEADERS.cache, 'skip')
         .send(Readable.from(result.body, { objectMode: false }) as never);
     });
+
+    // Anthropic's Messages API (the router's /v1/messages in the mesh); errors in Anthropic's shape.
+    typed.post(
+      PATHS.messages,
+      {
+        schema: { headers: MESSAGES_HEADERS_SCHEMA, body: MessagesRequestSchema },
+        errorHandler: (err, request, reply) => {
+          const { status, body, error } = anthropicErrorBody(err);
+          if (status >= 500) request.log.error({ err }, 'request failed');
+          if (reply.sent || reply.raw.headersSent) return;
+          void reply.code(status).headers(error.headers).send(body);
+        },
+      },
+      async (request, reply) => {
+        const body = request.body as MessagesRequest;
+        const signal = clientSignal(request, reply);
+        const beta = (request.headers as Record<string, string | undefined>)[ANTHROPIC_BETA_HEADER];
+        const result = await core.messages(body, { ...callOptions(request, signal), ...(beta ? { anthropicBeta: beta } : {}) });
+        reply.header(HEADERS.provider, result.provider).header(HEADERS.model, result.model).header(HEADERS.cache, result.cache).header(HEADERS.passthrough, String(result.passthrough));
+        if (result.message) return reply.header(COST_HEADER, String(result.costUsd ?? 0)).send(result.message);
+        const events = anthropicStream(result.events!, signal);
+        return reply.headers(SSE_HEADERS).send(Readable.from(events, { objectMode: false }) as never);
+      },
+    );
 
     app.get(PATHS.providers, async () => ({ object: 'list', data: core.providers(), aliases: core.aliases() }));
     app.get(PATHS.models, async () => ({ object: 'list', data: core.models() }));

@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
+import { PATHS } from '../../contracts';
 import { ApiError, forbidden, rateLimited, unauthorized, type Logger } from '../kit';
 import { ApiKeyStore, bearerToken, type ApiKey, type Scope } from './auth';
 import type { KeyRateLimiter } from './key-rate-limit';
@@ -93,8 +94,10 @@ export function authenticate(options: AuthOptions, scopeOf: (request: FastifyReq
 
   return async function authHook(request: FastifyRequest, _reply: FastifyReply) {
     if (!keys && !registry) return;
-    const token = bearerToken(request.headers.authorization);
-    if (!token) throw unauthorized('missing API key: send it as "Authorization: Bearer <key>"');
+    // Anthropic's SDKs send their key as `x-api-key`: accepted on the Messages route.
+    const apiKeyHeader = request.routeOptions.url === PATHS.messages ? request.headers['x-api-key'] : undefined;
+    const token = bearerToken(request.headers.authorization) ?? (typeof apiKeyHeader === 'string' && apiKeyHeader !== '' ? apiKeyHeader : undefined);
+    if (!token) throw unauthorized('missing API key: send it as "Authorization: Bearer <key>"' + (request.routeOptions.url === PATHS.messages ? ' or "x-api-key: <key>"' : ''));
     const virtual = registry?.verify(token);
     if (virtual === 'expired') throw unauthorized('API key expired');
     if (virtual === 'rotated') throw unauthorized('API key was rotated and its grace period is over: use the new key');

@@ -33,6 +33,41 @@ export interface ChatHandlerOptions {
    * lease settled). @default not counted
    */
   ledger?: Ledger;
+  /** The per-prompt-version metrics. @default registered on `registry` */
+  promptMetrics?: PromptMetrics;
+}
+
+/** The per-prompt-version metrics, shared by every route that renders templates (chat, messages). */
+export interface PromptMetrics {
+  promptRequests: Counter<'prompt' | 'version'>;
+  promptDuration: Histogram<'prompt' | 'version' | 'status_code'>;
+  promptCost: Counter<'prompt' | 'version'>;
+}
+
+/** Registers the per-prompt-version metrics (once per registry). */
+export function createPromptMetrics(registry: Registry): PromptMetrics {
+  return {
+    promptRequests: new Counter({
+      name: METRICS.promptRequests,
+      help: 'Completions (chat and messages) that used a prompt template, by template and version.',
+      labelNames: ['prompt', 'version'] as const,
+      registers: [registry],
+    }),
+    // Per prompt version: what a rollout or a split compares (traffic, latency, errors, spend).
+    promptDuration: new Histogram({
+      name: METRICS.promptDuration,
+      help: 'Duration of completions (chat and messages) that used a prompt template, by template, version and status code.',
+      labelNames: ['prompt', 'version', 'status_code'] as const,
+      buckets: LATENCY_BUCKETS,
+      registers: [registry],
+    }),
+    promptCost: new Counter({
+      name: METRICS.promptCostUsd,
+      help: 'USD spent on completions (chat and messages) that used a prompt template (cache hits cost nothing), by template and version.',
+      labelNames: ['prompt', 'version'] as const,
+      registers: [registry],
+    }),
+  };
 }
 
 /** Which prompt version a call is counted against in the stats. */
@@ -43,7 +78,7 @@ interface StatsTarget {
 }
 
 /** Failures that say something about the prompt version's health: not the client's own mistakes. */
-function countsAsError(err: unknown): boolean {
+export function countsAsError(err: unknown): boolean {
   if (!(err instanceof ApiError)) return true;
   return err.statusCode >= 500 || err.statusCode === 429;
 }
@@ -57,7 +92,7 @@ function costOf(usage: unknown): number {
 const MESSAGE_ID = /^[A-Za-z0-9._:-]{1,100}$/;
 
 /** Message ids derived from the request id, so a retried request's append is deduplicated. */
-function idBase(requestId: string): string {
+export function idBase(requestId: string): string {
   return MESSAGE_ID.test(requestId) ? requestId : createHash('sha256').update(requestId).digest('hex').slice(0, 32);
 }
 
@@ -65,7 +100,7 @@ function idBase(requestId: string): string {
  * A message as the session stores it: its content as given (parts included) and its tool
  * fields, so the history replays exactly what the provider saw.
  */
-function toStored(m: Pick<ChatMessage, 'role' | 'content' | 'name' | 'tool_calls' | 'tool_call_id'>, id: string): ContextMessageInput {
+export function toStored(m: Pick<ChatMessage, 'role' | 'content' | 'name' | 'tool_calls' | 'tool_call_id'>, id: string): ContextMessageInput {
   const calls = m.tool_calls && m.tool_calls.length > 0;
   // Content may be null only beside tool calls (an assistant reply that is all refusal has none).
   const out: ContextMessageInput = { id, role: m.role, content: m.content ?? (calls ? null : '') };
@@ -76,7 +111,7 @@ function toStored(m: Pick<ChatMessage, 'role' | 'content' | 'name' | 'tool_calls
 }
 
 /** A stored message as it goes upstream again. */
-function fromStored(m: StoredMessage): ChatMessage {
+export function fromStored(m: StoredMessage): ChatMessage {
   const out: ChatMessage = { role: m.role, content: (m.content ?? null) as ChatMessage['content'] };
   if (m.name) out.name = m.name;
   if (m.tool_calls && m.tool_calls.length > 0) out.tool_calls = m.tool_calls as ChatMessage['tool_calls'];
@@ -117,7 +152,7 @@ function setOrigin(reply: FastifyReply, origin: LlmOrigin): void {
 }
 
 /** A template problem at render time, as the 400 the client gets (fields under `prompt.`). */
-function renderError(err: unknown): unknown {
+export function renderError(err: unknown): unknown {
   if (err instanceof MissingVariablesError) {
     return badRequest(`prompt template is missing variables: ${err.missing.join(', ')}`, 'prompt.variables', 'missing_variables');
   }
@@ -134,26 +169,7 @@ function renderError(err: unknown): unknown {
  */
 export function createChatHandler(options: ChatHandlerOptions) {
   const { llm, context, templates, logger } = options;
-  const promptRequests = new Counter({
-    name: METRICS.promptRequests,
-    help: 'Chat completions that used a prompt template, by template and version.',
-    labelNames: ['prompt', 'version'] as const,
-    registers: [options.registry],
-  });
-  // Per prompt version: what a rollout or a split compares (traffic, latency, errors, spend).
-  const promptDuration = new Histogram({
-    name: METRICS.promptDuration,
-    help: 'Duration of chat completions that used a prompt template, by template, version and status code.',
-    labelNames: ['prompt', 'version', 'status_code'] as const,
-    buckets: LATENCY_BUCKETS,
-    registers: [options.registry],
-  });
-  const promptCost = new Counter({
-    name: METRICS.promptCostUsd,
-    help: 'USD spent on chat completions that used a prompt template (cache hits cost nothing), by template and version.',
-    labelNames: ['prompt', 'version'] as const,
-    registers: [options.registry],
-  });
+  const { promptRequests, promptDuration, promptCost } = options.promptMetrics ?? createPromptMetrics(options.registry);
   const historyMaxTokens = options.historyMaxTokens;
   const stats = options.stats;
   const ledger = options.ledger;

@@ -1,10 +1,11 @@
+import { ANTHROPIC_BETA_HEADER, type AnthropicEvent, type AnthropicResponse, type MessagesRequest } from '../anthropic';
 import { HEADERS, PATHS } from '../../contracts';
 import { ApiError } from '../kit';
 import type { ContextMessageInput, ContextWindow } from '../context';
 import { parseSse, type ChatCompletion, type ChatCompletionChunk, type ChatRequest, type EmbeddingsRequest, type EncodedEmbeddingsResponse, type PassthroughRequest } from '../openai';
 import type { PassthroughResponse } from '../llm/types';
 import type { ChangeFeed, TemplateVersion, TemplatesExport, VersionList } from '../templates/types';
-import type { CallMeta, ContextClient, LlmClientCallOptions, LlmClient, LlmOrigin, ModelEntry, RouterClients, TemplatesClient } from './clients';
+import type { CallMeta, ContextClient, LlmClientCallOptions, LlmClient, LlmMessagesAnswer, LlmOrigin, ModelEntry, RouterClients, TemplatesClient } from './clients';
 import { PeerHttp, type PeerHttpOptions, type PeerResponse } from './http-client';
 
 
@@ -165,6 +166,52 @@ export class HttpLlmClient implements LlmClient {
       }
     }
     return { ...origin(res, request.model), status: res.statusCode, headers: typeof contentType === 'string' ? { 'content-type': contentType } : {}, body: body() };
+  }
+
+  async messages(request: MessagesRequest, options: LlmClientCallOptions & { anthropicBeta?: string }): Promise<LlmMessagesAnswer> {
+    const headers = options.anthropicBeta ? { ...this.headers(options), [ANTHROPIC_BETA_HEADER]: options.anthropicBeta } : this.headers(options);
+    const res = await this.http.request('POST', PATHS.messages, options, { body: JSON.stringify(request), headers });
+    const from = { ...origin(res, request.model), passthrough: res.headers[HEADERS.passthrough] === 'true' };
+    if (res.statusCode >= 400 || request.stream !== true) {
+      let text: string;
+      try {
+        text = await res.body.text();
+      } catch (err) {
+        throw this.http.mapError(err);
+      }
+      // Anthropic's error shape has `error.type` and `error.message` too: errorFrom reads it.
+      if (res.statusCode >= 400) throw this.http.errorFrom(res.statusCode, res.headers, text);
+      try {
+        const cost = Number(res.headers[HEADERS.costUsd]);
+        return { ...from, message: JSON.parse(text) as AnthropicResponse, ...(Number.isFinite(cost) ? { costUsd: cost } : {}) };
+      } catch {
+        throw new ApiError({ status: 502, type: 'upstream_error', message: 'llm service answered with a body that is not JSON', code: 'upstream_malformed' });
+      }
+    }
+    const http = this.http;
+    async function* events(): AsyncGenerator<AnthropicEvent> {
+      try {
+        for await (const ev of parseSse(res.body)) {
+          if (ev.event === 'error') {
+            let parsed: { error?: { type?: string; message?: string } } = {};
+            try {
+              parsed = JSON.parse(ev.data);
+            } catch {
+              // a malformed error event is still an error
+            }
+            throw new ApiError({ status: 502, type: parsed.error?.type ?? 'upstream_error', message: parsed.error?.message ?? 'the stream failed', code: 'stream_interrupted' });
+          }
+          yield { event: ev.event ?? 'message', data: ev.data };
+          if (ev.event === 'message_stop') return;
+        }
+        throw new ApiError({ status: 502, type: 'upstream_error', message: 'llm service ended the stream without message_stop', code: 'stream_interrupted' });
+      } catch (err) {
+        throw http.mapError(err);
+      } finally {
+        if (!res.body.destroyed) res.body.destroy();
+      }
+    }
+    return { ...from, events: events() };
   }
 
   async models(meta: CallMeta = {}): Promise<ModelEntry[]> {

@@ -1,10 +1,11 @@
+import type { MessagesRequest } from '../anthropic';
 import { ApiError } from '../kit';
 import type { ContextCore } from '../context';
 import type { LlmCore } from '../llm/core';
 import type { ChatCompletion, ChatCompletionChunk, ChatRequest, EmbeddingsRequest, EncodedEmbeddingsResponse, PassthroughRequest } from '../openai';
 import type { PassthroughResponse } from '../llm/types';
 import type { TemplatesCore } from '../templates/types';
-import type { ContextClient, LlmClientCallOptions, LlmClient, LlmOrigin, ModelEntry, TemplatesClient } from './clients';
+import type { ContextClient, LlmClientCallOptions, LlmClient, LlmMessagesAnswer, LlmOrigin, ModelEntry, TemplatesClient } from './clients';
 
 function orUndefinedOn404<T>(promise: Promise<T>): Promise<T | undefined> {
   return promise.catch((err: unknown) => {
@@ -66,13 +67,18 @@ export class LocalLlmClient implements LlmClient {
   }
 
   async embed(request: EmbeddingsRequest, options: LlmClientCallOptions): Promise<LlmOrigin & { response: EncodedEmbeddingsResponse }> {
-    const r = await this.core.embed(request, { tenant: options.tenant, tenantTpm: options.tenantTpm, traceContext: options.traceContext, signal: options.signal });
+    const r = await this.core.embed(request, { tenant: options.tenant, tenantTpm: options.tenantTpm, team: options.team, teamTpm: options.teamTpm, traceContext: options.traceContext, signal: options.signal });
     return { provider: r.provider, model: r.model, cache: r.cache === 'hit' ? 'hit' : 'miss', response: r.response };
   }
 
   async responses(request: PassthroughRequest, options: LlmClientCallOptions): Promise<LlmOrigin & PassthroughResponse> {
-    const r = await this.core.responses(request, { tenant: options.tenant, tenantTpm: options.tenantTpm, traceContext: options.traceContext, signal: options.signal });
+    const r = await this.core.responses(request, { tenant: options.tenant, tenantTpm: options.tenantTpm, team: options.team, teamTpm: options.teamTpm, traceContext: options.traceContext, signal: options.signal });
     return { provider: r.provider, model: r.model, cache: 'miss', status: r.status, headers: r.headers, body: r.body };
+  }
+
+  async messages(request: MessagesRequest, options: LlmClientCallOptions & { anthropicBeta?: string }): Promise<LlmMessagesAnswer> {
+    const r = await this.core.messages(request, { tenant: options.tenant, tenantTpm: options.tenantTpm, team: options.team, teamTpm: options.teamTpm, traceContext: options.traceContext, signal: options.signal, anthropicBeta: options.anthropicBeta });
+    return { provider: r.provider, model: r.model, cache: r.cache === 'hit' ? 'hit' : 'miss', passthrough: r.passthrough, message: r.message, events: r.events, costUsd: r.costUsd };
   }
 
   async models(): Promise<ModelEntry[]> {

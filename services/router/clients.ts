@@ -4,6 +4,7 @@
  * `ApiError`s: 4xx as the peer reports them, 503 `dependency_unavailable` when the peer
  * cannot be reached.
  */
+import type { AnthropicEvent, AnthropicResponse, MessagesRequest } from '../anthropic';
 import type { ContextMessageInput, ContextWindow } from '../context';
 import type { ChatCompletion, ChatCompletionChunk, ChatRequest, EmbeddingsRequest, EncodedEmbeddingsResponse, PassthroughRequest } from '../openai';
 import type { PassthroughResponse } from '../llm/types';
@@ -58,6 +59,18 @@ export interface ModelEntry {
   owned_by: string;
 }
 
+/** What {@link LlmClient.messages} answers. */
+export interface LlmMessagesAnswer extends LlmOrigin {
+  /** Whether an Anthropic provider answered the body as it came (else it was translated). */
+  passthrough: boolean;
+  /** A plain call's answer. */
+  message?: AnthropicResponse;
+  /** A stream's events (`stream: true`). */
+  events?: AsyncIterable<AnthropicEvent>;
+  /** What a plain call cost in USD (unknown for a stream until it ends). */
+  costUsd?: number;
+}
+
 /** What the router needs from the llm service. */
 export interface LlmClient {
   complete(request: ChatRequest, options: LlmClientCallOptions): Promise<LlmOrigin & { completion: ChatCompletion }>;
@@ -73,6 +86,12 @@ export interface LlmClient {
    * came (a stream stays a stream). Settles once the provider answered.
    */
   responses(request: PassthroughRequest, options: LlmClientCallOptions): Promise<LlmOrigin & PassthroughResponse>;
+  /**
+   * An Anthropic Messages call (`POST /v1/messages`): `message` for a plain one, `events` for
+   * `stream: true` (settled once the provider answered, as {@link stream}). `passthrough` says
+   * whether an Anthropic provider answered the body as it came.
+   */
+  messages(request: MessagesRequest, options: LlmClientCallOptions & { anthropicBeta?: string }): Promise<LlmMessagesAnswer>;
   models(meta?: CallMeta): Promise<ModelEntry[]>;
   /** Each provider's circuit state, latency estimate and limits (admin data). */
   providers(meta?: CallMeta): Promise<unknown>;

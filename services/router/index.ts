@@ -18,9 +18,11 @@ import { badRequest, closeRedis, createRedis, redisConnected, type RedisClient, 
 import { setActor } from './admin';
 import { ApiKeyStore } from './auth';
 import { authenticate } from './auth-hook';
-import { createChatHandler } from './chat';
+import { createChatHandler, createPromptMetrics } from './chat';
 import { createEmbeddingsHandler } from './embeddings';
 import { createResponsesHandler } from './responses';
+import { anthropicErrorHandler, createMessagesHandler } from './messages';
+import { RouterMessagesRequestSchema } from '../anthropic';
 import type { RouterClients } from './clients';
 import { KeyRateLimiter } from './key-rate-limit';
 import { guardRouteScopes, isPublicRoute, scopeOfRequest } from './route-scopes';
@@ -148,6 +150,7 @@ export async function createRouterService(
     if (isPublicRoute(request)) return;
     await keyCheck.call(this, request, reply);
   };
+  const promptMetrics = createPromptMetrics(ctx.metrics.registry);
   const chat = createChatHandler({
     llm: clients.llm,
     context: clients.context,
@@ -156,7 +159,9 @@ export async function createRouterService(
     registry: ctx.metrics.registry,
     stats: promptStats,
     ledger: virtualKeys?.ledger,
+    promptMetrics,
   });
+  const messages = createMessagesHandler({ llm: clients.llm, context: clients.context, templates: cache, logger, promptMetrics, stats: promptStats });
   const consoleApp = consoleRoutes({ dir: options.consoleDir, logger });
 
   const routes: FastifyPluginAsync = async (app: FastifyInstance) => {
@@ -177,6 +182,9 @@ export async function createRouterService(
     app.post(PATHS.chatCompletions, { schema: { body: RouterChatRequestSchema, response: chatResponseSchemas } }, chat as never);
     app.post(PATHS.responses, { schema: { body: ResponsesRequestSchema } }, createResponsesHandler(clients.llm) as never);
     app.post(PATHS.embeddings, { schema: { body: EmbeddingsRequestSchema, response: embeddingsResponseSchemas } }, createEmbeddingsHandler(clients.llm, virtualKeys?.ledger, logger) as never);
+
+    // Anthropic's Messages API: its errors (auth and validation included) in Anthropic's shape.
+    app.post(PATHS.messages, { schema: { body: RouterMessagesRequestSchema }, errorHandler: anthropicErrorHandler }, messages as never);
 
     app.get(PATHS.models, async (request) => {
       const data = await clients.llm.models({ requestId: request.id, traceContext: request.traceContext });

@@ -35,6 +35,7 @@ export const ROUTE_SCOPES: readonly RouteScope[] = [
   { method: 'POST', url: PATHS.chatCompletions, scope: 'invoke' },
   { method: 'POST', url: PATHS.embeddings, scope: 'invoke' },
   { method: 'POST', url: PATHS.responses, scope: 'invoke' },
+  { method: 'POST', url: PATHS.messages, scope: 'invoke' },
   { method: 'GET', url: PATHS.models, scope: 'invoke' },
   { method: 'GET', url: PATHS.providers, scope: 'admin' },
   { method: 'POST', url: T, scope: 'admin' },

@@ -10,6 +10,7 @@ import { waitFor } from '../support/net';
 import { KEYS, type Layout } from './support';
 import { defineToolAndStreamCases } from './tools-and-streams.suite';
 import { defineEmbeddingsAndResponsesCases } from './embeddings-responses.suite';
+import { defineMessagesCases } from './messages.suite';
 
 /** Calls the router's HTTP API directly (for the admin API and raw checks). */
 export async function call(
@@ -248,6 +249,7 @@ export function defineSuite(label: string, start: () => Promise<Layout>): void {
     });
 
     defineToolAndStreamCases(() => layout);
+    defineMessagesCases(() => layout);
 
     it('sees a template update within about a second, without a restart', async () => {
       const v2 = await call(layout, 'POST', '/v1/templates/e2e-greeting/versions', {

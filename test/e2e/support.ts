@@ -21,6 +21,11 @@ import { embeddingsProviderLines } from './embeddings-responses.suite';
 
 const ROOT = join(__dirname, '..', '..');
 
+/** The environment variable holding the fake Anthropic provider's key (the fake accepts any). */
+const ANTHROPIC_KEY_ENV = 'PM_E2E_ANTHROPIC_KEY';
+// Read by the providers file in this process (all-in-one) and inherited by the mesh's children.
+process.env[ANTHROPIC_KEY_ENV] = 'ak-e2e-fake';
+
 /** The API keys every e2e layout accepts. */
 export const KEYS = {
   /** invoke and admin */
@@ -113,7 +118,10 @@ async function shared(label: string): Promise<Shared> {
       `  - { name: fake-a, type: openai-compatible, baseUrl: ${fake.url}/v1, timeoutMs: 10000, models: [model-a] }`,
       `  - { name: fake-b, type: openai-compatible, baseUrl: ${fake.url}/v1, timeoutMs: 10000, models: [model-b] }`,
       ...extra.providers,
+      `  - { name: fake-claude, type: anthropic, baseUrl: ${fake.url}, apiKeyEnv: ${ANTHROPIC_KEY_ENV}, timeoutMs: 10000, models: [claude-fake] }`,
       'models:',
+      '  claude:',
+      '    - { provider: fake-claude, model: claude-fake }',
       '  chat:',
       '    - { provider: fake-a, model: model-a }',
       '    - { provider: fake-b, model: model-b }',

@@ -160,6 +160,24 @@ describe('Anthropic wire format', () => {
     expect(final.content[0]).toMatchObject({ type: 'tool_use', name: 'lookup', input: { q: 'x', n: 2 } });
   });
 
+  it('thinks first when the request enables thinking, plain and streamed, as the SDK assembles it', async () => {
+    const thinking = { type: 'enabled' as const, budget_tokens: 1024 };
+    const msg = await anthropic.messages.create({ model: 'c', max_tokens: 2000, thinking, messages: user('why') });
+    expect(msg.content.map((b) => b.type)).toEqual(['thinking', 'text']);
+    expect(msg.content[0]).toMatchObject({ type: 'thinking', thinking: 'Thinking about: why' });
+    expect((msg.content[0] as { signature: string }).signature).toMatch(/^sig_/);
+    const final = await anthropic.messages.stream({ model: 'c', max_tokens: 2000, thinking, messages: user('why') }).finalMessage();
+    expect(final.content).toEqual(msg.content);
+  });
+
+  it('reports prompt-cache usage apart from input_tokens', async () => {
+    fake.setBehavior({ reply: { cachedTokens: 3, cacheWriteTokens: 2 } });
+    const msg = await anthropic.messages.create({ model: 'c', max_tokens: 100, messages: user('one two three four five six seven') });
+    expect(msg.usage).toMatchObject({ cache_read_input_tokens: 3, cache_creation_input_tokens: 2 });
+    const final = await anthropic.messages.stream({ model: 'c', max_tokens: 100, messages: user('one two three four five six seven') }).finalMessage();
+    expect(final.usage).toMatchObject({ input_tokens: msg.usage.input_tokens, cache_read_input_tokens: 3, cache_creation_input_tokens: 2 });
+  });
+
   it('checks x-api-key and anthropic-version like the real API', async () => {
     const noKey = await request(`${fake.url}/v1/messages`, { method: 'POST', headers: { 'anthropic-version': '2023-06-01' }, body: '{}' });
     expect(noKey.statusCode).toBe(401);

@@ -214,7 +214,12 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
   // ---- replies --------------------------------------------------------------------------------
 
   const buildReply = (api: FakeApi, body: Json, options: ReplyOptions): Reply => {
-    const reply = buildPlainReply(api, body, options);
+    let reply = buildPlainReply(api, body, options);
+    const thinking = body.thinking as { type?: string } | undefined;
+    if (api === 'anthropic' && thinking?.type === 'enabled') {
+      const text = `Thinking about: ${lastUserText(body.messages as Json[])}`;
+      reply = { ...reply, thinking: { text, signature: `sig_${Buffer.from(text).toString('base64url').slice(0, 32)}` }, completionTokens: reply.completionTokens + estimateTokens(text) };
+    }
     const cachedTokens = Math.min(reply.promptTokens, options.cachedTokens ?? 0);
     const cacheWriteTokens = Math.min(reply.promptTokens - cachedTokens, options.cacheWriteTokens ?? 0);
     return cachedTokens > 0 || cacheWriteTokens > 0 ? { ...reply, cachedTokens, cacheWriteTokens } : reply;
@@ -313,7 +318,10 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     type: 'message',
     role: 'assistant',
     model: r.model,
-    content: r.toolCalls.length > 0 ? r.toolCalls.map((tc) => ({ type: 'tool_use', id: tc.id, name: tc.name, input: JSON.parse(tc.arguments) })) : [{ type: 'text', text: r.pieces.join('') }],
+    content: [
+      ...(r.thinking ? [{ type: 'thinking', thinking: r.thinking.text, signature: r.thinking.signature }] : []),
+      ...(r.toolCalls.length > 0 ? r.toolCalls.map((tc) => ({ type: 'tool_use', id: tc.id, name: tc.name, input: JSON.parse(tc.arguments) })) : [{ type: 'text', text: r.pieces.join('') }]),
+    ],
     stop_reason: anthropicStop(r),
     stop_sequence: r.stopSequence,
     usage: {
@@ -358,33 +366,44 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     const message = { ...anthropicMessage(r), content: [], stop_reason: null, stop_sequence: null };
     message.usage = { ...message.usage, output_tokens: 1 };
     const first = r.toolCalls[0];
-    const head = [
-      ev('message_start', { type: 'message_start', message }),
+    // With thinking, the answer's block comes second.
+    const at = r.thinking ? 1 : 0;
+    const head = [ev('message_start', { type: 'message_start', message })];
+    if (r.thinking) {
+      head.push(
+        ev('content_block_start', { type: 'content_block_start', index: 0, content_block: { type: 'thinking', thinking: '', signature: '' } }),
+        ev('content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'thinking_delta', thinking: r.thinking.text } }),
+        ev('content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'signature_delta', signature: r.thinking.signature } }),
+        ev('content_block_stop', { type: 'content_block_stop', index: 0 }),
+      );
+    }
+    head.push(
       ev('content_block_start', {
         type: 'content_block_start',
-        index: 0,
+        index: at,
         content_block: first ? { type: 'tool_use', id: first.id, name: first.name, input: {} } : { type: 'text', text: '' },
       }),
       ev('ping', { type: 'ping' }),
-    ];
+    );
     const tokens: string[] = [];
     if (first) {
-      r.toolCalls.forEach((tc, index) => {
-        if (index > 0) {
+      r.toolCalls.forEach((tc, i) => {
+        const index = at + i;
+        if (i > 0) {
           tokens.push(ev('content_block_stop', { type: 'content_block_stop', index: index - 1 }));
           tokens.push(ev('content_block_start', { type: 'content_block_start', index, content_block: { type: 'tool_use', id: tc.id, name: tc.name, input: {} } }));
         }
         const args = tc.arguments;
         const step = Math.max(1, Math.ceil(args.length / 3));
-        for (let i = 0; i < args.length; i += step) {
-          tokens.push(ev('content_block_delta', { type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: args.slice(i, i + step) } }));
+        for (let j = 0; j < args.length; j += step) {
+          tokens.push(ev('content_block_delta', { type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: args.slice(j, j + step) } }));
         }
       });
     } else {
-      for (const p of r.pieces) tokens.push(ev('content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: p } }));
+      for (const p of r.pieces) tokens.push(ev('content_block_delta', { type: 'content_block_delta', index: at, delta: { type: 'text_delta', text: p } }));
     }
     const tail = [
-      ev('content_block_stop', { type: 'content_block_stop', index: Math.max(0, r.toolCalls.length - 1) }),
+      ev('content_block_stop', { type: 'content_block_stop', index: at + Math.max(0, r.toolCalls.length - 1) }),
       ev('message_delta', { type: 'message_delta', delta: { stop_reason: anthropicStop(r), stop_sequence: r.stopSequence }, usage: { output_tokens: r.completionTokens } }),
       ev('message_stop', { type: 'message_stop' }),
     ];

@@ -34,6 +34,11 @@ export interface Reply {
   /** Of promptTokens: read from / written to the prompt cache. */
   cachedTokens?: number;
   cacheWriteTokens?: number;
+  /**
+   * Anthropic, when the request enables `thinking`: the reasoning block that precedes the answer
+   * (its signature is what the real API signs it with; the fake's is derived from the text).
+   */
+  thinking?: { text: string; signature: string };
 }
 
 /** A piece of a stream: SSE text or binary event-stream frames. */

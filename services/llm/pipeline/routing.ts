@@ -35,7 +35,7 @@ export function routingStage(parts: Pick<PipelineParts, 'config' | 'latency' | '
             throw badRequest(`provider ${candidate.provider} cannot take the request: ${err.message}`, err.param, 'unsupported_parameter');
           }
           if (err instanceof ProviderError && err.kind === 'bad_request') {
-            throw badRequest(`provider ${candidate.provider} rejected the request: ${err.message}`, null, 'upstream_bad_request');
+            throw badRequest(`provider ${candidate.provider} rejected the request: ${err.message}`, err.param ?? null, 'upstream_bad_request');
           }
           if (!recordOutcome(call, err, candidate.provider)) throw err;
         }

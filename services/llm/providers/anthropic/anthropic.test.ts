@@ -255,3 +255,104 @@ describe('anthropic adapter: output cap and prompt caching (issue 9, items 8 and
     expect(usage).toMatchObject({ prompt_tokens: plain.usage.prompt_tokens, prompt_tokens_details: { cached_tokens: 3 }, cache_creation_input_tokens: 2 });
   });
 });
+
+describe('anthropic adapter: faithful translation (issue 13, item 5)', () => {
+  const refused = (extra: Partial<ChatRequest>) => {
+    try {
+      toAnthropicBody(request('x', extra), false, provider);
+    } catch (err) {
+      return err as ProviderError;
+    }
+    throw new Error('not refused');
+  };
+
+  it('refuses what Anthropic has no counterpart for with a 400 naming the field, and takes the defaults', () => {
+    const cases: Array<[Partial<ChatRequest>, string]> = [
+      [{ n: 2 }, 'n'],
+      [{ logprobs: true }, 'logprobs'],
+      [{ top_logprobs: 3 }, 'top_logprobs'],
+      [{ presence_penalty: 0.5 }, 'presence_penalty'],
+      [{ frequency_penalty: -1 }, 'frequency_penalty'],
+      [{ logit_bias: { '50256': -100 } }, 'logit_bias'],
+      [{ seed: 7 }, 'seed'],
+      [{ modalities: ['text', 'audio'] }, 'modalities'],
+      [{ service_tier: 'flex' }, 'service_tier'],
+      [{ store: true }, 'store'],
+      [{ tools: [{ type: 'custom', custom: { name: 'x' } }] }, 'tools[0].type'],
+      [{ tool_choice: { type: 'allowed_tools' } }, 'tool_choice'],
+      [{ reasoning_effort: 'extreme' }, 'reasoning_effort'],
+      [{ reasoning_effort: 'low', max_tokens: 1000 }, 'max_tokens'],
+      [{ response_format: { type: 'json_schema', json_schema: { name: 'has spaces', schema: { type: 'object' } } } }, 'response_format.json_schema.name'],
+      [{ response_format: { type: 'json_object' }, tools: [{ type: 'function', function: { name: 'f' } }] }, 'response_format'],
+      [{ response_format: { type: 'json_object' }, reasoning_effort: 'low' }, 'response_format'],
+      [{ tool_choice: 'required', tools: [{ type: 'function', function: { name: 'f' } }], reasoning_effort: 'low' }, 'tool_choice'],
+    ];
+    for (const [extra, param] of cases) {
+      const err = refused(extra);
+      expect(err, param).toBeInstanceOf(ProviderError);
+      expect(err.kind).toBe('bad_request');
+      expect(err.retryable).toBe(false);
+      expect(err.param).toBe(param);
+    }
+    expect(refused({ messages: [{ role: 'user', content: [{ type: 'input_audio', input_audio: {} }] }] }).param).toBe('messages[0].content[0].type');
+    // Values that change nothing pass.
+    expect(() => toAnthropicBody(request('x', { n: 1, logprobs: false, presence_penalty: 0, frequency_penalty: 0, modalities: ['text'], store: false, reasoning_effort: 'none' }), false, provider)).not.toThrow();
+  });
+
+  it('maps parallel_tool_calls, reasoning_effort and safety_identifier', () => {
+    const tools = [{ type: 'function', function: { name: 'f', parameters: { type: 'object' } } }];
+    expect(toAnthropicBody(request('x', { tools, parallel_tool_calls: false }), false, provider).tool_choice).toEqual({ type: 'auto', disable_parallel_tool_use: true });
+    expect(toAnthropicBody(request('x', { tools, tool_choice: 'required', parallel_tool_calls: false }), false, provider).tool_choice).toEqual({ type: 'any', disable_parallel_tool_use: true });
+    expect(toAnthropicBody(request('x', { tools, parallel_tool_calls: true }), false, provider).tool_choice).toBeUndefined();
+    expect(toAnthropicBody(request('x', { reasoning_effort: 'medium' }), false, provider).thinking).toEqual({ type: 'enabled', budget_tokens: 8192 });
+    // The budget stays below max_tokens, which includes the thinking (as max_completion_tokens does at OpenAI).
+    expect(toAnthropicBody(request('x', { reasoning_effort: 'high', max_completion_tokens: 5000 }), false, provider).thinking).toEqual({ type: 'enabled', budget_tokens: 4999 });
+    expect(toAnthropicBody(request('x', { safety_identifier: 'sid-1' }), false, provider).metadata).toEqual({ user_id: 'sid-1' });
+  });
+
+  it('answers response_format json_schema through a forced tool, as JSON text, plain and streamed', async () => {
+    const schema = { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] };
+    const ask = request('Where?', { response_format: { type: 'json_schema', json_schema: { name: 'place', schema, strict: true } } });
+    expect(toAnthropicBody(ask, false, provider)).toMatchObject({
+      tools: [{ name: 'place', input_schema: schema }],
+      tool_choice: { type: 'tool', name: 'place' },
+    });
+    fake.setBehavior({ reply: { toolCall: { name: 'place', arguments: { city: 'Oslo' } } } });
+    const plain = await adapter.complete(provider, ask, {});
+    expect(plain.choices[0].message).toEqual({ role: 'assistant', content: '{"city":"Oslo"}' });
+    expect(plain.choices[0].finish_reason).toBe('stop');
+    const chunks = await collect(await adapter.stream(provider, ask, {}));
+    expect(chunks.flatMap((c) => c.choices[0]?.delta.tool_calls ?? [])).toEqual([]);
+    expect(JSON.parse(chunks.map((c) => c.choices[0]?.delta.content ?? '').join(''))).toEqual({ city: 'Oslo' });
+    expect(chunks[chunks.length - 1].choices[0].finish_reason).toBe('stop');
+    // json_object: any object.
+    expect(toAnthropicBody(request('x', { response_format: { type: 'json_object' } }), false, provider)).toMatchObject({ tool_choice: { type: 'tool', name: 'json_response' } });
+  });
+
+  it('sends reasoning_effort as thinking and returns the thinking as reasoning_content, plain and streamed', async () => {
+    const ask = request('why', { reasoning_effort: 'low', max_tokens: 4000 });
+    const plain = await adapter.complete(provider, ask, {});
+    expect((fake.requests[0].body as { thinking: unknown }).thinking).toEqual({ type: 'enabled', budget_tokens: 2048 });
+    expect(plain.choices[0].message).toEqual({ role: 'assistant', content: 'echo: why', reasoning_content: 'Thinking about: why' });
+    const chunks = await collect(await adapter.stream(provider, ask, {}));
+    expect(chunks.map((c) => c.choices[0]?.delta.reasoning_content ?? '').join('')).toBe('Thinking about: why');
+    expect(chunks.map((c) => c.choices[0]?.delta.content ?? '').join('')).toBe('echo: why');
+  });
+
+  it('maps Anthropic errors to their retryability: overloaded and rate limits retry, bad requests and auth do not', async () => {
+    const cases: Array<[number, ProviderError['kind'], boolean]> = [
+      [529, 'overloaded', true],
+      [429, 'rate_limited', true],
+      [500, 'server', true],
+      [400, 'bad_request', false],
+      [401, 'auth', false],
+    ];
+    for (const [status, kind, retryable] of cases) {
+      fake.setBehavior({ rules: [{ times: 1, fault: { type: 'status', status } }] });
+      const err = (await adapter.complete(provider, request('x'), {}).catch((e: unknown) => e)) as ProviderError;
+      expect(err, String(status)).toBeInstanceOf(ProviderError);
+      expect(err.kind).toBe(kind);
+      expect(err.retryable).toBe(retryable);
+    }
+  });
+});

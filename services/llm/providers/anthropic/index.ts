@@ -10,6 +10,14 @@
  * message_stop) becomes OpenAI chunks: a first chunk with the role, text deltas as content,
  * tool_use blocks as tool_calls, and a final chunk with the mapped finish_reason and usage.
  *
+ * Faithful both ways (docs/llm.md, "Anthropic"): `parallel_tool_calls: false` becomes
+ * `disable_parallel_tool_use`; `response_format` (`json_schema`, `json_object`) is answered
+ * through one forced tool whose input schema is the client's schema, and its input comes back
+ * as the message's JSON text (finish `stop`); `reasoning_effort` becomes a thinking budget
+ * ({@link THINKING_BUDGETS}) and thinking comes back as `reasoning_content`. What Anthropic has
+ * no counterpart for (`n` > 1, `logprobs`, penalties, `seed`, `logit_bias`, ...) is a 400
+ * naming the field, never dropped.
+ *
  * `baseUrl` is `https://api.anthropic.com` (or with `/v1`); the key goes in `x-api-key`;
  * `anthropic-version` is {@link DEFAULT_ANTHROPIC_VERSION} unless `provider.headers` sets it.
  */
@@ -27,6 +35,7 @@ import {
   type ToolCall,
   type Usage,
 } from '../../../openai';
+import { passthroughOf, type PassthroughSink } from '../../passthrough';
 import { ProviderTransport, errorFromResponse, isEventStream, readJson, transportError, upstreamText, type ProviderResponse } from '../transport';
 
 /**
@@ -38,7 +47,70 @@ export const DEFAULT_MAX_TOKENS = ANTHROPIC_FALLBACK_MAX_TOKENS;
 /** The API version sent unless the provider's headers set `anthropic-version`. */
 export const DEFAULT_ANTHROPIC_VERSION = '2023-06-01';
 
+/**
+ * Thinking budgets (tokens) for OpenAI's `reasoning_effort`; `none` sends no thinking. The budget
+ * is kept below `max_tokens` (which, as OpenAI's `max_completion_tokens`, includes reasoning).
+ */
+export const THINKING_BUDGETS = { minimal: 1024, low: 2048, medium: 8192, high: 24576 } as const;
+/** Anthropic's smallest thinking budget. */
+const MIN_THINKING_BUDGET = 1024;
+/** The forced tool's name when `response_format` is `json_object` (a `json_schema` names its own). */
+export const JSON_RESPONSE_TOOL = 'json_response';
+
 type Block = Record<string, unknown> & { type: string };
+
+/** A 400 for a field Anthropic cannot take, naming it. */
+function untranslatable(param: string, why: string): ProviderError {
+  return new ProviderError('bad_request', `'${param}' ${why}`, undefined, undefined, param);
+}
+
+/**
+ * Refuses the OpenAI parameters Anthropic has no counterpart for, when they would change the
+ * answer (a default value such as `n: 1`, `logprobs: false` or a zero penalty is fine).
+ */
+function refuseUntranslatable(request: ChatRequest): void {
+  const set = (v: unknown) => v !== undefined && v !== null;
+  if (set(request.n) && request.n !== 1) throw untranslatable('n', 'above 1 cannot be sent to Anthropic (one answer per request)');
+  if (request.logprobs === true) throw untranslatable('logprobs', 'are not available from Anthropic');
+  if (set(request.top_logprobs) && request.top_logprobs !== 0) throw untranslatable('top_logprobs', 'are not available from Anthropic');
+  for (const f of ['presence_penalty', 'frequency_penalty'] as const) {
+    if (set(request[f]) && request[f] !== 0) throw untranslatable(f, 'has no counterpart at Anthropic');
+  }
+  if (set(request.logit_bias) && Object.keys(request.logit_bias as object).length > 0) throw untranslatable('logit_bias', 'has no counterpart at Anthropic');
+  if (set(request.seed)) throw untranslatable('seed', 'has no counterpart at Anthropic');
+  if (set(request.modalities) && !(Array.isArray(request.modalities) && request.modalities.every((m) => m === 'text'))) throw untranslatable('modalities', 'other than text are not available from Anthropic');
+  for (const f of ['audio', 'prediction', 'service_tier', 'verbosity', 'prompt_cache_key', 'web_search_options'] as const) {
+    if (set(request[f])) throw untranslatable(f, 'has no counterpart at Anthropic');
+  }
+  if (request.store === true) throw untranslatable('store', 'is OpenAI stored completions; Anthropic has none');
+  if (set(request.metadata) && Object.keys(request.metadata as object).length > 0) throw untranslatable('metadata', 'is OpenAI stored-completion metadata; Anthropic has none (use user)');
+}
+
+/** The forced tool that carries a `response_format`, or undefined for plain text. */
+function jsonToolOf(request: ChatRequest): { name: string; schema: unknown; description?: string } | undefined {
+  const format = request.response_format as { type?: string; json_schema?: { name?: string; schema?: unknown; description?: string } } | undefined;
+  if (!format || format.type === undefined || format.type === 'text') return undefined;
+  if (format.type === 'json_object') return { name: JSON_RESPONSE_TOOL, schema: { type: 'object', additionalProperties: true }, description: 'Answer with a JSON object.' };
+  if (format.type === 'json_schema') {
+    const js = format.json_schema;
+    if (!js || typeof js.name !== 'string' || !/^[a-zA-Z0-9_-]{1,64}$/.test(js.name)) {
+      throw untranslatable('response_format.json_schema.name', 'must be 1-64 letters, digits, _ or - (it names the tool Anthropic answers through)');
+    }
+    const schema = js.schema ?? { type: 'object', additionalProperties: true };
+    if ((schema as { type?: unknown }).type !== 'object') throw untranslatable('response_format.json_schema.schema', "must describe an object (type: 'object') for Anthropic");
+    return { name: js.name, schema, description: js.description ?? 'Answer with JSON that matches this schema.' };
+  }
+  throw untranslatable('response_format.type', `'${format.type}' is not one of text, json_object, json_schema`);
+}
+
+/** The thinking budget `reasoning_effort` asks for within `maxTokens`, or undefined for none. */
+function thinkingBudget(effort: unknown, maxTokens: number): number | undefined {
+  if (effort === undefined || effort === null || effort === 'none') return undefined;
+  const budget = THINKING_BUDGETS[effort as keyof typeof THINKING_BUDGETS];
+  if (budget === undefined) throw untranslatable('reasoning_effort', `'${String(effort)}' is not one of none, ${Object.keys(THINKING_BUDGETS).join(', ')}`);
+  if (maxTokens <= MIN_THINKING_BUDGET) throw untranslatable('max_tokens', `must be above ${MIN_THINKING_BUDGET} with reasoning_effort on Anthropic (it includes the thinking)`);
+  return Math.min(budget, maxTokens - 1);
+}
 interface AnthropicMessage {
   role: 'user' | 'assistant';
   content: Block[];
@@ -80,7 +152,7 @@ function partToBlock(part: ContentPart, field: string): Block {
     if (data) return { type: 'image', source: { type: 'base64', media_type: data[1], data: data[2] }, ...cacheControlOf(part) };
     if (typeof url === 'string') return { type: 'image', source: { type: 'url', url }, ...cacheControlOf(part) };
   }
-  throw new ProviderError('bad_request', `${field}: content part type '${part.type}' is not supported by Anthropic`);
+  throw new ProviderError('bad_request', `${field}: content part type '${part.type}' is not supported by Anthropic`, undefined, undefined, `${field}.type`);
 }
 
 function contentBlocks(content: ChatMessage['content'], field: string): Block[] {
@@ -109,6 +181,7 @@ function parseArguments(args: string, field: string): unknown {
 
 /** The Messages API body for a canonical request. */
 export function toAnthropicBody(request: ChatRequest, stream: boolean, provider?: ProviderConfig): Record<string, unknown> {
+  refuseUntranslatable(request);
   const system: string[] = [];
   /** The same system text as blocks, sent instead when one of them carries cache_control. */
   const systemBlocks: Block[] = [];
@@ -166,19 +239,45 @@ export function toAnthropicBody(request: ChatRequest, stream: boolean, provider?
   if (typeof request.top_p === 'number') body.top_p = request.top_p;
   if (typeof request.top_k === 'number') body.top_k = request.top_k;
   if (request.stop !== undefined && request.stop !== null) body.stop_sequences = (typeof request.stop === 'string' ? [request.stop] : request.stop).filter((s) => s.length > 0);
-  if (typeof request.user === 'string') body.metadata = { user_id: request.user };
+  // OpenAI's end-user id (`safety_identifier` is its newer name) is Anthropic's metadata.user_id.
+  const user = typeof request.user === 'string' ? request.user : request.safety_identifier;
+  if (typeof user === 'string') body.metadata = { user_id: user };
   if (Array.isArray(request.tools) && request.tools.length > 0) {
     body.tools = request.tools.map((t, i) => {
+      if ((t as { type?: unknown }).type !== undefined && (t as { type?: unknown }).type !== 'function') {
+        throw untranslatable(`tools[${i}].type`, `'${String((t as { type?: unknown }).type)}' tools cannot be sent to Anthropic (function tools can)`);
+      }
       const fn = (t as { function?: { name?: string; description?: string; parameters?: unknown } }).function;
-      if (!fn?.name) throw new ProviderError('bad_request', `tools[${i}].function.name: required`);
+      if (!fn?.name) throw new ProviderError('bad_request', `tools[${i}].function.name: required`, undefined, undefined, `tools[${i}].function.name`);
       return { name: fn.name, ...(fn.description ? { description: fn.description } : {}), input_schema: fn.parameters ?? { type: 'object', properties: {} }, ...cacheControlOf(t) };
     });
   }
   const choice = request.tool_choice as string | { type?: string; function?: { name?: string } } | undefined;
-  if (choice === 'auto') body.tool_choice = { type: 'auto' };
-  else if (choice === 'required') body.tool_choice = { type: 'any' };
-  else if (choice === 'none') body.tool_choice = { type: 'none' };
-  else if (choice && typeof choice === 'object' && choice.function?.name) body.tool_choice = { type: 'tool', name: choice.function.name };
+  let toolChoice: Record<string, unknown> | undefined;
+  if (choice === 'auto') toolChoice = { type: 'auto' };
+  else if (choice === 'required') toolChoice = { type: 'any' };
+  else if (choice === 'none') toolChoice = { type: 'none' };
+  else if (choice && typeof choice === 'object' && choice.type === 'function' && choice.function?.name) toolChoice = { type: 'tool', name: choice.function.name };
+  else if (choice !== undefined && choice !== null) throw untranslatable('tool_choice', 'must be auto, required, none or a function for Anthropic');
+  if (request.parallel_tool_calls === false && Array.isArray(body.tools)) {
+    // Anthropic says it on the tool choice (auto unless the client chose).
+    toolChoice = { ...(toolChoice ?? { type: 'auto' }), disable_parallel_tool_use: true };
+  }
+
+  const json = jsonToolOf(request);
+  if (json) {
+    if (Array.isArray(body.tools)) throw untranslatable('response_format', 'cannot be combined with tools on Anthropic (it is answered through a forced tool)');
+    body.tools = [{ name: json.name, description: json.description, input_schema: json.schema }];
+    toolChoice = { type: 'tool', name: json.name };
+  }
+  const budget = thinkingBudget(request.reasoning_effort, body.max_tokens as number);
+  if (budget !== undefined) {
+    // Anthropic thinks only with tool_choice auto or none.
+    if (json) throw untranslatable('response_format', 'cannot be combined with reasoning_effort on Anthropic (a forced tool cannot think)');
+    if (toolChoice && toolChoice.type !== 'auto' && toolChoice.type !== 'none') throw untranslatable('tool_choice', 'must be auto or none with reasoning_effort on Anthropic');
+    body.thinking = { type: 'enabled', budget_tokens: budget };
+  }
+  if (toolChoice) body.tool_choice = toolChoice;
   if (stream) body.stream = true;
   return body;
 }
@@ -204,10 +303,26 @@ export function toCompletion(provider: ProviderConfig, request: ChatRequest, msg
     throw new ProviderError('malformed', `${provider.name}: response has no content`);
   }
   let text = '';
+  let reasoning = '';
+  let json: string | undefined;
+  const jsonTool = request.response_format ? jsonToolOf(request)?.name : undefined;
   const toolCalls: ToolCall[] = [];
   for (const block of msg.content) {
     if (block?.type === 'text' && typeof block.text === 'string') text += block.text;
+    else if (block?.type === 'thinking' && typeof block.thinking === 'string') reasoning += block.thinking;
+    else if (block?.type === 'tool_use' && jsonTool !== undefined && block.name === jsonTool) json = JSON.stringify(block.input ?? {});
     else if (block?.type === 'tool_use') toolCalls.push({ id: block.id, type: 'function', function: { name: block.name, arguments: JSON.stringify(block.input ?? {}) } });
+  }
+  // A structured answer is the forced tool's input, as the message's text.
+  if (json !== undefined) {
+    return {
+      id: typeof msg.id === 'string' ? msg.id : `msg_${Date.now().toString(36)}`,
+      object: 'chat.completion',
+      created: Math.floor(Date.now() / 1000),
+      model: typeof msg.model === 'string' ? msg.model : request.model,
+      choices: [{ index: 0, message: { role: 'assistant', content: json, ...(reasoning ? { reasoning_content: reasoning } : {}) }, finish_reason: msg.stop_reason === 'max_tokens' ? 'length' : 'stop', logprobs: null }],
+      usage: usageOf(msg.usage),
+    };
   }
   const hasText = msg.content.some((b: any) => b?.type === 'text');
   return {
@@ -218,7 +333,13 @@ export function toCompletion(provider: ProviderConfig, request: ChatRequest, msg
     choices: [
       {
         index: 0,
-        message: { role: 'assistant', content: hasText || toolCalls.length === 0 ? text : null, ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}) },
+        message: {
+          role: 'assistant',
+          content: hasText || toolCalls.length === 0 ? text : null,
+          ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}),
+          // Thinking, as OpenAI-compatible servers carry reasoning (vLLM, DeepSeek).
+          ...(reasoning ? { reasoning_content: reasoning } : {}),
+        },
         finish_reason: finishReasonOf(msg.stop_reason) ?? 'stop',
         logprobs: null,
       },
@@ -247,7 +368,7 @@ function errorKindOf(type: unknown): ProviderError['kind'] {
 }
 
 /** The Anthropic event stream as canonical chunks. */
-async function* anthropicChunks(provider: ProviderConfig, request: ChatRequest, res: ProviderResponse, signal?: AbortSignal): AsyncGenerator<ChatCompletionChunk> {
+async function* anthropicChunks(provider: ProviderConfig, request: ChatRequest, res: ProviderResponse, signal?: AbortSignal, sink?: PassthroughSink): AsyncGenerator<ChatCompletionChunk> {
   let id = '';
   let model = request.model;
   const created = Math.floor(Date.now() / 1000);
@@ -257,6 +378,9 @@ async function* anthropicChunks(provider: ProviderConfig, request: ChatRequest, 
   const usage = { input_tokens: 0, output_tokens: 0, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 };
   /** Anthropic content block index -> OpenAI tool_calls index. */
   const toolIndex = new Map<number, number>();
+  /** The forced tool answering a response_format, and the block it streams in (its input is the answer's text). */
+  const jsonTool = !sink && request.response_format ? jsonToolOf(request)?.name : undefined;
+  let jsonBlock: number | undefined;
   const chunk = (delta: ChatCompletionChunk['choices'][0]['delta'], finish: FinishReason = null): ChatCompletionChunk => ({
     id,
     object: 'chat.completion.chunk',
@@ -274,6 +398,8 @@ async function* anthropicChunks(provider: ProviderConfig, request: ChatRequest, 
         throw new ProviderError('malformed', `${provider.name}: stream event is not valid JSON`);
       }
       const type = data?.type ?? ev.event;
+      // Pass-through: every event but an error goes to the client as Anthropic sent it.
+      if (sink && type !== 'error') sink.events.push({ event: ev.event ?? type, data: ev.data });
       switch (type) {
         case 'message_start': {
           const m = data.message ?? {};
@@ -286,7 +412,8 @@ async function* anthropicChunks(provider: ProviderConfig, request: ChatRequest, 
         }
         case 'content_block_start': {
           const block = data.content_block;
-          if (block?.type === 'tool_use') {
+          if (block?.type === 'tool_use' && jsonTool !== undefined && block.name === jsonTool) jsonBlock = data.index;
+          else if (block?.type === 'tool_use') {
             const index = toolIndex.size;
             toolIndex.set(data.index, index);
             yield chunk({ tool_calls: [{ index, id: block.id, type: 'function', function: { name: block.name, arguments: '' } }] });
@@ -298,11 +425,13 @@ async function* anthropicChunks(provider: ProviderConfig, request: ChatRequest, 
         case 'content_block_delta': {
           const delta = data.delta;
           if (delta?.type === 'text_delta') yield chunk({ content: String(delta.text ?? '') });
+          else if (delta?.type === 'thinking_delta') yield chunk({ reasoning_content: String(delta.thinking ?? '') } as ChatCompletionChunk['choices'][0]['delta']);
+          else if (delta?.type === 'input_json_delta' && data.index === jsonBlock) yield chunk({ content: String(delta.partial_json ?? '') });
           else if (delta?.type === 'input_json_delta') {
             const index = toolIndex.get(data.index);
             if (index !== undefined) yield chunk({ tool_calls: [{ index, function: { arguments: String(delta.partial_json ?? '') } as ToolCall['function'] }] });
           }
-          // thinking and signature deltas are not part of the OpenAI shape: dropped
+          // signature deltas have no place in the OpenAI shape (they only matter to Anthropic itself)
           break;
         }
         case 'message_delta':
@@ -312,7 +441,7 @@ async function* anthropicChunks(provider: ProviderConfig, request: ChatRequest, 
         case 'message_stop':
           if (!started) throw new ProviderError('malformed', `${provider.name}: message_stop before message_start`);
           stopped = true;
-          yield { ...chunk({}, finishReasonOf(stopReason) ?? 'stop'), usage: usageOf(usage) };
+          yield { ...chunk({}, jsonBlock !== undefined && stopReason === 'tool_use' ? 'stop' : (finishReasonOf(stopReason) ?? 'stop')), usage: usageOf(usage) };
           break;
         case 'error': {
           const e = data.error ?? {};
@@ -344,8 +473,13 @@ function messagesPath(baseUrl: string): string {
   return /\/v1\/?$/.test(baseUrl) ? '/messages' : '/v1/messages';
 }
 
-function anthropicHeaders(provider: ProviderConfig, accept: string): Record<string, string> {
+function anthropicHeaders(provider: ProviderConfig, accept: string, betas?: string): Record<string, string> {
   const headers: Record<string, string> = { accept };
+  if (betas) {
+    // The client's betas beside any the provider's headers set.
+    const own = Object.entries(provider.headers ?? {}).find(([k]) => k.toLowerCase() === 'anthropic-beta')?.[1];
+    headers['anthropic-beta'] = own ? `${own},${betas}` : betas;
+  }
   const versionSet = provider.headers !== undefined && Object.keys(provider.headers).some((k) => k.toLowerCase() === 'anthropic-version');
   if (!versionSet) headers['anthropic-version'] = DEFAULT_ANTHROPIC_VERSION;
   if (provider.apiKey) headers['x-api-key'] = provider.apiKey;
@@ -364,18 +498,27 @@ export function createAnthropicAdapter(options: AnthropicAdapterOptions = {}): P
   return {
     type: 'anthropic',
     async complete(provider: ProviderConfig, request: ChatRequest, call: CallOptions): Promise<ChatCompletion> {
-      const res = await transport.post(provider, messagesPath(provider.baseUrl), toAnthropicBody(request, false, provider), anthropicHeaders(provider, 'application/json'), call);
+      const sink = passthroughOf(request);
+      sink?.begin();
+      const body = sink ? sink.bodyFor(request.model, false) : toAnthropicBody(request, false, provider);
+      const res = await transport.post(provider, messagesPath(provider.baseUrl), body, anthropicHeaders(provider, 'application/json', sink?.betas), call);
       if (res.statusCode >= 400) throw await errorFromResponse(provider, res);
-      return toCompletion(provider, request, await readJson(provider, res, call.signal));
+      const message = await readJson(provider, res, call.signal);
+      const completion = toCompletion(provider, request, message);
+      if (sink) sink.message = message as never;
+      return completion;
     },
     async stream(provider: ProviderConfig, request: ChatRequest, call: CallOptions): Promise<AsyncIterable<ChatCompletionChunk>> {
-      const res = await transport.post(provider, messagesPath(provider.baseUrl), toAnthropicBody(request, true, provider), anthropicHeaders(provider, 'text/event-stream'), call);
+      const sink = passthroughOf(request);
+      sink?.begin();
+      const body = sink ? sink.bodyFor(request.model, true) : toAnthropicBody(request, true, provider);
+      const res = await transport.post(provider, messagesPath(provider.baseUrl), body, anthropicHeaders(provider, 'text/event-stream', sink?.betas), call);
       if (res.statusCode >= 400) throw await errorFromResponse(provider, res);
       if (!isEventStream(res)) {
         await res.body.dump().catch(() => undefined);
         throw new ProviderError('malformed', `${provider.name}: expected an event stream, got '${res.headers['content-type'] ?? 'no content-type'}'`, res.statusCode);
       }
-      return anthropicChunks(provider, request, res, call.signal);
+      return anthropicChunks(provider, request, res, call.signal, sink);
     },
     close: () => transport.close(),
   };
