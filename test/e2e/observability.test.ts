@@ -367,6 +367,15 @@ describe('observability on a real Prometheus and Alertmanager', () => {
       Array.from({ length: 6 }, (_, i) => chat({ messages: [{ role: 'user', content: `limited ${i}` }] }, { authorization: `Bearer ${LIMITED_KEY}` }).then((r) => r.status)),
     );
     expect(limited).toContain(429);
+    // A virtual key with a budget, used once: the budget gauges (and their panel) have a series.
+    const created = await fetch(`${routerUrl}/v1/keys`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'obs-budgeted', scopes: ['invoke'], budget: { usd: 100, period: 'month' } }),
+    });
+    expect(created.status).toBe(201);
+    const { key: budgeted } = (await created.json()) as { key: string };
+    expect((await chat({ messages: [{ role: 'user', content: 'on a budget' }] }, { authorization: `Bearer ${budgeted}` })).status).toBe(200);
     await new Promise((r) => setTimeout(r, 20_000));
     const statuses = await Promise.all(traffic.map((t) => t.stop()));
     for (const s of statuses) expect(Object.keys(s)).toEqual(['200']);

@@ -38,8 +38,12 @@ function judge(c: BadCase, a: Answer): string | undefined {
     return `answered ${a.status} with a body that is not JSON: ${a.text.slice(0, 200)}`;
   }
   const e = body?.error;
-  const shaped =
-    e &&
+  // The Anthropic Messages route answers in Anthropic's error shape (DESIGN.md).
+  // (Before routing, a 404 or 431 on that path comes in the OpenAI shape like everywhere else.)
+  const anthropic = c.path.split('?')[0] === '/v1/messages' && body?.type === 'error';
+  const shaped = anthropic
+    ? e && typeof e.type === 'string' && typeof e.message === 'string' && e.message.length > 0 && Object.keys(body).length === 2
+    : e &&
     typeof e.type === 'string' &&
     typeof e.message === 'string' &&
     e.message.length > 0 &&

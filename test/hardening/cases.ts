@@ -32,6 +32,9 @@ export const PARAM_VALUES: Record<string, string> = { name: 'sweep-a', label: 'p
 /** A valid body per route (`METHOD url`), so a mutation is the only thing wrong with it. */
 export const BASE_BODIES: Record<string, unknown> = {
   'POST /v1/chat/completions': { model: 'echo', messages: [{ role: 'user', content: 'hi' }] },
+  'POST /v1/embeddings': { model: 'echo', input: 'hi' },
+  'POST /v1/responses': { model: 'echo', input: 'hi' },
+  'POST /v1/messages': { model: 'echo', max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] },
   'POST /v1/templates': { name: 'sweep-new', type: 'text', template: 'Hello {{x}}' },
   'POST /v1/templates/:name/versions': { type: 'text', template: 'Hi {{x}}' },
   'PUT /v1/templates/:name/labels/:label': { version: 1 },

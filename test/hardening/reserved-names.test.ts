@@ -76,6 +76,17 @@ const TEXT_FIELDS = new Set([
   'query interval',
   'query from',
   'query to',
+  // embeddings: the texts to embed and the vector encoding
+  'body input',
+  'body input[0]',
+  'body encoding_format',
+  // Anthropic Messages: free text and enum-like types
+  'body system',
+  'body system[0].type',
+  'body metadata.user_id',
+  'body stop_sequences[0]',
+  'body tool_choice.type',
+  'body thinking.type',
 ]);
 
 const classOf = (f: SchemaField) => `${f.part} ${fieldName(f.path)}`;
@@ -142,7 +153,10 @@ function judge(p: Probe, status: number, text: string): string | undefined {
   }
   if (!error || typeof error.message !== 'string') return 'error outside the error shape';
   if (/not valid JSON/i.test(error.message)) return `"not valid JSON": ${error.message}`;
-  if (p.reservedKey && !(error.code === 'reserved_name' && /reserved/.test(error.message) && error.param === p.field)) return `not the reserved-name 400 for ${p.field}`;
+  // The Anthropic Messages route answers in Anthropic's error shape: type and message, no param or code.
+  const anthropic = p.path.split('?')[0] === '/v1/messages';
+  const reservedNamed = anthropic ? /reserved/.test(error.message) && error.message.includes(p.field) : error.code === 'reserved_name' && /reserved/.test(error.message) && error.param === p.field;
+  if (p.reservedKey && !reservedNamed) return `not the reserved-name 400 for ${p.field}`;
   if (status === 400) {
     const leaf = p.field.split(/[.[\]]/).filter(Boolean).pop()!;
     if (!(String(error.param ?? '').includes(leaf) || error.message.includes(leaf))) return `400 does not name ${p.field}`;

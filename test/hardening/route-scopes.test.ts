@@ -93,7 +93,9 @@ function judge(scope: Scope | 'public', credential: (typeof CREDENTIALS)[number]
   const said = `${answer.status} ${answer.body.slice(0, 160)}`;
   if (answer.status >= 500) return `answered ${said}`;
   if (spelling.expect === 'refused') {
-    if (answer.status !== 400 || body?.error?.param !== 'path' || body.error.code !== 'invalid_path') return `expected a 400 naming the path, got ${said}`;
+    // The Anthropic Messages route answers in Anthropic's error shape (no param or code): its message names the path.
+    const anthropicNamed = (body as { type?: unknown } | undefined)?.type === 'error' && /request path .* is not in normal form/.test(String((body?.error as { message?: unknown } | undefined)?.message ?? ''));
+    if (answer.status !== 400 || (!anthropicNamed && (body?.error?.param !== 'path' || body.error.code !== 'invalid_path'))) return `expected a 400 naming the path, got ${said}`;
     return undefined;
   }
   if (spelling.expect === 'no route') return answer.status === 404 ? undefined : `expected 404 (no route), got ${said}`;

@@ -64,6 +64,7 @@ describe('image entry point: V8 heap from the memory limit', () => {
 
   it('is what npm run build ships as build/entrypoint.sh', () => {
     const build = readFileSync(join(REPO_ROOT, 'scripts/build.ts'), 'utf8');
-    expect(build).toContain("cpSync(join(root, 'scripts/image-entrypoint.sh'), join(root, 'build/entrypoint.sh'))");
+    expect(build).toContain("cpSync(join(root, 'scripts/image-entrypoint.sh'), join(staging, 'entrypoint.sh'))");
+    expect(build).toContain("swapIn(staging, join(root, 'build'))");
   });
 });

@@ -7,6 +7,7 @@
  * AKS workload identity (entra.ts). The Responses API goes to `{baseUrl}/openai/v1/responses`
  * (Azure's v1 API, which takes the deployment name as `model` and no `api-version`).
  */
+import { toEmbeddings } from '../openai/embeddings';
 import { ProviderError, type CallOptions, type PassthroughResponse, type ProviderAdapter, type ProviderConfig } from '../../types';
 import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '../../../openai';
 import type { EmbeddingsRequest, EmbeddingsResponse } from '../../../openai';
@@ -92,22 +93,6 @@ export function createAzureOpenAIAdapter(options: AzureOpenAIAdapterOptions = {}
   };
 }
 
-/** An embeddings answer checked and normalised (index order, float vectors, usage present). */
-export function toEmbeddings(provider: ProviderConfig, request: EmbeddingsRequest, body: any): EmbeddingsResponse {
-  if (!body || !Array.isArray(body.data) || !body.data.every((d: any) => Array.isArray(d?.embedding))) {
-    throw new ProviderError('malformed', `${provider.name}: embeddings response has no data`);
-  }
-  const data = (body.data as { index?: number; embedding: number[] }[])
-    .map((d, i) => ({ object: 'embedding' as const, index: typeof d.index === 'number' ? d.index : i, embedding: d.embedding }))
-    .sort((a, b) => a.index - b.index);
-  const prompt = typeof body.usage?.prompt_tokens === 'number' ? body.usage.prompt_tokens : 0;
-  return {
-    object: 'list',
-    data,
-    model: typeof body.model === 'string' ? body.model : request.model,
-    usage: { prompt_tokens: prompt, total_tokens: typeof body.usage?.total_tokens === 'number' ? body.usage.total_tokens : prompt },
-  };
-}
 
 /** The shared Azure OpenAI adapter. */
 export const azureOpenAIAdapter: ProviderAdapter = createAzureOpenAIAdapter();

@@ -8,7 +8,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { ProviderError, type CallOptions, type ProviderAdapter, type ProviderConfig } from '../../types';
 import { embeddingInputs, type ChatCompletion, type ChatCompletionChunk, type ChatRequest, type EmbeddingsRequest, type EmbeddingsResponse, type FinishReason, type Usage } from '../../../openai';
-import { countPromptTokens, tokenizer } from '../tokens';
+import { countPromptTokens, countTextTokens, tokenizer } from '../tokens';
 import { contentText } from '../../../openai';
 
 interface EchoReply {
@@ -98,7 +98,7 @@ function echoEmbeddings(request: EmbeddingsRequest): EmbeddingsResponse {
   const inputs = embeddingInputs(request.input);
   const dimensions = request.dimensions ?? ECHO_EMBEDDING_DIMENSIONS;
   const data = inputs.map((input, index) => ({ object: 'embedding' as const, index, embedding: echoVector(input, dimensions) }));
-  const prompt = inputs.reduce((n, i) => n + (typeof i === 'string' ? tokenizer().encode(i).length : i.length), 0);
+  const prompt = inputs.reduce((n, i) => n + (typeof i === 'string' ? countTextTokens(i) : i.length), 0);
   return { object: 'list', data, model: request.model, usage: { prompt_tokens: prompt, total_tokens: prompt } };
 }
 
