@@ -76,9 +76,8 @@ export class HttpLlmClient implements LlmClient {
     return h;
   }
 
-  async complete(request: ChatRequest, options: LlmClientCallOptions): Promise<LlmOrigin & { completion: ChatCompletion }> {
-    const payload = request.stream ? { ...request, stream: false } : request;
-    const res = await this.http.request('POST', PATHS.chatCompletions, options, { body: JSON.stringify(payload), headers: this.headers(options) });
+  /** llm's JSON answer: its error in the OpenAI shape when it refused, a 502 when the body is not JSON. */
+  private async jsonAnswer<T>(res: PeerResponse): Promise<T> {
     let text: string;
     try {
       text = await res.body.text();
@@ -86,13 +85,17 @@ export class HttpLlmClient implements LlmClient {
       throw this.http.mapError(err);
     }
     if (res.statusCode >= 400) throw this.http.errorFrom(res.statusCode, res.headers, text);
-    let completion: ChatCompletion;
     try {
-      completion = JSON.parse(text) as ChatCompletion;
+      return JSON.parse(text) as T;
     } catch {
       throw new ApiError({ status: 502, type: 'upstream_error', message: 'llm service answered with a body that is not JSON', code: 'upstream_malformed' });
     }
-    return { ...origin(res, request.model), completion };
+  }
+
+  async complete(request: ChatRequest, options: LlmClientCallOptions): Promise<LlmOrigin & { completion: ChatCompletion }> {
+    const payload = request.stream ? { ...request, stream: false } : request;
+    const res = await this.http.request('POST', PATHS.chatCompletions, options, { body: JSON.stringify(payload), headers: this.headers(options) });
+    return { ...origin(res, request.model), completion: await this.jsonAnswer<ChatCompletion>(res) };
   }
 
   async stream(request: ChatRequest, options: LlmClientCallOptions): Promise<LlmOrigin & { chunks: AsyncIterable<ChatCompletionChunk> }> {
@@ -130,20 +133,7 @@ export class HttpLlmClient implements LlmClient {
 
   async embed(request: EmbeddingsRequest, options: LlmClientCallOptions): Promise<LlmOrigin & { response: EncodedEmbeddingsResponse }> {
     const res = await this.http.request('POST', PATHS.embeddings, options, { body: JSON.stringify(request), headers: this.headers(options) });
-    let text: string;
-    try {
-      text = await res.body.text();
-    } catch (err) {
-      throw this.http.mapError(err);
-    }
-    if (res.statusCode >= 400) throw this.http.errorFrom(res.statusCode, res.headers, text);
-    let response: EncodedEmbeddingsResponse;
-    try {
-      response = JSON.parse(text) as EncodedEmbeddingsResponse;
-    } catch {
-      throw new ApiError({ status: 502, type: 'upstream_error', message: 'llm service answered with a body that is not JSON', code: 'upstream_malformed' });
-    }
-    return { ...origin(res, request.model), response };
+    return { ...origin(res, request.model), response: await this.jsonAnswer<EncodedEmbeddingsResponse>(res) };
   }
 
   async responses(request: PassthroughRequest, options: LlmClientCallOptions): Promise<LlmOrigin & PassthroughResponse> {
