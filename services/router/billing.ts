@@ -65,7 +65,14 @@ export function settleSpend(ledger: Ledger | undefined, logger: Logger, request:
   });
 }
 
-/** Whether the key or its team has a budget (a route whose cost the router cannot count refuses such keys). */
-export function hasBudget(request: FastifyRequest): boolean {
-  return request.apiKey?.budget !== undefined || request.team?.budget !== undefined;
+/**
+ * A route whose cost the spend ledger does not count yet refuses a key whose budget (its own or
+ * its team's) it would otherwise let spend past uncounted: 403 `budget_not_metered`.
+ */
+export function refuseUnmeteredBudget(request: FastifyRequest, api: string): void {
+  if (request.apiKey?.budget === undefined && request.team?.budget === undefined) return;
+  throw new ApiError({
+    status: 403, type: 'permission_error', code: 'budget_not_metered',
+    message: `API key '${request.apiKey!.id}' has a budget (its own or its team's), and the ${api}'s cost is not counted in the spend ledger yet; use /v1/chat/completions with this key`,
+  });
 }

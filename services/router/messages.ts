@@ -27,7 +27,7 @@ import {
   type RouterMessagesRequest,
 } from '../anthropic';
 import { scopedSessionId } from './admin';
-import { callOptions, checkModelAllowed, hasBudget } from './billing';
+import { callOptions, checkModelAllowed, refuseUnmeteredBudget } from './billing';
 import { countsAsError, fromStored, idBase, renderError, toStored, type PromptMetrics } from './chat';
 import type { RollingStats } from '../kit/rolling-stats';
 import type { CallMeta, ContextClient, LlmClient } from './clients';
@@ -185,12 +185,7 @@ export function createMessagesHandler(options: MessagesHandlerOptions) {
     checkModelAllowed(request, upstream.model);
     // The Anthropic answer's cost is not counted in the spend ledger yet (docs/keys.md): a key
     // with a budget is refused here rather than let spend past it uncounted.
-    if (hasBudget(request)) {
-      throw new ApiError({
-        status: 403, type: 'permission_error', code: 'budget_not_metered',
-        message: `API key '${request.apiKey!.id}' has a budget (its own or its team's), and the Messages API's cost is not counted in the spend ledger yet; use /v1/chat/completions with this key`,
-      });
-    }
+    refuseUnmeteredBudget(request, 'Messages API');
 
     const abort = new AbortController();
     const onClose = () => {

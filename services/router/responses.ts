@@ -2,8 +2,7 @@ import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { HEADERS } from '../../contracts';
 import type { PassthroughRequest } from '../openai';
-import { ApiError } from '../kit';
-import { callOptions, checkModelAllowed, hasBudget } from './billing';
+import { callOptions, checkModelAllowed, refuseUnmeteredBudget } from './billing';
 import type { LlmClient } from './clients';
 
 /**
@@ -17,12 +16,7 @@ export function createResponsesHandler(llm: LlmClient) {
   return async function responses(request: FastifyRequest<{ Body: PassthroughRequest }>, reply: FastifyReply) {
     const model = (request.body as { model?: unknown }).model;
     if (typeof model === 'string') checkModelAllowed(request, model);
-    if (hasBudget(request)) {
-      throw new ApiError({
-        status: 403, type: 'permission_error', code: 'budget_not_metered',
-        message: `API key '${request.apiKey!.id}' has a budget (its own or its team's), and the Responses API's cost is not counted in the spend ledger yet; use /v1/chat/completions with this key`,
-      });
-    }
+    refuseUnmeteredBudget(request, 'Responses API');
     const abort = new AbortController();
     const onClose = () => {
       if (!reply.raw.writableFinished) abort.abort();
