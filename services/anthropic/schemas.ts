@@ -36,6 +36,12 @@ const PARAMETERS = {
   tools: Type.Optional(Type.Array(Type.Object({}, { additionalProperties: true }), { maxItems: MAX_TOOLS })),
   tool_choice: Type.Optional(open()),
   thinking: Type.Optional(open()),
+  /**
+   * Anthropic's structured outputs and effort: `format` (`{ type: 'json_schema', schema }`, the
+   * answer is a JSON text block) and `effort`. Open like `thinking`: to an Anthropic provider it
+   * passes through; translated, `format` is `response_format` and `effort` `reasoning_effort`.
+   */
+  output_config: Type.Optional(Type.Object({}, { additionalProperties: true })),
   service_tier: Type.Optional(Type.String()),
   container: Type.Optional(Type.Unknown()),
   mcp_servers: Type.Optional(Type.Array(Type.Unknown())),

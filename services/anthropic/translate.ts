@@ -170,6 +170,7 @@ export function toChatRequest(body: MessagesRequest, options: ToChatOptions = {}
       out.reasoning_effort = effortOfBudget(thinking.budget_tokens);
     } else if (thinking.type !== 'disabled' && strict) throw badRequest(`thinking type '${thinking.type}' cannot be sent to this model's providers (enabled, disabled can)`, 'thinking.type');
   }
+  if (body.output_config !== undefined) outputConfig(body.output_config as Record<string, unknown>, out, strict);
   if (strict) {
     for (const field of ['service_tier', 'container', 'mcp_servers', 'context_management'] as const) {
       if (body[field] !== undefined) throw badRequest(`'${field}' is Anthropic's and cannot be sent to this model's providers`, field);
@@ -181,6 +182,35 @@ export function toChatRequest(body: MessagesRequest, options: ToChatOptions = {}
     out.stream_options = { include_usage: true };
   }
   return out;
+}
+
+/** The `reasoning_effort` values Anthropic's `output_config.effort` has a counterpart for. */
+const EFFORTS = ['low', 'medium', 'high', 'xhigh'];
+
+/**
+ * `output_config` onto the canonical request: `format` (a JSON schema the answer follows) as
+ * `response_format` json_schema, `effort` as `reasoning_effort` (it wins over a `thinking`
+ * budget's). Strict: a field or value without a counterpart is a 400 naming it.
+ */
+function outputConfig(config: Record<string, unknown>, out: ChatRequest, strict: boolean): void {
+  for (const [key, value] of Object.entries(config)) {
+    if (value === null || value === undefined) continue;
+    const field = `output_config.${key}`;
+    if (key === 'format') {
+      const format = value as { type?: unknown; schema?: unknown };
+      if (format.type !== 'json_schema') {
+        if (strict) throw badRequest(`format type ${JSON.stringify(format.type)} cannot be sent to this model's providers (json_schema can)`, `${field}.type`);
+        continue;
+      }
+      if (typeof format.schema !== 'object' || format.schema === null || Array.isArray(format.schema)) throw badRequest('must be a JSON Schema object', `${field}.schema`);
+      out.response_format = { type: 'json_schema', json_schema: { name: 'output', schema: format.schema as Record<string, unknown>, strict: true } };
+    } else if (key === 'effort') {
+      if (typeof value === 'string' && EFFORTS.includes(value)) out.reasoning_effort = value;
+      else if (strict) throw badRequest(`effort ${JSON.stringify(value)} cannot be sent to this model's providers (${EFFORTS.join(', ')} can)`, field);
+    } else if (strict) {
+      throw badRequest(`'${key}' cannot be sent to this model's providers (format and effort can)`, field);
+    }
+  }
 }
 
 function contentString(content: string | ContentPart[]): string {

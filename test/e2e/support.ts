@@ -13,7 +13,7 @@ import type { FastifyInstance } from 'fastify';
 import { readConfig, shutdownGracefully } from '../../services/kit';
 import { buildProcess } from '../../services/process';
 import { hashApiKey } from '../../services/router/auth';
-import { startFakeProvider, type FakeProvider } from '../fake-provider/server';
+import { startFakeProvider, type FakeProvider, type FakeProviderOptions } from '../fake-provider/server';
 import { freePort, waitFor } from '../support/net';
 import { TEST_PG_ADMIN_URL, createTestDatabase, type TestDatabase } from '../support/pg';
 import { uniquePrefix } from '../support/redis';
@@ -105,32 +105,45 @@ interface Shared {
   env: Record<string, string>;
 }
 
-async function shared(label: string): Promise<Shared> {
+/** The providers file suite.ts runs against: its aliases (`chat`, `claude`, `embed`) and providers. */
+function defaultProviders(fakeUrl: string): string[] {
+  const extra = embeddingsProviderLines(fakeUrl);
+  return [
+    'providers:',
+    `  - { name: fake-a, type: openai-compatible, baseUrl: ${fakeUrl}/v1, timeoutMs: 10000, models: [model-a] }`,
+    `  - { name: fake-b, type: openai-compatible, baseUrl: ${fakeUrl}/v1, timeoutMs: 10000, models: [model-b] }`,
+    ...extra.providers,
+    `  - { name: fake-claude, type: anthropic, baseUrl: ${fakeUrl}, apiKeyEnv: ${ANTHROPIC_KEY_ENV}, timeoutMs: 10000, models: [claude-fake] }`,
+    'models:',
+    '  claude:',
+    '    - { provider: fake-claude, model: claude-fake }',
+    '  chat:',
+    '    - { provider: fake-a, model: model-a }',
+    '    - { provider: fake-b, model: model-b }',
+    ...extra.models,
+    'routing: { strategy: priority, fallback: true, retries: { attempts: 0, backoffMs: 10 } }',
+    'cache: { enabled: true, ttlSeconds: 60 }',
+    '',
+  ];
+}
+
+/** What a suite may change in the layout it starts (the defaults are what suite.ts needs). */
+export interface LayoutOptions {
+  /** Options of the fake provider (keys it checks, ...); `models` and `recordRequests` have defaults. */
+  fake?: FakeProviderOptions;
+  /**
+   * The providers file, as YAML lines, given the fake provider's URL.
+   * @default the providers and aliases of suite.ts (`chat`, `claude`, `embed`, ...)
+   */
+  providers?: (fakeUrl: string) => string[];
+}
+
+async function shared(label: string, options: LayoutOptions = {}): Promise<Shared> {
   const dir = mkdtempSync(join(tmpdir(), `pm-e2e-${label}-`));
-  const fake = await startFakeProvider({ models: ['model-a', 'model-b'], recordRequests: 200 });
+  const fake = await startFakeProvider({ models: ['model-a', 'model-b'], recordRequests: 200, ...options.fake });
   const [redis, db] = await Promise.all([PrivateRedis.start(), createTestDatabase(`e2e_${label}`)]);
   const providersFile = join(dir, 'providers.yaml');
-  const extra = embeddingsProviderLines(fake.url);
-  writeFileSync(
-    providersFile,
-    [
-      'providers:',
-      `  - { name: fake-a, type: openai-compatible, baseUrl: ${fake.url}/v1, timeoutMs: 10000, models: [model-a] }`,
-      `  - { name: fake-b, type: openai-compatible, baseUrl: ${fake.url}/v1, timeoutMs: 10000, models: [model-b] }`,
-      ...extra.providers,
-      `  - { name: fake-claude, type: anthropic, baseUrl: ${fake.url}, apiKeyEnv: ${ANTHROPIC_KEY_ENV}, timeoutMs: 10000, models: [claude-fake] }`,
-      'models:',
-      '  claude:',
-      '    - { provider: fake-claude, model: claude-fake }',
-      '  chat:',
-      '    - { provider: fake-a, model: model-a }',
-      '    - { provider: fake-b, model: model-b }',
-      ...extra.models,
-      'routing: { strategy: priority, fallback: true, retries: { attempts: 0, backoffMs: 10 } }',
-      'cache: { enabled: true, ttlSeconds: 60 }',
-      '',
-    ].join('\n'),
-  );
+  writeFileSync(providersFile, (options.providers ?? defaultProviders)(fake.url).join('\n'));
   const keysFile = join(dir, 'keys.yaml');
   writeFileSync(
     keysFile,
@@ -176,8 +189,8 @@ async function setDatabaseConnections(db: TestDatabase, allow: boolean): Promise
 }
 
 /** All four services in this process (`SERVICE=all`, buildProcess), listening on a free port. */
-export async function startAllInOne(): Promise<Layout> {
-  const s = await shared('all');
+export async function startAllInOne(options: LayoutOptions = {}): Promise<Layout> {
+  const s = await shared('all', options);
   let app: FastifyInstance | undefined;
   try {
     const config = readConfig({ ...s.env, SERVICE: 'all', PORT: '0' });

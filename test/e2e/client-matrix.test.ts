@@ -1,0 +1,364 @@
+/**
+ * The client matrix (issue 13's "done when"): every client library a TypeScript team reaches for
+ * x every provider type x every feature, end to end. One all-in-one promptmesh (router, templates,
+ * context and llm in this process, `SERVICE=all`) behind the router's API keys, one fake provider
+ * speaking every provider's wire format, one model alias per provider type. Clients: the official
+ * `openai` SDK (chat completions, embeddings), the official `@anthropic-ai/sdk` (`/v1/messages`)
+ * and the Vercel AI SDK (`ai` with `@ai-sdk/openai`'s chat-completions model). Features: chat,
+ * streaming, a tool round trip, structured output and embeddings (the Anthropic SDK has no
+ * embeddings API; the anthropic type has no embeddings). Each test is named client x type x
+ * feature and asserts the fake's echo, usage, finish reasons and the wire format that reached the
+ * provider. docs/llm.md, "The client matrix".
+ */
+import Anthropic from '@anthropic-ai/sdk';
+import { createOpenAI } from '@ai-sdk/openai';
+import { Output, embedMany, generateText, jsonSchema, isStepCount, streamText, tool, type JSONSchema7 } from 'ai';
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HEADERS } from '../../contracts';
+import { fakeVector as openAiVector } from '../fake-provider/openai-extra';
+import type { RecordedRequest } from '../fake-provider/server';
+import { fakeVector as cloudVector } from '../fake-provider/wire';
+import { KEYS, startAllInOne, type Layout } from './support';
+
+/** The provider types, each with its alias, the provider it reaches and the path its chat calls take upstream. */
+const TYPES = {
+  openai: { provider: 'm-openai', path: /^\/v1\/chat\/completions$/ },
+  'openai-compatible': { provider: 'm-compat', path: /^\/v1\/chat\/completions$/ },
+  anthropic: { provider: 'm-anthropic', path: /^\/v1\/messages$/ },
+  'azure-openai': { provider: 'm-azure', path: /^\/openai\/deployments\/prod-4o\/chat\/completions$/ },
+  bedrock: { provider: 'm-bedrock', path: /\/converse(-stream)?$/ },
+  vertex: { provider: 'm-vertex', path: /:(stream)?[gG]enerateContent$/ },
+} as const;
+type ProviderType = keyof typeof TYPES;
+
+/** The embedding alias of each type that has embeddings, its vector length and the fake's vector function. */
+const EMBEDDINGS: Partial<Record<ProviderType, { dims: number; vector: (text: string, dims: number) => number[] }>> = {
+  openai: { dims: 1536, vector: openAiVector },
+  'openai-compatible': { dims: 1536, vector: openAiVector },
+  // The fake's Azure side makes its vectors as its Bedrock and Gemini sides do.
+  'azure-openai': { dims: 1536, vector: cloudVector },
+  bedrock: { dims: 1024, vector: cloudVector },
+  vertex: { dims: 768, vector: cloudVector },
+};
+
+const ENV = { PM_MATRIX_ANTHROPIC_KEY: 'ak-matrix', PM_MATRIX_AZURE_KEY: 'az-matrix', PM_MATRIX_GEMINI_KEY: 'g-matrix', AWS_ACCESS_KEY_ID: 'AKIDMATRIX', AWS_SECRET_ACCESS_KEY: 'secret' };
+
+function providersFile(fake: string): string[] {
+  const common = 'timeoutMs: 10000';
+  return [
+    'providers:',
+    `  - { name: m-openai, type: openai, baseUrl: ${fake}/v1, ${common} }`,
+    `  - { name: m-compat, type: openai-compatible, baseUrl: ${fake}/v1, ${common} }`,
+    `  - { name: m-anthropic, type: anthropic, baseUrl: ${fake}, apiKeyEnv: PM_MATRIX_ANTHROPIC_KEY, ${common} }`,
+    `  - { name: m-azure, type: azure-openai, baseUrl: ${fake}, apiKeyEnv: PM_MATRIX_AZURE_KEY, deployments: { gpt-4o: prod-4o, text-embedding-3-small: prod-embed }, ${common} }`,
+    `  - { name: m-bedrock, type: bedrock, region: us-west-2, baseUrl: ${fake}, ${common} }`,
+    `  - { name: m-vertex, type: vertex, baseUrl: ${fake}, apiKeyEnv: PM_MATRIX_GEMINI_KEY, ${common} }`,
+    'models:',
+    '  openai: [{ provider: m-openai, model: gpt-4o-mini }]',
+    '  openai-compatible: [{ provider: m-compat, model: llama-3.1-8b }]',
+    '  anthropic: [{ provider: m-anthropic, model: claude-haiku-4-5 }]',
+    '  azure-openai: [{ provider: m-azure, model: gpt-4o }]',
+    "  bedrock: [{ provider: m-bedrock, model: 'anthropic.claude-3-5-haiku-20241022-v1:0' }]",
+    '  vertex: [{ provider: m-vertex, model: gemini-2.5-flash }]',
+    '  openai-embed: [{ provider: m-openai, model: text-embedding-3-small }]',
+    '  openai-compatible-embed: [{ provider: m-compat, model: bge-m3 }]',
+    '  azure-openai-embed: [{ provider: m-azure, model: text-embedding-3-small }]',
+    "  bedrock-embed: [{ provider: m-bedrock, model: 'amazon.titan-embed-text-v2:0' }]",
+    '  vertex-embed: [{ provider: m-vertex, model: gemini-embedding-001 }]',
+    'routing: { strategy: priority, fallback: false, retries: { attempts: 0, backoffMs: 10 } }',
+    // Every call must reach the provider: the matrix checks what each client's request became there.
+    'cache: { enabled: false }',
+    '',
+  ];
+}
+
+let layout: Layout;
+const saved = { ...process.env };
+
+beforeAll(async () => {
+  // Read by the providers file and by the AWS default credential chain (environment source), in this process.
+  Object.assign(process.env, ENV);
+  layout = await startAllInOne({
+    fake: { anthropicApiKey: ENV.PM_MATRIX_ANTHROPIC_KEY, azureApiKey: ENV.PM_MATRIX_AZURE_KEY, geminiApiKey: ENV.PM_MATRIX_GEMINI_KEY, awsAccessKeyId: ENV.AWS_ACCESS_KEY_ID },
+    providers: providersFile,
+  });
+}, 120_000);
+afterAll(async () => {
+  await layout?.close();
+  process.env = saved;
+}, 60_000);
+
+/** An answer as every client reports it, in that client's own vocabulary (finish reasons). */
+interface Answer {
+  text: string;
+  finish: string | null | undefined;
+  usage: { input: number; output: number };
+}
+
+/** What the matrix asks of a client library. */
+interface MatrixClient {
+  /** The finish reasons this client reports for a normal end and for tool calls. */
+  finish: { stop: string; tool: string };
+  chat(model: string, text: string): Promise<Answer>;
+  /** A stream, read chunk by chunk; `chunks` counts the text deltas. */
+  stream(model: string, text: string): Promise<Answer & { chunks: number }>;
+  /** Asks for the weather, gets a tool call, answers it with `result`, and returns both turns. */
+  toolRoundTrip(model: string, result: string): Promise<{ call: { finish: string | null | undefined; name: string; input: unknown }; answer: Answer }>;
+  /** Structured output for SCHEMA, parsed. */
+  structured(model: string): Promise<{ value: unknown; finish: string | null | undefined }>;
+  /** Embeddings of `texts` (clients without an embeddings API leave it out). */
+  embed?(model: string, texts: string[]): Promise<{ vectors: number[][]; tokens: number }>;
+}
+
+const SCHEMA = { type: 'object', properties: { city: { type: 'string' } }, required: ['city'], additionalProperties: false } as const;
+const WEATHER = { name: 'weather', description: 'the weather of a city', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'], additionalProperties: false } } as const;
+const QUESTION = 'what is the weather in Paris?';
+
+function openAiClient(): MatrixClient {
+  const sdk = new OpenAI({ baseURL: `${layout.url}/v1`, apiKey: KEYS.user, maxRetries: 0, timeout: 20_000 });
+  const tools = [{ type: 'function' as const, function: WEATHER }];
+  const usage = (u: OpenAI.CompletionUsage | undefined | null) => ({ input: u?.prompt_tokens ?? 0, output: u?.completion_tokens ?? 0 });
+  return {
+    finish: { stop: 'stop', tool: 'tool_calls' },
+    async chat(model, text) {
+      const res = await sdk.chat.completions.create({ model, messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: text }] });
+      expect(res.usage!.total_tokens).toBe(res.usage!.prompt_tokens + res.usage!.completion_tokens);
+      return { text: res.choices[0]!.message.content ?? '', finish: res.choices[0]!.finish_reason, usage: usage(res.usage) };
+    },
+    async stream(model, text) {
+      const stream = await sdk.chat.completions.create({ model, messages: [{ role: 'user', content: text }], stream: true, stream_options: { include_usage: true } });
+      const out: Answer & { chunks: number } = { text: '', finish: undefined, usage: { input: 0, output: 0 }, chunks: 0 };
+      for await (const chunk of stream) {
+        const delta = chunk.choices[0]?.delta.content;
+        if (delta) {
+          out.text += delta;
+          out.chunks++;
+        }
+        if (chunk.choices[0]?.finish_reason) out.finish = chunk.choices[0].finish_reason;
+        if (chunk.usage) out.usage = usage(chunk.usage);
+      }
+      return out;
+    },
+    async toolRoundTrip(model, result) {
+      const messages: OpenAI.Chat.ChatCompletionMessageParam[] = [{ role: 'user', content: QUESTION }];
+      const first = await sdk.chat.completions.create({ model, messages, tools });
+      const call = first.choices[0]!.message.tool_calls![0]!;
+      if (call.type !== 'function') throw new Error(`unexpected tool call type ${call.type}`);
+      messages.push(first.choices[0]!.message, { role: 'tool', tool_call_id: call.id, content: result });
+      const second = await sdk.chat.completions.create({ model, messages, tools });
+      return {
+        call: { finish: first.choices[0]!.finish_reason, name: call.function.name, input: JSON.parse(call.function.arguments) },
+        answer: { text: second.choices[0]!.message.content ?? '', finish: second.choices[0]!.finish_reason, usage: usage(second.usage) },
+      };
+    },
+    async structured(model) {
+      const res = await sdk.chat.completions.create({ model, messages: [{ role: 'user', content: 'capital of France?' }], response_format: { type: 'json_schema', json_schema: { name: 'answer', schema: SCHEMA, strict: true } } });
+      return { value: JSON.parse(res.choices[0]!.message.content!), finish: res.choices[0]!.finish_reason };
+    },
+    async embed(model, texts) {
+      // The SDK asks for base64 and decodes it.
+      const res = await sdk.embeddings.create({ model, input: texts });
+      return { vectors: res.data.map((d) => d.embedding), tokens: res.usage.prompt_tokens };
+    },
+  };
+}
+
+function anthropicClient(): MatrixClient {
+  // The SDK sends its key as x-api-key; the router takes it there on /v1/messages.
+  const sdk = new Anthropic({ baseURL: layout.url, apiKey: KEYS.user, maxRetries: 0, timeout: 20_000 });
+  const tools: Anthropic.Tool[] = [{ name: WEATHER.name, description: WEATHER.description, input_schema: WEATHER.parameters as unknown as Anthropic.Tool.InputSchema }];
+  const textOf = (m: Anthropic.Message) => m.content.map((b) => (b.type === 'text' ? b.text : '')).join('');
+  const usage = (m: Anthropic.Message) => ({ input: m.usage.input_tokens, output: m.usage.output_tokens });
+  return {
+    finish: { stop: 'end_turn', tool: 'tool_use' },
+    async chat(model, text) {
+      const m = await sdk.messages.create({ model, max_tokens: 256, system: 'Be brief.', messages: [{ role: 'user', content: text }] });
+      return { text: textOf(m), finish: m.stop_reason, usage: usage(m) };
+    },
+    async stream(model, text) {
+      const stream = sdk.messages.stream({ model, max_tokens: 256, messages: [{ role: 'user', content: text }] });
+      let deltas = '';
+      let chunks = 0;
+      stream.on('text', (delta) => {
+        deltas += delta;
+        chunks++;
+      });
+      const m = await stream.finalMessage();
+      expect(textOf(m)).toBe(deltas);
+      return { text: deltas, finish: m.stop_reason, usage: usage(m), chunks };
+    },
+    async toolRoundTrip(model, result) {
+      const messages: Anthropic.MessageParam[] = [{ role: 'user', content: QUESTION }];
+      const first = await sdk.messages.create({ model, max_tokens: 256, tools, messages });
+      const use = first.content.find((b): b is Anthropic.ToolUseBlock => b.type === 'tool_use')!;
+      messages.push({ role: 'assistant', content: first.content as Anthropic.ContentBlockParam[] }, { role: 'user', content: [{ type: 'tool_result', tool_use_id: use.id, content: result }] });
+      const second = await sdk.messages.create({ model, max_tokens: 256, tools, messages });
+      return { call: { finish: first.stop_reason, name: use.name, input: use.input }, answer: { text: textOf(second), finish: second.stop_reason, usage: usage(second) } };
+    },
+    async structured(model) {
+      // Anthropic's structured outputs: output_config.format, the answer a JSON text block.
+      const m = await sdk.messages.create({ model, max_tokens: 256, output_config: { format: { type: 'json_schema', schema: SCHEMA } }, messages: [{ role: 'user', content: 'capital of France?' }] });
+      return { value: JSON.parse(textOf(m)), finish: m.stop_reason };
+    },
+  };
+}
+
+function aiSdkClient(): MatrixClient {
+  const provider = createOpenAI({ baseURL: `${layout.url}/v1`, apiKey: KEYS.user });
+  // `provider.chat`: the Chat Completions API (the provider's default model speaks Responses, which only openai and azure-openai providers serve).
+  const model = (alias: string) => provider.chat(alias);
+  const usage = (u: { inputTokens: number | undefined; outputTokens: number | undefined }) => ({ input: u.inputTokens ?? 0, output: u.outputTokens ?? 0 });
+  return {
+    finish: { stop: 'stop', tool: 'tool-calls' },
+    async chat(alias, text) {
+      const res = await generateText({ model: model(alias), system: 'Be brief.', prompt: text, maxRetries: 0 });
+      return { text: res.text, finish: res.finishReason, usage: usage(res.usage) };
+    },
+    async stream(alias, text) {
+      const res = streamText({ model: model(alias), prompt: text, maxRetries: 0 });
+      let out = '';
+      let chunks = 0;
+      for await (const delta of res.textStream) {
+        out += delta;
+        chunks++;
+      }
+      return { text: out, finish: await res.finishReason, usage: usage(await res.usage), chunks };
+    },
+    async toolRoundTrip(alias, result) {
+      // The SDK runs the tool and sends its result back itself (two steps).
+      const res = await generateText({
+        model: model(alias),
+        prompt: QUESTION,
+        tools: { weather: tool({ description: WEATHER.description, inputSchema: jsonSchema<{ city: string }>(WEATHER.parameters as unknown as JSONSchema7), execute: async () => result }) },
+        stopWhen: isStepCount(2),
+        maxRetries: 0,
+      });
+      expect(res.steps).toHaveLength(2);
+      const [first, second] = res.steps;
+      const call = first!.toolCalls[0]!;
+      return { call: { finish: first!.finishReason, name: call.toolName, input: call.input }, answer: { text: second!.text, finish: second!.finishReason, usage: usage(second!.usage) } };
+    },
+    async structured(alias) {
+      const res = await generateText({ model: model(alias), prompt: 'capital of France?', output: Output.object({ schema: jsonSchema<{ city: string }>(SCHEMA as unknown as JSONSchema7), name: 'answer' }), maxRetries: 0 });
+      return { value: res.output, finish: res.finishReason };
+    },
+    async embed(alias, texts) {
+      const res = await embedMany({ model: provider.embedding(alias), values: texts, maxRetries: 0 });
+      return { vectors: res.embeddings, tokens: res.usage.tokens };
+    },
+  };
+}
+
+const CLIENTS: Record<string, () => MatrixClient> = { 'openai SDK': openAiClient, 'anthropic SDK': anthropicClient, 'AI SDK': aiSdkClient };
+
+/** The provider calls the fake received since `mark`, for one provider type's paths. */
+function upstreamSince(mark: number, type: ProviderType): RecordedRequest[] {
+  return layout.fake.requests.filter((r) => r.at >= mark && TYPES[type].path.test(r.path.split('?')[0]!));
+}
+
+/** A unique text, so the echo proves this very request made the round trip. */
+const unique = (label: string) => `${label} ${Math.random().toString(36).slice(2, 8)}`;
+
+function expectUsage(answer: Answer): void {
+  expect(answer.usage.input).toBeGreaterThan(0);
+  expect(answer.usage.output).toBeGreaterThan(0);
+}
+
+describe.each(Object.keys(CLIENTS))('%s', (clientName) => {
+  let client: MatrixClient;
+  beforeAll(() => {
+    client = CLIENTS[clientName]!();
+  });
+
+  describe.each(Object.keys(TYPES) as ProviderType[])('x %s', (type) => {
+    it('chat', async () => {
+      layout.fake.reset();
+      const mark = Date.now();
+      const text = unique('hello matrix');
+      const answer = await client.chat(type, text);
+      expect(answer.text).toBe(`echo: ${text}`);
+      expect(answer.finish).toBe(client.finish.stop);
+      expectUsage(answer);
+      expect(upstreamSince(mark, type)).toHaveLength(1);
+    });
+
+    it('streaming', async () => {
+      layout.fake.reset();
+      const mark = Date.now();
+      const text = unique('one two three four');
+      const answer = await client.stream(type, text);
+      expect(answer.text).toBe(`echo: ${text}`);
+      expect(answer.chunks).toBeGreaterThan(1);
+      expect(answer.finish).toBe(client.finish.stop);
+      expectUsage(answer);
+      expect(upstreamSince(mark, type)).toHaveLength(1);
+    });
+
+    it('tools (a round trip)', async () => {
+      layout.fake.reset();
+      layout.fake.setBehavior({ rules: [{ times: 1, reply: { toolCall: { name: 'weather', arguments: { city: 'Paris' } } } }] });
+      const mark = Date.now();
+      const result = unique('sunny, 24 degrees');
+      const { call, answer } = await client.toolRoundTrip(type, result);
+      expect(call).toEqual({ finish: client.finish.tool, name: 'weather', input: { city: 'Paris' } });
+      expect(answer.finish).toBe(client.finish.stop);
+      expect(answer.text).toMatch(/^echo: /);
+      expectUsage(answer);
+      // Both calls reached the provider; the second one carried the tool's result.
+      const sent = upstreamSince(mark, type);
+      expect(sent).toHaveLength(2);
+      expect(JSON.stringify(sent[1]!.body)).toContain(result);
+      expect(layout.fake.stats.outcomes.bad_request ?? 0).toBe(0);
+    });
+
+    it('structured output', async () => {
+      layout.fake.reset();
+      // Anthropic answers a schema through the tool it is forced to call; the others write the JSON as text.
+      layout.fake.setBehavior({ reply: type === 'anthropic' && clientName !== 'anthropic SDK' ? { toolCall: { name: 'answer', arguments: { city: 'Paris' } } } : { text: '{"city":"Paris"}' } });
+      const mark = Date.now();
+      const { value, finish } = await client.structured(type);
+      expect(value).toEqual({ city: 'Paris' });
+      expect(finish).toBe(client.finish.stop);
+      const sent = upstreamSince(mark, type);
+      expect(sent).toHaveLength(1);
+      // The schema reached the provider in its own terms (Bedrock's as a JSON string).
+      expect(JSON.stringify(sent[0]!.body)).toMatch(/properties.{1,4}:\{.{1,4}city/);
+    });
+
+    const embeddings = EMBEDDINGS[type];
+    const embeds = clientName !== 'anthropic SDK';
+    it.skipIf(!embeddings || !embeds)('embeddings', async () => {
+      layout.fake.reset();
+      const texts = [unique('first text'), unique('second text')];
+      const { vectors, tokens } = await client.embed!(`${type}-embed`, texts);
+      expect(vectors).toHaveLength(2);
+      vectors.forEach((v, i) => {
+        expect(v).toHaveLength(embeddings!.dims);
+        const want = embeddings!.vector(texts[i]!, embeddings!.dims);
+        // float32 on the base64 path: equal to 1e-6.
+        expect(Math.max(...v.map((x, j) => Math.abs(x - want[j]!)))).toBeLessThan(1e-6);
+      });
+      expect(tokens).toBeGreaterThan(0);
+    });
+  });
+});
+
+describe('what the matrix leaves out', () => {
+  it('the anthropic type has no embeddings: a 400 naming the model, never the provider', async () => {
+    layout.fake.reset();
+    const sdk = new OpenAI({ baseURL: `${layout.url}/v1`, apiKey: KEYS.user, maxRetries: 0 });
+    const err = await sdk.embeddings.create({ model: 'anthropic', input: 'x' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.APIError);
+    expect((err as InstanceType<typeof OpenAI.APIError>).status).toBe(400);
+    expect(layout.fake.stats.requests).toBe(0);
+  });
+
+  it('every answer says which provider served it', async () => {
+    for (const [type, { provider }] of Object.entries(TYPES)) {
+      const res = await fetch(`${layout.url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${KEYS.user}`, 'content-type': 'application/json' }, body: JSON.stringify({ model: type, messages: [{ role: 'user', content: 'who?' }] }) });
+      expect(res.status).toBe(200);
+      expect(res.headers.get(HEADERS.provider)).toBe(provider);
+    }
+  });
+});
