@@ -69,6 +69,23 @@ describe('toChatRequest', () => {
     expect(paramOf(() => toChatRequest(base({ messages: [{ role: 'user', content: [{ type: 'image', source: { type: 'file', file_id: 'f' } }] as never }] })))).toBe('messages[0].content[0].source.type');
     expect(paramOf(() => toChatRequest(base({ system: [{ type: 'image' }] as never })))).toBe('system[0].type');
   });
+
+  // Found by the client matrix (test/e2e/client-matrix.test.ts): the Anthropic SDK's structured
+  // outputs were a 400 "'output_config' is not a known field" on every provider type.
+  it('translates output_config: format as response_format json_schema, effort as reasoning_effort', () => {
+    const schema = { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] };
+    const out = toChatRequest(base({ thinking: { type: 'enabled', budget_tokens: 2000 } as never, output_config: { format: { type: 'json_schema', schema }, effort: 'high' } }));
+    expect(out.response_format).toEqual({ type: 'json_schema', json_schema: { name: 'output', schema, strict: true } });
+    expect(out.reasoning_effort).toBe('high');
+    // Nulls are "not set", as Anthropic reads them.
+    expect(toChatRequest(base({ output_config: { format: null, effort: null } }))).toEqual(toChatRequest(base()));
+    expect(paramOf(() => toChatRequest(base({ output_config: { format: { type: 'xml' } } })))).toBe('output_config.format.type');
+    expect(paramOf(() => toChatRequest(base({ output_config: { format: { type: 'json_schema', schema: 'object' } } })))).toBe('output_config.format.schema');
+    expect(paramOf(() => toChatRequest(base({ output_config: { effort: 'max' } })))).toBe('output_config.effort');
+    expect(paramOf(() => toChatRequest(base({ output_config: { verbosity: 'low' } })))).toBe('output_config.verbosity');
+    // Passing through to Anthropic, the translation only sizes the request: nothing is refused.
+    expect(toChatRequest(base({ output_config: { effort: 'max', verbosity: 'low' } }), { strict: false }).reasoning_effort).toBeUndefined();
+  });
 });
 
 describe('answers', () => {
