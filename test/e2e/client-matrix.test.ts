@@ -105,8 +105,8 @@ interface MatrixClient {
   stream(model: string, text: string): Promise<Answer & { chunks: number }>;
   /** Asks for the weather, gets a tool call, answers it with `result`, and returns both turns (both streamed when `stream`). */
   toolRoundTrip(model: string, result: string, stream: boolean): Promise<{ call: { finish: string | null | undefined; name: string; input: unknown }; answer: Answer }>;
-  /** Structured output for SCHEMA, parsed. */
-  structured(model: string): Promise<{ value: unknown; finish: string | null | undefined }>;
+  /** Structured output for SCHEMA, parsed (streamed when `stream`). */
+  structured(model: string, stream: boolean): Promise<{ value: unknown; finish: string | null | undefined }>;
   /** Embeddings of `texts` (clients without an embeddings API leave it out). */
   embed?(model: string, texts: string[]): Promise<{ vectors: number[][]; tokens: number }>;
 }
@@ -155,8 +155,9 @@ function openAiClient(): MatrixClient {
         answer: { text: second.choices[0]!.message.content ?? '', finish: second.choices[0]!.finish_reason, usage: usage(second.usage) },
       };
     },
-    async structured(model) {
-      const res = await sdk.chat.completions.create({ model, messages: [{ role: 'user', content: 'capital of France?' }], response_format: { type: 'json_schema', json_schema: { name: 'answer', schema: SCHEMA, strict: true } } });
+    async structured(model, stream) {
+      const body = { model, messages: [{ role: 'user' as const, content: 'capital of France?' }], response_format: { type: 'json_schema' as const, json_schema: { name: 'answer', schema: SCHEMA, strict: true } } };
+      const res = stream ? await sdk.chat.completions.stream(body).finalChatCompletion() : await sdk.chat.completions.create(body);
       return { value: JSON.parse(res.choices[0]!.message.content!), finish: res.choices[0]!.finish_reason };
     },
     async embed(model, texts) {
@@ -200,9 +201,10 @@ function anthropicClient(): MatrixClient {
       const second = await turn(messages);
       return { call: { finish: first.stop_reason, name: use.name, input: use.input }, answer: { text: textOf(second), finish: second.stop_reason, usage: usage(second) } };
     },
-    async structured(model) {
+    async structured(model, stream) {
       // Anthropic's structured outputs: output_config.format, the answer a JSON text block.
-      const m = await sdk.messages.create({ model, max_tokens: 256, output_config: { format: { type: 'json_schema', schema: SCHEMA } }, messages: [{ role: 'user', content: 'capital of France?' }] });
+      const body = { model, max_tokens: 256, output_config: { format: { type: 'json_schema' as const, schema: SCHEMA } }, messages: [{ role: 'user' as const, content: 'capital of France?' }] };
+      const m = stream ? await sdk.messages.stream(body).finalMessage() : await sdk.messages.create(body);
       return { value: JSON.parse(textOf(m)), finish: m.stop_reason };
     },
   };
@@ -244,8 +246,13 @@ function aiSdkClient(): MatrixClient {
       const call = first!.toolCalls[0]!;
       return { call: { finish: first!.finishReason, name: call.toolName, input: call.input }, answer: { text: second!.text, finish: second!.finishReason, usage: usage(second!.usage) } };
     },
-    async structured(alias) {
-      const res = await generateText({ model: model(alias), prompt: 'capital of France?', output: Output.object({ schema: jsonSchema<{ city: string }>(SCHEMA as unknown as JSONSchema7), name: 'answer' }), maxRetries: 0 });
+    async structured(alias, stream) {
+      const options = { model: model(alias), prompt: 'capital of France?', output: Output.object({ schema: jsonSchema<{ city: string }>(SCHEMA as unknown as JSONSchema7), name: 'answer' }), maxRetries: 0 };
+      if (stream) {
+        const res = streamText(options);
+        return { value: await res.output, finish: await res.finishReason };
+      }
+      const res = await generateText(options);
       return { value: res.output, finish: res.finishReason };
     },
     async embed(alias, texts) {
@@ -318,12 +325,12 @@ describe.each(Object.keys(CLIENTS))('%s', (clientName) => {
       expect(layout.fake.stats.outcomes.bad_request ?? 0).toBe(0);
     });
 
-    it('structured output', async () => {
+    it.each([['structured output', false], ['structured output, streamed', true]] as const)('%s', async (_, stream) => {
       layout.fake.reset();
       // Anthropic answers a schema through the tool it is forced to call; the others write the JSON as text.
       layout.fake.setBehavior({ reply: type === 'anthropic' && clientName !== 'anthropic SDK' ? { toolCall: { name: 'answer', arguments: { city: 'Paris' } } } : { text: '{"city":"Paris"}' } });
       const mark = Date.now();
-      const { value, finish } = await client.structured(type);
+      const { value, finish } = await client.structured(type, stream);
       expect(value).toEqual({ city: 'Paris' });
       expect(finish).toBe(client.finish.stop);
       const sent = upstreamSince(mark, type);
