@@ -103,8 +103,11 @@ interface MatrixClient {
   chat(model: string, text: string): Promise<Answer>;
   /** A stream, read chunk by chunk; `chunks` counts the text deltas. */
   stream(model: string, text: string): Promise<Answer & { chunks: number }>;
-  /** Asks for the weather, gets a tool call, answers it with `result`, and returns both turns (both streamed when `stream`). */
-  toolRoundTrip(model: string, result: string, stream: boolean): Promise<{ call: { finish: string | null | undefined; name: string; input: unknown }; answer: Answer }>;
+  /**
+   * Asks for the weather, gets (parallel) tool calls, answers each with `result(input)`, and
+   * returns both turns (both streamed when `stream`).
+   */
+  toolRoundTrip(model: string, result: (input: { city: string }) => string, stream: boolean): Promise<{ finish: string | null | undefined; calls: Array<{ name: string; input: unknown }>; answer: Answer }>;
   /** Structured output for SCHEMA, parsed (streamed when `stream`). */
   structured(model: string, stream: boolean): Promise<{ value: unknown; finish: string | null | undefined }>;
   /** Embeddings of `texts` (clients without an embeddings API leave it out). */
@@ -146,12 +149,15 @@ function openAiClient(): MatrixClient {
         stream ? sdk.chat.completions.stream({ model, messages, tools, stream_options: { include_usage: true } }).finalChatCompletion() : sdk.chat.completions.create({ model, messages, tools });
       const messages: OpenAI.Chat.ChatCompletionMessageParam[] = [{ role: 'user', content: QUESTION }];
       const first = await turn(messages);
-      const call = first.choices[0]!.message.tool_calls![0]!;
-      if (call.type !== 'function') throw new Error(`unexpected tool call type ${call.type}`);
-      messages.push({ role: 'assistant', content: first.choices[0]!.message.content, tool_calls: first.choices[0]!.message.tool_calls }, { role: 'tool', tool_call_id: call.id, content: result });
+      const calls = (first.choices[0]!.message.tool_calls ?? []).map((c) => {
+        if (c.type !== 'function') throw new Error(`unexpected tool call type ${c.type}`);
+        return { id: c.id, name: c.function.name, input: JSON.parse(c.function.arguments) as { city: string } };
+      });
+      messages.push({ role: 'assistant', content: first.choices[0]!.message.content, tool_calls: first.choices[0]!.message.tool_calls }, ...calls.map((c) => ({ role: 'tool' as const, tool_call_id: c.id, content: result(c.input) })));
       const second = await turn(messages);
       return {
-        call: { finish: first.choices[0]!.finish_reason, name: call.function.name, input: JSON.parse(call.function.arguments) },
+        finish: first.choices[0]!.finish_reason,
+        calls: calls.map(({ name, input }) => ({ name, input })),
         answer: { text: second.choices[0]!.message.content ?? '', finish: second.choices[0]!.finish_reason, usage: usage(second.usage) },
       };
     },
@@ -196,10 +202,13 @@ function anthropicClient(): MatrixClient {
       const turn = (messages: Anthropic.MessageParam[]) => (stream ? sdk.messages.stream({ model, max_tokens: 256, tools, messages }).finalMessage() : sdk.messages.create({ model, max_tokens: 256, tools, messages }));
       const messages: Anthropic.MessageParam[] = [{ role: 'user', content: QUESTION }];
       const first = await turn(messages);
-      const use = first.content.find((b): b is Anthropic.ToolUseBlock => b.type === 'tool_use')!;
-      messages.push({ role: 'assistant', content: first.content as Anthropic.ContentBlockParam[] }, { role: 'user', content: [{ type: 'tool_result', tool_use_id: use.id, content: result }] });
+      const uses = first.content.filter((b): b is Anthropic.ToolUseBlock => b.type === 'tool_use');
+      messages.push(
+        { role: 'assistant', content: first.content as Anthropic.ContentBlockParam[] },
+        { role: 'user', content: uses.map((u) => ({ type: 'tool_result' as const, tool_use_id: u.id, content: result(u.input as { city: string }) })) },
+      );
       const second = await turn(messages);
-      return { call: { finish: first.stop_reason, name: use.name, input: use.input }, answer: { text: textOf(second), finish: second.stop_reason, usage: usage(second) } };
+      return { finish: first.stop_reason, calls: uses.map((u) => ({ name: u.name, input: u.input })), answer: { text: textOf(second), finish: second.stop_reason, usage: usage(second) } };
     },
     async structured(model, stream) {
       // Anthropic's structured outputs: output_config.format, the answer a JSON text block.
@@ -236,15 +245,14 @@ function aiSdkClient(): MatrixClient {
       const options = {
         model: model(alias),
         prompt: QUESTION,
-        tools: { weather: tool({ description: WEATHER.description, inputSchema: jsonSchema<{ city: string }>(WEATHER.parameters as unknown as JSONSchema7), execute: async () => result }) },
+        tools: { weather: tool({ description: WEATHER.description, inputSchema: jsonSchema<{ city: string }>(WEATHER.parameters as unknown as JSONSchema7), execute: async (input) => result(input) }) },
         stopWhen: isStepCount(2),
         maxRetries: 0,
       };
       const steps = stream ? await streamText(options).steps : (await generateText(options)).steps;
       expect(steps).toHaveLength(2);
       const [first, second] = steps;
-      const call = first!.toolCalls[0]!;
-      return { call: { finish: first!.finishReason, name: call.toolName, input: call.input }, answer: { text: second!.text, finish: second!.finishReason, usage: usage(second!.usage) } };
+      return { finish: first!.finishReason, calls: first!.toolCalls.map((c) => ({ name: c.toolName, input: c.input })), answer: { text: second!.text, finish: second!.finishReason, usage: usage(second!.usage) } };
     },
     async structured(alias, stream) {
       const options = { model: model(alias), prompt: 'capital of France?', output: Output.object({ schema: jsonSchema<{ city: string }>(SCHEMA as unknown as JSONSchema7), name: 'answer' }), maxRetries: 0 };
@@ -310,18 +318,22 @@ describe.each(Object.keys(CLIENTS))('%s', (clientName) => {
 
     it.each([['tools (a round trip)', false], ['tools, streamed', true]] as const)('%s', async (_, stream) => {
       layout.fake.reset();
-      layout.fake.setBehavior({ rules: [{ times: 1, reply: { toolCall: { name: 'weather', arguments: { city: 'Paris' } } } }] });
+      // Two calls at once (parallel tool calls), each answered with its own result.
+      layout.fake.setBehavior({ rules: [{ times: 1, reply: { toolCalls: [{ name: 'weather', arguments: { city: 'Paris' } }, { name: 'weather', arguments: { city: 'Rome' } }] } }] });
       const mark = Date.now();
-      const result = unique('sunny, 24 degrees');
-      const { call, answer } = await client.toolRoundTrip(type, result, stream);
-      expect(call).toEqual({ finish: client.finish.tool, name: 'weather', input: { city: 'Paris' } });
+      const tag = unique('degrees');
+      const result = ({ city }: { city: string }) => `${city}: sunny, 24 ${tag}`;
+      const { finish, calls, answer } = await client.toolRoundTrip(type, result, stream);
+      expect(finish).toBe(client.finish.tool);
+      expect(calls).toEqual([{ name: 'weather', input: { city: 'Paris' } }, { name: 'weather', input: { city: 'Rome' } }]);
       expect(answer.finish).toBe(client.finish.stop);
       expect(answer.text).toMatch(/^echo: /);
       expectUsage(answer);
-      // Both calls reached the provider; the second one carried the tool's result.
+      // Both turns reached the provider; the second one carried both results.
       const sent = upstreamSince(mark, type);
       expect(sent).toHaveLength(2);
-      expect(JSON.stringify(sent[1]!.body)).toContain(result);
+      expect(JSON.stringify(sent[1]!.body)).toContain(result({ city: 'Paris' }));
+      expect(JSON.stringify(sent[1]!.body)).toContain(result({ city: 'Rome' }));
       expect(layout.fake.stats.outcomes.bad_request ?? 0).toBe(0);
     });
 
