@@ -110,6 +110,8 @@ interface MatrixClient {
   toolRoundTrip(model: string, result: (input: { city: string }) => string, stream: boolean): Promise<{ finish: string | null | undefined; calls: Array<{ name: string; input: unknown }>; answer: Answer }>;
   /** Structured output for SCHEMA, parsed (streamed when `stream`). */
   structured(model: string, stream: boolean): Promise<{ value: unknown; finish: string | null | undefined }>;
+  /** The status and Retry-After of a rate-limit error as this client raises it (undefined when `err` is not one). */
+  rateLimited(err: unknown): { status: number; retryAfter: string | null | undefined } | undefined;
   /** Embeddings of `texts` (clients without an embeddings API leave it out). */
   embed?(model: string, texts: string[]): Promise<{ vectors: number[][]; tokens: number }>;
 }
@@ -124,6 +126,7 @@ function openAiClient(): MatrixClient {
   const usage = (u: OpenAI.CompletionUsage | undefined | null) => ({ input: u?.prompt_tokens ?? 0, output: u?.completion_tokens ?? 0 });
   return {
     finish: { stop: 'stop', tool: 'tool_calls' },
+    rateLimited: (err) => (err instanceof OpenAI.RateLimitError ? { status: err.status, retryAfter: err.headers?.get('retry-after') } : undefined),
     async chat(model, text) {
       const res = await sdk.chat.completions.create({ model, messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: text }] });
       expect(res.usage!.total_tokens).toBe(res.usage!.prompt_tokens + res.usage!.completion_tokens);
@@ -182,6 +185,7 @@ function anthropicClient(): MatrixClient {
   const usage = (m: Anthropic.Message) => ({ input: m.usage.input_tokens, output: m.usage.output_tokens });
   return {
     finish: { stop: 'end_turn', tool: 'tool_use' },
+    rateLimited: (err) => (err instanceof Anthropic.RateLimitError && (err.error as { type?: string })?.type === 'error' ? { status: err.status, retryAfter: err.headers?.get('retry-after') } : undefined),
     async chat(model, text) {
       const m = await sdk.messages.create({ model, max_tokens: 256, system: 'Be brief.', messages: [{ role: 'user', content: text }] });
       return { text: textOf(m), finish: m.stop_reason, usage: usage(m) };
@@ -226,6 +230,7 @@ function aiSdkClient(): MatrixClient {
   const usage = (u: { inputTokens: number | undefined; outputTokens: number | undefined }) => ({ input: u.inputTokens ?? 0, output: u.outputTokens ?? 0 });
   return {
     finish: { stop: 'stop', tool: 'tool-calls' },
+    rateLimited: (err) => (APICallError.isInstance(err) && err.isRetryable ? { status: err.statusCode!, retryAfter: err.responseHeaders?.['retry-after'] } : undefined),
     async chat(alias, text) {
       const res = await generateText({ model: model(alias), system: 'Be brief.', prompt: text, maxRetries: 0 });
       return { text: res.text, finish: res.finishReason, usage: usage(res.usage) };
@@ -366,6 +371,14 @@ describe.each(Object.keys(CLIENTS))('%s', (clientName) => {
       expect(sent).toHaveLength(1);
       // The schema reached the provider in its own terms.
       expect(schemaSent(type, sent[0]!.body as Body)).toEqual(SCHEMA);
+    });
+
+    it('a rate-limited provider', async () => {
+      layout.fake.reset();
+      layout.fake.setBehavior({ rules: [{ times: 1, fault: { type: 'status', status: 429, retryAfter: 7 } }] });
+      const err = await client.chat(type, 'limited').catch((e: unknown) => e);
+      expect(client.rateLimited(err)).toEqual({ status: 429, retryAfter: '7' });
+      expect(upstreamSince(0, type)).toHaveLength(1);
     });
 
     const embeddings = EMBEDDINGS[type];

@@ -189,6 +189,16 @@ describe('bedrock adapter: errors and embeddings', () => {
     ]);
   });
 
+  // Found by the client matrix (test/e2e/client-matrix.test.ts): a Bedrock 429's Retry-After was
+  // dropped, so the client was told to come back in 1 s whatever the provider said.
+  it('keeps the Retry-After of a throttled or overloaded answer, plain and streaming', async () => {
+    fake.setBehavior({ rules: [{ times: 2, fault: { type: 'status', status: 429, retryAfter: 7 } }, { times: 1, fault: { type: 'status', status: 503, retryAfterMs: 1500 } }, { times: 1, fault: { type: 'status', status: 429 } }] });
+    await expect(adapter.complete(provider, request('x'), {})).rejects.toMatchObject({ kind: 'rate_limited', retryAfterMs: 7000 });
+    await expect(adapter.stream(provider, request('x'), {})).rejects.toMatchObject({ kind: 'rate_limited', retryAfterMs: 7000 });
+    await expect(adapter.complete(provider, request('x'), {})).rejects.toMatchObject({ kind: 'overloaded', retryAfterMs: 1500 });
+    await expect(adapter.complete(provider, request('x'), {})).rejects.toMatchObject({ kind: 'rate_limited', retryAfterMs: undefined });
+  });
+
   it('throws mid-stream failures from the iterator: exception frame, corrupted frame, stall', async () => {
     fake.setBehavior({ rules: [{ times: 1, fault: { type: 'error_event' } }, { times: 1, fault: { type: 'malformed' } }, { times: 1, fault: { type: 'stall', afterChunks: 1 } }] });
     await expect(collect(await adapter.stream(provider, request('a b c'), {}))).rejects.toMatchObject({ kind: 'overloaded' });

@@ -19,7 +19,7 @@ import { ProviderError, type CallOptions, type ProviderAdapter, type ProviderCon
 import type { EmbeddingsRequest, EmbeddingsResponse } from '../../../openai';
 import { countTextTokens } from '../tokens';
 import { refuse } from '../translation';
-import { transportError, upstreamText } from '../transport';
+import { retryAfterMs, transportError, upstreamText } from '../transport';
 import { converseToChunks, converseToCompletion, toConverseInput } from './translate';
 
 /** Bedrock's exception names and what each means for retry and fallback. */
@@ -51,12 +51,14 @@ export function bedrockError(provider: ProviderConfig, err: unknown, signal?: Ab
   const status = e?.$metadata?.httpStatusCode;
   const message = `${provider.name}: ${e?.name ?? 'Error'}: ${upstreamText(provider, String(e?.message ?? '')).slice(0, 500)}`;
   const kind = e?.name ? EXCEPTION_KINDS[e.name] : undefined;
-  if (kind) return new ProviderError(kind, message, status);
+  // A Retry-After on the answer (the SDK keeps the raw response on the error) is honoured as on the other types.
+  const wait = e?.$response?.headers ? retryAfterMs(e.$response.headers) : undefined;
+  if (kind) return new ProviderError(kind, message, status, wait);
   if (e?.code || e?.name === 'AbortError') return transportError(provider, err, signal);
   if (e?.name === 'TimeoutError' || e?.name === 'RequestTimeout') return new ProviderError('timeout', `${provider.name}: no data within the idle timeout (stalled)`);
   if (typeof status === 'number') {
     const byStatus: ProviderErrorKind = status === 429 ? 'rate_limited' : status === 503 ? 'overloaded' : status === 401 || status === 403 ? 'auth' : status >= 500 ? 'server' : 'bad_request';
-    return new ProviderError(byStatus, message, status);
+    return new ProviderError(byStatus, message, status, wait);
   }
   // The SDK's own parse failures (a broken event-stream frame, an unexpected body).
   return new ProviderError('malformed', message);
