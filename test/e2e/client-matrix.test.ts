@@ -110,6 +110,8 @@ interface MatrixClient {
   toolRoundTrip(model: string, result: (input: { city: string }) => string, stream: boolean): Promise<{ finish: string | null | undefined; calls: Array<{ name: string; input: unknown }>; answer: Answer }>;
   /** Structured output for SCHEMA, parsed (streamed when `stream`). */
   structured(model: string, stream: boolean): Promise<{ value: unknown; finish: string | null | undefined }>;
+  /** A user turn of `text` and a PNG (base64), answered. */
+  image(model: string, text: string): Promise<Answer>;
   /** The status and Retry-After of a rate-limit error as this client raises it (undefined when `err` is not one). */
   rateLimited(err: unknown): { status: number; retryAfter: string | null | undefined } | undefined;
   /** Embeddings of `texts` (clients without an embeddings API leave it out). */
@@ -119,6 +121,8 @@ interface MatrixClient {
 const SCHEMA = { type: 'object', properties: { city: { type: 'string' } }, required: ['city'], additionalProperties: false } as const;
 const WEATHER = { name: 'weather', description: 'the weather of a city', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'], additionalProperties: false } } as const;
 const QUESTION = 'what is the weather in Paris?';
+/** A 1x1 PNG. */
+const PNG = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==';
 
 function openAiClient(): MatrixClient {
   const sdk = new OpenAI({ baseURL: `${layout.url}/v1`, apiKey: KEYS.user, maxRetries: 0, timeout: 20_000 });
@@ -126,6 +130,10 @@ function openAiClient(): MatrixClient {
   const usage = (u: OpenAI.CompletionUsage | undefined | null) => ({ input: u?.prompt_tokens ?? 0, output: u?.completion_tokens ?? 0 });
   return {
     finish: { stop: 'stop', tool: 'tool_calls' },
+    async image(model, text) {
+      const res = await sdk.chat.completions.create({ model, messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: `data:image/png;base64,${PNG}` } }, { type: 'text', text }] }] });
+      return { text: res.choices[0]!.message.content ?? '', finish: res.choices[0]!.finish_reason, usage: usage(res.usage) };
+    },
     rateLimited: (err) => (err instanceof OpenAI.RateLimitError ? { status: err.status, retryAfter: err.headers?.get('retry-after') } : undefined),
     async chat(model, text) {
       const res = await sdk.chat.completions.create({ model, messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: text }] });
@@ -185,6 +193,10 @@ function anthropicClient(): MatrixClient {
   const usage = (m: Anthropic.Message) => ({ input: m.usage.input_tokens, output: m.usage.output_tokens });
   return {
     finish: { stop: 'end_turn', tool: 'tool_use' },
+    async image(model, text) {
+      const m = await sdk.messages.create({ model, max_tokens: 256, messages: [{ role: 'user', content: [{ type: 'image', source: { type: 'base64', media_type: 'image/png', data: PNG } }, { type: 'text', text }] }] });
+      return { text: textOf(m), finish: m.stop_reason, usage: usage(m) };
+    },
     rateLimited: (err) => (err instanceof Anthropic.RateLimitError && (err.error as { type?: string })?.type === 'error' ? { status: err.status, retryAfter: err.headers?.get('retry-after') } : undefined),
     async chat(model, text) {
       const m = await sdk.messages.create({ model, max_tokens: 256, system: 'Be brief.', messages: [{ role: 'user', content: text }] });
@@ -230,6 +242,10 @@ function aiSdkClient(): MatrixClient {
   const usage = (u: { inputTokens: number | undefined; outputTokens: number | undefined }) => ({ input: u.inputTokens ?? 0, output: u.outputTokens ?? 0 });
   return {
     finish: { stop: 'stop', tool: 'tool-calls' },
+    async image(alias, text) {
+      const res = await generateText({ model: model(alias), messages: [{ role: 'user', content: [{ type: 'image', image: Buffer.from(PNG, 'base64'), mediaType: 'image/png' }, { type: 'text', text }] }], maxRetries: 0 });
+      return { text: res.text, finish: res.finishReason, usage: usage(res.usage) };
+    },
     rateLimited: (err) => (APICallError.isInstance(err) && err.isRetryable ? { status: err.statusCode!, retryAfter: err.responseHeaders?.['retry-after'] } : undefined),
     async chat(alias, text) {
       const res = await generateText({ model: model(alias), system: 'Be brief.', prompt: text, maxRetries: 0 });
@@ -371,6 +387,17 @@ describe.each(Object.keys(CLIENTS))('%s', (clientName) => {
       expect(sent).toHaveLength(1);
       // The schema reached the provider in its own terms.
       expect(schemaSent(type, sent[0]!.body as Body)).toEqual(SCHEMA);
+    });
+
+    it('an image', async () => {
+      layout.fake.reset();
+      const text = unique('what is in the picture');
+      const answer = await client.image(type, text);
+      expect(answer.text).toBe(`echo: ${text}`);
+      expect(answer.finish).toBe(client.finish.stop);
+      expectUsage(answer);
+      // The image reached the provider in its own wire format (every one carries the bytes as base64).
+      expect(JSON.stringify(upstreamSince(0, type)[0]!.body)).toContain(PNG);
     });
 
     it('a rate-limited provider', async () => {
