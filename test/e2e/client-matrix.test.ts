@@ -98,9 +98,10 @@ interface Answer {
 
 /** What the matrix asks of a client library. */
 interface MatrixClient {
-  /** The finish reasons this client reports for a normal end and for tool calls. */
-  finish: { stop: string; tool: string };
-  chat(model: string, text: string): Promise<Answer>;
+  /** The finish reasons this client reports for a normal end, for tool calls and for an answer cut at its token limit. */
+  finish: { stop: string; tool: string; length: string };
+  /** A system and a user turn; `maxTokens` limits the answer. */
+  chat(model: string, text: string, maxTokens?: number): Promise<Answer>;
   /** A stream, read chunk by chunk; `chunks` counts the text deltas. */
   stream(model: string, text: string): Promise<Answer & { chunks: number }>;
   /**
@@ -129,14 +130,14 @@ function openAiClient(): MatrixClient {
   const tools = [{ type: 'function' as const, function: WEATHER }];
   const usage = (u: OpenAI.CompletionUsage | undefined | null) => ({ input: u?.prompt_tokens ?? 0, output: u?.completion_tokens ?? 0 });
   return {
-    finish: { stop: 'stop', tool: 'tool_calls' },
+    finish: { stop: 'stop', tool: 'tool_calls', length: 'length' },
     async image(model, text) {
       const res = await sdk.chat.completions.create({ model, messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: `data:image/png;base64,${PNG}` } }, { type: 'text', text }] }] });
       return { text: res.choices[0]!.message.content ?? '', finish: res.choices[0]!.finish_reason, usage: usage(res.usage) };
     },
     rateLimited: (err) => (err instanceof OpenAI.RateLimitError ? { status: err.status, retryAfter: err.headers?.get('retry-after') } : undefined),
-    async chat(model, text) {
-      const res = await sdk.chat.completions.create({ model, messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: text }] });
+    async chat(model, text, maxTokens) {
+      const res = await sdk.chat.completions.create({ model, messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: text }], ...(maxTokens ? { max_completion_tokens: maxTokens } : {}) });
       expect(res.usage!.total_tokens).toBe(res.usage!.prompt_tokens + res.usage!.completion_tokens);
       return { text: res.choices[0]!.message.content ?? '', finish: res.choices[0]!.finish_reason, usage: usage(res.usage) };
     },
@@ -192,14 +193,14 @@ function anthropicClient(): MatrixClient {
   const textOf = (m: Anthropic.Message) => m.content.map((b) => (b.type === 'text' ? b.text : '')).join('');
   const usage = (m: Anthropic.Message) => ({ input: m.usage.input_tokens, output: m.usage.output_tokens });
   return {
-    finish: { stop: 'end_turn', tool: 'tool_use' },
+    finish: { stop: 'end_turn', tool: 'tool_use', length: 'max_tokens' },
     async image(model, text) {
       const m = await sdk.messages.create({ model, max_tokens: 256, messages: [{ role: 'user', content: [{ type: 'image', source: { type: 'base64', media_type: 'image/png', data: PNG } }, { type: 'text', text }] }] });
       return { text: textOf(m), finish: m.stop_reason, usage: usage(m) };
     },
     rateLimited: (err) => (err instanceof Anthropic.RateLimitError && (err.error as { type?: string })?.type === 'error' ? { status: err.status, retryAfter: err.headers?.get('retry-after') } : undefined),
-    async chat(model, text) {
-      const m = await sdk.messages.create({ model, max_tokens: 256, system: 'Be brief.', messages: [{ role: 'user', content: text }] });
+    async chat(model, text, maxTokens) {
+      const m = await sdk.messages.create({ model, max_tokens: maxTokens ?? 256, system: 'Be brief.', messages: [{ role: 'user', content: text }] });
       return { text: textOf(m), finish: m.stop_reason, usage: usage(m) };
     },
     async stream(model, text) {
@@ -241,14 +242,14 @@ function aiSdkClient(): MatrixClient {
   const model = (alias: string) => provider.chat(alias);
   const usage = (u: { inputTokens: number | undefined; outputTokens: number | undefined }) => ({ input: u.inputTokens ?? 0, output: u.outputTokens ?? 0 });
   return {
-    finish: { stop: 'stop', tool: 'tool-calls' },
+    finish: { stop: 'stop', tool: 'tool-calls', length: 'length' },
     async image(alias, text) {
       const res = await generateText({ model: model(alias), messages: [{ role: 'user', content: [{ type: 'image', image: Buffer.from(PNG, 'base64'), mediaType: 'image/png' }, { type: 'text', text }] }], maxRetries: 0 });
       return { text: res.text, finish: res.finishReason, usage: usage(res.usage) };
     },
     rateLimited: (err) => (APICallError.isInstance(err) && err.isRetryable ? { status: err.statusCode!, retryAfter: err.responseHeaders?.['retry-after'] } : undefined),
-    async chat(alias, text) {
-      const res = await generateText({ model: model(alias), system: 'Be brief.', prompt: text, maxRetries: 0 });
+    async chat(alias, text, maxTokens) {
+      const res = await generateText({ model: model(alias), system: 'Be brief.', prompt: text, maxOutputTokens: maxTokens, maxRetries: 0 });
       return { text: res.text, finish: res.finishReason, usage: usage(res.usage) };
     },
     async stream(alias, text) {
@@ -340,6 +341,15 @@ describe.each(Object.keys(CLIENTS))('%s', (clientName) => {
       expect(answer.finish).toBe(client.finish.stop);
       expectUsage(answer);
       expect(upstreamSince(mark, type)).toHaveLength(1);
+    });
+
+    it('an answer cut at max tokens', async () => {
+      layout.fake.reset();
+      const text = unique('one two three four five six');
+      const answer = await client.chat(type, text, 3);
+      expect(answer.text).toBe(`echo: ${text}`.split(' ').slice(0, 3).join(' '));
+      expect(answer.finish).toBe(client.finish.length);
+      expect(answer.usage.output).toBe(3);
     });
 
     it('streaming', async () => {
