@@ -5,10 +5,11 @@
  * speaking every provider's wire format, one model alias per provider type. Clients: the official
  * `openai` SDK (chat completions, embeddings), the official `@anthropic-ai/sdk` (`/v1/messages`)
  * and the Vercel AI SDK (`ai` with `@ai-sdk/openai`'s chat-completions model). Features: chat,
- * streaming, a tool round trip, structured output and embeddings (the Anthropic SDK has no
- * embeddings API; the anthropic type has no embeddings). Each test is named client x type x
- * feature and asserts the fake's echo, usage, finish reasons and the wire format that reached the
- * provider. docs/llm.md, "The client matrix".
+ * an answer cut at max tokens, streaming, a tool round trip (parallel calls; plain and streamed),
+ * structured output (plain and streamed), an image, a rate-limited provider, and embeddings (the
+ * Anthropic SDK has no embeddings API; the anthropic type has no embeddings). Each test is named
+ * client x type x feature and asserts the fake's echo, usage, finish reasons and what reached the
+ * provider in its wire format. docs/llm.md, "The client matrix".
  */
 import Anthropic from '@anthropic-ai/sdk';
 import { createOpenAI } from '@ai-sdk/openai';
