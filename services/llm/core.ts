@@ -334,11 +334,14 @@ async function* usageSeen(chunks: AsyncIterable<ChatCompletionChunk>, seen: (usa
   }
 }
 
-/** The raw events the Anthropic adapter recorded, in step with the pipeline's chunks. */
+/**
+ * The raw events the Anthropic adapter recorded, in step with the pipeline's chunks.
+ * `message_stop` waits for the chunks' end, so the usage (with the cost) is known when it goes out.
+ */
 async function* rawEvents(chunks: AsyncIterable<ChatCompletionChunk>, sink: PassthroughSink): AsyncGenerator<AnthropicEvent> {
   const { events } = sink;
   for await (const _chunk of chunks) {
-    while (events.length > 0) yield events.shift()!;
+    while (events.length > 0 && events[0].event !== 'message_stop') yield events.shift()!;
   }
   while (events.length > 0) yield events.shift()!;
 }
