@@ -79,7 +79,7 @@ const USAGE_MARK = Buffer.from(`event: ${LLM_USAGE_EVENT}\n`);
  * `found` instead). The last bytes that could be the start of that event are held back until
  * the next piece shows they are not.
  */
-async function* withoutUsageEvent(body: AsyncIterable<Uint8Array>, found: (usage: UsageWithCost | undefined) => void): AsyncGenerator<Uint8Array> {
+export async function* withoutUsageEvent(body: AsyncIterable<Uint8Array>, found: (usage: UsageWithCost | undefined) => void): AsyncGenerator<Uint8Array> {
   let held = Buffer.alloc(0);
   let usage: Buffer[] | undefined;
   for await (const piece of body) {
