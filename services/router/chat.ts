@@ -163,9 +163,6 @@ export function createChatHandler(options: ChatHandlerOptions) {
     return body.stream ? stream(request, reply, upstream, meta, tenant, turn, target) : plain(reply, upstream, meta, tenant, turn, target);
   };
 
-
-
-
   async function plain(
     reply: FastifyReply,
     upstream: ChatRequest,
@@ -232,7 +229,7 @@ export function createChatHandler(options: ChatHandlerOptions) {
     const streamed = new StreamedReply();
     let cost = 0;
     async function* observed(): AsyncGenerator<ChatCompletionChunk> {
-    let usage: unknown;
+      let usage: unknown;
       try {
         for await (const chunk of result.chunks as AsyncIterable<ChatCompletionChunk>) {
           if (chunk.usage) {
