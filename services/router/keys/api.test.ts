@@ -471,9 +471,34 @@ describe('keys API', () => {
       abort.abort();
       await reader.cancel().catch(() => undefined);
       // the lease of the call that was left is released: the next call is admitted
-      await waitFor(async () => (await sys.call('GET', '/v1/models', key)).status === 200 && (await sys.call('POST', '/v1/chat/completions', key, chat('model-b', 'next'))).status !== 429, 5_000, `${path}: lease released`);
+      await waitFor(async () => (await sys.call('POST', '/v1/chat/completions', key, chat('model-b', 'next'))).status !== 429, 5_000, `${path}: lease released`);
     }
     sys.fixture.fake.reset();
+  });
+
+  it('messages and responses streams that break off (no usage reported) are not billed and give their lease back', async () => {
+    const { id, key } = await create({ name: 'broken', scopes: ['invoke'], max_concurrent: 1, budget: { usd: 1, period: 'day' } });
+    const calls: Array<[string, Record<string, unknown>]> = [
+      ['/v1/messages', message('claude-a', 'a stream that breaks', { stream: true })],
+      ['/v1/messages', message('model-b', 'a translated stream that breaks', { stream: true })],
+      ['/v1/responses', { model: 'gpt-r', input: 'a responses stream that breaks', stream: true }],
+    ];
+    for (const [path, body] of calls) {
+      sys.fixture.fake.setBehavior({ rules: [{ model: body.model as string, stream: true, times: 1, fault: { type: 'error_event', afterChunks: 1 } }] });
+      const r = await sys.call('POST', path, key, body);
+      expect(r.status, path).toBe(200);
+      // Anthropic's error event on messages; on responses the provider's body as it came, without usage
+      expect(r.body as string, path).toMatch(path === '/v1/messages' ? /event: error\n/ : /data: \{"error"/);
+      expect(r.body as string, path).not.toMatch(/message_stop|response\.completed/);
+      // the next call is admitted at once: the broken one's lease is gone
+      const next = await sys.call('POST', '/v1/chat/completions', key, chat('model-b', `after ${path}`));
+      expect(next.status, `${path}: ${JSON.stringify(next.body)}`).toBe(200);
+    }
+    sys.fixture.fake.reset();
+    await waitFor(async () => (await pool.query('SELECT count(*)::int AS n FROM promptmesh_spend WHERE key_id = $1', [id])).rows[0].n === 3, 10_000, 'three rows');
+    const rows = (await pool.query('SELECT model FROM promptmesh_spend WHERE key_id = $1', [id])).rows;
+    // only the three chat calls after them are counted
+    expect(rows.map((r) => r.model)).toEqual(['model-b', 'model-b', 'model-b']);
   });
 
   it('a streamed /v1/messages call with a prompt counts its cost against the prompt version (metric, stats and spend)', async () => {
