@@ -145,11 +145,25 @@ export const HEADERS = {
   teamTpm: 'x-promptmesh-team-tpm',
   /** llm -> router: what a plain completion cost, in USD. */
   costUsd: 'x-promptmesh-cost-usd',
+  /**
+   * router -> llm on `/v1/messages` and `/v1/responses`: `report` asks llm for the call's usage
+   * with its exact cost (the spend ledger's input): on a plain answer as this response header
+   * (the OpenAI usage object with `cost_usd` and `cost_micro_usd`, JSON), on a stream as a last
+   * {@link LLM_USAGE_EVENT} event, which the router reads and does not pass on.
+   */
+  usage: 'x-promptmesh-usage',
   /** `/v1/messages` answers: `true` when an Anthropic provider answered the client's body as it came, `false` when translated. */
   passthrough: 'x-promptmesh-passthrough',
   requestId: 'x-request-id',
   traceparent: 'traceparent',
 } as const;
+
+/**
+ * The SSE event type llm adds to a `/v1/messages` stream (before `message_stop`) or after a
+ * `/v1/responses` stream when the router asked with `x-promptmesh-usage: report`: its data is
+ * the call's usage with its cost (see {@link HEADERS} `usage`). Internal to the mesh.
+ */
+export const LLM_USAGE_EVENT = 'promptmesh.usage';
 
 /** Prometheus metric names (DESIGN.md, "Metrics"). */
 export const METRICS = {

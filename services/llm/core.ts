@@ -17,6 +17,7 @@ import { ANTHROPIC_PASSTHROUGH, PassthroughSink } from './passthrough';
 
 export type { LlmCoreDeps } from './pipeline/parts';
 export type { UsageWithCost } from './pipeline/answer';
+import type { UsageWithCost } from './pipeline/answer';
 
 /** Whether an answer came from the cache: `skip` when the request was not cacheable (or Redis was down). */
 export type CacheResult = 'hit' | 'miss' | 'skip';
@@ -96,6 +97,11 @@ export interface LlmEmbeddingsResult {
 export interface LlmPassthroughResult extends PassthroughResponse {
   provider: string;
   model: string;
+  /**
+   * The usage the answer reported, with its cost (`cost_usd`, `cost_micro_usd`): known once
+   * `body` was read to its end; undefined before, and for an answer without usage.
+   */
+  usage(): UsageWithCost | undefined;
 }
 
 /**
@@ -108,10 +114,16 @@ export interface LlmMessagesResult {
   cache: CacheResult;
   /** Whether an Anthropic provider answered the client's body as it came (else it was translated). */
   passthrough: boolean;
-  /** What the call cost (plain answers; a stream's cost is known at its end, in the metrics). */
+  /** What the call cost (plain answers; a stream's cost is known at its end, in {@link usage}). */
   costUsd?: number;
   message?: AnthropicResponse;
   events?: AsyncIterable<AnthropicEvent>;
+  /**
+   * The call's usage in the OpenAI shape with its cost (`cost_usd`, `cost_micro_usd`): at once
+   * for a plain call; for a stream once its last event (`message_stop`) was read. Undefined
+   * before that, and for a stream that broke off.
+   */
+  usage(): UsageWithCost | undefined;
 }
 
 /** Options of {@link LlmCore.messages}. */
@@ -249,7 +261,9 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
       const call = newResponsesCall(request, options);
       const answer = await pipeline(call);
       const { status, headers } = answer.passthrough!;
-      return { provider: answer.provider, model: answer.model, status, headers, body: passthroughBody(answer, estimateInputTokens(call.request)) };
+      let usage: UsageWithCost | undefined;
+      const body = passthroughBody(answer, estimateInputTokens(call.request), (u) => (usage = u));
+      return { provider: answer.provider, model: answer.model, status, headers, body, usage: () => usage };
     },
 
     async messages(body, options = {}) {
@@ -265,11 +279,15 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
       if (body.stream !== true) {
         const r = await this.complete(request, callOptions);
         const passthrough = raw(r.provider, r.cache) && sink!.message !== undefined;
-        return { provider: r.provider, model: r.model, cache: r.cache, passthrough, costUsd: r.costUsd, message: passthrough ? sink!.message! : toAnthropicResponse(r.completion) };
+        const usage = r.completion.usage as UsageWithCost | undefined;
+        return { provider: r.provider, model: r.model, cache: r.cache, passthrough, costUsd: r.costUsd, message: passthrough ? sink!.message! : toAnthropicResponse(r.completion), usage: () => usage };
       }
       const r = await this.stream(request, callOptions);
       const passthrough = raw(r.provider, r.cache);
-      return { provider: r.provider, model: r.model, cache: r.cache, passthrough, events: passthrough ? rawEvents(r.chunks, sink!) : toAnthropicEvents(r.chunks, r.model) };
+      // The usage chunk (with the cost) comes last, before the final events are let out.
+      let usage: UsageWithCost | undefined;
+      const chunks = usageSeen(r.chunks, (u) => (usage = u));
+      return { provider: r.provider, model: r.model, cache: r.cache, passthrough, events: passthrough ? rawEvents(chunks, sink!) : toAnthropicEvents(chunks, r.model), usage: () => usage };
     },
 
     models() {
@@ -308,11 +326,22 @@ function validateForRouting(request: ChatRequest): void {
   if (!Array.isArray(request.messages) || request.messages.length === 0) throw badRequest("'messages' must be a non-empty list", 'messages');
 }
 
-/** The raw events the Anthropic adapter recorded, in step with the pipeline's chunks. */
+/** The chunks as they came, telling `seen` each usage a chunk carries. */
+async function* usageSeen(chunks: AsyncIterable<ChatCompletionChunk>, seen: (usage: UsageWithCost) => void): AsyncGenerator<ChatCompletionChunk> {
+  for await (const chunk of chunks) {
+    if (chunk.usage) seen(chunk.usage as UsageWithCost);
+    yield chunk;
+  }
+}
+
+/**
+ * The raw events the Anthropic adapter recorded, in step with the pipeline's chunks.
+ * `message_stop` waits for the chunks' end, so the usage (with the cost) is known when it goes out.
+ */
 async function* rawEvents(chunks: AsyncIterable<ChatCompletionChunk>, sink: PassthroughSink): AsyncGenerator<AnthropicEvent> {
   const { events } = sink;
   for await (const _chunk of chunks) {
-    while (events.length > 0) yield events.shift()!;
+    while (events.length > 0 && events[0].event !== 'message_stop') yield events.shift()!;
   }
   while (events.length > 0) yield events.shift()!;
 }

@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import { HEADERS, PATHS } from '../../contracts';
+import { HEADERS, LLM_USAGE_EVENT, PATHS } from '../../contracts';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { toApiError } from '../kit/errors';
 import type { CacheMode } from './cache';
@@ -16,8 +16,9 @@ import { ChatRequestSchema, EmbeddingsRequestSchema, ResponsesRequestSchema, typ
  * Request headers the router sets: `x-promptmesh-tenant` (whose cache entries to use),
  * `x-promptmesh-tenant-tpm` (that tenant's tokens-per-minute budget), `x-promptmesh-team` and
  * `x-promptmesh-team-tpm` (the key's team and its budget over all its keys), `x-promptmesh-cache`
- * (`force` or `off`). Response headers: `x-promptmesh-provider`,
- * `x-promptmesh-model`, `x-promptmesh-cache` and, for plain answers, `x-promptmesh-cost-usd`.
+ * (`force` or `off`), `x-promptmesh-usage: report` (on messages and responses: report the usage
+ * and cost, see contracts). Response headers: `x-promptmesh-provider`, `x-promptmesh-model`,
+ * `x-promptmesh-cache`, for plain answers `x-promptmesh-cost-usd`, and `x-promptmesh-usage` when asked.
  */
 
 /** The cost header on non-streaming answers (USD). */
@@ -37,6 +38,8 @@ const CALL_HEADERS_SCHEMA = {
     // The key's team (cost metrics' `team` label) and the team's own budget over all its keys.
     [HEADERS.team]: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' },
     [HEADERS.teamTpm]: { type: 'string', pattern: `^(?:[1-9][0-9]{0,9}|${MAX_TENANT_TPM})$` },
+    // The router asks for the call's usage and cost on /v1/messages and /v1/responses (its ledger).
+    [HEADERS.usage]: { type: 'string', enum: ['report'] },
   },
   // A budget is a tenant's: without the tenant there is no one to hold to it.
   dependencies: { [HEADERS.tenantTpm]: [HEADERS.tenant], [HEADERS.teamTpm]: [HEADERS.team], [HEADERS.team]: [HEADERS.tenant] },
@@ -75,10 +78,30 @@ function clientSignal(request: FastifyRequest, reply: FastifyReply): AbortSignal
   return controller.signal;
 }
 
-/** A Messages stream on the wire; a failure ends it with Anthropic's `error` event. */
-async function* anthropicStream(events: AsyncIterable<AnthropicEvent>, signal: AbortSignal): AsyncGenerator<string> {
+/** Whether the router asked for the call's usage and cost (`x-promptmesh-usage: report`). */
+function reportsUsage(request: FastifyRequest): boolean {
+  return request.headers[HEADERS.usage] === 'report';
+}
+
+/** The usage event llm adds for the router ({@link LLM_USAGE_EVENT}). */
+function usageEvent(usage: unknown): string {
+  return `event: ${LLM_USAGE_EVENT}\ndata: ${JSON.stringify(usage)}\n\n`;
+}
+
+/**
+ * A Messages stream on the wire; a failure ends it with Anthropic's `error` event. With `usage`,
+ * the call's usage and cost go out as a {@link LLM_USAGE_EVENT} event before `message_stop` (the
+ * usage is known by then: the provider's stream has ended).
+ */
+async function* anthropicStream(events: AsyncIterable<AnthropicEvent>, signal: AbortSignal, usage?: () => unknown): AsyncGenerator<string> {
   try {
-    for await (const ev of events) yield anthropicSse(ev);
+    for await (const ev of events) {
+      if (usage && ev.event === 'message_stop') {
+        const u = usage();
+        if (u !== undefined) yield usageEvent(u);
+      }
+      yield anthropicSse(ev);
+    }
   } catch (err) {
     if (!signal.aborted) yield anthropicSse({ event: 'error', data: JSON.stringify(anthropicErrorBody(err).body) });
   }
@@ -130,13 +153,22 @@ export function llmRoutes(core: LlmCore): FastifyPluginAsync {
     typed.post(PATHS.responses, { schema: { headers: CALL_HEADERS_SCHEMA, body: ResponsesRequestSchema } }, async (request, reply) => {
       const signal = clientSignal(request, reply);
       const result = await core.responses(request.body as PassthroughRequest, callOptions(request, signal));
-      return reply
-        .code(result.status)
-        .headers(result.headers)
-        .header(HEADERS.provider, result.provider)
-        .header(HEADERS.model, result.model)
-        .header(HEADERS.cache, 'skip')
-        .send(Readable.from(result.body, { objectMode: false }) as never);
+      reply.code(result.status).headers(result.headers).header(HEADERS.provider, result.provider).header(HEADERS.model, result.model).header(HEADERS.cache, 'skip');
+      if (!reportsUsage(request)) return reply.send(Readable.from(result.body, { objectMode: false }) as never);
+      if (!/^text\/event-stream/i.test(result.headers['content-type'] ?? '')) {
+        // A JSON answer is read whole (its usage is at its end), so the usage goes in a header.
+        const pieces: Uint8Array[] = [];
+        for await (const piece of result.body) pieces.push(piece);
+        const usage = result.usage();
+        if (usage) reply.header(HEADERS.usage, JSON.stringify(usage));
+        return reply.send(Buffer.concat(pieces));
+      }
+      async function* withUsage(): AsyncGenerator<Uint8Array | string> {
+        yield* result.body;
+        const usage = result.usage();
+        if (usage) yield usageEvent(usage);
+      }
+      return reply.send(Readable.from(withUsage(), { objectMode: false }) as never);
     });
 
     // Anthropic's Messages API (the router's /v1/messages in the mesh); errors in Anthropic's shape.
@@ -157,8 +189,13 @@ export function llmRoutes(core: LlmCore): FastifyPluginAsync {
         const beta = (request.headers as Record<string, string | undefined>)[ANTHROPIC_BETA_HEADER];
         const result = await core.messages(body, { ...callOptions(request, signal), ...(beta ? { anthropicBeta: beta } : {}) });
         reply.header(HEADERS.provider, result.provider).header(HEADERS.model, result.model).header(HEADERS.cache, result.cache).header(HEADERS.passthrough, String(result.passthrough));
-        if (result.message) return reply.header(COST_HEADER, String(result.costUsd ?? 0)).send(result.message);
-        const events = anthropicStream(result.events!, signal);
+        const report = reportsUsage(request);
+        if (result.message) {
+          const usage = report ? result.usage() : undefined;
+          if (usage) reply.header(HEADERS.usage, JSON.stringify(usage));
+          return reply.header(COST_HEADER, String(result.costUsd ?? 0)).send(result.message);
+        }
+        const events = anthropicStream(result.events!, signal, report ? result.usage : undefined);
         return reply.headers(SSE_HEADERS).send(Readable.from(events, { objectMode: false }) as never);
       },
     );

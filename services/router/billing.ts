@@ -28,6 +28,12 @@ export function callUsage(usage: unknown, origin: LlmOrigin, prompt: string | un
   return out;
 }
 
+/** The USD cost of a call from llm's usage (`cost_usd`; 0 when it has none). */
+export function usageCostUsd(usage: unknown): number {
+  const cost = (usage as { cost_usd?: unknown } | null | undefined)?.cost_usd;
+  return typeof cost === 'number' && Number.isFinite(cost) ? cost : 0;
+}
+
 /** 403 when the key has a `models` list without `model` (the name the client sent, or the template's). */
 export function checkModelAllowed(request: FastifyRequest, model: string): void {
   const allowed = request.apiKey?.models;
@@ -62,17 +68,5 @@ export function settleSpend(ledger: Ledger | undefined, logger: Logger, request:
   if (!ledger || !key) return;
   void ledger.settle(lease, key.id, request.team?.id ?? key.team, usage).catch((err: unknown) => {
     logger.warn({ err: (err as Error).message, key: key.id }, 'could not count a call in the spend ledger');
-  });
-}
-
-/**
- * A route whose cost the spend ledger does not count yet refuses a key whose budget (its own or
- * its team's) it would otherwise let spend past uncounted: 403 `budget_not_metered`.
- */
-export function refuseUnmeteredBudget(request: FastifyRequest, api: string): void {
-  if (request.apiKey?.budget === undefined && request.team?.budget === undefined) return;
-  throw new ApiError({
-    status: 403, type: 'permission_error', code: 'budget_not_metered',
-    message: `API key '${request.apiKey!.id}' has a budget (its own or its team's), and the ${api}'s cost is not counted in the spend ledger yet; use /v1/chat/completions with this key`,
   });
 }

@@ -1,18 +1,15 @@
-import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { HEADERS, METRICS } from '../../contracts';
 import { ApiError, LATENCY_BUCKETS, badRequest, type Logger } from '../kit';
-import { MissingVariablesError, TemplateError, renderCompiled, type TemplateMessage, type Variables } from '../kit/template-syntax';
-import type { ContextMessageInput, ContextWindow, StoredMessage } from '../context';
 import { SSE_HEADERS, checkMessages, misspeltChatField, unknownChatFields, writeSse, type ChatCompletionChunk, type ChatMessage, type ChatRequest, type RouterChatRequest } from '../openai';
-import { scopedSessionId } from './admin';
 import type { CallMeta, ContextClient, LlmClient, LlmOrigin } from './clients';
 import type { TemplateCache } from './template-cache';
 import type { RollingStats } from '../kit/rolling-stats';
 import type { CallUsage, Ledger } from './keys/ledger';
-import { callOptions, callUsage, checkModelAllowed, settleSpend, takeLease } from './billing';
+import { callOptions, callUsage, checkModelAllowed, settleSpend, takeLease, usageCostUsd } from './billing';
+import { assemblePromptTurn, isSystemMessage, recordPromptCall, storeTurn, type PromptTarget, type PromptTurnDeps, type Turn } from './prompt-turn';
 
 /** Options of the chat completions handler. */
 export interface ChatHandlerOptions {
@@ -70,53 +67,10 @@ export function createPromptMetrics(registry: Registry): PromptMetrics {
   };
 }
 
-/** Which prompt version a call is counted against in the stats. */
-interface StatsTarget {
-  prompt: string;
-  version: number;
-  startedAt: number;
-}
-
 /** Failures that say something about the prompt version's health: not the client's own mistakes. */
 export function countsAsError(err: unknown): boolean {
   if (!(err instanceof ApiError)) return true;
   return err.statusCode >= 500 || err.statusCode === 429;
-}
-
-function costOf(usage: unknown): number {
-  const cost = (usage as { cost_usd?: unknown } | null | undefined)?.cost_usd;
-  return typeof cost === 'number' && Number.isFinite(cost) ? cost : 0;
-}
-
-
-const MESSAGE_ID = /^[A-Za-z0-9._:-]{1,100}$/;
-
-/** Message ids derived from the request id, so a retried request's append is deduplicated. */
-export function idBase(requestId: string): string {
-  return MESSAGE_ID.test(requestId) ? requestId : createHash('sha256').update(requestId).digest('hex').slice(0, 32);
-}
-
-/**
- * A message as the session stores it: its content as given (parts included) and its tool
- * fields, so the history replays exactly what the provider saw.
- */
-export function toStored(m: Pick<ChatMessage, 'role' | 'content' | 'name' | 'tool_calls' | 'tool_call_id'>, id: string): ContextMessageInput {
-  const calls = m.tool_calls && m.tool_calls.length > 0;
-  // Content may be null only beside tool calls (an assistant reply that is all refusal has none).
-  const out: ContextMessageInput = { id, role: m.role, content: m.content ?? (calls ? null : '') };
-  if (m.name) out.name = m.name;
-  if (calls) out.tool_calls = m.tool_calls;
-  if (m.tool_call_id !== undefined) out.tool_call_id = m.tool_call_id;
-  return out;
-}
-
-/** A stored message as it goes upstream again. */
-export function fromStored(m: StoredMessage): ChatMessage {
-  const out: ChatMessage = { role: m.role, content: (m.content ?? null) as ChatMessage['content'] };
-  if (m.name) out.name = m.name;
-  if (m.tool_calls && m.tool_calls.length > 0) out.tool_calls = m.tool_calls as ChatMessage['tool_calls'];
-  if (m.tool_call_id !== undefined) out.tool_call_id = m.tool_call_id;
-  return out;
 }
 
 /** The assistant message a stream spelled out in deltas: its text and its tool calls, joined. */
@@ -151,33 +105,22 @@ function setOrigin(reply: FastifyReply, origin: LlmOrigin): void {
   reply.header(HEADERS.cache, origin.cache);
 }
 
-/** A template problem at render time, as the 400 the client gets (fields under `prompt.`). */
-export function renderError(err: unknown): unknown {
-  if (err instanceof MissingVariablesError) {
-    return badRequest(`prompt template is missing variables: ${err.missing.join(', ')}`, 'prompt.variables', 'missing_variables');
-  }
-  if (err instanceof TemplateError) {
-    const param = err.param.startsWith('variables') ? `prompt.${err.param}` : 'prompt';
-    return badRequest(err.message.replace(/'variables/g, `'prompt.variables`), param);
-  }
-  return err;
-}
-
 /**
  * The `POST /v1/chat/completions` handler: renders the prompt from the cache and reads the
  * session's history in parallel, asks llm, answers (plain JSON or SSE), then stores the turn.
  */
 export function createChatHandler(options: ChatHandlerOptions) {
   const { llm, context, templates, logger } = options;
-  const { promptRequests, promptDuration, promptCost } = options.promptMetrics ?? createPromptMetrics(options.registry);
-  const historyMaxTokens = options.historyMaxTokens;
-  const stats = options.stats;
   const ledger = options.ledger;
-
-  function record(target: StatsTarget | undefined, error: boolean, costUsd = 0): void {
-    if (!target || !stats) return;
-    stats.record(target.prompt, String(target.version), { latencyMs: performance.now() - target.startedAt, error, costUsd });
-  }
+  const turnDeps: PromptTurnDeps = {
+    templates,
+    context,
+    logger,
+    promptMetrics: options.promptMetrics ?? createPromptMetrics(options.registry),
+    historyMaxTokens: options.historyMaxTokens,
+    stats: options.stats,
+  };
+  const record = (target: PromptTarget | undefined, error: boolean, costUsd = 0) => recordPromptCall(turnDeps, target, error, costUsd);
 
   return async function chatCompletions(request: FastifyRequest<{ Body: RouterChatRequest }>, reply: FastifyReply) {
     const body = request.body;
@@ -203,87 +146,22 @@ export function createChatHandler(options: ChatHandlerOptions) {
         : plain(reply, body as ChatRequest, meta, tenant, undefined, undefined);
     }
 
-    const { prompt, session_id: sessionId } = body;
-    // With auth on, each API key has its own session namespace: a key can never read or
-    // extend another key's conversation by guessing its id.
-    const storedSessionId = sessionId === undefined ? undefined : scopedSessionId(tenant, sessionId);
-    if (!prompt && (!body.messages || body.messages.length === 0)) {
-      throw badRequest(`'messages' must hold at least one message (or give 'prompt')`, 'messages');
-    }
-    // Template and history in parallel; history failures degrade, template failures answer.
-    const degraded = request.degraded ?? [];
-    const [version, history] = await Promise.all([
-      prompt ? templates.resolve(prompt.name, { label: prompt.label, version: prompt.version, stickyKey: sessionId, meta }) : undefined,
-      storedSessionId
-        ? context.read(storedSessionId, historyMaxTokens ? { maxTokens: historyMaxTokens } : {}, meta).catch((err: unknown): ContextWindow | undefined => {
-            if (err instanceof ApiError && err.statusCode === 400) throw err;
-            logger.warn({ err: (err as Error).message, session: sessionId }, 'session history unavailable; answering without it');
-            degraded.push('history');
-            return undefined;
-          })
-        : undefined,
-    ]);
-
-    let rendered: TemplateMessage[] | undefined;
-    if (version) {
-      try {
-        rendered = renderCompiled(version.compiled, (prompt!.variables ?? {}) as Variables);
-      } catch (err) {
-        throw renderError(err);
-      }
-    }
-
+    const assembled = await assemblePromptTurn(turnDeps, request, reply, {
+      prompt: body.prompt,
+      sessionId: body.session_id,
+      model: body.model,
+      hasMessages: body.messages !== undefined && body.messages.length > 0,
+      ownMessages: () => body.messages ?? [],
+    });
+    const { rendered, turn, target, degraded } = assembled;
     // Upstream order: template system messages, history, template other messages, request messages.
-    const messages: ChatMessage[] = [];
-    if (rendered) for (const m of rendered) if (m.role === 'system' || m.role === 'developer') messages.push(m);
-    if (history) for (const m of history.messages) messages.push(fromStored(m));
-    if (rendered) for (const m of rendered) if (m.role !== 'system' && m.role !== 'developer') messages.push(m);
-    if (body.messages) for (const m of body.messages) messages.push(m);
-
-    const model = body.model ?? version?.model ?? undefined;
-    if (!model) throw badRequest(`'model' is required (the prompt template names no model)`, 'model');
-    checkModelAllowed(request, model);
-
-    const upstream: ChatRequest = { ...(body as ChatRequest), model, messages };
+    const messages: ChatMessage[] = [...rendered.filter(isSystemMessage), ...assembled.history, ...rendered.filter((m) => !isSystemMessage(m)), ...(body.messages ?? [])];
+    const upstream: ChatRequest = { ...(body as ChatRequest), model: assembled.model, messages };
     delete upstream.prompt;
     delete upstream.session_id;
-
-    let promptLabels: PromptLabels | undefined;
-    if (version) {
-      promptLabels = { prompt: version.name, version: String(version.version) };
-      promptRequests.inc(promptLabels);
-      reply.header(HEADERS.promptVersion, String(version.version));
-      // Observed once the response is over, with the status it ended with (errors included).
-      const labels = promptLabels;
-      reply.raw.once('close', () => promptDuration.observe({ ...labels, status_code: String(reply.statusCode) }, reply.elapsedTime / 1000));
-    }
     if (degraded.length > 0) reply.header(HEADERS.degraded, degraded.join(','));
-
-    // What the session stores: the request's messages (or, with none, the rendered prompt's
-    // non-system ones) and the reply, faithfully: assistant tool calls, tool results and content
-    // parts as given, so the next turn replays a history the provider accepts. Ids from the
-    // request id make a retried append a no-op.
-    let turn: Turn | undefined;
-    if (storedSessionId && !degraded.includes('history')) {
-      const source: ChatMessage[] = body.messages && body.messages.length > 0 ? body.messages : (rendered ?? []).filter((m) => m.role !== 'system' && m.role !== 'developer');
-      const base = idBase(request.id);
-      turn = { sessionId: storedSessionId, base, messages: source.map((m, i) => toStored(m, `${base}.${i}`)) };
-    }
-    const target = version ? { prompt: version.name, version: version.version, startedAt: performance.now() } : undefined;
-    return body.stream ? stream(request, reply, upstream, meta, tenant, turn, target) : plain(reply, upstream, meta, tenant, turn, target, promptLabels);
+    return body.stream ? stream(request, reply, upstream, meta, tenant, turn, target) : plain(reply, upstream, meta, tenant, turn, target);
   };
-
-
-
-
-  async function store(turn: Turn, reply: Pick<ChatMessage, 'role' | 'content' | 'tool_calls'>, meta: CallMeta): Promise<void> {
-    const messages: ContextMessageInput[] = [...turn.messages, toStored(reply, `${turn.base}.reply`)];
-    try {
-      await context.append(turn.sessionId, messages, meta);
-    } catch (err) {
-      logger.warn({ err: (err as Error).message, session: turn.sessionId }, 'could not store the turn in the session history');
-    }
-  }
 
   async function plain(
     reply: FastifyReply,
@@ -291,8 +169,7 @@ export function createChatHandler(options: ChatHandlerOptions) {
     meta: CallMeta,
     tenant: string | undefined,
     turn: Turn | undefined,
-    target: StatsTarget | undefined,
-    promptLabels?: PromptLabels,
+    target: PromptTarget | undefined,
   ) {
     const request = reply.request;
     const lease = takeLease(request);
@@ -305,11 +182,9 @@ export function createChatHandler(options: ChatHandlerOptions) {
       throw err;
     }
     settleSpend(ledger, logger, request, lease, callUsage(result.completion.usage, result, target?.prompt));
-    const cost = costOf(result.completion.usage);
-    record(target, false, cost);
-    if (promptLabels && cost > 0) promptCost.inc(promptLabels, cost);
+    record(target, false, usageCostUsd(result.completion.usage));
     setOrigin(reply, result);
-    if (turn) await store(turn, result.completion.choices[0]?.message ?? { role: 'assistant', content: '' }, meta);
+    if (turn) await storeTurn(turnDeps, turn, result.completion.choices[0]?.message ?? { role: 'assistant', content: '' }, meta);
     return reply.send(result.completion);
   }
 
@@ -320,7 +195,7 @@ export function createChatHandler(options: ChatHandlerOptions) {
     meta: CallMeta,
     tenant: string | undefined,
     turn: Turn | undefined,
-    target: StatsTarget | undefined,
+    target: PromptTarget | undefined,
   ) {
     const abort = new AbortController();
     const onClose = () => {
@@ -354,11 +229,11 @@ export function createChatHandler(options: ChatHandlerOptions) {
     const streamed = new StreamedReply();
     let cost = 0;
     async function* observed(): AsyncGenerator<ChatCompletionChunk> {
-    let usage: unknown;
+      let usage: unknown;
       try {
         for await (const chunk of result.chunks as AsyncIterable<ChatCompletionChunk>) {
           if (chunk.usage) {
-            cost = costOf(chunk.usage);
+            cost = usageCostUsd(chunk.usage);
             usage = chunk.usage;
             if (!clientUsage && (!chunk.choices || chunk.choices.length === 0)) continue;
           }
@@ -383,21 +258,9 @@ export function createChatHandler(options: ChatHandlerOptions) {
       beforeDone: async () => {
         if (abort.signal.aborted) return;
         record(target, false, cost);
-        if (turn) await store(turn, streamed.message(), meta);
+        if (turn) await storeTurn(turnDeps, turn, streamed.message(), meta);
       },
     });
     return reply.send(Readable.from(events, { objectMode: false }));
   }
-}
-
-/** The labels of the per-prompt-version metrics. */
-interface PromptLabels {
-  prompt: string;
-  version: string;
-}
-
-interface Turn {
-  sessionId: string;
-  base: string;
-  messages: ContextMessageInput[];
 }

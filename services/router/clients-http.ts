@@ -1,11 +1,11 @@
 import { ANTHROPIC_BETA_HEADER, type AnthropicEvent, type AnthropicResponse, type MessagesRequest } from '../anthropic';
-import { HEADERS, PATHS } from '../../contracts';
+import { HEADERS, LLM_USAGE_EVENT, PATHS } from '../../contracts';
 import { ApiError } from '../kit';
 import type { ContextMessageInput, ContextWindow } from '../context';
 import { parseSse, type ChatCompletion, type ChatCompletionChunk, type ChatRequest, type EmbeddingsRequest, type EncodedEmbeddingsResponse, type PassthroughRequest } from '../openai';
-import type { PassthroughResponse } from '../llm/types';
+import type { UsageWithCost } from '../llm/core';
 import type { ChangeFeed, TemplateVersion, TemplatesExport, VersionList } from '../templates/types';
-import type { CallMeta, ContextClient, LlmClientCallOptions, LlmClient, LlmMessagesAnswer, LlmOrigin, ModelEntry, RouterClients, TemplatesClient } from './clients';
+import type { CallMeta, ContextClient, LlmClientCallOptions, LlmClient, LlmMessagesAnswer, LlmOrigin, LlmResponsesAnswer, ModelEntry, RouterClients, TemplatesClient } from './clients';
 import { PeerHttp, type PeerHttpOptions, type PeerResponse } from './http-client';
 
 
@@ -59,6 +59,51 @@ function origin(res: PeerResponse, fallbackModel: string): LlmOrigin {
     model: typeof h[HEADERS.model] === 'string' ? (h[HEADERS.model] as string) : fallbackModel,
     cache: h[HEADERS.cache] === 'hit' ? 'hit' : 'miss',
   };
+}
+
+/** llm's report of a call's usage and cost (a header value or an event's data); undefined when unreadable. */
+function usageFrom(json: unknown): UsageWithCost | undefined {
+  if (typeof json !== 'string') return undefined;
+  try {
+    const usage = JSON.parse(json) as unknown;
+    return usage !== null && typeof usage === 'object' && !Array.isArray(usage) ? (usage as UsageWithCost) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const USAGE_MARK = Buffer.from(`event: ${LLM_USAGE_EVENT}\n`);
+
+/**
+ * A passed-through event stream without the usage event llm appends at its end (handed to
+ * `found` instead). The last bytes that could be the start of that event are held back until
+ * the next piece shows they are not.
+ */
+export async function* withoutUsageEvent(body: AsyncIterable<Uint8Array>, found: (usage: UsageWithCost | undefined) => void): AsyncGenerator<Uint8Array> {
+  let held = Buffer.alloc(0);
+  let usage: Buffer[] | undefined;
+  for await (const piece of body) {
+    if (usage) {
+      usage.push(Buffer.from(piece));
+      continue;
+    }
+    const text = held.length > 0 ? Buffer.concat([held, piece]) : Buffer.from(piece);
+    const at = text.indexOf(USAGE_MARK);
+    if (at >= 0) {
+      if (at > 0) yield text.subarray(0, at);
+      usage = [text.subarray(at)];
+      continue;
+    }
+    const keep = Math.min(text.length, USAGE_MARK.length - 1);
+    if (text.length > keep) yield text.subarray(0, text.length - keep);
+    held = text.subarray(text.length - keep);
+  }
+  if (usage) {
+    const data = /^data: (.*)$/m.exec(Buffer.concat(usage).toString('utf8'));
+    found(usageFrom(data?.[1]));
+  } else if (held.length > 0) {
+    yield held;
+  }
 }
 
 /** The llm service over HTTP (its internal chat completions route, same shape as OpenAI's). */
@@ -136,8 +181,8 @@ export class HttpLlmClient implements LlmClient {
     return { ...origin(res, request.model), response: await this.jsonAnswer<EncodedEmbeddingsResponse>(res) };
   }
 
-  async responses(request: PassthroughRequest, options: LlmClientCallOptions): Promise<LlmOrigin & PassthroughResponse> {
-    const res = await this.http.request('POST', PATHS.responses, options, { body: JSON.stringify(request), headers: this.headers(options) });
+  async responses(request: PassthroughRequest, options: LlmClientCallOptions): Promise<LlmResponsesAnswer> {
+    const res = await this.http.request('POST', PATHS.responses, options, { body: JSON.stringify(request), headers: { ...this.headers(options), [HEADERS.usage]: 'report' } });
     // Refusals (400 naming the providers that can, 404 model, 429 limits, provider failures)
     // come as errors in the OpenAI shape; an answer is passed on as it came.
     if (res.statusCode >= 400) {
@@ -146,20 +191,25 @@ export class HttpLlmClient implements LlmClient {
     }
     const contentType = res.headers['content-type'];
     const http = this.http;
+    // A JSON answer's usage comes in a header; a stream's as a last event, taken off here.
+    let usage = usageFrom(res.headers[HEADERS.usage]);
+    const stream = typeof contentType === 'string' && /^text\/event-stream/i.test(contentType);
     async function* body(): AsyncGenerator<Uint8Array> {
       try {
-        for await (const piece of res.body) yield piece as Uint8Array;
+        if (stream) yield* withoutUsageEvent(res.body, (u) => (usage = u));
+        else for await (const piece of res.body) yield piece as Uint8Array;
       } catch (err) {
         throw http.mapError(err);
       } finally {
         if (!res.body.destroyed) res.body.destroy();
       }
     }
-    return { ...origin(res, request.model), status: res.statusCode, headers: typeof contentType === 'string' ? { 'content-type': contentType } : {}, body: body() };
+    return { ...origin(res, request.model), status: res.statusCode, headers: typeof contentType === 'string' ? { 'content-type': contentType } : {}, body: body(), usage: () => usage };
   }
 
   async messages(request: MessagesRequest, options: LlmClientCallOptions & { anthropicBeta?: string }): Promise<LlmMessagesAnswer> {
-    const headers = options.anthropicBeta ? { ...this.headers(options), [ANTHROPIC_BETA_HEADER]: options.anthropicBeta } : this.headers(options);
+    const headers: Record<string, string> = { ...this.headers(options), [HEADERS.usage]: 'report' };
+    if (options.anthropicBeta) headers[ANTHROPIC_BETA_HEADER] = options.anthropicBeta;
     const res = await this.http.request('POST', PATHS.messages, options, { body: JSON.stringify(request), headers });
     const from = { ...origin(res, request.model), passthrough: res.headers[HEADERS.passthrough] === 'true' };
     if (res.statusCode >= 400 || request.stream !== true) {
@@ -172,16 +222,21 @@ export class HttpLlmClient implements LlmClient {
       // Anthropic's error shape has `error.type` and `error.message` too: errorFrom reads it.
       if (res.statusCode >= 400) throw this.http.errorFrom(res.statusCode, res.headers, text);
       try {
-        const cost = Number(res.headers[HEADERS.costUsd]);
-        return { ...from, message: JSON.parse(text) as AnthropicResponse, ...(Number.isFinite(cost) ? { costUsd: cost } : {}) };
+        const usage = usageFrom(res.headers[HEADERS.usage]);
+        return { ...from, message: JSON.parse(text) as AnthropicResponse, usage: () => usage };
       } catch {
         throw new ApiError({ status: 502, type: 'upstream_error', message: 'llm service answered with a body that is not JSON', code: 'upstream_malformed' });
       }
     }
     const http = this.http;
+    let usage: UsageWithCost | undefined;
     async function* events(): AsyncGenerator<AnthropicEvent> {
       try {
         for await (const ev of parseSse(res.body)) {
+          if (ev.event === LLM_USAGE_EVENT) {
+            usage = usageFrom(ev.data);
+            continue;
+          }
           if (ev.event === 'error') {
             let parsed: { error?: { type?: string; message?: string } } = {};
             try {
@@ -201,7 +256,7 @@ export class HttpLlmClient implements LlmClient {
         if (!res.body.destroyed) res.body.destroy();
       }
     }
-    return { ...from, events: events() };
+    return { ...from, events: events(), usage: () => usage };
   }
 
   async models(meta: CallMeta = {}): Promise<ModelEntry[]> {

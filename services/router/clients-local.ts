@@ -3,9 +3,8 @@ import { ApiError } from '../kit';
 import type { ContextCore } from '../context';
 import type { LlmCore } from '../llm/core';
 import type { ChatCompletion, ChatCompletionChunk, ChatRequest, EmbeddingsRequest, EncodedEmbeddingsResponse, PassthroughRequest } from '../openai';
-import type { PassthroughResponse } from '../llm/types';
 import type { TemplatesCore } from '../templates/types';
-import type { ContextClient, LlmClientCallOptions, LlmClient, LlmMessagesAnswer, LlmOrigin, ModelEntry, TemplatesClient } from './clients';
+import type { ContextClient, LlmClientCallOptions, LlmClient, LlmMessagesAnswer, LlmOrigin, LlmResponsesAnswer, ModelEntry, TemplatesClient } from './clients';
 
 function orUndefinedOn404<T>(promise: Promise<T>): Promise<T | undefined> {
   return promise.catch((err: unknown) => {
@@ -71,14 +70,14 @@ export class LocalLlmClient implements LlmClient {
     return { provider: r.provider, model: r.model, cache: r.cache === 'hit' ? 'hit' : 'miss', response: r.response };
   }
 
-  async responses(request: PassthroughRequest, options: LlmClientCallOptions): Promise<LlmOrigin & PassthroughResponse> {
+  async responses(request: PassthroughRequest, options: LlmClientCallOptions): Promise<LlmResponsesAnswer> {
     const r = await this.core.responses(request, { tenant: options.tenant, tenantTpm: options.tenantTpm, team: options.team, teamTpm: options.teamTpm, traceContext: options.traceContext, signal: options.signal });
-    return { provider: r.provider, model: r.model, cache: 'miss', status: r.status, headers: r.headers, body: r.body };
+    return { provider: r.provider, model: r.model, cache: 'miss', status: r.status, headers: r.headers, body: r.body, usage: r.usage };
   }
 
   async messages(request: MessagesRequest, options: LlmClientCallOptions & { anthropicBeta?: string }): Promise<LlmMessagesAnswer> {
     const r = await this.core.messages(request, { tenant: options.tenant, tenantTpm: options.tenantTpm, team: options.team, teamTpm: options.teamTpm, traceContext: options.traceContext, signal: options.signal, anthropicBeta: options.anthropicBeta });
-    return { provider: r.provider, model: r.model, cache: r.cache === 'hit' ? 'hit' : 'miss', passthrough: r.passthrough, message: r.message, events: r.events, costUsd: r.costUsd };
+    return { provider: r.provider, model: r.model, cache: r.cache === 'hit' ? 'hit' : 'miss', passthrough: r.passthrough, message: r.message, events: r.events, usage: r.usage };
   }
 
   async models(): Promise<ModelEntry[]> {

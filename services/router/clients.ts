@@ -8,6 +8,7 @@ import type { AnthropicEvent, AnthropicResponse, MessagesRequest } from '../anth
 import type { ContextMessageInput, ContextWindow } from '../context';
 import type { ChatCompletion, ChatCompletionChunk, ChatRequest, EmbeddingsRequest, EncodedEmbeddingsResponse, PassthroughRequest } from '../openai';
 import type { PassthroughResponse } from '../llm/types';
+import type { UsageWithCost } from '../llm/core';
 import type { ChangeFeed, TemplateVersion, TemplatesExport, VersionList } from '../templates/types';
 import type { CallMeta } from './http-client';
 
@@ -67,8 +68,21 @@ export interface LlmMessagesAnswer extends LlmOrigin {
   message?: AnthropicResponse;
   /** A stream's events (`stream: true`). */
   events?: AsyncIterable<AnthropicEvent>;
-  /** What a plain call cost in USD (unknown for a stream until it ends). */
-  costUsd?: number;
+  /**
+   * The call's usage as llm counted it (OpenAI shape, with `cost_usd` and the exact
+   * `cost_micro_usd`): at once for a plain call, for a stream once its events were read to the
+   * end. Undefined before that, and when none was reported (a stream that broke off).
+   */
+  usage(): UsageWithCost | undefined;
+}
+
+/** What {@link LlmClient.responses} answers: the provider's answer as it came, and its usage once read. */
+export interface LlmResponsesAnswer extends LlmOrigin, PassthroughResponse {
+  /**
+   * The usage the answer reported, with its cost as llm counted it: known once `body` was read
+   * to its end; undefined before, and when the answer carried none (or broke off).
+   */
+  usage(): UsageWithCost | undefined;
 }
 
 /** What the router needs from the llm service. */
@@ -85,7 +99,7 @@ export interface LlmClient {
    * The Responses API, passed through: the provider's status, content type and body as they
    * came (a stream stays a stream). Settles once the provider answered.
    */
-  responses(request: PassthroughRequest, options: LlmClientCallOptions): Promise<LlmOrigin & PassthroughResponse>;
+  responses(request: PassthroughRequest, options: LlmClientCallOptions): Promise<LlmResponsesAnswer>;
   /**
    * An Anthropic Messages call (`POST /v1/messages`): `message` for a plain one, `events` for
    * `stream: true` (settled once the provider answered, as {@link stream}). `passthrough` says

@@ -47,6 +47,9 @@ export { KeyRateLimiter } from './key-rate-limit';
 export { TemplateCache, type CachedVersion } from './template-cache';
 export { wireInProcess, wireMesh, type InProcessPeers, type PeerWiring } from './wiring';
 
+/** The routes whose calls the spend ledger counts: each takes a budget lease before the call (docs/keys.md). */
+const BILLED_PATHS: ReadonlySet<string> = new Set([PATHS.chatCompletions, PATHS.embeddings, PATHS.messages, PATHS.responses]);
+
 /** What the router exposes to in-process callers (tests, embedding). */
 export interface RouterCore {
   clients: RouterClients;
@@ -142,7 +145,7 @@ export async function createRouterService(
       logger,
       registry: virtualKeys?.registry,
       ledger: virtualKeys?.ledger,
-      billed: (request) => request.method === 'POST' && (request.routeOptions.url === PATHS.chatCompletions || request.routeOptions.url === PATHS.embeddings),
+      billed: (request) => request.method === 'POST' && BILLED_PATHS.has(request.routeOptions.url ?? ''),
     },
     scopeOfRequest,
   );
@@ -161,7 +164,7 @@ export async function createRouterService(
     ledger: virtualKeys?.ledger,
     promptMetrics,
   });
-  const messages = createMessagesHandler({ llm: clients.llm, context: clients.context, templates: cache, logger, promptMetrics, stats: promptStats });
+  const messages = createMessagesHandler({ llm: clients.llm, context: clients.context, templates: cache, logger, promptMetrics, stats: promptStats, ledger: virtualKeys?.ledger });
   const consoleApp = consoleRoutes({ dir: options.consoleDir, logger });
 
   const routes: FastifyPluginAsync = async (app: FastifyInstance) => {
@@ -180,7 +183,7 @@ export async function createRouterService(
     });
 
     app.post(PATHS.chatCompletions, { schema: { body: RouterChatRequestSchema, response: chatResponseSchemas } }, chat as never);
-    app.post(PATHS.responses, { schema: { body: ResponsesRequestSchema } }, createResponsesHandler(clients.llm) as never);
+    app.post(PATHS.responses, { schema: { body: ResponsesRequestSchema } }, createResponsesHandler(clients.llm, virtualKeys?.ledger, logger) as never);
     app.post(PATHS.embeddings, { schema: { body: EmbeddingsRequestSchema, response: embeddingsResponseSchemas } }, createEmbeddingsHandler(clients.llm, virtualKeys?.ledger, logger) as never);
 
     // Anthropic's Messages API: its errors (auth and validation included) in Anthropic's shape.

@@ -8,10 +8,8 @@
 import { Readable } from 'node:stream';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { HEADERS } from '../../contracts';
-import { ApiError, badRequest, type Logger } from '../kit';
-import { renderCompiled, type TemplateMessage, type Variables } from '../kit/template-syntax';
-import type { ContextMessageInput, ContextWindow } from '../context';
-import { SSE_HEADERS, type ChatMessage } from '../openai';
+import { badRequest, type Logger } from '../kit';
+import { SSE_HEADERS } from '../openai';
 import {
   ANTHROPIC_BETA_HEADER,
   ANTHROPIC_BETA_PATTERN,
@@ -26,11 +24,12 @@ import {
   type MessagesRequest,
   type RouterMessagesRequest,
 } from '../anthropic';
-import { scopedSessionId } from './admin';
-import { callOptions, checkModelAllowed, refuseUnmeteredBudget } from './billing';
-import { countsAsError, fromStored, idBase, renderError, toStored, type PromptMetrics } from './chat';
+import { callOptions, callUsage, checkModelAllowed, settleSpend, takeLease, usageCostUsd } from './billing';
+import { countsAsError, type PromptMetrics } from './chat';
+import { assemblePromptTurn, isSystemMessage, recordPromptCall, storeTurn, type PromptTarget, type PromptTurnDeps, type Turn } from './prompt-turn';
 import type { RollingStats } from '../kit/rolling-stats';
 import type { CallMeta, ContextClient, LlmClient } from './clients';
+import type { Ledger } from './keys/ledger';
 import type { TemplateCache } from './template-cache';
 
 /** Options of the messages handler. */
@@ -45,6 +44,11 @@ export interface MessagesHandlerOptions {
   promptMetrics: PromptMetrics;
   /** Per prompt version aggregates for `GET /v1/stats/prompts/{name}`, as chat records them. @default not recorded */
   stats?: RollingStats;
+  /**
+   * The spend ledger: every answered call of an authenticated key is counted (and its budget
+   * lease settled), as on chat. @default not counted
+   */
+  ledger?: Ledger;
 }
 
 /** The route's error handler: every failure (auth, validation, upstream) in Anthropic's error shape. */
@@ -53,12 +57,6 @@ export function anthropicErrorHandler(err: FastifyError, request: FastifyRequest
   if (status >= 500) request.log.error({ err }, 'request failed');
   if (reply.sent || reply.raw.headersSent) return;
   void reply.code(status).headers(error.headers).send(body);
-}
-
-interface Turn {
-  sessionId: string;
-  base: string;
-  messages: ContextMessageInput[];
 }
 
 const BETA = new RegExp(ANTHROPIC_BETA_PATTERN);
@@ -94,127 +92,99 @@ function systemWith(prefix: string[], system: MessagesRequest['system']): Messag
 
 /** Builds the `POST /v1/messages` handler. */
 export function createMessagesHandler(options: MessagesHandlerOptions) {
-  const { llm, context, templates, logger, historyMaxTokens, stats } = options;
-  const { promptRequests, promptDuration, promptCost } = options.promptMetrics;
-
-  /** Counts a call against its prompt version, as chat does (stats: requests, errors, latency, cost). */
-  function record(target: { prompt: string; version: number; startedAt: number } | undefined, error: boolean, costUsd = 0): void {
-    if (!target) return;
-    if (!error && costUsd > 0) promptCost.inc({ prompt: target.prompt, version: String(target.version) }, costUsd);
-    stats?.record(target.prompt, String(target.version), { latencyMs: performance.now() - target.startedAt, error, costUsd });
-  }
-
-  async function store(turn: Turn, reply: ChatMessage, meta: CallMeta): Promise<void> {
-    try {
-      await context.append(turn.sessionId, [...turn.messages, toStored(reply, `${turn.base}.reply`)], meta);
-    } catch (err) {
-      logger.warn({ err: (err as Error).message, session: turn.sessionId }, 'could not store the turn in the session history');
-    }
-  }
+  const { llm, logger, ledger } = options;
+  const turnDeps: PromptTurnDeps = options;
+  const record = (target: PromptTarget | undefined, error: boolean, costUsd = 0) => recordPromptCall(turnDeps, target, error, costUsd);
 
   return async function messages(request: FastifyRequest<{ Body: RouterMessagesRequest }>, reply: FastifyReply) {
     const body = request.body;
     const meta: CallMeta = { requestId: request.id, traceContext: request.traceContext };
     const tenant = request.apiKey?.id;
-    const degraded = request.degraded ?? [];
     const { prompt, session_id: sessionId, ...rest } = body;
     const betas = betasOf(request.headers[ANTHROPIC_BETA_HEADER]);
     let upstream: MessagesRequest;
     let turn: Turn | undefined;
-    let target: { prompt: string; version: number; startedAt: number } | undefined;
+    let target: PromptTarget | undefined;
+    let degraded = request.degraded ?? [];
 
     if (prompt === undefined && sessionId === undefined) {
       if (!body.messages || body.messages.length === 0) throw badRequest(`'messages' must hold at least one message (or give 'prompt')`, 'messages');
       if (!body.model) throw badRequest(`'model' is required`, 'model');
+      checkModelAllowed(request, body.model);
       upstream = rest as MessagesRequest;
     } else {
-      if (!prompt && (!body.messages || body.messages.length === 0)) throw badRequest(`'messages' must hold at least one message (or give 'prompt')`, 'messages');
-      const storedSessionId = sessionId === undefined ? undefined : scopedSessionId(tenant, sessionId);
-      const [version, history] = await Promise.all([
-        prompt ? templates.resolve(prompt.name, { label: prompt.label, version: prompt.version, stickyKey: sessionId, meta }) : undefined,
-        storedSessionId
-          ? context.read(storedSessionId, historyMaxTokens ? { maxTokens: historyMaxTokens } : {}, meta).catch((err: unknown): ContextWindow | undefined => {
-              if (err instanceof ApiError && err.statusCode === 400) throw err;
-              logger.warn({ err: (err as Error).message, session: sessionId }, 'session history unavailable; answering without it');
-              degraded.push('history');
-              return undefined;
-            })
-          : undefined,
-      ]);
-      let rendered: TemplateMessage[] | undefined;
-      if (version) {
-        try {
-          rendered = renderCompiled(version.compiled, (prompt!.variables ?? {}) as Variables);
-        } catch (err) {
-          throw renderError(err);
-        }
-        reply.header(HEADERS.promptVersion, String(version.version));
-        const labels = { prompt: version.name, version: String(version.version) };
-        promptRequests.inc(labels);
-        reply.raw.once('close', () => promptDuration.observe({ ...labels, status_code: String(reply.statusCode) }, reply.elapsedTime / 1000));
-        target = { prompt: version.name, version: version.version, startedAt: performance.now() };
-      }
-      const model = body.model ?? version?.model ?? undefined;
-      if (!model) throw badRequest(`'model' is required (the prompt template names no model)`, 'model');
-      const isSystem = (m: ChatMessage) => m.role === 'system' || m.role === 'developer';
-      // The same order as chat: template system text first (into `system`), then the history,
-      // the template's other messages, the request's messages.
+      const own = body.messages ?? [];
+      const assembled = await assemblePromptTurn(turnDeps, request, reply, {
+        prompt,
+        sessionId,
+        model: body.model,
+        hasMessages: own.length > 0,
+        // The session keeps the canonical form (as chat does), so chat and messages share it.
+        ownMessages: () => toChatRequest({ model: body.model ?? 'session', max_tokens: 1, messages: own }, { strict: false }).messages,
+      });
+      ({ turn, target, degraded } = assembled);
+      // The same order as chat: template and history system text first (into `system`), then
+      // the history, the template's other messages, the request's messages as Anthropic turns.
       const systemText: string[] = [];
       const turns: AnthropicMessage[] = [];
-      for (const m of rendered ?? []) if (isSystem(m)) systemText.push(typeof m.content === 'string' ? m.content : '');
-      for (const m of history?.messages ?? []) {
-        const c = fromStored(m);
-        if (isSystem(c)) systemText.push(typeof c.content === 'string' ? c.content : (c.content ?? []).map((p) => p.text ?? '').join(''));
+      for (const m of assembled.rendered) if (isSystemMessage(m)) systemText.push(typeof m.content === 'string' ? m.content : '');
+      for (const c of assembled.history) {
+        if (isSystemMessage(c)) systemText.push(typeof c.content === 'string' ? c.content : (c.content ?? []).map((p) => p.text ?? '').join(''));
         else turns.push(toAnthropicMessage(c) as AnthropicMessage);
       }
-      for (const m of rendered ?? []) if (!isSystem(m)) turns.push(toAnthropicMessage(m) as AnthropicMessage);
-      const own = body.messages ?? [];
+      for (const m of assembled.rendered) if (!isSystemMessage(m)) turns.push(toAnthropicMessage(m) as AnthropicMessage);
       turns.push(...own);
-      upstream = { ...(rest as MessagesRequest), model, messages: alternate(turns) };
+      upstream = { ...(rest as MessagesRequest), model: assembled.model, messages: alternate(turns) };
       const system = systemWith(systemText.filter(Boolean), body.system);
       if (system !== undefined) upstream.system = system;
-
-      if (storedSessionId && !degraded.includes('history')) {
-        // The session keeps the canonical form (as chat does), so chat and messages share it.
-        const source = own.length > 0 ? toChatRequest({ model, max_tokens: 1, messages: own }, { strict: false }).messages : (rendered ?? []).filter((m) => !isSystem(m));
-        const base = idBase(request.id);
-        turn = { sessionId: storedSessionId, base, messages: source.map((m, i) => toStored(m, `${base}.${i}`)) };
-      }
     }
     if (degraded.length > 0) reply.header(HEADERS.degraded, degraded.join(','));
-    checkModelAllowed(request, upstream.model);
-    // The Anthropic answer's cost is not counted in the spend ledger yet (docs/keys.md): a key
-    // with a budget is refused here rather than let spend past it uncounted.
-    refuseUnmeteredBudget(request, 'Messages API');
 
     const abort = new AbortController();
     const onClose = () => {
       if (!reply.raw.writableFinished) abort.abort();
     };
     reply.raw.once('close', onClose);
+    const lease = takeLease(request);
     let result: Awaited<ReturnType<LlmClient['messages']>>;
     try {
       result = await llm.messages(upstream, { ...callOptions(request, meta, tenant), signal: abort.signal, ...(betas ? { anthropicBeta: betas } : {}) });
     } catch (err) {
+      settleSpend(ledger, logger, request, lease, undefined);
       if (!abort.signal.aborted && countsAsError(err)) record(target, true);
       throw err;
     }
+    const answered = result;
     reply.header(HEADERS.provider, result.provider).header(HEADERS.model, result.model).header(HEADERS.cache, result.cache).header(HEADERS.passthrough, String(result.passthrough));
     if (result.message) {
       reply.raw.off('close', onClose);
-      record(target, false, result.costUsd ?? 0);
-      if (turn) await store(turn, toChatReply(result.message), meta);
+      const usage = result.usage();
+      settleSpend(ledger, logger, request, lease, callUsage(usage, result, target?.prompt));
+      record(target, false, usageCostUsd(usage));
+      if (turn) await storeTurn(turnDeps, turn, toChatReply(result.message), meta);
       return reply.send(result.message);
     }
+    // A stream's usage is known once its last event was read: settle then, once. A stream that
+    // broke off (or a client gone) settles with what llm reported, or releases the lease.
+    let settled = false;
+    const finish = () => {
+      if (settled) return;
+      settled = true;
+      const usage = answered.usage();
+      settleSpend(ledger, logger, request, lease, usage !== undefined ? callUsage(usage, answered, target?.prompt) : undefined);
+    };
+    // A client gone before the first event was read never runs the generator: settle here.
+    reply.raw.once('close', finish);
     const assembler = new AnthropicStreamAssembler();
     async function* observed() {
       try {
-        for await (const ev of result.events!) {
+        for await (const ev of answered.events!) {
           if (turn) assembler.add(ev);
           yield ev;
         }
       } finally {
         reply.raw.off('close', onClose);
+        finish();
       }
     }
     const out = writeAnthropicSse(observed(), {
@@ -225,9 +195,9 @@ export function createMessagesHandler(options: MessagesHandlerOptions) {
         return anthropicErrorBody(err).body;
       },
       afterLast: async () => {
-        // A stream's cost is the llm's to count (promptmesh_llm_cost_usd_total); here it is unknown.
-        if (!abort.signal.aborted) record(target, false);
-        if (!abort.signal.aborted && turn) await store(turn, toChatReply({ content: assembler.content() }), meta);
+        if (abort.signal.aborted) return;
+        record(target, false, usageCostUsd(answered.usage()));
+        if (turn) await storeTurn(turnDeps, turn, toChatReply({ content: assembler.content() }), meta);
       },
     });
     reply.headers(SSE_HEADERS);

@@ -10,11 +10,20 @@ import { ADMIN_KEY, PRICES, keysFixture, type KeysFixture } from '../../services
 import { freePort, waitFor } from '../support/net';
 import { ServiceProcess } from './support';
 
-function expectedMicro(model: keyof typeof PRICES, usage: { prompt_tokens: number; completion_tokens: number }): number {
-  const price = PRICES[model];
+function expectedMicro(model: keyof typeof PRICES, usage: { prompt_tokens: number; completion_tokens: number; cached_tokens?: number }): number {
+  const price = PRICES[model] as { input: number; output: number; cached_input?: number };
   const pico = (usd: number) => BigInt(Math.round(usd * 1e6));
-  const total = BigInt(usage.prompt_tokens) * pico(price.input) + BigInt(usage.completion_tokens) * pico(price.output);
+  const cached = usage.cached_tokens ?? 0;
+  const total = BigInt(usage.prompt_tokens - cached) * pico(price.input) + BigInt(cached) * pico(price.cached_input ?? price.input) + BigInt(usage.completion_tokens) * pico(price.output);
   return Number((total + 500_000n) / 1_000_000n);
+}
+
+/** The `data` of each event of an SSE body whose type is `type`. */
+function eventsOf(body: string, type: string): any[] {
+  return body
+    .split('\n\n')
+    .filter((e) => e.startsWith(`event: ${type}\n`))
+    .map((e) => JSON.parse(e.slice(e.indexOf('data: ') + 6)));
 }
 
 describe('virtual keys in the mesh layout', () => {
@@ -59,6 +68,46 @@ describe('virtual keys in the mesh layout', () => {
     }
     return { status: res.status, body: parsed };
   };
+
+  it('meters /v1/messages and /v1/responses over HTTP too: plain and streamed, llm usage events kept from the client', async () => {
+    const created = await call('POST', '/v1/keys', ADMIN_KEY, { name: 'mesh-apis', scopes: ['invoke'], budget: { usd: 10, period: 'day' } });
+    expect(created.status).toBe(201);
+    const { id, key } = created.body as { id: string; key: string };
+    fixture.fake.setBehavior({ rules: [{ model: 'claude-a', reply: { cachedTokens: 3 } }] });
+    const expected: number[] = [];
+    const anthropic = (u: any) => ({ prompt_tokens: u.input_tokens + (u.cache_read_input_tokens ?? 0) + (u.cache_creation_input_tokens ?? 0), completion_tokens: u.output_tokens, cached_tokens: u.cache_read_input_tokens ?? 0 });
+
+    const plain = await call('POST', '/v1/messages', key, { model: 'claude-a', max_tokens: 64, messages: [{ role: 'user', content: 'plain over the mesh' }] });
+    expect(plain.status, JSON.stringify(plain.body)).toBe(200);
+    expected.push(expectedMicro('claude-a', anthropic(plain.body.usage)));
+    const streamed = await call('POST', '/v1/messages', key, { model: 'claude-a', max_tokens: 64, stream: true, messages: [{ role: 'user', content: 'streamed over the mesh' }] });
+    expect(streamed.status).toBe(200);
+    expect(streamed.body).toContain('event: message_stop');
+    expect(streamed.body).not.toContain('promptmesh.usage');
+    const start = eventsOf(streamed.body, 'message_start')[0].message.usage;
+    const delta = eventsOf(streamed.body, 'message_delta')[0].usage;
+    expected.push(expectedMicro('claude-a', anthropic({ ...start, ...delta })));
+    const translated = await call('POST', '/v1/messages', key, { model: 'model-b', max_tokens: 64, stream: true, messages: [{ role: 'user', content: 'translated over the mesh' }] });
+    expect(translated.body).not.toContain('promptmesh.usage');
+    expected.push(expectedMicro('model-b', anthropic(eventsOf(translated.body, 'message_delta')[0].usage)));
+
+    const response = await call('POST', '/v1/responses', key, { model: 'gpt-r', input: 'a responses question over the mesh' });
+    expect(response.status, JSON.stringify(response.body)).toBe(200);
+    expected.push(expectedMicro('gpt-r', { prompt_tokens: response.body.usage.input_tokens, completion_tokens: response.body.usage.output_tokens }));
+    const responseStream = await call('POST', '/v1/responses', key, { model: 'gpt-r', input: 'a streamed responses question', stream: true });
+    expect(responseStream.status).toBe(200);
+    expect(responseStream.body).not.toContain('promptmesh.usage');
+    const completed = eventsOf(responseStream.body, 'response.completed');
+    expect(completed).toHaveLength(1);
+    expected.push(expectedMicro('gpt-r', { prompt_tokens: completed[0].response.usage.input_tokens, completion_tokens: completed[0].response.usage.output_tokens }));
+    fixture.fake.reset();
+
+    await waitFor(async () => (await pool.query('SELECT count(*)::int AS n FROM promptmesh_spend WHERE key_id = $1', [id])).rows[0].n === 5, 10_000, 'five rows');
+    const rows = (await pool.query('SELECT * FROM promptmesh_spend WHERE key_id = $1 ORDER BY at', [id])).rows;
+    expect(rows.map((r) => Number(r.micro_usd))).toEqual(expected);
+    expect(rows.map((r) => r.model)).toEqual(['claude-a', 'claude-a', 'model-b', 'gpt-r', 'gpt-r']);
+    expect(Number(rows[0].cached_input_tokens)).toBe(3);
+  });
 
   it('counts plain and streamed calls exactly, labels llm cost by key and team, refuses a spent budget, and applies the team tpm', async () => {
     expect((await call('PUT', '/v1/teams/mesh-team', ADMIN_KEY, { name: 'Mesh', tpm: 1_000_000 })).status).toBe(201);

@@ -262,9 +262,10 @@ const PASSTHROUGH_USAGE_WINDOW = 8 * 1024 * 1024;
  * The body of a passed-through answer (the Responses API) as the client gets it, unchanged,
  * ending the answer exactly once like {@link streamChunks}: at its end with the usage read from
  * it (the JSON answer's `usage`, or a stream's `response.completed` event), when it breaks (a
- * 502 `stream_interrupted` is thrown), or when the consumer stops reading.
+ * 502 `stream_interrupted` is thrown), or when the consumer stops reading. `onUsage` gets the
+ * usage read from it with the cost, once the answer ended (not when it carried none).
  */
-export function passthroughBody(answer: Answer, inputEstimate: number): AsyncIterable<Uint8Array> {
+export function passthroughBody(answer: Answer, inputEstimate: number, onUsage?: (usage: UsageWithCost) => void): AsyncIterable<Uint8Array> {
   const body = answer.passthrough!.body;
   const decoder = new TextDecoder();
   let text = '';
@@ -282,6 +283,7 @@ export function passthroughBody(answer: Answer, inputEstimate: number): AsyncIte
       over = true;
       const found = responsesUsage(text);
       await answer.end({ kind: 'success', usage: found?.usage, completion: undefined, responseModel: found?.model, used: used() });
+      if (found && onUsage) onUsage(withCost(found.usage, answer.costUsd, answer.costMicroUsd)!);
     } catch (err) {
       if (over) throw err;
       over = true;

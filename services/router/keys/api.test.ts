@@ -4,6 +4,8 @@
  * rotation, revocation, expiry, model allow-lists, budgets, concurrency and the ledger.
  */
 import { createHash } from 'node:crypto';
+import Anthropic from '@anthropic-ai/sdk';
+import OpenAI from 'openai';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../../test/support/net';
@@ -21,6 +23,20 @@ function expectedMicro(model: keyof typeof PRICES, usage: { prompt_tokens: numbe
 }
 
 const chat = (model: string, text = 'hello there', extra: Record<string, unknown> = {}) => ({ model, messages: [{ role: 'user', content: text }], ...extra });
+
+/** The same rule for Anthropic's usage: `input_tokens` is the uncached input, cache reads at their rate. */
+function expectedMicroAnthropic(model: keyof typeof PRICES, usage: { input_tokens: number; output_tokens: number; cache_read_input_tokens?: number | null; cache_creation_input_tokens?: number | null }): number {
+  const read = usage.cache_read_input_tokens ?? 0;
+  const written = usage.cache_creation_input_tokens ?? 0;
+  return expectedMicro(model, { prompt_tokens: usage.input_tokens + read + written, completion_tokens: usage.output_tokens, prompt_tokens_details: { cached_tokens: read } });
+}
+
+/** And for the Responses API's usage. */
+function expectedMicroResponses(model: keyof typeof PRICES, usage: { input_tokens: number; output_tokens: number; input_tokens_details?: { cached_tokens?: number } }): number {
+  return expectedMicro(model, { prompt_tokens: usage.input_tokens, completion_tokens: usage.output_tokens, prompt_tokens_details: { cached_tokens: usage.input_tokens_details?.cached_tokens ?? 0 } });
+}
+
+const message = (model: string, text = 'hello there', extra: Record<string, unknown> = {}) => ({ model, max_tokens: 64, messages: [{ role: 'user', content: text }], ...extra });
 
 describe('keys API', () => {
   let sys: RunningKeys;
@@ -363,6 +379,149 @@ describe('keys API', () => {
     const metrics = await (await fetch(`${sys.url}/metrics`)).text();
     expect(metrics).toMatch(new RegExp(`promptmesh_budget_limit_usd\\{budget="key",id="${id}",period="month"\\} 100`));
     expect(metrics).toMatch(new RegExp(`promptmesh_budget_spent_usd\\{budget="key",id="${id}",period="month"\\} 0\\.\\d+`));
+  });
+
+  it('messages and responses are metered: plain and streamed, through the SDKs, spend exact in PostgreSQL', async () => {
+    await admin('PUT', '/v1/teams/sdk-team', { name: 'SDK' });
+    const { id, key } = await create({ name: 'sdk', scopes: ['invoke'], team: 'sdk-team', budget: { usd: 10, period: 'day' } });
+    sys.fixture.fake.setBehavior({ rules: [{ model: 'claude-a', reply: { cachedTokens: 3 } }] });
+    const anthropic = new Anthropic({ baseURL: sys.url, apiKey: key, maxRetries: 0 });
+    const openai = new OpenAI({ baseURL: `${sys.url}/v1`, apiKey: key, maxRetries: 0 });
+    let expected = 0;
+
+    // Passed through to the Anthropic provider, plain and streamed (cache reads at their rate).
+    const plain = await anthropic.messages.create({ model: 'claude-a', max_tokens: 64, messages: [{ role: 'user', content: 'a plain question for claude' }] });
+    expect(plain.usage.cache_read_input_tokens).toBe(3);
+    expected += expectedMicroAnthropic('claude-a', plain.usage);
+    const streamed = await anthropic.messages.stream({ model: 'claude-a', max_tokens: 64, messages: [{ role: 'user', content: 'a streamed question for claude' }] }).finalMessage();
+    expect(streamed.usage.output_tokens).toBeGreaterThan(0);
+    expected += expectedMicroAnthropic('claude-a', streamed.usage);
+    // Translated to the OpenAI-compatible provider.
+    const translated = await anthropic.messages.create({ model: 'model-b', max_tokens: 64, messages: [{ role: 'user', content: 'translated, please' }] });
+    expected += expectedMicroAnthropic('model-b', translated.usage);
+    const translatedStream = await anthropic.messages.stream({ model: 'model-b', max_tokens: 64, messages: [{ role: 'user', content: 'translated and streamed' }] }).finalMessage();
+    expected += expectedMicroAnthropic('model-b', translatedStream.usage);
+
+    // The Responses API, plain and streamed.
+    const response = await openai.responses.create({ model: 'gpt-r', input: 'a responses question' });
+    expected += expectedMicroResponses('gpt-r', response.usage!);
+    const events = await openai.responses.create({ model: 'gpt-r', input: 'a streamed responses question', stream: true });
+    let completed: OpenAI.Responses.Response | undefined;
+    for await (const ev of events) if (ev.type === 'response.completed') completed = ev.response;
+    expect(completed?.usage?.output_tokens).toBeGreaterThan(0);
+    expected += expectedMicroResponses('gpt-r', completed!.usage!);
+    sys.fixture.fake.reset();
+
+    await waitFor(async () => (await pool.query('SELECT count(*)::int AS n FROM promptmesh_spend WHERE key_id = $1', [id])).rows[0].n === 6, 10_000, 'six spend rows');
+    const rows = (await pool.query('SELECT * FROM promptmesh_spend WHERE key_id = $1 ORDER BY at', [id])).rows;
+    expect(rows.reduce((sum, r) => sum + Number(r.micro_usd), 0)).toBe(expected);
+    expect(rows.map((r) => r.model).sort()).toEqual(['claude-a', 'claude-a', 'gpt-r', 'gpt-r', 'model-b', 'model-b']);
+    expect(rows.filter((r) => r.model === 'claude-a').every((r) => Number(r.cached_input_tokens) === 3)).toBe(true);
+    expect(rows.every((r) => r.team === 'sdk-team' && Number(r.micro_usd) > 0)).toBe(true);
+    // llm's cost metric names the key and the team on these routes too.
+    const metrics = await (await fetch(`${sys.url}/metrics`)).text();
+    for (const model of ['claude-a', 'gpt-r']) expect(metrics).toMatch(new RegExp(`promptmesh_llm_cost_usd_total\\{[^}]*model="${model}"[^}]*key="${id}"[^}]*team="sdk-team"`));
+  });
+
+  it('messages and responses: a spent budget is a 429 (Anthropic shape on messages), a model off the list a 403', async () => {
+    const onMessages = await create({ name: 'tiny-messages', scopes: ['invoke'], budget: { usd: 0.0001, period: 'day' } });
+    let refused: { status: number; headers: Headers; body: any } | undefined;
+    for (let i = 0; i < 50 && !refused; i++) {
+      const r = await sys.call('POST', '/v1/messages', onMessages.key, message('claude-a', `messages question ${i} with a few words`));
+      if (r.status === 429) refused = r;
+      else expect(r.status, JSON.stringify(r.body)).toBe(200);
+    }
+    expect(refused?.body).toMatchObject({ type: 'error', error: { type: 'rate_limit_error' } });
+    expect(refused!.body.error.message).toContain(`API key '${onMessages.id}' has spent its key budget`);
+    expect(Number(refused!.headers.get('retry-after'))).toBeGreaterThan(0);
+    // a streamed call is refused too
+    expect((await sys.call('POST', '/v1/messages', onMessages.key, message('claude-a', 'more', { stream: true }))).status).toBe(429);
+
+    const onResponses = await create({ name: 'tiny-responses', scopes: ['invoke'], budget: { usd: 0.0001, period: 'day' } });
+    let refusedResponses: any;
+    for (let i = 0; i < 50 && !refusedResponses; i++) {
+      const r = await sys.call('POST', '/v1/responses', onResponses.key, { model: 'gpt-r', input: `responses question ${i} with a few words`, stream: i % 2 === 1 });
+      if (r.status === 429) refusedResponses = r.body;
+      else expect(r.status, JSON.stringify(r.body)).toBe(200);
+    }
+    expect(refusedResponses?.error).toMatchObject({ type: 'insufficient_quota', code: 'budget_exceeded' });
+
+    const onlyA = await create({ name: 'only-a-apis', scopes: ['invoke'], models: ['model-a'] });
+    const m = await sys.call('POST', '/v1/messages', onlyA.key, message('claude-a'));
+    expect(m.status).toBe(403);
+    expect(m.body).toMatchObject({ type: 'error', error: { type: 'permission_error' } });
+    expect(m.body.error.message).toContain(`may not use model 'claude-a'`);
+    const r = await sys.call('POST', '/v1/responses', onlyA.key, { model: 'gpt-r', input: 'hi' });
+    expect(r.status).toBe(403);
+    expect(r.body.error).toMatchObject({ code: 'model_not_allowed', param: 'model' });
+    expect((await sys.call('POST', '/v1/messages', onlyA.key, message('model-a'))).status).toBe(200);
+  });
+
+  it('messages and responses streams a client leaves give their lease back (max_concurrent 1 frees at once)', async () => {
+    const { key } = await create({ name: 'leaver', scopes: ['invoke'], max_concurrent: 1 });
+    sys.fixture.fake.setBehavior({ rules: [{ reply: { tokens: 200, tokenDelayMs: 20 } }] });
+    const bodies = [message('claude-a', 'a long stream', { stream: true }), message('model-b', 'a long translated stream', { stream: true })];
+    const calls: Array<[string, unknown]> = [...bodies.map((b): [string, unknown] => ['/v1/messages', b]), ['/v1/responses', { model: 'gpt-r', input: 'a long responses stream', stream: true }]];
+    for (const [path, body] of calls) {
+      const abort = new AbortController();
+      const res = await fetch(`${sys.url}${path}`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(body), signal: abort.signal });
+      expect(res.status, path).toBe(200);
+      const reader = res.body!.getReader();
+      await reader.read();
+      abort.abort();
+      await reader.cancel().catch(() => undefined);
+      // the lease of the call that was left is released: the next call is admitted
+      await waitFor(async () => (await sys.call('POST', '/v1/chat/completions', key, chat('model-b', 'next'))).status !== 429, 5_000, `${path}: lease released`);
+    }
+    sys.fixture.fake.reset();
+  });
+
+  it('messages and responses streams that break off (no usage reported) are not billed and give their lease back', async () => {
+    const { id, key } = await create({ name: 'broken', scopes: ['invoke'], max_concurrent: 1, budget: { usd: 1, period: 'day' } });
+    const calls: Array<[string, Record<string, unknown>]> = [
+      ['/v1/messages', message('claude-a', 'a stream that breaks', { stream: true })],
+      ['/v1/messages', message('model-b', 'a translated stream that breaks', { stream: true })],
+      ['/v1/responses', { model: 'gpt-r', input: 'a responses stream that breaks', stream: true }],
+    ];
+    for (const [path, body] of calls) {
+      sys.fixture.fake.setBehavior({ rules: [{ model: body.model as string, stream: true, times: 1, fault: { type: 'error_event', afterChunks: 1 } }] });
+      const r = await sys.call('POST', path, key, body);
+      expect(r.status, path).toBe(200);
+      // Anthropic's error event on messages; on responses the provider's body as it came, without usage
+      expect(r.body as string, path).toMatch(path === '/v1/messages' ? /event: error\n/ : /data: \{"error"/);
+      expect(r.body as string, path).not.toMatch(/message_stop|response\.completed/);
+      // the next call is admitted at once: the broken one's lease is gone
+      const next = await sys.call('POST', '/v1/chat/completions', key, chat('model-b', `after ${path}`));
+      expect(next.status, `${path}: ${JSON.stringify(next.body)}`).toBe(200);
+    }
+    sys.fixture.fake.reset();
+    await waitFor(async () => (await pool.query('SELECT count(*)::int AS n FROM promptmesh_spend WHERE key_id = $1', [id])).rows[0].n === 3, 10_000, 'three rows');
+    const rows = (await pool.query('SELECT model FROM promptmesh_spend WHERE key_id = $1', [id])).rows;
+    // only the three chat calls after them are counted
+    expect(rows.map((r) => r.model)).toEqual(['model-b', 'model-b', 'model-b']);
+  });
+
+  it('a streamed /v1/messages call with a prompt counts its cost against the prompt version (metric, stats and spend)', async () => {
+    const t = await admin('POST', '/v1/templates', { name: 'claude-greet', type: 'chat', template: [{ role: 'system', content: 'Be brief.' }], model: 'claude-a' });
+    expect(t.status, JSON.stringify(t.body)).toBe(201);
+    const { key } = await create({ name: 'prompted', scopes: ['invoke'] });
+    const anthropic = new Anthropic({ baseURL: sys.url, apiKey: key, maxRetries: 0 });
+    const final = await anthropic.messages
+      .stream({ max_tokens: 64, messages: [{ role: 'user', content: 'hi from a template' }], prompt: { name: 'claude-greet', version: 1 } } as unknown as Anthropic.MessageStreamParams)
+      .finalMessage();
+    const micro = expectedMicroAnthropic('claude-a', final.usage);
+    expect(micro).toBeGreaterThan(0);
+    const metrics = await (await fetch(`${sys.url}/metrics`)).text();
+    const line = metrics.split('\n').find((l) => l.startsWith('promptmesh_prompt_cost_usd_total{prompt="claude-greet",version="1"}'));
+    expect(line, 'the prompt cost series').toBeDefined();
+    expect(Number(line!.split(' ').pop())).toBeCloseTo(micro / 1e6, 9);
+    const stats = await admin('GET', '/v1/stats/prompts/claude-greet');
+    expect(stats.status, JSON.stringify(stats.body)).toBe(200);
+    expect(JSON.stringify(stats.body)).toMatch(/"cost_usd":0\.\d+/);
+    await waitFor(async () => {
+      const byPrompt = await admin('GET', '/v1/spend?group_by=prompt');
+      return byPrompt.body.data.find((r: { prompt: string }) => r.prompt === 'claude-greet')?.micro_usd === micro;
+    }, 10_000, 'the prompt spend');
   });
 
   it('team budget: refused once the team spent it, the message says team', async () => {

@@ -17,8 +17,22 @@ export const ADMIN_KEY = 'pm-test-file-admin';
 /** The keys-file invoke-only key of {@link startKeysSystem} (id `file-user`). */
 export const USER_KEY = 'pm-test-file-user';
 
-/** The price table the fake models are billed at (USD per million tokens). */
-export const PRICES = { 'model-a': { input: 3, output: 15, cached_input: 0.3 }, 'model-b': { input: 0.15, output: 0.6 } } as const;
+/**
+ * The price table the fake models are billed at (USD per million tokens): `model-a` and
+ * `model-b` on an OpenAI-compatible provider, `claude-a` on an Anthropic one (`/v1/messages`
+ * passes through to it), `gpt-r` on an OpenAI one (`/v1/responses`).
+ */
+export const PRICES = {
+  'model-a': { input: 3, output: 15, cached_input: 0.3 },
+  'model-b': { input: 0.15, output: 0.6 },
+  'claude-a': { input: 1, output: 5, cached_input: 0.1 },
+  'gpt-r': { input: 2, output: 8 },
+} as const;
+
+/** The environment variable the fixture's Anthropic provider reads its (fake) API key from. */
+const ANTHROPIC_KEY_ENV = 'PM_KEYS_FAKE_ANTHROPIC_KEY';
+// llm reads provider keys from its process environment (SERVICE=all runs it in this one).
+process.env[ANTHROPIC_KEY_ENV] ??= 'ak-keys-fake';
 
 /** The files and servers a keys system runs against, shareable by several router processes. */
 export interface KeysFixture {
@@ -34,7 +48,7 @@ export interface KeysFixture {
 /** Writes the providers and keys files, starts the fake provider, makes the database. */
 export async function keysFixture(label: string, redisUrl = TEST_REDIS_URL): Promise<KeysFixture> {
   const dir = mkdtempSync(join(tmpdir(), `pm-keys-${label}-`));
-  const fake = await startFakeProvider({ models: ['model-a', 'model-b'], recordRequests: 0 });
+  const fake = await startFakeProvider({ models: ['model-a', 'model-b', 'claude-a', 'gpt-r'], recordRequests: 0 });
   const db = await createTestDatabase(`keys_${label}`);
   const prefix = uniquePrefix(`keys-${label}`);
   const providers = join(dir, 'providers.yaml');
@@ -47,7 +61,20 @@ export async function keysFixture(label: string, redisUrl = TEST_REDIS_URL): Pro
       `    baseUrl: ${fake.url}/v1`,
       `    timeoutMs: 10000`,
       `    models: [model-a, model-b]`,
-      `    prices: ${JSON.stringify(PRICES)}`,
+      `    prices: ${JSON.stringify({ 'model-a': PRICES['model-a'], 'model-b': PRICES['model-b'] })}`,
+      `  - name: fake-claude`,
+      `    type: anthropic`,
+      `    baseUrl: ${fake.url}`,
+      `    apiKeyEnv: ${ANTHROPIC_KEY_ENV}`,
+      `    timeoutMs: 10000`,
+      `    models: [claude-a]`,
+      `    prices: ${JSON.stringify({ 'claude-a': PRICES['claude-a'] })}`,
+      `  - name: fake-openai`,
+      `    type: openai`,
+      `    baseUrl: ${fake.url}/v1`,
+      `    timeoutMs: 10000`,
+      `    models: [gpt-r]`,
+      `    prices: ${JSON.stringify({ 'gpt-r': PRICES['gpt-r'] })}`,
       'models:',
       '  chat: [{ provider: fake, model: model-b }]',
       'cache: { enabled: true, ttlSeconds: 60 }',
@@ -60,6 +87,7 @@ export async function keysFixture(label: string, redisUrl = TEST_REDIS_URL): Pro
     `keys:\n  - { id: file-admin, sha256: ${hashApiKey(ADMIN_KEY)}, scopes: [invoke, admin] }\n  - { id: file-user, sha256: ${hashApiKey(USER_KEY)}, scopes: [invoke] }\n`,
   );
   const env = {
+    [ANTHROPIC_KEY_ENV]: 'ak-keys-fake',
     DATABASE_URL: db.url,
     REDIS_URL: redisUrl,
     REDIS_KEY_PREFIX: prefix,
