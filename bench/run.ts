@@ -14,8 +14,9 @@
  * Options: --duration <ms> (measured time per run, default 8000), --warmup <ms> (default 2000),
  * --concurrency 16,64, --rate <req/s for the paced latency runs> (default 500),
  * --only <scenario or group,...> (a group: `chat` or `embeddings`; the report is then written as
- * <date>-<names>.md, so a partial run never overwrites the day's full report), --cpu-prof (write V8 CPU profiles of the promptmesh processes into
- * bench/results/profiles/ and their summary into <date>-profile.md), --no-reliability,
+ * <date>-<names>.md, so a partial run never overwrites the day's full report), --cpu-prof
+ * (write V8 CPU profiles of the promptmesh processes into bench/results/profiles/ and their
+ * summary into <date>-profile.md), --no-reliability,
  * --no-build (reuse build/service.js), --node-options <flags> (instead of the image's, for
  * experiments), --source-maps (promptmesh with --enable-source-maps, for experiments),
  * --bundle <file> (another build's service.js, for before/after comparisons; no
