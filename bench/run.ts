@@ -13,8 +13,10 @@
  *
  * Options: --duration <ms> (measured time per run, default 8000), --warmup <ms> (default 2000),
  * --concurrency 16,64, --rate <req/s for the paced latency runs> (default 500),
- * --only <scenario,...>, --cpu-prof (write V8 CPU profiles of the promptmesh processes into
- * bench/results/profiles/ and their summary into <date>-profile.md), --no-reliability,
+ * --only <scenario or group,...> (a group: `chat` or `embeddings`; the report is then written as
+ * <date>-<names>.md, so a partial run never overwrites the day's full report), --cpu-prof
+ * (write V8 CPU profiles of the promptmesh processes into bench/results/profiles/ and their
+ * summary into <date>-profile.md), --no-reliability,
  * --no-build (reuse build/service.js), --node-options <flags> (instead of the image's, for
  * experiments), --source-maps (promptmesh with --enable-source-maps, for experiments),
  * --bundle <file> (another build's service.js, for before/after comparisons; no
@@ -32,10 +34,10 @@ import { parseArgs } from 'node:util';
 import { createTestDatabase } from '../test/support/pg';
 import { deletePrefix, TEST_REDIS_URL } from '../test/support/redis';
 import type { BodySpec } from './lib/bodies';
-import { SESSION_TURNS } from './lib/bodies';
+import { EMBEDDINGS_BATCH, SESSION_TURNS } from './lib/bodies';
 import { runLoadInChild, type LoadTargetSpec } from './lib/load-process';
 import { freePort, startProcess, type BenchProcess } from './lib/procs';
-import { latencyChartSvg, markdownReport, type BenchRow, type RssRow, type TargetRow } from './lib/report';
+import { latencyChartSvg, markdownReport, type BenchRow, type RatioRow, type RssRow, type TargetRow } from './lib/report';
 import { evaluateTargets } from './lib/targets';
 import { summarise } from './profile-summary';
 
@@ -73,6 +75,7 @@ const pacedRate = Number(opts.rate);
 const only = opts.only ? new Set(opts.only.split(',')) : undefined;
 
 const PROVIDER_MODEL = 'gpt-4o-mini';
+const EMBEDDINGS_MODEL = 'text-embedding-3-small';
 const FAKE_KEY = `sk-fake-${randomBytes(8).toString('hex')}`;
 const API_KEY = `pm-bench-${randomBytes(12).toString('hex')}`;
 const PROMPT_NAME = 'bench-prompt';
@@ -80,12 +83,25 @@ const PROMPT_NAME = 'bench-prompt';
 /** Which system a scenario measures. */
 type System = 'direct' | 'portkey' | 'pm-all' | 'pm-mesh';
 
+/** What a scenario's requests are: chat completions, or embeddings (`--only` takes a group too). */
+type Group = 'chat' | 'embeddings';
+
 interface Scenario {
   id: string;
   label: string;
   system: System;
+  group: Group;
   /** A fresh body family per run (a new run id keeps sessions apart). */
   body: () => BodySpec;
+  /** The request path. @default '/v1/chat/completions' */
+  path?: string;
+  /** Also a paced run (the latency a hop adds below saturation). @default true */
+  paced?: boolean;
+  /**
+   * Portkey's `x-portkey-provider` (with `x-portkey-custom-host` at the fake provider).
+   * @default 'openai'
+   */
+  portkeyProvider?: string;
 }
 
 /** A running system under test: where the load goes, and its processes. */
@@ -96,19 +112,44 @@ interface RunningSystem {
 }
 
 const runId = () => randomBytes(4).toString('hex');
+const embeddings = (model: string): BodySpec => ({ kind: 'embeddings', model, run: runId(), texts: EMBEDDINGS_BATCH });
 const SCENARIOS: Scenario[] = [
-  { id: 'direct', label: '1 fake provider, direct', system: 'direct', body: () => ({ kind: 'plain', model: PROVIDER_MODEL }) },
-  { id: 'portkey', label: '2 Portkey gateway', system: 'portkey', body: () => ({ kind: 'plain', model: PROVIDER_MODEL }) },
-  { id: 'pm-plain', label: '3 promptmesh all-in-one, plain', system: 'pm-all', body: () => ({ kind: 'plain', model: 'chat' }) },
-  { id: 'pm-full', label: '4 promptmesh all-in-one, full prompt path', system: 'pm-all', body: () => ({ kind: 'full', model: 'chat', prompt: PROMPT_NAME, run: runId() }) },
-  { id: 'pm-mesh', label: '5 promptmesh four processes, full prompt path', system: 'pm-mesh', body: () => ({ kind: 'full', model: 'chat', prompt: PROMPT_NAME, run: runId() }) },
+  { id: 'direct', label: '1 fake provider, direct', system: 'direct', group: 'chat', body: () => ({ kind: 'plain', model: PROVIDER_MODEL }) },
+  { id: 'portkey', label: '2 Portkey gateway', system: 'portkey', group: 'chat', body: () => ({ kind: 'plain', model: PROVIDER_MODEL }) },
+  { id: 'pm-plain', label: '3 promptmesh all-in-one, plain', system: 'pm-all', group: 'chat', body: () => ({ kind: 'plain', model: 'chat' }) },
+  { id: 'pm-full', label: '4 promptmesh all-in-one, full prompt path', system: 'pm-all', group: 'chat', body: () => ({ kind: 'full', model: 'chat', prompt: PROMPT_NAME, run: runId() }) },
+  { id: 'pm-mesh', label: '5 promptmesh four processes, full prompt path', system: 'pm-mesh', group: 'chat', body: () => ({ kind: 'full', model: 'chat', prompt: PROMPT_NAME, run: runId() }) },
   {
     id: 'pm-hit',
     label: '6 promptmesh cache hit',
     system: 'pm-all',
+    group: 'chat',
     body: () => ({ kind: 'fixed', body: JSON.stringify({ model: 'chat', temperature: 0, messages: [{ role: 'user', content: 'The same question every time.' }] }) }),
   },
+  // Embeddings: throughput only (no paced run), every request a new batch (a cache miss).
+  { id: 'emb-direct', label: '7 embeddings: fake provider, direct', system: 'direct', group: 'embeddings', path: '/v1/embeddings', paced: false, body: () => embeddings(EMBEDDINGS_MODEL) },
+  {
+    id: 'emb-portkey',
+    label: '8 embeddings: Portkey gateway',
+    system: 'portkey',
+    group: 'embeddings',
+    path: '/v1/embeddings',
+    paced: false,
+    // Portkey 1.15.2's `openai` provider answers every /v1/embeddings call through a custom host
+    // with a 500 ("TypeError: immutable": it appends a header to the upstream fetch Response);
+    // its `fireworks-ai` provider sends the same OpenAI request to the custom host and works
+    // (docs/bench.md, "Scenarios").
+    portkeyProvider: 'fireworks-ai',
+    body: () => embeddings(EMBEDDINGS_MODEL),
+  },
+  { id: 'emb-pm', label: '9 embeddings: promptmesh all-in-one', system: 'pm-all', group: 'embeddings', path: '/v1/embeddings', paced: false, body: () => embeddings('embed') },
 ];
+
+/** The scenario a row's added latency and ratios are measured against: its group's direct one. */
+const baselineOf = (id: string) => {
+  const group = SCENARIOS.find((s) => s.id === id)?.group;
+  return SCENARIOS.find((s) => s.group === group && s.system === 'direct')!.id;
+};
 
 async function main(): Promise<void> {
   const date = new Date().toISOString().slice(0, 10);
@@ -119,8 +160,8 @@ async function main(): Promise<void> {
   const live = new Set<BenchProcess>();
   const prefix = `pmbench:${randomBytes(4).toString('hex')}:`;
   const db = await createTestDatabase('bench');
-  const scenarios = SCENARIOS.filter((s) => !only || only.has(s.id));
-  if (scenarios.length === 0) throw new Error(`--only names no scenario; the scenarios are ${SCENARIOS.map((s) => s.id).join(', ')}`);
+  const scenarios = SCENARIOS.filter((s) => !only || only.has(s.id) || only.has(s.group));
+  if (scenarios.length === 0) throw new Error(`--only names no scenario; the scenarios are ${SCENARIOS.map((s) => s.id).join(', ')} (groups: chat, embeddings)`);
   const rssRows: RssRow[] = [];
 
   const start = async (p: Promise<BenchProcess>) => {
@@ -156,7 +197,8 @@ async function main(): Promise<void> {
     const keysFile = join(work, 'keys.yaml');
     writeFileSync(keysFile, `keys:\n  - { id: bench, sha256: ${createHash('sha256').update(API_KEY).digest('hex')}, scopes: [invoke, admin] }\n`);
     const auth = { authorization: `Bearer ${API_KEY}` };
-    let templateCreated = false;
+    // Only the full prompt path renders the bench template.
+    let templateCreated = !scenarios.some((s) => s.body().kind === 'full');
 
     const startFake = async () => {
       const port = await freePort();
@@ -183,10 +225,12 @@ async function main(): Promise<void> {
           `    baseUrl: ${fakeUrl}/v1`,
           '    apiKeyEnv: BENCH_FAKE_KEY',
           '    timeoutMs: 30000',
-          `    prices: { ${PROVIDER_MODEL}: { input: 0.15, output: 0.60 } }`,
+          `    prices: { ${PROVIDER_MODEL}: { input: 0.15, output: 0.60 }, ${EMBEDDINGS_MODEL}: { input: 0.02, output: 0 } }`,
           'models:',
           '  chat:',
           `    - { provider: fake-openai, model: ${PROVIDER_MODEL}, weight: 100 }`,
+          '  embed:',
+          `    - { provider: fake-openai, model: ${EMBEDDINGS_MODEL}, weight: 100 }`,
           'routing: { strategy: weighted, fallback: true, retries: { attempts: 2, backoffMs: 100 } }',
           'cache: { enabled: true, ttlSeconds: 3600 }',
           '',
@@ -274,12 +318,12 @@ async function main(): Promise<void> {
         const proc = await start(startProcess('Portkey gateway', process.execPath, [portkeyEntry, '--headless', `--port=${port}`], {}, `http://127.0.0.1:${port}/`));
         system = {
           url: `http://127.0.0.1:${port}`,
-          headers: { authorization: `Bearer ${FAKE_KEY}`, 'x-portkey-provider': 'openai', 'x-portkey-custom-host': `${fake.url}/v1` },
+          headers: { authorization: `Bearer ${FAKE_KEY}`, 'x-portkey-provider': s.portkeyProvider ?? 'openai', 'x-portkey-custom-host': `${fake.url}/v1` },
           processes: [proc],
         };
       } else system = await startPromptmesh(s.id, s.system, fake.url);
 
-      const target = (): LoadTargetSpec => ({ url: system.url, path: '/v1/chat/completions', headers: system.headers, body: s.body() });
+      const target = (): LoadTargetSpec => ({ url: system.url, path: s.path ?? '/v1/chat/completions', headers: system.headers, body: s.body() });
       // CPU per request: what the system under test spent (the provider itself for `direct`),
       // a figure that other work on the machine hardly moves, unlike req/s.
       const measured = system.processes.length > 0 ? system.processes : [fake.proc];
@@ -300,7 +344,7 @@ async function main(): Promise<void> {
       try {
         for (const c of concurrencies) await measure('saturated', c);
         // Latency added at a fixed load well below saturation, at the lowest concurrency.
-        await measure('paced', concurrencies[0]!, pacedRate);
+        if (s.paced !== false) await measure('paced', concurrencies[0]!, pacedRate);
       } finally {
         for (const p of [...system.processes].reverse()) await stop(p, s.id);
         await stop(fake.proc, s.id);
@@ -308,8 +352,9 @@ async function main(): Promise<void> {
     }
 
     for (const row of rows) {
-      const base = rows.find((r) => r.scenario === 'direct' && r.mode === row.mode && r.result.concurrency === row.result.concurrency);
-      if (base && row.scenario !== 'direct') {
+      const baseline = baselineOf(row.scenario);
+      const base = rows.find((r) => r.scenario === baseline && r.mode === row.mode && r.result.concurrency === row.result.concurrency);
+      if (base && row.scenario !== baseline) {
         row.addedP99 = row.result.p99 - base.result.p99;
         row.addedP50 = row.result.p50 - base.result.p50;
       }
@@ -318,6 +363,7 @@ async function main(): Promise<void> {
     const targets: TargetRow[] = evaluateTargets(rows, rssRows, { concurrencies, pacedRate });
     const endLoad = loadavg()[0]!;
     const machine = `Machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}. Load generator, provider, gateway and promptmesh share the machine over loopback, each in its own process. Measured ${durationMs} ms per run after ${warmupMs} ms warm-up. Load average (1 min) at the start: ${startLoad.toFixed(1)}, at the end: ${endLoad.toFixed(1)}.`;
+    const embeddingsNote = `Embeddings (scenarios 7-9, no paced run): every request embeds a new batch of ${EMBEDDINGS_BATCH} passages of ~80 tokens (a response-cache miss for promptmesh), ${EMBEDDINGS_MODEL}, floats (1536 dimensions: ~${Math.round((EMBEDDINGS_BATCH * 1536 * 20) / 1024)} KB of JSON per answer). promptmesh asks the provider for base64 and answers the client floats, as in production (docs/llm.md); Portkey goes through its fireworks-ai provider (its openai provider fails every embeddings call here, docs/bench.md), which parses and re-serialises the answer. Added latency is against scenario 7.`;
     const notes = [
       'Process layout: every scenario starts a fresh fake provider and a fresh system under test and stops both after its runs; every run (each concurrency, and the paced run) is sent by a fresh load generator process. The orchestrator only starts processes and writes this report.',
       'Saturated runs are closed loops on a machine whose cores the load generator, the fake provider and the system under test share, so their latency is mostly queueing: it shows capacity, not per-request cost.',
@@ -326,11 +372,19 @@ async function main(): Promise<void> {
       `Full prompt path = template render from the router cache + session history read from and turn appended to Redis + a provider call that misses the response cache (temperature 0.7). Sessions rotate: each is used for ${SESSION_TURNS} turns, so the history read stays 0-${SESSION_TURNS - 1} turns for the whole run.`,
       'CPU us/req is the CPU time (user + system, from /proc) the system under test used during the run (warm-up included) divided by the requests it answered in that time: for promptmesh the promptmesh processes, for Portkey the gateway, for direct the fake provider. Other work on the machine moves it much less than req/s.',
       'Peak RSS is VmHWM, read from /proc when each process stops (the load generator reads its own before it exits); per process, the largest over the whole bench.',
+      ...(scenarios.some((sc) => sc.group === 'embeddings') ? [embeddingsNote] : []),
+    ];
+    const ratios: RatioRow[] = [
+      { label: 'embeddings: promptmesh / Portkey', a: 'emb-pm', b: 'emb-portkey', unit: 'x' },
+      { label: 'embeddings: promptmesh / direct', a: 'emb-pm', b: 'emb-direct', unit: '%' },
+      { label: 'embeddings: Portkey / direct', a: 'emb-portkey', b: 'emb-direct', unit: '%' },
     ];
     mkdirSync(opts.out!, { recursive: true });
-    const base = join(opts.out!, date);
+    // A partial run (--only) gets a name of its own, so it never overwrites the day's full report.
+    const name = only ? `${date}-${[...only].join('-')}` : date;
+    const base = join(opts.out!, name);
     writeFileSync(`${base}.json`, JSON.stringify({ date, machine, loadAverage: { start: startLoad, end: endLoad }, durationMs, warmupMs, pacedRate, rows, rss: rssRows, targets }, null, 2));
-    writeFileSync(`${base}.md`, markdownReport({ date, machine, rows, rss: rssRows, targets, notes }) + `\nChart: [${date}.svg](${date}.svg)\n`);
+    writeFileSync(`${base}.md`, markdownReport({ date, machine, rows, rss: rssRows, targets, notes, ratios }) + `\nChart: [${name}.svg](${name}.svg)\n`);
     writeFileSync(`${base}.svg`, latencyChartSvg(rows.filter((r) => r.mode === 'saturated'), `Latency against concurrency (${date})`));
     process.stdout.write(`\nwrote ${base}.md, .json and .svg\n`);
     if (opts['cpu-prof']) {

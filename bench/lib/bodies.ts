@@ -21,7 +21,22 @@ export type BodySpec =
    */
   | { kind: 'full'; model: string; prompt: string; run: string }
   /** The same body every time (the cache-hit scenario). */
-  | { kind: 'fixed'; body: string };
+  | { kind: 'fixed'; body: string }
+  /**
+   * An embeddings request as a RAG indexer sends it: a batch of `texts` passages of a document
+   * (~80 tokens each), new in every request (a response-cache miss), vectors as floats. `run`
+   * keeps runs from repeating each other's texts.
+   */
+  | { kind: 'embeddings'; model: string; run: string; texts: number };
+
+/** How many passages each embeddings request carries. */
+export const EMBEDDINGS_BATCH = 8;
+
+/** The body of a passage (~60 words); each passage starts with what makes it unique. */
+const PASSAGE_TEXT =
+  'The gateway routes each request to a provider by weight, retries failures that are safe to retry with backoff, ' +
+  'opens a circuit when a provider keeps failing, and records the tokens and the cost of every call so that teams ' +
+  'can see what their applications spend, per model and per key, before the invoice arrives at the end of the month.';
 
 function userMessage(i: number) {
   return [{ role: 'user', content: `Say something about number ${i}.` }];
@@ -46,5 +61,12 @@ export function bodyOf(spec: BodySpec): (i: number) => string {
         });
     case 'fixed':
       return () => spec.body;
+    case 'embeddings':
+      return (i) =>
+        JSON.stringify({
+          model: spec.model,
+          input: Array.from({ length: spec.texts }, (_, k) => `Passage ${k} of document ${spec.run}-${i}. ${PASSAGE_TEXT}`),
+          encoding_format: 'float',
+        });
   }
 }

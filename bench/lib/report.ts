@@ -30,6 +30,15 @@ export interface TargetRow {
   met: boolean;
 }
 
+/** A throughput ratio the report lists per concurrency: scenario `a`'s req/s over scenario `b`'s. */
+export interface RatioRow {
+  label: string;
+  a: string;
+  b: string;
+  /** `x` prints 2.31x, `%` prints 23.1 %. */
+  unit: 'x' | '%';
+}
+
 const fmt = (n: number | undefined, digits = 2) => (n === undefined || Number.isNaN(n) ? '-' : n.toFixed(digits));
 
 /** The Markdown report. */
@@ -40,6 +49,8 @@ export function markdownReport(input: {
   rss: RssRow[];
   targets: TargetRow[];
   notes: string[];
+  /** Throughput ratios, one table row each (left out when a run lacks either scenario). */
+  ratios?: RatioRow[];
 }): string {
   const lines: string[] = [];
   lines.push(`# promptmesh benchmark, ${input.date}`, '', input.machine, '');
@@ -60,6 +71,21 @@ export function markdownReport(input: {
       );
     }
     lines.push('');
+  }
+  const saturated = (id: string, c: number) => input.rows.find((r) => r.scenario === id && r.mode === 'saturated' && r.result.concurrency === c)?.result;
+  const concurrencies = [...new Set(input.rows.filter((r) => r.mode === 'saturated').map((r) => r.result.concurrency))].sort((a, b) => a - b);
+  const ratioLines = (input.ratios ?? []).flatMap((ratio) => {
+    const cells = concurrencies.map((c) => {
+      const a = saturated(ratio.a, c);
+      const b = saturated(ratio.b, c);
+      if (!a || !b || !(b.rps > 0)) return undefined;
+      const r = a.rps / b.rps;
+      return `${ratio.unit === 'x' ? `${r.toFixed(2)}x` : `${(100 * r).toFixed(1)} %`} (${a.rps.toFixed(0)} / ${b.rps.toFixed(0)})${a.errors + b.errors ? `, ${a.errors + b.errors} errors` : ''}`;
+    });
+    return cells.some((c) => c !== undefined) ? [`| ${ratio.label} | ${cells.map((c) => c ?? '-').join(' | ')} |`] : [];
+  });
+  if (ratioLines.length > 0) {
+    lines.push('## Throughput ratios (saturated req/s)', '', `| ratio | ${concurrencies.map((c) => `c${c}`).join(' | ')} |`, `| --- |${concurrencies.map(() => ' ---: |').join('')}`, ...ratioLines, '');
   }
   lines.push('## Peak memory per process over the whole bench (VmHWM)', '', '| process | peak RSS MB | reached in |', '| --- | ---: | --- |');
   for (const p of peakPerProcess(input.rss)) lines.push(`| ${p.process} | ${fmt(p.peakRssMb, 1)} | ${p.scenario} |`);

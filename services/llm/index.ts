@@ -11,7 +11,7 @@ import type { ServiceContext, ServiceInstance } from '../kit/service';
 import { loadLlmConfig, type LlmConfig } from './config';
 import { createLlmCore, type LlmCore } from './core';
 import { createLlmMetrics } from './metrics';
-import { getAdapter } from './providers';
+import { getAdapter, loadAdapters } from './providers';
 import { llmRoutes } from './routes';
 import type { ProviderAdapter, ProviderType } from './types';
 
@@ -43,6 +43,8 @@ export async function createLlmService(
   options: LlmServiceOptions = {},
 ): Promise<ServiceInstance<LlmCore>> {
   const config = options.config ?? loadLlmConfig(ctx.config.providersFile);
+  // Only the adapters of the configured provider types are loaded (docs/llm.md, "Memory").
+  if (!options.adapterFor) await loadAdapters(config.providers.map((p) => p.type));
   const logger = ctx.logger.child({ component: 'llm' });
   const redis: RedisClient = createRedis(ctx.config, 'llm');
   // Connection errors surface through the cache and limiter (logged once per outage there).

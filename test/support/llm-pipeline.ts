@@ -12,7 +12,7 @@ import { createLlmMetrics } from '../../services/llm/metrics';
 import { createAnswer, type Answer } from '../../services/llm/pipeline/answer';
 import { createPipelineParts, type PipelineParts } from '../../services/llm/pipeline/parts';
 import { compose, newCall, type LlmCall, type Next, type Stage } from '../../services/llm/pipeline/stage';
-import { getAdapter } from '../../services/llm/providers';
+import { getAdapter, loadAdapters } from '../../services/llm/providers';
 import type { ChatCompletion, ChatCompletionChunk, ChatRequest, Usage } from '../../services/openai';
 import type { LlmCallOptions } from '../../services/llm/core';
 import { TEST_REDIS_URL, deletePrefix, uniquePrefix } from './redis';
@@ -34,6 +34,7 @@ export interface PipelineHarness {
  */
 export async function pipelineHarness(providersFile: unknown, options: { random?: () => number } = {}): Promise<PipelineHarness> {
   const config = parseLlmConfig(providersFile, 'test');
+  await loadAdapters(config.providers.map((p) => p.type));
   const registry = new Registry();
   const spans = new InMemorySpanExporter();
   const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans)] });

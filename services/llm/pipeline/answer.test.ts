@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nowhere, pipelineHarness, streaming, type PipelineHarness } from '../../../test/support/llm-pipeline';
 import type { ChatCompletionChunk } from '../../openai';
 import { ProviderError } from '../types';
-import { createAnswer, streamChunks, type Ending } from './answer';
+import { createAnswer, passthroughBody, streamChunks, type Ending } from './answer';
 import { ClientGone } from './outcomes';
 import { newCall } from './stage';
 
@@ -106,5 +106,52 @@ describe('streamChunks ends the answer exactly once', () => {
     await answer.end({ kind: 'gone', used: 0, thrown: undefined });
     expect(texts).toEqual(['a', 'b']);
     expect(ends).toBe(1);
+  });
+});
+
+/** A passed-through answer (the Responses API) over `pieces`, recording its endings. */
+function passthroughOver(...pieces: Array<string | Error>) {
+  const endings: Ending[] = [];
+  async function* body() {
+    for (const p of pieces) {
+      if (p instanceof Error) throw p;
+      yield new TextEncoder().encode(p);
+    }
+  }
+  const answer = createAnswer({ provider: 'a', model: 'm', passthrough: { status: 200, headers: {}, body: body() }, latencyMs: 1, logger: h.parts.logger });
+  answer.onEnd((e) => void endings.push(e));
+  return { answer, endings };
+}
+
+describe('passthroughBody ends the answer exactly once, like a stream', () => {
+  const json = JSON.stringify({ id: 'r1', model: 'm-2', usage: { input_tokens: 7, output_tokens: 3, total_tokens: 10 } });
+
+  it('at its end, with the usage read from the body, which passes unchanged', async () => {
+    const { answer, endings } = passthroughOver(json.slice(0, 10), json.slice(10));
+    const out: string[] = [];
+    for await (const piece of passthroughBody(answer, 5)) out.push(new TextDecoder().decode(piece));
+    expect(out.join('')).toBe(json);
+    expect(endings).toHaveLength(1);
+    expect(endings[0]).toMatchObject({ kind: 'success', usage: { prompt_tokens: 7, completion_tokens: 3, total_tokens: 10 }, responseModel: 'm-2' });
+  });
+
+  it('when it breaks: a 502 stream_interrupted naming the answer, ended once as a failure', async () => {
+    const { answer, endings } = passthroughOver('{"id":', new ProviderError('server', 'boom'));
+    const it = passthroughBody(answer, 5)[Symbol.asyncIterator]();
+    await it.next();
+    const err = await it.next().catch((e: unknown) => e);
+    expect(err).toMatchObject({ statusCode: 502, code: 'stream_interrupted', message: expect.stringContaining('failed mid-answer: server: boom') });
+    expect(endings.map((e) => e.kind)).toEqual(['failure']);
+  });
+
+  it('when the consumer stops reading, during or before its first read', async () => {
+    for (const reads of [1, 0]) {
+      const { answer, endings } = passthroughOver('{"a":', '1}');
+      const it = passthroughBody(answer, 5)[Symbol.asyncIterator]();
+      for (let i = 0; i < reads; i++) await it.next();
+      await it.return!();
+      expect(endings).toEqual([{ kind: 'gone', used: expect.any(Number), thrown: undefined }]);
+      expect(answer.ended).toBe(true);
+    }
   });
 });

@@ -148,69 +148,111 @@ class PipelineAnswer implements Answer {
 }
 
 /**
- * The chunks of a streaming answer as the client gets them, ending the answer exactly once:
- * after the last chunk (then, when asked for, a usage chunk with the cost), when the stream
- * breaks (a 502 `stream_interrupted` is thrown from the iterator), when the client leaves, and
- * when the consumer stops reading (`return()`), even before its first `next()`.
+ * The chunks of a streaming answer as the client gets them, ending the answer exactly once
+ * (through {@link endingBody}): after the last chunk (then, when asked for, a usage chunk with
+ * the cost), when the stream breaks (a 502 `stream_interrupted` is thrown from the iterator), when
+ * the client leaves, and when the consumer stops reading (`return()`), even before its first `next()`.
  */
 export function streamChunks(answer: Answer, request: ChatRequest, includeUsage: boolean): AsyncIterable<ChatCompletionChunk> {
   const { first, rest } = answer.stream!;
   const inputEstimate = estimateInputTokens(request);
   // What a stream that broke off used, as far as we know: the prompt and what was streamed.
   let streamedChars = 0;
-  const partialUse = () => inputEstimate + Math.ceil(streamedChars / 4);
   const assembler = new ChunkAssembler();
-
-  async function* chunks(): AsyncGenerator<ChatCompletionChunk> {
-    let over = false;
-    let next: ChatCompletionChunk | undefined = first;
-    try {
-      while (next) {
-        assembler.add(next);
-        for (const ch of next.choices ?? []) {
-          if (typeof ch.delta?.content === 'string') streamedChars += ch.delta.content.length;
-          for (const tc of ch.delta?.tool_calls ?? []) streamedChars += tc.function?.arguments?.length ?? 0;
-        }
-        const out = withoutUsage(next);
-        if (out) yield out;
-        const r = await rest.next();
-        next = r.done ? undefined : r.value;
+  return endingBody(answer, chunksFrom(first, rest), {
+    broke: 'mid-stream',
+    piece(chunk) {
+      assembler.add(chunk);
+      for (const ch of chunk.choices ?? []) {
+        if (typeof ch.delta?.content === 'string') streamedChars += ch.delta.content.length;
+        for (const tc of ch.delta?.tool_calls ?? []) streamedChars += tc.function?.arguments?.length ?? 0;
       }
-      over = true;
-      const usage = assembler.usage;
+      return withoutUsage(chunk);
+    },
+    used: () => inputEstimate + Math.ceil(streamedChars / 4),
+    success(used) {
       const completion = assembler.completion();
-      await answer.end({ kind: 'success', usage, completion, responseModel: completion?.model ?? first.model, used: partialUse() });
-      if (includeUsage) {
-        // The usage chunk goes last, with the cost added.
-        yield {
+      return { kind: 'success', usage: assembler.usage, completion, responseModel: completion?.model ?? first.model, used };
+    },
+    // The usage chunk goes last, with the cost the end listeners set.
+    last: includeUsage
+      ? () => ({
           id: first.id,
           object: 'chat.completion.chunk',
           created: first.created,
           model: first.model,
           choices: [],
-          usage: withCost(usage ?? { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 }, answer.costUsd, answer.costMicroUsd),
-        };
+          usage: withCost(assembler.usage ?? { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 }, answer.costUsd, answer.costMicroUsd),
+        })
+      : undefined,
+  });
+}
+
+/** The first chunk (already received), then the rest. */
+async function* chunksFrom(first: ChatCompletionChunk, rest: AsyncIterator<ChatCompletionChunk>): AsyncGenerator<ChatCompletionChunk> {
+  yield first;
+  for (;;) {
+    const r = await rest.next();
+    if (r.done) return;
+    yield r.value;
+  }
+}
+
+/** What {@link endingBody} does with the pieces of one kind of answer body. */
+interface BodyEnding<T> {
+  /** Where the 502 says the answer broke: `failed <broke>: ...`. */
+  broke: string;
+  /** Sees each piece from upstream; returns what the consumer gets (undefined: nothing). */
+  piece(item: T): T | undefined;
+  /** What the call used so far, as far as we know (for the token limits). */
+  used(): number;
+  /** How the answer ended when the upstream finished, given {@link used}. */
+  success(used: number): Extract<Ending, { kind: 'success' }>;
+  /** A last piece for the consumer after the answer ended (its listeners have run), if any. */
+  last?(): T;
+  /** Runs once the answer ended at the upstream's end (its listeners have run), before {@link last}. */
+  ended?(): void;
+}
+
+/**
+ * An answer's body (a stream's chunks, a passed-through body) as its consumer reads it: the one
+ * place a body ends its answer, exactly once, whichever way it ends: at the upstream's end
+ * (`success`), when the upstream breaks (a 502 `stream_interrupted` is thrown to the consumer),
+ * when the client leaves ({@link ClientGone}), and when the consumer stops reading (`return()`),
+ * even before its first `next()`.
+ */
+function endingBody<T>(answer: Answer, upstream: AsyncIterable<T>, ending: BodyEnding<T>): AsyncIterable<T> {
+  async function* pieces(): AsyncGenerator<T> {
+    let over = false;
+    try {
+      for await (const item of upstream) {
+        const out = ending.piece(item);
+        if (out !== undefined) yield out;
       }
+      over = true;
+      await answer.end(ending.success(ending.used()));
+      ending.ended?.();
+      if (ending.last) yield ending.last();
     } catch (err) {
       if (over) throw err;
       over = true;
       if (err instanceof ClientGone) {
-        await answer.end({ kind: 'gone', used: partialUse(), thrown: err });
+        await answer.end({ kind: 'gone', used: ending.used(), thrown: err });
         throw err;
       }
       const error = err instanceof ProviderError ? err : new ProviderError('server', (err as Error)?.message ?? String(err));
-      const thrown = upstreamError(502, `provider ${answer.provider} failed mid-stream: ${error.kind}: ${error.message}`, 'stream_interrupted');
-      await answer.end({ kind: 'failure', error, used: partialUse(), thrown });
+      const thrown = upstreamError(502, `provider ${answer.provider} failed ${ending.broke}: ${error.kind}: ${error.message}`, 'stream_interrupted');
+      await answer.end({ kind: 'failure', error, used: ending.used(), thrown });
       throw thrown;
     } finally {
       // The consumer stopped early (the client went away): the listeners stop the upstream call too.
-      if (!over) void answer.end({ kind: 'gone', used: partialUse(), thrown: undefined });
+      if (!over) void answer.end({ kind: 'gone', used: ending.used(), thrown: undefined });
     }
   }
 
   // A consumer that gives up before its first next() still ends the answer (a generator that
   // never started ignores return() without running its finally).
-  const generator = chunks();
+  const generator = pieces();
   let started = false;
   return {
     [Symbol.asyncIterator]: () => ({
@@ -221,7 +263,7 @@ export function streamChunks(answer: Answer, request: ChatRequest, includeUsage:
       return: async (v?: unknown) => {
         if (!started) {
           started = true;
-          void answer.end({ kind: 'gone', used: partialUse(), thrown: undefined });
+          void answer.end({ kind: 'gone', used: ending.used(), thrown: undefined });
         }
         return generator.return(v as undefined);
       },
@@ -260,46 +302,32 @@ const PASSTHROUGH_USAGE_WINDOW = 8 * 1024 * 1024;
 
 /**
  * The body of a passed-through answer (the Responses API) as the client gets it, unchanged,
- * ending the answer exactly once like {@link streamChunks}: at its end with the usage read from
- * it (the JSON answer's `usage`, or a stream's `response.completed` event), when it breaks (a
- * 502 `stream_interrupted` is thrown), or when the consumer stops reading. `onUsage` gets the
- * usage read from it with the cost, once the answer ended (not when it carried none).
+ * ending the answer exactly once like {@link streamChunks} (through {@link endingBody}): at its
+ * end with the usage read from it (the JSON answer's `usage`, or a stream's `response.completed`
+ * event), when it breaks (a 502 `stream_interrupted` is thrown), or when the consumer stops reading.
+ * `onUsage` gets the usage read from it with the cost, once the answer ended (not when it carried none).
  */
 export function passthroughBody(answer: Answer, inputEstimate: number, onUsage?: (usage: UsageWithCost) => void): AsyncIterable<Uint8Array> {
-  const body = answer.passthrough!.body;
   const decoder = new TextDecoder();
   let text = '';
   let bytes = 0;
-  const used = () => inputEstimate + Math.ceil(bytes / 16);
-
-  async function* pieces(): AsyncGenerator<Uint8Array> {
-    let over = false;
-    try {
-      for await (const piece of body) {
-        bytes += piece.byteLength;
-        if (text.length < PASSTHROUGH_USAGE_WINDOW) text += decoder.decode(piece, { stream: true });
-        yield piece;
-      }
-      over = true;
-      const found = responsesUsage(text);
-      await answer.end({ kind: 'success', usage: found?.usage, completion: undefined, responseModel: found?.model, used: used() });
+  let found: ReturnType<typeof responsesUsage>;
+  return endingBody(answer, answer.passthrough!.body, {
+    broke: 'mid-answer',
+    piece(piece) {
+      bytes += piece.byteLength;
+      if (text.length < PASSTHROUGH_USAGE_WINDOW) text += decoder.decode(piece, { stream: true });
+      return piece;
+    },
+    used: () => inputEstimate + Math.ceil(bytes / 16),
+    success(used) {
+      found = responsesUsage(text);
+      return { kind: 'success', usage: found?.usage, completion: undefined, responseModel: found?.model, used };
+    },
+    ended() {
       if (found && onUsage) onUsage(withCost(found.usage, answer.costUsd, answer.costMicroUsd)!);
-    } catch (err) {
-      if (over) throw err;
-      over = true;
-      if (err instanceof ClientGone) {
-        await answer.end({ kind: 'gone', used: used(), thrown: err });
-        throw err;
-      }
-      const error = err instanceof ProviderError ? err : new ProviderError('server', (err as Error)?.message ?? String(err));
-      const thrown = upstreamError(502, `provider ${answer.provider} failed mid-answer: ${error.kind}: ${error.message}`, 'stream_interrupted');
-      await answer.end({ kind: 'failure', error, used: used(), thrown });
-      throw thrown;
-    } finally {
-      if (!over) void answer.end({ kind: 'gone', used: used(), thrown: undefined });
-    }
-  }
-  return pieces();
+    },
+  });
 }
 
 /**
