@@ -46,9 +46,9 @@ export function isClaude(modelId: string): boolean {
   return /(^|[.:/])anthropic\.claude/.test(modelId);
 }
 
-/** The max output of a Claude model on Bedrock: the providers file's, else its family's (`anthropic.claude-3-5-haiku-...:0` is a `claude-3-5-haiku`). */
+/** The max output of a Claude model on Bedrock: the providers file's, else its family's (`anthropic.claude-3-5-haiku-...:0` is a `claude-3-5-haiku`, model-limits.ts). */
 function claudeMaxOutput(provider: ProviderConfig | undefined, modelId: string): number | undefined {
-  return maxOutputTokensOf(provider, modelId) ?? maxOutputTokensOf(undefined, modelId.replace(/^.*?anthropic\./, '').replace(/:\d+$/, ''));
+  return maxOutputTokensOf(provider, modelId);
 }
 
 const cachePoint = (holder: unknown): Block[] => ((holder as { cache_control?: unknown } | null)?.cache_control ? [{ cachePoint: { type: 'default' } }] : []);
