@@ -41,7 +41,7 @@ describe('toChatRequest', () => {
       messages: [
         { role: 'system', content: [{ type: 'text', text: 'rules', cache_control: { type: 'ephemeral' } }] },
         { role: 'user', content: [{ type: 'image_url', image_url: { url: 'https://x/y.png' } }, { type: 'text', text: 'look' }] },
-        { role: 'assistant', content: 'calling', tool_calls: [{ id: 't1', type: 'function', function: { name: 'f', arguments: '{"a":1}' } }] },
+        { role: 'assistant', content: 'calling', tool_calls: [{ id: 't1', type: 'function', function: { name: 'f', arguments: '{"a":1}' } }], thinking_blocks: [{ type: 'thinking', thinking: 'hm', signature: 's' }] },
         { role: 'tool', tool_call_id: 't1', content: 'ok' },
         { role: 'tool', tool_call_id: 't2', content: '[tool error] bad' },
       ],

@@ -6,7 +6,7 @@ import { HEADERS, METRICS } from '../../contracts';
 import { ApiError, LATENCY_BUCKETS, badRequest, type Logger } from '../kit';
 import { MissingVariablesError, TemplateError, renderCompiled, type TemplateMessage, type Variables } from '../kit/template-syntax';
 import type { ContextMessageInput, ContextWindow, StoredMessage } from '../context';
-import { SSE_HEADERS, checkMessages, misspeltChatField, unknownChatFields, writeSse, type ChatCompletionChunk, type ChatMessage, type ChatRequest, type RouterChatRequest } from '../openai';
+import { SSE_HEADERS, checkMessages, misspeltChatField, unknownChatFields, writeSse, type ChatCompletionChunk, type ChatMessage, type ChatRequest, type RouterChatRequest, type ThinkingBlock } from '../openai';
 import { scopedSessionId } from './admin';
 import type { CallMeta, ContextClient, LlmClient, LlmOrigin } from './clients';
 import type { TemplateCache } from './template-cache';
@@ -100,13 +100,14 @@ export function idBase(requestId: string): string {
  * A message as the session stores it: its content as given (parts included) and its tool
  * fields, so the history replays exactly what the provider saw.
  */
-export function toStored(m: Pick<ChatMessage, 'role' | 'content' | 'name' | 'tool_calls' | 'tool_call_id'>, id: string): ContextMessageInput {
+export function toStored(m: Pick<ChatMessage, 'role' | 'content' | 'name' | 'tool_calls' | 'tool_call_id' | 'thinking_blocks'>, id: string): ContextMessageInput {
   const calls = m.tool_calls && m.tool_calls.length > 0;
   // Content may be null only beside tool calls (an assistant reply that is all refusal has none).
   const out: ContextMessageInput = { id, role: m.role, content: m.content ?? (calls ? null : '') };
   if (m.name) out.name = m.name;
   if (calls) out.tool_calls = m.tool_calls;
   if (m.tool_call_id !== undefined) out.tool_call_id = m.tool_call_id;
+  if (m.thinking_blocks && m.thinking_blocks.length > 0) out.thinking_blocks = m.thinking_blocks;
   return out;
 }
 
@@ -116,12 +117,14 @@ export function fromStored(m: StoredMessage): ChatMessage {
   if (m.name) out.name = m.name;
   if (m.tool_calls && m.tool_calls.length > 0) out.tool_calls = m.tool_calls as ChatMessage['tool_calls'];
   if (m.tool_call_id !== undefined) out.tool_call_id = m.tool_call_id;
+  if (m.thinking_blocks && m.thinking_blocks.length > 0) out.thinking_blocks = m.thinking_blocks;
   return out;
 }
 
-/** The assistant message a stream spelled out in deltas: its text and its tool calls, joined. */
+/** The assistant message a stream spelled out in deltas: its text, its tool calls and its thinking blocks, joined. */
 class StreamedReply {
   private text = '';
+  private readonly thinking: ThinkingBlock[] = [];
   private readonly calls: Array<{ id: string; type: 'function'; function: { name: string; arguments: string } }> = [];
 
   add(chunk: ChatCompletionChunk): void {
@@ -129,6 +132,8 @@ class StreamedReply {
     const delta = chunk.choices?.find((c) => (c.index ?? 0) === 0)?.delta;
     if (!delta) return;
     if (typeof delta.content === 'string') this.text += delta.content;
+    // Each delta's thinking_blocks are whole blocks (the adapters send a block when it ends).
+    if (Array.isArray(delta.thinking_blocks)) this.thinking.push(...(delta.thinking_blocks as ThinkingBlock[]));
     for (const tc of delta.tool_calls ?? []) {
       const at = typeof tc.index === 'number' ? tc.index : this.calls.length;
       const call = (this.calls[at] ??= { id: '', type: 'function', function: { name: '', arguments: '' } });
@@ -138,10 +143,11 @@ class StreamedReply {
     }
   }
 
-  message(): Pick<ChatMessage, 'role' | 'content' | 'tool_calls'> {
+  message(): Pick<ChatMessage, 'role' | 'content' | 'tool_calls' | 'thinking_blocks'> {
     const calls = this.calls.filter(Boolean);
+    const thinking = this.thinking.length > 0 ? { thinking_blocks: this.thinking } : {};
     // Like the plain API: content is null when the model only called tools.
-    return calls.length > 0 ? { role: 'assistant', content: this.text || null, tool_calls: calls } : { role: 'assistant', content: this.text };
+    return calls.length > 0 ? { role: 'assistant', content: this.text || null, tool_calls: calls, ...thinking } : { role: 'assistant', content: this.text, ...thinking };
   }
 }
 
@@ -276,7 +282,7 @@ export function createChatHandler(options: ChatHandlerOptions) {
 
 
 
-  async function store(turn: Turn, reply: Pick<ChatMessage, 'role' | 'content' | 'tool_calls'>, meta: CallMeta): Promise<void> {
+  async function store(turn: Turn, reply: Pick<ChatMessage, 'role' | 'content' | 'tool_calls' | 'thinking_blocks'>, meta: CallMeta): Promise<void> {
     const messages: ContextMessageInput[] = [...turn.messages, toStored(reply, `${turn.base}.reply`)];
     try {
       await context.append(turn.sessionId, messages, meta);

@@ -16,7 +16,7 @@ import { Behavior, PlanError, validatePlan, type BehaviorPlan, type FakeApi, typ
 import { FakeRequestError, fakeEmbeddings, fakeResponse } from './openai-extra';
 import { bedrockRoute, bedrockStatusError, brokenFrame, checkBedrockAuth, converseBody, converseStreamEvents, exceptionFrame, invokeEmbeddings, parseConverse } from './bedrock';
 import { GEMINI_BROKEN_EVENT, geminiEmbeddings, geminiErrorBody, geminiRoute, geminiStatusError, generateContentBody, generateContentEvents, parseGenerateContent, type GeminiRoute } from './gemini';
-import { HttpError, estimateTokens, fakeVector, joinChunks, type Json, type Reply, type StreamEvents, type WireChunk } from './wire';
+import { HttpError, THINKING_FIRST_MESSAGE, estimateTokens, fakeVector, joinChunks, thinkingSignature, type Json, type Reply, type StreamEvents, type WireChunk } from './wire';
 
 export * from './behavior';
 
@@ -217,9 +217,11 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
   const buildReply = (api: FakeApi, body: Json, options: ReplyOptions): Reply => {
     let reply = buildPlainReply(api, body, options);
     const thinking = body.thinking as { type?: string } | undefined;
-    if (api === 'anthropic' && thinking?.type === 'enabled') {
+    if ((api === 'anthropic' || api === 'bedrock') && thinking?.type === 'enabled') {
       const text = `Thinking about: ${lastUserText(body.messages as Json[])}`;
-      reply = { ...reply, thinking: { text, signature: `sig_${Buffer.from(text).toString('base64url').slice(0, 32)}` }, completionTokens: reply.completionTokens + estimateTokens(text) };
+      // Bedrock renders it as reasoningContent (bedrock.ts), signed the same way.
+      reply = api === 'anthropic' ? { ...reply, thinking: { text, signature: thinkingSignature(text) } } : { ...reply, reasoning: reply.reasoning ?? text };
+      reply.completionTokens += estimateTokens(text);
     }
     const cachedTokens = Math.min(reply.promptTokens, options.cachedTokens ?? 0);
     const cacheWriteTokens = Math.min(reply.promptTokens - cachedTokens, options.cacheWriteTokens ?? 0);
@@ -1114,6 +1116,36 @@ function checkAnthropic(req: IncomingMessage, body: Json | undefined, apiKey: st
     throw new HttpError(400, 'invalid_request_error', 'system: Input should be a valid string or list');
   }
   checkAnthropicToolPairing(body.messages as Json[]);
+  checkAnthropicThinking(body);
+}
+
+/**
+ * Anthropic's rules for thinking in the history: every `thinking` block carries the signature
+ * it was answered with (the fake checks it against the text), a `redacted_thinking` block its
+ * `data`, and with thinking on, a tool-use continuation (the last message holds tool results)
+ * has its last assistant turn start with a thinking block.
+ */
+function checkAnthropicThinking(body: Json): void {
+  const messages = body.messages as Json[];
+  messages.forEach((m, i) => {
+    if (!Array.isArray(m.content)) return;
+    (m.content as Json[]).forEach((b, j) => {
+      if (b?.type === 'thinking') {
+        if (typeof b.signature !== 'string' || b.signature.length === 0) throw new HttpError(400, 'invalid_request_error', `messages.${i}.content.${j}.thinking.signature: Field required`);
+        if (typeof b.thinking !== 'string' || b.signature !== thinkingSignature(b.thinking)) throw new HttpError(400, 'invalid_request_error', `messages.${i}.content.${j}: Invalid \`signature\` in \`thinking\` block`);
+      } else if (b?.type === 'redacted_thinking' && (typeof b.data !== 'string' || b.data.length === 0)) {
+        throw new HttpError(400, 'invalid_request_error', `messages.${i}.content.${j}.redacted_thinking.data: Field required`);
+      }
+    });
+  });
+  const last = messages.at(-1);
+  const continuation = last?.role === 'user' && Array.isArray(last.content) && (last.content as Json[]).some((b) => b?.type === 'tool_result');
+  if ((body.thinking as Json | undefined)?.type !== 'enabled' || !continuation) return;
+  const at = messages.length - 2;
+  const first = (messages[at]?.content as Json[] | undefined)?.[0];
+  if (first?.type !== 'thinking' && first?.type !== 'redacted_thinking') {
+    throw new HttpError(400, 'invalid_request_error', `messages.${at}.content.0.type: Expected \`thinking\` or \`redacted_thinking\`, but found \`${String(first?.type ?? 'text')}\`. ${THINKING_FIRST_MESSAGE}`);
+  }
 }
 
 /**
