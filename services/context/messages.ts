@@ -220,6 +220,14 @@ export function createAppendValidator(settings: Pick<ContextSettings, 'maxAppend
       if (m.tool_calls !== undefined && m.role !== 'assistant') {
         throw badRequest(`'messages[${i}].tool_calls' is only allowed on role 'assistant'`, `messages[${i}].tool_calls`);
       }
+      if (m.thinking_blocks !== undefined && m.role !== 'assistant') {
+        throw badRequest(`'messages[${i}].thinking_blocks' is only allowed on role 'assistant'`, `messages[${i}].thinking_blocks`);
+      }
+      (m.thinking_blocks ?? []).forEach((b, j) => {
+        // A thinking block needs its signature, a redacted one its data: else Claude refuses the replay.
+        const missing = b.type === 'thinking' ? (['thinking', 'signature'] as const).find((f) => typeof b[f] !== 'string') : typeof b.data !== 'string' ? 'data' : undefined;
+        if (missing) throw badRequest(`'messages[${i}].thinking_blocks[${j}].${missing}' is required for a '${b.type}' block`, `messages[${i}].thinking_blocks[${j}].${missing}`);
+      });
       if (m.tool_call_id !== undefined && m.role !== 'tool') {
         throw badRequest(`'messages[${i}].tool_call_id' is only allowed on role 'tool'`, `messages[${i}].tool_call_id`);
       }
