@@ -222,7 +222,7 @@ function parseInput(args: string): unknown {
 /** A canonical completion (its first choice) as a Messages API answer. */
 export function toAnthropicResponse(completion: ChatCompletion): AnthropicResponse {
   const choice = completion.choices[0];
-  const content: AnthropicBlock[] = anthropicThinkingBlocks(thinkingBlocksOf(choice?.message?.thinking_blocks));
+  const content: AnthropicBlock[] = thinkingContentOf(choice?.message);
   const text = typeof choice?.message?.content === 'string' ? choice.message.content : '';
   if (text) content.push({ type: 'text', text });
   for (const tc of choice?.message?.tool_calls ?? []) content.push({ type: 'tool_use', id: tc.id, name: tc.function.name, input: parseInput(tc.function.arguments) });
@@ -242,6 +242,18 @@ export function toAnthropicResponse(completion: ChatCompletion): AnthropicRespon
 /** The well-formed thinking blocks of an answer's `thinking_blocks` (an extension field, so read with care). */
 function thinkingBlocksOf(blocks: unknown): ThinkingBlock[] {
   return Array.isArray(blocks) ? blocks.map((b) => thinkingBlockOf(b as AnthropicBlock)).filter((b): b is ThinkingBlock => b !== undefined) : [];
+}
+
+/**
+ * An answer's thinking as Anthropic blocks: its thinking blocks as they came (signatures
+ * included), else reasoning text from a provider that signs none (vLLM, DeepSeek) as one
+ * thinking block with an empty signature, as a stream of it reads.
+ */
+function thinkingContentOf(message: Record<string, unknown> | undefined): AnthropicBlock[] {
+  const blocks = thinkingBlocksOf(message?.thinking_blocks);
+  if (blocks.length > 0) return anthropicThinkingBlocks(blocks);
+  const reasoning = message?.reasoning_content;
+  return typeof reasoning === 'string' && reasoning !== '' ? [{ type: 'thinking', thinking: reasoning, signature: '' }] : [];
 }
 
 function event(type: string, data: Record<string, unknown>): AnthropicEvent {
