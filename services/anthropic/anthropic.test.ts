@@ -2,8 +2,8 @@
 // stream writer and the error shape. End to end with the official SDK: test/e2e/messages.suite.ts.
 import { describe, expect, it } from 'vitest';
 import { ApiError, badRequest } from '../kit/errors';
-import type { ChatCompletionChunk } from '../openai';
-import { AnthropicStreamAssembler, anthropicErrorBody, toAnthropicEvents, toAnthropicResponse, toChatRequest, writeAnthropicSse, type AnthropicEvent, type MessagesRequest } from '.';
+import type { ChatCompletion, ChatCompletionChunk } from '../openai';
+import { AnthropicStreamAssembler, anthropicErrorBody, toAnthropicEvents, toAnthropicResponse, toChatReply, toChatRequest, writeAnthropicSse, type AnthropicEvent, type MessagesRequest } from '.';
 
 const base = (extra: Partial<MessagesRequest> = {}): MessagesRequest => ({ model: 'm', max_tokens: 100, messages: [{ role: 'user', content: 'hi' }], ...extra });
 
@@ -41,7 +41,7 @@ describe('toChatRequest', () => {
       messages: [
         { role: 'system', content: [{ type: 'text', text: 'rules', cache_control: { type: 'ephemeral' } }] },
         { role: 'user', content: [{ type: 'image_url', image_url: { url: 'https://x/y.png' } }, { type: 'text', text: 'look' }] },
-        { role: 'assistant', content: 'calling', tool_calls: [{ id: 't1', type: 'function', function: { name: 'f', arguments: '{"a":1}' } }] },
+        { role: 'assistant', content: 'calling', tool_calls: [{ id: 't1', type: 'function', function: { name: 'f', arguments: '{"a":1}' } }], thinking_blocks: [{ type: 'thinking', thinking: 'hm', signature: 's' }] },
         { role: 'tool', tool_call_id: 't1', content: 'ok' },
         { role: 'tool', tool_call_id: 't2', content: '[tool error] bad' },
       ],
@@ -154,6 +154,42 @@ describe('answers', () => {
       { type: 'tool_use', id: 'a', name: 'f', input: { q: 1 } },
       { type: 'tool_use', id: 'b', name: 'g', input: {} },
     ]);
+  });
+
+  it('answers thinking as thinking blocks, signatures included, plain and streamed, and the assembler keeps them', async () => {
+    const completion = (message: Record<string, unknown>) =>
+      toAnthropicResponse({ id: 'c', object: 'chat.completion', created: 0, model: 'm', choices: [{ index: 0, message: { role: 'assistant', content: 'ok', ...message }, finish_reason: 'stop', logprobs: null }] } as ChatCompletion);
+    const signed = { type: 'thinking', thinking: 'hm', signature: 'sig' };
+    const redacted = { type: 'redacted_thinking', data: 'ZGF0YQ==' };
+    expect(completion({ reasoning_content: 'hm', thinking_blocks: [signed, redacted] }).content).toEqual([signed, redacted, { type: 'text', text: 'ok' }]);
+    // Reasoning a provider signs nothing for: one block, its signature empty.
+    expect(completion({ reasoning_content: 'why' }).content).toEqual([{ type: 'thinking', thinking: 'why', signature: '' }, { type: 'text', text: 'ok' }]);
+
+    const chunk = (delta: Record<string, unknown>, finish: string | null = null): ChatCompletionChunk =>
+      ({ id: 'c', object: 'chat.completion.chunk', created: 0, model: 'm', choices: [{ index: 0, delta, finish_reason: finish }] }) as ChatCompletionChunk;
+    async function* chunks() {
+      yield chunk({ role: 'assistant', content: '' });
+      yield chunk({ reasoning_content: 'h' });
+      yield chunk({ reasoning_content: 'm' });
+      yield chunk({ thinking_blocks: [signed] });
+      yield chunk({ thinking_blocks: [redacted] });
+      yield chunk({ content: 'ok' });
+      yield chunk({}, 'stop');
+    }
+    const events: AnthropicEvent[] = [];
+    for await (const ev of toAnthropicEvents(chunks(), 'm')) events.push(ev);
+    const data = events.map((e) => JSON.parse(e.data));
+    expect(data.filter((d) => d.type === 'content_block_delta').map((d) => [d.index, d.delta])).toEqual([
+      [0, { type: 'thinking_delta', thinking: 'h' }],
+      [0, { type: 'thinking_delta', thinking: 'm' }],
+      [0, { type: 'signature_delta', signature: 'sig' }],
+      [2, { type: 'text_delta', text: 'ok' }],
+    ]);
+    expect(data.filter((d) => d.type === 'content_block_start').map((d) => d.content_block.type)).toEqual(['thinking', 'redacted_thinking', 'text']);
+    const assembler = new AnthropicStreamAssembler();
+    for (const ev of events) assembler.add(ev);
+    expect(assembler.content()).toEqual([signed, redacted, { type: 'text', text: 'ok' }]);
+    expect(toChatReply({ content: assembler.content() })).toEqual({ role: 'assistant', content: 'ok', thinking_blocks: [signed, redacted] });
   });
 });
 

@@ -7,3 +7,4 @@ export * from './schemas';
 export * from './errors';
 export * from './translate';
 export * from './sse';
+export * from './blocks';

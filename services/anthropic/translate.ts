@@ -5,12 +5,13 @@
  *
  * Strict translation (a non-Anthropic provider may answer) refuses what the canonical request
  * cannot carry with a 400 naming the field (`messages[2].content[0].type`, `top_k`,
- * `tools[1].type`, ...), never dropping it. One exception, as Anthropic itself does: `thinking`
- * blocks of earlier assistant turns are left out (Anthropic ignores them in the context too,
- * and no other provider can verify their signatures).
+ * `tools[1].type`, ...), never dropping it. `thinking` and `redacted_thinking` blocks of
+ * assistant turns travel as the message's `thinking_blocks` (services/anthropic/blocks.ts), so
+ * Claude on Bedrock gets them back with their signatures; the other providers ignore them.
  */
 import { badRequest } from '../kit/errors';
-import { MAX_STOP_SEQUENCES, type ChatCompletion, type ChatCompletionChunk, type ChatMessage, type ChatRequest, type ContentPart, type FinishReason, type Usage } from '../openai';
+import { MAX_STOP_SEQUENCES, type ChatCompletion, type ChatCompletionChunk, type ChatMessage, type ChatRequest, type ContentPart, type FinishReason, type ThinkingBlock, type Usage } from '../openai';
+import { anthropicAssistantBlocks, anthropicImageBlock, anthropicThinkingBlocks, readAssistantBlocks, thinkingBlockOf } from './blocks';
 import type { AnthropicBlock, AnthropicEvent, AnthropicResponse, AnthropicUsage, MessagesRequest } from './schemas';
 
 /** Options of {@link toChatRequest}. */
@@ -83,18 +84,13 @@ export function toChatRequest(body: MessagesRequest, options: ToChatOptions = {}
       return;
     }
     if (m.role === 'assistant') {
-      const parts: ContentPart[] = [];
-      const calls: NonNullable<ChatMessage['tool_calls']> = [];
-      m.content.forEach((b: AnthropicBlock, j) => {
-        const at = `${field}.content[${j}]`;
-        if (b.type === 'text') parts.push({ type: 'text', text: String(b.text ?? '') });
-        else if (b.type === 'tool_use') calls.push({ id: String(b.id ?? ''), type: 'function', function: { name: String(b.name ?? ''), arguments: JSON.stringify(b.input ?? {}) } });
-        else if (b.type === 'thinking' || b.type === 'redacted_thinking') return; // see the module note
-        else if (strict) throw badRequest(`assistant content blocks of type '${b.type}' cannot be sent to this model's providers`, `${at}.type`);
-      });
-      const text = parts.map((p) => p.text).join('');
-      const message: ChatMessage = { role: 'assistant', content: calls.length > 0 && text === '' ? null : text };
+      const read = readAssistantBlocks(m.content);
+      const unread = read.unread[0];
+      if (strict && unread !== undefined) throw badRequest(`assistant content blocks of type '${m.content[unread]!.type}' cannot be sent to this model's providers`, `${field}.content[${unread}].type`);
+      const calls = read.toolCalls;
+      const message: ChatMessage = { role: 'assistant', content: calls.length > 0 && read.text === '' ? null : read.text };
       if (calls.length > 0) message.tool_calls = calls;
+      if (read.thinkingBlocks.length > 0) message.thinking_blocks = read.thinkingBlocks;
       messages.push(message);
       return;
     }
@@ -256,7 +252,7 @@ function parseInput(args: string): unknown {
 /** A canonical completion (its first choice) as a Messages API answer. */
 export function toAnthropicResponse(completion: ChatCompletion): AnthropicResponse {
   const choice = completion.choices[0];
-  const content: AnthropicBlock[] = [];
+  const content: AnthropicBlock[] = thinkingContentOf(choice?.message);
   const text = typeof choice?.message?.content === 'string' ? choice.message.content : '';
   if (text) content.push({ type: 'text', text });
   for (const tc of choice?.message?.tool_calls ?? []) content.push({ type: 'tool_use', id: tc.id, name: tc.function.name, input: parseInput(tc.function.arguments) });
@@ -273,6 +269,23 @@ export function toAnthropicResponse(completion: ChatCompletion): AnthropicRespon
   };
 }
 
+/** The well-formed thinking blocks of an answer's `thinking_blocks` (an extension field, so read with care). */
+function thinkingBlocksOf(blocks: unknown): ThinkingBlock[] {
+  return Array.isArray(blocks) ? blocks.map((b) => thinkingBlockOf(b as AnthropicBlock)).filter((b): b is ThinkingBlock => b !== undefined) : [];
+}
+
+/**
+ * An answer's thinking as Anthropic blocks: its thinking blocks as they came (signatures
+ * included), else reasoning text from a provider that signs none (vLLM, DeepSeek) as one
+ * thinking block with an empty signature, as a stream of it reads.
+ */
+function thinkingContentOf(message: Record<string, unknown> | undefined): AnthropicBlock[] {
+  const blocks = thinkingBlocksOf(message?.thinking_blocks);
+  if (blocks.length > 0) return anthropicThinkingBlocks(blocks);
+  const reasoning = message?.reasoning_content;
+  return typeof reasoning === 'string' && reasoning !== '' ? [{ type: 'thinking', thinking: reasoning, signature: '' }] : [];
+}
+
 function event(type: string, data: Record<string, unknown>): AnthropicEvent {
   return { event: type, data: JSON.stringify({ type, ...data }) };
 }
@@ -284,7 +297,7 @@ function event(type: string, data: Record<string, unknown>): AnthropicEvent {
  */
 export async function* toAnthropicEvents(chunks: AsyncIterable<ChatCompletionChunk>, model: string): AsyncGenerator<AnthropicEvent> {
   let started = false;
-  let open: { index: number; kind: 'text' | 'tool'; toolIndex?: number } | undefined;
+  let open: { index: number; kind: 'text' | 'tool' | 'thinking'; toolIndex?: number } | undefined;
   let nextIndex = 0;
   let finish: FinishReason | string | null = null;
   let usage: Usage | undefined;
@@ -300,6 +313,33 @@ export async function* toAnthropicEvents(chunks: AsyncIterable<ChatCompletionChu
     const choice = chunk.choices?.find((c) => (c.index ?? 0) === 0);
     if (!choice) continue;
     const delta = choice.delta ?? {};
+    // Reasoning streams as a thinking block; the finished block (its signature) closes it.
+    if (typeof delta.reasoning_content === 'string' && delta.reasoning_content !== '') {
+      if (open?.kind !== 'thinking') {
+        if (open) yield event('content_block_stop', { index: open.index });
+        open = { index: nextIndex++, kind: 'thinking' };
+        yield event('content_block_start', { index: open.index, content_block: { type: 'thinking', thinking: '', signature: '' } });
+      }
+      yield event('content_block_delta', { index: open.index, delta: { type: 'thinking_delta', thinking: delta.reasoning_content } });
+    }
+    for (const b of thinkingBlocksOf(delta.thinking_blocks)) {
+      if (b.type === 'thinking' && open?.kind === 'thinking') {
+        yield event('content_block_delta', { index: open.index, delta: { type: 'signature_delta', signature: b.signature } });
+      } else {
+        if (open) yield event('content_block_stop', { index: open.index });
+        const index = nextIndex++;
+        if (b.type === 'thinking') {
+          yield event('content_block_start', { index, content_block: { type: 'thinking', thinking: '', signature: '' } });
+          yield event('content_block_delta', { index, delta: { type: 'thinking_delta', thinking: b.thinking } });
+          yield event('content_block_delta', { index, delta: { type: 'signature_delta', signature: b.signature } });
+        } else {
+          yield event('content_block_start', { index, content_block: { type: 'redacted_thinking', data: b.data } });
+        }
+        open = { index, kind: 'thinking' };
+      }
+      yield event('content_block_stop', { index: open.index });
+      open = undefined;
+    }
     if (typeof delta.content === 'string' && delta.content !== '') {
       if (open?.kind !== 'text') {
         if (open) yield event('content_block_stop', { index: open.index });
@@ -340,31 +380,24 @@ export function toAnthropicMessage(m: ChatMessage): { role: 'user' | 'assistant'
   } else if (Array.isArray(m.content)) {
     for (const p of m.content) {
       if (p.type === 'text') blocks.push({ type: 'text', text: p.text ?? '' });
-      else if (p.type === 'image_url') {
-        const url = (p.image_url as { url?: string } | undefined)?.url ?? '';
-        const data = /^data:([^;,]+);base64,(.*)$/s.exec(url);
-        blocks.push({ type: 'image', source: data ? { type: 'base64', media_type: data[1], data: data[2] } : { type: 'url', url } });
-      }
+      else if (p.type === 'image_url') blocks.push(anthropicImageBlock((p.image_url as { url?: string } | undefined)?.url ?? ''));
     }
   }
-  for (const tc of m.tool_calls ?? []) blocks.push({ type: 'tool_use', id: tc.id, name: tc.function.name, input: parseInput(tc.function.arguments) });
-  return { role: m.role === 'assistant' ? 'assistant' : 'user', content: blocks };
+  // A stored assistant turn replays its thinking (with the signatures) before its text and tool uses.
+  return { role: m.role === 'assistant' ? 'assistant' : 'user', content: anthropicAssistantBlocks(m, blocks, parseInput, '') };
 }
 
-/** An Anthropic answer's content as the canonical assistant message a session stores (text and tool calls). */
+/** An Anthropic answer's content as the canonical assistant message a session stores (text, tool calls, thinking blocks). */
 export function toChatReply(response: Pick<AnthropicResponse, 'content'>): ChatMessage {
-  let text = '';
-  const calls: NonNullable<ChatMessage['tool_calls']> = [];
-  for (const b of response.content ?? []) {
-    if (b.type === 'text') text += String(b.text ?? '');
-    else if (b.type === 'tool_use') calls.push({ id: String(b.id ?? ''), type: 'function', function: { name: String(b.name ?? ''), arguments: JSON.stringify(b.input ?? {}) } });
-  }
-  return calls.length > 0 ? { role: 'assistant', content: text || null, tool_calls: calls } : { role: 'assistant', content: text };
+  const { text, toolCalls, thinkingBlocks } = readAssistantBlocks(response.content ?? []);
+  const reply: ChatMessage = toolCalls.length > 0 ? { role: 'assistant', content: text || null, tool_calls: toolCalls } : { role: 'assistant', content: text };
+  if (thinkingBlocks.length > 0) reply.thinking_blocks = thinkingBlocks;
+  return reply;
 }
 
 /**
- * Rebuilds the answer an event stream spelled out (text and tool_use blocks), so the router can
- * store a streamed turn; other blocks (thinking) are not stored.
+ * Rebuilds the answer an event stream spelled out (text, tool_use and thinking blocks with
+ * their signatures), so the router can store a streamed turn.
  */
 export class AnthropicStreamAssembler {
   private readonly blocks = new Map<number, AnthropicBlock & { json?: string }>();
@@ -383,6 +416,8 @@ export class AnthropicStreamAssembler {
       if (!block) return;
       if (data.delta?.type === 'text_delta') block.text = String(block.text ?? '') + String(data.delta.text ?? '');
       else if (data.delta?.type === 'input_json_delta') block.json = (block.json ?? '') + String(data.delta.partial_json ?? '');
+      else if (data.delta?.type === 'thinking_delta') block.thinking = String(block.thinking ?? '') + String(data.delta.thinking ?? '');
+      else if (data.delta?.type === 'signature_delta') block.signature = String(block.signature ?? '') + String(data.delta.signature ?? '');
     }
   }
 

@@ -75,6 +75,10 @@ const BAD_INPUT: BadInput[] = [
   ['POST', '/v1/sessions/ok/messages', { messages: [{ role: 'tool', content: 'x' }] }, 'messages[0].tool_call_id'],
   ['POST', '/v1/sessions/ok/messages', { messages: [{ role: 'assistant', content: null }] }, 'messages[0].content'],
   ['POST', '/v1/sessions/ok/messages', { messages: [{ role: 'user', content: 'x', tool_calls: [] }] }, 'messages[0].tool_calls'],
+  ['POST', '/v1/sessions/ok/messages', { messages: [{ role: 'user', content: 'x', thinking_blocks: [{ type: 'thinking', thinking: 't', signature: 's' }] }] }, 'messages[0].thinking_blocks'],
+  ['POST', '/v1/sessions/ok/messages', { messages: [{ role: 'assistant', content: 'x', thinking_blocks: [{ type: 'thinking', thinking: 't' }] }] }, 'messages[0].thinking_blocks[0].signature'],
+  ['POST', '/v1/sessions/ok/messages', { messages: [{ role: 'assistant', content: 'x', thinking_blocks: [{ type: 'redacted_thinking' }] }] }, 'messages[0].thinking_blocks[0].data'],
+  ['POST', '/v1/sessions/ok/messages', { messages: [{ role: 'assistant', content: 'x', thinking_blocks: [{ type: 'reasoning', thinking: 't' }] }] }, 'messages[0].thinking_blocks[0].type'],
   ['POST', '/v1/sessions/ok/messages', { messages: [{ id: 'has space', role: 'user', content: 'x' }] }, 'messages[0].id'],
   ['POST', '/v1/sessions/ok/messages', { messages: Array.from({ length: 21 }, () => ({ role: 'user', content: 'x' })) }, 'messages'],
 ];

@@ -1,7 +1,7 @@
 import { o200k } from '../kit/o200k';
 import { badRequest, compileBodyCheck } from '../kit';
 import type { ContextSettings } from './config';
-import { MAX_CONTENT_PARTS, MAX_TOOLS, ROLES, contentText, type ContentPart, type Role } from '../openai';
+import { MAX_CONTENT_PARTS, MAX_THINKING_BLOCKS, MAX_TOOLS, ROLES, contentText, type ContentPart, type Role, type ThinkingBlock } from '../openai';
 
 
 /** One text part of a message whose content is an array (OpenAI's content parts). */
@@ -41,6 +41,12 @@ export interface ContextMessageInput {
   tool_calls?: StoredToolCall[];
   /** Tool messages: the id of the call in the preceding assistant message this result answers. */
   tool_call_id?: string;
+  /**
+   * Assistant messages: Claude's thinking blocks with their signatures, stored as given and
+   * replayed unchanged (a tool-use continuation needs them). Not counted in `tokens`: Claude
+   * leaves earlier turns' thinking out of the context.
+   */
+  thinking_blocks?: ThinkingBlock[];
 }
 
 /** A message as stored and returned: the input plus its id, token count and time of append. */
@@ -51,6 +57,7 @@ export interface StoredMessage {
   name?: string;
   tool_calls?: StoredToolCall[];
   tool_call_id?: string;
+  thinking_blocks?: ThinkingBlock[];
   /** Tokens this message costs in a prompt (see {@link countMessageTokens}), counted at append. */
   tokens: number;
   /** When it was appended, ISO 8601. */
@@ -173,6 +180,20 @@ export function appendBodySchema(settings: Pick<ContextSettings, 'maxAppend' | '
               },
             },
             tool_call_id: { type: 'string', minLength: 1, maxLength: MAX_TOOL_CALL_ID_CHARS },
+            thinking_blocks: {
+              type: 'array',
+              maxItems: MAX_THINKING_BLOCKS,
+              items: {
+                type: 'object',
+                required: ['type'],
+                properties: {
+                  type: { type: 'string', enum: ['thinking', 'redacted_thinking'] },
+                  thinking: { type: 'string', maxLength: settings.maxContentChars },
+                  signature: { type: 'string' },
+                  data: { type: 'string' },
+                },
+              },
+            },
           },
         },
       },
@@ -199,6 +220,14 @@ export function createAppendValidator(settings: Pick<ContextSettings, 'maxAppend
       if (m.tool_calls !== undefined && m.role !== 'assistant') {
         throw badRequest(`'messages[${i}].tool_calls' is only allowed on role 'assistant'`, `messages[${i}].tool_calls`);
       }
+      if (m.thinking_blocks !== undefined && m.role !== 'assistant') {
+        throw badRequest(`'messages[${i}].thinking_blocks' is only allowed on role 'assistant'`, `messages[${i}].thinking_blocks`);
+      }
+      (m.thinking_blocks ?? []).forEach((b, j) => {
+        // A thinking block needs its signature, a redacted one its data: else Claude refuses the replay.
+        const missing = b.type === 'thinking' ? (['thinking', 'signature'] as const).find((f) => typeof b[f] !== 'string') : typeof b.data !== 'string' ? 'data' : undefined;
+        if (missing) throw badRequest(`'messages[${i}].thinking_blocks[${j}].${missing}' is required for a '${b.type}' block`, `messages[${i}].thinking_blocks[${j}].${missing}`);
+      });
       if (m.tool_call_id !== undefined && m.role !== 'tool') {
         throw badRequest(`'messages[${i}].tool_call_id' is only allowed on role 'tool'`, `messages[${i}].tool_call_id`);
       }

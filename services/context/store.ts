@@ -214,6 +214,7 @@ export class RedisContextStore implements ContextCore {
       if (m.name !== undefined) message.name = m.name;
       if (m.tool_calls !== undefined) message.tool_calls = m.tool_calls;
       if (m.tool_call_id !== undefined) message.tool_call_id = m.tool_call_id;
+      if (m.thinking_blocks !== undefined && m.thinking_blocks.length > 0) message.thinking_blocks = m.thinking_blocks;
       return message;
     });
     const argv: Array<string | number> = [this.settings.ttlSeconds * 1000, this.settings.maxMessages, this.settings.dedupeWindow, stored.length];

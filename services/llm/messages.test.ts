@@ -4,10 +4,13 @@
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeProvider, type FakeProvider } from '../../test/fake-provider/server';
+import { thinkingSignature } from '../../test/fake-provider/wire';
 import { fakeOpenAi, metricValue, startLlm, type TestLlm } from '../../test/support/llm-service';
 
 let fake: FakeProvider;
 let llm: TestLlm;
+const saved = { ...process.env };
+const BEDROCK_CLAUDE = 'us.anthropic.claude-sonnet-4-20250514-v1:0';
 const PRICE = { input: 1, output: 2, cached_input: 0.1, cache_write: 1.25 };
 
 beforeAll(async () => {
@@ -18,6 +21,7 @@ beforeAll(async () => {
         { name: 'claude-a', type: 'anthropic', baseUrl: fake.url, apiKeyEnv: 'PM_TEST_MESSAGES_KEY', timeoutMs: 5_000, prices: { 'claude-x': PRICE } },
         { name: 'claude-b', type: 'anthropic', baseUrl: fake.url, apiKeyEnv: 'PM_TEST_MESSAGES_KEY', timeoutMs: 5_000, models: ['claude-y'] },
         fakeOpenAi('gpt', fake.url, { models: ['gpt-x'] }),
+        { name: 'bedrock', type: 'bedrock', region: 'us-east-1', baseUrl: fake.url, timeoutMs: 5_000, models: [BEDROCK_CLAUDE] },
       ],
       models: {
         claude: [{ provider: 'claude-a', model: 'claude-x' }, { provider: 'claude-b', model: 'claude-y' }],
@@ -25,13 +29,15 @@ beforeAll(async () => {
       },
       routing: { strategy: 'priority', fallback: true, retries: { attempts: 0, backoffMs: 1 } },
     },
-    { env: { PM_TEST_MESSAGES_KEY: 'ak-test' } },
+    // Bedrock's credentials: the AWS default chain's environment source.
+    { env: { PM_TEST_MESSAGES_KEY: 'ak-test', AWS_ACCESS_KEY_ID: 'AKIDMESSAGES', AWS_SECRET_ACCESS_KEY: 'secret' } },
   );
 });
 afterEach(() => fake.reset());
 afterAll(async () => {
   await llm.close();
   await fake.close();
+  process.env = saved;
 });
 
 async function messages(body: unknown, headers: Record<string, string> = {}) {
@@ -96,5 +102,36 @@ describe('llm POST /v1/messages', () => {
     const unknown = await messages({ model: 'nope', max_tokens: 5, messages: [{ role: 'user', content: 'x' }] });
     expect(unknown.status).toBe(404);
     expect(unknown.json.error.type).toBe('not_found_error');
+  });
+
+  it('carries thinking signatures through Bedrock: answered with them, sent back unchanged, refused without', async () => {
+    fake.setBehavior({ rules: [{ times: 1, reply: { toolCall: { name: 'weather', arguments: { city: 'Oslo' } } } }] });
+    const tools = [{ name: 'weather', input_schema: { type: 'object', properties: { city: { type: 'string' } } } }];
+    const base = { model: BEDROCK_CLAUDE, max_tokens: 30_000, thinking: { type: 'enabled', budget_tokens: 2_000 }, tools };
+    const question = { role: 'user', content: 'weather in Oslo?' };
+    const first = await messages({ ...base, messages: [question] });
+    expect(first.status).toBe(200);
+    expect(first.headers['x-promptmesh-passthrough']).toBe('false');
+    const text = 'Thinking about: weather in Oslo?';
+    expect(first.json.content.map((b: { type: string }) => b.type)).toEqual(['thinking', 'tool_use']);
+    expect(first.json.content[0]).toEqual({ type: 'thinking', thinking: text, signature: thinkingSignature(text) });
+    const result = { role: 'user', content: [{ type: 'tool_result', tool_use_id: first.json.content[1].id, content: 'sunny' }] };
+
+    // Streamed: the thinking block with its signature_delta, then the next answer.
+    const next = await messages({ ...base, stream: true, messages: [question, { role: 'assistant', content: first.json.content }, result] });
+    expect(next.status).toBe(200);
+    const deltas = next.text
+      .split('\n\n')
+      .filter((e) => e.startsWith('event: content_block_delta'))
+      .map((e) => JSON.parse(e.slice(e.indexOf('data: ') + 6)).delta);
+    const thought = deltas.filter((d) => d.type === 'thinking_delta').map((d) => d.thinking).join('');
+    expect(thought).toMatch(/^Thinking about:/);
+    expect(deltas.filter((d) => d.type === 'signature_delta')).toEqual([{ type: 'signature_delta', signature: thinkingSignature(thought) }]);
+    expect((fake.requests.at(-1)!.body as any).messages[1].content[0]).toEqual({ reasoningContent: { reasoningText: { text, signature: thinkingSignature(text) } } });
+
+    const { signature: _s, ...unsigned } = first.json.content[0];
+    const refused = await messages({ ...base, messages: [question, { role: 'assistant', content: [unsigned, first.json.content[1]] }, result] });
+    expect(refused.status).toBe(400);
+    expect(refused.json).toMatchObject({ type: 'error', error: { type: 'invalid_request_error', message: expect.stringMatching(/must start with a thinking block/) } });
   });
 });

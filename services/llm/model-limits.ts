@@ -8,7 +8,10 @@ import type { ProviderConfig } from './types';
  *
  * Figures are the providers' published ones (late 2025). A model is matched by its longest
  * known prefix, so dated snapshots (`gpt-4o-2024-08-06`, `claude-sonnet-4-5-20250929`) and
- * `-latest` aliases match their family.
+ * `-latest` aliases match their family. Bedrock model IDs are matched the same way after their
+ * inference-profile prefix (`us.`, `eu.`, `apac.`, `global.`, ...) and ARN are taken off, and
+ * Claude's `anthropic.` too (so `us.anthropic.claude-sonnet-4-20250514-v1:0` is a
+ * `claude-sonnet-4`); Vertex AI's `publishers/google/models/` path likewise.
  */
 export interface KnownModel {
   /** The largest `max_tokens` the model accepts. */
@@ -51,16 +54,59 @@ export const KNOWN_MODELS: Readonly<Record<string, KnownModel>> = {
   'claude-3-5-haiku': { maxOutputTokens: 8_192, ...CLAUDE_CACHE },
   'claude-3-opus': { maxOutputTokens: 4_096, ...CLAUDE_CACHE },
   'claude-3-haiku': { maxOutputTokens: 4_096, ...CLAUDE_CACHE },
+  // Gemini (Vertex AI and the Gemini API); cached input: 2.5 and 3 bill a tenth, 2.0 and 1.5 a quarter
+  'gemini-3-pro': { maxOutputTokens: 65_536, cachedInputRatio: 0.1 },
+  'gemini-2.5-pro': { maxOutputTokens: 65_536, cachedInputRatio: 0.1 },
+  'gemini-2.5-flash': { maxOutputTokens: 65_536, cachedInputRatio: 0.1 },
+  'gemini-2.5-flash-lite': { maxOutputTokens: 65_536, cachedInputRatio: 0.1 },
+  'gemini-2.5-flash-image': { maxOutputTokens: 32_768, cachedInputRatio: 1 },
+  'gemini-2.0-flash': { maxOutputTokens: 8_192, cachedInputRatio: 0.25 },
+  'gemini-2.0-flash-lite': { maxOutputTokens: 8_192, cachedInputRatio: 0.25 },
+  'gemini-1.5-pro': { maxOutputTokens: 8_192, cachedInputRatio: 0.25 },
+  'gemini-1.5-flash': { maxOutputTokens: 8_192, cachedInputRatio: 0.25 },
+  // Bedrock's own model IDs (Claude on Bedrock matches the Anthropic entries above). Nova v1's
+  // card says 5K output, AWS's later Nova 1 -> 2 guide 10K: the larger is kept, so no request
+  // Bedrock takes is refused here. Not listed (unknown; set maxOutputTokens): Llama 4,
+  // Nova 2 Pro, Pixtral, Mistral Large 3.
+  'amazon.nova-micro': { maxOutputTokens: 10_000, cachedInputRatio: 0.25 },
+  'amazon.nova-lite': { maxOutputTokens: 10_000, cachedInputRatio: 0.25 },
+  'amazon.nova-pro': { maxOutputTokens: 10_000, cachedInputRatio: 0.25 },
+  'amazon.nova-premier': { maxOutputTokens: 32_000, cachedInputRatio: 0.25 },
+  'amazon.nova-2-lite': { maxOutputTokens: 65_536, cachedInputRatio: 0.25 },
+  // Llama 3.x on Bedrock: max_gen_len at most 2048.
+  'meta.llama3': { maxOutputTokens: 2_048, cachedInputRatio: 1 },
+  // Mistral on Bedrock: max_tokens at most 8192 (Mixtral 8x7B 4096).
+  'mistral.mistral-7b': { maxOutputTokens: 8_192, cachedInputRatio: 1 },
+  'mistral.mixtral-8x7b': { maxOutputTokens: 4_096, cachedInputRatio: 1 },
+  'mistral.mistral-small': { maxOutputTokens: 8_192, cachedInputRatio: 1 },
+  'mistral.mistral-large-2402': { maxOutputTokens: 8_192, cachedInputRatio: 1 },
+  'mistral.mistral-large-2407': { maxOutputTokens: 8_192, cachedInputRatio: 1 },
 };
 
 const PREFIXES = Object.keys(KNOWN_MODELS).sort((a, b) => b.length - a.length);
 
+/** Bedrock's cross-region inference profile prefixes (`us.anthropic...`, `global.amazon...`). */
+const INFERENCE_PROFILE_PREFIX = /^(?:us|us-gov|eu|apac|jp|au|ca|global)\./;
+
+/**
+ * The name a model is looked up by: lower case, without the path of an ARN or a Vertex AI
+ * resource name, a Bedrock inference-profile prefix, or Claude's `anthropic.` on Bedrock.
+ */
+function familyName(model: string): string {
+  return model
+    .toLowerCase()
+    .replace(/^.*\//, '')
+    .replace(INFERENCE_PROFILE_PREFIX, '')
+    .replace(/^anthropic\.(?=claude-)/, '');
+}
+
 /**
  * The known model a provider model name belongs to: an exact name, or the longest prefix
  * followed by `-` (so `o3` does not claim `o3x`, and `gpt-4o` does not claim `gpt-4o-mini`).
+ * Bedrock IDs and ARNs and Vertex AI resource names are looked up by their model's name.
  */
 export function knownModel(model: string): KnownModel | undefined {
-  const name = model.toLowerCase();
+  const name = familyName(model);
   for (const prefix of PREFIXES) {
     if (name === prefix || name.startsWith(`${prefix}-`)) return KNOWN_MODELS[prefix];
   }

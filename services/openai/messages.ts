@@ -3,7 +3,8 @@ import type { ChatMessage, ContentPart } from './schemas';
 
 /**
  * The message rules a schema cannot say: content must be present for every role but assistant
- * (which may carry tool calls instead), and a tool message must name the call it answers.
+ * (which may carry tool calls instead), a tool message must name the call it answers, and
+ * only an assistant message carries thinking blocks.
  * Throws a 400 naming the field (`messages[2].content`). Router and llm both run it, so a
  * request either layout accepts, the other accepts too.
  */
@@ -15,6 +16,10 @@ export function checkMessages(messages: ReadonlyArray<ChatMessage>): void {
     }
     if (m.role === 'tool' && typeof m.tool_call_id !== 'string') {
       throw badRequest(`'messages[${i}].tool_call_id' is required for role 'tool'`, `messages[${i}].tool_call_id`);
+    }
+    if (m.thinking_blocks !== undefined && m.role !== 'assistant') {
+      // Thinking belongs to the assistant turn that thought it; nowhere else would Claude take it.
+      throw badRequest(`'messages[${i}].thinking_blocks' is only allowed on role 'assistant'`, `messages[${i}].thinking_blocks`);
     }
   }
 }

@@ -68,6 +68,22 @@ export const ToolCallSchema = Type.Object(
 /** One tool call of an assistant message. */
 export type ToolCall = Static<typeof ToolCallSchema>;
 
+/**
+ * A thinking block of an assistant turn, carried so it can go back unchanged (extension field,
+ * the shape LiteLLM gives OpenAI-shaped clients): Claude's `thinking` with the `signature` that
+ * proves it (Anthropic, and Bedrock's `reasoningContent.reasoningText`), or `redacted_thinking`
+ * with its encrypted `data` (Bedrock's `redactedContent`, base64). A tool-use continuation with
+ * thinking on must send the turn's blocks back as they came, or Claude refuses it.
+ */
+export const ThinkingBlockSchema = Type.Union([
+  Type.Object({ type: Type.Literal('thinking'), thinking: Type.String(), signature: Type.String() }, { additionalProperties: false }),
+  Type.Object({ type: Type.Literal('redacted_thinking'), data: Type.String() }, { additionalProperties: false }),
+]);
+/** One thinking block of an assistant turn (see {@link ThinkingBlockSchema}). */
+export type ThinkingBlock = Static<typeof ThinkingBlockSchema>;
+/** The most thinking blocks one assistant message carries. */
+export const MAX_THINKING_BLOCKS = 64;
+
 const MessageContent = Type.Unsafe<string | ContentPart[] | null>({
   type: ['string', 'array', 'null'],
   items: ContentPartSchema,
@@ -90,6 +106,10 @@ export const ChatMessageSchema = Type.Object(
     function_call: Type.Optional(nullable(Type.Object({}, { additionalProperties: true }))),
     /** Prompt caching (Anthropic): marks the message's last block; content parts may carry it too. */
     cache_control: Type.Optional(Type.Object({}, { additionalProperties: true })),
+    /** Assistant messages: the reasoning text as answers give it (extension field; informational, never sent upstream). */
+    reasoning_content: Type.Optional(nullable(Type.String())),
+    /** Assistant messages: the turn's thinking blocks with their signatures, sent back to Claude unchanged. */
+    thinking_blocks: Type.Optional(Type.Array(ThinkingBlockSchema, { maxItems: MAX_THINKING_BLOCKS })),
   },
   { additionalProperties: false },
 );

@@ -3,7 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { HEADERS, METRICS } from '../../contracts';
 import { ApiError, LATENCY_BUCKETS, badRequest, type Logger } from '../kit';
-import { SSE_HEADERS, checkMessages, misspeltChatField, unknownChatFields, writeSse, type ChatCompletionChunk, type ChatMessage, type ChatRequest, type RouterChatRequest } from '../openai';
+import { SSE_HEADERS, checkMessages, misspeltChatField, unknownChatFields, writeSse, type ChatCompletionChunk, type ChatMessage, type ChatRequest, type RouterChatRequest, type ThinkingBlock } from '../openai';
 import type { CallMeta, ContextClient, LlmClient, LlmOrigin } from './clients';
 import type { TemplateCache } from './template-cache';
 import type { RollingStats } from '../kit/rolling-stats';
@@ -73,9 +73,10 @@ export function countsAsError(err: unknown): boolean {
   return err.statusCode >= 500 || err.statusCode === 429;
 }
 
-/** The assistant message a stream spelled out in deltas: its text and its tool calls, joined. */
+/** The assistant message a stream spelled out in deltas: its text, its tool calls and its thinking blocks, joined. */
 class StreamedReply {
   private text = '';
+  private readonly thinking: ThinkingBlock[] = [];
   private readonly calls: Array<{ id: string; type: 'function'; function: { name: string; arguments: string } }> = [];
 
   add(chunk: ChatCompletionChunk): void {
@@ -83,6 +84,8 @@ class StreamedReply {
     const delta = chunk.choices?.find((c) => (c.index ?? 0) === 0)?.delta;
     if (!delta) return;
     if (typeof delta.content === 'string') this.text += delta.content;
+    // Each delta's thinking_blocks are whole blocks (the adapters send a block when it ends).
+    if (Array.isArray(delta.thinking_blocks)) this.thinking.push(...(delta.thinking_blocks as ThinkingBlock[]));
     for (const tc of delta.tool_calls ?? []) {
       const at = typeof tc.index === 'number' ? tc.index : this.calls.length;
       const call = (this.calls[at] ??= { id: '', type: 'function', function: { name: '', arguments: '' } });
@@ -92,10 +95,11 @@ class StreamedReply {
     }
   }
 
-  message(): Pick<ChatMessage, 'role' | 'content' | 'tool_calls'> {
+  message(): Pick<ChatMessage, 'role' | 'content' | 'tool_calls' | 'thinking_blocks'> {
     const calls = this.calls.filter(Boolean);
+    const thinking = this.thinking.length > 0 ? { thinking_blocks: this.thinking } : {};
     // Like the plain API: content is null when the model only called tools.
-    return calls.length > 0 ? { role: 'assistant', content: this.text || null, tool_calls: calls } : { role: 'assistant', content: this.text };
+    return calls.length > 0 ? { role: 'assistant', content: this.text || null, tool_calls: calls, ...thinking } : { role: 'assistant', content: this.text, ...thinking };
   }
 }
 

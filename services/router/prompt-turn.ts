@@ -29,13 +29,14 @@ export function idBase(requestId: string): string {
  * A message as the session stores it: its content as given (parts included) and its tool
  * fields, so the history replays exactly what the provider saw.
  */
-export function toStored(m: Pick<ChatMessage, 'role' | 'content' | 'name' | 'tool_calls' | 'tool_call_id'>, id: string): ContextMessageInput {
+export function toStored(m: Pick<ChatMessage, 'role' | 'content' | 'name' | 'tool_calls' | 'tool_call_id' | 'thinking_blocks'>, id: string): ContextMessageInput {
   const calls = m.tool_calls && m.tool_calls.length > 0;
   // Content may be null only beside tool calls (an assistant reply that is all refusal has none).
   const out: ContextMessageInput = { id, role: m.role, content: m.content ?? (calls ? null : '') };
   if (m.name) out.name = m.name;
   if (calls) out.tool_calls = m.tool_calls;
   if (m.tool_call_id !== undefined) out.tool_call_id = m.tool_call_id;
+  if (m.thinking_blocks && m.thinking_blocks.length > 0) out.thinking_blocks = m.thinking_blocks;
   return out;
 }
 
@@ -45,6 +46,7 @@ export function fromStored(m: StoredMessage): ChatMessage {
   if (m.name) out.name = m.name;
   if (m.tool_calls && m.tool_calls.length > 0) out.tool_calls = m.tool_calls as ChatMessage['tool_calls'];
   if (m.tool_call_id !== undefined) out.tool_call_id = m.tool_call_id;
+  if (m.thinking_blocks && m.thinking_blocks.length > 0) out.thinking_blocks = m.thinking_blocks;
   return out;
 }
 
@@ -184,7 +186,7 @@ export async function assemblePromptTurn(deps: PromptTurnDeps, request: FastifyR
 }
 
 /** Stores a turn and its reply in the session; a failure is logged, the answer stands. */
-export async function storeTurn(deps: Pick<PromptTurnDeps, 'context' | 'logger'>, turn: Turn, reply: Pick<ChatMessage, 'role' | 'content' | 'tool_calls'>, meta: CallMeta): Promise<void> {
+export async function storeTurn(deps: Pick<PromptTurnDeps, 'context' | 'logger'>, turn: Turn, reply: Pick<ChatMessage, 'role' | 'content' | 'tool_calls' | 'thinking_blocks'>, meta: CallMeta): Promise<void> {
   try {
     await deps.context.append(turn.sessionId, [...turn.messages, toStored(reply, `${turn.base}.reply`)], meta);
   } catch (err) {

@@ -80,6 +80,12 @@ describe('router with its peers down', () => {
     const toolWithoutId = await post({ model: 'chat', messages: [{ role: 'tool', content: 'result' }] });
     expect(toolWithoutId.status).toBe(400);
     expect(toolWithoutId.body.error.param).toBe('messages[0].tool_call_id');
+    const userThinking = await post({ model: 'chat', messages: [{ role: 'user', content: 'x', thinking_blocks: [{ type: 'thinking', thinking: 't', signature: 's' }] }] });
+    expect(userThinking.status).toBe(400);
+    expect(userThinking.body.error.param).toBe('messages[0].thinking_blocks');
+    const unsigned = await post({ model: 'chat', messages: [{ role: 'user', content: 'x' }, { role: 'assistant', content: 'y', thinking_blocks: [{ type: 'thinking', thinking: 't' }] }, { role: 'user', content: 'z' }] });
+    expect(unsigned.status).toBe(400);
+    expect(unsigned.body.error.param).toMatch(/^messages\[1\]\.thinking_blocks\[0\]/);
     const noMessages = await post({ model: 'chat' });
     expect(noMessages.status).toBe(400);
     expect(noMessages.body.error.param).toBe('messages');

@@ -108,3 +108,42 @@ describe('what a type cannot translate', () => {
     expect(fake.stats.requests).toBe(0);
   });
 });
+
+describe('the Responses API', () => {
+  it('is relayed to an azure-openai provider on Azure\'s v1 path, plain and streamed', async () => {
+    fake.reset();
+    const { data, response } = await sdk.responses.create({ model: MODELS.azure, input: 'hello responses' }).withResponse();
+    expect(data.output_text).toBe('echo: hello responses');
+    expect(data.model).toBe('prod-4o');
+    expect(response.headers.get('x-promptmesh-provider')).toBe('azure');
+    expect(fake.requests.at(-1)).toMatchObject({ path: '/openai/v1/responses', body: { model: 'prod-4o', input: 'hello responses' } });
+    expect(fake.requests.at(-1)?.headers['api-key']).toBe('az-key');
+
+    const stream = sdk.responses.stream({ model: MODELS.azure, input: 'a b c' });
+    let text = '';
+    for await (const ev of stream) if (ev.type === 'response.output_text.delta') text += ev.delta;
+    const final = await stream.finalResponse();
+    expect(text).toBe('echo: a b c');
+    expect(final).toMatchObject({ status: 'completed', usage: { output_tokens: 4 } });
+    expect(fake.stats.outcomes.ok).toBe(2);
+  });
+
+  it('retries a rate-limited Azure answer, as chat does', async () => {
+    fake.reset();
+    fake.setBehavior({ rules: [{ api: 'azure', times: 1, fault: { type: 'status', status: 429, retryAfter: 0 } }] });
+    const res = await sdk.responses.create({ model: MODELS.azure, input: 'again' });
+    expect(res.output_text).toBe('echo: again');
+    expect(fake.stats.outcomes).toMatchObject({ status_429: 1, ok: 1 });
+  });
+
+  it('is a 400 naming the providers that can for bedrock and vertex models, before any call', async () => {
+    fake.reset();
+    for (const model of [MODELS.bedrock, MODELS.vertex]) {
+      const err = await sdk.responses.create({ model, input: 'x' }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(OpenAI.BadRequestError);
+      expect((err as Error).message).toMatch(/do not speak it\. Providers that do: azure/);
+      expect(err).toMatchObject({ status: 400, param: 'model' });
+    }
+    expect(fake.stats.requests).toBe(0);
+  });
+});

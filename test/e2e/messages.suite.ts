@@ -223,6 +223,29 @@ export function defineMessagesCases(layout: () => Layout): void {
     expect(missing).toBeInstanceOf(Anthropic.NotFoundError);
   });
 
+  it('messages: a session keeps a tool-use turn\'s thinking with its signature and replays it, which Claude needs to go on', async () => {
+    const session = `e2e-thinking-${layout().name}-${Date.now()}`;
+    const base = { model: 'claude', max_tokens: 2000, thinking: { type: 'enabled', budget_tokens: 1024 }, tools, session_id: session };
+    layout().fake.setBehavior({ rules: [{ times: 1, reply: { toolCall: { name: 'weather', arguments: { city: 'Oslo' } } } }] });
+    const first = await sdk().messages.create(extended({ ...base, messages: [{ role: 'user', content: 'Weather in Oslo?' }] }));
+    const [thinking, use] = first.content as [Anthropic.ThinkingBlock, Anthropic.ToolUseBlock];
+    expect([thinking.type, use.type]).toEqual(['thinking', 'tool_use']);
+    const stored = await call(layout(), 'GET', `/v1/sessions/${session}/messages`);
+    expect(stored.body.messages[1]).toMatchObject({ role: 'assistant', thinking_blocks: [{ type: 'thinking', thinking: thinking.thinking, signature: thinking.signature }] });
+
+    // The client sends only the tool result: the session supplies the turn, thinking first, signed.
+    const next = await sdk().messages.stream(extended({ ...base, messages: [{ role: 'user', content: [{ type: 'tool_result', tool_use_id: use.id, content: 'sunny' }] }] }) as never).finalMessage();
+    expect(next.stop_reason).toBe('end_turn');
+    expect((upstream('/v1/messages').body as Body).messages).toEqual([
+      { role: 'user', content: [{ type: 'text', text: 'Weather in Oslo?' }] },
+      { role: 'assistant', content: [{ type: 'thinking', thinking: thinking.thinking, signature: thinking.signature }, { type: 'tool_use', id: use.id, name: 'weather', input: { city: 'Oslo' } }] },
+      { role: 'user', content: [{ type: 'tool_result', tool_use_id: use.id, content: 'sunny' }] },
+    ]);
+    // The streamed answer's thinking is stored too.
+    const after = await call(layout(), 'GET', `/v1/sessions/${session}/messages`);
+    expect(after.body.messages.at(-1).thinking_blocks).toEqual([{ type: 'thinking', thinking: (next.content[0] as Anthropic.ThinkingBlock).thinking, signature: (next.content[0] as Anthropic.ThinkingBlock).signature }]);
+  });
+
   it('messages: a session keeps the conversation (stored like chat), and a prompt template renders into system', async () => {
     const session = `e2e-messages-${layout().name}-${Date.now()}`;
     await sdk().messages.create(extended({ model: 'claude', max_tokens: 50, session_id: session, messages: [{ role: 'user', content: 'My name is Ada.' }] }));

@@ -107,6 +107,29 @@ export function defineToolAndStreamCases(layout: () => Layout): void {
     }
   });
 
+  it('keeps a streamed tool-use turn\'s thinking with its signature in a session and replays it to Claude', async () => {
+    const session = `e2e-thinking-chat-${layout().name}-${Date.now()}`;
+    const fake = layout().fake;
+    fake.setBehavior({ rules: [{ stream: true, times: 1, reply: { toolCall: { name: 'weather', arguments: { city: 'Oslo' } } } }] });
+    const base = { model: 'claude', max_tokens: 4000, reasoning_effort: 'low' as const, tools, session_id: session };
+    const stream = await sdk().chat.completions.create({ ...base, stream: true, messages: [{ role: 'user', content: 'Weather in Oslo?' }] } as WithSession<OpenAI.Chat.ChatCompletionCreateParamsStreaming>);
+    const blocks: unknown[] = [];
+    let callId = '';
+    for await (const c of stream) {
+      const delta = c.choices[0]?.delta as { thinking_blocks?: unknown[]; tool_calls?: Array<{ id?: string }> } | undefined;
+      blocks.push(...(delta?.thinking_blocks ?? []));
+      callId ||= delta?.tool_calls?.[0]?.id ?? '';
+    }
+    expect(blocks).toEqual([{ type: 'thinking', thinking: 'Thinking about: Weather in Oslo?', signature: expect.stringMatching(/^sig_/) }]);
+
+    // Only the tool result goes in: the session supplies the assistant turn, thinking first.
+    const next = await sdk().chat.completions.create({ ...base, messages: [{ role: 'tool', tool_call_id: callId, content: 'sunny' }] } as WithSession<OpenAI.Chat.ChatCompletionCreateParamsNonStreaming>);
+    expect(next.choices[0].finish_reason).toBe('stop');
+    const sent = layout().fake.requests.filter((r) => r.path === '/v1/messages').at(-1)!.body as { messages: Array<{ role: string; content: Array<{ type: string }> }> };
+    expect(sent.messages[1]!.content.map((b) => b.type)).toEqual(['thinking', 'tool_use']);
+    expect(sent.messages[1]!.content[0]).toEqual(blocks[0]);
+  });
+
   it('refuses a tool result without its call with the provider 400, and stores nothing of that turn', async () => {
     const session = `e2e-tools-bad-${layout().name}-${Date.now()}`;
     const client = sdk();

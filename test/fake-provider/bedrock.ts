@@ -9,7 +9,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { EventStreamCodec, type MessageHeaders } from '@smithy/eventstream-codec';
-import { HttpError, estimateTokens, fakeVector, type Json, type Reply, type StreamEvents } from './wire';
+import { HttpError, THINKING_FIRST_MESSAGE, estimateTokens, fakeVector, thinkingSignature, type Json, type Reply, type StreamEvents } from './wire';
 
 const codec = new EventStreamCodec(
   (bytes) => new TextDecoder().decode(bytes),
@@ -73,6 +73,8 @@ export function parseConverse(body: Json | undefined, modelId: string, stream: b
     if (uses.length > 0 && results.length < uses.length) throw invalid(`Expected toolResult blocks at messages.${i}.content for the following Ids: ${uses.filter((u: string) => !results.includes(u)).join(', ')}`);
   });
   if (toolBlocks && !body.toolConfig) throw invalid('The toolConfig field must be defined when using toolUse and toolResult content blocks.');
+  const thinking = body.additionalModelRequestFields?.thinking;
+  checkReasoning(messages, /anthropic\.claude/.test(modelId) && thinking?.type === 'enabled');
   const inference = body.inferenceConfig ?? {};
   if (inference.maxTokens !== undefined && !(Number.isInteger(inference.maxTokens) && inference.maxTokens >= 1)) {
     throw invalid("1 validation error detected: Value at 'inferenceConfig.maxTokens' failed to satisfy constraint: Member must have value greater than or equal to 1");
@@ -88,8 +90,38 @@ export function parseConverse(body: Json | undefined, modelId: string, stream: b
     ...(Array.isArray(body.system) ? { system: body.system } : {}),
     stop_sequences: inference.stopSequences,
     max_tokens: inference.maxTokens,
+    ...(thinking && typeof thinking === 'object' ? { thinking } : {}),
     stream,
   };
+}
+
+/**
+ * Claude's thinking rules as Bedrock passes them on: a `reasoningText` carries the signature it
+ * was answered with (checked against its text), `redactedContent` its bytes, and with thinking
+ * on, a tool-use continuation has its last assistant turn start with its reasoning.
+ */
+function checkReasoning(messages: Json[], thinkingOn: boolean): void {
+  messages.forEach((m, i) => {
+    (m.content as Json[]).forEach((b, j) => {
+      const r = b.reasoningContent;
+      if (!r) return;
+      if (r.reasoningText) {
+        const { text, signature } = r.reasoningText;
+        if (typeof signature !== 'string' || signature.length === 0) throw invalid(`The model returned the following errors: messages.${i}.content.${j}.thinking.signature: Field required`);
+        if (typeof text !== 'string' || signature !== thinkingSignature(text)) throw invalid(`The model returned the following errors: messages.${i}.content.${j}: Invalid \`signature\` in \`thinking\` block`);
+      } else if (!r.redactedContent) {
+        throw invalid(`messages.${i}.content.${j}.reasoningContent must set reasoningText or redactedContent`);
+      }
+    });
+  });
+  const last = messages.at(-1);
+  if (!thinkingOn || last?.role !== 'user' || !(last.content as Json[]).some((b) => b?.toolResult)) return;
+  const at = messages.length - 2;
+  const first = (messages[at]?.content as Json[] | undefined)?.[0];
+  if (!first?.reasoningContent) {
+    const found = first?.toolUse ? 'tool_use' : 'text';
+    throw invalid(`The model returned the following errors: messages.${at}.content.0.type: Expected \`thinking\` or \`redacted_thinking\`, but found \`${found}\`. ${THINKING_FIRST_MESSAGE}`);
+  }
 }
 
 const stopReasonOf = (r: Reply) => (r.finish === 'tool' ? 'tool_use' : r.finish === 'length' ? 'max_tokens' : r.finish === 'stop_sequence' ? 'stop_sequence' : 'end_turn');
@@ -108,7 +140,7 @@ function usageOf(r: Reply): Json {
 /** The Converse answer. */
 export function converseBody(r: Reply): Json {
   const content: Json[] = [];
-  if (r.reasoning) content.push({ reasoningContent: { reasoningText: { text: r.reasoning, signature: 'fake-signature' } } });
+  if (r.reasoning) content.push({ reasoningContent: { reasoningText: { text: r.reasoning, signature: thinkingSignature(r.reasoning) } } });
   if (r.toolCalls.length > 0) for (const tc of r.toolCalls) content.push({ toolUse: { toolUseId: tc.id, name: tc.name, input: JSON.parse(tc.arguments) } });
   else content.push({ text: r.pieces.join('') });
   return { output: { message: { role: 'assistant', content } }, stopReason: stopReasonOf(r), usage: usageOf(r), metrics: { latencyMs: 1 } };
@@ -141,7 +173,7 @@ export function converseStreamEvents(r: Reply): StreamEvents {
   let index = 0;
   if (r.reasoning) {
     head.push(eventFrame('contentBlockDelta', { contentBlockIndex: 0, delta: { reasoningContent: { text: r.reasoning } } }));
-    head.push(eventFrame('contentBlockDelta', { contentBlockIndex: 0, delta: { reasoningContent: { signature: 'fake-signature' } } }));
+    head.push(eventFrame('contentBlockDelta', { contentBlockIndex: 0, delta: { reasoningContent: { signature: thinkingSignature(r.reasoning) } } }));
     head.push(eventFrame('contentBlockStop', { contentBlockIndex: 0 }));
     index = 1;
   }

@@ -170,6 +170,24 @@ describe('Anthropic wire format', () => {
     expect(final.content).toEqual(msg.content);
   });
 
+  it('refuses a tool-use continuation whose thinking lost its signature, was altered or is missing, as Claude does', async () => {
+    const thinking = { type: 'enabled' as const, budget_tokens: 1024 };
+    const tools = [{ name: 'weather', input_schema: { type: 'object' as const, properties: {} } }];
+    fake.setBehavior({ rules: [{ times: 1, reply: { toolCall: { name: 'weather', arguments: {} } } }] });
+    const first = await anthropic.messages.create({ model: 'c', max_tokens: 2000, thinking, tools, messages: user('weather?') });
+    const [block, use] = first.content as [Anthropic.ThinkingBlock, Anthropic.ToolUseBlock];
+    const go = (content: Anthropic.ContentBlockParam[]) =>
+      anthropic.messages.create({ model: 'c', max_tokens: 2000, thinking, tools, messages: [...user('weather?'), { role: 'assistant', content }, { role: 'user', content: [{ type: 'tool_result', tool_use_id: use.id, content: 'sunny' }] }] });
+    expect((await go(first.content as Anthropic.ContentBlockParam[])).stop_reason).toBe('end_turn');
+    const { signature: _s, ...unsigned } = block;
+    await expect(go([unsigned as never, use])).rejects.toMatchObject({ status: 400, message: expect.stringMatching(/messages\.1\.content\.0\.thinking\.signature: Field required/) });
+    await expect(go([{ ...block, thinking: 'edited' }, use])).rejects.toMatchObject({ status: 400, message: expect.stringMatching(/Invalid `signature` in `thinking` block/) });
+    await expect(go([use])).rejects.toMatchObject({ status: 400, message: expect.stringMatching(/Expected `thinking` or `redacted_thinking`, but found `tool_use`/) });
+    // Without thinking on, an earlier turn's thinking is not required.
+    const plain = await anthropic.messages.create({ model: 'c', max_tokens: 100, tools, messages: [...user('weather?'), { role: 'assistant', content: [use] }, { role: 'user', content: [{ type: 'tool_result', tool_use_id: use.id, content: 'sunny' }] }] });
+    expect(plain.stop_reason).toBe('end_turn');
+  });
+
   it('reports prompt-cache usage apart from input_tokens', async () => {
     fake.setBehavior({ reply: { cachedTokens: 3, cacheWriteTokens: 2 } });
     const msg = await anthropic.messages.create({ model: 'c', max_tokens: 100, messages: user('one two three four five six seven') });

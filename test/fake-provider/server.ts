@@ -1,6 +1,7 @@
 /**
  * The fake LLM provider: a real HTTP server (node:http) that speaks the OpenAI Chat Completions,
- * Embeddings and Responses APIs (chat and embeddings also on Azure OpenAI's deployment paths), the Anthropic Messages API, Bedrock Converse
+ * Embeddings and Responses APIs (chat and embeddings also on Azure OpenAI's deployment paths, the
+ * Responses API on Azure's v1 path), the Anthropic Messages API, Bedrock Converse
  * (bedrock.ts) and Gemini (gemini.ts), streaming included, and misbehaves on demand (latency,
  * 429 with Retry-After, 5xx, 529, connection resets, stalled streams, malformed bodies).
  *
@@ -15,7 +16,7 @@ import { Behavior, PlanError, validatePlan, type BehaviorPlan, type FakeApi, typ
 import { FakeRequestError, fakeEmbeddings, fakeResponse } from './openai-extra';
 import { bedrockRoute, bedrockStatusError, brokenFrame, checkBedrockAuth, converseBody, converseStreamEvents, exceptionFrame, invokeEmbeddings, parseConverse } from './bedrock';
 import { GEMINI_BROKEN_EVENT, geminiEmbeddings, geminiErrorBody, geminiRoute, geminiStatusError, generateContentBody, generateContentEvents, parseGenerateContent, type GeminiRoute } from './gemini';
-import { HttpError, estimateTokens, fakeVector, joinChunks, type Json, type Reply, type StreamEvents, type WireChunk } from './wire';
+import { HttpError, THINKING_FIRST_MESSAGE, estimateTokens, fakeVector, joinChunks, thinkingSignature, type Json, type Reply, type StreamEvents, type WireChunk } from './wire';
 
 export * from './behavior';
 
@@ -216,9 +217,11 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
   const buildReply = (api: FakeApi, body: Json, options: ReplyOptions): Reply => {
     let reply = buildPlainReply(api, body, options);
     const thinking = body.thinking as { type?: string } | undefined;
-    if (api === 'anthropic' && thinking?.type === 'enabled') {
+    if ((api === 'anthropic' || api === 'bedrock') && thinking?.type === 'enabled') {
       const text = `Thinking about: ${lastUserText(body.messages as Json[])}`;
-      reply = { ...reply, thinking: { text, signature: `sig_${Buffer.from(text).toString('base64url').slice(0, 32)}` }, completionTokens: reply.completionTokens + estimateTokens(text) };
+      // Bedrock renders it as reasoningContent (bedrock.ts), signed the same way.
+      reply = api === 'anthropic' ? { ...reply, thinking: { text, signature: thinkingSignature(text) } } : { ...reply, reasoning: reply.reasoning ?? text };
+      reply.completionTokens += estimateTokens(text);
     }
     const cachedTokens = Math.min(reply.promptTokens, options.cachedTokens ?? 0);
     const cacheWriteTokens = Math.min(reply.promptTokens - cachedTokens, options.cacheWriteTokens ?? 0);
@@ -768,24 +771,30 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     return false;
   };
 
-  /** `POST /v1/embeddings` and `POST /v1/responses`: the behaviour plan applies as on chat (`api: 'openai'`). */
-  const handleOpenAIExtra = async (kind: 'embeddings' | 'responses', req: IncomingMessage, res: ServerResponse, raw: string, path: string) => {
+  /**
+   * `POST /v1/embeddings` and `POST /v1/responses` (OpenAI), and `POST /openai/v1/responses`
+   * (Azure OpenAI's v1 API, the deployment name as `model`): the behaviour plan applies as on
+   * chat, under `api: 'openai'` or `api: 'azure'`.
+   */
+  const handleOpenAIExtra = async (kind: 'embeddings' | 'responses', api: 'openai' | 'azure', req: IncomingMessage, res: ServerResponse, raw: string, path: string, search: string) => {
     stats.requests++;
-    let body: Json | undefined;
-    try {
-      const parsed: unknown = raw.length > 0 ? JSON.parse(raw) : undefined;
-      body = parsed && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Json) : undefined;
-    } catch {
-      body = undefined;
-    }
+    const body = parseBody(raw);
     record(req, path, raw, body);
-    if (options.apiKey !== undefined && req.headers.authorization !== `Bearer ${options.apiKey}`) {
+    if (api === 'azure') {
+      try {
+        checkAzure(req, { api, query: new URLSearchParams(search.replace(/^\?/, '')), embeddings: false, azureV1: true }, options.azureApiKey, issuedTokens);
+      } catch (err) {
+        const e = err as HttpError;
+        sendError(res, 'azure', e);
+        return count(e.status === 401 ? 'auth' : 'bad_request');
+      }
+    } else if (options.apiKey !== undefined && req.headers.authorization !== `Bearer ${options.apiKey}`) {
       sendError(res, 'openai', new HttpError(401, 'invalid_request_error', 'Incorrect API key provided.', null, 'invalid_api_key'), { 'www-authenticate': 'Bearer' });
       return count('auth');
     }
     const stream = kind === 'responses' && body?.stream === true;
     const model = typeof body?.model === 'string' ? body.model : '';
-    const decision = behavior.decide('openai', model, stream);
+    const decision = behavior.decide(api, model, stream);
     let plain: string;
     let events: StreamEvents | undefined;
     try {
@@ -793,7 +802,7 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
       else ({ plain, events } = fakeResponse(body, nextId(), decision.reply.text));
     } catch (err) {
       if (!(err instanceof FakeRequestError)) throw err;
-      sendError(res, 'openai', new HttpError(err.status, 'invalid_request_error', err.message, err.param, 'invalid_value'));
+      sendError(res, api, new HttpError(err.status, 'invalid_request_error', err.message, err.param, 'invalid_value'));
       return count('bad_request');
     }
     stats.models[model] = (stats.models[model] ?? 0) + 1;
@@ -801,11 +810,11 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
       await sleep(decision.latencyMs);
       if (res.destroyed) return count('client_gone');
     }
-    res.setHeader('x-request-id', `req_${nextId()}`);
+    res.setHeader(REQUEST_ID_HEADERS[api], `req_${nextId()}`);
     const streamEvents = () => events ?? { head: [], tokens: [], tail: [] };
-    if (decision.fault) return count(await applyFault(res, 'openai', decision.fault, stream, streamEvents, () => plain, req.headers));
+    if (decision.fault) return count(await applyFault(res, api, decision.fault, stream, streamEvents, () => plain, req.headers));
     if (stream) {
-      await writeStream(res, 'openai', streamEvents(), decision.reply.tokenDelayMs ?? 0, decision.reply.splitMultibyte === true);
+      await writeStream(res, api, streamEvents(), decision.reply.tokenDelayMs ?? 0, decision.reply.splitMultibyte === true);
     } else {
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(plain) });
       res.end(plain);
@@ -852,7 +861,7 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     req.on('end', () => {
       const raw = chunks.length === 1 ? chunks[0].toString('utf8') : Buffer.concat(chunks).toString('utf8');
       const extra =
-        req.method !== 'POST' ? undefined : path === '/v1/embeddings' || path === '/embeddings' ? 'embeddings' : path === '/v1/responses' || path === '/responses' ? 'responses' : undefined;
+        req.method !== 'POST' ? undefined : path === '/v1/embeddings' || path === '/embeddings' ? 'embeddings' : path === '/v1/responses' || path === '/responses' || path === AZURE_V1_RESPONSES ? 'responses' : undefined;
       if (extra) {
         stats.inFlight++;
         let done = false;
@@ -862,7 +871,7 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
             stats.inFlight--;
           }
         });
-        handleOpenAIExtra(extra, req, res, raw, path).catch(() => {
+        handleOpenAIExtra(extra, path === AZURE_V1_RESPONSES ? 'azure' : 'openai', req, res, raw, path, url.slice(path.length)).catch(() => {
           count('fake_error');
           res.socket?.destroy();
         });
@@ -967,13 +976,31 @@ function routeOf(method: string | undefined, path: string, search: string): ApiR
   return undefined;
 }
 
-/** Azure's checks: `api-version` on deployment paths, and an `api-key` or a bearer token the fake issued. */
+/** Azure OpenAI's v1 Responses API path. */
+const AZURE_V1_RESPONSES = '/openai/v1/responses';
+
+/**
+ * The `api-version` values Azure's v1 API (`/openai/v1/...`) takes: none (the v1 API needs no
+ * dated version), or `v1` / `preview`; a dated version such as `2024-10-21` is refused there.
+ */
+const AZURE_V1_API_VERSIONS = new Set(['v1', 'preview']);
+
+/**
+ * Azure's checks: `api-version` (required on deployment paths; on the v1 API optional, and only
+ * `v1` or `preview`), and an `api-key`, or a bearer token: one the fake issued (Entra ID), or on
+ * the v1 API the key itself (what the `openai` SDK's `OpenAI` client sends).
+ */
 function checkAzure(req: IncomingMessage, route: ApiRoute, apiKey: string | undefined, tokens: Set<string>): void {
-  if (!route.azureV1 && !route.query.get('api-version')) throw new HttpError(404, 'invalid_request_error', 'Resource not found', null, '404');
-  const key = req.headers['api-key'];
+  const version = route.query.get('api-version');
+  if (!route.azureV1 && !version) throw new HttpError(404, 'invalid_request_error', 'Resource not found', null, '404');
+  if (route.azureV1 && version !== null && !AZURE_V1_API_VERSIONS.has(version)) {
+    throw new HttpError(400, 'invalid_request_error', `API version not supported: '${version}' on the v1 API (omit api-version, or use 'v1' or 'preview')`, 'api-version', 'BadRequest');
+  }
+  const isKey = (k: unknown) => typeof k === 'string' && k.length > 0 && (apiKey === undefined || k === apiKey);
   const auth = req.headers.authorization;
-  const keyOk = typeof key === 'string' && key.length > 0 && (apiKey === undefined || key === apiKey);
-  const tokenOk = typeof auth === 'string' && auth.startsWith('Bearer ') && tokens.has(auth.slice(7));
+  const bearer = typeof auth === 'string' && auth.startsWith('Bearer ') ? auth.slice(7) : undefined;
+  const keyOk = isKey(req.headers['api-key']) || (route.azureV1 === true && bearer !== undefined && isKey(bearer));
+  const tokenOk = bearer !== undefined && tokens.has(bearer);
   if (!keyOk && !tokenOk) {
     throw new HttpError(401, 'invalid_request_error', 'Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource.', null, '401');
   }
@@ -1089,6 +1116,36 @@ function checkAnthropic(req: IncomingMessage, body: Json | undefined, apiKey: st
     throw new HttpError(400, 'invalid_request_error', 'system: Input should be a valid string or list');
   }
   checkAnthropicToolPairing(body.messages as Json[]);
+  checkAnthropicThinking(body);
+}
+
+/**
+ * Anthropic's rules for thinking in the history: every `thinking` block carries the signature
+ * it was answered with (the fake checks it against the text), a `redacted_thinking` block its
+ * `data`, and with thinking on, a tool-use continuation (the last message holds tool results)
+ * has its last assistant turn start with a thinking block.
+ */
+function checkAnthropicThinking(body: Json): void {
+  const messages = body.messages as Json[];
+  messages.forEach((m, i) => {
+    if (!Array.isArray(m.content)) return;
+    (m.content as Json[]).forEach((b, j) => {
+      if (b?.type === 'thinking') {
+        if (typeof b.signature !== 'string' || b.signature.length === 0) throw new HttpError(400, 'invalid_request_error', `messages.${i}.content.${j}.thinking.signature: Field required`);
+        if (typeof b.thinking !== 'string' || b.signature !== thinkingSignature(b.thinking)) throw new HttpError(400, 'invalid_request_error', `messages.${i}.content.${j}: Invalid \`signature\` in \`thinking\` block`);
+      } else if (b?.type === 'redacted_thinking' && (typeof b.data !== 'string' || b.data.length === 0)) {
+        throw new HttpError(400, 'invalid_request_error', `messages.${i}.content.${j}.redacted_thinking.data: Field required`);
+      }
+    });
+  });
+  const last = messages.at(-1);
+  const continuation = last?.role === 'user' && Array.isArray(last.content) && (last.content as Json[]).some((b) => b?.type === 'tool_result');
+  if ((body.thinking as Json | undefined)?.type !== 'enabled' || !continuation) return;
+  const at = messages.length - 2;
+  const first = (messages[at]?.content as Json[] | undefined)?.[0];
+  if (first?.type !== 'thinking' && first?.type !== 'redacted_thinking') {
+    throw new HttpError(400, 'invalid_request_error', `messages.${at}.content.0.type: Expected \`thinking\` or \`redacted_thinking\`, but found \`${String(first?.type ?? 'text')}\`. ${THINKING_FIRST_MESSAGE}`);
+  }
 }
 
 /**

@@ -4,6 +4,8 @@
  * the pieces of a stream, which are text (SSE) or bytes (AWS event stream).
  */
 
+import { createHash } from 'node:crypto';
+
 /** A JSON object as the fake reads it. */
 export type Json = Record<string, any>;
 
@@ -87,3 +89,16 @@ export function fakeVector(text: string, dimensions: number): number[] {
   }
   return out;
 }
+
+/**
+ * The signature the fake gives a thinking text (Anthropic's `thinking.signature`, Bedrock's
+ * `reasoningText.signature`): derived from the whole text, so a block sent back with its text
+ * altered, or without its signature, is refused as the real APIs refuse it.
+ */
+export function thinkingSignature(text: string): string {
+  return `sig_${createHash('sha256').update('promptmesh-fake-thinking\0').update(text).digest('base64url')}`;
+}
+
+/** Anthropic's refusal of a tool-use continuation whose last assistant turn does not start with its thinking. */
+export const THINKING_FIRST_MESSAGE =
+  'When `thinking` is enabled, a final `assistant` message must start with a thinking block (preceeding the lastmost set of `tool_use` and `tool_result` blocks). We recommend you include thinking blocks from previous turns. To avoid this requirement, disable `thinking`. Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking';

@@ -61,6 +61,12 @@ const TEXT_FIELDS = new Set([
   'body messages[0].refusal',
   'body messages[0].tool_calls[0].type',
   'body messages[0].tool_calls[0].function.arguments',
+  // Claude's thinking of an assistant turn: text, its signature and redacted data are opaque values
+  'body messages[0].reasoning_content',
+  'body messages[0].thinking_blocks[0].type',
+  'body messages[0].thinking_blocks[0].thinking',
+  'body messages[0].thinking_blocks[0].signature',
+  'body messages[0].thinking_blocks[0].data',
   'body stop',
   'body stop[0]',
   'body user',

@@ -11,11 +11,14 @@ beforeAll(async () => {
       nowhere('big', { maxOutputTokens: { m: 1000 } }),
       nowhere('vllm', { type: 'openai-compatible', passthrough: true }),
       { name: 'claude', type: 'anthropic', baseUrl: 'http://127.0.0.1:9', timeoutMs: 5000 },
+      { name: 'br', type: 'bedrock', region: 'us-east-1', baseUrl: 'http://127.0.0.1:9', timeoutMs: 5000 },
     ],
     models: {
       chat: [{ provider: 'small', model: 'm' }, { provider: 'big', model: 'm' }],
       mixed: [{ provider: 'claude', model: 'c' }, { provider: 'vllm', model: 'v' }, { provider: 'big', model: 'm' }],
       claude: [{ provider: 'claude', model: 'c' }],
+      'br-sonnet': [{ provider: 'br', model: 'global.anthropic.claude-sonnet-4-5-20250929-v1:0' }],
+      'br-nova': [{ provider: 'br', model: 'us.amazon.nova-pro-v1:0' }, { provider: 'br', model: 'meta.llama3-3-70b-instruct-v1:0' }],
     },
   });
 });
@@ -42,6 +45,16 @@ describe('targets stage', () => {
       code: 'max_tokens_too_large',
     });
     expect(terminal.calls).toHaveLength(0);
+  });
+
+  it('knows Bedrock model IDs by family: up to the cap passes, one more is a 400', async () => {
+    const terminal = answering(h);
+    await runStages([targetsStage(h.parts)], terminal, callFor('br-sonnet', { body: { max_tokens: 64_000 } }));
+    await expect(runStages([targetsStage(h.parts)], terminal, callFor('br-sonnet', { body: { max_tokens: 64_001 } }))).rejects.toMatchObject({ statusCode: 400, param: 'max_tokens', code: 'max_tokens_too_large' });
+    await runStages([targetsStage(h.parts)], terminal, callFor('br-nova', { body: { max_tokens: 2_049 } }));
+    expect(terminal.calls.at(-1)!.targets.map((t) => t.model)).toEqual(['us.amazon.nova-pro-v1:0']);
+    await expect(runStages([targetsStage(h.parts)], terminal, callFor('br-nova', { body: { max_completion_tokens: 10_001 } }))).rejects.toMatchObject({ statusCode: 400, param: 'max_completion_tokens' });
+    expect(terminal.calls).toHaveLength(2);
   });
 
   it('answers an unknown model with a 404 model_not_found', async () => {

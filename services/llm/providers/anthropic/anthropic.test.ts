@@ -4,6 +4,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { fakeProviderConfig } from '../../../../test/fake-provider/provider-config';
 import { startFakeProvider, type FakeProvider } from '../../../../test/fake-provider/server';
+import { thinkingSignature } from '../../../../test/fake-provider/wire';
 import { ProviderError, type ProviderAdapter, type ProviderConfig } from '../../types';
 import type { ChatCompletionChunk, ChatRequest } from '../../../openai';
 import { DEFAULT_MAX_TOKENS, createAnthropicAdapter, toAnthropicBody } from '.';
@@ -333,10 +334,34 @@ describe('anthropic adapter: faithful translation (issue 13, item 5)', () => {
     const ask = request('why', { reasoning_effort: 'low', max_tokens: 4000 });
     const plain = await adapter.complete(provider, ask, {});
     expect((fake.requests[0].body as { thinking: unknown }).thinking).toEqual({ type: 'enabled', budget_tokens: 2048 });
-    expect(plain.choices[0].message).toEqual({ role: 'assistant', content: 'echo: why', reasoning_content: 'Thinking about: why' });
+    const block = { type: 'thinking', thinking: 'Thinking about: why', signature: thinkingSignature('Thinking about: why') };
+    expect(plain.choices[0].message).toEqual({ role: 'assistant', content: 'echo: why', reasoning_content: 'Thinking about: why', thinking_blocks: [block] });
     const chunks = await collect(await adapter.stream(provider, ask, {}));
     expect(chunks.map((c) => c.choices[0]?.delta.reasoning_content ?? '').join('')).toBe('Thinking about: why');
     expect(chunks.map((c) => c.choices[0]?.delta.content ?? '').join('')).toBe('echo: why');
+    expect(chunks.flatMap((c) => (c.choices[0]?.delta.thinking_blocks as unknown[] | undefined) ?? [])).toEqual([block]);
+  });
+
+  it('sends the thinking blocks of a tool-use turn back with their signatures, which Claude refuses without', async () => {
+    fake.setBehavior({ rules: [{ times: 1, reply: { toolCall: { name: 'weather', arguments: { city: 'Oslo' } } } }] });
+    const tools = [{ type: 'function' as const, function: { name: 'weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }];
+    const first = await adapter.complete(provider, request('weather in Oslo?', { reasoning_effort: 'low', max_tokens: 4000, tools }), {});
+    const turn = first.choices[0].message;
+    expect(turn.thinking_blocks).toEqual([{ type: 'thinking', thinking: 'Thinking about: weather in Oslo?', signature: thinkingSignature('Thinking about: weather in Oslo?') }]);
+    const call = turn.tool_calls![0]!;
+    const continuation = (assistant: ChatRequest['messages'][number]) =>
+      request('', { reasoning_effort: 'low', max_tokens: 4000, tools, messages: [{ role: 'user', content: 'weather in Oslo?' }, assistant, { role: 'tool', tool_call_id: call.id, content: 'sunny' }] });
+    const { reasoning_content: _r, ...echoed } = turn;
+    const second = await adapter.complete(provider, continuation(echoed as ChatRequest['messages'][number]), {});
+    expect(second.choices[0].finish_reason).toBe('stop');
+    const sent = (fake.requests.at(-1)!.body as { messages: Array<{ content: Array<{ type: string }> }> }).messages[1]!.content;
+    expect(sent.map((b) => b.type)).toEqual(['thinking', 'tool_use']);
+
+    // Without the blocks, or with a block whose text changed under its signature: Claude's 400.
+    const { thinking_blocks: _t, ...bare } = echoed as Record<string, unknown>;
+    await expect(adapter.complete(provider, continuation(bare as never), {})).rejects.toMatchObject({ kind: 'bad_request', message: expect.stringMatching(/must start with a thinking block/) });
+    const altered = { ...echoed, thinking_blocks: [{ type: 'thinking', thinking: 'something else', signature: thinkingSignature('Thinking about: weather in Oslo?') }] };
+    await expect(adapter.complete(provider, continuation(altered as never), {})).rejects.toMatchObject({ kind: 'bad_request', message: expect.stringMatching(/Invalid `signature`/) });
   });
 
   it('maps Anthropic errors to their retryability: overloaded and rate limits retry, bad requests and auth do not', async () => {

@@ -14,7 +14,9 @@
  * `disable_parallel_tool_use`; `response_format` (`json_schema`, `json_object`) is answered
  * through one forced tool whose input schema is the client's schema, and its input comes back
  * as the message's JSON text (finish `stop`); `reasoning_effort` becomes a thinking budget
- * ({@link THINKING_BUDGETS}) and thinking comes back as `reasoning_content`. What Anthropic has
+ * ({@link THINKING_BUDGETS}) and thinking comes back as `reasoning_content`, with the blocks and
+ * their signatures as `thinking_blocks` (in a stream: one delta per finished block), which an
+ * assistant message sends back to Claude unchanged (services/anthropic/blocks.ts). What Anthropic has
  * no counterpart for (`n` > 1, `logprobs`, penalties, `seed`, `logit_bias`, ...) is a 400
  * naming the field, never dropped.
  *
@@ -32,9 +34,11 @@ import {
   type ChatRequest,
   type ContentPart,
   type FinishReason,
+  type ThinkingBlock,
   type ToolCall,
   type Usage,
 } from '../../../openai';
+import { alternatingTurns, anthropicAssistantBlocks, anthropicImageBlock, readAssistantBlocks, type AnthropicBlock } from '../../../anthropic';
 import { passthroughOf, type PassthroughSink } from '../../passthrough';
 import { ProviderTransport, errorFromResponse, isEventStream, readJson, transportError, upstreamText, type ProviderResponse } from '../transport';
 
@@ -57,7 +61,7 @@ const MIN_THINKING_BUDGET = 1024;
 /** The forced tool's name when `response_format` is `json_object` (a `json_schema` names its own). */
 export const JSON_RESPONSE_TOOL = 'json_response';
 
-type Block = Record<string, unknown> & { type: string };
+type Block = AnthropicBlock;
 
 /** A 400 for a field Anthropic cannot take, naming it. */
 function untranslatable(param: string, why: string): ProviderError {
@@ -111,11 +115,6 @@ function thinkingBudget(effort: unknown, maxTokens: number): number | undefined 
   if (maxTokens <= MIN_THINKING_BUDGET) throw untranslatable('max_tokens', `must be above ${MIN_THINKING_BUDGET} with reasoning_effort on Anthropic (it includes the thinking)`);
   return Math.min(budget, maxTokens - 1);
 }
-interface AnthropicMessage {
-  role: 'user' | 'assistant';
-  content: Block[];
-}
-
 /** Anthropic stop reasons as OpenAI finish reasons. */
 export function finishReasonOf(stopReason: unknown): FinishReason {
   switch (stopReason) {
@@ -148,9 +147,7 @@ function partToBlock(part: ContentPart, field: string): Block {
   if (part.type === 'text') return { type: 'text', text: part.text ?? '', ...cacheControlOf(part) };
   if (part.type === 'image_url') {
     const url = typeof part.image_url === 'string' ? part.image_url : (part.image_url as { url?: string } | undefined)?.url;
-    const data = typeof url === 'string' ? /^data:([^;,]+);base64,(.*)$/s.exec(url) : null;
-    if (data) return { type: 'image', source: { type: 'base64', media_type: data[1], data: data[2] }, ...cacheControlOf(part) };
-    if (typeof url === 'string') return { type: 'image', source: { type: 'url', url }, ...cacheControlOf(part) };
+    if (typeof url === 'string') return anthropicImageBlock(url, cacheControlOf(part));
   }
   throw new ProviderError('bad_request', `${field}: content part type '${part.type}' is not supported by Anthropic`, undefined, undefined, `${field}.type`);
 }
@@ -185,43 +182,19 @@ export function toAnthropicBody(request: ChatRequest, stream: boolean, provider?
   const system: string[] = [];
   /** The same system text as blocks, sent instead when one of them carries cache_control. */
   const systemBlocks: Block[] = [];
-  const messages: AnthropicMessage[] = [];
-  const push = (role: 'user' | 'assistant', blocks: Block[]) => {
-    if (blocks.length === 0) return;
-    const last = messages[messages.length - 1];
-    // Anthropic wants user and assistant turns to alternate: merge neighbours of one role.
-    if (last && last.role === role) last.content.push(...blocks);
-    else messages.push({ role, content: blocks });
-  };
-  request.messages.forEach((m, i) => {
-    const field = `messages[${i}]`;
-    switch (m.role) {
-      case 'system':
-      case 'developer':
-        system.push(contentText(m.content));
-        // Only text goes into system; the parts keep their cache_control.
-        if (typeof m.content === 'string') systemBlocks.push(...markLast(m.content ? [{ type: 'text', text: m.content }] : [], m));
-        else if (Array.isArray(m.content)) {
-          systemBlocks.push(...markLast(m.content.filter((p) => typeof p?.text === 'string' && p.text !== '').map((p) => ({ type: 'text', text: p.text!, ...cacheControlOf(p) })), m));
-        }
-        break;
-      case 'user':
-        push('user', markLast(contentBlocks(m.content, `${field}.content`), m));
-        break;
-      case 'assistant': {
-        const blocks = contentBlocks(m.content, `${field}.content`);
-        for (const [j, tc] of (m.tool_calls ?? []).entries()) {
-          blocks.push({ type: 'tool_use', id: tc.id, name: tc.function.name, input: parseArguments(tc.function.arguments, `${field}.tool_calls[${j}].function.arguments`) });
-        }
-        push('assistant', markLast(blocks, m));
-        break;
+  const messages = alternatingTurns<Block>(request.messages, {
+    system(m) {
+      system.push(contentText(m.content));
+      // Only text goes into system; the parts keep their cache_control.
+      if (typeof m.content === 'string') systemBlocks.push(...markLast(m.content ? [{ type: 'text', text: m.content }] : [], m));
+      else if (Array.isArray(m.content)) {
+        systemBlocks.push(...markLast(m.content.filter((p) => typeof p?.text === 'string' && p.text !== '').map((p) => ({ type: 'text', text: p.text!, ...cacheControlOf(p) })), m));
       }
-      case 'tool':
-        push('user', [{ type: 'tool_result', tool_use_id: m.tool_call_id ?? '', content: contentText(m.content), ...cacheControlOf(m) }]);
-        break;
-      default:
-        throw new ProviderError('bad_request', `${field}.role: '${String(m.role)}' is not supported`);
-    }
+    },
+    user: (m, field) => markLast(contentBlocks(m.content, `${field}.content`), m),
+    assistant: (m, field) => markLast(anthropicAssistantBlocks(m, contentBlocks(m.content, `${field}.content`), parseArguments, field), m),
+    tool: (m) => [{ type: 'tool_result', tool_use_id: m.tool_call_id ?? '', content: contentText(m.content), ...cacheControlOf(m) }],
+    unknownRole: (m, field) => new ProviderError('bad_request', `${field}.role: '${String(m.role)}' is not supported`),
   });
   if (messages.length === 0) throw new ProviderError('bad_request', 'messages: Anthropic needs at least one user or assistant message');
 
@@ -302,17 +275,13 @@ export function toCompletion(provider: ProviderConfig, request: ChatRequest, msg
   if (!msg || typeof msg !== 'object' || !Array.isArray(msg.content)) {
     throw new ProviderError('malformed', `${provider.name}: response has no content`);
   }
-  let text = '';
-  let reasoning = '';
-  let json: string | undefined;
   const jsonTool = request.response_format ? jsonToolOf(request)?.name : undefined;
-  const toolCalls: ToolCall[] = [];
-  for (const block of msg.content) {
-    if (block?.type === 'text' && typeof block.text === 'string') text += block.text;
-    else if (block?.type === 'thinking' && typeof block.thinking === 'string') reasoning += block.thinking;
-    else if (block?.type === 'tool_use' && jsonTool !== undefined && block.name === jsonTool) json = JSON.stringify(block.input ?? {});
-    else if (block?.type === 'tool_use') toolCalls.push({ id: block.id, type: 'function', function: { name: block.name, arguments: JSON.stringify(block.input ?? {}) } });
-  }
+  const read = readAssistantBlocks(msg.content, jsonTool);
+  const { text, reasoning, toolCalls } = read;
+  const json = read.answerInput !== undefined ? JSON.stringify(read.answerInput) : undefined;
+  // Thinking, as OpenAI-compatible servers carry reasoning (vLLM, DeepSeek), and its blocks with
+  // their signatures, to be sent back unchanged in a tool-use continuation.
+  const thinking = { ...(reasoning ? { reasoning_content: reasoning } : {}), ...(read.thinkingBlocks.length > 0 ? { thinking_blocks: read.thinkingBlocks } : {}) };
   // A structured answer is the forced tool's input, as the message's text.
   if (json !== undefined) {
     return {
@@ -320,11 +289,11 @@ export function toCompletion(provider: ProviderConfig, request: ChatRequest, msg
       object: 'chat.completion',
       created: Math.floor(Date.now() / 1000),
       model: typeof msg.model === 'string' ? msg.model : request.model,
-      choices: [{ index: 0, message: { role: 'assistant', content: json, ...(reasoning ? { reasoning_content: reasoning } : {}) }, finish_reason: msg.stop_reason === 'max_tokens' ? 'length' : 'stop', logprobs: null }],
+      choices: [{ index: 0, message: { role: 'assistant', content: json, ...thinking }, finish_reason: msg.stop_reason === 'max_tokens' ? 'length' : 'stop', logprobs: null }],
       usage: usageOf(msg.usage),
     };
   }
-  const hasText = msg.content.some((b: any) => b?.type === 'text');
+  const hasText = read.hasText;
   return {
     id: typeof msg.id === 'string' ? msg.id : `msg_${Date.now().toString(36)}`,
     object: 'chat.completion',
@@ -337,8 +306,7 @@ export function toCompletion(provider: ProviderConfig, request: ChatRequest, msg
           role: 'assistant',
           content: hasText || toolCalls.length === 0 ? text : null,
           ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}),
-          // Thinking, as OpenAI-compatible servers carry reasoning (vLLM, DeepSeek).
-          ...(reasoning ? { reasoning_content: reasoning } : {}),
+          ...thinking,
         },
         finish_reason: finishReasonOf(msg.stop_reason) ?? 'stop',
         logprobs: null,
@@ -381,6 +349,8 @@ async function* anthropicChunks(provider: ProviderConfig, request: ChatRequest, 
   /** The forced tool answering a response_format, and the block it streams in (its input is the answer's text). */
   const jsonTool = !sink && request.response_format ? jsonToolOf(request)?.name : undefined;
   let jsonBlock: number | undefined;
+  /** Thinking blocks being streamed, by content block index: their text and signature so far. */
+  const thinking = new Map<number, { thinking: string; signature: string }>();
   const chunk = (delta: ChatCompletionChunk['choices'][0]['delta'], finish: FinishReason = null): ChatCompletionChunk => ({
     id,
     object: 'chat.completion.chunk',
@@ -419,19 +389,38 @@ async function* anthropicChunks(provider: ProviderConfig, request: ChatRequest, 
             yield chunk({ tool_calls: [{ index, id: block.id, type: 'function', function: { name: block.name, arguments: '' } }] });
           } else if (block?.type === 'text' && typeof block.text === 'string' && block.text.length > 0) {
             yield chunk({ content: block.text });
+          } else if (block?.type === 'thinking') {
+            thinking.set(data.index, { thinking: '', signature: '' });
+          } else if (block?.type === 'redacted_thinking' && typeof block.data === 'string') {
+            yield chunk({ thinking_blocks: [{ type: 'redacted_thinking', data: block.data } satisfies ThinkingBlock] });
           }
           break;
         }
         case 'content_block_delta': {
           const delta = data.delta;
           if (delta?.type === 'text_delta') yield chunk({ content: String(delta.text ?? '') });
-          else if (delta?.type === 'thinking_delta') yield chunk({ reasoning_content: String(delta.thinking ?? '') } as ChatCompletionChunk['choices'][0]['delta']);
+          else if (delta?.type === 'thinking_delta') {
+            const block = thinking.get(data.index);
+            if (block) block.thinking += String(delta.thinking ?? '');
+            yield chunk({ reasoning_content: String(delta.thinking ?? '') });
+          } else if (delta?.type === 'signature_delta') {
+            const block = thinking.get(data.index);
+            if (block) block.signature += String(delta.signature ?? '');
+          }
           else if (delta?.type === 'input_json_delta' && data.index === jsonBlock) yield chunk({ content: String(delta.partial_json ?? '') });
           else if (delta?.type === 'input_json_delta') {
             const index = toolIndex.get(data.index);
             if (index !== undefined) yield chunk({ tool_calls: [{ index, function: { arguments: String(delta.partial_json ?? '') } as ToolCall['function'] }] });
           }
-          // signature deltas have no place in the OpenAI shape (they only matter to Anthropic itself)
+          break;
+        }
+        case 'content_block_stop': {
+          // A finished thinking block goes out whole, signature included (a delta of its own).
+          const block = thinking.get(data.index);
+          if (block) {
+            thinking.delete(data.index);
+            yield chunk({ thinking_blocks: [{ type: 'thinking', ...block } satisfies ThinkingBlock] });
+          }
           break;
         }
         case 'message_delta':
@@ -448,7 +437,7 @@ async function* anthropicChunks(provider: ProviderConfig, request: ChatRequest, 
           throw new ProviderError(errorKindOf(e.type), `${provider.name}: error in stream: ${upstreamText(provider, String(e.message ?? e.type ?? 'unknown')).slice(0, 500)}`);
         }
         default:
-          // ping, content_block_stop and event types added later
+          // ping and event types added later
           break;
       }
     }

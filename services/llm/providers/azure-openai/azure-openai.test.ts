@@ -3,8 +3,6 @@
 // file exchanged at the fake's token endpoint), embeddings, the Responses API passed through,
 // and errors mapped with their retryability.
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -108,41 +106,26 @@ describe('azure-openai adapter', () => {
 });
 
 describe('azure-openai responses', () => {
-  let server: Server;
-  let seen: { path?: string; headers?: Record<string, unknown>; body?: any } = {};
-  beforeAll(async () => {
-    // Azure's v1 Responses API, stood in by a plain server: it is relayed byte for byte.
-    server = createServer((req, res) => {
-      let raw = '';
-      req.on('data', (c: Buffer) => (raw += c.toString()));
-      req.on('end', () => {
-        seen = { path: req.url, headers: req.headers, body: JSON.parse(raw) };
-        if (seen.body.stream) {
-          res.writeHead(200, { 'content-type': 'text/event-stream', 'x-request-id': 'r1' });
-          res.end('event: response.created\ndata: {"type":"response.created"}\n\nevent: response.completed\ndata: {"type":"response.completed"}\n\n');
-        } else {
-          res.writeHead(200, { 'content-type': 'application/json' });
-          res.end(JSON.stringify({ id: 'resp_1', object: 'response', model: seen.body.model, output: [] }));
-        }
-      });
-    });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  });
-  afterAll(() => new Promise<void>((r) => server.close(() => r())));
-
   it('passes the body to /openai/v1/responses with the deployment as model, plain and streamed', async () => {
-    const p = { ...provider, baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
-    const plain = await adapter.responses!(p, { model: 'gpt-4o', input: 'hi' }, { stream: false });
+    const plain = await adapter.responses!(provider, { model: 'gpt-4o', input: 'hi' }, { stream: false });
     let text = '';
     for await (const b of plain.body) text += Buffer.from(b).toString();
     expect(plain.status).toBe(200);
-    expect(JSON.parse(text)).toMatchObject({ id: 'resp_1', model: 'prod-4o' });
-    expect(seen).toMatchObject({ path: '/openai/v1/responses', headers: { 'api-key': 'az-key' }, body: { model: 'prod-4o', input: 'hi', stream: false } });
+    expect(JSON.parse(text)).toMatchObject({ object: 'response', model: 'prod-4o', status: 'completed' });
+    expect(plain.headers['apim-request-id']).toMatch(/^req_/);
+    expect(fake.requests[0]).toMatchObject({ path: '/openai/v1/responses', headers: { 'api-key': 'az-key' }, body: { model: 'prod-4o', input: 'hi', stream: false } });
 
-    const streamed = await adapter.responses!(p, { model: 'gpt-4o', input: 'hi' }, { stream: true });
+    const streamed = await adapter.responses!(provider, { model: 'gpt-4o', input: 'hi' }, { stream: true });
     text = '';
     for await (const b of streamed.body) text += Buffer.from(b).toString();
-    expect(streamed.headers['content-type']).toBe('text/event-stream');
+    expect(streamed.headers['content-type']).toMatch(/^text\/event-stream/);
     expect(text).toContain('event: response.completed');
+  });
+
+  it('maps the v1 API\'s refusals and failures with their retryability', async () => {
+    await expect(adapter.responses!({ ...provider, apiKey: 'wrong' }, { model: 'gpt-4o', input: 'hi' }, { stream: false })).rejects.toMatchObject({ kind: 'auth', status: 401 });
+    await expect(adapter.responses!(provider, { model: 'gpt-4o', input: 'hi', max_output_tokens: 2 }, { stream: false })).rejects.toMatchObject({ kind: 'bad_request', retryable: false });
+    fake.setBehavior({ rules: [{ api: 'azure', times: 1, fault: { type: 'status', status: 429, retryAfter: 1 } }] });
+    await expect(adapter.responses!(provider, { model: 'gpt-4o', input: 'hi' }, { stream: true })).rejects.toMatchObject({ kind: 'rate_limited', retryable: true });
   });
 });

@@ -8,6 +8,7 @@
  * (Azure's v1 API, which takes the deployment name as `model` and no `api-version`).
  */
 import { toEmbeddings } from '../openai/embeddings';
+import { responsesVia } from '../openai/responses';
 import { ProviderError, type CallOptions, type PassthroughResponse, type ProviderAdapter, type ProviderConfig } from '../../types';
 import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '../../../openai';
 import type { EmbeddingsRequest, EmbeddingsResponse } from '../../../openai';
@@ -77,17 +78,9 @@ export function createAzureOpenAIAdapter(options: AzureOpenAIAdapterOptions = {}
       return toEmbeddings(provider, request, await readJson(provider, res, call.signal));
     },
     async responses(provider: ProviderConfig, body: Record<string, unknown>, call: CallOptions & { stream: boolean }): Promise<PassthroughResponse> {
-      const headers = { ...(await authHeaders(provider, call.signal)), accept: call.stream ? 'text/event-stream' : 'application/json' };
       const model = typeof body.model === 'string' ? deploymentOf(provider, body.model) : body.model;
       const prefix = /\/openai$/.test(provider.baseUrl) ? '' : '/openai';
-      const res = await transport.post(provider, `${prefix}/v1/responses`, { ...body, model, stream: call.stream }, headers, call);
-      if (res.statusCode >= 400) throw await errorFromResponse(provider, res);
-      const out: Record<string, string> = {};
-      for (const name of ['content-type', 'x-request-id', 'apim-request-id']) {
-        const v = res.headers[name];
-        if (typeof v === 'string') out[name] = v;
-      }
-      return { status: res.statusCode, headers: out, body: res.body };
+      return responsesVia(transport, provider, { ...body, model }, await authHeaders(provider, call.signal), call, `${prefix}/v1/responses`);
     },
     close: () => transport.close(),
   };

@@ -4,6 +4,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { fakeProviderConfig } from '../../../../test/fake-provider/provider-config';
 import { startFakeProvider, type FakeProvider } from '../../../../test/fake-provider/server';
+import { thinkingSignature } from '../../../../test/fake-provider/wire';
 import type { ChatCompletionChunk, ChatRequest } from '../../../openai';
 import { ProviderError, type ProviderAdapter, type ProviderConfig } from '../../types';
 import { createBedrockAdapter } from '.';
@@ -127,6 +128,37 @@ describe('bedrock adapter: translation', () => {
     const chunks = await collect(await adapter.stream(provider, request('one two three four', { stop: 'three' }), {}));
     expect(chunks.map((c) => c.choices[0]?.delta.content ?? '').join('')).toBe('echo: one two ');
     expect(chunks.at(-1)).toMatchObject({ choices: [{ finish_reason: 'stop' }], usage: { completion_tokens: 3 } });
+  });
+
+  it('carries Claude\'s reasoning signature both ways, streamed and plain, so a tool-use continuation passes, and fails without it', async () => {
+    fake.setBehavior({ rules: [{ times: 1, reply: { toolCall: { name: 'weather', arguments: { city: 'Oslo' } } } }] });
+    const tools = [{ type: 'function' as const, function: { name: 'weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }];
+    const ask = (messages: ChatRequest['messages']) => ({ ...request('', { tools, reasoning_effort: 'low' as const }), messages });
+    const question = { role: 'user' as const, content: 'weather in Oslo?' };
+    // The tool-use turn streamed: the finished reasoning block comes whole, signature included.
+    const chunks = await collect(await adapter.stream(provider, ask([question]), {}));
+    const blocks = chunks.flatMap((c) => (c.choices[0]?.delta.thinking_blocks as unknown[] | undefined) ?? []);
+    const text = 'Thinking about: weather in Oslo?';
+    expect(blocks).toEqual([{ type: 'thinking', thinking: text, signature: thinkingSignature(text) }]);
+    const call = chunks.flatMap((c) => c.choices[0]?.delta.tool_calls ?? []).find((t) => t.id)!;
+    const assistant = { role: 'assistant' as const, content: null, tool_calls: [{ id: call.id!, type: 'function' as const, function: { name: 'weather', arguments: '{"city":"Oslo"}' } }] };
+    const result = { role: 'tool' as const, tool_call_id: call.id!, content: 'sunny' };
+
+    const next = await adapter.complete(provider, ask([question, { ...assistant, thinking_blocks: blocks as never }, result]), {});
+    expect(next.choices[0].finish_reason).toBe('stop');
+    const sent = (fake.requests.at(-1)!.body as any).messages[1].content;
+    expect(sent[0]).toEqual({ reasoningContent: { reasoningText: { text, signature: thinkingSignature(text) } } });
+    // The plain answer carries the blocks too.
+    const thought = next.choices[0].message.reasoning_content as string;
+    expect(thought).toMatch(/^Thinking about:/);
+    expect(next.choices[0].message.thinking_blocks).toEqual([{ type: 'thinking', thinking: thought, signature: thinkingSignature(thought) }]);
+
+    await expect(adapter.complete(provider, ask([question, assistant, result]), {})).rejects.toMatchObject({ kind: 'bad_request', message: expect.stringMatching(/must start with a thinking block/) });
+    const forged = [{ type: 'thinking' as const, thinking: 'another thought', signature: thinkingSignature(text) }];
+    await expect(adapter.complete(provider, ask([question, { ...assistant, thinking_blocks: forged }, result]), {})).rejects.toMatchObject({ kind: 'bad_request', message: expect.stringMatching(/Invalid `signature`/) });
+    // Redacted thinking goes back as the bytes it came as.
+    await adapter.complete(provider, ask([question, { ...assistant, thinking_blocks: [{ type: 'redacted_thinking', data: Buffer.from('secret').toString('base64') }] }, result]), {});
+    expect((fake.requests.at(-1)!.body as any).messages[1].content[0].reasoningContent.redactedContent).toBe(Buffer.from('secret').toString('base64'));
   });
 
   it('sends structured output as outputConfig.textFormat and reasoning_effort as effort for non-Claude models', async () => {

@@ -4,15 +4,26 @@
  * (see docs/llm.md "Bedrock"): `n` > 1, `seed`, penalties, `logit_bias`, `logprobs`,
  * `parallel_tool_calls: false`, `tool_choice: 'none'` once tools were used, images by http URL.
  */
-import type { ChatCompletion, ChatCompletionChunk, ChatMessage, ChatRequest, ContentPart, FinishReason, ToolCall, Usage } from '../../../openai';
+import { alternatingTurns } from '../../../anthropic';
+import type { ChatCompletion, ChatCompletionChunk, ChatMessage, ChatRequest, ContentPart, FinishReason, ThinkingBlock, ToolCall, Usage } from '../../../openai';
 import { maxOutputTokensOf } from '../../model-limits';
 import { ProviderError, type ProviderConfig } from '../../types';
 import { dataUrl, functionTools, imageUrlOf, refuse, refuseUnhandled, responseFormatOf, stopSequences, thinkingBudgetOf, toolArguments, toolChoiceOf } from '../translation';
 
 type Block = Record<string, unknown>;
-interface BedrockMessage {
-  role: 'user' | 'assistant';
-  content: Block[];
+
+/** Canonical thinking blocks as Converse `reasoningContent` blocks (signature and redacted bytes as they came). */
+function reasoningBlocks(blocks: readonly ThinkingBlock[] | undefined): Block[] {
+  return (blocks ?? []).map((b) =>
+    b.type === 'thinking' ? { reasoningContent: { reasoningText: { text: b.thinking, signature: b.signature } } } : { reasoningContent: { redactedContent: Buffer.from(b.data, 'base64') } },
+  );
+}
+
+/** A Converse `reasoningContent` (answer block or stream delta) as a canonical thinking block, when it is whole. */
+function thinkingOfReasoning(r: any): ThinkingBlock | undefined {
+  if (typeof r?.reasoningText?.text === 'string' && typeof r.reasoningText.signature === 'string') return { type: 'thinking', thinking: r.reasoningText.text, signature: r.reasoningText.signature };
+  if (r?.redactedContent instanceof Uint8Array || typeof r?.redactedContent === 'string') return { type: 'redacted_thinking', data: Buffer.from(r.redactedContent).toString('base64') };
+  return undefined;
 }
 
 /** Request fields the Bedrock translation reads (every other one with a value is refused). */
@@ -46,9 +57,9 @@ export function isClaude(modelId: string): boolean {
   return /(^|[.:/])anthropic\.claude/.test(modelId);
 }
 
-/** The max output of a Claude model on Bedrock: the providers file's, else its family's (`anthropic.claude-3-5-haiku-...:0` is a `claude-3-5-haiku`). */
+/** The max output of a Claude model on Bedrock: the providers file's, else its family's (`anthropic.claude-3-5-haiku-...:0` is a `claude-3-5-haiku`, model-limits.ts). */
 function claudeMaxOutput(provider: ProviderConfig | undefined, modelId: string): number | undefined {
-  return maxOutputTokensOf(provider, modelId) ?? maxOutputTokensOf(undefined, modelId.replace(/^.*?anthropic\./, '').replace(/:\d+$/, ''));
+  return maxOutputTokensOf(provider, modelId);
 }
 
 const cachePoint = (holder: unknown): Block[] => ((holder as { cache_control?: unknown } | null)?.cache_control ? [{ cachePoint: { type: 'default' } }] : []);
@@ -88,43 +99,28 @@ export function toConverseInput(request: ChatRequest, provider?: ProviderConfig)
   refuseUnhandled(request, HANDLED, 'bedrock', { n: [1], parallel_tool_calls: [true] });
   const claude = isClaude(request.model);
   const system: Block[] = [];
-  const messages: BedrockMessage[] = [];
   let toolBlocksUsed = false;
-  const push = (role: 'user' | 'assistant', blocks: Block[]) => {
-    if (blocks.length === 0) return;
-    const last = messages[messages.length - 1];
-    // Converse wants user and assistant turns to alternate, tool results in the user turn.
-    if (last && last.role === role) last.content.push(...blocks);
-    else messages.push({ role, content: blocks });
-  };
-  request.messages.forEach((m, i) => {
-    const field = `messages[${i}]`;
-    switch (m.role) {
-      case 'system':
-      case 'developer': {
-        const text = textOf(m.content, `${field}.content`);
-        if (text) system.push({ text }, ...cachePoint(m));
-        break;
-      }
-      case 'user':
-        push('user', [...contentBlocks(m.content, `${field}.content`), ...cachePoint(m)]);
-        break;
-      case 'assistant': {
-        const blocks = contentBlocks(m.content, `${field}.content`);
-        for (const [j, tc] of (m.tool_calls ?? []).entries()) {
-          toolBlocksUsed = true;
-          blocks.push({ toolUse: { toolUseId: tc.id, name: tc.function.name, input: toolArguments(tc.function.arguments, `${field}.tool_calls[${j}].function.arguments`) } });
-        }
-        push('assistant', [...blocks, ...cachePoint(m)]);
-        break;
-      }
-      case 'tool':
+  const messages = alternatingTurns<Block>(request.messages, {
+    system(m, field) {
+      const text = textOf(m.content, `${field}.content`);
+      if (text) system.push({ text }, ...cachePoint(m));
+    },
+    user: (m, field) => [...contentBlocks(m.content, `${field}.content`), ...cachePoint(m)],
+    assistant(m, field) {
+      // Claude's thinking goes back first and unchanged (Converse reasoningContent), or Claude
+      // refuses a tool-use continuation.
+      const blocks = [...reasoningBlocks(m.thinking_blocks), ...contentBlocks(m.content, `${field}.content`)];
+      for (const [j, tc] of (m.tool_calls ?? []).entries()) {
         toolBlocksUsed = true;
-        push('user', [{ toolResult: { toolUseId: m.tool_call_id ?? '', content: [{ text: textOf(m.content, `${field}.content`) }] } }, ...cachePoint(m)]);
-        break;
-      default:
-        throw refuse(`${field}.role`, `'${String(m.role)}' is not supported`);
-    }
+        blocks.push({ toolUse: { toolUseId: tc.id, name: tc.function.name, input: toolArguments(tc.function.arguments, `${field}.tool_calls[${j}].function.arguments`) } });
+      }
+      return [...blocks, ...cachePoint(m)];
+    },
+    tool(m, field) {
+      toolBlocksUsed = true;
+      return [{ toolResult: { toolUseId: m.tool_call_id ?? '', content: [{ text: textOf(m.content, `${field}.content`) }] } }, ...cachePoint(m)];
+    },
+    unknownRole: (m, field) => refuse(`${field}.role`, `'${String(m.role)}' is not supported`),
   });
   if (messages.length === 0) throw refuse('messages', 'Bedrock needs at least one user or assistant message');
 
@@ -254,11 +250,16 @@ export function converseToCompletion(provider: ProviderConfig, request: ChatRequ
   if (!Array.isArray(content)) throw new ProviderError('malformed', `${provider.name}: Converse answer has no output message`);
   let text = '';
   let reasoning = '';
+  const thinking: ThinkingBlock[] = [];
   const toolCalls: ToolCall[] = [];
   for (const block of content) {
     if (typeof block?.text === 'string') text += block.text;
     else if (block?.toolUse) toolCalls.push({ id: String(block.toolUse.toolUseId), type: 'function', function: { name: String(block.toolUse.name), arguments: JSON.stringify(block.toolUse.input ?? {}) } });
-    else if (typeof block?.reasoningContent?.reasoningText?.text === 'string') reasoning += block.reasoningContent.reasoningText.text;
+    else if (block?.reasoningContent) {
+      if (typeof block.reasoningContent.reasoningText?.text === 'string') reasoning += block.reasoningContent.reasoningText.text;
+      const whole = thinkingOfReasoning(block.reasoningContent);
+      if (whole) thinking.push(whole);
+    }
   }
   const hasText = content.some((b: any) => typeof b?.text === 'string');
   return {
@@ -273,6 +274,7 @@ export function converseToCompletion(provider: ProviderConfig, request: ChatRequ
           role: 'assistant',
           content: hasText || toolCalls.length === 0 ? text : null,
           ...(reasoning ? { reasoning_content: reasoning } : {}),
+          ...(thinking.length > 0 ? { thinking_blocks: thinking } : {}),
           ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}),
         },
         finish_reason: bedrockFinishReason(out.stopReason) ?? 'stop',
@@ -295,6 +297,8 @@ export async function* converseToChunks(provider: ProviderConfig, request: ChatR
   });
   /** Converse content block index -> OpenAI tool_calls index. */
   const toolIndex = new Map<number, number>();
+  /** Reasoning blocks being streamed, by content block index: their text and signature so far. */
+  const reasoningOf = new Map<number, { text: string; signature: string }>();
   let stopReason: unknown;
   let usage: Usage | undefined;
   let started = false;
@@ -314,7 +318,29 @@ export async function* converseToChunks(provider: ProviderConfig, request: ChatR
         else if (typeof d.toolUse?.input === 'string') {
           const index = toolIndex.get(ev.contentBlockDelta.contentBlockIndex);
           if (index !== undefined) yield chunk({ tool_calls: [{ index, function: { arguments: d.toolUse.input } as ToolCall['function'] }] });
-        } else if (typeof d.reasoningContent?.text === 'string') yield chunk({ reasoning_content: d.reasoningContent.text });
+        } else if (d.reasoningContent) {
+          const at = ev.contentBlockDelta.contentBlockIndex;
+          const r = d.reasoningContent;
+          if (!reasoningOf.has(at)) reasoningOf.set(at, { text: '', signature: '' });
+          const block = reasoningOf.get(at)!;
+          if (typeof r.text === 'string') {
+            block.text += r.text;
+            yield chunk({ reasoning_content: r.text });
+          }
+          if (typeof r.signature === 'string') block.signature += r.signature;
+          const redacted = thinkingOfReasoning({ redactedContent: r.redactedContent });
+          if (redacted) {
+            reasoningOf.delete(at);
+            yield chunk({ thinking_blocks: [redacted] });
+          }
+        }
+      } else if (ev.contentBlockStop) {
+        // A finished reasoning block goes out whole, signature included (as the Anthropic adapter does).
+        const block = reasoningOf.get(ev.contentBlockStop.contentBlockIndex);
+        if (block) {
+          reasoningOf.delete(ev.contentBlockStop.contentBlockIndex);
+          if (block.signature) yield chunk({ thinking_blocks: [{ type: 'thinking', thinking: block.text, signature: block.signature }] });
+        }
       } else if (ev.messageStop) {
         stopReason = ev.messageStop.stopReason;
       } else if (ev.metadata) {

@@ -31,6 +31,10 @@ export function toOpenAIBody(request: ChatRequest, type: 'openai' | 'openai-comp
   for (const key of Object.keys(request)) {
     if (!PROMPTMESH_FIELDS.has(key) && request[key] !== undefined) body[key] = request[key];
   }
+  // Claude's thinking blocks (and the reasoning text beside them) mean nothing to these APIs.
+  if (request.messages.some((m) => m.thinking_blocks !== undefined || m.reasoning_content !== undefined)) {
+    body.messages = request.messages.map(({ thinking_blocks: _t, reasoning_content: _r, ...m }) => m);
+  }
   body.stream = stream;
   if (stream) body.stream_options = { ...request.stream_options, include_usage: true };
   else delete body.stream_options;

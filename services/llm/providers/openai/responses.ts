@@ -7,19 +7,23 @@
 import { ProviderError, type CallOptions, type PassthroughResponse, type ProviderConfig } from '../../types';
 import { errorFromResponse, isEventStream, type ProviderTransport } from '../transport';
 
-/** Response headers passed on to the client. */
-const FORWARDED_HEADERS = ['content-type', 'openai-processing-ms', 'x-request-id'] as const;
+/** Response headers passed on to the client (OpenAI's, and Azure's `apim-request-id`). */
+const FORWARDED_HEADERS = ['content-type', 'openai-processing-ms', 'x-request-id', 'apim-request-id'] as const;
 
-/** One Responses API call through the adapter's transport. */
+/**
+ * One Responses API call through the adapter's transport, to `path` below the provider's base
+ * URL (`/responses` at OpenAI, `/openai/v1/responses` at Azure).
+ */
 export async function responsesVia(
   transport: ProviderTransport,
   provider: ProviderConfig,
   body: Record<string, unknown>,
   headers: Record<string, string>,
   call: CallOptions & { stream: boolean },
+  path = '/responses',
 ): Promise<PassthroughResponse> {
   const payload = { ...body, stream: call.stream };
-  const res = await transport.post(provider, '/responses', payload, { ...headers, accept: call.stream ? 'text/event-stream' : 'application/json' }, { signal: call.signal, headers: call.headers });
+  const res = await transport.post(provider, path, payload, { ...headers, accept: call.stream ? 'text/event-stream' : 'application/json' }, { signal: call.signal, headers: call.headers });
   if (res.statusCode >= 400) throw await errorFromResponse(provider, res);
   if (call.stream && !isEventStream(res)) {
     await res.body.dump().catch(() => undefined);
