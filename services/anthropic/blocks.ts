@@ -96,7 +96,7 @@ export function readAssistantBlocks(blocks: readonly AnthropicBlock[], answerToo
 }
 
 /** One turn of an alternating conversation (Anthropic's messages, Bedrock Converse's). */
-export interface Turn<B> {
+export interface AlternatingTurn<B> {
   role: 'user' | 'assistant';
   content: B[];
 }
@@ -120,8 +120,8 @@ export interface TurnBuilders<B> {
  * (both APIs refuse two user turns in a row), tool results go into the user turn, and a message
  * with no blocks adds nothing.
  */
-export function alternatingTurns<B>(messages: readonly ChatMessage[], build: TurnBuilders<B>): Turn<B>[] {
-  const turns: Turn<B>[] = [];
+export function alternatingTurns<B>(messages: readonly ChatMessage[], build: TurnBuilders<B>): AlternatingTurn<B>[] {
+  const turns: AlternatingTurn<B>[] = [];
   const push = (role: 'user' | 'assistant', blocks: B[]) => {
     if (blocks.length === 0) return;
     const last = turns[turns.length - 1];
