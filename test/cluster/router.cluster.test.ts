@@ -221,7 +221,8 @@ describe('template change notices through a 3-master Redis Cluster', () => {
       expect(results.filter((r) => String(r.degraded ?? '').includes('rate-limit'))).toEqual([]);
       const probe = clusterClient('probe-keys');
       expect(await waitForRedis(probe, 15_000)).toBe(true);
-      expect(await probe.exists(`${prefix}router:rpm:{team-a}`)).toBe(1);
+      // With virtual keys on, the rpm is taken by the ledger's one admission script, under its hash tag.
+      expect(await probe.exists(`${prefix}budget:{budget}:rpm:k:team-a`)).toBe(1);
     } finally {
       for (const proc of routers) await proc.app.close();
       rmSync(dir, { recursive: true, force: true });
