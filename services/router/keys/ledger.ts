@@ -436,8 +436,8 @@ export class Ledger {
    * Counts a finished call: its cost goes onto the key's and team's totals and its lease is
    * dropped (one script), and its row is buffered for PostgreSQL. `usage` undefined: nothing
    * was billed (the lease is only released). Off the answer's path: the script is sent after
-   * the current turn of the event loop, in one pipeline with every other call settled in that
-   * turn; the promise resolves once it was counted.
+   * the current turn of the event loop (the answer is written first), with every other call
+   * settled in that turn; the promise resolves once the call was counted.
    */
   settle(lease: Lease | undefined, keyId: string, team: string | undefined, usage: CallUsage | undefined): Promise<void> {
     const held = lease as HeldLease | undefined;
@@ -461,31 +461,28 @@ export class Ledger {
           resolve();
         },
       });
-      if (this.charges.length === 1) setImmediate(() => void this.sendCharges());
+      if (this.charges.length === 1) setImmediate(() => this.sendCharges());
     });
   }
 
-  /** Sends the charges queued by {@link settle} in one pipeline (one round trip). */
-  private async sendCharges(): Promise<void> {
-    const charges = this.charges.splice(0);
-    if (charges.length === 0) return;
-    const epochs: string[] = charges.map(() => '');
-    try {
-      const pipeline = this.redis.pipeline();
-      for (const c of charges) (pipeline as any).pmBudgetCharge(c.keys.length, ...c.keys, ...c.args);
-      const results = (await pipeline.exec()) ?? [];
-      let failed: Error | undefined;
-      results.forEach(([err, epoch], i) => {
-        if (err) failed ??= err;
-        else epochs[i] = String(epoch);
-      });
-      if (failed) throw failed;
-      this.up();
-      if (epochs.some((e) => e === '')) void this.ensureSeeded().catch(() => undefined);
-    } catch (err) {
-      this.down(err);
+  /**
+   * Sends the charges queued by {@link settle}, back to back (one round trip of waiting); each
+   * is counted, or not, on its own, as if sent alone.
+   */
+  private sendCharges(): void {
+    for (const c of this.charges.splice(0)) {
+      (this.redis as any).pmBudgetCharge(c.keys.length, ...c.keys, ...c.args).then(
+        (epoch: unknown) => {
+          this.up();
+          if (String(epoch) === '') void this.ensureSeeded().catch(() => undefined);
+          c.done(String(epoch));
+        },
+        (err: unknown) => {
+          this.down(err);
+          c.done('');
+        },
+      );
     }
-    for (const [i, c] of charges.entries()) c.done(epochs[i]!);
   }
 
   private release(lease: HeldLease): void {
