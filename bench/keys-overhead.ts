@@ -41,7 +41,7 @@ export interface KeysOverheadOptions {
   durationMs?: number;
   /** Unmeasured time before each round. @default 1000 */
   warmupMs?: number;
-  /** Requests per second, paced, over the three targets together. @default 300 */
+  /** Requests per second, paced, over the three targets together. @default 150 */
   rate?: number;
   /** Connections (workers) of the load generator. @default 8 */
   concurrency?: number;
@@ -94,7 +94,7 @@ const median = (xs: number[]) => {
 export async function measureKeysOverhead(options: KeysOverheadOptions = {}): Promise<KeysOverheadResult> {
   const durationMs = options.durationMs ?? 4_000;
   const warmupMs = options.warmupMs ?? 1_000;
-  const rate = options.rate ?? 300;
+  const rate = options.rate ?? 150;
   const concurrency = options.concurrency ?? 8;
   const rounds = options.rounds ?? 5;
   const log = options.log ?? ((line: string) => process.stdout.write(`${line}\n`));
@@ -247,7 +247,7 @@ async function main(): Promise<void> {
     options: {
       duration: { type: 'string', default: '4000' },
       warmup: { type: 'string', default: '1000' },
-      rate: { type: 'string', default: '300' },
+      rate: { type: 'string', default: '150' },
       concurrency: { type: 'string', default: '8' },
       rounds: { type: 'string', default: '5' },
       out: { type: 'string', default: join(ROOT, 'bench', 'results') },

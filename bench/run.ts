@@ -13,7 +13,8 @@
  *
  * Options: --duration <ms> (measured time per run, default 8000), --warmup <ms> (default 2000),
  * --concurrency 16,64, --rate <req/s for the paced latency runs> (default 500),
- * --only <scenario,...>, --cpu-prof (write V8 CPU profiles of the promptmesh processes into
+ * --keys-rate <req/s of the pm-keys scenario, over its three targets> (default bench/keys-overhead.ts's),
+ * --only <scenario,...> (pm-keys alone: `npm run bench -- --only pm-keys --no-reliability`), --cpu-prof (write V8 CPU profiles of the promptmesh processes into
  * bench/results/profiles/ and their summary into <date>-profile.md), --no-reliability,
  * --no-build (reuse build/service.js), --node-options <flags> (instead of the image's, for
  * experiments), --source-maps (promptmesh with --enable-source-maps, for experiments),
@@ -37,6 +38,7 @@ import { runLoadInChild, type LoadTargetSpec } from './lib/load-process';
 import { freePort, startProcess, type BenchProcess } from './lib/procs';
 import { latencyChartSvg, markdownReport, type BenchRow, type RssRow, type TargetRow } from './lib/report';
 import { evaluateTargets } from './lib/targets';
+import { keysOverheadMarkdown, measureKeysOverhead, type KeysOverheadResult } from './keys-overhead';
 import { summarise } from './profile-summary';
 
 const ROOT = resolve(__dirname, '..');
@@ -55,6 +57,7 @@ const { values: opts } = parseArgs({
     warmup: { type: 'string', default: '2000' },
     concurrency: { type: 'string', default: '16,64' },
     rate: { type: 'string', default: '500' },
+    'keys-rate': { type: 'string' },
     only: { type: 'string' },
     'cpu-prof': { type: 'boolean', default: false },
     'no-reliability': { type: 'boolean', default: false },
@@ -78,7 +81,7 @@ const API_KEY = `pm-bench-${randomBytes(12).toString('hex')}`;
 const PROMPT_NAME = 'bench-prompt';
 
 /** Which system a scenario measures. */
-type System = 'direct' | 'portkey' | 'pm-all' | 'pm-mesh';
+type System = 'direct' | 'portkey' | 'pm-all' | 'pm-mesh' | 'pm-keys';
 
 interface Scenario {
   id: string;
@@ -108,6 +111,9 @@ const SCENARIOS: Scenario[] = [
     system: 'pm-all',
     body: () => ({ kind: 'fixed', body: JSON.stringify({ model: 'chat', temperature: 0, messages: [{ role: 'user', content: 'The same question every time.' }] }) }),
   },
+  // Issue 14, item 7: a plain completion with and without the key, limit and budget checks,
+  // interleaved in one run (bench/keys-overhead.ts, also `npm run bench:keys`).
+  { id: 'pm-keys', label: '7 promptmesh keys, limits and budget vs auth off', system: 'pm-keys', body: () => ({ kind: 'plain', model: 'chat' }) },
 ];
 
 async function main(): Promise<void> {
@@ -260,7 +266,20 @@ async function main(): Promise<void> {
       );
     };
 
+    let keysOverhead: KeysOverheadResult | undefined;
     for (const s of scenarios) {
+      if (s.system === 'pm-keys') {
+        process.stdout.write(`== ${s.label}\n`);
+        keysOverhead = await measureKeysOverhead({
+          durationMs,
+          warmupMs: Math.min(warmupMs, 1000),
+          ...(opts['keys-rate'] ? { rate: Number(opts['keys-rate']) } : {}),
+          promptmeshArgs: [...(opts['source-maps'] ? ['--enable-source-maps'] : []), entry],
+          promptmeshEnv: { NODE_ENV: 'production', NODE_OPTIONS: opts['node-options'] ?? IMAGE_NODE_OPTIONS, ...IMAGE_MALLOC_ENV },
+          log: (line) => process.stdout.write(`  ${line}\n`),
+        });
+        continue;
+      }
       if (s.system === 'portkey' && !existsSync(portkeyEntry)) {
         process.stdout.write(`skipping ${s.id}: ${portkeyEntry} is missing\n`);
         continue;
@@ -315,7 +334,7 @@ async function main(): Promise<void> {
       }
     }
 
-    const targets: TargetRow[] = evaluateTargets(rows, rssRows, { concurrencies, pacedRate });
+    const targets: TargetRow[] = evaluateTargets(rows, rssRows, { concurrencies, pacedRate, keysOverhead });
     const endLoad = loadavg()[0]!;
     const machine = `Machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}. Load generator, provider, gateway and promptmesh share the machine over loopback, each in its own process. Measured ${durationMs} ms per run after ${warmupMs} ms warm-up. Load average (1 min) at the start: ${startLoad.toFixed(1)}, at the end: ${endLoad.toFixed(1)}.`;
     const notes = [
@@ -329,8 +348,10 @@ async function main(): Promise<void> {
     ];
     mkdirSync(opts.out!, { recursive: true });
     const base = join(opts.out!, date);
-    writeFileSync(`${base}.json`, JSON.stringify({ date, machine, loadAverage: { start: startLoad, end: endLoad }, durationMs, warmupMs, pacedRate, rows, rss: rssRows, targets }, null, 2));
-    writeFileSync(`${base}.md`, markdownReport({ date, machine, rows, rss: rssRows, targets, notes }) + `\nChart: [${date}.svg](${date}.svg)\n`);
+    writeFileSync(`${base}.json`, JSON.stringify({ date, machine, loadAverage: { start: startLoad, end: endLoad }, durationMs, warmupMs, pacedRate, rows, rss: rssRows, targets, keysOverhead }, null, 2));
+    // The keys scenario has its own table (three targets in one interleaved run), after the main one.
+    const keysSection = keysOverhead ? `\n${keysOverheadMarkdown(keysOverhead).replace(/^# /, '## ')}` : '';
+    writeFileSync(`${base}.md`, markdownReport({ date, machine, rows, rss: rssRows, targets, notes }) + keysSection + `\nChart: [${date}.svg](${date}.svg)\n`);
     writeFileSync(`${base}.svg`, latencyChartSvg(rows.filter((r) => r.mode === 'saturated'), `Latency against concurrency (${date})`));
     process.stdout.write(`\nwrote ${base}.md, .json and .svg\n`);
     if (opts['cpu-prof']) {
