@@ -4,14 +4,15 @@
  * --concurrency n, --rounds n, --out dir), and as the `pm-keys` scenario of `npm run bench`
  * (`npm run bench -- --only pm-keys`), whose targets table reports it.
  *
- * Two promptmesh processes (`SERVICE=all`), one fake provider process, all on loopback, sharing
- * PostgreSQL and Redis:
+ * Three promptmesh processes (`SERVICE=all`), one per target, and one fake provider process, all
+ * on loopback, sharing PostgreSQL and Redis:
  * - `off`: authentication off: no key lookup, no limits, no budget, no ledger (the baseline);
  * - `on`: authentication on, requests with a virtual key that has rpm, tpm, max_concurrent, a
  *   budget and a team with its own budget and rpm, so every check runs on every request: the key
- *   lookup, two rpm scripts, the budget and concurrency admission, two tpm reservations in llm,
- *   the charge and the ledger row;
- * and in the `on` process a keys-file key without limits (`file`: the lookup and the ledger only).
+ *   lookup, the admission (key and team rpm, budgets, concurrency: one script), two tpm
+ *   reservations in llm, the charge and the ledger row;
+ * - `file`: authentication on, requests with a keys-file key without limits (the lookup and the
+ *   ledger only).
  * Requests are paced (a fixed schedule below saturation, latency measured from each request's
  * scheduled start) and interleaved: request i goes to target i mod 3, from the same workers, so
  * the three are measured at the same moments under the same load from elsewhere (on a shared
@@ -143,8 +144,14 @@ export async function measureKeysOverhead(options: KeysOverheadOptions = {}): Pr
       SERVICE: 'all',
     };
     const offPort = await freePort();
+    const filePort = await freePort();
     const onPort = await freePort();
+    // One process per target: interleaved, each serves a third of the requests, so none queues
+    // behind another target's work.
     procs.push(await startProcess('promptmesh (auth off)', process.execPath, promptmeshArgs, { ...env, PORT: String(offPort) }, `http://127.0.0.1:${offPort}/readyz`));
+    procs.push(
+      await startProcess('promptmesh (keys on, file key)', process.execPath, promptmeshArgs, { ...env, PORT: String(filePort), API_KEYS_FILE: keysFile }, `http://127.0.0.1:${filePort}/readyz`),
+    );
     procs.push(
       await startProcess('promptmesh (keys on)', process.execPath, promptmeshArgs, { ...env, PORT: String(onPort), API_KEYS_FILE: keysFile }, `http://127.0.0.1:${onPort}/readyz`),
     );
@@ -170,7 +177,7 @@ export async function measureKeysOverhead(options: KeysOverheadOptions = {}): Pr
     const body = (i: number) => JSON.stringify({ model: 'chat', messages: [{ role: 'user', content: `Say something about ${i % 100}` }] });
     const targets: Array<{ target: 'off' | 'file' | 'on'; label: string; url: string; headers: Record<string, string> }> = [
       { target: 'off' as const, label: 'auth off (no key, no limits, no budget, no ledger)', url: `http://127.0.0.1:${offPort}`, headers: {} },
-      { target: 'file' as const, label: 'keys-file key, no limits (lookup + ledger)', url: onUrl, headers: { authorization: `Bearer ${fileKey}` } },
+      { target: 'file' as const, label: 'keys-file key, no limits (lookup + ledger)', url: `http://127.0.0.1:${filePort}`, headers: { authorization: `Bearer ${fileKey}` } },
       { target: 'on' as const, label: 'virtual key: rpm, tpm, max_concurrent, budget, team budget and rpm', url: onUrl, headers: { authorization: `Bearer ${virtual.key as string}` } },
     ];
     const per = new Map<string, LoadResult[]>(targets.map((t) => [t.target, []]));
