@@ -1,9 +1,10 @@
 /**
  * The router's Redis users on a real local Redis Cluster (three masters): the per-key rate limit
  * (one Lua script per check) shared by two limiters, the ledger's one-script admission (rpm,
- * budgets and concurrency of a key and its team under one hash tag), and the template change notices end to end:
- * the templates service (its own process wiring, Postgres, REDIS_CLUSTER_NODES) publishes, the
- * router's cluster-aware subscriber receives, and the router's template cache updates. The
+ * budgets and concurrency of a key and its team under one hash tag), and the template change
+ * notices end to end: the templates service (its own process wiring, Postgres,
+ * REDIS_CLUSTER_NODES) publishes, the router's cluster-aware subscriber receives, and the
+ * router's template cache updates. The
  * router's reconcile loop is set to ten minutes here, so only a pushed notice can update it in
  * time.
  */
