@@ -285,6 +285,8 @@ export class Ledger {
   private buffer: SpendRow[] = [];
   /** Charges settled in this turn of the event loop, sent together (see {@link settle}). */
   private charges: Array<{ keys: string[]; args: Array<string | number>; done: (epoch: string) => void }> = [];
+  /** Settlements whose charge has not come back yet (their rows are not buffered yet). */
+  private readonly settling = new Set<Promise<void>>();
   /** Written rows whose cost could not be added to the Redis totals yet (Redis was down). */
   private readds: SpendRow[] = [];
   private flushing: Promise<void> | undefined;
@@ -451,7 +453,7 @@ export class Ledger {
     if (team) scopes.push({ kind: 'team', id: team });
     const keys = [this.epochKey, this.estimateKey(keyId)];
     for (const s of scopes) keys.push(this.spentKey(s, ids.day), this.spentKey(s, ids.month), held?.inflight[s.kind] ?? `${this.base}inflight:none`);
-    return new Promise<void>((resolve) => {
+    const settled = new Promise<void>((resolve) => {
       this.charges.push({
         keys,
         args: [held?.member ?? '', usage?.microUsd ?? 0, scopes.length, DAY_TTL_MS, MONTH_TTL_MS],
@@ -463,6 +465,9 @@ export class Ledger {
       });
       if (this.charges.length === 1) setImmediate(() => this.sendCharges());
     });
+    this.settling.add(settled);
+    void settled.then(() => this.settling.delete(settled));
+    return settled;
   }
 
   /**
@@ -677,10 +682,15 @@ export class Ledger {
     this.options.logger.warn({ err: (err as Error).message }, 'budgets: Redis unreachable; calls pass without budget checks (fail open), the ledger still records them');
   }
 
-  /** Stops the timers and writes what is buffered (one attempt). */
+  /** Stops the timers, waits for the charges in flight and writes what is buffered (one attempt). */
   async close(): Promise<void> {
     clearInterval(this.timer);
     clearInterval(this.renewer);
+    // Calls settled just before the close are buffered once their charge came back (a Redis
+    // that does not answer holds the close up for at most a lease renewal's time).
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all([...this.settling]), new Promise<void>((resolve) => (timer = setTimeout(resolve, LEASE_MS / 3)))]);
+    clearTimeout(timer);
     await this.flush().catch(() => undefined);
   }
 }
