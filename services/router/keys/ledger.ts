@@ -687,9 +687,9 @@ export class Ledger {
     clearInterval(this.timer);
     clearInterval(this.renewer);
     // Calls settled just before the close are buffered once their charge came back (a Redis
-    // that does not answer holds the close up for at most a lease renewal's time).
+    // that does not answer holds the close up for at most 2 s).
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all([...this.settling]), new Promise<void>((resolve) => (timer = setTimeout(resolve, LEASE_MS / 3)))]);
+    await Promise.race([Promise.all([...this.settling]), new Promise<void>((resolve) => (timer = setTimeout(resolve, 2_000)))]);
     clearTimeout(timer);
     await this.flush().catch(() => undefined);
   }
