@@ -1,47 +1,52 @@
 /**
  * What virtual keys, limits and budgets add to a plain completion (issue 14, item 7), measured
  * in one run: `npm run bench:keys` (options: --duration ms, --warmup ms, --rate req/s,
- * --concurrency n, --rounds n, --out dir).
+ * --concurrency n, --rounds n, --out dir), and as the `pm-keys` scenario of `npm run bench`
+ * (`npm run bench -- --only pm-keys`), whose targets table reports it.
  *
- * Two promptmesh processes (`SERVICE=all`), one fake provider process, all on loopback, sharing
- * PostgreSQL and Redis:
+ * Three promptmesh processes (`SERVICE=all`), one per target, and one fake provider process, all
+ * on loopback, sharing PostgreSQL and Redis:
  * - `off`: authentication off: no key lookup, no limits, no budget, no ledger (the baseline);
  * - `on`: authentication on, requests with a virtual key that has rpm, tpm, max_concurrent, a
  *   budget and a team with its own budget and rpm, so every check runs on every request: the key
- *   lookup, two rpm scripts, the budget and concurrency admission, two tpm reservations in llm,
- *   the charge and the ledger row;
- * and in the `on` process a keys-file key without limits (`file`: the lookup and the ledger only).
+ *   lookup, the admission (key and team rpm, budgets, concurrency: one script), two tpm
+ *   reservations in llm, the charge and the ledger row;
+ * - `file`: authentication on, requests with a keys-file key without limits (the lookup and the
+ *   ledger only).
  * Requests are paced (a fixed schedule below saturation, latency measured from each request's
- * scheduled start), rounds alternate between the targets, and the report gives each target's
- * p50 and p99 (median over rounds) and what `on` and `file` add to `off`.
+ * scheduled start) and interleaved: request i goes to target i mod 3, from the same workers, so
+ * the three are measured at the same moments under the same load from elsewhere (on a shared
+ * machine that moves runs made one after the other by more than what is measured). Each round
+ * is one such run; the report gives each target's p50 and p99 (median over rounds) and what
+ * `on` and `file` add to `off` (median of the per-round differences).
  *
  * `measureKeysOverhead()` is what the main benchmark (bench/run.ts) can call; run alone, this
  * file writes bench/results/keys-overhead-<date>.json and .md.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { hashApiKey } from '../services/router/auth';
 import { createTestDatabase } from '../test/support/pg';
 import { TEST_REDIS_URL, deletePrefix } from '../test/support/redis';
-import { runLoad, type LoadResult } from './lib/load';
+import { runLoadInterleaved, type LoadResult } from './lib/load';
 import { freePort, startProcess, type BenchProcess } from './lib/procs';
 
 const ROOT = resolve(__dirname, '..');
 
 /** Options of {@link measureKeysOverhead}. */
 export interface KeysOverheadOptions {
-  /** Measured time per target and round. @default 4000 */
+  /** Measured time per round (the three targets together). @default 4000 */
   durationMs?: number;
-  /** Unmeasured time before each. @default 1000 */
+  /** Unmeasured time before each round. @default 1000 */
   warmupMs?: number;
-  /** Requests per second, paced. @default 200 */
+  /** Requests per second, paced, over the three targets together. @default 150 */
   rate?: number;
   /** Connections (workers) of the load generator. @default 8 */
   concurrency?: number;
-  /** Rounds; each measures every target once, in alternating order. @default 3 */
+  /** Rounds; each is one interleaved run over the three targets. @default 5 */
   rounds?: number;
   /**
    * How promptmesh is started: the node arguments before none (the entry point and flags).
@@ -75,6 +80,8 @@ export interface KeysOverheadResult {
   durationMs: number;
   rounds: number;
   rows: KeysOverheadRow[];
+  /** The 1-minute load average of the machine when the measurement started and ended. */
+  loadAverage: { start: number; end: number };
   /** Milliseconds added at p50 and p99 (median of the per-round differences). */
   added: { file: { p50: number; p99: number }; on: { p50: number; p99: number } };
 }
@@ -88,9 +95,9 @@ const median = (xs: number[]) => {
 export async function measureKeysOverhead(options: KeysOverheadOptions = {}): Promise<KeysOverheadResult> {
   const durationMs = options.durationMs ?? 4_000;
   const warmupMs = options.warmupMs ?? 1_000;
-  const rate = options.rate ?? 200;
+  const rate = options.rate ?? 150;
   const concurrency = options.concurrency ?? 8;
-  const rounds = options.rounds ?? 3;
+  const rounds = options.rounds ?? 5;
   const log = options.log ?? ((line: string) => process.stdout.write(`${line}\n`));
   const promptmeshArgs = options.promptmeshArgs ?? ['--import', 'tsx', join(ROOT, 'services/main.ts')];
 
@@ -137,8 +144,14 @@ export async function measureKeysOverhead(options: KeysOverheadOptions = {}): Pr
       SERVICE: 'all',
     };
     const offPort = await freePort();
+    const filePort = await freePort();
     const onPort = await freePort();
+    // One process per target: interleaved, each serves a third of the requests, so none queues
+    // behind another target's work.
     procs.push(await startProcess('promptmesh (auth off)', process.execPath, promptmeshArgs, { ...env, PORT: String(offPort) }, `http://127.0.0.1:${offPort}/readyz`));
+    procs.push(
+      await startProcess('promptmesh (keys on, file key)', process.execPath, promptmeshArgs, { ...env, PORT: String(filePort), API_KEYS_FILE: keysFile }, `http://127.0.0.1:${filePort}/readyz`),
+    );
     procs.push(
       await startProcess('promptmesh (keys on)', process.execPath, promptmeshArgs, { ...env, PORT: String(onPort), API_KEYS_FILE: keysFile }, `http://127.0.0.1:${onPort}/readyz`),
     );
@@ -164,18 +177,25 @@ export async function measureKeysOverhead(options: KeysOverheadOptions = {}): Pr
     const body = (i: number) => JSON.stringify({ model: 'chat', messages: [{ role: 'user', content: `Say something about ${i % 100}` }] });
     const targets: Array<{ target: 'off' | 'file' | 'on'; label: string; url: string; headers: Record<string, string> }> = [
       { target: 'off' as const, label: 'auth off (no key, no limits, no budget, no ledger)', url: `http://127.0.0.1:${offPort}`, headers: {} },
-      { target: 'file' as const, label: 'keys-file key, no limits (lookup + ledger)', url: onUrl, headers: { authorization: `Bearer ${fileKey}` } },
+      { target: 'file' as const, label: 'keys-file key, no limits (lookup + ledger)', url: `http://127.0.0.1:${filePort}`, headers: { authorization: `Bearer ${fileKey}` } },
       { target: 'on' as const, label: 'virtual key: rpm, tpm, max_concurrent, budget, team budget and rpm', url: onUrl, headers: { authorization: `Bearer ${virtual.key as string}` } },
     ];
     const per = new Map<string, LoadResult[]>(targets.map((t) => [t.target, []]));
+    const startLoad = loadavg()[0]!;
     for (let round = 0; round < rounds; round++) {
-      const order = round % 2 === 0 ? targets : [...targets].reverse();
-      for (const t of order) {
-        const r = await runLoad({ url: t.url, path: '/v1/chat/completions', headers: t.headers, body }, { concurrency, durationMs, warmupMs, rate });
-        per.get(t.target)!.push(r);
-        log(`round ${round + 1} ${t.target.padEnd(4)} p50 ${r.p50.toFixed(3)} ms  p99 ${r.p99.toFixed(3)} ms  ${r.rps.toFixed(0)} req/s  errors ${r.errors}`);
+      // Each round starts the order at another target, so none is always the one sent first.
+      const order = [...targets.slice(round % targets.length), ...targets.slice(0, round % targets.length)];
+      const results = await runLoadInterleaved(
+        order.map((t) => ({ url: t.url, path: '/v1/chat/completions', headers: t.headers, body })),
+        { concurrency, durationMs, warmupMs, rate },
+      );
+      order.forEach((t, i) => per.get(t.target)!.push(results[i]!));
+      for (const t of targets) {
+        const r = per.get(t.target)!.at(-1)!;
+        log(`round ${round + 1} ${t.target.padEnd(4)} p50 ${r.p50.toFixed(3)} ms  p99 ${r.p99.toFixed(3)} ms  ${r.rps.toFixed(0)} req/s  errors ${r.errors}  load ${loadavg()[0]!.toFixed(2)}`);
       }
     }
+    const endLoad = loadavg()[0]!;
     const rows: KeysOverheadRow[] = targets.map((t) => {
       const rs = per.get(t.target)!;
       return {
@@ -198,6 +218,7 @@ export async function measureKeysOverhead(options: KeysOverheadOptions = {}): Pr
       durationMs,
       rounds,
       rows,
+      loadAverage: { start: startLoad, end: endLoad },
       added: { file: { p50: diff('file', 'p50'), p99: diff('file', 'p99') }, on: { p50: diff('on', 'p50'), p99: diff('on', 'p99') } },
     };
   } finally {
@@ -214,8 +235,9 @@ export function keysOverheadMarkdown(r: KeysOverheadResult): string {
   return [
     `# Keys, limits and budget overhead (${r.date.slice(0, 10)})`,
     '',
-    `Paced at ${r.rate} req/s, ${r.concurrency} connections, ${r.durationMs} ms per target and round, ${r.rounds} rounds (alternating order); median over rounds. ` +
-      `Machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? 'unknown'}), Node ${process.version}. Command: \`npm run bench:keys\`.`,
+    `Paced at ${r.rate} req/s over the three targets, interleaved request by request, ${r.concurrency} connections, ${r.durationMs} ms per round, ${r.rounds} rounds; median over rounds. ` +
+      `Machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? 'unknown'}), Node ${process.version}, load average (1 min) ${r.loadAverage.start.toFixed(2)} at the start, ${r.loadAverage.end.toFixed(2)} at the end. ` +
+      `Command: \`npm run bench:keys -- --rate ${r.rate} --concurrency ${r.concurrency} --duration ${r.durationMs} --rounds ${r.rounds}\`.`,
     '',
     '| target | p50 | p99 | req/s | requests | errors |',
     '| --- | ---: | ---: | ---: | ---: | ---: |',
@@ -232,9 +254,9 @@ async function main(): Promise<void> {
     options: {
       duration: { type: 'string', default: '4000' },
       warmup: { type: 'string', default: '1000' },
-      rate: { type: 'string', default: '200' },
+      rate: { type: 'string', default: '150' },
       concurrency: { type: 'string', default: '8' },
-      rounds: { type: 'string', default: '3' },
+      rounds: { type: 'string', default: '5' },
       out: { type: 'string', default: join(ROOT, 'bench', 'results') },
     },
   });

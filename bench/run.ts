@@ -14,7 +14,9 @@
  * Options: --duration <ms> (measured time per run, default 8000), --warmup <ms> (default 2000),
  * --concurrency 16,64, --rate <req/s for the paced latency runs> (default 500),
  * --only <scenario or group,...> (a group: `chat` or `embeddings`; the report is then written as
- * <date>-<names>.md, so a partial run never overwrites the day's full report), --cpu-prof
+ * <date>-<names>.md, so a partial run never overwrites the day's full report; pm-keys alone:
+ * `npm run bench -- --only pm-keys --no-reliability`), --keys-rate <req/s of the pm-keys
+ * scenario, over its three targets> (default bench/keys-overhead.ts's), --cpu-prof
  * (write V8 CPU profiles of the promptmesh processes into bench/results/profiles/ and their
  * summary into <date>-profile.md), --no-reliability,
  * --no-build (reuse build/service.js), --node-options <flags> (instead of the image's, for
@@ -39,6 +41,7 @@ import { runLoadInChild, type LoadTargetSpec } from './lib/load-process';
 import { freePort, startProcess, type BenchProcess } from './lib/procs';
 import { latencyChartSvg, markdownReport, type BenchRow, type RatioRow, type RssRow, type TargetRow } from './lib/report';
 import { evaluateTargets } from './lib/targets';
+import { keysOverheadMarkdown, measureKeysOverhead, type KeysOverheadResult } from './keys-overhead';
 import { summarise } from './profile-summary';
 
 const ROOT = resolve(__dirname, '..');
@@ -57,6 +60,7 @@ const { values: opts } = parseArgs({
     warmup: { type: 'string', default: '2000' },
     concurrency: { type: 'string', default: '16,64' },
     rate: { type: 'string', default: '500' },
+    'keys-rate': { type: 'string' },
     only: { type: 'string' },
     'cpu-prof': { type: 'boolean', default: false },
     'no-reliability': { type: 'boolean', default: false },
@@ -81,7 +85,7 @@ const API_KEY = `pm-bench-${randomBytes(12).toString('hex')}`;
 const PROMPT_NAME = 'bench-prompt';
 
 /** Which system a scenario measures. */
-type System = 'direct' | 'portkey' | 'pm-all' | 'pm-mesh';
+type System = 'direct' | 'portkey' | 'pm-all' | 'pm-mesh' | 'pm-keys';
 
 /** What a scenario's requests are: chat completions, or embeddings (`--only` takes a group too). */
 type Group = 'chat' | 'embeddings';
@@ -126,11 +130,14 @@ const SCENARIOS: Scenario[] = [
     group: 'chat',
     body: () => ({ kind: 'fixed', body: JSON.stringify({ model: 'chat', temperature: 0, messages: [{ role: 'user', content: 'The same question every time.' }] }) }),
   },
+  // Issue 14, item 7: a plain completion with and without the key, limit and budget checks,
+  // interleaved in one run (bench/keys-overhead.ts, also `npm run bench:keys`).
+  { id: 'pm-keys', label: '7 promptmesh keys, limits and budget vs auth off', system: 'pm-keys', group: 'chat', body: () => ({ kind: 'plain', model: 'chat' }) },
   // Embeddings: throughput only (no paced run), every request a new batch (a cache miss).
-  { id: 'emb-direct', label: '7 embeddings: fake provider, direct', system: 'direct', group: 'embeddings', path: '/v1/embeddings', paced: false, body: () => embeddings(EMBEDDINGS_MODEL) },
+  { id: 'emb-direct', label: '8 embeddings: fake provider, direct', system: 'direct', group: 'embeddings', path: '/v1/embeddings', paced: false, body: () => embeddings(EMBEDDINGS_MODEL) },
   {
     id: 'emb-portkey',
-    label: '8 embeddings: Portkey gateway',
+    label: '9 embeddings: Portkey gateway',
     system: 'portkey',
     group: 'embeddings',
     path: '/v1/embeddings',
@@ -142,7 +149,7 @@ const SCENARIOS: Scenario[] = [
     portkeyProvider: 'fireworks-ai',
     body: () => embeddings(EMBEDDINGS_MODEL),
   },
-  { id: 'emb-pm', label: '9 embeddings: promptmesh all-in-one', system: 'pm-all', group: 'embeddings', path: '/v1/embeddings', paced: false, body: () => embeddings('embed') },
+  { id: 'emb-pm', label: '10 embeddings: promptmesh all-in-one', system: 'pm-all', group: 'embeddings', path: '/v1/embeddings', paced: false, body: () => embeddings('embed') },
 ];
 
 /** The scenario a row's added latency and ratios are measured against: its group's direct one. */
@@ -304,7 +311,20 @@ async function main(): Promise<void> {
       );
     };
 
+    let keysOverhead: KeysOverheadResult | undefined;
     for (const s of scenarios) {
+      if (s.system === 'pm-keys') {
+        process.stdout.write(`== ${s.label}\n`);
+        keysOverhead = await measureKeysOverhead({
+          durationMs,
+          warmupMs: Math.min(warmupMs, 1000),
+          ...(opts['keys-rate'] ? { rate: Number(opts['keys-rate']) } : {}),
+          promptmeshArgs: [...(opts['source-maps'] ? ['--enable-source-maps'] : []), entry],
+          promptmeshEnv: { NODE_ENV: 'production', NODE_OPTIONS: opts['node-options'] ?? IMAGE_NODE_OPTIONS, ...IMAGE_MALLOC_ENV },
+          log: (line) => process.stdout.write(`  ${line}\n`),
+        });
+        continue;
+      }
       if (s.system === 'portkey' && !existsSync(portkeyEntry)) {
         process.stdout.write(`skipping ${s.id}: ${portkeyEntry} is missing\n`);
         continue;
@@ -360,10 +380,10 @@ async function main(): Promise<void> {
       }
     }
 
-    const targets: TargetRow[] = evaluateTargets(rows, rssRows, { concurrencies, pacedRate });
+    const targets: TargetRow[] = evaluateTargets(rows, rssRows, { concurrencies, pacedRate, keysOverhead });
     const endLoad = loadavg()[0]!;
     const machine = `Machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}. Load generator, provider, gateway and promptmesh share the machine over loopback, each in its own process. Measured ${durationMs} ms per run after ${warmupMs} ms warm-up. Load average (1 min) at the start: ${startLoad.toFixed(1)}, at the end: ${endLoad.toFixed(1)}.`;
-    const embeddingsNote = `Embeddings (scenarios 7-9, no paced run): every request embeds a new batch of ${EMBEDDINGS_BATCH} passages of ~80 tokens (a response-cache miss for promptmesh), ${EMBEDDINGS_MODEL}, floats (1536 dimensions: ~${Math.round((EMBEDDINGS_BATCH * 1536 * 20) / 1024)} KB of JSON per answer). promptmesh asks the provider for base64 and answers the client floats, as in production (docs/llm.md); Portkey goes through its fireworks-ai provider (its openai provider fails every embeddings call here, docs/bench.md), which parses and re-serialises the answer. Added latency is against scenario 7.`;
+    const embeddingsNote = `Embeddings (scenarios 8-10, no paced run): every request embeds a new batch of ${EMBEDDINGS_BATCH} passages of ~80 tokens (a response-cache miss for promptmesh), ${EMBEDDINGS_MODEL}, floats (1536 dimensions: ~${Math.round((EMBEDDINGS_BATCH * 1536 * 20) / 1024)} KB of JSON per answer). promptmesh asks the provider for base64 and answers the client floats, as in production (docs/llm.md); Portkey goes through its fireworks-ai provider (its openai provider fails every embeddings call here, docs/bench.md), which parses and re-serialises the answer. Added latency is against scenario 8.`;
     const notes = [
       'Process layout: every scenario starts a fresh fake provider and a fresh system under test and stops both after its runs; every run (each concurrency, and the paced run) is sent by a fresh load generator process. The orchestrator only starts processes and writes this report.',
       'Saturated runs are closed loops on a machine whose cores the load generator, the fake provider and the system under test share, so their latency is mostly queueing: it shows capacity, not per-request cost.',
@@ -383,8 +403,10 @@ async function main(): Promise<void> {
     // A partial run (--only) gets a name of its own, so it never overwrites the day's full report.
     const name = only ? `${date}-${[...only].join('-')}` : date;
     const base = join(opts.out!, name);
-    writeFileSync(`${base}.json`, JSON.stringify({ date, machine, loadAverage: { start: startLoad, end: endLoad }, durationMs, warmupMs, pacedRate, rows, rss: rssRows, targets }, null, 2));
-    writeFileSync(`${base}.md`, markdownReport({ date, machine, rows, rss: rssRows, targets, notes, ratios }) + `\nChart: [${name}.svg](${name}.svg)\n`);
+    writeFileSync(`${base}.json`, JSON.stringify({ date, machine, loadAverage: { start: startLoad, end: endLoad }, durationMs, warmupMs, pacedRate, rows, rss: rssRows, targets, keysOverhead }, null, 2));
+    // The keys scenario has its own table (three targets in one interleaved run), after the main one.
+    const keysSection = keysOverhead ? `\n${keysOverheadMarkdown(keysOverhead).replace(/^# /, '## ')}` : '';
+    writeFileSync(`${base}.md`, markdownReport({ date, machine, rows, rss: rssRows, targets, notes, ratios }) + keysSection + `\nChart: [${name}.svg](${name}.svg)\n`);
     writeFileSync(`${base}.svg`, latencyChartSvg(rows.filter((r) => r.mode === 'saturated'), `Latency against concurrency (${date})`));
     process.stdout.write(`\nwrote ${base}.md, .json and .svg\n`);
     if (opts['cpu-prof']) {

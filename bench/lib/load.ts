@@ -60,17 +60,32 @@ function percentile(sorted: Float64Array, p: number): number {
  * per request with a monotonic clock, from send to the last byte of the body.
  */
 export async function runLoad(target: LoadTarget, options: LoadOptions): Promise<LoadResult> {
-  const pool = new Pool(target.url, { connections: options.concurrency, pipelining: 1, keepAliveTimeout: 30_000 });
-  const expect = target.expectStatus ?? 200;
-  const latencies: number[] = [];
-  const errorSamples: string[] = [];
-  let errors = 0;
+  return (await runLoadInterleaved([target], options))[0]!;
+}
+
+/**
+ * {@link runLoad} over several targets at once, interleaved request by request (the i-th request
+ * goes to `targets[i % n]`, from the same workers and schedule; `rate` is the total), so every
+ * target is measured under the same conditions at the same moments: what one adds to another is
+ * then the difference of their figures, which load elsewhere on the machine moves far less than
+ * runs one after the other. One result per target, in order; `concurrency` in each is the
+ * workers' number (shared).
+ */
+export async function runLoadInterleaved(targets: LoadTarget[], options: LoadOptions): Promise<LoadResult[]> {
+  const per = targets.map((target) => ({
+    target,
+    pool: new Pool(target.url, { connections: options.concurrency, pipelining: 1, keepAliveTimeout: 30_000 }),
+    expect: target.expectStatus ?? 200,
+    method: target.method ?? 'POST',
+    headers: { 'content-type': 'application/json', ...(target.headers ?? {}) },
+    latencies: [] as number[],
+    errorSamples: [] as string[],
+    errors: 0,
+    sent: 0,
+  }));
   let counter = 0;
-  let sent = 0;
   let measuring = false;
   let stop = false;
-  const method = target.method ?? 'POST';
-  const headers = { 'content-type': 'application/json', ...(target.headers ?? {}) };
 
   const origin = process.hrtime.bigint();
   const intervalNs = options.rate ? BigInt(Math.round(1e9 / options.rate)) : 0n;
@@ -78,6 +93,7 @@ export async function runLoad(target: LoadTarget, options: LoadOptions): Promise
   async function worker(): Promise<void> {
     while (!stop) {
       const i = counter++;
+      const t = per[i % per.length]!;
       let started = process.hrtime.bigint();
       if (intervalNs > 0n) {
         const due = origin + BigInt(i) * intervalNs;
@@ -94,8 +110,8 @@ export async function runLoad(target: LoadTarget, options: LoadOptions): Promise
       let ok = false;
       let why = '';
       try {
-        const res = await pool.request({ path: target.path, method, headers, body: target.body ? target.body(i) : undefined });
-        ok = res.statusCode === expect;
+        const res = await t.pool.request({ path: t.target.path, method: t.method, headers: t.headers, body: t.target.body ? t.target.body(i) : undefined });
+        ok = res.statusCode === t.expect;
         if (ok) {
           // Read to the last byte without building a string: an embeddings answer is ~250 KB, and
           // 64 of them at once as strings made the generator's own peak RSS the bench's largest.
@@ -107,14 +123,14 @@ export async function runLoad(target: LoadTarget, options: LoadOptions): Promise
         why = (err as Error).message;
       }
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
-      sent++;
+      t.sent++;
       if (!measuring) continue;
-      if (ok) latencies.push(ms);
+      if (ok) t.latencies.push(ms);
       else {
-        errors++;
-        if (errorSamples.length < 5) errorSamples.push(why);
+        t.errors++;
+        if (t.errorSamples.length < 5) t.errorSamples.push(why);
       }
-      if (options.maxRequests && latencies.length + errors >= options.maxRequests) stop = true;
+      if (options.maxRequests && per.reduce((n, p) => n + p.latencies.length + p.errors, 0) >= options.maxRequests) stop = true;
     }
   }
 
@@ -138,21 +154,23 @@ export async function runLoad(target: LoadTarget, options: LoadOptions): Promise
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   measuring = false;
   await Promise.all(workers);
-  await pool.close();
-  const sorted = Float64Array.from(latencies).sort();
-  const sum = latencies.reduce((a, b) => a + b, 0);
-  return {
-    concurrency: options.concurrency,
-    requests: latencies.length,
-    sent,
-    errors,
-    errorSamples,
-    seconds,
-    rps: latencies.length / seconds,
-    p50: percentile(sorted, 50),
-    p90: percentile(sorted, 90),
-    p99: percentile(sorted, 99),
-    max: sorted.length ? sorted[sorted.length - 1]! : NaN,
-    mean: latencies.length ? sum / latencies.length : NaN,
-  };
+  await Promise.all(per.map((p) => p.pool.close()));
+  return per.map(({ latencies, errors, errorSamples, sent }) => {
+    const sorted = Float64Array.from(latencies).sort();
+    const sum = latencies.reduce((a, b) => a + b, 0);
+    return {
+      concurrency: options.concurrency,
+      requests: latencies.length,
+      sent,
+      errors,
+      errorSamples,
+      seconds,
+      rps: latencies.length / seconds,
+      p50: percentile(sorted, 50),
+      p90: percentile(sorted, 90),
+      p99: percentile(sorted, 99),
+      max: sorted.length ? sorted[sorted.length - 1]! : NaN,
+      mean: latencies.length ? sum / latencies.length : NaN,
+    };
+  });
 }

@@ -1,4 +1,8 @@
+import type { KeysOverheadResult } from '../keys-overhead';
 import type { BenchRow, RssRow, TargetRow } from './report';
+
+/** What the key, limit and budget checks may add to a plain completion at p50 (issue 14, item 7), in ms. */
+export const KEYS_OVERHEAD_P50_MS = 0.2;
 
 /** The memory ceiling of every process (issue 10), in MB. */
 export const RSS_CEILING_MB = 150;
@@ -29,7 +33,11 @@ export function peakPerProcess(rss: RssRow[]): RssRow[] {
  * The targets of issue 10, item 6, and the embeddings one of issue 13, item 8, evaluated on one run. A ratio is only met when neither run
  * it compares had errors (fast errors would pass for throughput).
  */
-export function evaluateTargets(rows: BenchRow[], rss: RssRow[], options: { concurrencies: number[]; pacedRate: number }): TargetRow[] {
+export function evaluateTargets(
+  rows: BenchRow[],
+  rss: RssRow[],
+  options: { concurrencies: number[]; pacedRate: number; keysOverhead?: KeysOverheadResult },
+): TargetRow[] {
   const find = (id: string, mode: BenchRow['mode'], c?: number) => rows.find((r) => r.scenario === id && r.mode === mode && (c === undefined || r.result.concurrency === c))?.result;
   const targets: TargetRow[] = [];
   const ratio = (target: string, a: ReturnType<typeof find>, b: ReturnType<typeof find>, min: number, unit: 'x' | '%') => {
@@ -61,6 +69,18 @@ export function evaluateTargets(rows: BenchRow[], rss: RssRow[], options: { conc
     const errors = paced.errors ? `, ${paced.errors} errors` : '';
     targets.push({ target: `paced ${options.pacedRate} req/s, plain: added p50 <= 0.3 ms`, value: `${p50.toFixed(3)} ms (${paced.p50.toFixed(3)} - ${pacedDirect.p50.toFixed(3)})${errors}`, met: p50 <= 0.3 && !paced.errors });
     targets.push({ target: `paced ${options.pacedRate} req/s, plain: added p99 <= 3 ms`, value: `${p99.toFixed(3)} ms (${paced.p99.toFixed(3)} - ${pacedDirect.p99.toFixed(3)})${errors}`, met: p99 <= 3 && !paced.errors });
+  }
+  const keys = options.keysOverhead;
+  if (keys) {
+    const errors = keys.rows.reduce((n, r) => n + r.errors, 0);
+    const row = (t: 'off' | 'file' | 'on') => keys.rows.find((r) => r.target === t)!;
+    targets.push({
+      target: `keys, limits, budget add <= ${KEYS_OVERHEAD_P50_MS} ms p50 (virtual key with every limit and budget vs auth off, same run)`,
+      value:
+        `${keys.added.on.p50.toFixed(3)} ms (${row('on').p50.toFixed(3)} - ${row('off').p50.toFixed(3)}); keys-file key ${keys.added.file.p50.toFixed(3)} ms; ` +
+        `load ${keys.loadAverage.start.toFixed(1)}${errors ? `, ${errors} errors` : ''}`,
+      met: keys.added.on.p50 <= KEYS_OVERHEAD_P50_MS && errors === 0,
+    });
   }
   const peaks = peakPerProcess(rss).filter((p) => !RSS_EXEMPT.has(p.process));
   if (peaks.length > 0) {

@@ -3,7 +3,7 @@ import { PATHS } from '../../contracts';
 import { ApiError, forbidden, rateLimited, unauthorized, type Logger } from '../kit';
 import { ApiKeyStore, bearerToken, type ApiKey, type Scope } from './auth';
 import type { KeyRateLimiter } from './key-rate-limit';
-import { BudgetRefusal, Ledger, type BudgetScope, type Lease } from './keys/ledger';
+import { BudgetRefusal, Ledger, RateRefusal, type BudgetScope, type Lease, type RateScope } from './keys/ledger';
 import type { KeyRegistry, Team } from './keys/store';
 
 declare module 'fastify' {
@@ -64,12 +64,18 @@ export function budgetError(refusal: BudgetRefusal): ApiError {
   return new ApiError({ status: 429, type: 'rate_limit_error', message: `${who} is at its limit of ${scope.maxConcurrent} concurrent requests`, code: 'concurrency_limit_exceeded', headers: { 'retry-after': '1' } });
 }
 
+/** The 429 for a key or team over its requests per minute. */
+function rateError(rate: RateScope, retryAfterMs: number): ApiError {
+  return rateLimited(`${rate.kind === 'key' ? `API key '${rate.id}'` : `team '${rate.id}'`} is over its limit of ${rate.rpm} requests per minute`, retryAfterMs);
+}
+
 /**
  * Builds an onRequest hook that authenticates the bearer key (virtual keys first, then the keys
  * file), checks the scope the route needs (`scopeOf` reads it from the matched route; undefined
  * refuses every key), takes one request from the key's and its team's per-minute budgets and,
- * on billed routes, admits the call against the budgets and concurrency limits (in parallel:
- * one Redis round trip of waiting).
+ * on billed routes, admits the call against the budgets and concurrency limits: with a ledger
+ * all of it in one script (one Redis round trip), without one (no virtual keys) the rpm checks
+ * in parallel.
  * When the rate-limit or budget store is down the request passes (fail open) and is marked degraded.
  */
 export function authenticate(options: AuthOptions, scopeOf: (request: FastifyRequest) => Scope | undefined): onRequestAsyncHookHandler {
@@ -77,10 +83,10 @@ export function authenticate(options: AuthOptions, scopeOf: (request: FastifyReq
   const billed = options.billed ?? (() => false);
   let limiterDown = false;
 
-  async function takeRate(id: string, rpm: number, what: string, request: FastifyRequest): Promise<void> {
+  async function takeRate(rate: RateScope, request: FastifyRequest): Promise<void> {
     let decision;
     try {
-      decision = await limiter!.take(id, rpm);
+      decision = await limiter!.take(rate.kind === 'key' ? rate.id : `team:${rate.id}`, rate.rpm);
       if (limiterDown) logger.info('rate limits: Redis reachable again');
       limiterDown = false;
     } catch (err) {
@@ -89,7 +95,7 @@ export function authenticate(options: AuthOptions, scopeOf: (request: FastifyReq
       if (!request.degraded?.includes('rate-limit')) (request.degraded ??= []).push('rate-limit');
       return;
     }
-    if (!decision.allowed) throw rateLimited(`${what} is over its limit of ${rpm} requests per minute`, decision.retryAfterMs);
+    if (!decision.allowed) throw rateError(rate, decision.retryAfterMs);
   }
 
   return async function authHook(request: FastifyRequest, _reply: FastifyReply) {
@@ -111,32 +117,25 @@ export function authenticate(options: AuthOptions, scopeOf: (request: FastifyReq
     const team = key.team !== undefined ? registry?.team(key.team) : undefined;
     request.team = team;
 
-    const checks: Array<Promise<unknown>> = [];
-    if (limiter && key.rpm !== undefined) checks.push(takeRate(key.id, key.rpm, `API key '${key.id}'`, request));
-    if (limiter && team?.rpm !== undefined) checks.push(takeRate(`team:${team.id}`, team.rpm, `team '${team.id}'`, request));
-    let admission: Promise<Lease | undefined> | undefined;
-    if (ledger && billed(request)) {
-      const scopes = budgetScopes(key, team);
-      if (Ledger.needsAdmission(scopes)) admission = ledger.admit(key.id, scopes);
-    }
-    if (checks.length === 0 && !admission) return;
-    const [rates, admitted] = await Promise.allSettled([Promise.all(checks), admission]);
-    if (admitted.status === 'fulfilled') {
-      request.budgetLease = admitted.value;
-      if (admission && admitted.value === undefined) (request.degraded ??= []).push('budget');
-    }
-    if (rates.status === 'rejected') {
-      // The call will not run: give the lease back at once.
-      if (request.budgetLease) {
-        const lease = request.budgetLease;
-        request.budgetLease = undefined;
-        void ledger!.settle(lease, key.id, team?.id, undefined);
+    const rates: RateScope[] = [];
+    if (limiter && key.rpm !== undefined) rates.push({ kind: 'key', id: key.id, rpm: key.rpm });
+    if (limiter && team?.rpm !== undefined) rates.push({ kind: 'team', id: team.id, rpm: team.rpm });
+    if (ledger) {
+      // Everything in one script: one Redis round trip of waiting (docs/keys.md, "Performance").
+      const scopes = billed(request) ? budgetScopes(key, team) : [];
+      if (rates.length === 0 && !Ledger.needsAdmission(scopes)) return;
+      let admission;
+      try {
+        admission = await ledger.admitRequest(key.id, scopes, rates);
+      } catch (err) {
+        if (err instanceof RateRefusal) throw rateError(err.scope, err.retryAfterMs);
+        if (err instanceof BudgetRefusal) throw budgetError(err);
+        throw err;
       }
-      throw rates.reason;
+      request.budgetLease = admission.lease;
+      if (admission.degraded.length > 0) (request.degraded ??= []).push(...admission.degraded);
+      return;
     }
-    if (admitted.status === 'rejected') {
-      if (admitted.reason instanceof BudgetRefusal) throw budgetError(admitted.reason);
-      throw admitted.reason;
-    }
+    if (rates.length > 0) await Promise.all(rates.map((r) => takeRate(r, request)));
   };
 }

@@ -1,8 +1,10 @@
 /**
  * The router's Redis users on a real local Redis Cluster (three masters): the per-key rate limit
- * (one Lua script per check) shared by two limiters, and the template change notices end to end:
- * the templates service (its own process wiring, Postgres, REDIS_CLUSTER_NODES) publishes, the
- * router's cluster-aware subscriber receives, and the router's template cache updates. The
+ * (one Lua script per check) shared by two limiters, the ledger's one-script admission (rpm,
+ * budgets and concurrency of a key and its team under one hash tag), and the template change
+ * notices end to end: the templates service (its own process wiring, Postgres,
+ * REDIS_CLUSTER_NODES) publishes, the router's cluster-aware subscriber receives, and the
+ * router's template cache updates. The
  * router's reconcile loop is set to ten minutes here, so only a pushed notice can update it in
  * time.
  */
@@ -15,7 +17,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { templateChangesChannel } from '../../contracts';
 import { closeRedis, createLogger, createMetrics, createTracing, createRedis, readConfig, waitForRedis, type RedisClient, type ServiceInstance } from '../../services/kit';
 import { buildProcess, type PromptmeshProcess } from '../../services/process';
+import pg from 'pg';
 import { createRouterService, hashApiKey, KeyRateLimiter, type RouterCore } from '../../services/router';
+import { Ledger, RateRefusal, ROUTER_MIGRATIONS_DIR, ROUTER_MIGRATIONS_TABLE, ROUTER_MIGRATION_LOCK_KEY, type RateScope } from '../../services/router/keys';
+import type { BudgetScope } from '../../services/router/keys/ledger';
+import { migrate } from '../../services/templates/migrate';
 import { callTemplates, startTemplates, type RunningTemplates } from '../support/templates-service';
 import { waitFor } from '../support/net';
 import { uniquePrefix } from '../support/redis';
@@ -221,10 +227,45 @@ describe('template change notices through a 3-master Redis Cluster', () => {
       expect(results.filter((r) => String(r.degraded ?? '').includes('rate-limit'))).toEqual([]);
       const probe = clusterClient('probe-keys');
       expect(await waitForRedis(probe, 15_000)).toBe(true);
-      expect(await probe.exists(`${prefix}router:rpm:{team-a}`)).toBe(1);
+      // With virtual keys on, the rpm is taken by the ledger's one admission script, under its hash tag.
+      expect(await probe.exists(`${prefix}budget:{budget}:rpm:k:team-a`)).toBe(1);
     } finally {
       for (const proc of routers) await proc.app.close();
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('the ledger admits in one script on the cluster: a key\'s and its team\'s rpm, budgets and concurrency, seeded from PostgreSQL', async () => {
+    const pool = new pg.Pool({ connectionString: templates.db.url, max: 2 });
+    const ledgerRedis = clusterClient('router-ledger');
+    expect(await waitForRedis(ledgerRedis, 15_000)).toBe(true);
+    const ledger = new Ledger({ redis: ledgerRedis, pool, keyPrefix: uniquePrefix('rtrledger'), logger: createLogger('test', 'silent'), flushIntervalMs: 60_000 });
+    try {
+      await migrate(pool, { dir: ROUTER_MIGRATIONS_DIR, table: ROUTER_MIGRATIONS_TABLE, lockKey: ROUTER_MIGRATION_LOCK_KEY });
+      const scopes: BudgetScope[] = [
+        { kind: 'key', id: 'k-clu', maxConcurrent: 1, budget: { microUsd: 1_000, period: 'day' } },
+        { kind: 'team', id: 't-clu', budget: { microUsd: 5_000, period: 'month' } },
+      ];
+      const rates: RateScope[] = [
+        { kind: 'key', id: 'k-clu', rpm: 2 },
+        { kind: 'team', id: 't-clu', rpm: 100 },
+      ];
+      const usage = (microUsd: number) => ({ provider: 'p', model: 'm', microUsd, inputTokens: 1, cachedInputTokens: 0, outputTokens: 1, cacheHit: false });
+      // The first admission finds no epoch, seeds the totals from PostgreSQL, then admits.
+      const a = await ledger.admitRequest('k-clu', scopes, rates);
+      expect(a.degraded).toEqual([]);
+      expect(a.lease).toBeDefined();
+      await expect(ledger.admitRequest('k-clu', scopes, [])).rejects.toMatchObject({ reason: 'concurrency' });
+      await ledger.settle(a.lease, 'k-clu', 't-clu', usage(400));
+      const b = await ledger.admitRequest('k-clu', scopes, rates);
+      await ledger.settle(b.lease, 'k-clu', 't-clu', usage(700));
+      await expect(ledger.admitRequest('k-clu', scopes, [])).rejects.toMatchObject({ reason: 'budget' });
+      // The key's third request in the minute: its rpm answers first.
+      await expect(ledger.admitRequest('k-clu', scopes, rates)).rejects.toBeInstanceOf(RateRefusal);
+      expect(await ledger.spent([{ kind: 'key', id: 'k-clu', period: 'day' }, { kind: 'team', id: 't-clu', period: 'month' }])).toEqual([1_100, 1_100]);
+    } finally {
+      await ledger.close();
+      await pool.end();
     }
   });
 

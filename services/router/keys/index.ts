@@ -14,7 +14,7 @@ import type { ApiKeyStore } from '../auth';
 import { Ledger } from './ledger';
 import { KeyRegistry, KeysDb } from './store';
 
-export { Ledger, BudgetRefusal, periodEnd, periodIds, type CallUsage, type Lease } from './ledger';
+export { Ledger, BudgetRefusal, RateRefusal, periodEnd, periodIds, type Admission, type CallUsage, type Lease, type RateScope } from './ledger';
 export { KeyRegistry, KeysDb, newSecret, SECRET_PREFIX, type KeyRecord, type Team } from './store';
 
 /** The router's migrations (`router-migrations/` beside this module; build/router-migrations in the bundle). */

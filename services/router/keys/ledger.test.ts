@@ -1,7 +1,8 @@
 /**
  * The ledger on real Redis and PostgreSQL, two instances standing for two router replicas:
  * the overshoot bound of a budget under concurrent calls, exact totals, idempotent flushes,
- * concurrency leases, and totals reloaded after Redis lost its data.
+ * concurrency leases, the one-script admission (rpm with budgets and leases), and totals
+ * reloaded after Redis lost its data.
  */
 import pg from 'pg';
 import { Redis } from 'ioredis';
@@ -11,7 +12,7 @@ import { migrate } from '../../templates/migrate';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/pg';
 import { TEST_REDIS_URL, deletePrefix, uniquePrefix } from '../../../test/support/redis';
 import { ROUTER_MIGRATIONS_DIR, ROUTER_MIGRATIONS_TABLE, ROUTER_MIGRATION_LOCK_KEY } from './index';
-import { BudgetRefusal, Ledger, periodIds, type BudgetScope, type CallUsage } from './ledger';
+import { BudgetRefusal, Ledger, RateRefusal, periodIds, type BudgetScope, type CallUsage } from './ledger';
 
 const usage = (microUsd: number): CallUsage => ({ provider: 'p', model: 'm', microUsd, inputTokens: 10, cachedInputTokens: 0, outputTokens: 5, cacheHit: false });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -109,6 +110,48 @@ describe('ledger', () => {
     expect(c).toBeDefined();
     await ledgers[0]!.settle(a, 'k-conc', undefined, usage(5));
     await ledgers[0]!.settle(c, 'k-conc', undefined, usage(5));
+  });
+
+  it('admits a request in one script: key and team rpm with the budget and concurrency lease; a refusal takes nothing', async () => {
+    const { ledgers, prefix } = replicas(2, 'ledger-admit');
+    const [one, two] = ledgers as [Ledger, Ledger];
+    const raw = new Redis(TEST_REDIS_URL);
+    redises.push(raw);
+    const inflight = (kind: 'k' | 't', id: string) => raw.zcard(`${prefix}budget:{budget}:inflight:${kind}:${id}`);
+    const scopes: BudgetScope[] = [
+      { kind: 'key', id: 'k-adm', maxConcurrent: 1, budget: { microUsd: 1_000_000, period: 'day' } },
+      { kind: 'team', id: 'team-adm', maxConcurrent: 10 },
+    ];
+    const rates = [
+      { kind: 'key' as const, id: 'k-adm', rpm: 3 },
+      { kind: 'team' as const, id: 'team-adm', rpm: 1000 },
+    ];
+    // One round trip, both replicas: the first takes the lease and a request of each rpm.
+    const first = await one.admitRequest('k-adm', scopes, rates);
+    expect(first.degraded).toEqual([]);
+    expect(first.lease).toBeDefined();
+    expect([await inflight('k', 'k-adm'), await inflight('t', 'team-adm')]).toEqual([1, 1]);
+    expect(Number(await raw.exists(`${prefix}budget:{budget}:rpm:k:k-adm`, `${prefix}budget:{budget}:rpm:t:team-adm`))).toBe(2);
+    // At max_concurrent on the other replica: refused, and neither rpm is taken by the refusal.
+    const tatBefore = await raw.get(`${prefix}budget:{budget}:rpm:k:k-adm`);
+    await expect(two.admitRequest('k-adm', scopes, rates)).rejects.toMatchObject({ reason: 'concurrency' });
+    expect(await raw.get(`${prefix}budget:{budget}:rpm:k:k-adm`)).toBe(tatBefore);
+    await one.settle(first.lease, 'k-adm', 'team-adm', usage(7));
+    expect([await inflight('k', 'k-adm'), await inflight('t', 'team-adm')]).toEqual([0, 0]);
+    // Routes that are not billed take only the rpm (no lease); the key's 3 per minute run out.
+    expect(await two.admitRequest('k-adm', [], rates)).toEqual({ lease: undefined, degraded: [] });
+    const second = await two.admitRequest('k-adm', scopes, rates);
+    expect(second.lease).toBeDefined();
+    const teamTat = await raw.get(`${prefix}budget:{budget}:rpm:t:team-adm`);
+    const refusal = await one.admitRequest('k-adm', scopes, rates).catch((err: unknown) => err);
+    expect(refusal).toBeInstanceOf(RateRefusal);
+    expect(refusal).toMatchObject({ scope: { kind: 'key', id: 'k-adm', rpm: 3 } });
+    expect((refusal as RateRefusal).retryAfterMs).toBeGreaterThan(0);
+    // The refused request took no lease, and the team's rpm is untouched by it.
+    expect([await inflight('k', 'k-adm'), await inflight('t', 'team-adm')]).toEqual([1, 1]);
+    expect(await raw.get(`${prefix}budget:{budget}:rpm:t:team-adm`)).toBe(teamTat);
+    await two.settle(second.lease, 'k-adm', 'team-adm', usage(3));
+    expect(await one.spent([{ kind: 'key', id: 'k-adm', period: 'day' }])).toEqual([10]);
   });
 
   it('reloads the totals from PostgreSQL when Redis lost them, and adds calls counted before that as they reach PostgreSQL', async () => {

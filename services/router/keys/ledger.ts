@@ -23,6 +23,7 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { Logger, RedisClient } from '../../kit';
 import type { KeyBudget } from '../auth';
+import { GCRA_LUA, REDIS_NOW_LUA } from '../key-rate-limit';
 
 /** The advisory lock between a reload of the totals (exclusive) and flushes (shared). */
 const SPEND_LOCK_KEY = 0x706d2d7370656e64n.toString(); // "pm-spend"
@@ -47,23 +48,48 @@ export function periodEnd(period: 'day' | 'month', at: Date): Date {
     : new Date(Date.UTC(at.getUTCFullYear(), at.getUTCMonth() + 1, 1));
 }
 
-// KEYS: epoch, estimate, then per scope: spent (of the budget's period), inflight.
-// ARGV: leaseMs, leaseId, riskFree, n, then per scope: budget (-1 none), maxConcurrent (-1 none).
-// Returns {-1} unseeded, {1, i, spent} over budget, {4, i, spent} the rest of the budget is
-// committed to calls in flight, {2, i} at max concurrency, {3} would not fit and this replica
-// already has a call at risk, {0, risky, member} admitted (risky: its estimate did not fit).
-const ADMIT = `
-if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local est = tonumber(redis.call('GET', KEYS[2]) or '-1')
+// The one script a request's admission costs (one round trip): the key's and team's per-minute
+// request limits (GCRA, shared with key-rate-limit.ts), then, on billed routes, the budgets and
+// concurrency limits of the key and its team and a lease holding the call's estimate. Nothing is
+// taken unless everything passes.
+// KEYS: epoch, estimate, then per rate: its GCRA key, then per scope: spent (of the budget's
+// period), inflight.
+// ARGV: leaseMs, leaseId, riskFree, n (scopes), r (rates), ratePeriodMs, then per rate: rpm, then
+// per scope: budget (-1 none), maxConcurrent (-1 none).
+// Returns {5, j, waitMs} rate j refused, {-1} unseeded (the rates were taken, nothing else),
+// {1, i, spent} over budget, {4, i, spent} the rest of the budget is committed to calls in
+// flight, {2, i} at max concurrency, {3} would not fit and this replica already has a call at
+// risk, {0, risky, member} admitted (risky: its estimate did not fit; member '' without scopes).
+const ADMIT = `${REDIS_NOW_LUA}${GCRA_LUA}
 local n = tonumber(ARGV[4])
+local r = tonumber(ARGV[5])
+local period = tonumber(ARGV[6])
+local tats = {}
+for j = 1, r do
+  local newTat, wait = gcraPlan(KEYS[2 + j], now, period, tonumber(ARGV[6 + j]))
+  if not newTat then return {5, j, wait} end
+  tats[j] = newTat
+end
+local function takeRates()
+  for j = 1, r do gcraTake(KEYS[2 + j], now, tats[j]) end
+end
+if n == 0 then
+  takeRates()
+  return {0, 0, ''}
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  takeRates()
+  return {-1}
+end
+local est = tonumber(redis.call('GET', KEYS[2]) or '-1')
+local kb = 2 + r
+local ab = 6 + r
 local risky = 0
 for i = 1, n do
-  local spentKey = KEYS[1 + 2 * i]
-  local inflight = KEYS[2 + 2 * i]
-  local budget = tonumber(ARGV[3 + 2 * i])
-  local maxc = tonumber(ARGV[4 + 2 * i])
+  local spentKey = KEYS[kb + 2 * i - 1]
+  local inflight = KEYS[kb + 2 * i]
+  local budget = tonumber(ARGV[ab + 2 * i - 1])
+  local maxc = tonumber(ARGV[ab + 2 * i])
   redis.call('ZREMRANGEBYSCORE', inflight, '-inf', now)
   if maxc >= 0 and redis.call('ZCARD', inflight) >= maxc then return {2, i} end
   if budget >= 0 then
@@ -80,10 +106,11 @@ for i = 1, n do
   end
 end
 if risky == 1 and ARGV[3] ~= '1' then return {3} end
+takeRates()
 local member = ARGV[2] .. '|' .. tostring(math.max(est, 0))
 for i = 1, n do
-  redis.call('ZADD', KEYS[2 + 2 * i], now + tonumber(ARGV[1]), member)
-  redis.call('PEXPIRE', KEYS[2 + 2 * i], tonumber(ARGV[1]) * 2)
+  redis.call('ZADD', KEYS[kb + 2 * i], now + tonumber(ARGV[1]), member)
+  redis.call('PEXPIRE', KEYS[kb + 2 * i], tonumber(ARGV[1]) * 2)
 end
 return {0, risky, member}
 `;
@@ -142,10 +169,7 @@ return ARGV[1]
 `;
 
 // KEYS: inflight sets. ARGV: member, leaseMs. Extends a lease that still exists.
-const RENEW = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-for i = 1, #KEYS do
+const RENEW = `${REDIS_NOW_LUA}for i = 1, #KEYS do
   redis.call('ZADD', KEYS[i], 'XX', now + tonumber(ARGV[2]), ARGV[1])
   redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[2]) * 2)
 end
@@ -174,6 +198,33 @@ export class BudgetRefusal extends Error {
   ) {
     super(reason === 'concurrency' ? `${scope.kind} '${scope.id}' is at its limit of ${scope.maxConcurrent} concurrent requests` : `${scope.kind} '${scope.id}' is over its budget`);
   }
+}
+
+/** A per-minute request limit an admission takes one request from: a key's or its team's `rpm`. */
+export interface RateScope {
+  kind: 'key' | 'team';
+  id: string;
+  /** Requests per minute, held across replicas. */
+  rpm: number;
+}
+
+/** Why a request was refused by a per-minute request limit (nothing else was taken). */
+export class RateRefusal extends Error {
+  constructor(
+    readonly scope: RateScope,
+    /** How long until one more request would be allowed. */
+    readonly retryAfterMs: number,
+  ) {
+    super(`${scope.kind} '${scope.id}' is over its limit of ${scope.rpm} requests per minute`);
+  }
+}
+
+/** What {@link Ledger.admitRequest} decided for a request it let through. */
+export interface Admission {
+  /** The lease of a call whose budgets or concurrency limits were checked; settle it once. */
+  lease: Lease | undefined;
+  /** The checks that went unchecked because Redis could not be reached (fail open), as `x-promptmesh-degraded` names them. */
+  degraded: Array<'rate-limit' | 'budget'>;
 }
 
 /** A call admitted by {@link Ledger.admit}: settle it once with what it cost. */
@@ -223,6 +274,8 @@ export interface LedgerOptions {
   flushIntervalMs?: number;
   /** Rows per INSERT. @default 500 */
   batchSize?: number;
+  /** The window the `rpm` limits of {@link Ledger.admitRequest} count over. @default 60000 */
+  ratePeriodMs?: number;
 }
 
 /** The budgets, leases and spend ledger of one router replica (see the module comment). */
@@ -230,6 +283,10 @@ export class Ledger {
   private readonly redis: RedisClient;
   private readonly base: string;
   private buffer: SpendRow[] = [];
+  /** Charges settled in this turn of the event loop, sent together (see {@link settle}). */
+  private charges: Array<{ keys: string[]; args: Array<string | number>; done: (epoch: string) => void }> = [];
+  /** Settlements whose charge has not come back yet (their rows are not buffered yet). */
+  private readonly settling = new Set<Promise<void>>();
   /** Written rows whose cost could not be added to the Redis totals yet (Redis was down). */
   private readds: SpendRow[] = [];
   private flushing: Promise<void> | undefined;
@@ -241,9 +298,11 @@ export class Ledger {
   /** Scopes with a call at risk on this replica, and who waits for it. */
   private readonly atRisk = new Map<string, Array<() => void>>();
   private redisDown = false;
+  private readonly ratePeriodMs: number;
 
   constructor(private readonly options: LedgerOptions) {
     this.redis = options.redis;
+    this.ratePeriodMs = options.ratePeriodMs ?? 60_000;
     this.base = `${options.keyPrefix}budget:{budget}:`;
     const r = this.redis as any;
     r.defineCommand('pmBudgetAdmit', { lua: ADMIT });
@@ -280,6 +339,10 @@ export class Ledger {
     return scopes.some((s) => s.budget !== undefined || s.maxConcurrent !== undefined);
   }
 
+  private rateKey(scope: RateScope): string {
+    return `${this.base}rpm:${scope.kind === 'key' ? 'k' : 't'}:${scope.id}`;
+  }
+
   /**
    * Checks the budgets and concurrency limits of `scopes` (the key first, then its team) and
    * takes a lease. Throws {@link BudgetRefusal}. A call whose estimate does not fit the rest of a
@@ -287,35 +350,54 @@ export class Ledger {
    * Resolves undefined when Redis cannot be reached (fail open; the ledger still counts).
    */
   async admit(keyId: string, scopes: readonly BudgetScope[]): Promise<Lease | undefined> {
+    return (await this.admitRequest(keyId, scopes, [])).lease;
+  }
+
+  /**
+   * A request's whole admission in one Redis round trip (one script): one request from each of
+   * `rates` (the key's and its team's `rpm`), then {@link admit}'s budget and concurrency checks
+   * of `scopes` and their lease; nothing is taken unless everything passes. Throws
+   * {@link RateRefusal} (checked first) or {@link BudgetRefusal}. When Redis cannot be reached the
+   * request passes unchecked (fail open), and `degraded` says what was not checked.
+   */
+  async admitRequest(keyId: string, scopes: readonly BudgetScope[], rates: readonly RateScope[]): Promise<Admission> {
     const checked = scopes.filter((s) => s.budget !== undefined || s.maxConcurrent !== undefined);
+    if (checked.length === 0 && rates.length === 0) return { lease: undefined, degraded: [] };
     const now = new Date();
     const ids = periodIds(now);
-    const keys = [this.epochKey, this.estimateKey(keyId)];
-    const args: Array<string | number> = [LEASE_MS, randomUUID(), 0, checked.length];
-    for (const s of checked) {
-      keys.push(this.spentKey(s, s.budget ? ids[s.budget.period] : ids.day), this.inflightKey(s));
-      args.push(s.budget ? s.budget.microUsd : -1, s.maxConcurrent ?? -1);
-    }
+    let pendingRates = rates;
     const riskIds = checked.filter((s) => s.budget).map((s) => `${s.kind}:${s.id}`);
     for (let attempt = 0; ; attempt++) {
+      const keys = [this.epochKey, this.estimateKey(keyId), ...pendingRates.map((r) => this.rateKey(r))];
+      const args: Array<string | number> = [LEASE_MS, randomUUID(), 0, checked.length, pendingRates.length, this.ratePeriodMs, ...pendingRates.map((r) => r.rpm)];
+      for (const s of checked) {
+        keys.push(this.spentKey(s, s.budget ? ids[s.budget.period] : ids.day), this.inflightKey(s));
+        args.push(s.budget ? s.budget.microUsd : -1, s.maxConcurrent ?? -1);
+      }
       // Claim this replica's one slot for a call at risk before asking, so two admissions in
       // flight at once cannot both take it; given back unless the call is admitted at risk.
       const claim = riskIds.length > 0 && riskIds.every((id) => !this.atRisk.has(id));
       if (claim) for (const id of riskIds) this.atRisk.set(id, []);
       args[2] = claim ? 1 : 0;
-      let result: [number, number?, string?];
+      let result: [number, number?, (string | number)?];
       try {
-        result = (await (this.redis as any).pmBudgetAdmit(keys.length, ...keys, ...args)) as [number, number?, string?];
+        result = (await (this.redis as any).pmBudgetAdmit(keys.length, ...keys, ...args)) as [number, number?, (string | number)?];
         this.up();
       } catch (err) {
         if (claim) this.releaseRisk(riskIds);
         this.down(err);
-        return undefined;
+        const degraded: Admission['degraded'] = [];
+        if (pendingRates.length > 0) degraded.push('rate-limit');
+        if (checked.length > 0) degraded.push('budget');
+        return { lease: undefined, degraded };
       }
       const code = Number(result[0]);
       if (claim && !(code === 0 && Number(result[1]) === 1)) this.releaseRisk(riskIds);
+      if (code === 5) throw new RateRefusal(pendingRates[Number(result[1]) - 1]!, Number(result[2]));
       if (code === -1) {
-        if (attempt > 2) return undefined;
+        // The script took the rates; what is left is the budget, once the totals are back.
+        pendingRates = [];
+        if (attempt > 2) return { lease: undefined, degraded: ['budget'] };
         await this.ensureSeeded();
         continue;
       }
@@ -337,6 +419,7 @@ export class Ledger {
         });
         continue;
       }
+      if (checked.length === 0) return { lease: undefined, degraded: [] };
       const risky = Number(result[1]) === 1;
       const lease: HeldLease = {
         callId: randomUUID(),
@@ -347,36 +430,64 @@ export class Ledger {
         riskIds: risky ? riskIds : [],
       };
       this.held.add(lease);
-      return lease;
+      return { lease, degraded: [] };
     }
   }
 
   /**
    * Counts a finished call: its cost goes onto the key's and team's totals and its lease is
    * dropped (one script), and its row is buffered for PostgreSQL. `usage` undefined: nothing
-   * was billed (the lease is only released).
+   * was billed (the lease is only released). Off the answer's path: the script is sent after
+   * the current turn of the event loop (the answer is written first), with every other call
+   * settled in that turn; the promise resolves once the call was counted.
    */
-  async settle(lease: Lease | undefined, keyId: string, team: string | undefined, usage: CallUsage | undefined): Promise<void> {
+  settle(lease: Lease | undefined, keyId: string, team: string | undefined, usage: CallUsage | undefined): Promise<void> {
     const held = lease as HeldLease | undefined;
-    if (held) this.release(held);
-    if (!usage && !held) return;
+    // No longer renewed; its slot for a call at risk is freed once the charge was counted, so a
+    // call waiting for it sees this one's cost.
+    if (held) this.held.delete(held);
+    if (!usage && !held) return Promise.resolve();
     const at = new Date();
     const ids = periodIds(at);
     const scopes: Array<{ kind: 'key' | 'team'; id: string }> = [{ kind: 'key', id: keyId }];
     if (team) scopes.push({ kind: 'team', id: team });
     const keys = [this.epochKey, this.estimateKey(keyId)];
     for (const s of scopes) keys.push(this.spentKey(s, ids.day), this.spentKey(s, ids.month), held?.inflight[s.kind] ?? `${this.base}inflight:none`);
-    let epoch = '';
-    try {
-      epoch = String(
-        await (this.redis as any).pmBudgetCharge(keys.length, ...keys, held?.member ?? '', usage?.microUsd ?? 0, scopes.length, DAY_TTL_MS, MONTH_TTL_MS),
+    const settled = new Promise<void>((resolve) => {
+      this.charges.push({
+        keys,
+        args: [held?.member ?? '', usage?.microUsd ?? 0, scopes.length, DAY_TTL_MS, MONTH_TTL_MS],
+        done: (epoch) => {
+          if (held) this.releaseRisk(held.riskIds);
+          if (usage) this.buffer.push({ ...usage, callId: held?.callId ?? randomUUID(), at, keyId, team, epoch });
+          resolve();
+        },
+      });
+      if (this.charges.length === 1) setImmediate(() => this.sendCharges());
+    });
+    this.settling.add(settled);
+    void settled.then(() => this.settling.delete(settled));
+    return settled;
+  }
+
+  /**
+   * Sends the charges queued by {@link settle}, back to back (one round trip of waiting); each
+   * is counted, or not, on its own, as if sent alone.
+   */
+  private sendCharges(): void {
+    for (const c of this.charges.splice(0)) {
+      (this.redis as any).pmBudgetCharge(c.keys.length, ...c.keys, ...c.args).then(
+        (epoch: unknown) => {
+          this.up();
+          if (String(epoch) === '') void this.ensureSeeded().catch(() => undefined);
+          c.done(String(epoch));
+        },
+        (err: unknown) => {
+          this.down(err);
+          c.done('');
+        },
       );
-      this.up();
-      if (epoch === '') void this.ensureSeeded().catch(() => undefined);
-    } catch (err) {
-      this.down(err);
     }
-    if (usage) this.buffer.push({ ...usage, callId: held?.callId ?? randomUUID(), at, keyId, team, epoch });
   }
 
   private release(lease: HeldLease): void {
@@ -527,7 +638,13 @@ export class Ledger {
           ],
         );
         const inserted = new Set(rows.map((r) => r.call_id));
-        for (const r of batch) if (inserted.has(r.callId) && r.microUsd > 0) await this.readd(r);
+        // Only a call counted under another epoch (or none) needs adding to the totals: one read
+        // of the epoch per batch instead of a script per row. The epoch cannot change while this
+        // holds the lock shared (a reload takes it exclusive), so this skips exactly the rows the
+        // script would skip.
+        const current = await this.redis.get(this.epochKey).catch(() => undefined);
+        const missing = batch.filter((r) => inserted.has(r.callId) && r.microUsd > 0 && (current === undefined || current === null || r.epoch !== current));
+        await Promise.all(missing.map((r) => this.readd(r)));
       } finally {
         await client.query('SELECT pg_advisory_unlock_shared($1)', [SPEND_LOCK_KEY]).catch(() => {
           broken = true;
@@ -565,10 +682,15 @@ export class Ledger {
     this.options.logger.warn({ err: (err as Error).message }, 'budgets: Redis unreachable; calls pass without budget checks (fail open), the ledger still records them');
   }
 
-  /** Stops the timers and writes what is buffered (one attempt). */
+  /** Stops the timers, waits for the charges in flight and writes what is buffered (one attempt). */
   async close(): Promise<void> {
     clearInterval(this.timer);
     clearInterval(this.renewer);
+    // Calls settled just before the close are buffered once their charge came back (a Redis
+    // that does not answer holds the close up for at most 2 s).
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all([...this.settling]), new Promise<void>((resolve) => (timer = setTimeout(resolve, 2_000)))]);
+    clearTimeout(timer);
     await this.flush().catch(() => undefined);
   }
 }
