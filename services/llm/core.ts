@@ -52,6 +52,13 @@ export interface LlmCallOptions {
   team?: string;
   /** The team's tokens-per-minute budget over all its keys. Needs `team`. @default none */
   teamTpm?: number;
+  /**
+   * The caller's admission of this call (the router's rpm, budget and concurrency checks, still
+   * in flight): the pipeline waits for it before it serves a cache hit (cache stage) or calls a
+   * provider (tenant-limits stage, beside its own token reservations, so the two round trips to
+   * Redis overlap), and a rejection is the call's answer. @default admitted
+   */
+  admitted?: Promise<unknown>;
 }
 
 /** The result of {@link LlmCore.complete}. */

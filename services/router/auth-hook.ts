@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
-import { PATHS } from '../../contracts';
+import { HEADERS, PATHS } from '../../contracts';
 import { ApiError, forbidden, rateLimited, unauthorized, type Logger } from '../kit';
 import { ApiKeyStore, bearerToken, type ApiKey, type Scope } from './auth';
 import type { KeyRateLimiter } from './key-rate-limit';
@@ -15,10 +15,14 @@ declare module 'fastify' {
     /** The key's team, when it has one. */
     team: Team | undefined;
     /**
-     * The budget and concurrency lease taken before a billed call; whoever settles it clears
-     * this, and the router releases one still set when the response is over.
+     * A billed call's admission (key and team rpm, budgets, concurrency), started by the auth
+     * hook and not awaited there: it resolves to the budget and concurrency lease it took, or
+     * rejects with the 429. The route hands it to llm, which waits for it before it serves a
+     * cache hit or calls a provider, overlapping the round trip with its own work (docs/keys.md,
+     * "Performance"). Whoever takes it ({@link takeLease}) settles the lease; the router releases
+     * one nobody took when the response is over.
      */
-    budgetLease: Lease | undefined;
+    admission: Promise<Lease | undefined> | undefined;
   }
 }
 
@@ -64,6 +68,34 @@ export function budgetError(refusal: BudgetRefusal): ApiError {
   return new ApiError({ status: 429, type: 'rate_limit_error', message: `${who} is at its limit of ${scope.maxConcurrent} concurrent requests`, code: 'concurrency_limit_exceeded', headers: { 'retry-after': '1' } });
 }
 
+/**
+ * Adds `parts` to the response's `x-promptmesh-degraded` header (keeping what is there): the
+ * handler's parts (history) and the admission's (rate-limit, budget) arrive in either order.
+ */
+export function markDegraded(reply: FastifyReply, parts: readonly string[]): void {
+  if (parts.length === 0 || reply.sent) return;
+  const current = reply.getHeader(HEADERS.degraded);
+  const all = new Set([...(typeof current === 'string' && current !== '' ? current.split(',') : []), ...parts]);
+  reply.header(HEADERS.degraded, [...all].join(','));
+}
+
+const ADMISSION_REFUSALS = new WeakSet<object>();
+
+/** Marks `err` as a billed call's admission refusal (see {@link isAdmissionRefusal}). */
+function admissionError(err: unknown): unknown {
+  if (err !== null && typeof err === 'object') ADMISSION_REFUSALS.add(err);
+  return err;
+}
+
+/**
+ * Whether `err` is a billed call's admission refusal (its key or team over its rpm, budget or
+ * concurrency limit), which reaches the route through the llm call: the caller's limit, not a
+ * failure of the call or of its prompt.
+ */
+export function isAdmissionRefusal(err: unknown): boolean {
+  return err !== null && typeof err === 'object' && ADMISSION_REFUSALS.has(err);
+}
+
 /** The 429 for a key or team over its requests per minute. */
 function rateError(rate: RateScope, retryAfterMs: number): ApiError {
   return rateLimited(`${rate.kind === 'key' ? `API key '${rate.id}'` : `team '${rate.id}'`} is over its limit of ${rate.rpm} requests per minute`, retryAfterMs);
@@ -98,7 +130,7 @@ export function authenticate(options: AuthOptions, scopeOf: (request: FastifyReq
     if (!decision.allowed) throw rateError(rate, decision.retryAfterMs);
   }
 
-  return async function authHook(request: FastifyRequest, _reply: FastifyReply) {
+  return async function authHook(request: FastifyRequest, reply: FastifyReply) {
     if (!keys && !registry) return;
     // Anthropic's SDKs send their key as `x-api-key`: accepted on the Messages route.
     const apiKeyHeader = request.routeOptions.url === PATHS.messages ? request.headers['x-api-key'] : undefined;
@@ -122,18 +154,30 @@ export function authenticate(options: AuthOptions, scopeOf: (request: FastifyReq
     if (limiter && team?.rpm !== undefined) rates.push({ kind: 'team', id: team.id, rpm: team.rpm });
     if (ledger) {
       // Everything in one script: one Redis round trip of waiting (docs/keys.md, "Performance").
-      const scopes = billed(request) ? budgetScopes(key, team) : [];
+      const isBilled = billed(request);
+      const scopes = isBilled ? budgetScopes(key, team) : [];
       if (rates.length === 0 && !Ledger.needsAdmission(scopes)) return;
-      let admission;
-      try {
-        admission = await ledger.admitRequest(key.id, scopes, rates);
-      } catch (err) {
-        if (err instanceof RateRefusal) throw rateError(err.scope, err.retryAfterMs);
-        if (err instanceof BudgetRefusal) throw budgetError(err);
-        throw err;
+      const admission = ledger.admitRequest(key.id, scopes, rates).then(
+        (admitted) => {
+          if (admitted.degraded.length > 0) {
+            (request.degraded ??= []).push(...admitted.degraded);
+            markDegraded(reply, admitted.degraded);
+          }
+          return admitted.lease;
+        },
+        (err: unknown) => {
+          throw admissionError(err instanceof RateRefusal ? rateError(err.scope, err.retryAfterMs) : err instanceof BudgetRefusal ? budgetError(err) : err);
+        },
+      );
+      if (!isBilled) {
+        // Not a billed call (nothing hands the admission on): its rpm is checked here.
+        await admission;
+        return;
       }
-      request.budgetLease = admission.lease;
-      if (admission.degraded.length > 0) (request.degraded ??= []).push(...admission.degraded);
+      // A billed call: its route hands the admission to llm, which waits for it before the
+      // provider (or a cache hit); a refusal is then this request's answer. Never unhandled.
+      admission.catch(() => undefined);
+      request.admission = admission;
       return;
     }
     if (rates.length > 0) await Promise.all(rates.map((r) => takeRate(r, request)));

@@ -42,9 +42,13 @@ export function checkModelAllowed(request: FastifyRequest, model: string): void 
   }
 }
 
-/** The llm call options of a request: its key's and team's ids and token budgets. */
-export function callOptions(request: FastifyRequest, meta: CallMeta, tenant: string | undefined): LlmClientCallOptions {
+/**
+ * The llm call options of a request: its key's and team's ids and token budgets, and the
+ * admission llm waits for before it serves a cache hit or calls a provider (from {@link takeLease}).
+ */
+export function callOptions(request: FastifyRequest, meta: CallMeta, tenant: string | undefined, admitted?: Promise<unknown>): LlmClientCallOptions {
   const options: LlmClientCallOptions = { ...meta, tenant, tenantTpm: request.apiKey?.tpm };
+  if (admitted) options.admitted = admitted;
   const team = request.team;
   if (team) {
     options.team = team.id;
@@ -55,18 +59,28 @@ export function callOptions(request: FastifyRequest, meta: CallMeta, tenant: str
   return options;
 }
 
-/** Takes over the request's budget lease (so the router's end-of-response release skips it). */
-export function takeLease(request: FastifyRequest): Lease | undefined {
-  const lease = request.budgetLease;
-  request.budgetLease = undefined;
-  return lease;
+/**
+ * Takes over the request's admission (so the router's end-of-response release skips it): the
+ * promise of its budget lease, which rejects with the 429 when the call was refused. Pass it to
+ * {@link callOptions} and, once the call is over, to {@link settleSpend}.
+ */
+export function takeLease(request: FastifyRequest): Promise<Lease | undefined> | undefined {
+  const admission = request.admission;
+  request.admission = undefined;
+  return admission;
 }
 
 /** Counts the call in the ledger (settling its lease), once; not awaited, off the answer's path. */
-export function settleSpend(ledger: Ledger | undefined, logger: Logger, request: FastifyRequest, lease: Lease | undefined, usage: CallUsage | undefined): void {
+export function settleSpend(ledger: Ledger | undefined, logger: Logger, request: FastifyRequest, lease: Promise<Lease | undefined> | undefined, usage: CallUsage | undefined): void {
   const key = request.apiKey;
   if (!ledger || !key) return;
-  void ledger.settle(lease, key.id, request.team?.id ?? key.team, usage).catch((err: unknown) => {
-    logger.warn({ err: (err as Error).message, key: key.id }, 'could not count a call in the spend ledger');
-  });
+  // A refused admission took nothing: there is no lease, and no call to count.
+  void (lease ?? Promise.resolve(undefined))
+    .then(
+      (taken) => ledger.settle(taken, key.id, request.team?.id ?? key.team, usage),
+      () => undefined,
+    )
+    .catch((err: unknown) => {
+      logger.warn({ err: (err as Error).message, key: key.id }, 'could not count a call in the spend ledger');
+    });
 }

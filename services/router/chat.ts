@@ -8,6 +8,7 @@ import type { CallMeta, ContextClient, LlmClient, LlmOrigin } from './clients';
 import type { TemplateCache } from './template-cache';
 import type { RollingStats } from '../kit/rolling-stats';
 import type { CallUsage, Ledger } from './keys/ledger';
+import { isAdmissionRefusal, markDegraded } from './auth-hook';
 import { callOptions, callUsage, checkModelAllowed, settleSpend, takeLease, usageCostUsd } from './billing';
 import { assemblePromptTurn, isSystemMessage, recordPromptCall, storeTurn, type PromptTarget, type PromptTurnDeps, type Turn } from './prompt-turn';
 
@@ -67,8 +68,12 @@ export function createPromptMetrics(registry: Registry): PromptMetrics {
   };
 }
 
-/** Failures that say something about the prompt version's health: not the client's own mistakes. */
+/**
+ * Failures that say something about the prompt version's health: not the client's own mistakes,
+ * nor its key being over its own limits (an admission refusal).
+ */
 export function countsAsError(err: unknown): boolean {
+  if (isAdmissionRefusal(err)) return false;
   if (!(err instanceof ApiError)) return true;
   return err.statusCode >= 500 || err.statusCode === 429;
 }
@@ -144,7 +149,7 @@ export function createChatHandler(options: ChatHandlerOptions) {
       if (!body.messages || body.messages.length === 0) throw badRequest(`'messages' must hold at least one message (or give 'prompt')`, 'messages');
       if (!body.model) throw badRequest(`'model' is required`, 'model');
       checkModelAllowed(request, body.model);
-      if (request.degraded) reply.header(HEADERS.degraded, request.degraded.join(','));
+      markDegraded(reply, request.degraded ?? []);
       return body.stream
         ? stream(request, reply, body as ChatRequest, meta, tenant, undefined, undefined)
         : plain(reply, body as ChatRequest, meta, tenant, undefined, undefined);
@@ -163,7 +168,7 @@ export function createChatHandler(options: ChatHandlerOptions) {
     const upstream: ChatRequest = { ...(body as ChatRequest), model: assembled.model, messages };
     delete upstream.prompt;
     delete upstream.session_id;
-    if (degraded.length > 0) reply.header(HEADERS.degraded, degraded.join(','));
+    markDegraded(reply, degraded);
     return body.stream ? stream(request, reply, upstream, meta, tenant, turn, target) : plain(reply, upstream, meta, tenant, turn, target);
   };
 
@@ -179,7 +184,7 @@ export function createChatHandler(options: ChatHandlerOptions) {
     const lease = takeLease(request);
     let result;
     try {
-      result = await llm.complete(upstream, callOptions(request, meta, tenant));
+      result = await llm.complete(upstream, callOptions(request, meta, tenant, lease));
     } catch (err) {
       settleSpend(ledger, logger, request, lease, undefined);
       if (countsAsError(err)) record(target, true);
@@ -214,7 +219,7 @@ export function createChatHandler(options: ChatHandlerOptions) {
     if (billed && !clientUsage) upstream = { ...upstream, stream_options: { ...upstream.stream_options, include_usage: true } };
     let result: Awaited<ReturnType<LlmClient['stream']>>;
     try {
-      result = await llm.stream(upstream, { ...callOptions(request, meta, tenant), signal: abort.signal });
+      result = await llm.stream(upstream, { ...callOptions(request, meta, tenant, lease), signal: abort.signal });
     } catch (err) {
       settleSpend(ledger, logger, request, lease, undefined);
       if (!abort.signal.aborted && countsAsError(err)) record(target, true);

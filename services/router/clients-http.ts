@@ -121,6 +121,15 @@ export class HttpLlmClient implements LlmClient {
     return h;
   }
 
+  /**
+   * A call to llm, once the router admitted it (`options.admitted`: the overlap the in-process
+   * client gets inside llm is here the router's own work before the call).
+   */
+  private async post(path: string, options: LlmClientCallOptions, init: Parameters<PeerHttp['request']>[3]): Promise<PeerResponse> {
+    await options.admitted;
+    return this.http.request('POST', path, options, init);
+  }
+
   /** llm's JSON answer: its error in the OpenAI shape when it refused, a 502 when the body is not JSON. */
   private async jsonAnswer<T>(res: PeerResponse): Promise<T> {
     let text: string;
@@ -139,13 +148,13 @@ export class HttpLlmClient implements LlmClient {
 
   async complete(request: ChatRequest, options: LlmClientCallOptions): Promise<LlmOrigin & { completion: ChatCompletion }> {
     const payload = request.stream ? { ...request, stream: false } : request;
-    const res = await this.http.request('POST', PATHS.chatCompletions, options, { body: JSON.stringify(payload), headers: this.headers(options) });
+    const res = await this.post(PATHS.chatCompletions, options, { body: JSON.stringify(payload), headers: this.headers(options) });
     return { ...origin(res, request.model), completion: await this.jsonAnswer<ChatCompletion>(res) };
   }
 
   async stream(request: ChatRequest, options: LlmClientCallOptions): Promise<LlmOrigin & { chunks: AsyncIterable<ChatCompletionChunk> }> {
     const payload = request.stream ? request : { ...request, stream: true };
-    const res = await this.http.request('POST', PATHS.chatCompletions, options, { body: JSON.stringify(payload), headers: this.headers(options) });
+    const res = await this.post(PATHS.chatCompletions, options, { body: JSON.stringify(payload), headers: this.headers(options) });
     if (res.statusCode >= 400) {
       const text = await res.body.text().catch(() => '');
       throw this.http.errorFrom(res.statusCode, res.headers, text);
@@ -177,12 +186,12 @@ export class HttpLlmClient implements LlmClient {
   }
 
   async embed(request: EmbeddingsRequest, options: LlmClientCallOptions): Promise<LlmOrigin & { response: EncodedEmbeddingsResponse }> {
-    const res = await this.http.request('POST', PATHS.embeddings, options, { body: JSON.stringify(request), headers: this.headers(options) });
+    const res = await this.post(PATHS.embeddings, options, { body: JSON.stringify(request), headers: this.headers(options) });
     return { ...origin(res, request.model), response: await this.jsonAnswer<EncodedEmbeddingsResponse>(res) };
   }
 
   async responses(request: PassthroughRequest, options: LlmClientCallOptions): Promise<LlmResponsesAnswer> {
-    const res = await this.http.request('POST', PATHS.responses, options, { body: JSON.stringify(request), headers: { ...this.headers(options), [HEADERS.usage]: 'report' } });
+    const res = await this.post(PATHS.responses, options, { body: JSON.stringify(request), headers: { ...this.headers(options), [HEADERS.usage]: 'report' } });
     // Refusals (400 naming the providers that can, 404 model, 429 limits, provider failures)
     // come as errors in the OpenAI shape; an answer is passed on as it came.
     if (res.statusCode >= 400) {
@@ -210,7 +219,7 @@ export class HttpLlmClient implements LlmClient {
   async messages(request: MessagesRequest, options: LlmClientCallOptions & { anthropicBeta?: string }): Promise<LlmMessagesAnswer> {
     const headers: Record<string, string> = { ...this.headers(options), [HEADERS.usage]: 'report' };
     if (options.anthropicBeta) headers[ANTHROPIC_BETA_HEADER] = options.anthropicBeta;
-    const res = await this.http.request('POST', PATHS.messages, options, { body: JSON.stringify(request), headers });
+    const res = await this.post(PATHS.messages, options, { body: JSON.stringify(request), headers });
     const from = { ...origin(res, request.model), passthrough: res.headers[HEADERS.passthrough] === 'true' };
     if (res.statusCode >= 400 || request.stream !== true) {
       let text: string;

@@ -56,27 +56,27 @@ export class LocalLlmClient implements LlmClient {
   constructor(readonly core: LlmCore) {}
 
   async complete(request: ChatRequest, options: LlmClientCallOptions): Promise<LlmOrigin & { completion: ChatCompletion }> {
-    const r = await this.core.complete(request, { tenant: options.tenant, tenantTpm: options.tenantTpm, team: options.team, teamTpm: options.teamTpm, traceContext: options.traceContext, signal: options.signal });
+    const r = await this.core.complete(request, { tenant: options.tenant, tenantTpm: options.tenantTpm, team: options.team, teamTpm: options.teamTpm, admitted: options.admitted, traceContext: options.traceContext, signal: options.signal });
     return { provider: r.provider, model: r.model, cache: r.cache === 'hit' ? 'hit' : 'miss', completion: r.completion };
   }
 
   async stream(request: ChatRequest, options: LlmClientCallOptions): Promise<LlmOrigin & { chunks: AsyncIterable<ChatCompletionChunk> }> {
-    const r = await this.core.stream(request, { tenant: options.tenant, tenantTpm: options.tenantTpm, team: options.team, teamTpm: options.teamTpm, traceContext: options.traceContext, signal: options.signal });
+    const r = await this.core.stream(request, { tenant: options.tenant, tenantTpm: options.tenantTpm, team: options.team, teamTpm: options.teamTpm, admitted: options.admitted, traceContext: options.traceContext, signal: options.signal });
     return { provider: r.provider, model: r.model, cache: r.cache === 'hit' ? 'hit' : 'miss', chunks: r.chunks };
   }
 
   async embed(request: EmbeddingsRequest, options: LlmClientCallOptions): Promise<LlmOrigin & { response: EncodedEmbeddingsResponse }> {
-    const r = await this.core.embed(request, { tenant: options.tenant, tenantTpm: options.tenantTpm, team: options.team, teamTpm: options.teamTpm, traceContext: options.traceContext, signal: options.signal });
+    const r = await this.core.embed(request, { tenant: options.tenant, tenantTpm: options.tenantTpm, team: options.team, teamTpm: options.teamTpm, admitted: options.admitted, traceContext: options.traceContext, signal: options.signal });
     return { provider: r.provider, model: r.model, cache: r.cache === 'hit' ? 'hit' : 'miss', response: r.response };
   }
 
   async responses(request: PassthroughRequest, options: LlmClientCallOptions): Promise<LlmResponsesAnswer> {
-    const r = await this.core.responses(request, { tenant: options.tenant, tenantTpm: options.tenantTpm, team: options.team, teamTpm: options.teamTpm, traceContext: options.traceContext, signal: options.signal });
+    const r = await this.core.responses(request, { tenant: options.tenant, tenantTpm: options.tenantTpm, team: options.team, teamTpm: options.teamTpm, admitted: options.admitted, traceContext: options.traceContext, signal: options.signal });
     return { provider: r.provider, model: r.model, cache: 'miss', status: r.status, headers: r.headers, body: r.body, usage: r.usage };
   }
 
   async messages(request: MessagesRequest, options: LlmClientCallOptions & { anthropicBeta?: string }): Promise<LlmMessagesAnswer> {
-    const r = await this.core.messages(request, { tenant: options.tenant, tenantTpm: options.tenantTpm, team: options.team, teamTpm: options.teamTpm, traceContext: options.traceContext, signal: options.signal, anthropicBeta: options.anthropicBeta });
+    const r = await this.core.messages(request, { tenant: options.tenant, tenantTpm: options.tenantTpm, team: options.team, teamTpm: options.teamTpm, admitted: options.admitted, traceContext: options.traceContext, signal: options.signal, anthropicBeta: options.anthropicBeta });
     return { provider: r.provider, model: r.model, cache: r.cache === 'hit' ? 'hit' : 'miss', passthrough: r.passthrough, message: r.message, events: r.events, usage: r.usage };
   }
 

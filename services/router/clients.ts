@@ -50,6 +50,12 @@ export interface LlmClientCallOptions extends CallMeta {
   team?: string;
   /** The team's tokens-per-minute budget, enforced by llm. @default none */
   teamTpm?: number;
+  /**
+   * The router's admission of the call (rpm, budgets, concurrency; auth-hook.ts): llm waits for
+   * it before serving a cache hit or calling a provider, and a rejection is the call's answer.
+   * @default admitted
+   */
+  admitted?: Promise<unknown>;
 }
 
 /** A model as `GET /v1/models` lists it. */

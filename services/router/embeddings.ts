@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { HEADERS } from '../../contracts';
 import type { Logger } from '../kit';
 import type { EmbeddingsRequest } from '../openai';
+import { markDegraded } from './auth-hook';
 import { callOptions, callUsage, checkModelAllowed, settleSpend, takeLease } from './billing';
 import type { LlmClient } from './clients';
 import type { Ledger } from './keys/ledger';
@@ -19,13 +20,13 @@ export function createEmbeddingsHandler(llm: LlmClient, ledger: Ledger | undefin
     const lease = takeLease(request);
     let result;
     try {
-      result = await llm.embed(request.body, callOptions(request, { requestId: request.id, traceContext: request.traceContext }, request.apiKey?.id));
+      result = await llm.embed(request.body, callOptions(request, { requestId: request.id, traceContext: request.traceContext }, request.apiKey?.id, lease));
     } catch (err) {
       settleSpend(ledger, logger, request, lease, undefined);
       throw err;
     }
     settleSpend(ledger, logger, request, lease, callUsage(result.response.usage, result, undefined));
-    if (request.degraded) reply.header(HEADERS.degraded, request.degraded.join(','));
+    markDegraded(reply, request.degraded ?? []);
     return reply.header(HEADERS.provider, result.provider).header(HEADERS.model, result.model).header(HEADERS.cache, result.cache).send(result.response);
   };
 }

@@ -171,15 +171,16 @@ export async function createRouterService(
     app.decorateRequest('apiKey', undefined);
     app.decorateRequest('degraded', undefined);
     app.decorateRequest('team', undefined);
-    app.decorateRequest('budgetLease', undefined);
+    app.decorateRequest('admission', undefined);
     guardRouteScopes(app);
     app.addHook('onRequest', auth);
     // A call refused after its admission (a bad template, a model not allowed) gives its lease back.
     app.addHook('onResponse', async (request) => {
-      const lease = request.budgetLease;
-      if (!lease || !virtualKeys || !request.apiKey) return;
-      request.budgetLease = undefined;
-      await virtualKeys.ledger.settle(lease, request.apiKey.id, request.team?.id, undefined).catch(() => undefined);
+      const admission = request.admission;
+      if (!admission || !virtualKeys || !request.apiKey) return;
+      request.admission = undefined;
+      const lease = await admission.catch(() => undefined);
+      if (lease) await virtualKeys.ledger.settle(lease, request.apiKey.id, request.team?.id, undefined).catch(() => undefined);
     });
 
     app.post(PATHS.chatCompletions, { schema: { body: RouterChatRequestSchema, response: chatResponseSchemas } }, chat as never);

@@ -24,6 +24,7 @@ import {
   type MessagesRequest,
   type RouterMessagesRequest,
 } from '../anthropic';
+import { markDegraded } from './auth-hook';
 import { callOptions, callUsage, checkModelAllowed, settleSpend, takeLease, usageCostUsd } from './billing';
 import { countsAsError, type PromptMetrics } from './chat';
 import { assemblePromptTurn, isSystemMessage, recordPromptCall, storeTurn, type PromptTarget, type PromptTurnDeps, type Turn } from './prompt-turn';
@@ -138,7 +139,7 @@ export function createMessagesHandler(options: MessagesHandlerOptions) {
       const system = systemWith(systemText.filter(Boolean), body.system);
       if (system !== undefined) upstream.system = system;
     }
-    if (degraded.length > 0) reply.header(HEADERS.degraded, degraded.join(','));
+    markDegraded(reply, degraded);
 
     const abort = new AbortController();
     const onClose = () => {
@@ -148,7 +149,7 @@ export function createMessagesHandler(options: MessagesHandlerOptions) {
     const lease = takeLease(request);
     let result: Awaited<ReturnType<LlmClient['messages']>>;
     try {
-      result = await llm.messages(upstream, { ...callOptions(request, meta, tenant), signal: abort.signal, ...(betas ? { anthropicBeta: betas } : {}) });
+      result = await llm.messages(upstream, { ...callOptions(request, meta, tenant, lease), signal: abort.signal, ...(betas ? { anthropicBeta: betas } : {}) });
     } catch (err) {
       settleSpend(ledger, logger, request, lease, undefined);
       if (!abort.signal.aborted && countsAsError(err)) record(target, true);

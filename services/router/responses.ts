@@ -3,6 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { HEADERS } from '../../contracts';
 import type { Logger } from '../kit';
 import type { PassthroughRequest } from '../openai';
+import { markDegraded } from './auth-hook';
 import { callOptions, callUsage, checkModelAllowed, settleSpend, takeLease } from './billing';
 import type { LlmClient } from './clients';
 import type { Ledger } from './keys/ledger';
@@ -28,7 +29,7 @@ export function createResponsesHandler(llm: LlmClient, ledger: Ledger | undefine
     let result: Awaited<ReturnType<LlmClient['responses']>>;
     try {
       result = await llm.responses(request.body, {
-        ...callOptions(request, { requestId: request.id, traceContext: request.traceContext }, request.apiKey?.id),
+        ...callOptions(request, { requestId: request.id, traceContext: request.traceContext }, request.apiKey?.id, lease),
         signal: abort.signal,
       });
     } catch (err) {
@@ -53,7 +54,7 @@ export function createResponsesHandler(llm: LlmClient, ledger: Ledger | undefine
         finish();
       }
     }
-    if (request.degraded) reply.header(HEADERS.degraded, request.degraded.join(','));
+    markDegraded(reply, request.degraded ?? []);
     return reply
       .code(result.status)
       .headers(result.headers)

@@ -33,6 +33,8 @@ export function cacheStage(parts: Pick<PipelineParts, 'config' | 'cache' | 'metr
         metrics.cacheRequests.inc({ result: 'error' });
         return next(call);
       }
+      // A hit is served only to an admitted call (the router's rpm, budgets and concurrency).
+      if (found !== null) await options.admitted;
       if (found !== null && call.embeddings) {
         if (!found.embeddings) return next(call);
         metrics.cacheRequests.inc({ result: 'hit' });

@@ -24,14 +24,28 @@ export function tenantLimitsStage(parts: Pick<PipelineParts, 'limiter'>): Stage 
       const buckets: Array<{ id: string; tpm: number; what: string }> = [];
       if (tenant !== undefined && tenantTpm !== undefined) buckets.push({ id: tenant, tpm: tenantTpm, what: `API key '${tenant}'` });
       if (team !== undefined && teamTpm !== undefined) buckets.push({ id: `team:${team}`, tpm: teamTpm, what: `team '${team}'` });
-      if (buckets.length === 0) return next(call);
+      if (buckets.length === 0) {
+        await options.admitted;
+        return next(call);
+      }
       const outputCap = Math.max(...call.targets.map((t) => maxOutputTokensOf(t.config, t.model) ?? UNKNOWN_MODEL_OUTPUT_RESERVATION));
       const estimate = estimateTokens(request, outputCap);
-      const decisions = await Promise.all(buckets.map((b) => limiter.acquireTenant(b.id, b.tpm, estimate)));
+      // The reservations and the caller's admission (its Redis round trip still in flight) at once.
+      const reserving = Promise.all(buckets.map((b) => limiter.acquireTenant(b.id, b.tpm, estimate)));
+      const admitting = Promise.resolve(options.admitted).then(
+        () => undefined,
+        (err: unknown) => ({ refusal: err }),
+      );
+      const [decisions, notAdmitted] = await Promise.all([reserving, admitting]);
       const taken: Array<{ id: string; tpm: number; reserved: number }> = [];
       decisions.forEach((d, i) => {
         if (d.allowed) taken.push({ id: buckets[i]!.id, tpm: buckets[i]!.tpm, reserved: d.reserved });
       });
+      if (notAdmitted) {
+        // Refused by the caller's own limits: what was reserved goes back, and that is the answer.
+        for (const t of taken) void limiter.reconcileTenant(t.id, t.tpm, t.reserved, 0);
+        throw notAdmitted.refusal;
+      }
       const refused = decisions.findIndex((d) => !d.allowed);
       if (refused >= 0) {
         // The other bucket gives back what it took.

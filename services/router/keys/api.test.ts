@@ -552,6 +552,52 @@ describe('keys API', () => {
     sys.fixture.fake.reset();
   });
 
+  it('a call its admission refuses reaches no provider and is served no cache hit (the admission runs beside the call, llm waits for it)', async () => {
+    const { key } = await create({ name: 'admission-cache', scopes: ['invoke'], max_concurrent: 1 });
+    const fake = sys.fixture.fake;
+    fake.reset();
+    const cached = chat('model-b', 'an answer worth caching', { temperature: 0 });
+    const first = await sys.call('POST', '/v1/chat/completions', key, cached);
+    expect(first.status).toBe(200);
+    expect(first.headers.get('x-promptmesh-cache')).toBe('miss');
+    fake.setBehavior({ rules: [{ times: 1, latencyMs: 1_500 }] });
+    const slow = sys.call('POST', '/v1/chat/completions', key, chat('model-b', 'a slow one'));
+    await new Promise((r) => setTimeout(r, 300));
+    // At its concurrency limit: refused, though the answer is in the cache; plain and streamed.
+    const refused = await sys.call('POST', '/v1/chat/completions', key, cached);
+    expect(refused.status).toBe(429);
+    expect(refused.body.error.code).toBe('concurrency_limit_exceeded');
+    expect(refused.headers.get('x-promptmesh-cache')).toBeNull();
+    const refusedMiss = await sys.call('POST', '/v1/chat/completions', key, chat('model-b', 'not cached', { stream: true }));
+    expect(refusedMiss.status).toBe(429);
+    expect((await slow).status).toBe(200);
+    // Only the first call and the slow one reached the provider.
+    expect(fake.stats.outcomes.ok).toBe(2);
+    const hit = await sys.call('POST', '/v1/chat/completions', key, cached);
+    expect(hit.status).toBe(200);
+    expect(hit.headers.get('x-promptmesh-cache')).toBe('hit');
+    fake.reset();
+  });
+
+  it('a call its admission refuses gives back the tokens llm reserved for it meanwhile', async () => {
+    // A call reserves its prompt and max_tokens of the key's 290 tpm and settles at what it used.
+    // The slow call reserves ~157 (a 50-word prompt) and uses ~110 (the fake echoes it); the
+    // others reserve ~108. The refused call's ~108 fits beside the slow one's; kept, it would
+    // leave no room for the next call (110 + 108 + 108 > 290); given back, the next fits.
+    const { key } = await create({ name: 'admission-tpm', scopes: ['invoke'], max_concurrent: 1, tpm: 290 });
+    const fake = sys.fixture.fake;
+    fake.setBehavior({ rules: [{ times: 1, latencyMs: 1_500 }] });
+    const slow = sys.call('POST', '/v1/chat/completions', key, chat('model-b', 'word '.repeat(50).trim(), { max_tokens: 100 }));
+    await new Promise((r) => setTimeout(r, 300));
+    const refused = await sys.call('POST', '/v1/chat/completions', key, chat('model-b', 'refused', { max_tokens: 100 }));
+    expect(refused.status).toBe(429);
+    expect(refused.body.error.code).toBe('concurrency_limit_exceeded');
+    expect((await slow).status).toBe(200);
+    const next = await sys.call('POST', '/v1/chat/completions', key, chat('model-b', 'next', { max_tokens: 100 }));
+    expect(next.status, JSON.stringify(next.body)).toBe(200);
+    fake.reset();
+  });
+
   it('team limits: rpm over all the team keys', async () => {
     await admin('PUT', '/v1/teams/slow-team', { name: 'Slow', rpm: 2 });
     const one = await create({ name: 'st-1', scopes: ['invoke'], team: 'slow-team' });
