@@ -12,7 +12,9 @@ import type { Stage } from './stage';
  * can spell), held in Redis across replicas: the request's estimate (its prompt and the largest
  * output its targets may produce) is reserved in each before the call (both in one round trip),
  * a tenant or team over its budget gets a 429 naming it, and each reservation is settled once
- * against what the call used. Runs after the cache: hits are free.
+ * against what the call used. Runs after the cache: hits are free. The caller's admission
+ * (`options.admitted`, the router's rpm, budgets and concurrency) is awaited here together with
+ * the reservations; a refused call gives back what it reserved and answers with the refusal.
  */
 export function tenantLimitsStage(parts: Pick<PipelineParts, 'limiter'>): Stage {
   const { limiter } = parts;
