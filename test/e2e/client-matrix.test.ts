@@ -421,19 +421,23 @@ describe.each(Object.keys(CLIENTS))('%s', (clientName) => {
 
     const embeddings = EMBEDDINGS[type];
     const embeds = clientName !== 'anthropic SDK';
-    it.skipIf(!embeddings || !embeds)('embeddings', async () => {
-      layout.fake.reset();
-      const texts = [unique('first text'), unique('second text')];
-      const { vectors, tokens } = await client.embed!(`${type}-embed`, texts);
-      expect(vectors).toHaveLength(2);
-      vectors.forEach((v, i) => {
-        expect(v).toHaveLength(embeddings!.dims);
-        const want = embeddings!.vector(texts[i]!, embeddings!.dims);
-        // float32 on the base64 path: equal to 1e-6.
-        expect(Math.max(...v.map((x, j) => Math.abs(x - want[j]!)))).toBeLessThan(1e-6);
+    // Only where the API exists: the Anthropic SDK has no embeddings, the anthropic type neither
+    // (a 400 embeddings_unsupported naming the providers that can: services/llm/pipeline/targets.test.ts).
+    if (embeddings && embeds) {
+      it('embeddings', async () => {
+        layout.fake.reset();
+        const texts = [unique('first text'), unique('second text')];
+        const { vectors, tokens } = await client.embed!(`${type}-embed`, texts);
+        expect(vectors).toHaveLength(2);
+        vectors.forEach((v, i) => {
+          expect(v).toHaveLength(embeddings!.dims);
+          const want = embeddings!.vector(texts[i]!, embeddings!.dims);
+          // float32 on the base64 path: equal to 1e-6.
+          expect(Math.max(...v.map((x, j) => Math.abs(x - want[j]!)))).toBeLessThan(1e-6);
+        });
+        expect(tokens).toBeGreaterThan(0);
       });
-      expect(tokens).toBeGreaterThan(0);
-    });
+    }
   });
 });
 
