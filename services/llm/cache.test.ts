@@ -95,6 +95,34 @@ describe('stream replay', () => {
     expect([...completionToChunks(completion, { includeUsage: false })].some((c) => c.usage)).toBe(false);
   });
 
+  it('keeps reasoning and signed thinking blocks both ways (a cached thinking answer replays with them)', () => {
+    const thinking = {
+      ...completion,
+      choices: [
+        {
+          index: 0,
+          message: {
+            role: 'assistant' as const,
+            content: 'the answer',
+            reasoning_content: 'first this, then that',
+            thinking_blocks: [
+              { type: 'thinking' as const, thinking: 'first this, then that', signature: 'sig-1' },
+              { type: 'redacted_thinking' as const, data: 'ZW5jcnlwdGVk' },
+            ],
+          },
+          finish_reason: 'stop' as const,
+        },
+      ],
+    };
+    const chunks = [...completionToChunks(thinking, { includeUsage: true })];
+    // Reasoning before the content, as providers stream it; the blocks whole, in one delta.
+    expect(chunks[1]!.choices[0]!.delta).toEqual({ reasoning_content: 'first this, then that' });
+    expect(chunks[2]!.choices[0]!.delta).toEqual({ thinking_blocks: thinking.choices[0]!.message.thinking_blocks });
+    const assembler = new ChunkAssembler();
+    for (const c of chunks) assembler.add(c);
+    expect(assembler.completion()).toEqual(thinking);
+  });
+
   it('does not assemble a stream that never finished', () => {
     const assembler = new ChunkAssembler();
     const chunks = [...completionToChunks(completion, { includeUsage: false })];

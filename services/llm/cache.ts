@@ -1,7 +1,7 @@
 import { hash } from 'node:crypto';
 import type { Logger } from '../kit/logger';
 import type { RedisClient } from '../kit/redis';
-import type { ChatCompletion, ChatCompletionChunk, ChatRequest, EmbeddingsRequest, EncodedEmbeddingsResponse } from '../openai';
+import type { ChatCompletion, ChatCompletionChunk, ChatMessage, ChatRequest, EmbeddingsRequest, EncodedEmbeddingsResponse, ThinkingBlock } from '../openai';
 
 /**
  * The exact-match response cache in Redis.
@@ -166,6 +166,10 @@ export function* completionToChunks(completion: ChatCompletion, options: { inclu
   const size = options.pieceChars ?? 32;
   for (const choice of completion.choices) {
     yield { ...base, choices: [{ index: choice.index, delta: { role: 'assistant', content: '' }, finish_reason: null }] };
+    // Reasoning first, as providers stream it: its text, then the signed blocks whole.
+    const { reasoning_content: reasoning, thinking_blocks: blocks } = choice.message as ChatMessage;
+    if (typeof reasoning === 'string' && reasoning !== '') yield { ...base, choices: [{ index: choice.index, delta: { reasoning_content: reasoning }, finish_reason: null }] };
+    if (blocks?.length) yield { ...base, choices: [{ index: choice.index, delta: { thinking_blocks: blocks }, finish_reason: null }] };
     const content = choice.message.content ?? '';
     for (let i = 0; i < content.length; i += size) {
       yield { ...base, choices: [{ index: choice.index, delta: { content: content.slice(i, i + size) }, finish_reason: null }] };
@@ -183,7 +187,7 @@ export function* completionToChunks(completion: ChatCompletion, options: { inclu
 
 /** Builds a completion from the chunks of a stream (to cache a streamed answer). */
 export class ChunkAssembler {
-  private readonly choices = new Map<number, { content: string; finish: ChatCompletion['choices'][number]['finish_reason']; tools: Map<number, any> }>();
+  private readonly choices = new Map<number, { content: string; reasoning: string; thinking: ThinkingBlock[]; finish: ChatCompletion['choices'][number]['finish_reason']; tools: Map<number, any> }>();
   private first: ChatCompletionChunk | undefined;
   usage: ChatCompletion['usage'] | undefined;
 
@@ -192,8 +196,12 @@ export class ChunkAssembler {
     if (chunk.usage) this.usage = chunk.usage;
     for (const c of chunk.choices ?? []) {
       let acc = this.choices.get(c.index);
-      if (!acc) this.choices.set(c.index, (acc = { content: '', finish: null, tools: new Map() }));
+      if (!acc) this.choices.set(c.index, (acc = { content: '', reasoning: '', thinking: [], finish: null, tools: new Map() }));
       if (typeof c.delta?.content === 'string') acc.content += c.delta.content;
+      const delta = c.delta as { reasoning_content?: unknown; thinking_blocks?: unknown } | undefined;
+      if (typeof delta?.reasoning_content === 'string') acc.reasoning += delta.reasoning_content;
+      // Each delta's thinking blocks are whole (the adapters send a block when it ends).
+      if (Array.isArray(delta?.thinking_blocks)) acc.thinking.push(...(delta.thinking_blocks as ThinkingBlock[]));
       if (c.finish_reason) acc.finish = c.finish_reason;
       for (const tc of c.delta?.tool_calls ?? []) {
         const prev = acc.tools.get(tc.index) ?? { id: '', type: 'function', function: { name: '', arguments: '' } };
@@ -218,7 +226,13 @@ export class ChunkAssembler {
         .sort(([a], [b]) => a - b)
         .map(([index, c]) => ({
           index,
-          message: { role: 'assistant' as const, content: c.content, ...(c.tools.size ? { tool_calls: [...c.tools.values()] } : {}) },
+          message: {
+            role: 'assistant' as const,
+            content: c.content,
+            ...(c.tools.size ? { tool_calls: [...c.tools.values()] } : {}),
+            ...(c.reasoning ? { reasoning_content: c.reasoning } : {}),
+            ...(c.thinking.length ? { thinking_blocks: c.thinking } : {}),
+          },
           finish_reason: c.finish,
         })),
       usage: this.usage ?? { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 },
