@@ -5,7 +5,7 @@
  * a `bad_request` that names the field, so nothing a client sent is silently dropped.
  */
 import { ProviderError } from '../types';
-import type { ChatRequest, ContentPart } from '../../openai';
+import type { ChatMessage, ChatRequest, ContentPart } from '../../openai';
 
 /** A `bad_request` raised before any call, naming the request field (the client gets a 400 with `param`). */
 export function refuse(field: string, why: string): ProviderError {
@@ -115,6 +115,21 @@ export function imageUrlOf(part: ContentPart): string | undefined {
   if (typeof v === 'string') return v;
   const url = (v as { url?: unknown } | undefined)?.url;
   return typeof url === 'string' ? url : undefined;
+}
+
+/**
+ * A message's content as plain text, for the places that take text only (system prompts, tool
+ * results): a string as it is, text parts joined; any other part is a 400 naming it.
+ */
+export function textOnlyOf(content: ChatMessage['content'], field: string): string {
+  if (content === null || content === undefined) return '';
+  if (typeof content === 'string') return content;
+  return content
+    .map((p, i) => {
+      if (p.type !== 'text') throw refuse(`${field}[${i}].type`, `only text parts are allowed here, got '${p.type}'`);
+      return p.text ?? '';
+    })
+    .join('');
 }
 
 /** Tool call arguments as an object (what Bedrock and Gemini take), or a 400 naming the field. */

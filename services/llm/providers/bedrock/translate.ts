@@ -8,7 +8,7 @@ import { alternatingTurns } from '../../../anthropic';
 import type { ChatCompletion, ChatCompletionChunk, ChatMessage, ChatRequest, ContentPart, FinishReason, ThinkingBlock, ToolCall, Usage } from '../../../openai';
 import { maxOutputTokensOf } from '../../model-limits';
 import { ProviderError, type ProviderConfig } from '../../types';
-import { dataUrl, functionTools, imageUrlOf, refuse, refuseUnhandled, responseFormatOf, stopSequences, thinkingBudgetOf, toolArguments, toolChoiceOf } from '../translation';
+import { dataUrl, functionTools, imageUrlOf, refuse, refuseUnhandled, responseFormatOf, stopSequences, textOnlyOf, thinkingBudgetOf, toolArguments, toolChoiceOf } from '../translation';
 
 type Block = Record<string, unknown>;
 
@@ -83,17 +83,6 @@ function contentBlocks(content: ChatMessage['content'], field: string): Block[] 
   return content.flatMap((p, i) => partBlocks(p, `${field}[${i}]`));
 }
 
-function textOf(content: ChatMessage['content'], field: string): string {
-  if (content === null || content === undefined) return '';
-  if (typeof content === 'string') return content;
-  return content
-    .map((p, i) => {
-      if (p.type !== 'text') throw refuse(`${field}[${i}].type`, `only text parts are allowed here, got '${p.type}'`);
-      return p.text ?? '';
-    })
-    .join('');
-}
-
 /** The Converse input (without `modelId`) for a canonical request. */
 export function toConverseInput(request: ChatRequest, provider?: ProviderConfig): Record<string, unknown> {
   refuseUnhandled(request, HANDLED, 'bedrock', { n: [1], parallel_tool_calls: [true] });
@@ -102,7 +91,7 @@ export function toConverseInput(request: ChatRequest, provider?: ProviderConfig)
   let toolBlocksUsed = false;
   const messages = alternatingTurns<Block>(request.messages, {
     system(m, field) {
-      const text = textOf(m.content, `${field}.content`);
+      const text = textOnlyOf(m.content, `${field}.content`);
       if (text) system.push({ text }, ...cachePoint(m));
     },
     user: (m, field) => [...contentBlocks(m.content, `${field}.content`), ...cachePoint(m)],
@@ -118,7 +107,7 @@ export function toConverseInput(request: ChatRequest, provider?: ProviderConfig)
     },
     tool(m, field) {
       toolBlocksUsed = true;
-      return [{ toolResult: { toolUseId: m.tool_call_id ?? '', content: [{ text: textOf(m.content, `${field}.content`) }] } }, ...cachePoint(m)];
+      return [{ toolResult: { toolUseId: m.tool_call_id ?? '', content: [{ text: textOnlyOf(m.content, `${field}.content`) }] } }, ...cachePoint(m)];
     },
     unknownRole: (m, field) => refuse(`${field}.role`, `'${String(m.role)}' is not supported`),
   });

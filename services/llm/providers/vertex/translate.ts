@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import type { ChatCompletion, ChatCompletionChunk, ChatMessage, ChatRequest, ContentPart, FinishReason, ToolCall, Usage } from '../../../openai';
 import { ProviderError, type ProviderConfig } from '../../types';
-import { dataUrl, functionTools, imageUrlOf, refuse, refuseUnhandled, responseFormatOf, stopSequences, thinkingBudgetOf, toolArguments, toolChoiceOf } from '../translation';
+import { dataUrl, functionTools, imageUrlOf, refuse, refuseUnhandled, responseFormatOf, stopSequences, textOnlyOf, thinkingBudgetOf, toolArguments, toolChoiceOf } from '../translation';
 
 type Part = Record<string, unknown>;
 interface Content {
@@ -68,17 +68,6 @@ function partsOf(content: ChatMessage['content'], field: string): Part[] {
   return content.map((p, i) => partOf(p, `${field}[${i}]`));
 }
 
-function textOf(content: ChatMessage['content'], field: string): string {
-  if (content === null || content === undefined) return '';
-  if (typeof content === 'string') return content;
-  return content
-    .map((p, i) => {
-      if (p.type !== 'text') throw refuse(`${field}[${i}].type`, `only text parts are allowed here, got '${p.type}'`);
-      return p.text ?? '';
-    })
-    .join('');
-}
-
 /** Where a vertex provider sends a model's calls: Vertex AI or the Gemini API. */
 export function isVertexAi(provider: ProviderConfig): boolean {
   return provider.vertex?.project !== undefined;
@@ -105,7 +94,7 @@ export function toGenerateContentBody(request: ChatRequest, provider: ProviderCo
     switch (m.role) {
       case 'system':
       case 'developer': {
-        const text = textOf(m.content, `${field}.content`);
+        const text = textOnlyOf(m.content, `${field}.content`);
         if (text) system.push(text);
         break;
       }
@@ -124,7 +113,7 @@ export function toGenerateContentBody(request: ChatRequest, provider: ProviderCo
       case 'tool': {
         const name = callNames.get(m.tool_call_id ?? '');
         if (!name) throw refuse(`${field}.tool_call_id`, 'answers no tool call of an earlier assistant message');
-        push('user', [{ functionResponse: { name, response: { content: textOf(m.content, `${field}.content`) } } }]);
+        push('user', [{ functionResponse: { name, response: { content: textOnlyOf(m.content, `${field}.content`) } } }]);
         break;
       }
       default:
