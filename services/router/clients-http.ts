@@ -222,20 +222,10 @@ export class HttpLlmClient implements LlmClient {
     const res = await this.post(PATHS.messages, options, { body: JSON.stringify(request), headers });
     const from = { ...origin(res, request.model), passthrough: res.headers[HEADERS.passthrough] === 'true' };
     if (res.statusCode >= 400 || request.stream !== true) {
-      let text: string;
-      try {
-        text = await res.body.text();
-      } catch (err) {
-        throw this.http.mapError(err);
-      }
       // Anthropic's error shape has `error.type` and `error.message` too: errorFrom reads it.
-      if (res.statusCode >= 400) throw this.http.errorFrom(res.statusCode, res.headers, text);
-      try {
-        const usage = usageFrom(res.headers[HEADERS.usage]);
-        return { ...from, message: JSON.parse(text) as AnthropicResponse, usage: () => usage };
-      } catch {
-        throw new ApiError({ status: 502, type: 'upstream_error', message: 'llm service answered with a body that is not JSON', code: 'upstream_malformed' });
-      }
+      const message = await this.jsonAnswer<AnthropicResponse>(res);
+      const usage = usageFrom(res.headers[HEADERS.usage]);
+      return { ...from, message, usage: () => usage };
     }
     const http = this.http;
     let usage: UsageWithCost | undefined;
