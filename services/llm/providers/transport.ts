@@ -106,15 +106,7 @@ export class ProviderTransport {
     const signal = options.signal;
     if (signal?.aborted) throw abortError(provider, signal);
     try {
-      const res = await this.pool(origin, provider.connectTimeoutMs).request({
-        method: 'POST',
-        path,
-        headers: { ...provider.headers, ...options.headers, ...headers, 'content-type': 'application/json' },
-        body: JSON.stringify(payload),
-        headersTimeout: provider.firstByteTimeoutMs,
-        bodyTimeout: provider.idleTimeoutMs ?? provider.firstByteTimeoutMs,
-        signal,
-      });
+      const res = await this.pool(origin, provider.connectTimeoutMs).request({ ...postRequest(provider, path, payload, headers, options), signal });
       return { statusCode: res.statusCode, headers: res.headers, body: res.body };
     } catch (err) {
       throw transportError(provider, err, signal);
@@ -155,14 +147,7 @@ export class ProviderTransport {
       signal?.addEventListener('abort', onAbort, { once: true });
       try {
         pool.dispatch(
-          {
-            method: 'POST',
-            path,
-            headers: { ...provider.headers, ...options.headers, ...headers, 'content-type': 'application/json' },
-            body: JSON.stringify(payload),
-            headersTimeout: provider.firstByteTimeoutMs,
-            bodyTimeout: provider.idleTimeoutMs ?? provider.firstByteTimeoutMs,
-          },
+          postRequest(provider, path, payload, headers, options),
           {
             onRequestStart(c) {
               controller = c;
@@ -197,6 +182,18 @@ export class ProviderTransport {
     this.pools.clear();
     await Promise.all(pools.map((p) => p.close().catch(() => undefined)));
   }
+}
+
+/** A provider call's POST as undici takes it: the JSON body, the headers and the two timeouts. */
+function postRequest(provider: ProviderConfig, path: string, payload: unknown, headers: Record<string, string>, options: CallOptions): Dispatcher.DispatchOptions {
+  return {
+    method: 'POST',
+    path,
+    headers: { ...provider.headers, ...options.headers, ...headers, 'content-type': 'application/json' },
+    body: JSON.stringify(payload),
+    headersTimeout: provider.firstByteTimeoutMs,
+    bodyTimeout: provider.idleTimeoutMs ?? provider.firstByteTimeoutMs,
+  };
 }
 
 function abortError(provider: ProviderConfig, signal: AbortSignal): ProviderError {
