@@ -16,7 +16,7 @@ import {
 import type { FastifyInstance } from 'fastify';
 import { extractTraceContext, injectTraceHeaders, startSpan } from './tracing';
 
-function captureLogger(): { logger: Logger; lines: string[] } {
+function captureLogger(level: Parameters<typeof createLogger>[1] = 'debug'): { logger: Logger; lines: string[] } {
   const lines: string[] = [];
   const stream = new Writable({
     write(chunk, _enc, cb) {
@@ -24,7 +24,7 @@ function captureLogger(): { logger: Logger; lines: string[] } {
       cb();
     },
   });
-  return { logger: createLogger('test', 'debug', stream), lines };
+  return { logger: createLogger('test', level, stream), lines };
 }
 
 function makeApp(logger?: Logger, bodyLimitBytes = 4096): FastifyInstance {
@@ -384,14 +384,8 @@ describe('request loggers', () => {
   });
 
   it('write nothing below the level, as pino does', async () => {
-    const lines: string[] = [];
-    const stream = new Writable({
-      write(chunk, _enc, cb) {
-        lines.push(String(chunk));
-        cb();
-      },
-    });
-    const app = makeApp(createLogger('test', 'warn', stream));
+    const { logger, lines } = captureLogger('warn');
+    const app = makeApp(logger);
     app.get('/bad', async () => {
       throw badRequest('no good', 'q');
     });
@@ -410,14 +404,8 @@ describe('request loggers', () => {
   });
 
   it("follow a route's own log level", async () => {
-    const lines: string[] = [];
-    const stream = new Writable({
-      write(chunk, _enc, cb) {
-        lines.push(String(chunk));
-        cb();
-      },
-    });
-    const app = makeApp(createLogger('test', 'warn', stream));
+    const { logger, lines } = captureLogger('warn');
+    const app = makeApp(logger);
     app.get('/chatty', { logLevel: 'debug' }, async (request) => {
       request.log.debug('details');
       return { ok: true };

@@ -7,20 +7,8 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { startFakeProvider, type FakeProvider } from '../../test/fake-provider/server';
 import { fakeVector } from '../../test/fake-provider/openai-extra';
-import { fakeOpenAi, metricValue, startLlm, type TestLlm } from '../../test/support/llm-service';
+import { fakeOpenAi, metricValue, postJson, startLlm, type TestLlm } from '../../test/support/llm-service';
 import { base64ToFloats, encodeEmbeddings, floatsToBase64 } from '../openai';
-
-async function post(url: string, path: string, body: unknown, headers: Record<string, string> = {}) {
-  const res = await request(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
-  const text = await res.body.text();
-  let json: any;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.statusCode, headers: res.headers, json, text };
-}
 
 describe('base64 embeddings', () => {
   it('writes little-endian float32 as OpenAI does, and reads it back', () => {
@@ -62,7 +50,7 @@ describe('llm embeddings and responses against a misbehaving provider', () => {
 
   it('retries a 429 and a reset on embeddings, then answers with the float vectors and the cost', async () => {
     fake.setBehavior({ rules: [{ model: 'emb-1', times: 1, fault: { type: 'status', status: 429, retryAfterMs: 1 } }, { model: 'emb-1', times: 1, fault: { type: 'reset' } }] });
-    const res = await post(llm.url, '/v1/embeddings', { model: 'emb-1', input: ['one', 'two'], dimensions: 3 }, { 'x-promptmesh-cache': 'off' });
+    const res = await postJson(llm.url, '/v1/embeddings', { model: 'emb-1', input: ['one', 'two'], dimensions: 3 }, { 'x-promptmesh-cache': 'off' });
     expect(res.status).toBe(200);
     expect(fake.requests.filter((r) => r.path === '/v1/embeddings')).toHaveLength(3);
     // The adapter asked OpenAI for base64 and decoded it.
@@ -75,21 +63,21 @@ describe('llm embeddings and responses against a misbehaving provider', () => {
 
   it('answers a 502 naming the provider for a malformed answer, and a 400 for a provider 400, never retried', async () => {
     fake.setBehavior({ rules: [{ model: 'emb-1', fault: { type: 'malformed' } }] });
-    const bad = await post(llm.url, '/v1/embeddings', { model: 'emb-1', input: 'x' }, { 'x-promptmesh-cache': 'off' });
+    const bad = await postJson(llm.url, '/v1/embeddings', { model: 'emb-1', input: 'x' }, { 'x-promptmesh-cache': 'off' });
     expect(bad.status).toBe(502);
     expect(bad.json.error.message).toContain('emb');
     expect(bad.text).not.toContain('sk-fake-secret');
 
     fake.reset();
     const before = fake.requests.length;
-    const refused = await post(llm.url, '/v1/embeddings', { model: 'emb-1', input: 'x', dimensions: 5000 }, { 'x-promptmesh-cache': 'off' });
+    const refused = await postJson(llm.url, '/v1/embeddings', { model: 'emb-1', input: 'x', dimensions: 5000 }, { 'x-promptmesh-cache': 'off' });
     expect(refused.status).toBe(400);
     expect(refused.json.error.message).toContain('dimensions');
     expect(fake.requests.length - before).toBe(1);
   });
 
   it('refuses embeddings for a model whose providers have none, naming the model', async () => {
-    const res = await post(llm.url, '/v1/embeddings', { model: 'claude-x', input: 'x' });
+    const res = await postJson(llm.url, '/v1/embeddings', { model: 'claude-x', input: 'x' });
     expect(res.status).toBe(400);
     expect(res.json.error.param).toBe('model');
     expect(res.json.error.message).toContain('claude (anthropic)');
@@ -98,7 +86,7 @@ describe('llm embeddings and responses against a misbehaving provider', () => {
 
   it('retries the Responses API before its answer began, and passes its stream through unchanged', async () => {
     fake.setBehavior({ rules: [{ model: 'gpt-r', times: 1, fault: { type: 'status', status: 503 } }] });
-    const res = await post(llm.url, '/v1/responses', { model: 'gpt-r', input: 'two words', stream: true });
+    const res = await postJson(llm.url, '/v1/responses', { model: 'gpt-r', input: 'two words', stream: true });
     expect(res.status).toBe(200);
     expect(res.headers['content-type']).toContain('text/event-stream');
     expect(res.headers['x-promptmesh-provider']).toBe('emb');
@@ -118,7 +106,7 @@ describe('llm embeddings and responses against a misbehaving provider', () => {
   });
 
   it('refuses the Responses API for an Anthropic model with a 400 naming the providers that can', async () => {
-    const res = await post(llm.url, '/v1/responses', { model: 'claude-x', input: 'x' });
+    const res = await postJson(llm.url, '/v1/responses', { model: 'claude-x', input: 'x' });
     expect(res.status).toBe(400);
     expect(res.json.error.param).toBe('model');
     expect(res.json.error.message).toContain('Providers that do: emb (openai)');

@@ -70,7 +70,12 @@ export function fakeOpenAi(name: string, url: string, extra: Record<string, unkn
 
 /** POSTs a chat request to the service; returns status, headers and the parsed JSON body. */
 export async function chat(url: string, body: unknown, headers: Record<string, string> = {}) {
-  const res = await request(`${url}/v1/chat/completions`, {
+  return postJson(url, '/v1/chat/completions', body, headers);
+}
+
+/** POSTs `body` as JSON to `path`; returns status, headers, the text and the parsed JSON (undefined when it is not). */
+export async function postJson(url: string, path: string, body: unknown, headers: Record<string, string> = {}) {
+  const res = await request(`${url}${path}`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
     body: JSON.stringify(body),
