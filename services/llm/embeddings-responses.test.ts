@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { startFakeProvider, type FakeProvider } from '../../test/fake-provider/server';
-import { fakeVector } from '../../test/fake-provider/openai-extra';
+import { fakeVector } from '../../test/fake-provider/wire';
 import { fakeOpenAi, metricValue, postJson, startLlm, type TestLlm } from '../../test/support/llm-service';
 import { base64ToFloats, encodeEmbeddings, floatsToBase64 } from '../openai';
 

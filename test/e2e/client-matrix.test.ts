@@ -17,9 +17,8 @@ import { APICallError, Output, embedMany, generateText, jsonSchema, isStepCount,
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HEADERS } from '../../contracts';
-import { fakeVector as openAiVector } from '../fake-provider/openai-extra';
 import type { RecordedRequest } from '../fake-provider/server';
-import { fakeVector as cloudVector } from '../fake-provider/wire';
+import { fakeVector } from '../fake-provider/wire';
 import { KEYS, startAllInOne, type Layout } from './support';
 
 /** The provider types, each with its alias, the provider it reaches and the path its chat calls take upstream. */
@@ -33,14 +32,13 @@ const TYPES = {
 } as const;
 type ProviderType = keyof typeof TYPES;
 
-/** The embedding alias of each type that has embeddings, its vector length and the fake's vector function. */
-const EMBEDDINGS: Partial<Record<ProviderType, { dims: number; vector: (text: string, dims: number) => number[] }>> = {
-  openai: { dims: 1536, vector: openAiVector },
-  'openai-compatible': { dims: 1536, vector: openAiVector },
-  // The fake's Azure side makes its vectors as its Bedrock and Gemini sides do.
-  'azure-openai': { dims: 1536, vector: cloudVector },
-  bedrock: { dims: 1024, vector: cloudVector },
-  vertex: { dims: 768, vector: cloudVector },
+/** The vector length of each type that has embeddings (the fake makes every one with fakeVector). */
+const EMBEDDINGS: Partial<Record<ProviderType, { dims: number }>> = {
+  openai: { dims: 1536 },
+  'openai-compatible': { dims: 1536 },
+  'azure-openai': { dims: 1536 },
+  bedrock: { dims: 1024 },
+  vertex: { dims: 768 },
 };
 
 const ENV = { PM_MATRIX_ANTHROPIC_KEY: 'ak-matrix', PM_MATRIX_AZURE_KEY: 'az-matrix', PM_MATRIX_GEMINI_KEY: 'g-matrix', AWS_ACCESS_KEY_ID: 'AKIDMATRIX', AWS_SECRET_ACCESS_KEY: 'secret' };
@@ -431,7 +429,7 @@ describe.each(Object.keys(CLIENTS))('%s', (clientName) => {
         expect(vectors).toHaveLength(2);
         vectors.forEach((v, i) => {
           expect(v).toHaveLength(embeddings!.dims);
-          const want = embeddings!.vector(texts[i]!, embeddings!.dims);
+          const want = fakeVector(texts[i]!, embeddings!.dims);
           // float32 on the base64 path: equal to 1e-6.
           expect(Math.max(...v.map((x, j) => Math.abs(x - want[j]!)))).toBeLessThan(1e-6);
         });

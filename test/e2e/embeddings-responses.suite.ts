@@ -7,7 +7,7 @@
 import OpenAI from 'openai';
 import { expect, it } from 'vitest';
 import { HEADERS } from '../../contracts';
-import { fakeVector } from '../fake-provider/openai-extra';
+import { fakeVector } from '../fake-provider/wire';
 import { KEYS, type Layout } from './support';
 
 /** The providers and aliases these cases need, as lines of the e2e providers file (support.ts). */

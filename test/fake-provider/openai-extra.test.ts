@@ -5,7 +5,7 @@
  */
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fakeVector } from './openai-extra';
+import { fakeVector } from './wire';
 import { startFakeProvider, type FakeProvider } from './server';
 
 describe('fake provider: embeddings and responses, through the official SDK', () => {

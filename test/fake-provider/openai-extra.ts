@@ -4,7 +4,7 @@
  * stream events. The server routes to them and applies the behaviour plan's faults the same way
  * as for chat (`api: 'openai'`).
  */
-import { seededRandom } from './behavior';
+import { estimateTokens, fakeVector } from './wire';
 
 type Json = Record<string, any>;
 
@@ -21,25 +21,6 @@ export class FakeRequestError extends Error {
 
 /** Dimensions of a fake vector when the request names none (text-embedding-3-small's). */
 export const FAKE_EMBEDDING_DIMENSIONS = 1536;
-
-function tokensOf(text: string): number {
-  return text.length === 0 ? 0 : Math.ceil(text.length / 4);
-}
-
-function seedOf(text: string): number {
-  // FNV-1a: equal inputs give equal vectors.
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
-  return h >>> 0;
-}
-
-/** The fake vector of an input: determined by the input and the dimensions alone. */
-export function fakeVector(input: string | number[], dimensions: number): number[] {
-  const random = seededRandom(seedOf(typeof input === 'string' ? input : input.join(',')));
-  const out = new Array<number>(dimensions);
-  for (let i = 0; i < dimensions; i++) out[i] = Math.fround(random() * 2 - 1);
-  return out;
-}
 
 function inputsOf(input: unknown): Array<string | number[]> {
   const bad = () => new FakeRequestError('input', "'input' must be a non-empty string, array of strings, array of tokens or array of token arrays.");
@@ -66,7 +47,7 @@ export function fakeEmbeddings(body: Json | undefined): string {
   if (!Number.isInteger(dims) || dims < 1 || dims > FAKE_EMBEDDING_DIMENSIONS) throw new FakeRequestError('dimensions', `Invalid 'dimensions': must be an integer from 1 to ${FAKE_EMBEDDING_DIMENSIONS}.`);
   let tokens = 0;
   const data = inputs.map((input, index) => {
-    tokens += typeof input === 'string' ? tokensOf(input) : input.length;
+    tokens += typeof input === 'string' ? estimateTokens(input) : input.length;
     const vector = fakeVector(input, dims);
     if (format === 'float') return { object: 'embedding', index, embedding: vector };
     const buf = Buffer.allocUnsafe(dims * 4);
@@ -108,7 +89,7 @@ export function fakeResponse(body: Json | undefined, id: string, replyText: stri
   const prompt = inputText(body.input);
   const text = replyText ?? `echo: ${prompt}`;
   const pieces = text.match(/\s*\S+/g) ?? [];
-  const inputTokens = tokensOf(JSON.stringify(body.input)) + (typeof body.instructions === 'string' ? tokensOf(body.instructions) : 0);
+  const inputTokens = estimateTokens(JSON.stringify(body.input)) + (typeof body.instructions === 'string' ? estimateTokens(body.instructions) : 0);
   const outputTokens = pieces.length;
   const created = Math.floor(Date.now() / 1000);
   const msgId = `msg_${id}`;

@@ -5,6 +5,7 @@
  */
 
 import { createHash } from 'node:crypto';
+import { seededRandom } from './behavior';
 
 /** A JSON object as the fake reads it. */
 export type Json = Record<string, any>;
@@ -78,15 +79,18 @@ export function estimateTokens(text: string): number {
   return text.length === 0 ? 0 : Math.ceil(text.length / 4);
 }
 
-/** A deterministic unit-ish vector for a text: the same text always gets the same embedding. */
-export function fakeVector(text: string, dimensions: number): number[] {
-  let h = 2166136261;
-  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 16777619) >>> 0;
-  const out: number[] = [];
-  for (let i = 0; i < dimensions; i++) {
-    h = Math.imul(h ^ (h >>> 15), 2246822519) >>> 0;
-    out.push(Number(((h / 0xffffffff) * 2 - 1).toFixed(6)));
-  }
+/**
+ * The fake vector of an input (a text, or tokens): determined by the input and the dimensions
+ * alone, float32 values so base64 round-trips exactly. Every wire format's embeddings use it.
+ */
+export function fakeVector(input: string | number[], dimensions: number): number[] {
+  const text = typeof input === 'string' ? input : input.join(',');
+  // FNV-1a seed: equal inputs give equal vectors.
+  let seed = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) seed = Math.imul(seed ^ text.charCodeAt(i), 0x01000193);
+  const random = seededRandom(seed >>> 0);
+  const out = new Array<number>(dimensions);
+  for (let i = 0; i < dimensions; i++) out[i] = Math.fround(random() * 2 - 1);
   return out;
 }
 
