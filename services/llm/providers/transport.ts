@@ -349,3 +349,10 @@ export async function readJson(provider: ProviderConfig, res: ProviderResponse, 
 export function isEventStream(res: ProviderResponse): boolean {
   return (header(res.headers, 'content-type') ?? '').toLowerCase().includes('text/event-stream');
 }
+
+/** A stream call's answer must be an event stream: otherwise its body is dropped and the call is `malformed`. */
+export async function requireEventStream(provider: ProviderConfig, res: ProviderResponse): Promise<void> {
+  if (isEventStream(res)) return;
+  await res.body.dump().catch(() => undefined);
+  throw new ProviderError('malformed', `${provider.name}: expected an event stream, got '${res.headers['content-type'] ?? 'no content-type'}'`, res.statusCode);
+}

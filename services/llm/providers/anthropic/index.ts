@@ -40,7 +40,7 @@ import {
 } from '../../../openai';
 import { alternatingTurns, anthropicAssistantBlocks, anthropicImageBlock, readAssistantBlocks, type AnthropicBlock } from '../../../anthropic';
 import { passthroughOf, type PassthroughSink } from '../../passthrough';
-import { ProviderTransport, errorFromResponse, isEventStream, readJson, transportError, upstreamText, type ProviderResponse } from '../transport';
+import { ProviderTransport, errorFromResponse, requireEventStream, readJson, transportError, upstreamText, type ProviderResponse } from '../transport';
 
 /**
  * `max_tokens` when the request sets neither `max_tokens` nor `max_completion_tokens` and the
@@ -503,10 +503,7 @@ export function createAnthropicAdapter(options: AnthropicAdapterOptions = {}): P
       const body = sink ? sink.bodyFor(request.model, true) : toAnthropicBody(request, true, provider);
       const res = await transport.post(provider, messagesPath(provider.baseUrl), body, anthropicHeaders(provider, 'text/event-stream', sink?.betas), call);
       if (res.statusCode >= 400) throw await errorFromResponse(provider, res);
-      if (!isEventStream(res)) {
-        await res.body.dump().catch(() => undefined);
-        throw new ProviderError('malformed', `${provider.name}: expected an event stream, got '${res.headers['content-type'] ?? 'no content-type'}'`, res.statusCode);
-      }
+      await requireEventStream(provider, res);
       return anthropicChunks(provider, request, res, call.signal, sink);
     },
     close: () => transport.close(),

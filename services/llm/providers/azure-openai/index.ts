@@ -13,7 +13,7 @@ import { ProviderError, type CallOptions, type PassthroughResponse, type Provide
 import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '../../../openai';
 import type { EmbeddingsRequest, EmbeddingsResponse } from '../../../openai';
 import { openaiChunks, toOpenAICompletion, toOpenAIBody } from '../openai';
-import { ProviderTransport, errorFromResponse, isEventStream, readJson } from '../transport';
+import { ProviderTransport, errorFromResponse, requireEventStream, readJson } from '../transport';
 import { WorkloadIdentityCredential } from './entra';
 
 /** Options of {@link createAzureOpenAIAdapter}. */
@@ -61,10 +61,7 @@ export function createAzureOpenAIAdapter(options: AzureOpenAIAdapterOptions = {}
       const headers = { ...(await authHeaders(provider, call.signal)), accept: 'text/event-stream' };
       const res = await transport.post(provider, deploymentPath(provider, request.model, 'chat/completions'), toOpenAIBody(request, 'openai', true), headers, call);
       if (res.statusCode >= 400) throw await errorFromResponse(provider, res);
-      if (!isEventStream(res)) {
-        await res.body.dump().catch(() => undefined);
-        throw new ProviderError('malformed', `${provider.name}: expected an event stream, got '${res.headers['content-type'] ?? 'no content-type'}'`, res.statusCode);
-      }
+      await requireEventStream(provider, res);
       return openaiChunks(provider, request, res, call.signal);
     },
     async embed(provider: ProviderConfig, request: EmbeddingsRequest, call: CallOptions): Promise<EmbeddingsResponse> {

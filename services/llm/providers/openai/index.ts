@@ -7,7 +7,7 @@
 import { ProviderError, type CallOptions, type ProviderAdapter, type ProviderConfig } from '../../types';
 import { contentText, parseSse, type ChatCompletion, type ChatCompletionChunk, type ChatRequest, type Usage } from '../../../openai';
 import { countPromptTokens, countTextTokens } from '../tokens';
-import { ProviderTransport, errorFromResponse, errorFromText, isEventStream, parseJsonText, transportError, upstreamText, type ProviderResponse } from '../transport';
+import { ProviderTransport, errorFromResponse, errorFromText, requireEventStream, parseJsonText, transportError, upstreamText, type ProviderResponse } from '../transport';
 import { embedVia } from './embeddings';
 import { responsesVia } from './responses';
 
@@ -185,10 +185,7 @@ export function createOpenAIAdapter(options: OpenAIAdapterOptions = {}): Provide
     async stream(provider: ProviderConfig, request: ChatRequest, call: CallOptions): Promise<AsyncIterable<ChatCompletionChunk>> {
       const res = await transport.post(provider, '/chat/completions', toOpenAIBody(request, type, true), { ...authHeaders(provider), accept: 'text/event-stream' }, call);
       if (res.statusCode >= 400) throw await errorFromResponse(provider, res);
-      if (!isEventStream(res)) {
-        await res.body.dump().catch(() => undefined);
-        throw new ProviderError('malformed', `${provider.name}: expected an event stream, got '${res.headers['content-type'] ?? 'no content-type'}'`, res.statusCode);
-      }
+      await requireEventStream(provider, res);
       return openaiChunks(provider, request, res, call.signal);
     },
     embed: (provider, request, call) => embedVia(transport, type, provider, request, authHeaders(provider), call),

@@ -4,8 +4,8 @@
  * unchanged, JSON or event stream. A failed one is a ProviderError like chat's, so retry,
  * fallback and the breaker treat it the same.
  */
-import { ProviderError, type CallOptions, type PassthroughResponse, type ProviderConfig } from '../../types';
-import { errorFromResponse, isEventStream, type ProviderTransport } from '../transport';
+import type { CallOptions, PassthroughResponse, ProviderConfig } from '../../types';
+import { errorFromResponse, requireEventStream, type ProviderTransport } from '../transport';
 
 /** Response headers passed on to the client (OpenAI's, and Azure's `apim-request-id`). */
 const FORWARDED_HEADERS = ['content-type', 'openai-processing-ms', 'x-request-id', 'apim-request-id'] as const;
@@ -25,10 +25,7 @@ export async function responsesVia(
   const payload = { ...body, stream: call.stream };
   const res = await transport.post(provider, path, payload, { ...headers, accept: call.stream ? 'text/event-stream' : 'application/json' }, { signal: call.signal, headers: call.headers });
   if (res.statusCode >= 400) throw await errorFromResponse(provider, res);
-  if (call.stream && !isEventStream(res)) {
-    await res.body.dump().catch(() => undefined);
-    throw new ProviderError('malformed', `${provider.name}: expected an event stream, got '${res.headers['content-type'] ?? 'no content-type'}'`, res.statusCode);
-  }
+  if (call.stream) await requireEventStream(provider, res);
   const out: Record<string, string> = {};
   for (const h of FORWARDED_HEADERS) {
     const v = res.headers[h];

@@ -12,7 +12,7 @@ import { ProviderError, type CallOptions, type ProviderAdapter, type ProviderCon
 import type { EmbeddingsRequest, EmbeddingsResponse } from '../../../openai';
 import { countTextTokens } from '../tokens';
 import { refuse } from '../translation';
-import { ProviderTransport, errorFromResponse, isEventStream, readJson, transportError, upstreamText, type ProviderResponse } from '../transport';
+import { ProviderTransport, errorFromResponse, requireEventStream, readJson, transportError, upstreamText, type ProviderResponse } from '../transport';
 import { ApplicationDefaultCredentials } from './adc';
 import { isVertexAi, geminiToChunks, geminiToCompletion, toGenerateContentBody } from './translate';
 
@@ -60,10 +60,7 @@ export function createVertexAdapter(options: VertexAdapterOptions = {}): Provide
     },
     async stream(provider: ProviderConfig, request: ChatRequest, call: CallOptions): Promise<AsyncIterable<ChatCompletionChunk>> {
       const res = await post(provider, `${methodPath(provider, request.model, 'streamGenerateContent')}?alt=sse`, toGenerateContentBody(request, provider), 'text/event-stream', call);
-      if (!isEventStream(res)) {
-        await res.body.dump().catch(() => undefined);
-        throw new ProviderError('malformed', `${provider.name}: expected an event stream, got '${res.headers['content-type'] ?? 'no content-type'}'`, res.statusCode);
-      }
+      await requireEventStream(provider, res);
       const events = (async function* () {
         for await (const ev of parseSse(res.body)) {
           try {
