@@ -9,6 +9,7 @@ import type { TemplateCache } from './template-cache';
 import type { RollingStats } from '../kit/rolling-stats';
 import type { CallUsage, Ledger } from './keys/ledger';
 import { isAdmissionRefusal, markDegraded } from './auth-hook';
+import { watchClient } from './client-gone';
 import { callOptions, callUsage, checkModelAllowed, settleSpend, takeLease, usageCostUsd } from './billing';
 import { assemblePromptTurn, isSystemMessage, recordPromptCall, storeTurn, type PromptTarget, type PromptTurnDeps, type Turn } from './prompt-turn';
 
@@ -206,11 +207,7 @@ export function createChatHandler(options: ChatHandlerOptions) {
     turn: Turn | undefined,
     target: PromptTarget | undefined,
   ) {
-    const abort = new AbortController();
-    const onClose = () => {
-      if (!reply.raw.writableFinished) abort.abort();
-    };
-    reply.raw.once('close', onClose);
+    const client = watchClient(reply);
     const lease = takeLease(request);
     // The ledger needs the usage of every billed stream: ask for it, and keep the usage chunk
     // from a client that did not.
@@ -219,10 +216,10 @@ export function createChatHandler(options: ChatHandlerOptions) {
     if (billed && !clientUsage) upstream = { ...upstream, stream_options: { ...upstream.stream_options, include_usage: true } };
     let result: Awaited<ReturnType<LlmClient['stream']>>;
     try {
-      result = await llm.stream(upstream, { ...callOptions(request, meta, tenant, lease), signal: abort.signal });
+      result = await llm.stream(upstream, { ...callOptions(request, meta, tenant, lease), signal: client.signal });
     } catch (err) {
       settleSpend(ledger, logger, request, lease, undefined);
-      if (!abort.signal.aborted && countsAsError(err)) record(target, true);
+      if (!client.signal.aborted && countsAsError(err)) record(target, true);
       throw err;
     }
     let settled = false;
@@ -250,14 +247,14 @@ export function createChatHandler(options: ChatHandlerOptions) {
           yield chunk;
         }
       } finally {
-        reply.raw.off('close', onClose);
+        client.release();
         // A stream that broke off reported no usage: nothing is known to bill (docs/keys.md).
         finish(usage !== undefined ? callUsage(usage, result, target?.prompt) : undefined);
       }
     }
     const events = writeSse(observed(), {
       onError: (err) => {
-        if (abort.signal.aborted) return undefined;
+        if (client.signal.aborted) return undefined;
         record(target, true);
         const apiError = err instanceof ApiError ? err : new ApiError({ status: 502, type: 'upstream_error', message: `the stream broke off: ${(err as Error).message}`, code: 'stream_interrupted' });
         logger.warn({ err: apiError.message, requestId: request.id }, 'stream failed mid-way');
@@ -265,7 +262,7 @@ export function createChatHandler(options: ChatHandlerOptions) {
       },
       // The turn is stored before [DONE], so a client that reads [DONE] finds it in the session.
       beforeDone: async () => {
-        if (abort.signal.aborted) return;
+        if (client.signal.aborted) return;
         record(target, false, cost);
         if (turn) await storeTurn(turnDeps, turn, streamed.message(), meta);
       },

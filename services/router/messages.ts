@@ -25,6 +25,7 @@ import {
   type RouterMessagesRequest,
 } from '../anthropic';
 import { markDegraded } from './auth-hook';
+import { watchClient } from './client-gone';
 import { callOptions, callUsage, checkModelAllowed, settleSpend, takeLease, usageCostUsd } from './billing';
 import { countsAsError, type PromptMetrics } from './chat';
 import { assemblePromptTurn, isSystemMessage, recordPromptCall, storeTurn, type PromptTarget, type PromptTurnDeps, type Turn } from './prompt-turn';
@@ -141,24 +142,20 @@ export function createMessagesHandler(options: MessagesHandlerOptions) {
     }
     markDegraded(reply, degraded);
 
-    const abort = new AbortController();
-    const onClose = () => {
-      if (!reply.raw.writableFinished) abort.abort();
-    };
-    reply.raw.once('close', onClose);
+    const client = watchClient(reply);
     const lease = takeLease(request);
     let result: Awaited<ReturnType<LlmClient['messages']>>;
     try {
-      result = await llm.messages(upstream, { ...callOptions(request, meta, tenant, lease), signal: abort.signal, ...(betas ? { anthropicBeta: betas } : {}) });
+      result = await llm.messages(upstream, { ...callOptions(request, meta, tenant, lease), signal: client.signal, ...(betas ? { anthropicBeta: betas } : {}) });
     } catch (err) {
       settleSpend(ledger, logger, request, lease, undefined);
-      if (!abort.signal.aborted && countsAsError(err)) record(target, true);
+      if (!client.signal.aborted && countsAsError(err)) record(target, true);
       throw err;
     }
     const answered = result;
     reply.header(HEADERS.provider, result.provider).header(HEADERS.model, result.model).header(HEADERS.cache, result.cache).header(HEADERS.passthrough, String(result.passthrough));
     if (result.message) {
-      reply.raw.off('close', onClose);
+      client.release();
       const usage = result.usage();
       settleSpend(ledger, logger, request, lease, callUsage(usage, result, target?.prompt));
       record(target, false, usageCostUsd(usage));
@@ -184,19 +181,19 @@ export function createMessagesHandler(options: MessagesHandlerOptions) {
           yield ev;
         }
       } finally {
-        reply.raw.off('close', onClose);
+        client.release();
         finish();
       }
     }
     const out = writeAnthropicSse(observed(), {
       onError: (err) => {
-        if (abort.signal.aborted) return undefined;
+        if (client.signal.aborted) return undefined;
         record(target, true);
         logger.warn({ err: (err as Error).message, requestId: request.id }, 'messages stream failed mid-way');
         return anthropicErrorBody(err).body;
       },
       afterLast: async () => {
-        if (abort.signal.aborted) return;
+        if (client.signal.aborted) return;
         record(target, false, usageCostUsd(answered.usage()));
         if (turn) await storeTurn(turnDeps, turn, toChatReply({ content: assembler.content() }), meta);
       },

@@ -4,6 +4,7 @@ import { HEADERS } from '../../contracts';
 import type { Logger } from '../kit';
 import type { PassthroughRequest } from '../openai';
 import { markDegraded } from './auth-hook';
+import { watchClient } from './client-gone';
 import { callOptions, callUsage, checkModelAllowed, settleSpend, takeLease } from './billing';
 import type { LlmClient } from './clients';
 import type { Ledger } from './keys/ledger';
@@ -20,17 +21,13 @@ export function createResponsesHandler(llm: LlmClient, ledger: Ledger | undefine
   return async function responses(request: FastifyRequest<{ Body: PassthroughRequest }>, reply: FastifyReply) {
     const model = (request.body as { model?: unknown }).model;
     if (typeof model === 'string') checkModelAllowed(request, model);
-    const abort = new AbortController();
-    const onClose = () => {
-      if (!reply.raw.writableFinished) abort.abort();
-    };
-    reply.raw.once('close', onClose);
+    const client = watchClient(reply);
     const lease = takeLease(request);
     let result: Awaited<ReturnType<LlmClient['responses']>>;
     try {
       result = await llm.responses(request.body, {
         ...callOptions(request, { requestId: request.id, traceContext: request.traceContext }, request.apiKey?.id, lease),
-        signal: abort.signal,
+        signal: client.signal,
       });
     } catch (err) {
       settleSpend(ledger, logger, request, lease, undefined);
@@ -50,7 +47,7 @@ export function createResponsesHandler(llm: LlmClient, ledger: Ledger | undefine
       try {
         yield* answered.body;
       } finally {
-        reply.raw.off('close', onClose);
+        client.release();
         finish();
       }
     }
