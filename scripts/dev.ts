@@ -7,7 +7,7 @@
 import type { AddressInfo } from 'node:net';
 import { ConfigError, readConfig, serve } from '../services/kit';
 import { buildProcess } from '../services/process';
-import { ensureDatabase, localProvidersFile, tryItText } from './local-env';
+import { ensureConsoleBuilt, ensureDatabase, localProvidersFile, tryItText } from './local-env';
 
 async function main(): Promise<void> {
   const env = { ...process.env };
@@ -21,6 +21,7 @@ async function main(): Promise<void> {
   Object.assign(process.env, env);
   const config = readConfig(env);
   if (await ensureDatabase(config.databaseUrl)) process.stdout.write(`created database ${new URL(config.databaseUrl).pathname.slice(1)}\n`);
+  if (await ensureConsoleBuilt()) process.stdout.write('built the console into build/console/ (npm run build rebuilds it)\n');
   const { app } = await buildProcess(config);
   if (!config.apiKeysFile) app.log.warn('API_KEYS_FILE is not set: authentication is OFF (fine for local use; set it before exposing this service)');
   await serve(app, config);

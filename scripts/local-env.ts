@@ -1,12 +1,24 @@
 /**
- * What `npm run dev` and `npm run start:mesh` share: the local database, and a providers file
- * when provider keys are in the environment (otherwise the built-in `echo` provider serves).
+ * What `npm run dev` and `npm run start:mesh` share: the local database, the console's build,
+ * and a providers file when provider keys are in the environment (otherwise the built-in `echo`
+ * provider serves).
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { redactUrl } from '../services/kit';
+import { CONSOLE_BUILD_DIR, buildConsole } from './build-console';
+
+/**
+ * Builds the console into build/console/ when it is not there (a fresh clone: about a second),
+ * so the router serves `/console/` in local runs as the image does. Returns whether it built.
+ */
+export async function ensureConsoleBuilt(): Promise<boolean> {
+  if (existsSync(join(CONSOLE_BUILD_DIR, 'index.html'))) return false;
+  await buildConsole();
+  return true;
+}
 
 /** Creates the database `databaseUrl` names when it does not exist yet; returns whether it did. */
 export async function ensureDatabase(databaseUrl: string): Promise<boolean> {

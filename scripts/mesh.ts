@@ -7,7 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { ConfigError, readConfig } from '../services/kit';
-import { ensureDatabase, localProvidersFile, tryItText } from './local-env';
+import { ensureConsoleBuilt, ensureDatabase, localProvidersFile, tryItText } from './local-env';
 
 const ROOT = join(__dirname, '..');
 const ORDER = ['templates', 'context', 'llm', 'router'] as const;
@@ -51,6 +51,7 @@ async function main(): Promise<void> {
   if (providers.file) env.PROVIDERS_FILE = providers.file;
   const config = readConfig({ ...env, SERVICE: 'all' });
   if (await ensureDatabase(config.databaseUrl)) process.stdout.write(`created database ${new URL(config.databaseUrl).pathname.slice(1)}\n`);
+  if (await ensureConsoleBuilt()) process.stdout.write('built the console into build/console/ (npm run build rebuilds it)\n');
 
   const children = new Map<Name, ChildProcess>();
   let stopping = false;

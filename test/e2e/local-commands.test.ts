@@ -117,6 +117,11 @@ describe('npm run dev', () => {
       'What is my name?',
     ]);
 
+    // The console is served (dev builds it into build/console/ when a fresh clone has none).
+    const page = await fetch(`http://127.0.0.1:${port}/console/`);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toMatch(/^<!doctype html>/i);
+
     dev.kill('SIGINT');
     expect(await exitOf(dev)).toBe(0);
   });
