@@ -324,6 +324,8 @@ export function createLlmCore(deps: LlmCoreDeps): LlmCore & { breakerStates(): A
 
     async close() {
       for (const adapter of new Set(adapters.values())) await adapter.close?.().catch(() => undefined);
+      // Leased tokens go back while Redis is still open.
+      await parts.limiter.close().catch(() => undefined);
     },
   };
 }

@@ -1,4 +1,5 @@
 import type { Logger } from '../kit/logger';
+import { GcraLeases } from '../kit/gcra-leases';
 import type { RedisClient } from '../kit/redis';
 import { UNKNOWN_MODEL_OUTPUT_RESERVATION } from './model-limits';
 import type { ProviderConfig } from './types';
@@ -81,13 +82,25 @@ export type TenantDecision = { allowed: true; reserved: number } | { allowed: fa
 export class ProviderLimiter {
   private readonly inFlight = new Map<string, number>();
   private redisDown = false;
+  /** Leased tokens of the large `tpm` limits of keys and teams (see {@link GcraLeases}). */
+  private readonly tenantLeases: GcraLeases | undefined;
 
   constructor(
     private readonly redis: RedisClient | undefined,
     private readonly keyPrefix: string,
     private readonly logger: Logger,
+    options: {
+      /** Whether large tenant `tpm` limits are served from leased tokens (no round trip per call). @default true */
+      lease?: boolean;
+    } = {},
   ) {
     redis?.defineCommand('pmLlmGcra', { numberOfKeys: 2, lua: GCRA_SCRIPT });
+    this.tenantLeases = redis && (options.lease ?? true) ? new GcraLeases(redis) : undefined;
+  }
+
+  /** Gives leased tokens back to Redis. */
+  async close(): Promise<void> {
+    await this.tenantLeases?.close();
   }
 
   /** Calls in flight to a provider in this process. */
@@ -151,6 +164,8 @@ export class ProviderLimiter {
    * entry), shared by every replica. Fails open while Redis is unreachable.
    */
   async acquireTenant(tenant: string, tpm: number, tokens: number): Promise<TenantDecision> {
+    const units = Math.max(0, Math.ceil(tokens));
+    if (this.tenantLeases?.tryTake(`${tenantTag(this.keyPrefix, tenant)}:tpm`, 60_000, tpm, units)) return { allowed: true, reserved: units };
     const result = await this.run(tenantTag(this.keyPrefix, tenant), 0, tpm, tokens, 'check');
     if (result && result[0] === 0) return { allowed: false, retryAfterMs: Math.max(1, result[1]) };
     return { allowed: true, reserved: result?.[2] ?? 0 };
@@ -158,7 +173,10 @@ export class ProviderLimiter {
 
   /** {@link reconcile} for an API key's `tpm` budget. */
   async reconcileTenant(tenant: string, tpm: number, reserved: number, used: number): Promise<void> {
-    await this.settle(tenantTag(this.keyPrefix, tenant), tpm, reserved, used);
+    const tag = tenantTag(this.keyPrefix, tenant);
+    // A leased limit settles in its pool (the tokens were Redis's grant), whichever way they were taken.
+    if (this.tenantLeases?.settle(`${tag}:tpm`, reserved - Math.ceil(Math.max(0, used)))) return;
+    await this.settle(tag, tpm, reserved, used);
   }
 
   private async settle(tag: string, tpm: number, reserved: number, used: number): Promise<void> {

@@ -157,7 +157,7 @@ export function authenticate(options: AuthOptions, scopeOf: (request: FastifyReq
       const isBilled = billed(request);
       const scopes = isBilled ? budgetScopes(key, team) : [];
       if (rates.length === 0 && !Ledger.needsAdmission(scopes)) return;
-      const admission = ledger.admitRequest(key.id, scopes, rates).then(
+      const admission = ledger.admitRequest(key.id, scopes, rates, team?.id).then(
         (admitted) => {
           if (admitted.degraded.length > 0) {
             (request.degraded ??= []).push(...admitted.degraded);

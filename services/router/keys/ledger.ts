@@ -23,6 +23,7 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { Logger, RedisClient } from '../../kit';
 import type { KeyBudget } from '../auth';
+import { GcraLeases } from '../../kit/gcra-leases';
 import { GCRA_LUA, REDIS_NOW_LUA } from '../key-rate-limit';
 
 /** The advisory lock between a reload of the totals (exclusive) and flushes (shared). */
@@ -48,6 +49,74 @@ export function periodEnd(period: 'day' | 'month', at: Date): Date {
     : new Date(Date.UTC(at.getUTCFullYear(), at.getUTCMonth() + 1, 1));
 }
 
+// An in-flight set's members are a call's lease, `<id>|<estimate>` (one slot), or a replica's
+// block, `<id>|<slots>s|<amount>` (docs/keys.md, "Performance"): the slots and the microdollars
+// it holds for the calls it admits locally.
+const INFLIGHT_LUA = `
+local function slotsHeld(inflight)
+  local n = 0
+  for _, m in ipairs(redis.call('ZRANGE', inflight, 0, -1)) do
+    n = n + tonumber(string.match(m, '|(%d+)s|') or '1')
+  end
+  return n
+end
+local function reservedIn(inflight)
+  local sum = 0
+  for _, m in ipairs(redis.call('ZRANGE', inflight, 0, -1)) do
+    sum = sum + tonumber(string.match(m, '|(%d+)$') or '0')
+  end
+  return sum
+end
+`;
+
+// A block: what a replica reserves in Redis for the calls of one key it then admits locally,
+// with no round trip (docs/keys.md, "Performance"): microdollars (up to `blockCalls` estimates,
+// a `budgetDiv`th of each budget and a quarter of what is left of it) and concurrency slots (a
+// `slotDiv`th of each limit and a quarter of the free ones). Granted only when it fits whole.
+// KEYS: epoch, estimate, then per scope: spent (of the budget's period), inflight.
+// ARGV: leaseMs, id, n, blockCalls, budgetDiv, slotDiv, then per scope: budget (-1 none),
+// maxConcurrent (-1 none).
+// Returns {-1} unseeded, {2} no block fits, {0, member, amount, slots, estimate}.
+const BLOCK = `${REDIS_NOW_LUA}${INFLIGHT_LUA}
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
+local est = tonumber(redis.call('GET', KEYS[2]) or '-1')
+local n = tonumber(ARGV[3])
+local amount, slots = nil, nil
+for i = 1, n do
+  local inflight = KEYS[2 + 2 * i]
+  local budget = tonumber(ARGV[5 + 2 * i])
+  local maxc = tonumber(ARGV[6 + 2 * i])
+  redis.call('ZREMRANGEBYSCORE', inflight, '-inf', now)
+  if maxc >= 0 then
+    local s = math.min(math.floor(maxc / tonumber(ARGV[6])), math.floor((maxc - slotsHeld(inflight)) / 4))
+    if slots == nil or s < slots then slots = s end
+  end
+  if budget >= 0 then
+    local left = budget - tonumber(redis.call('GET', KEYS[1 + 2 * i]) or '0') - reservedIn(inflight)
+    local a = math.min(math.floor(budget / tonumber(ARGV[5])), math.floor(left / 4))
+    if amount == nil or a < amount then amount = a end
+  end
+end
+if amount ~= nil then
+  if est <= 0 then return {2} end
+  amount = math.min(amount, est * tonumber(ARGV[4]))
+  if amount < 4 * est then return {2} end
+else
+  amount = 0
+end
+if slots ~= nil then
+  if slots < 2 then return {2} end
+else
+  slots = 0
+end
+local member = ARGV[2] .. '|' .. slots .. 's|' .. amount
+for i = 1, n do
+  redis.call('ZADD', KEYS[2 + 2 * i], now + tonumber(ARGV[1]), member)
+  redis.call('PEXPIRE', KEYS[2 + 2 * i], tonumber(ARGV[1]) * 2)
+end
+return {0, member, amount, slots, math.max(est, 0)}
+`;
+
 // The one script a request's admission costs (one round trip): the key's and team's per-minute
 // request limits (GCRA, shared with key-rate-limit.ts), then, on billed routes, the budgets and
 // concurrency limits of the key and its team and a lease holding the call's estimate. Nothing is
@@ -60,7 +129,7 @@ export function periodEnd(period: 'day' | 'month', at: Date): Date {
 // {1, i, spent} over budget, {4, i, spent} the rest of the budget is committed to calls in
 // flight, {2, i} at max concurrency, {3} would not fit and this replica already has a call at
 // risk, {0, risky, member} admitted (risky: its estimate did not fit; member '' without scopes).
-const ADMIT = `${REDIS_NOW_LUA}${GCRA_LUA}
+const ADMIT = `${REDIS_NOW_LUA}${GCRA_LUA}${INFLIGHT_LUA}
 local n = tonumber(ARGV[4])
 local r = tonumber(ARGV[5])
 local period = tonumber(ARGV[6])
@@ -91,14 +160,11 @@ for i = 1, n do
   local budget = tonumber(ARGV[ab + 2 * i - 1])
   local maxc = tonumber(ARGV[ab + 2 * i])
   redis.call('ZREMRANGEBYSCORE', inflight, '-inf', now)
-  if maxc >= 0 and redis.call('ZCARD', inflight) >= maxc then return {2, i} end
+  if maxc >= 0 and slotsHeld(inflight) >= maxc then return {2, i} end
   if budget >= 0 then
     local spent = tonumber(redis.call('GET', spentKey) or '0')
     if spent >= budget then return {1, i, spent} end
-    local reserved = 0
-    for _, m in ipairs(redis.call('ZRANGE', inflight, 0, -1)) do
-      reserved = reserved + tonumber(string.match(m, '|(%d+)$') or '0')
-    end
+    local reserved = reservedIn(inflight)
     if est < 0 or spent + reserved + est > budget then
       if spent + reserved >= budget then return {4, i, spent} end
       risky = 1
@@ -116,11 +182,20 @@ return {0, risky, member}
 `;
 
 // KEYS: epoch, estimate, then per scope: spentDay, spentMonth, inflight.
-// ARGV: member ('' none), cost, n, dayTtl, monthTtl. Returns the epoch counted in, or ''.
-const CHARGE = `
+// ARGV: member ('' none), cost, n, dayTtl, monthTtl, the member that replaces it ('' none: a
+// block's smaller reservation), leaseMs, the largest single cost (for the estimate).
+// Returns the epoch counted in, or ''.
+const CHARGE = `${REDIS_NOW_LUA}
 local n = tonumber(ARGV[3])
 if ARGV[1] ~= '' then
-  for i = 1, n do redis.call('ZREM', KEYS[2 + 3 * i], ARGV[1]) end
+  for i = 1, n do
+    local inflight = KEYS[2 + 3 * i]
+    -- A block that was still held (not expired, not lost with Redis's data) shrinks.
+    if redis.call('ZREM', inflight, ARGV[1]) == 1 and ARGV[6] ~= '' then
+      redis.call('ZADD', inflight, now + tonumber(ARGV[7]), ARGV[6])
+      redis.call('PEXPIRE', inflight, tonumber(ARGV[7]) * 2)
+    end
+  end
 end
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then return '' end
@@ -134,7 +209,8 @@ if cost > 0 then
     end
   end
   local est = tonumber(redis.call('GET', KEYS[2]) or '-1')
-  if cost > est then redis.call('SET', KEYS[2], cost, 'PX', tonumber(ARGV[5])) end
+  local largest = tonumber(ARGV[8])
+  if largest > est then redis.call('SET', KEYS[2], largest, 'PX', tonumber(ARGV[5])) end
 elseif redis.call('EXISTS', KEYS[2]) == 0 then
   redis.call('SET', KEYS[2], 0, 'PX', tonumber(ARGV[5]))
 end
@@ -264,6 +340,58 @@ interface HeldLease extends Lease {
   riskIds: string[];
 }
 
+/**
+ * What this replica reserved in Redis for one key's calls, which it admits locally while the
+ * block holds their estimates and slots (docs/keys.md, "Performance"). Its member in the
+ * scopes' in-flight sets shrinks as its calls' costs are charged.
+ */
+interface Block {
+  keyId: string;
+  team: string | undefined;
+  /** The key's and team's limits it was taken under; another signature retires it. */
+  signature: string;
+  inflightKeys: { key?: string; team?: string };
+  /** Its member in the in-flight sets, as last sent. */
+  member: string;
+  /** A new member name per change, so a rename never meets its old self. */
+  id: string;
+  seq: number;
+  /** Microdollars its member holds in Redis, as last sent (0 when no scope has a budget). */
+  reserved: number;
+  /** The size it was granted at; below half, the next block is taken. */
+  granted: number;
+  /** Concurrency slots it holds (0: no scope limits concurrency). */
+  slots: number;
+  /** One call's estimate: the key's largest cost so far. */
+  est: number;
+  inflight: number;
+  inflightEst: number;
+  /** Costs settled locally, not yet sent to Redis, and the rows waiting for that. */
+  pendingCost: number;
+  pendingLargest: number;
+  pending: Array<(epoch: string) => void>;
+  timer: NodeJS.Timeout | undefined;
+  retired: boolean;
+  /** Its member is gone from Redis (retired, drained and sent). */
+  released: boolean;
+  lastUsed: number;
+}
+
+/** A call admitted locally from a {@link Block}. */
+interface BlockLease extends Lease {
+  block: Block;
+  est: number;
+}
+
+/** How a block is sized (see the BLOCK script). */
+const BLOCK_CALLS = 64;
+const BLOCK_BUDGET_DIV = 64;
+const BLOCK_SLOT_DIV = 16;
+/** Charges of a block's calls are sent together, this long after the first. */
+const BLOCK_CHARGE_MS = 50;
+/** A block with no call this long is given back. */
+const BLOCK_IDLE_MS = 1_000;
+
 /** Options of {@link Ledger}. */
 export interface LedgerOptions {
   redis: RedisClient;
@@ -276,6 +404,11 @@ export interface LedgerOptions {
   batchSize?: number;
   /** The window the `rpm` limits of {@link Ledger.admitRequest} count over. @default 60000 */
   ratePeriodMs?: number;
+  /**
+   * Whether large limits are admitted locally, from blocks and leased rpm (docs/keys.md,
+   * "Performance"); false checks every call in Redis. @default true
+   */
+  local?: boolean;
 }
 
 /** The budgets, leases and spend ledger of one router replica (see the module comment). */
@@ -299,6 +432,16 @@ export class Ledger {
   private readonly atRisk = new Map<string, Array<() => void>>();
   private redisDown = false;
   private readonly ratePeriodMs: number;
+  /** Leased `rpm` of large limits. */
+  private readonly rateLeases: GcraLeases | undefined;
+  /** Each key's current block, and blocks retired but not yet given back. */
+  private readonly blocks = new Map<string, Block>();
+  private readonly retired = new Set<Block>();
+  /** Keys whose block is being taken, and keys no block fits until then. */
+  private readonly acquiring = new Set<string>();
+  private readonly noBlockUntil = new Map<string, number>();
+  private readonly idler: NodeJS.Timeout;
+  private readonly blocksOn: boolean;
 
   constructor(private readonly options: LedgerOptions) {
     this.redis = options.redis;
@@ -316,6 +459,12 @@ export class Ledger {
     this.timer.unref();
     this.renewer = setInterval(() => this.renew(), LEASE_MS / 3);
     this.renewer.unref();
+    const local = options.local ?? true;
+    this.rateLeases = local ? new GcraLeases(this.redis) : undefined;
+    if (local) r.defineCommand('pmBudgetBlock', { lua: BLOCK });
+    this.blocksOn = local;
+    this.idler = setInterval(() => this.retireIdle(), BLOCK_IDLE_MS / 2);
+    this.idler.unref();
   }
 
   private spentKey(scope: { kind: 'key' | 'team'; id: string }, periodId: string): string {
@@ -360,9 +509,42 @@ export class Ledger {
    * {@link RateRefusal} (checked first) or {@link BudgetRefusal}. When Redis cannot be reached the
    * request passes unchecked (fail open), and `degraded` says what was not checked.
    */
-  async admitRequest(keyId: string, scopes: readonly BudgetScope[], rates: readonly RateScope[]): Promise<Admission> {
+  async admitRequest(keyId: string, scopes: readonly BudgetScope[], rates: readonly RateScope[], team?: string): Promise<Admission> {
     const checked = scopes.filter((s) => s.budget !== undefined || s.maxConcurrent !== undefined);
     if (checked.length === 0 && rates.length === 0) return { lease: undefined, degraded: [] };
+    // Large limits first, locally: leased rpm and this key's block (no round trip).
+    const leased: RateScope[] = [];
+    let remote: readonly RateScope[] = rates;
+    if (this.rateLeases && rates.length > 0) {
+      const unleased: RateScope[] = [];
+      for (const r of rates) (this.rateLeases.tryTake(this.rateKey(r), this.ratePeriodMs, r.rpm, 1) ? leased : unleased).push(r);
+      remote = unleased;
+    }
+    const giveBack = () => {
+      for (const r of leased) this.rateLeases!.settle(this.rateKey(r), 1);
+    };
+    const local = checked.length > 0 ? this.admitFromBlock(keyId, team ?? scopes.find((s) => s.kind === 'team')?.id, checked) : undefined;
+    if (local || checked.length === 0) {
+      if (remote.length === 0) return { lease: local, degraded: [] };
+      try {
+        const admitted = await this.admitExact(keyId, [], remote);
+        return { lease: local, degraded: admitted.degraded };
+      } catch (err) {
+        giveBack();
+        if (local) this.settle(local, keyId, undefined, undefined);
+        throw err;
+      }
+    }
+    try {
+      return await this.admitExact(keyId, checked, remote);
+    } catch (err) {
+      giveBack();
+      throw err;
+    }
+  }
+
+  /** {@link admitRequest} in Redis: one script. */
+  private async admitExact(keyId: string, checked: readonly BudgetScope[], rates: readonly RateScope[]): Promise<Admission> {
     const now = new Date();
     const ids = periodIds(now);
     let pendingRates = rates;
@@ -435,6 +617,175 @@ export class Ledger {
   }
 
   /**
+   * Admits a call from this key's block when it holds the call's estimate and a slot: no round
+   * trip. Takes the next block in the background when this one runs low (or there is none);
+   * undefined: the call goes to Redis.
+   */
+  private admitFromBlock(keyId: string, team: string | undefined, checked: readonly BudgetScope[]): BlockLease | undefined {
+    if (!this.blocksOn) return undefined;
+    let signature = team ?? '';
+    for (const c of checked) signature += `|${c.kind}:${c.id}:${c.budget ? `${c.budget.microUsd}/${c.budget.period}` : ''}:${c.maxConcurrent ?? ''}`;
+    let block = this.blocks.get(keyId);
+    if (block && block.signature !== signature) {
+      this.retire(block);
+      block = undefined;
+    }
+    const now = Date.now();
+    let lease: BlockLease | undefined;
+    if (block && block.reserved - block.pendingCost - block.inflightEst >= block.est && (block.slots === 0 || block.inflight < block.slots)) {
+      block.inflight++;
+      block.inflightEst += block.est;
+      block.lastUsed = now;
+      lease = { callId: randomUUID(), risky: false, block, est: block.est };
+    } else if (block) {
+      // Spent or full: what it holds goes back before this call asks Redis (sent first, so the
+      // call's own script sees it), and the next block is taken below.
+      this.retire(block);
+    }
+    const low = !block || block.retired || block.reserved - block.pendingCost - block.inflightEst < block.granted / 2;
+    if (low && !this.acquiring.has(keyId) && now >= (this.noBlockUntil.get(keyId) ?? 0)) void this.acquireBlock(keyId, team, signature, checked);
+    return lease;
+  }
+
+  /** Takes a block for `keyId` (the BLOCK script); the key's current one, if any, retires. */
+  private async acquireBlock(keyId: string, team: string | undefined, signature: string, checked: readonly BudgetScope[]): Promise<void> {
+    this.acquiring.add(keyId);
+    try {
+      const keys = [this.epochKey, this.estimateKey(keyId)];
+      const args: Array<string | number> = [LEASE_MS, '', checked.length, BLOCK_CALLS, BLOCK_BUDGET_DIV, BLOCK_SLOT_DIV];
+      const ids = periodIds(new Date());
+      for (const c of checked) {
+        keys.push(this.spentKey(c, c.budget ? ids[c.budget.period] : ids.day), this.inflightKey(c));
+        args.push(c.budget ? c.budget.microUsd : -1, c.maxConcurrent ?? -1);
+      }
+      const id = `b${randomUUID()}`;
+      args[1] = id;
+      let result: [number, string?, number?, number?, number?];
+      try {
+        result = (await (this.redis as any).pmBudgetBlock(keys.length, ...keys, ...args)) as typeof result;
+      } catch {
+        this.noBlockUntil.set(keyId, Date.now() + BLOCK_IDLE_MS);
+        return;
+      }
+      if (Number(result[0]) !== 0) {
+        // No block fits (small or nearly spent limits, no estimate yet): calls go to Redis a while.
+        this.noBlockUntil.set(keyId, Date.now() + BLOCK_IDLE_MS);
+        return;
+      }
+      const amount = Number(result[2]);
+      const block: Block = {
+        keyId,
+        team,
+        signature,
+        inflightKeys: Object.fromEntries(checked.map((c) => [c.kind, this.inflightKey(c)])),
+        member: String(result[1]),
+        id,
+        seq: 0,
+        reserved: amount,
+        granted: amount,
+        slots: Number(result[3]),
+        est: Number(result[4]),
+        inflight: 0,
+        inflightEst: 0,
+        pendingCost: 0,
+        pendingLargest: 0,
+        pending: [],
+        timer: undefined,
+        retired: false,
+        released: false,
+        lastUsed: Date.now(),
+      };
+      const current = this.blocks.get(keyId);
+      if (current) this.retire(current);
+      this.blocks.set(keyId, block);
+    } finally {
+      this.acquiring.delete(keyId);
+    }
+  }
+
+  /** Stops admitting from `block`; what it holds beyond its calls in flight goes back now. */
+  private retire(block: Block): void {
+    if (block.retired) return;
+    block.retired = true;
+    if (this.blocks.get(block.keyId) === block) this.blocks.delete(block.keyId);
+    this.retired.add(block);
+    this.sendBlock(block);
+  }
+
+  /** Gives back the blocks no call used for a while (their slots and microdollars). */
+  private retireIdle(): void {
+    const now = Date.now();
+    for (const block of this.blocks.values()) if (block.inflight === 0 && now - block.lastUsed >= BLOCK_IDLE_MS) this.retire(block);
+    for (const [keyId, until] of this.noBlockUntil) if (until <= now) this.noBlockUntil.delete(keyId);
+  }
+
+  /** A block call's end: its estimate is freed, its cost waits for the block's next charge. */
+  private settleFromBlock(lease: BlockLease, usage: CallUsage | undefined): Promise<void> {
+    const { block } = lease;
+    block.inflight--;
+    block.inflightEst -= lease.est;
+    const cost = usage?.microUsd ?? 0;
+    block.pendingCost += cost;
+    block.pendingLargest = Math.max(block.pendingLargest, cost);
+    // A call dearer than the estimate raises it (the script's rule for the key's estimate).
+    if (cost > block.est) block.est = cost;
+    const at = new Date();
+    const settled = new Promise<void>((resolve) => {
+      block.pending.push((epoch) => {
+        if (usage) this.buffer.push({ ...usage, callId: lease.callId, at, keyId: block.keyId, team: block.team, epoch });
+        resolve();
+      });
+    });
+    this.settling.add(settled);
+    void settled.then(() => this.settling.delete(settled));
+    if (block.retired && block.inflight === 0) this.sendBlock(block);
+    else block.timer ??= setTimeout(() => this.sendBlock(block), BLOCK_CHARGE_MS);
+    return settled;
+  }
+
+  /**
+   * Sends a block's charges (one script: the costs onto the totals, its member shrunk by them,
+   * or given back when it is retired with nothing in flight), and resolves the calls waiting.
+   */
+  private sendBlock(block: Block): void {
+    if (block.timer) clearTimeout(block.timer);
+    block.timer = undefined;
+    if (block.released) return;
+    const cost = block.pendingCost;
+    const largest = block.pendingLargest;
+    const waiting = block.pending.splice(0);
+    block.pendingCost = 0;
+    block.pendingLargest = 0;
+    let next = '';
+    if (!block.retired) block.reserved = Math.max(0, block.reserved - cost);
+    else if (block.inflight > 0) block.reserved = Math.min(Math.max(0, block.reserved - cost), block.inflightEst);
+    else {
+      block.reserved = 0;
+      block.released = true;
+      this.retired.delete(block);
+    }
+    if (!block.released) next = `${block.id}.${++block.seq}|${block.slots}s|${block.reserved}`;
+    const ids = periodIds(new Date());
+    const scopes: Array<{ kind: 'key' | 'team'; id: string }> = [{ kind: 'key', id: block.keyId }];
+    if (block.team) scopes.push({ kind: 'team', id: block.team });
+    const keys = [this.epochKey, this.estimateKey(block.keyId)];
+    for (const s of scopes) keys.push(this.spentKey(s, ids.day), this.spentKey(s, ids.month), block.inflightKeys[s.kind] ?? `${this.base}inflight:none`);
+    const previous = block.member;
+    block.member = next;
+    (this.redis as any).pmBudgetCharge(keys.length, ...keys, previous, cost, scopes.length, DAY_TTL_MS, MONTH_TTL_MS, next, LEASE_MS, largest).then(
+      (epoch: unknown) => {
+        this.up();
+        if (String(epoch) === '' && cost > 0) void this.ensureSeeded().catch(() => undefined);
+        for (const done of waiting) done(String(epoch));
+      },
+      (err: unknown) => {
+        this.down(err);
+        for (const done of waiting) done('');
+      },
+    );
+  }
+
+  /**
    * Counts a finished call: its cost goes onto the key's and team's totals and its lease is
    * dropped (one script), and its row is buffered for PostgreSQL. `usage` undefined: nothing
    * was billed (the lease is only released). Off the answer's path: the script is sent after
@@ -442,6 +793,7 @@ export class Ledger {
    * settled in that turn; the promise resolves once the call was counted.
    */
   settle(lease: Lease | undefined, keyId: string, team: string | undefined, usage: CallUsage | undefined): Promise<void> {
+    if (lease && 'block' in lease) return this.settleFromBlock(lease as BlockLease, usage);
     const held = lease as HeldLease | undefined;
     // No longer renewed; its slot for a call at risk is freed once the charge was counted, so a
     // call waiting for it sees this one's cost.
@@ -456,7 +808,7 @@ export class Ledger {
     const settled = new Promise<void>((resolve) => {
       this.charges.push({
         keys,
-        args: [held?.member ?? '', usage?.microUsd ?? 0, scopes.length, DAY_TTL_MS, MONTH_TTL_MS],
+        args: [held?.member ?? '', usage?.microUsd ?? 0, scopes.length, DAY_TTL_MS, MONTH_TTL_MS, '', LEASE_MS, usage?.microUsd ?? 0],
         done: (epoch) => {
           if (held) this.releaseRisk(held.riskIds);
           if (usage) this.buffer.push({ ...usage, callId: held?.callId ?? randomUUID(), at, keyId, team, epoch });
@@ -505,6 +857,10 @@ export class Ledger {
   }
 
   private renew(): void {
+    for (const block of [...this.blocks.values(), ...this.retired]) {
+      const keys = Object.values(block.inflightKeys);
+      if (!block.released && keys.length > 0) void (this.redis as any).pmBudgetRenew(keys.length, ...keys, block.member, LEASE_MS).catch(() => undefined);
+    }
     for (const lease of this.held) {
       // No call runs this long: a lease still held is a bug's leak, not a call.
       if (Date.now() - lease.startedAt > MAX_CALL_MS) {
@@ -686,6 +1042,11 @@ export class Ledger {
   async close(): Promise<void> {
     clearInterval(this.timer);
     clearInterval(this.renewer);
+    clearInterval(this.idler);
+    // Blocks go back (their calls' charges with them); leased rpm too.
+    for (const block of [...this.blocks.values()]) this.retire(block);
+    for (const block of this.retired) this.sendBlock(block);
+    await this.rateLeases?.close();
     // Calls settled just before the close are buffered once their charge came back (a Redis
     // that does not answer holds the close up for at most 2 s).
     let timer: NodeJS.Timeout | undefined;
