@@ -454,7 +454,11 @@ export class Ledger {
     r.defineCommand('pmBudgetSeed', { lua: SEED });
     r.defineCommand('pmBudgetRenew', { lua: RENEW });
     // A Redis that comes back may have lost its data: reload the totals before calls need them.
-    this.redis.on('ready', () => void this.ensureSeeded().catch(() => undefined));
+    this.redis.on('ready', () => {
+      // Blocks may be gone with the data: none is admitted from until Redis grants it again.
+      for (const block of [...this.blocks.values()]) this.retire(block);
+      void this.ensureSeeded().catch(() => undefined);
+    });
     this.timer = setInterval(() => void this.flush().catch(() => undefined), options.flushIntervalMs ?? 1_000);
     this.timer.unref();
     this.renewer = setInterval(() => this.renew(), LEASE_MS / 3);
@@ -775,7 +779,11 @@ export class Ledger {
     (this.redis as any).pmBudgetCharge(keys.length, ...keys, previous, cost, scopes.length, DAY_TTL_MS, MONTH_TTL_MS, next, LEASE_MS, largest).then(
       (epoch: unknown) => {
         this.up();
-        if (String(epoch) === '' && cost > 0) void this.ensureSeeded().catch(() => undefined);
+        if (String(epoch) === '') {
+          // Redis lost its data, and the block with it: it admits no more.
+          this.retire(block);
+          void this.ensureSeeded().catch(() => undefined);
+        }
         for (const done of waiting) done(String(epoch));
       },
       (err: unknown) => {
