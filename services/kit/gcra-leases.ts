@@ -77,6 +77,13 @@ export class GcraLeases {
   private readonly idleMs: number;
   private readonly sweeper: NodeJS.Timeout;
   private readonly command: string;
+  /**
+   * Leases and give-backs sent and not yet answered (with what their answers send in turn):
+   * close() waits for them, so a lease in flight when it is called goes back too, before the
+   * caller closes the Redis client.
+   */
+  private readonly pending = new Set<Promise<void>>();
+  private closed = false;
 
   constructor(
     private readonly redis: RedisClient,
@@ -105,6 +112,8 @@ export class GcraLeases {
    * bucket is nearly empty).
    */
   tryTake(key: string, periodMs: number, limit: number, units: number): boolean {
+    // Closed: no new pool (nobody would give it back), the caller goes to Redis.
+    if (this.closed) return false;
     let pool = this.pools.get(key);
     if (pool && (pool.limit !== limit || pool.periodMs !== periodMs)) {
       // The limit changed: give back what was leased under the old one.
@@ -142,15 +151,32 @@ export class GcraLeases {
     return true;
   }
 
-  /** Gives every pool back to Redis and stops; the limiter's Redis client stays open. */
+  /**
+   * Gives every pool back to Redis (leases still in flight too, once answered) and stops: later
+   * takes return false. The limiter's Redis client stays open.
+   */
   async close(): Promise<void> {
+    this.closed = true;
     clearInterval(this.sweeper);
     await this.sweep(true);
+    // A lease answered after its pool was dropped is given back by its handler: wait for that too.
+    while (this.pending.size > 0) await Promise.all([...this.pending]);
+  }
+
+  /** Tracks a command in {@link pending} until it (and its handlers) are done; never rejects. */
+  private track(sent: Promise<unknown>): Promise<void> {
+    const done = sent.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.pending.add(done);
+    void done.then(() => this.pending.delete(done));
+    return done;
   }
 
   private refill(pool: Pool): void {
     pool.refilling = true;
-    (this.redis as any)[this.command](pool.key, pool.periodMs, pool.limit, pool.chunk, 'take').then(
+    const leased = (this.redis as any)[this.command](pool.key, pool.periodMs, pool.limit, pool.chunk, 'take').then(
       (result: [number, number]) => {
         pool.refilling = false;
         if (Number(result[0]) === 1) {
@@ -164,6 +190,7 @@ export class GcraLeases {
         pool.dryUntil = Date.now() + 1_000;
       },
     );
+    void this.track(leased);
   }
 
   private sweep(all: boolean): Promise<void> {
@@ -183,9 +210,6 @@ export class GcraLeases {
   }
 
   private send(key: string, pool: Pool, units: number, mode: 'refund' | 'force'): Promise<void> {
-    return (this.redis as any)[this.command](key, pool.periodMs, pool.limit, Math.ceil(units), mode).then(
-      () => undefined,
-      () => undefined,
-    );
+    return this.track((this.redis as any)[this.command](key, pool.periodMs, pool.limit, Math.ceil(units), mode));
   }
 }
