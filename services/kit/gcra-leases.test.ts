@@ -3,8 +3,8 @@
  * pool admits locally (the bucket's theoretical arrival time in Redis does not move between
  * takes) and refills in the background below half a chunk, that two replicas leasing one bucket
  * and falling back to exact per-request takes (KeyRateLimiter, the router's GCRA script) never
- * admit more than GCRA allows, settlements (give-back and debt), the idle give-back, a changed
- * limit, close(), and an unreachable Redis.
+ * admit more than GCRA allows, settlements (give-back, and usage beyond what the pool holds
+ * forced into Redis), the idle give-back, a changed limit, close(), and an unreachable Redis.
  *
  * Synchronisation without timing: `answered(client)` waits for a PING on the leasing client, so
  * every command that client sent before (a lease, a give-back) has been answered and its handler
@@ -182,60 +182,52 @@ describe('GcraLeases (real Redis)', () => {
     }
   });
 
-  it('settles into the pool: a give-back is admitted again, debt blocks takes until a lease covers it', async () => {
+  it('settles into the pool: a give-back is admitted again, usage beyond what it holds is forced into Redis at once', async () => {
     const redis = await client();
     const reader = await client();
     const l = leases(redis);
     const key = `${newPrefix('lease-settle')}bucket`;
     await warm(l, redis, key);
-    const before = await tat(reader, key);
+    const before = (await tat(reader, key))!;
     // A reservation of 5 the call did not use goes back to the pool, not to Redis.
     expect(l.settle(key, 5)).toBe(true);
     expect(drain(l, key)).toBe(CHUNK + 5);
-    // Draining started the next lease; wait for it, then go 200 into debt (usage beyond a reservation).
+    // Draining started the next lease: the pool holds a chunk again.
     await answered(redis);
-    expect(await tat(reader, key)).toBe(before! + CHUNK * INTERVAL);
+    expect(await tat(reader, key)).toBe(before + CHUNK * INTERVAL);
+    // Calls used 200 more than the chunk the pool holds: the chunk covers part of it, the other
+    // 200 are taken from the bucket whatever it holds (so per-call takes in Redis see them).
+    expect(l.settle(key, -(CHUNK + 200))).toBe(true);
+    await answered(redis);
+    expect(await tat(reader, key)).toBe(before + CHUNK * INTERVAL + 200 * INTERVAL);
+    // The pool is empty: nothing is admitted locally until the next lease lands.
+    expect(l.tryTake(key, P, L, 1)).toBe(false);
+    await answered(redis);
+    expect(await tat(reader, key)).toBe(before + 2 * CHUNK * INTERVAL + 200 * INTERVAL);
     expect(drain(l, key)).toBe(CHUNK);
-    await answered(redis);
-    expect(l.settle(key, -(CHUNK + 200))).toBe(true); // the pool held a chunk: now 200 in debt
-    expect(await tat(reader, key)).toBe(before! + 2 * CHUNK * INTERVAL);
-    // In debt nothing is admitted locally; the take starts a lease...
-    expect(l.tryTake(key, P, L, 1)).toBe(false);
-    await answered(redis);
-    // ...which pays part of the debt (-200 + 120): still nothing to admit; the next take leases again.
-    expect(l.tryTake(key, P, L, 1)).toBe(false);
-    await answered(redis);
-    expect(await tat(reader, key)).toBe(before! + 4 * CHUNK * INTERVAL);
-    // Two leases covered the debt: 40 units are left to admit.
-    expect(drain(l, key)).toBe(2 * CHUNK - 200);
   });
 
-  it('gives an idle pool back to Redis and drops it; debt is forced into Redis when dropped', async () => {
+  it('gives an idle pool back to Redis and drops it', async () => {
     const redis = await client();
     const reader = await client();
     const l = leases(redis, 500);
     const prefix = newPrefix('lease-idle');
-    const held = `${prefix}held`;
-    const owing = `${prefix}owing`;
+    const [held, used] = [`${prefix}held`, `${prefix}used`];
     // Half the bucket is used, so give-backs never reach an empty bucket (where they stop).
     await prefill(reader, held, P / 2);
-    await prefill(reader, owing, P / 2);
     await warm(l, redis, held);
-    await warm(l, redis, owing);
-    // `held` admits 20 and keeps 100; `owing` admits its chunk and 180 more (usage beyond reservations).
+    await warm(l, redis, used);
+    // `held` admits 20 and keeps 100; `used` admits its chunk and keeps nothing.
     for (let i = 0; i < 20; i++) expect(l.tryTake(held, P, L, 1)).toBe(true);
-    expect(drain(l, owing)).toBe(CHUNK);
-    await answered(redis); // draining `owing` leased its next chunk
-    expect(l.settle(owing, -(CHUNK + 180))).toBe(true);
+    for (let i = 0; i < CHUNK; i++) expect(l.settle(used, -1)).toBe(true);
     const heldBefore = (await tat(reader, held))!;
-    const owingBefore = (await tat(reader, owing))!;
+    const usedBefore = (await tat(reader, used))!;
 
-    await waitFor(() => !l.holds(held) && !l.holds(owing), 5_000, 'the idle pools to be dropped');
+    await waitFor(() => !l.holds(held) && !l.holds(used), 5_000, 'the idle pools to be dropped');
     await answered(redis);
-    // The 100 units `held` kept go back: its TAT moves back by them.
+    // The 100 units `held` kept go back: its TAT moves back by them; `used` had none to give.
     expect(await tat(reader, held)).toBe(heldBefore - 100 * INTERVAL);
-    // The 180 `owing` owed are taken from the bucket whatever it holds.
-    expect(await tat(reader, owing)).toBe(owingBefore + 180 * INTERVAL);
+    expect(await tat(reader, used)).toBe(usedBefore);
     // Settlements after the drop are the caller's to send to Redis.
     expect(l.settle(held, 1)).toBe(false);
   });
@@ -263,19 +255,20 @@ describe('GcraLeases (real Redis)', () => {
     const reader = await client();
     const l = new GcraLeases(redis, { idleMs: 60_000 });
     const prefix = newPrefix('lease-close');
-    const [held, owing] = [`${prefix}held`, `${prefix}owing`];
+    const [held, other] = [`${prefix}held`, `${prefix}other`];
     await prefill(reader, held, P / 2);
+    await prefill(reader, other, P / 2);
     await warm(l, redis, held);
-    await warm(l, redis, owing);
+    await warm(l, redis, other);
     for (let i = 0; i < 30; i++) expect(l.tryTake(held, P, L, 1)).toBe(true);
-    expect(l.settle(owing, -(CHUNK + 50))).toBe(true);
+    for (let i = 0; i < 50; i++) expect(l.tryTake(other, P, L, 1)).toBe(true);
     const heldBefore = (await tat(reader, held))!;
-    const owingBefore = (await tat(reader, owing))!;
+    const otherBefore = (await tat(reader, other))!;
     await l.close();
     // The service closes its Redis client right after: whatever close() sent must be done by now.
     await closeRedis(redis);
     expect(await tat(reader, held)).toBe(heldBefore - (CHUNK - 30) * INTERVAL);
-    expect(await tat(reader, owing)).toBe(owingBefore + 50 * INTERVAL);
+    expect(await tat(reader, other)).toBe(otherBefore - (CHUNK - 50) * INTERVAL);
     // A closed GcraLeases leases nothing more (a pool nobody would give back).
     expect(l.tryTake(`${prefix}late`, P, L, 1)).toBe(false);
     expect(l.holds(`${prefix}late`)).toBe(false);
@@ -307,8 +300,8 @@ describe('GcraLeases (real Redis)', () => {
       expect(l.tryTake(key, P, L, 1)).toBe(false);
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
-    expect(l.settle(key, -50)).toBe(true);
     expect(l.settle(key, 10)).toBe(true);
+    expect(l.settle(key, -50)).toBe(true); // 40 beyond the pool: forced into Redis, which fails
     expect(l.tryTake(key, P, L, 1)).toBe(false);
     await l.close();
 

@@ -11,9 +11,9 @@ import type { RedisClient } from './redis';
  * takes a whole chunk from the Redis bucket at once (all or nothing, as one request would) and
  * admits requests from it locally; below half a chunk it takes the next one in the background.
  * What a request does not use (a token reservation larger than the usage) goes back to the pool;
- * usage beyond a reservation is taken from it, into debt if need be. A pool unused for
- * {@link GcraLeaseOptions.idleMs} gives what it holds back to Redis (and pays its debt) and is
- * dropped.
+ * usage beyond a reservation is taken from it, and what the pool cannot cover is taken from Redis
+ * at once (forced, as the per-request scripts do). A pool unused for
+ * {@link GcraLeaseOptions.idleMs} gives what it holds back to Redis and is dropped.
  *
  * The bound: units are only ever admitted after Redis granted them, so replicas together never
  * admit more than the limit allows; a replica holds at most one chunk (plus the half chunk it
@@ -61,7 +61,7 @@ interface Pool {
   periodMs: number;
   limit: number;
   chunk: number;
-  /** Units held (negative: debt, usage beyond what was leased). */
+  /** Units held (never negative: usage beyond them is forced into Redis, see {@link GcraLeases.settle}). */
   units: number;
   lastUsed: number;
   refilling: boolean;
@@ -141,13 +141,21 @@ export class GcraLeases {
 
   /**
    * Settles units taken from the pool of `key`: `delta` > 0 gives back a reservation the call
-   * did not use, `delta` < 0 takes usage beyond it (into debt). False when `key` has no pool (the
-   * caller settles in Redis).
+   * did not use, `delta` < 0 takes usage beyond it from the pool, and what the pool cannot cover
+   * from Redis (in the background). False when `key` has no pool (the caller settles in Redis).
    */
   settle(key: string, delta: number): boolean {
     const pool = this.pools.get(key);
     if (!pool) return false;
     pool.units += delta;
+    if (pool.units < 0) {
+      // Forced into the bucket now, as an exact call's excess is. Kept as local debt it would be
+      // invisible to Redis: while the bucket is exhausted no lease fits to pay it, and per-call
+      // takes in Redis would keep admitting on top of it for as long as the traffic lasts.
+      const owed = -pool.units;
+      pool.units = 0;
+      void this.send(key, pool, owed, 'force');
+    }
     return true;
   }
 
@@ -204,9 +212,7 @@ export class GcraLeases {
     this.pools.delete(pool.key);
     const units = pool.units;
     pool.units = 0;
-    if (units > 0) return this.send(pool.key, pool, units, 'refund');
-    if (units < 0) return this.send(pool.key, pool, -units, 'force');
-    return Promise.resolve();
+    return units > 0 ? this.send(pool.key, pool, units, 'refund') : Promise.resolve();
   }
 
   private send(key: string, pool: Pool, units: number, mode: 'refund' | 'force'): Promise<void> {

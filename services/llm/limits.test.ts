@@ -206,6 +206,41 @@ describe('ProviderLimiter (real Redis)', () => {
     expect(usedBy[1]).toBeGreaterThan(0);
   });
 
+  it('charges usage beyond reservations while a leased tenant tpm is exhausted (no debt hidden in the pool)', async () => {
+    const prefix = uniquePrefix('llm-keydebt');
+    prefixes.push(prefix);
+    const { limiter } = await replicaWithRedis(prefix);
+    // 2 tokens a millisecond, chunks of 2 400: calls reserving 300 are leased.
+    const tpm = 120_000;
+    let used = 0;
+    const started = Date.now();
+    // Use the whole minute's worth, every call using what it reserved.
+    for (let refusedInARow = 0; refusedInARow < 10; ) {
+      const d = await limiter.acquireTenant('key-over', tpm, 300);
+      if (!d.allowed) {
+        refusedInARow++;
+        continue;
+      }
+      refusedInARow = 0;
+      used += 300;
+      await limiter.reconcileTenant('key-over', tpm, d.reserved, 300);
+    }
+    // Then, with the bucket empty, keep calling: each call admitted uses 1 000 of its 300. The
+    // excess must be charged, as a call checked in Redis would be (the next calls wait for it);
+    // with lease: false this holds too.
+    while (Date.now() - started < 800) {
+      const d = await limiter.acquireTenant('key-over', tpm, 300);
+      if (d.allowed) {
+        used += 1_000;
+        await limiter.reconcileTenant('key-over', tpm, d.reserved, 1_000);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    const elapsed = Date.now() - started;
+    // A minute's worth, what refilled meanwhile, and the excess of the last call (charged after it).
+    expect(used).toBeLessThanOrEqual(tpm + Math.ceil((elapsed * tpm) / 60_000) + 700);
+  });
+
   it('caps concurrency locally and frees slots on release', async () => {
     const limiter = new ProviderLimiter(undefined, 'unused:', logCapture().logger);
     const p = provider({ concurrency: 2 });
