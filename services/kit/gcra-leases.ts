@@ -11,9 +11,9 @@ import type { RedisClient } from './redis';
  * takes a whole chunk from the Redis bucket at once (all or nothing, as one request would) and
  * admits requests from it locally; below half a chunk it takes the next one in the background.
  * What a request does not use (a token reservation larger than the usage) goes back to the pool;
- * usage beyond a reservation is taken from it, into debt if need be. A pool unused for
- * {@link GcraLeaseOptions.idleMs} gives what it holds back to Redis (and pays its debt) and is
- * dropped.
+ * usage beyond a reservation is taken from it, and what the pool cannot cover is taken from Redis
+ * at once (forced, as the per-request scripts do). A pool unused for
+ * {@link GcraLeaseOptions.idleMs} gives what it holds back to Redis and is dropped.
  *
  * The bound: units are only ever admitted after Redis granted them, so replicas together never
  * admit more than the limit allows; a replica holds at most one chunk (plus the half chunk it
@@ -61,7 +61,7 @@ interface Pool {
   periodMs: number;
   limit: number;
   chunk: number;
-  /** Units held (negative: debt, usage beyond what was leased). */
+  /** Units held (never negative: usage beyond them is forced into Redis, see {@link GcraLeases.settle}). */
   units: number;
   lastUsed: number;
   refilling: boolean;
@@ -77,6 +77,13 @@ export class GcraLeases {
   private readonly idleMs: number;
   private readonly sweeper: NodeJS.Timeout;
   private readonly command: string;
+  /**
+   * Leases and give-backs sent and not yet answered (with what their answers send in turn):
+   * close() waits for them, so a lease in flight when it is called goes back too, before the
+   * caller closes the Redis client.
+   */
+  private readonly pending = new Set<Promise<void>>();
+  private closed = false;
 
   constructor(
     private readonly redis: RedisClient,
@@ -105,6 +112,8 @@ export class GcraLeases {
    * bucket is nearly empty).
    */
   tryTake(key: string, periodMs: number, limit: number, units: number): boolean {
+    // Closed: no new pool (nobody would give it back), the caller goes to Redis.
+    if (this.closed) return false;
     let pool = this.pools.get(key);
     if (pool && (pool.limit !== limit || pool.periodMs !== periodMs)) {
       // The limit changed: give back what was leased under the old one.
@@ -132,25 +141,50 @@ export class GcraLeases {
 
   /**
    * Settles units taken from the pool of `key`: `delta` > 0 gives back a reservation the call
-   * did not use, `delta` < 0 takes usage beyond it (into debt). False when `key` has no pool (the
-   * caller settles in Redis).
+   * did not use, `delta` < 0 takes usage beyond it from the pool, and what the pool cannot cover
+   * from Redis (in the background). False when `key` has no pool (the caller settles in Redis).
    */
   settle(key: string, delta: number): boolean {
     const pool = this.pools.get(key);
     if (!pool) return false;
     pool.units += delta;
+    if (pool.units < 0) {
+      // Forced into the bucket now, as an exact call's excess is. Kept as local debt it would be
+      // invisible to Redis: while the bucket is exhausted no lease fits to pay it, and per-call
+      // takes in Redis would keep admitting on top of it for as long as the traffic lasts.
+      const owed = -pool.units;
+      pool.units = 0;
+      void this.send(key, pool, owed, 'force');
+    }
     return true;
   }
 
-  /** Gives every pool back to Redis and stops; the limiter's Redis client stays open. */
+  /**
+   * Gives every pool back to Redis (leases still in flight too, once answered) and stops: later
+   * takes return false. The limiter's Redis client stays open.
+   */
   async close(): Promise<void> {
+    this.closed = true;
     clearInterval(this.sweeper);
     await this.sweep(true);
+    // A lease answered after its pool was dropped is given back by its handler: wait for that too.
+    while (this.pending.size > 0) await Promise.all([...this.pending]);
+  }
+
+  /** Tracks a command in {@link pending} until it (and its handlers) are done; never rejects. */
+  private track(sent: Promise<unknown>): Promise<void> {
+    const done = sent.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.pending.add(done);
+    void done.then(() => this.pending.delete(done));
+    return done;
   }
 
   private refill(pool: Pool): void {
     pool.refilling = true;
-    (this.redis as any)[this.command](pool.key, pool.periodMs, pool.limit, pool.chunk, 'take').then(
+    const leased = (this.redis as any)[this.command](pool.key, pool.periodMs, pool.limit, pool.chunk, 'take').then(
       (result: [number, number]) => {
         pool.refilling = false;
         if (Number(result[0]) === 1) {
@@ -164,6 +198,7 @@ export class GcraLeases {
         pool.dryUntil = Date.now() + 1_000;
       },
     );
+    void this.track(leased);
   }
 
   private sweep(all: boolean): Promise<void> {
@@ -177,15 +212,10 @@ export class GcraLeases {
     this.pools.delete(pool.key);
     const units = pool.units;
     pool.units = 0;
-    if (units > 0) return this.send(pool.key, pool, units, 'refund');
-    if (units < 0) return this.send(pool.key, pool, -units, 'force');
-    return Promise.resolve();
+    return units > 0 ? this.send(pool.key, pool, units, 'refund') : Promise.resolve();
   }
 
   private send(key: string, pool: Pool, units: number, mode: 'refund' | 'force'): Promise<void> {
-    return (this.redis as any)[this.command](key, pool.periodMs, pool.limit, Math.ceil(units), mode).then(
-      () => undefined,
-      () => undefined,
-    );
+    return this.track((this.redis as any)[this.command](key, pool.periodMs, pool.limit, Math.ceil(units), mode));
   }
 }

@@ -10,7 +10,9 @@ import type { ProviderConfig } from './types';
 
 const prefixes: string[] = [];
 const clients: Redis[] = [];
+const limiters: ProviderLimiter[] = [];
 afterAll(async () => {
+  for (const l of limiters) await l.close();
   for (const c of clients) await closeRedis(c);
   for (const p of prefixes) await deletePrefix(p);
 });
@@ -22,10 +24,29 @@ function logCapture() {
 }
 
 async function replica(prefix: string) {
+  return (await replicaWithRedis(prefix)).limiter;
+}
+
+/** A replica and its Redis client (to wait on what it sent); closed after the tests. */
+async function replicaWithRedis(prefix: string, options: { lease?: boolean } = {}) {
   const redis = createRedis({ redisUrl: TEST_REDIS_URL, redisClusterNodes: undefined }, 'test') as Redis;
   clients.push(redis);
   await waitForRedis(redis);
-  return new ProviderLimiter(redis, prefix, logCapture().logger);
+  const limiter = new ProviderLimiter(redis, prefix, logCapture().logger, options);
+  limiters.push(limiter);
+  return { limiter, redis };
+}
+
+/** Every command `redis` sent so far (a lease, a give-back) has been answered and handled. */
+async function answered(redis: Redis): Promise<void> {
+  await redis.ping();
+  await redis.ping();
+}
+
+/** The theoretical arrival time of an API key's token bucket (what every take moves). */
+async function tenantTat(redis: Redis, prefix: string, tenant: string): Promise<number | undefined> {
+  const v = await redis.get(`${prefix}llm:keylimit:{${tenant}}:tpm`);
+  return v === null ? undefined : Number(v);
 }
 
 function provider(limits: ProviderConfig['limits']): ProviderConfig {
@@ -104,6 +125,120 @@ describe('ProviderLimiter (real Redis)', () => {
     expect((await b.acquireTenant('key-2', 500, 400)).allowed).toBe(true);
     await a.reconcileTenant('key-1', 500, 400, 20);
     expect((await b.acquireTenant('key-1', 500, 400)).allowed).toBe(true);
+  });
+
+  it("serves an API key's large tpm from leased tokens: after warm-up no call moves the Redis bucket", async () => {
+    const prefix = uniquePrefix('llm-keylease');
+    prefixes.push(prefix);
+    const { limiter, redis } = await replicaWithRedis(prefix);
+    // 600 000 tpm leases chunks of 12 000 tokens, enough for 8 calls of 1 000.
+    const tpm = 600_000;
+    // Warm-up: the pool is empty, so the call is taken in Redis while the first lease starts.
+    expect(await limiter.acquireTenant('key-big', tpm, 1_000)).toEqual({ allowed: true, reserved: 1_000 });
+    await limiter.reconcileTenant('key-big', tpm, 1_000, 600);
+    await answered(redis);
+    const warmed = await tenantTat(redis, prefix, 'key-big');
+    expect(warmed).toBeDefined();
+    for (let i = 0; i < 6; i++) {
+      expect(await limiter.acquireTenant('key-big', tpm, 1_000)).toEqual({ allowed: true, reserved: 1_000 });
+      // Unused tokens go back to the pool, usage beyond the reservation is taken from it.
+      await limiter.reconcileTenant('key-big', tpm, 1_000, i % 2 ? 400 : 1_300);
+      await answered(redis);
+      expect(await tenantTat(redis, prefix, 'key-big')).toBe(warmed);
+    }
+    // The same limit sent to Redis per call moves the bucket on every call (the next test); a
+    // small limit is never leased: this 5 000 tpm key is checked in Redis per call.
+    const before = await tenantTat(redis, prefix, 'key-small');
+    expect(await limiter.acquireTenant('key-small', 5_000, 1_000)).toEqual({ allowed: true, reserved: 1_000 });
+    expect(await tenantTat(redis, prefix, 'key-small')).not.toBe(before);
+  });
+
+  it('with lease: false checks every tenant call in Redis, exactly', async () => {
+    const prefix = uniquePrefix('llm-keyexact');
+    prefixes.push(prefix);
+    const { limiter, redis } = await replicaWithRedis(prefix, { lease: false });
+    const tpm = 600_000; // 0.1 ms of the bucket per token: 1 000 tokens move it 100 ms
+    expect(await limiter.acquireTenant('key-big', tpm, 1_000)).toEqual({ allowed: true, reserved: 1_000 });
+    let tat = (await tenantTat(redis, prefix, 'key-big'))!;
+    for (let i = 0; i < 5; i++) {
+      expect(await limiter.acquireTenant('key-big', tpm, 1_000)).toEqual({ allowed: true, reserved: 1_000 });
+      const taken = (await tenantTat(redis, prefix, 'key-big'))!;
+      expect(taken - tat).toBeCloseTo(100, 6);
+      // 400 of the 1 000 used: 600 go back to Redis (60 ms).
+      await limiter.reconcileTenant('key-big', tpm, 1_000, 400);
+      tat = (await tenantTat(redis, prefix, 'key-big'))!;
+      expect(taken - tat).toBeCloseTo(60, 6);
+    }
+  });
+
+  it('never admits more tokens than a tenant tpm in total across two leasing replicas', async () => {
+    const prefix = uniquePrefix('llm-keylease2');
+    prefixes.push(prefix);
+    const replicas = [await replicaWithRedis(prefix), await replicaWithRedis(prefix)];
+    // Chunks of 2 400 tokens: calls reserving 300 are leased.
+    const tpm = 120_000;
+    const usedBy = [0, 0];
+    const started = Date.now();
+    await Promise.all(
+      replicas.map(async ({ limiter }, r) => {
+        let refusedInARow = 0;
+        for (let i = 0; i < 5_000 && refusedInARow < 10; i++) {
+          const d = await limiter.acquireTenant('key-shared', tpm, 300);
+          if (!d.allowed) {
+            refusedInARow++;
+            continue;
+          }
+          refusedInARow = 0;
+          // Calls use 100 to 300 of the 300 they reserved; the rest goes back.
+          const used = 100 * (1 + (i % 3));
+          usedBy[r] += used;
+          await limiter.reconcileTenant('key-shared', tpm, d.reserved, used);
+        }
+      }),
+    );
+    const elapsed = Date.now() - started;
+    const used = usedBy[0] + usedBy[1];
+    // From an empty bucket: a minute's worth at once, plus what refilled meanwhile.
+    expect(used).toBeLessThanOrEqual(tpm + Math.ceil((elapsed * tpm) / 60_000));
+    // Nearly all of it was admitted: at most what the two pools still hold is left over.
+    expect(used).toBeGreaterThanOrEqual(tpm - 4 * 2_400);
+    expect(usedBy[0]).toBeGreaterThan(0);
+    expect(usedBy[1]).toBeGreaterThan(0);
+  });
+
+  it('charges usage beyond reservations while a leased tenant tpm is exhausted (no debt hidden in the pool)', async () => {
+    const prefix = uniquePrefix('llm-keydebt');
+    prefixes.push(prefix);
+    const { limiter } = await replicaWithRedis(prefix);
+    // 2 tokens a millisecond, chunks of 2 400: calls reserving 300 are leased.
+    const tpm = 120_000;
+    let used = 0;
+    const started = Date.now();
+    // Use the whole minute's worth, every call using what it reserved.
+    for (let refusedInARow = 0; refusedInARow < 10; ) {
+      const d = await limiter.acquireTenant('key-over', tpm, 300);
+      if (!d.allowed) {
+        refusedInARow++;
+        continue;
+      }
+      refusedInARow = 0;
+      used += 300;
+      await limiter.reconcileTenant('key-over', tpm, d.reserved, 300);
+    }
+    // Then, with the bucket empty, keep calling: each call admitted uses 1 000 of its 300. The
+    // excess must be charged, as a call checked in Redis would be (the next calls wait for it);
+    // with lease: false this holds too.
+    while (Date.now() - started < 800) {
+      const d = await limiter.acquireTenant('key-over', tpm, 300);
+      if (d.allowed) {
+        used += 1_000;
+        await limiter.reconcileTenant('key-over', tpm, d.reserved, 1_000);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    const elapsed = Date.now() - started;
+    // A minute's worth, what refilled meanwhile, and the excess of the last call (charged after it).
+    expect(used).toBeLessThanOrEqual(tpm + Math.ceil((elapsed * tpm) / 60_000) + 700);
   });
 
   it('caps concurrency locally and frees slots on release', async () => {
