@@ -12,7 +12,7 @@ import { migrate } from '../../templates/migrate';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/pg';
 import { TEST_REDIS_URL, deletePrefix, uniquePrefix } from '../../../test/support/redis';
 import { ROUTER_MIGRATIONS_DIR, ROUTER_MIGRATIONS_TABLE, ROUTER_MIGRATION_LOCK_KEY } from './index';
-import { BudgetRefusal, Ledger, RateRefusal, periodIds, type BudgetScope, type CallUsage } from './ledger';
+import { BudgetRefusal, LEASE_MS, Ledger, RateRefusal, periodIds, type BudgetScope, type CallUsage } from './ledger';
 
 const usage = (microUsd: number): CallUsage => ({ provider: 'p', model: 'm', microUsd, inputTokens: 10, cachedInputTokens: 0, outputTokens: 5, cacheHit: false });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -181,5 +181,210 @@ describe('ledger', () => {
     const raw = new Redis(TEST_REDIS_URL);
     redises.push(raw);
     expect(Number(await raw.get(`${prefix}budget:{budget}:spent:k:k-seed:${day}`))).toBe(531);
+  });
+
+  /**
+   * Watches the ledger's scripts on `prefix` as Redis runs them (MONITOR on a connection of its
+   * own): `admit` is the per-call ADMIT script, `block` the BLOCK script. `sync()` resolves once
+   * the monitor has seen everything sent before it.
+   */
+  async function watchScripts(prefix: string) {
+    const client = new Redis(TEST_REDIS_URL);
+    redises.push(client);
+    const raw = new Redis(TEST_REDIS_URL);
+    redises.push(raw);
+    const monitor = await client.monitor();
+    redises.push(monitor);
+    const counts = { admit: 0, block: 0 };
+    const markers = new Map<string, () => void>();
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      const cmd = String(args[0]).toLowerCase();
+      if (cmd === 'get' && markers.has(String(args[1]))) {
+        markers.get(String(args[1]))!();
+        return;
+      }
+      if (cmd !== 'evalsha' && cmd !== 'eval') return;
+      const numKeys = Number(args[2]);
+      const keys = args.slice(3, 3 + numKeys);
+      const argv = args.slice(3 + numKeys);
+      if (!keys.some((k) => k.startsWith(prefix))) return;
+      // ADMIT and BLOCK both start with the lease time; a block's id starts with 'b'.
+      if (argv[0] === String(LEASE_MS)) {
+        if (String(argv[1]).startsWith('b')) counts.block++;
+        else counts.admit++;
+      }
+    });
+    let n = 0;
+    const sync = async () => {
+      const marker = `${prefix}marker:${n++}`;
+      const seen = new Promise<void>((resolve) => markers.set(marker, resolve));
+      await raw.get(marker);
+      await seen;
+    };
+    await sync();
+    return { counts, sync };
+  }
+
+  /** The members of a scope's in-flight set (leases `<id>|<est>`, blocks `<id>|<slots>s|<amount>`). */
+  async function inflightMembers(prefix: string, kind: 'k' | 't', id: string): Promise<string[]> {
+    const raw = new Redis(TEST_REDIS_URL);
+    try {
+      return await raw.zrange(`${prefix}budget:{budget}:inflight:${kind}:${id}`, 0, -1);
+    } finally {
+      raw.disconnect();
+    }
+  }
+  const blockMembers = (members: string[]) => members.filter((m) => /\|\d+s\|\d+$/.test(m));
+
+  /**
+   * Makes the key's estimate known (one charged call of `cost` outside any lease, as the first
+   * exact call of a key leaves it), so the replicas' first admissions can take blocks.
+   */
+  async function knownEstimate(ledger: Ledger, keyId: string, team: string | undefined, cost: number): Promise<void> {
+    await ledger.ensureSeeded();
+    await ledger.settle(undefined, keyId, team, usage(cost));
+  }
+
+  describe('blocks (large limits admitted locally)', () => {
+    it('admits the calls of a large budget from a block once the estimate is known: its member is in Redis, and the calls run no ADMIT script', async () => {
+      const { ledgers, prefix } = replicas(1, 'blk-form');
+      const ledger = ledgers[0]!;
+      const keyId = 'k-form';
+      const scopes: BudgetScope[] = [{ kind: 'key', id: keyId, budget: { microUsd: 10_000_000, period: 'day' } }];
+      // The first call goes the exact way; no block is granted without an estimate.
+      const first = await ledger.admit(keyId, scopes);
+      await ledger.settle(first, keyId, undefined, usage(500));
+      expect(blockMembers(await inflightMembers(prefix, 'k', keyId))).toEqual([]);
+      // No block is asked for again for a second after one was refused; then the next call takes one.
+      await sleep(1_100);
+      const second = await ledger.admit(keyId, scopes);
+      const [member] = blockMembers(await inflightMembers(prefix, 'k', keyId));
+      // 64 estimates of 500: less than 1/64 of the budget and a quarter of what is left of it.
+      expect(member).toMatch(/\|0s\|32000$/);
+      const watch = await watchScripts(prefix);
+      const leases = await Promise.all(Array.from({ length: 30 }, () => ledger.admit(keyId, scopes)));
+      await watch.sync();
+      expect(leases.every((l) => l !== undefined)).toBe(true);
+      expect(watch.counts.admit).toBe(0);
+      await Promise.all([second, ...leases].map((l) => ledger.settle(l, keyId, undefined, usage(500))));
+      // The block shrank by the 30 costs charged from it (under a new member name).
+      const [shrunk] = blockMembers(await inflightMembers(prefix, 'k', keyId));
+      expect(shrunk).toMatch(/\|0s\|17000$/);
+      expect(shrunk).not.toBe(member);
+      await ledger.close();
+      expect(await spentInPg(keyId)).toBe(32 * 500);
+      expect(await ledger.spent([{ kind: 'key', id: keyId, period: 'day' }])).toEqual([32 * 500]);
+      expect(await inflightMembers(prefix, 'k', keyId)).toEqual([]);
+    });
+
+    it('spends a budget exactly under concurrent load on three replicas with blocks: PostgreSQL holds every cost, the overshoot is at most one call per replica, nothing stays reserved', async () => {
+      const { ledgers, prefix } = replicas(3, 'blk-load');
+      const keyId = 'k-load';
+      const budget = 200_000;
+      const cost = 500;
+      const scopes: BudgetScope[] = [{ kind: 'key', id: keyId, budget: { microUsd: budget, period: 'day' } }];
+      await knownEstimate(ledgers[0]!, keyId, undefined, cost);
+      const watch = await watchScripts(prefix);
+      let admitted = 0;
+      let refused = 0;
+      let sawBlock = false;
+      const worker = async (ledger: Ledger) => {
+        for (;;) {
+          let lease;
+          try {
+            lease = await ledger.admit(keyId, scopes);
+          } catch (err) {
+            expect(err).toBeInstanceOf(BudgetRefusal);
+            expect(['budget', 'committed']).toContain((err as BudgetRefusal).reason);
+            refused++;
+            return;
+          }
+          admitted++;
+          await sleep(1 + Math.random() * 3);
+          await ledger.settle(lease, keyId, undefined, usage(cost));
+        }
+      };
+      const poll = setInterval(() => {
+        void inflightMembers(prefix, 'k', keyId).then((m) => (sawBlock ||= blockMembers(m).length > 0));
+      }, 20);
+      try {
+        await Promise.all(ledgers.flatMap((l) => Array.from({ length: 8 }, () => worker(l))));
+      } finally {
+        clearInterval(poll);
+      }
+      await watch.sync();
+      for (const l of ledgers) await l.close();
+      expect(refused).toBe(24);
+      expect(sawBlock).toBe(true);
+      // Most calls were admitted from blocks, without the ADMIT script.
+      expect(watch.counts.block).toBeGreaterThan(0);
+      expect(watch.counts.admit).toBeLessThan(admitted / 2);
+      const spent = await spentInPg(keyId);
+      expect(spent).toBe(cost + admitted * cost);
+      expect(spent).toBeGreaterThanOrEqual(budget);
+      expect(spent).toBeLessThanOrEqual(budget + ledgers.length * cost);
+      expect(await ledgers[0]!.spent([{ kind: 'key', id: keyId, period: 'day' }])).toEqual([spent]);
+      expect(await inflightMembers(prefix, 'k', keyId)).toEqual([]);
+    });
+
+    it('max_concurrent with blocks: never more calls in flight than the limit across replicas, and an idle block gives its slots back so another replica can use them all', async () => {
+      const { ledgers, prefix } = replicas(2, 'blk-conc');
+      const [one, two] = ledgers as [Ledger, Ledger];
+      const keyId = 'k-bconc';
+      const limit = 64;
+      const scopes: BudgetScope[] = [{ kind: 'key', id: keyId, maxConcurrent: limit }];
+      // Calls cost something: the key's estimate is known, as it is for any key in use.
+      await knownEstimate(one, keyId, undefined, 500);
+      let inFlight = 0;
+      let most = 0;
+      let admitted = 0;
+      const run = async (workers: number, ms: number) => {
+        const until = Date.now() + ms;
+        const worker = async (ledger: Ledger) => {
+          while (Date.now() < until) {
+            let lease;
+            try {
+              lease = await ledger.admit(keyId, scopes);
+            } catch (err) {
+              expect(err).toBeInstanceOf(BudgetRefusal);
+              expect((err as BudgetRefusal).reason).toBe('concurrency');
+              await sleep(1);
+              continue;
+            }
+            admitted++;
+            most = Math.max(most, ++inFlight);
+            await sleep(2 + Math.random() * 4);
+            inFlight--;
+            await ledger.settle(lease, keyId, undefined, usage(500));
+          }
+        };
+        await Promise.all(ledgers.flatMap((l) => Array.from({ length: workers }, () => worker(l))));
+      };
+      // Light load (a block's 4 slots hold each replica's calls): the calls run no ADMIT script
+      // beyond the first few.
+      const watch = await watchScripts(prefix);
+      await run(3, 300);
+      await watch.sync();
+      expect(watch.counts.block).toBeGreaterThan(0);
+      expect(watch.counts.admit).toBeLessThan(admitted / 4);
+      // Saturated (96 callers for 64 slots): exact calls and blocks together never pass the limit.
+      await run(48, 500);
+      expect(most).toBeLessThanOrEqual(limit);
+      expect(most).toBeGreaterThan(limit / 2);
+      // One call on the first replica leaves it a block holding slots.
+      const lease = await one.admit(keyId, scopes);
+      await one.settle(lease, keyId, undefined, usage(500));
+      // Idle for a second: every block is given back.
+      await sleep(1_600);
+      expect(await inflightMembers(prefix, 'k', keyId)).toEqual([]);
+      // The second replica can hold the whole limit, and not one more.
+      const held = [];
+      for (let i = 0; i < limit; i++) held.push(await two.admit(keyId, scopes));
+      await expect(two.admit(keyId, scopes)).rejects.toMatchObject({ reason: 'concurrency' });
+      await expect(one.admit(keyId, scopes)).rejects.toMatchObject({ reason: 'concurrency' });
+      await Promise.all(held.map((l) => two.settle(l, keyId, undefined, undefined)));
+      for (const l of ledgers) await l.close();
+      expect(await inflightMembers(prefix, 'k', keyId)).toEqual([]);
+    });
   });
 });

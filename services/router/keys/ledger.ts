@@ -636,7 +636,11 @@ export class Ledger {
     }
     const now = Date.now();
     let lease: BlockLease | undefined;
-    if (block && block.reserved - block.pendingCost - block.inflightEst >= block.est && (block.slots === 0 || block.inflight < block.slots)) {
+    // A block of concurrency slots only (no scope has a budget: granted 0) holds no microdollars;
+    // checking its amount against the estimate refused every call once the key's estimate was
+    // known (> 0), so each call retired the block, took another and still went to Redis.
+    const budgeted = (b: Block) => b.granted > 0;
+    if (block && (!budgeted(block) || block.reserved - block.pendingCost - block.inflightEst >= block.est) && (block.slots === 0 || block.inflight < block.slots)) {
       block.inflight++;
       block.inflightEst += block.est;
       block.lastUsed = now;
@@ -646,7 +650,7 @@ export class Ledger {
       // call's own script sees it), and the next block is taken below.
       this.retire(block);
     }
-    const low = !block || block.retired || block.reserved - block.pendingCost - block.inflightEst < block.granted / 2;
+    const low = !block || block.retired || (budgeted(block) && block.reserved - block.pendingCost - block.inflightEst < block.granted / 2);
     if (low && !this.acquiring.has(keyId) && now >= (this.noBlockUntil.get(keyId) ?? 0)) void this.acquireBlock(keyId, team, signature, checked);
     return lease;
   }
