@@ -386,5 +386,121 @@ describe('ledger', () => {
       for (const l of ledgers) await l.close();
       expect(await inflightMembers(prefix, 'k', keyId)).toEqual([]);
     });
+
+    it('retires a block when the limits change: it shrinks to its call in flight, and its member leaves Redis once that call is settled', async () => {
+      const { ledgers, prefix } = replicas(1, 'blk-sig');
+      const ledger = ledgers[0]!;
+      const keyId = 'k-sig';
+      const before: BudgetScope[] = [{ kind: 'key', id: keyId, budget: { microUsd: 10_000_000, period: 'day' }, maxConcurrent: 64 }];
+      const after: BudgetScope[] = [{ kind: 'key', id: keyId, budget: { microUsd: 10_000_000, period: 'day' }, maxConcurrent: 65 }];
+      await knownEstimate(ledger, keyId, undefined, 500);
+      // The first call takes the block (and goes to Redis); the second is admitted from it.
+      await ledger.settle(await ledger.admit(keyId, before), keyId, undefined, usage(500));
+      const [granted] = blockMembers(await inflightMembers(prefix, 'k', keyId));
+      expect(granted).toMatch(/\|4s\|32000$/);
+      const oldId = granted!.split(/[.|]/)[0]!;
+      const held = await ledger.admit(keyId, before);
+      // A new max_concurrent: the old block admits no more; it keeps one slot and one estimate
+      // for its call in flight.
+      const other = await ledger.admit(keyId, after);
+      await sleep(20);
+      const members = await inflightMembers(prefix, 'k', keyId);
+      expect(members.filter((m) => m.startsWith(`${oldId}.`))).toEqual([expect.stringMatching(/\|1s\|500$/)]);
+      await ledger.settle(held, keyId, undefined, usage(500));
+      expect((await inflightMembers(prefix, 'k', keyId)).filter((m) => m.startsWith(oldId))).toEqual([]);
+      // The new limits took a block of their own.
+      expect(blockMembers(await inflightMembers(prefix, 'k', keyId))).toEqual([expect.stringMatching(/\|4s\|\d+$/)]);
+      await ledger.settle(other, keyId, undefined, usage(500));
+      await ledger.close();
+      expect(await spentInPg(keyId)).toBe(4 * 500);
+      expect(await inflightMembers(prefix, 'k', keyId)).toEqual([]);
+    });
+
+    it('retires the blocks of a Redis that lost its data, even once another replica reloaded it; the totals reload from PostgreSQL and stay exact', async () => {
+      const { ledgers, prefix } = replicas(2, 'blk-lost');
+      const [one, two] = ledgers as [Ledger, Ledger];
+      const keyId = 'k-lost';
+      const scopes: BudgetScope[] = [{ kind: 'key', id: keyId, budget: { microUsd: 10_000_000, period: 'day' } }];
+      await knownEstimate(one, keyId, undefined, 500);
+      let calls = 1;
+      const call = async (ledger: Ledger, cost = 500) => {
+        await ledger.settle(await ledger.admit(keyId, scopes), keyId, undefined, usage(cost));
+        calls++;
+      };
+      // Each replica takes a block and admits calls from it.
+      for (const l of ledgers) for (let i = 0; i < 4; i++) await call(l);
+      expect(blockMembers(await inflightMembers(prefix, 'k', keyId))).toHaveLength(2);
+      await one.flush();
+      await two.flush();
+      // Redis loses everything of this prefix, the blocks' members and the epoch with it.
+      await deletePrefix(prefix);
+      // The second replica's next charge finds no epoch: its block retires, and it reloads the
+      // totals from PostgreSQL.
+      await call(two);
+      await two.ensureSeeded();
+      // The first replica's next charge is counted under the new epoch, but its block's member
+      // is gone: the block holds nothing in Redis any more and must admit no more calls.
+      await call(one);
+      const a = await one.admit(keyId, scopes);
+      const b = await two.admit(keyId, scopes);
+      // Both calls are checked in Redis (each holds a lease there), none from a lost block.
+      const leases = (await inflightMembers(prefix, 'k', keyId)).filter((m) => !/s\|/.test(m));
+      expect(leases).toHaveLength(2);
+      await one.settle(a, keyId, undefined, usage(500));
+      await two.settle(b, keyId, undefined, usage(500));
+      calls += 2;
+      await one.close();
+      await two.close();
+      expect(await spentInPg(keyId)).toBe(calls * 500);
+      expect(await one.spent([{ kind: 'key', id: keyId, period: 'day' }])).toEqual([calls * 500]);
+      expect(await inflightMembers(prefix, 'k', keyId)).toEqual([]);
+    });
+
+    it('team budget: the blocks of two keys on three replicas never let the team pass its budget by more than one call per replica', async () => {
+      const { ledgers, prefix } = replicas(3, 'blk-team');
+      const team = 'team-blk';
+      const budget = 200_000;
+      const cost = 500;
+      const keys = ['k-team-a', 'k-team-b'];
+      const scopesOf = (keyId: string): BudgetScope[] => [
+        { kind: 'key', id: keyId, budget: { microUsd: 10_000_000, period: 'day' } },
+        { kind: 'team', id: team, budget: { microUsd: budget, period: 'day' } },
+      ];
+      for (const k of keys) await knownEstimate(ledgers[0]!, k, team, cost);
+      const watch = await watchScripts(prefix);
+      let admitted = 0;
+      let refused = 0;
+      const worker = async (ledger: Ledger, keyId: string) => {
+        for (;;) {
+          let lease;
+          try {
+            lease = await ledger.admit(keyId, scopesOf(keyId));
+          } catch (err) {
+            expect(err).toBeInstanceOf(BudgetRefusal);
+            expect(['budget', 'committed']).toContain((err as BudgetRefusal).reason);
+            expect((err as BudgetRefusal).scope).toMatchObject({ kind: 'team', id: team });
+            refused++;
+            return;
+          }
+          admitted++;
+          await sleep(1 + Math.random() * 3);
+          await ledger.settle(lease, keyId, team, usage(cost));
+        }
+      };
+      await Promise.all(ledgers.flatMap((l) => keys.flatMap((k) => Array.from({ length: 4 }, () => worker(l, k)))));
+      await watch.sync();
+      for (const l of ledgers) await l.close();
+      expect(refused).toBe(24);
+      expect(watch.counts.block).toBeGreaterThan(0);
+      expect(watch.counts.admit).toBeLessThan(admitted / 2);
+      const { rows } = await pool.query('SELECT COALESCE(sum(micro_usd), 0)::bigint AS m FROM promptmesh_spend WHERE team = $1', [team]);
+      const spent = Number(rows[0].m);
+      expect(spent).toBe((2 + admitted) * cost);
+      expect(spent).toBeGreaterThanOrEqual(budget);
+      expect(spent).toBeLessThanOrEqual(budget + ledgers.length * cost);
+      expect(await ledgers[0]!.spent([{ kind: 'team', id: team, period: 'day' }])).toEqual([spent]);
+      expect(await inflightMembers(prefix, 't', team)).toEqual([]);
+      for (const k of keys) expect(await inflightMembers(prefix, 'k', k)).toEqual([]);
+    });
   });
 });
