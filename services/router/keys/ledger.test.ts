@@ -2,8 +2,13 @@
  * The ledger on real Redis and PostgreSQL, two instances standing for two router replicas:
  * the overshoot bound of a budget under concurrent calls, exact totals, idempotent flushes,
  * concurrency leases, the one-script admission (rpm with budgets and leases), and totals
- * reloaded after Redis lost its data.
+ * reloaded after Redis lost its data. Then blocks (large limits admitted locally, docs/keys.md
+ * "Performance"): when they form and that their calls run no ADMIT script (counted with MONITOR),
+ * exact spend and the overshoot bound under load on three replicas, for a key and for a team of
+ * two keys, max_concurrent across replicas and idle blocks given back, and the block retired by
+ * changed limits, a reconnect, and a Redis that lost its data.
  */
+import net from 'node:net';
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -21,6 +26,7 @@ describe('ledger', () => {
   let db: TestDatabase;
   let pool: pg.Pool;
   const redises: Redis[] = [];
+  const sockets: net.Socket[] = [];
   const prefixes: string[] = [];
   const logger = createLogger('test', 'silent');
 
@@ -31,20 +37,23 @@ describe('ledger', () => {
   });
   afterAll(async () => {
     for (const r of redises) r.disconnect();
+    for (const s of sockets) s.destroy();
     for (const p of prefixes) await deletePrefix(p);
     await pool?.end();
     await db?.drop();
   });
 
-  function replicas(n: number, label: string): { ledgers: Ledger[]; prefix: string } {
+  function replicas(n: number, label: string): { ledgers: Ledger[]; prefix: string; clients: Redis[] } {
     const prefix = uniquePrefix(label);
     prefixes.push(prefix);
+    const clients: Redis[] = [];
     const ledgers = Array.from({ length: n }, () => {
       const redis = new Redis(TEST_REDIS_URL);
       redises.push(redis);
+      clients.push(redis);
       return new Ledger({ redis, pool, keyPrefix: prefix, logger, flushIntervalMs: 60_000 });
     });
-    return { ledgers, prefix };
+    return { ledgers, prefix, clients };
   }
 
   async function spentInPg(keyId: string): Promise<number> {
@@ -184,20 +193,25 @@ describe('ledger', () => {
   });
 
   /**
-   * Watches the ledger's scripts on `prefix` as Redis runs them (MONITOR on a connection of its
-   * own): `admit` is the per-call ADMIT script, `block` the BLOCK script. `sync()` resolves once
-   * the monitor has seen everything sent before it.
+   * Watches the ledger's scripts on `prefix` as Redis runs them (MONITOR on a socket of its own;
+   * ioredis's monitor() can take monitor lines that arrive with its OK for replies and fail on a
+   * busy server): `admit` is the per-call ADMIT script, `block` the BLOCK script. `sync()`
+   * resolves once the monitor has seen everything sent before it; `stop()` ends the watch.
    */
   async function watchScripts(prefix: string) {
-    const client = new Redis(TEST_REDIS_URL);
-    redises.push(client);
     const raw = new Redis(TEST_REDIS_URL);
     redises.push(raw);
-    const monitor = await client.monitor();
-    redises.push(monitor);
+    const url = new URL(TEST_REDIS_URL);
+    const socket = net.connect(Number(url.port || 6379), url.hostname);
+    sockets.push(socket);
     const counts = { admit: 0, block: 0 };
     const markers = new Map<string, () => void>();
-    monitor.on('monitor', (_time: string, args: string[]) => {
+    let started!: () => void;
+    const monitoring = new Promise<void>((resolve) => (started = resolve));
+    const onLine = (line: string) => {
+      if (line === '+OK') return started();
+      // `+<time> [<db> <client>] "<command>" "<arg>" ...`
+      const args = [...line.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]!);
       const cmd = String(args[0]).toLowerCase();
       if (cmd === 'get' && markers.has(String(args[1]))) {
         markers.get(String(args[1]))!();
@@ -213,7 +227,16 @@ describe('ledger', () => {
         if (String(argv[1]).startsWith('b')) counts.block++;
         else counts.admit++;
       }
+    };
+    let rest = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      const lines = (rest + chunk).split('\r\n');
+      rest = lines.pop()!;
+      for (const line of lines) onLine(line);
     });
+    socket.write('MONITOR\r\n');
+    await monitoring;
     let n = 0;
     const sync = async () => {
       const marker = `${prefix}marker:${n++}`;
@@ -222,7 +245,7 @@ describe('ledger', () => {
       await seen;
     };
     await sync();
-    return { counts, sync };
+    return { counts, sync, stop: () => socket.destroy() };
   }
 
   /** The members of a scope's in-flight set (leases `<id>|<est>`, blocks `<id>|<slots>s|<amount>`). */
@@ -264,6 +287,7 @@ describe('ledger', () => {
       const watch = await watchScripts(prefix);
       const leases = await Promise.all(Array.from({ length: 30 }, () => ledger.admit(keyId, scopes)));
       await watch.sync();
+      watch.stop();
       expect(leases.every((l) => l !== undefined)).toBe(true);
       expect(watch.counts.admit).toBe(0);
       await Promise.all([second, ...leases].map((l) => ledger.settle(l, keyId, undefined, usage(500))));
@@ -313,6 +337,7 @@ describe('ledger', () => {
         clearInterval(poll);
       }
       await watch.sync();
+      watch.stop();
       for (const l of ledgers) await l.close();
       expect(refused).toBe(24);
       expect(sawBlock).toBe(true);
@@ -365,6 +390,7 @@ describe('ledger', () => {
       const watch = await watchScripts(prefix);
       await run(3, 300);
       await watch.sync();
+      watch.stop();
       expect(watch.counts.block).toBeGreaterThan(0);
       expect(watch.counts.admit).toBeLessThan(admitted / 4);
       // Saturated (96 callers for 64 slots): exact calls and blocks together never pass the limit.
@@ -456,6 +482,32 @@ describe('ledger', () => {
       expect(await inflightMembers(prefix, 'k', keyId)).toEqual([]);
     });
 
+    it('retires a block when its Redis connection comes back (Redis may have lost the block): its member is given back and the next call is checked in Redis', async () => {
+      const { ledgers, prefix, clients } = replicas(1, 'blk-reconnect');
+      const ledger = ledgers[0]!;
+      const keyId = 'k-reconnect';
+      const scopes: BudgetScope[] = [{ kind: 'key', id: keyId, budget: { microUsd: 10_000_000, period: 'day' } }];
+      await knownEstimate(ledger, keyId, undefined, 500);
+      await ledger.settle(await ledger.admit(keyId, scopes), keyId, undefined, usage(500));
+      expect(blockMembers(await inflightMembers(prefix, 'k', keyId))).toHaveLength(1);
+      // The server drops the ledger's connection; the client reconnects.
+      const client = clients[0]!;
+      const id = Number(await client.client('ID'));
+      const ready = new Promise<void>((resolve) => client.once('ready', () => resolve()));
+      const raw = new Redis(TEST_REDIS_URL);
+      redises.push(raw);
+      await raw.client('KILL', 'ID', String(id));
+      await ready;
+      await sleep(20);
+      expect(await inflightMembers(prefix, 'k', keyId)).toEqual([]);
+      // The next call holds a lease in Redis (the old block admits no more).
+      const lease = await ledger.admit(keyId, scopes);
+      expect((await inflightMembers(prefix, 'k', keyId)).filter((m) => !/s\|/.test(m))).toHaveLength(1);
+      await ledger.settle(lease, keyId, undefined, usage(500));
+      await ledger.close();
+      expect(await spentInPg(keyId)).toBe(3 * 500);
+    });
+
     it('team budget: the blocks of two keys on three replicas never let the team pass its budget by more than one call per replica', async () => {
       const { ledgers, prefix } = replicas(3, 'blk-team');
       const team = 'team-blk';
@@ -489,6 +541,7 @@ describe('ledger', () => {
       };
       await Promise.all(ledgers.flatMap((l) => keys.flatMap((k) => Array.from({ length: 4 }, () => worker(l, k)))));
       await watch.sync();
+      watch.stop();
       for (const l of ledgers) await l.close();
       expect(refused).toBe(24);
       expect(watch.counts.block).toBeGreaterThan(0);
