@@ -2,8 +2,13 @@
  * The ledger on real Redis and PostgreSQL, two instances standing for two router replicas:
  * the overshoot bound of a budget under concurrent calls, exact totals, idempotent flushes,
  * concurrency leases, the one-script admission (rpm with budgets and leases), and totals
- * reloaded after Redis lost its data.
+ * reloaded after Redis lost its data. Then blocks (large limits admitted locally, docs/keys.md
+ * "Performance"): when they form and that their calls run no ADMIT script (counted with MONITOR),
+ * exact spend and the overshoot bound under load on three replicas, for a key and for a team of
+ * two keys, max_concurrent across replicas and idle blocks given back, and the block retired by
+ * changed limits, a reconnect, and a Redis that lost its data.
  */
+import net from 'node:net';
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +17,7 @@ import { migrate } from '../../templates/migrate';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/pg';
 import { TEST_REDIS_URL, deletePrefix, uniquePrefix } from '../../../test/support/redis';
 import { ROUTER_MIGRATIONS_DIR, ROUTER_MIGRATIONS_TABLE, ROUTER_MIGRATION_LOCK_KEY } from './index';
-import { BudgetRefusal, Ledger, RateRefusal, periodIds, type BudgetScope, type CallUsage } from './ledger';
+import { BudgetRefusal, LEASE_MS, Ledger, RateRefusal, periodIds, type BudgetScope, type CallUsage } from './ledger';
 
 const usage = (microUsd: number): CallUsage => ({ provider: 'p', model: 'm', microUsd, inputTokens: 10, cachedInputTokens: 0, outputTokens: 5, cacheHit: false });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -21,6 +26,7 @@ describe('ledger', () => {
   let db: TestDatabase;
   let pool: pg.Pool;
   const redises: Redis[] = [];
+  const sockets: net.Socket[] = [];
   const prefixes: string[] = [];
   const logger = createLogger('test', 'silent');
 
@@ -31,20 +37,23 @@ describe('ledger', () => {
   });
   afterAll(async () => {
     for (const r of redises) r.disconnect();
+    for (const s of sockets) s.destroy();
     for (const p of prefixes) await deletePrefix(p);
     await pool?.end();
     await db?.drop();
   });
 
-  function replicas(n: number, label: string): { ledgers: Ledger[]; prefix: string } {
+  function replicas(n: number, label: string): { ledgers: Ledger[]; prefix: string; clients: Redis[] } {
     const prefix = uniquePrefix(label);
     prefixes.push(prefix);
+    const clients: Redis[] = [];
     const ledgers = Array.from({ length: n }, () => {
       const redis = new Redis(TEST_REDIS_URL);
       redises.push(redis);
+      clients.push(redis);
       return new Ledger({ redis, pool, keyPrefix: prefix, logger, flushIntervalMs: 60_000 });
     });
-    return { ledgers, prefix };
+    return { ledgers, prefix, clients };
   }
 
   async function spentInPg(keyId: string): Promise<number> {
@@ -181,5 +190,370 @@ describe('ledger', () => {
     const raw = new Redis(TEST_REDIS_URL);
     redises.push(raw);
     expect(Number(await raw.get(`${prefix}budget:{budget}:spent:k:k-seed:${day}`))).toBe(531);
+  });
+
+  /**
+   * Watches the ledger's scripts on `prefix` as Redis runs them (MONITOR on a socket of its own;
+   * ioredis's monitor() can take monitor lines that arrive with its OK for replies and fail on a
+   * busy server): `admit` is the per-call ADMIT script, `block` the BLOCK script. `sync()`
+   * resolves once the monitor has seen everything sent before it; `stop()` ends the watch.
+   */
+  async function watchScripts(prefix: string) {
+    const raw = new Redis(TEST_REDIS_URL);
+    redises.push(raw);
+    const url = new URL(TEST_REDIS_URL);
+    const socket = net.connect(Number(url.port || 6379), url.hostname);
+    sockets.push(socket);
+    const counts = { admit: 0, block: 0 };
+    const markers = new Map<string, () => void>();
+    let started!: () => void;
+    const monitoring = new Promise<void>((resolve) => (started = resolve));
+    const onLine = (line: string) => {
+      if (line === '+OK') return started();
+      // `+<time> [<db> <client>] "<command>" "<arg>" ...`
+      const args = [...line.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]!);
+      const cmd = String(args[0]).toLowerCase();
+      if (cmd === 'get' && markers.has(String(args[1]))) {
+        markers.get(String(args[1]))!();
+        return;
+      }
+      if (cmd !== 'evalsha' && cmd !== 'eval') return;
+      const numKeys = Number(args[2]);
+      const keys = args.slice(3, 3 + numKeys);
+      const argv = args.slice(3 + numKeys);
+      if (!keys.some((k) => k.startsWith(prefix))) return;
+      // ADMIT and BLOCK both start with the lease time; a block's id starts with 'b'.
+      if (argv[0] === String(LEASE_MS)) {
+        if (String(argv[1]).startsWith('b')) counts.block++;
+        else counts.admit++;
+      }
+    };
+    let rest = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      const lines = (rest + chunk).split('\r\n');
+      rest = lines.pop()!;
+      for (const line of lines) onLine(line);
+    });
+    socket.write('MONITOR\r\n');
+    await monitoring;
+    let n = 0;
+    const sync = async () => {
+      const marker = `${prefix}marker:${n++}`;
+      const seen = new Promise<void>((resolve) => markers.set(marker, resolve));
+      await raw.get(marker);
+      await seen;
+    };
+    await sync();
+    return { counts, sync, stop: () => socket.destroy() };
+  }
+
+  /** The members of a scope's in-flight set (leases `<id>|<est>`, blocks `<id>|<slots>s|<amount>`). */
+  async function inflightMembers(prefix: string, kind: 'k' | 't', id: string): Promise<string[]> {
+    const raw = new Redis(TEST_REDIS_URL);
+    try {
+      return await raw.zrange(`${prefix}budget:{budget}:inflight:${kind}:${id}`, 0, -1);
+    } finally {
+      raw.disconnect();
+    }
+  }
+  const blockMembers = (members: string[]) => members.filter((m) => /\|\d+s\|\d+$/.test(m));
+
+  /**
+   * Makes the key's estimate known (one charged call of `cost` outside any lease, as the first
+   * exact call of a key leaves it), so the replicas' first admissions can take blocks.
+   */
+  async function knownEstimate(ledger: Ledger, keyId: string, team: string | undefined, cost: number): Promise<void> {
+    await ledger.ensureSeeded();
+    await ledger.settle(undefined, keyId, team, usage(cost));
+  }
+
+  describe('blocks (large limits admitted locally)', () => {
+    it('admits the calls of a large budget from a block once the estimate is known: its member is in Redis, and the calls run no ADMIT script', async () => {
+      const { ledgers, prefix } = replicas(1, 'blk-form');
+      const ledger = ledgers[0]!;
+      const keyId = 'k-form';
+      const scopes: BudgetScope[] = [{ kind: 'key', id: keyId, budget: { microUsd: 10_000_000, period: 'day' } }];
+      // The first call goes the exact way; no block is granted without an estimate.
+      const first = await ledger.admit(keyId, scopes);
+      await ledger.settle(first, keyId, undefined, usage(500));
+      expect(blockMembers(await inflightMembers(prefix, 'k', keyId))).toEqual([]);
+      // No block is asked for again for a second after one was refused; then the next call takes one.
+      await sleep(1_100);
+      const second = await ledger.admit(keyId, scopes);
+      const [member] = blockMembers(await inflightMembers(prefix, 'k', keyId));
+      // 64 estimates of 500: less than 1/64 of the budget and a quarter of what is left of it.
+      expect(member).toMatch(/\|0s\|32000$/);
+      const watch = await watchScripts(prefix);
+      const leases = await Promise.all(Array.from({ length: 30 }, () => ledger.admit(keyId, scopes)));
+      await watch.sync();
+      watch.stop();
+      expect(leases.every((l) => l !== undefined)).toBe(true);
+      expect(watch.counts.admit).toBe(0);
+      await Promise.all([second, ...leases].map((l) => ledger.settle(l, keyId, undefined, usage(500))));
+      // The block shrank by the 30 costs charged from it (under a new member name).
+      const [shrunk] = blockMembers(await inflightMembers(prefix, 'k', keyId));
+      expect(shrunk).toMatch(/\|0s\|17000$/);
+      expect(shrunk).not.toBe(member);
+      await ledger.close();
+      expect(await spentInPg(keyId)).toBe(32 * 500);
+      expect(await ledger.spent([{ kind: 'key', id: keyId, period: 'day' }])).toEqual([32 * 500]);
+      expect(await inflightMembers(prefix, 'k', keyId)).toEqual([]);
+    });
+
+    it('spends a budget exactly under concurrent load on three replicas with blocks: PostgreSQL holds every cost, the overshoot is at most one call per replica, nothing stays reserved', async () => {
+      const { ledgers, prefix } = replicas(3, 'blk-load');
+      const keyId = 'k-load';
+      const budget = 200_000;
+      const cost = 500;
+      const scopes: BudgetScope[] = [{ kind: 'key', id: keyId, budget: { microUsd: budget, period: 'day' } }];
+      await knownEstimate(ledgers[0]!, keyId, undefined, cost);
+      const watch = await watchScripts(prefix);
+      let admitted = 0;
+      let refused = 0;
+      let sawBlock = false;
+      const worker = async (ledger: Ledger) => {
+        for (;;) {
+          let lease;
+          try {
+            lease = await ledger.admit(keyId, scopes);
+          } catch (err) {
+            expect(err).toBeInstanceOf(BudgetRefusal);
+            expect(['budget', 'committed']).toContain((err as BudgetRefusal).reason);
+            refused++;
+            return;
+          }
+          admitted++;
+          await sleep(1 + Math.random() * 3);
+          await ledger.settle(lease, keyId, undefined, usage(cost));
+        }
+      };
+      const poll = setInterval(() => {
+        void inflightMembers(prefix, 'k', keyId).then((m) => (sawBlock ||= blockMembers(m).length > 0));
+      }, 20);
+      try {
+        await Promise.all(ledgers.flatMap((l) => Array.from({ length: 8 }, () => worker(l))));
+      } finally {
+        clearInterval(poll);
+      }
+      await watch.sync();
+      watch.stop();
+      for (const l of ledgers) await l.close();
+      expect(refused).toBe(24);
+      expect(sawBlock).toBe(true);
+      // Most calls were admitted from blocks, without the ADMIT script.
+      expect(watch.counts.block).toBeGreaterThan(0);
+      expect(watch.counts.admit).toBeLessThan(admitted / 2);
+      const spent = await spentInPg(keyId);
+      expect(spent).toBe(cost + admitted * cost);
+      expect(spent).toBeGreaterThanOrEqual(budget);
+      expect(spent).toBeLessThanOrEqual(budget + ledgers.length * cost);
+      expect(await ledgers[0]!.spent([{ kind: 'key', id: keyId, period: 'day' }])).toEqual([spent]);
+      expect(await inflightMembers(prefix, 'k', keyId)).toEqual([]);
+    });
+
+    it('max_concurrent with blocks: never more calls in flight than the limit across replicas, and an idle block gives its slots back so another replica can use them all', async () => {
+      const { ledgers, prefix } = replicas(2, 'blk-conc');
+      const [one, two] = ledgers as [Ledger, Ledger];
+      const keyId = 'k-bconc';
+      const limit = 64;
+      const scopes: BudgetScope[] = [{ kind: 'key', id: keyId, maxConcurrent: limit }];
+      // Calls cost something: the key's estimate is known, as it is for any key in use.
+      await knownEstimate(one, keyId, undefined, 500);
+      let inFlight = 0;
+      let most = 0;
+      let admitted = 0;
+      const run = async (workers: number, ms: number) => {
+        const until = Date.now() + ms;
+        const worker = async (ledger: Ledger) => {
+          while (Date.now() < until) {
+            let lease;
+            try {
+              lease = await ledger.admit(keyId, scopes);
+            } catch (err) {
+              expect(err).toBeInstanceOf(BudgetRefusal);
+              expect((err as BudgetRefusal).reason).toBe('concurrency');
+              await sleep(1);
+              continue;
+            }
+            admitted++;
+            most = Math.max(most, ++inFlight);
+            await sleep(2 + Math.random() * 4);
+            inFlight--;
+            await ledger.settle(lease, keyId, undefined, usage(500));
+          }
+        };
+        await Promise.all(ledgers.flatMap((l) => Array.from({ length: workers }, () => worker(l))));
+      };
+      // Light load (a block's 4 slots hold each replica's calls): the calls run no ADMIT script
+      // beyond the first few.
+      const watch = await watchScripts(prefix);
+      await run(3, 300);
+      await watch.sync();
+      watch.stop();
+      expect(watch.counts.block).toBeGreaterThan(0);
+      expect(watch.counts.admit).toBeLessThan(admitted / 4);
+      // Saturated (96 callers for 64 slots): exact calls and blocks together never pass the limit.
+      await run(48, 500);
+      expect(most).toBeLessThanOrEqual(limit);
+      expect(most).toBeGreaterThan(limit / 2);
+      // One call on the first replica leaves it a block holding slots.
+      const lease = await one.admit(keyId, scopes);
+      await one.settle(lease, keyId, undefined, usage(500));
+      // Idle for a second: every block is given back.
+      await sleep(1_600);
+      expect(await inflightMembers(prefix, 'k', keyId)).toEqual([]);
+      // The second replica can hold the whole limit, and not one more.
+      const held = [];
+      for (let i = 0; i < limit; i++) held.push(await two.admit(keyId, scopes));
+      await expect(two.admit(keyId, scopes)).rejects.toMatchObject({ reason: 'concurrency' });
+      await expect(one.admit(keyId, scopes)).rejects.toMatchObject({ reason: 'concurrency' });
+      await Promise.all(held.map((l) => two.settle(l, keyId, undefined, undefined)));
+      for (const l of ledgers) await l.close();
+      expect(await inflightMembers(prefix, 'k', keyId)).toEqual([]);
+    });
+
+    it('retires a block when the limits change: it shrinks to its call in flight, and its member leaves Redis once that call is settled', async () => {
+      const { ledgers, prefix } = replicas(1, 'blk-sig');
+      const ledger = ledgers[0]!;
+      const keyId = 'k-sig';
+      const before: BudgetScope[] = [{ kind: 'key', id: keyId, budget: { microUsd: 10_000_000, period: 'day' }, maxConcurrent: 64 }];
+      const after: BudgetScope[] = [{ kind: 'key', id: keyId, budget: { microUsd: 10_000_000, period: 'day' }, maxConcurrent: 65 }];
+      await knownEstimate(ledger, keyId, undefined, 500);
+      // The first call takes the block (and goes to Redis); the second is admitted from it.
+      await ledger.settle(await ledger.admit(keyId, before), keyId, undefined, usage(500));
+      const [granted] = blockMembers(await inflightMembers(prefix, 'k', keyId));
+      expect(granted).toMatch(/\|4s\|32000$/);
+      const oldId = granted!.split(/[.|]/)[0]!;
+      const held = await ledger.admit(keyId, before);
+      // A new max_concurrent: the old block admits no more; it keeps one slot and one estimate
+      // for its call in flight.
+      const other = await ledger.admit(keyId, after);
+      await sleep(20);
+      const members = await inflightMembers(prefix, 'k', keyId);
+      expect(members.filter((m) => m.startsWith(`${oldId}.`))).toEqual([expect.stringMatching(/\|1s\|500$/)]);
+      await ledger.settle(held, keyId, undefined, usage(500));
+      expect((await inflightMembers(prefix, 'k', keyId)).filter((m) => m.startsWith(oldId))).toEqual([]);
+      // The new limits took a block of their own.
+      expect(blockMembers(await inflightMembers(prefix, 'k', keyId))).toEqual([expect.stringMatching(/\|4s\|\d+$/)]);
+      await ledger.settle(other, keyId, undefined, usage(500));
+      await ledger.close();
+      expect(await spentInPg(keyId)).toBe(4 * 500);
+      expect(await inflightMembers(prefix, 'k', keyId)).toEqual([]);
+    });
+
+    it('retires the blocks of a Redis that lost its data, even once another replica reloaded it; the totals reload from PostgreSQL and stay exact', async () => {
+      const { ledgers, prefix } = replicas(2, 'blk-lost');
+      const [one, two] = ledgers as [Ledger, Ledger];
+      const keyId = 'k-lost';
+      const scopes: BudgetScope[] = [{ kind: 'key', id: keyId, budget: { microUsd: 10_000_000, period: 'day' } }];
+      await knownEstimate(one, keyId, undefined, 500);
+      let calls = 1;
+      const call = async (ledger: Ledger, cost = 500) => {
+        await ledger.settle(await ledger.admit(keyId, scopes), keyId, undefined, usage(cost));
+        calls++;
+      };
+      // Each replica takes a block and admits calls from it.
+      for (const l of ledgers) for (let i = 0; i < 4; i++) await call(l);
+      expect(blockMembers(await inflightMembers(prefix, 'k', keyId))).toHaveLength(2);
+      await one.flush();
+      await two.flush();
+      // Redis loses everything of this prefix, the blocks' members and the epoch with it.
+      await deletePrefix(prefix);
+      // The second replica's next charge finds no epoch: its block retires, and it reloads the
+      // totals from PostgreSQL.
+      await call(two);
+      await two.ensureSeeded();
+      // The first replica's next charge is counted under the new epoch, but its block's member
+      // is gone: the block holds nothing in Redis any more and must admit no more calls.
+      await call(one);
+      const a = await one.admit(keyId, scopes);
+      const b = await two.admit(keyId, scopes);
+      // Both calls are checked in Redis (each holds a lease there), none from a lost block.
+      const leases = (await inflightMembers(prefix, 'k', keyId)).filter((m) => !/s\|/.test(m));
+      expect(leases).toHaveLength(2);
+      await one.settle(a, keyId, undefined, usage(500));
+      await two.settle(b, keyId, undefined, usage(500));
+      calls += 2;
+      await one.close();
+      await two.close();
+      expect(await spentInPg(keyId)).toBe(calls * 500);
+      expect(await one.spent([{ kind: 'key', id: keyId, period: 'day' }])).toEqual([calls * 500]);
+      expect(await inflightMembers(prefix, 'k', keyId)).toEqual([]);
+    });
+
+    it('retires a block when its Redis connection comes back (Redis may have lost the block): its member is given back and the next call is checked in Redis', async () => {
+      const { ledgers, prefix, clients } = replicas(1, 'blk-reconnect');
+      const ledger = ledgers[0]!;
+      const keyId = 'k-reconnect';
+      const scopes: BudgetScope[] = [{ kind: 'key', id: keyId, budget: { microUsd: 10_000_000, period: 'day' } }];
+      await knownEstimate(ledger, keyId, undefined, 500);
+      await ledger.settle(await ledger.admit(keyId, scopes), keyId, undefined, usage(500));
+      expect(blockMembers(await inflightMembers(prefix, 'k', keyId))).toHaveLength(1);
+      // The server drops the ledger's connection; the client reconnects.
+      const client = clients[0]!;
+      const id = Number(await client.client('ID'));
+      const ready = new Promise<void>((resolve) => client.once('ready', () => resolve()));
+      const raw = new Redis(TEST_REDIS_URL);
+      redises.push(raw);
+      await raw.client('KILL', 'ID', String(id));
+      await ready;
+      await sleep(20);
+      expect(await inflightMembers(prefix, 'k', keyId)).toEqual([]);
+      // The next call holds a lease in Redis (the old block admits no more).
+      const lease = await ledger.admit(keyId, scopes);
+      expect((await inflightMembers(prefix, 'k', keyId)).filter((m) => !/s\|/.test(m))).toHaveLength(1);
+      await ledger.settle(lease, keyId, undefined, usage(500));
+      await ledger.close();
+      expect(await spentInPg(keyId)).toBe(3 * 500);
+    });
+
+    it('team budget: the blocks of two keys on three replicas never let the team pass its budget by more than one call per replica', async () => {
+      const { ledgers, prefix } = replicas(3, 'blk-team');
+      const team = 'team-blk';
+      const budget = 200_000;
+      const cost = 500;
+      const keys = ['k-team-a', 'k-team-b'];
+      const scopesOf = (keyId: string): BudgetScope[] => [
+        { kind: 'key', id: keyId, budget: { microUsd: 10_000_000, period: 'day' } },
+        { kind: 'team', id: team, budget: { microUsd: budget, period: 'day' } },
+      ];
+      for (const k of keys) await knownEstimate(ledgers[0]!, k, team, cost);
+      const watch = await watchScripts(prefix);
+      let admitted = 0;
+      let refused = 0;
+      const worker = async (ledger: Ledger, keyId: string) => {
+        for (;;) {
+          let lease;
+          try {
+            lease = await ledger.admit(keyId, scopesOf(keyId));
+          } catch (err) {
+            expect(err).toBeInstanceOf(BudgetRefusal);
+            expect(['budget', 'committed']).toContain((err as BudgetRefusal).reason);
+            expect((err as BudgetRefusal).scope).toMatchObject({ kind: 'team', id: team });
+            refused++;
+            return;
+          }
+          admitted++;
+          await sleep(1 + Math.random() * 3);
+          await ledger.settle(lease, keyId, team, usage(cost));
+        }
+      };
+      await Promise.all(ledgers.flatMap((l) => keys.flatMap((k) => Array.from({ length: 4 }, () => worker(l, k)))));
+      await watch.sync();
+      watch.stop();
+      for (const l of ledgers) await l.close();
+      expect(refused).toBe(24);
+      expect(watch.counts.block).toBeGreaterThan(0);
+      expect(watch.counts.admit).toBeLessThan(admitted / 2);
+      const { rows } = await pool.query('SELECT COALESCE(sum(micro_usd), 0)::bigint AS m FROM promptmesh_spend WHERE team = $1', [team]);
+      const spent = Number(rows[0].m);
+      expect(spent).toBe((2 + admitted) * cost);
+      expect(spent).toBeGreaterThanOrEqual(budget);
+      expect(spent).toBeLessThanOrEqual(budget + ledgers.length * cost);
+      expect(await ledgers[0]!.spent([{ kind: 'team', id: team, period: 'day' }])).toEqual([spent]);
+      expect(await inflightMembers(prefix, 't', team)).toEqual([]);
+      for (const k of keys) expect(await inflightMembers(prefix, 'k', k)).toEqual([]);
+    });
   });
 });

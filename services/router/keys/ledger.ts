@@ -184,21 +184,28 @@ return {0, risky, member}
 // KEYS: epoch, estimate, then per scope: spentDay, spentMonth, inflight.
 // ARGV: member ('' none), cost, n, dayTtl, monthTtl, the member that replaces it ('' none: a
 // block's smaller reservation), leaseMs, the largest single cost (for the estimate).
-// Returns the epoch counted in, or ''.
+// Returns {the epoch counted in, or '', lost}: lost 1 when a block's member (one with a
+// replacement) was in none of the in-flight sets, so the block holds nothing in Redis any more.
 const CHARGE = `${REDIS_NOW_LUA}
 local n = tonumber(ARGV[3])
+local found = 0
 if ARGV[1] ~= '' then
   for i = 1, n do
     local inflight = KEYS[2 + 3 * i]
     -- A block that was still held (not expired, not lost with Redis's data) shrinks.
-    if redis.call('ZREM', inflight, ARGV[1]) == 1 and ARGV[6] ~= '' then
-      redis.call('ZADD', inflight, now + tonumber(ARGV[7]), ARGV[6])
-      redis.call('PEXPIRE', inflight, tonumber(ARGV[7]) * 2)
+    if redis.call('ZREM', inflight, ARGV[1]) == 1 then
+      found = 1
+      if ARGV[6] ~= '' then
+        redis.call('ZADD', inflight, now + tonumber(ARGV[7]), ARGV[6])
+        redis.call('PEXPIRE', inflight, tonumber(ARGV[7]) * 2)
+      end
     end
   end
 end
+local lost = 0
+if ARGV[6] ~= '' and found == 0 then lost = 1 end
 local epoch = redis.call('GET', KEYS[1])
-if not epoch then return '' end
+if not epoch then return {'', lost} end
 local cost = tonumber(ARGV[2])
 if cost > 0 then
   for i = 1, n do
@@ -214,7 +221,7 @@ if cost > 0 then
 elseif redis.call('EXISTS', KEYS[2]) == 0 then
   redis.call('SET', KEYS[2], 0, 'PX', tonumber(ARGV[5]))
 end
-return epoch
+return {epoch, lost}
 `;
 
 // KEYS: epoch, then per scope: spentDay, spentMonth. ARGV: counted epoch, cost, n, dayTtl, monthTtl.
@@ -636,7 +643,11 @@ export class Ledger {
     }
     const now = Date.now();
     let lease: BlockLease | undefined;
-    if (block && block.reserved - block.pendingCost - block.inflightEst >= block.est && (block.slots === 0 || block.inflight < block.slots)) {
+    // A block of concurrency slots only (no scope has a budget: granted 0) holds no microdollars;
+    // checking its amount against the estimate refused every call once the key's estimate was
+    // known (> 0), so each call retired the block, took another and still went to Redis.
+    const budgeted = (b: Block) => b.granted > 0;
+    if (block && (!budgeted(block) || block.reserved - block.pendingCost - block.inflightEst >= block.est) && (block.slots === 0 || block.inflight < block.slots)) {
       block.inflight++;
       block.inflightEst += block.est;
       block.lastUsed = now;
@@ -646,7 +657,7 @@ export class Ledger {
       // call's own script sees it), and the next block is taken below.
       this.retire(block);
     }
-    const low = !block || block.retired || block.reserved - block.pendingCost - block.inflightEst < block.granted / 2;
+    const low = !block || block.retired || (budgeted(block) && block.reserved - block.pendingCost - block.inflightEst < block.granted / 2);
     if (low && !this.acquiring.has(keyId) && now >= (this.noBlockUntil.get(keyId) ?? 0)) void this.acquireBlock(keyId, team, signature, checked);
     return lease;
   }
@@ -762,7 +773,12 @@ export class Ledger {
     block.pendingLargest = 0;
     let next = '';
     if (!block.retired) block.reserved = Math.max(0, block.reserved - cost);
-    else if (block.inflight > 0) block.reserved = Math.min(Math.max(0, block.reserved - cost), block.inflightEst);
+    else if (block.inflight > 0) {
+      block.reserved = Math.min(Math.max(0, block.reserved - cost), block.inflightEst);
+      // Its slots shrink to its calls in flight too (they kept the whole grant, refusing other
+      // calls for slots no call used until the block drained).
+      if (block.slots > 0) block.slots = Math.min(block.slots, block.inflight);
+    }
     else {
       block.reserved = 0;
       block.released = true;
@@ -777,13 +793,14 @@ export class Ledger {
     const previous = block.member;
     block.member = next;
     (this.redis as any).pmBudgetCharge(keys.length, ...keys, previous, cost, scopes.length, DAY_TTL_MS, MONTH_TTL_MS, next, LEASE_MS, largest).then(
-      (epoch: unknown) => {
+      ([epoch, lost]: [string, number]) => {
         this.up();
-        if (String(epoch) === '') {
-          // Redis lost its data, and the block with it: it admits no more.
-          this.retire(block);
-          void this.ensureSeeded().catch(() => undefined);
-        }
+        // Redis lost its data, and the block with it: it admits no more. The epoch alone does
+        // not tell when another replica already reloaded the totals (the charge is counted under
+        // the new epoch), so the script also says when the block's member was gone: admitting
+        // on from it would pass calls Redis holds nothing for (past the overshoot bound).
+        if (String(epoch) === '' || Number(lost) === 1) this.retire(block);
+        if (String(epoch) === '') void this.ensureSeeded().catch(() => undefined);
         for (const done of waiting) done(String(epoch));
       },
       (err: unknown) => {
@@ -837,7 +854,7 @@ export class Ledger {
   private sendCharges(): void {
     for (const c of this.charges.splice(0)) {
       (this.redis as any).pmBudgetCharge(c.keys.length, ...c.keys, ...c.args).then(
-        (epoch: unknown) => {
+        ([epoch]: [string, number]) => {
           this.up();
           if (String(epoch) === '') void this.ensureSeeded().catch(() => undefined);
           c.done(String(epoch));
