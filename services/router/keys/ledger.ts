@@ -449,6 +449,7 @@ export class Ledger {
   private readonly noBlockUntil = new Map<string, number>();
   private readonly idler: NodeJS.Timeout;
   private readonly blocksOn: boolean;
+  private closing = false;
 
   constructor(private readonly options: LedgerOptions) {
     this.redis = options.redis;
@@ -713,6 +714,8 @@ export class Ledger {
       const current = this.blocks.get(keyId);
       if (current) this.retire(current);
       this.blocks.set(keyId, block);
+      // Granted after close() began: given back with the rest, not left to expire.
+      if (this.closing) this.retire(block);
     } finally {
       this.acquiring.delete(keyId);
     }
@@ -1065,10 +1068,12 @@ export class Ledger {
 
   /** Stops the timers, waits for the charges in flight and writes what is buffered (one attempt). */
   async close(): Promise<void> {
+    this.closing = true;
     clearInterval(this.timer);
     clearInterval(this.renewer);
     clearInterval(this.idler);
-    // Blocks go back (their calls' charges with them); leased rpm too.
+    // Blocks go back (their calls' charges with them), those being granted too; leased rpm too.
+    for (let waited = 0; this.acquiring.size > 0 && waited < 2_000; waited += 5) await new Promise((resolve) => setTimeout(resolve, 5));
     for (const block of [...this.blocks.values()]) this.retire(block);
     for (const block of this.retired) this.sendBlock(block);
     await this.rateLeases?.close();
