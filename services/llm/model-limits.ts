@@ -106,12 +106,23 @@ function familyName(model: string): string {
  * Bedrock IDs and ARNs and Vertex AI resource names are looked up by their model's name.
  */
 export function knownModel(model: string): KnownModel | undefined {
+  if (KNOWN_BY_NAME.has(model)) return KNOWN_BY_NAME.get(model);
   const name = familyName(model);
+  let found: KnownModel | undefined;
   for (const prefix of PREFIXES) {
-    if (name === prefix || name.startsWith(`${prefix}-`)) return KNOWN_MODELS[prefix];
+    if (name === prefix || name.startsWith(`${prefix}-`)) {
+      found = KNOWN_MODELS[prefix];
+      break;
+    }
   }
-  return undefined;
+  // Looked up on every call that reserves tokens: remembered (the names are the providers
+  // file's targets, a few; bounded all the same).
+  if (KNOWN_BY_NAME.size >= 1_000) KNOWN_BY_NAME.clear();
+  KNOWN_BY_NAME.set(model, found);
+  return found;
 }
+
+const KNOWN_BY_NAME = new Map<string, KnownModel | undefined>();
 
 /**
  * The output cap of an unknown Anthropic model when the client sets none (the smallest any Claude
