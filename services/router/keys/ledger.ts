@@ -52,20 +52,15 @@ export function periodEnd(period: 'day' | 'month', at: Date): Date {
 // An in-flight set's members are a call's lease, `<id>|<estimate>` (one slot), or a replica's
 // block, `<id>|<slots>s|<amount>` (docs/keys.md, "Performance"): the slots and the microdollars
 // it holds for the calls it admits locally.
+// held(inflight) returns the slots and the microdollars its members hold.
 const INFLIGHT_LUA = `
-local function slotsHeld(inflight)
-  local n = 0
+local function held(inflight)
+  local slots, amount = 0, 0
   for _, m in ipairs(redis.call('ZRANGE', inflight, 0, -1)) do
-    n = n + tonumber(string.match(m, '|(%d+)s|') or '1')
+    slots = slots + tonumber(string.match(m, '|(%d+)s|') or '1')
+    amount = amount + tonumber(string.match(m, '|(%d+)$') or '0')
   end
-  return n
-end
-local function reservedIn(inflight)
-  local sum = 0
-  for _, m in ipairs(redis.call('ZRANGE', inflight, 0, -1)) do
-    sum = sum + tonumber(string.match(m, '|(%d+)$') or '0')
-  end
-  return sum
+  return slots, amount
 end
 `;
 
@@ -87,12 +82,13 @@ for i = 1, n do
   local budget = tonumber(ARGV[5 + 2 * i])
   local maxc = tonumber(ARGV[6 + 2 * i])
   redis.call('ZREMRANGEBYSCORE', inflight, '-inf', now)
+  local usedSlots, reserved = held(inflight)
   if maxc >= 0 then
-    local s = math.min(math.floor(maxc / tonumber(ARGV[6])), math.floor((maxc - slotsHeld(inflight)) / 4))
+    local s = math.min(math.floor(maxc / tonumber(ARGV[6])), math.floor((maxc - usedSlots) / 4))
     if slots == nil or s < slots then slots = s end
   end
   if budget >= 0 then
-    local left = budget - tonumber(redis.call('GET', KEYS[1 + 2 * i]) or '0') - reservedIn(inflight)
+    local left = budget - tonumber(redis.call('GET', KEYS[1 + 2 * i]) or '0') - reserved
     local a = math.min(math.floor(budget / tonumber(ARGV[5])), math.floor(left / 4))
     if amount == nil or a < amount then amount = a end
   end
@@ -160,11 +156,11 @@ for i = 1, n do
   local budget = tonumber(ARGV[ab + 2 * i - 1])
   local maxc = tonumber(ARGV[ab + 2 * i])
   redis.call('ZREMRANGEBYSCORE', inflight, '-inf', now)
-  if maxc >= 0 and slotsHeld(inflight) >= maxc then return {2, i} end
+  local usedSlots, reserved = held(inflight)
+  if maxc >= 0 and usedSlots >= maxc then return {2, i} end
   if budget >= 0 then
     local spent = tonumber(redis.call('GET', spentKey) or '0')
     if spent >= budget then return {1, i, spent} end
-    local reserved = reservedIn(inflight)
     if est < 0 or spent + reserved + est > budget then
       if spent + reserved >= budget then return {4, i, spent} end
       risky = 1
