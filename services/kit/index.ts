@@ -12,3 +12,4 @@ export * from './service';
 export * from './tracing';
 export * from './validation';
 export * from './rolling-stats';
+export * from './gcra-leases';
