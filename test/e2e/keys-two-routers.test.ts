@@ -146,6 +146,76 @@ describe('virtual keys across two router processes', () => {
     fixture.fake.reset();
   });
 
+  it('large limits admitted locally on both (leased rpm and tpm, budget and concurrency blocks): PostgreSQL still holds the exact sum, the overshoot stays within one request per replica, nothing stays reserved', async () => {
+    // model-b replies of 20 tokens cost some 14 microdollars: a $0.005 budget is a few hundred
+    // calls, large enough for blocks (4 estimates within a 64th of it), and every other limit is
+    // large enough to be leased, so after the first call both processes admit from memory.
+    const created = await admin(a.url, 'POST', '/v1/keys', {
+      name: 'local',
+      scopes: ['invoke'],
+      budget: { usd: 0.005, period: 'day' },
+      rpm: 100_000,
+      tpm: 10_000_000,
+      max_concurrent: 64,
+    });
+    expect(created.status).toBe(201);
+    const { id, key } = created.body as { id: string; key: string };
+    fixture.fake.setBehavior({ reply: { tokens: 20 } });
+    await waitFor(async () => (await call(b.url, 'GET', '/v1/models', key)).status === 200, 5_000, 'replica b to know the key');
+    const ask = (base: string, i: number) => call(base, 'POST', '/v1/chat/completions', key, { model: 'model-b', messages: [{ role: 'user', content: `local ${i}` }] });
+    // The key's first call sets its estimate; blocks are asked for a second later.
+    const first = await ask(a.url, -1);
+    expect(first.status).toBe(200);
+    await new Promise((r) => setTimeout(r, 1_100));
+
+    const ok: Array<{ prompt_tokens: number; completion_tokens: number; cost_micro_usd: number }> = [first.body.usage];
+    const refused: Answer[] = [];
+    const other: Answer[] = [];
+    async function worker(w: number): Promise<void> {
+      for (let i = 0; i < 400; i++) {
+        const r = await ask(urls()[(w + i) % 2]!, w * 1000 + i);
+        if (r.status === 200) ok.push(r.body.usage);
+        else if (r.status === 429 && r.body.error?.code === 'budget_exceeded') {
+          refused.push(r);
+          if (refused.length > 12) return;
+        } else other.push(r);
+      }
+    }
+    // Meanwhile, the key's in-flight set is watched for a replica's block (`<id>|<slots>s|<amount>`).
+    const inflight = `${fixture.env.REDIS_KEY_PREFIX}budget:{budget}:inflight:k:${id}`;
+    const watcher = new Redis(redis.url);
+    let sawBlock = false;
+    let loading = true;
+    const watching = (async () => {
+      while (loading && !sawBlock) {
+        sawBlock = (await watcher.zrange(inflight, 0, -1)).some((m) => /\|\d+s\|\d+$/.test(m));
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    })();
+    await Promise.all([0, 1, 2, 3, 4, 5].map(worker));
+    loading = false;
+    await watching;
+    expect(sawBlock, 'a block in the in-flight set during the load').toBe(true);
+    expect(other, JSON.stringify(other.slice(0, 3))).toEqual([]);
+    expect(refused.length).toBeGreaterThan(0);
+    const costs = ok.map((u) => expectedMicro('model-b', u));
+    for (const [i, u] of ok.entries()) expect(u.cost_micro_usd).toBe(costs[i]);
+    const expected = costs.reduce((s, c) => s + c, 0);
+    await waitFor(async () => (await pool.query('SELECT count(*)::int AS n FROM promptmesh_spend WHERE key_id = $1', [id])).rows[0].n === ok.length, 10_000, 'every row in PostgreSQL');
+    const { rows } = await pool.query('SELECT sum(micro_usd)::bigint AS micro FROM promptmesh_spend WHERE key_id = $1', [id]);
+    expect(Number(rows[0].micro)).toBe(expected);
+    const budget = 5_000;
+    expect(expected).toBeGreaterThanOrEqual(budget);
+    expect(expected).toBeLessThanOrEqual(budget + 2 * Math.max(...costs));
+    // Idle blocks are given back within a second or two: the key's in-flight set empties.
+    try {
+      await waitFor(async () => (await watcher.zcard(inflight)) === 0, 5_000, 'the blocks to be given back');
+    } finally {
+      watcher.disconnect();
+    }
+    fixture.fake.reset();
+  });
+
   it('a revoked key is refused by both processes within a second', async () => {
     const { id, key } = (await admin(a.url, 'POST', '/v1/keys', { name: 'revoke-me', scopes: ['invoke'] })).body as { id: string; key: string };
     await waitFor(async () => (await call(b.url, 'GET', '/v1/models', key)).status === 200, 5_000, 'replica b to know the key');
