@@ -269,6 +269,63 @@ describe('ProviderLimiter (real Redis)', () => {
     expect(decisions.every((d) => d.allowed)).toBe(true);
     expect(lines.filter((l) => l.includes('limits fail open'))).toHaveLength(1);
   });
+
+  it("serves a provider's large rpm and tpm from leased chunks: after warm-up no call moves either bucket, and both replicas together stay within the rpm", async () => {
+    const prefix = uniquePrefix('llm-provlease');
+    prefixes.push(prefix);
+    const { limiter: a, redis } = await replicaWithRedis(prefix);
+    const { limiter: b } = await replicaWithRedis(prefix);
+    // 1 000 rpm leases chunks of 20 requests; 6 000 000 tpm chunks of 120 000 tokens.
+    const p = provider({ rpm: 1_000, tpm: 6_000_000 });
+    const tat = async (bucket: 'rpm' | 'tpm') => redis.get(`${prefix}llm:limit:{p1}:${bucket}`);
+    // The bucket refills from its first take on: the bound below counts from here.
+    const started = Date.now();
+    const warm = await a.acquire(p, 1_000);
+    expect(warm).toMatchObject({ allowed: true, reserved: 1_000 });
+    if (warm.allowed) await a.reconcile(p, warm.reserved, 500);
+    await answered(redis);
+    const [rpmTat, tpmTat] = [await tat('rpm'), await tat('tpm')];
+    for (let i = 0; i < 8; i++) {
+      const d = await a.acquire(p, 1_000);
+      expect(d).toMatchObject({ allowed: true, reserved: 1_000 });
+      if (d.allowed) {
+        await a.reconcile(p, d.reserved, 700);
+        d.release();
+      }
+      await answered(redis);
+      expect([await tat('rpm'), await tat('tpm')]).toEqual([rpmTat, tpmTat]);
+    }
+    // Two replicas hammering one bucket: never more requests than the rpm grants (a burst of
+    // 1 000 from empty, plus what refills meanwhile).
+    let allowed = 9;
+    const worker = async (l: ProviderLimiter) => {
+      for (let i = 0; i < 700; i++) {
+        const d = await l.acquire(p, 10);
+        if (!d.allowed) return;
+        allowed++;
+        d.release();
+      }
+    };
+    await Promise.all([worker(a), worker(b), worker(a), worker(b)]);
+    const elapsedMin = (Date.now() - started) / 60_000;
+    expect(allowed).toBeLessThanOrEqual(1_000 + Math.ceil(elapsedMin * 1_000));
+    // Refused only once the bucket ran out: what the pools held was spent first.
+    expect(allowed).toBeGreaterThanOrEqual(1_000 - 2 * 40);
+  });
+
+  it('with lease: false checks every provider call in Redis', async () => {
+    const prefix = uniquePrefix('llm-provexact');
+    prefixes.push(prefix);
+    const { limiter, redis } = await replicaWithRedis(prefix, { lease: false });
+    const p = provider({ rpm: 1_000 });
+    let last = await redis.get(`${prefix}llm:limit:{p1}:rpm`);
+    for (let i = 0; i < 5; i++) {
+      expect(await limiter.acquire(p, 1)).toMatchObject({ allowed: true });
+      const now = await redis.get(`${prefix}llm:limit:{p1}:rpm`);
+      expect(now).not.toBe(last);
+      last = now;
+    }
+  });
 });
 
 describe('estimateTokens', () => {

@@ -14,6 +14,10 @@ import type { ProviderConfig } from './types';
  * so replicas with skewed clocks agree. Both keys share a hash tag, so the script works on Redis
  * Cluster.
  *
+ * Large limits (2% of the limit at least 8 calls' worth) are served from chunks leased from the
+ * same buckets ({@link GcraLeases}, kit/gcra-leases.ts): no round trip per call, and still never
+ * more than the buckets grant; a call the pools cannot hold whole takes the script.
+ *
  * When Redis is unreachable the limits fail open (logged once per outage): an outage of the
  * limiter must not become an outage of the service.
  */
@@ -82,25 +86,28 @@ export type TenantDecision = { allowed: true; reserved: number } | { allowed: fa
 export class ProviderLimiter {
   private readonly inFlight = new Map<string, number>();
   private redisDown = false;
-  /** Leased tokens of the large `tpm` limits of keys and teams (see {@link GcraLeases}). */
-  private readonly tenantLeases: GcraLeases | undefined;
+  /** Leased requests and tokens of large limits, of providers, keys and teams (see {@link GcraLeases}). */
+  private readonly leases: GcraLeases | undefined;
 
   constructor(
     private readonly redis: RedisClient | undefined,
     private readonly keyPrefix: string,
     private readonly logger: Logger,
     options: {
-      /** Whether large tenant `tpm` limits are served from leased tokens (no round trip per call). @default true */
+      /**
+       * Whether large limits (a provider's rpm and tpm, a key's or team's tpm) are served from
+       * leased chunks, with no round trip per call; false checks every call in Redis. @default true
+       */
       lease?: boolean;
     } = {},
   ) {
     redis?.defineCommand('pmLlmGcra', { numberOfKeys: 2, lua: GCRA_SCRIPT });
-    this.tenantLeases = redis && (options.lease ?? true) ? new GcraLeases(redis) : undefined;
+    this.leases = redis && (options.lease ?? true) ? new GcraLeases(redis) : undefined;
   }
 
   /** Gives leased tokens back to Redis. */
   async close(): Promise<void> {
-    await this.tenantLeases?.close();
+    await this.leases?.close();
   }
 
   /** Calls in flight to a provider in this process. */
@@ -122,11 +129,16 @@ export class ProviderLimiter {
     }
     let reserved = 0;
     if (limits.rpm !== undefined || limits.tpm !== undefined) {
-      const result = await this.run(providerTag(this.keyPrefix, provider.name), limits.rpm ?? 0, limits.tpm ?? 0, tokens, 'check');
-      if (result && result[0] === 0) {
-        return { allowed: false, retryAfterMs: Math.max(1, result[1]), reason: `rate limit (${describeLimits(limits)}) reached` };
+      const tag = providerTag(this.keyPrefix, provider.name);
+      const leased = this.takeLeased(tag, limits, tokens);
+      if (leased !== undefined) reserved = leased;
+      else {
+        const result = await this.run(tag, limits.rpm ?? 0, limits.tpm ?? 0, tokens, 'check');
+        if (result && result[0] === 0) {
+          return { allowed: false, retryAfterMs: Math.max(1, result[1]), reason: `rate limit (${describeLimits(limits)}) reached` };
+        }
+        reserved = result?.[2] ?? 0;
       }
-      reserved = result?.[2] ?? 0;
     }
     // Re-read: another call may have taken a slot while the script ran.
     const now = this.inFlight.get(provider.name) ?? 0;
@@ -156,7 +168,25 @@ export class ProviderLimiter {
   async reconcile(provider: ProviderConfig, reserved: number, used: number): Promise<void> {
     const tpm = provider.limits?.tpm;
     if (tpm === undefined) return;
-    await this.settle(providerTag(this.keyPrefix, provider.name), tpm, reserved, used);
+    const tag = providerTag(this.keyPrefix, provider.name);
+    if (this.leases?.settle(`${tag}:tpm`, reserved - Math.ceil(Math.max(0, used)))) return;
+    await this.settle(tag, tpm, reserved, used);
+  }
+
+  /**
+   * One request and `tokens` from a provider's leased pools, when every limit it has is leased
+   * and holds them: the tokens reserved. Undefined: the call goes to Redis (nothing is kept).
+   */
+  private takeLeased(tag: string, limits: NonNullable<ProviderConfig['limits']>, tokens: number): number | undefined {
+    if (!this.leases) return undefined;
+    const units = Math.max(0, Math.ceil(tokens));
+    // Both asked (so both pools start leasing from the first call), both or neither kept.
+    const request = limits.rpm === undefined || this.leases.tryTake(`${tag}:rpm`, 60_000, limits.rpm, 1);
+    const tokensTaken = limits.tpm === undefined || this.leases.tryTake(`${tag}:tpm`, 60_000, limits.tpm, units);
+    if (request && tokensTaken) return limits.tpm === undefined ? 0 : units;
+    if (request && limits.rpm !== undefined) this.leases.settle(`${tag}:rpm`, 1);
+    if (tokensTaken && limits.tpm !== undefined) this.leases.settle(`${tag}:tpm`, units);
+    return undefined;
   }
 
   /**
@@ -165,7 +195,7 @@ export class ProviderLimiter {
    */
   async acquireTenant(tenant: string, tpm: number, tokens: number): Promise<TenantDecision> {
     const units = Math.max(0, Math.ceil(tokens));
-    if (this.tenantLeases?.tryTake(`${tenantTag(this.keyPrefix, tenant)}:tpm`, 60_000, tpm, units)) return { allowed: true, reserved: units };
+    if (this.leases?.tryTake(`${tenantTag(this.keyPrefix, tenant)}:tpm`, 60_000, tpm, units)) return { allowed: true, reserved: units };
     const result = await this.run(tenantTag(this.keyPrefix, tenant), 0, tpm, tokens, 'check');
     if (result && result[0] === 0) return { allowed: false, retryAfterMs: Math.max(1, result[1]) };
     return { allowed: true, reserved: result?.[2] ?? 0 };
@@ -175,7 +205,7 @@ export class ProviderLimiter {
   async reconcileTenant(tenant: string, tpm: number, reserved: number, used: number): Promise<void> {
     const tag = tenantTag(this.keyPrefix, tenant);
     // A leased limit settles in its pool (the tokens were Redis's grant), whichever way they were taken.
-    if (this.tenantLeases?.settle(`${tag}:tpm`, reserved - Math.ceil(Math.max(0, used)))) return;
+    if (this.leases?.settle(`${tag}:tpm`, reserved - Math.ceil(Math.max(0, used)))) return;
     await this.settle(tag, tpm, reserved, used);
   }
 
