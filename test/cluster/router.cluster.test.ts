@@ -269,6 +269,36 @@ describe('template change notices through a 3-master Redis Cluster', () => {
     }
   });
 
+  it('large limits are admitted locally on the cluster: leased rpm and a budget block under the ledger hash tag, charged exactly', async () => {
+    const pool = new pg.Pool({ connectionString: templates.db.url, max: 2 });
+    const ledgerRedis = clusterClient('router-ledger-local');
+    expect(await waitForRedis(ledgerRedis, 15_000)).toBe(true);
+    const prefix = uniquePrefix('rtrlocal');
+    const ledger = new Ledger({ redis: ledgerRedis, pool, keyPrefix: prefix, logger: createLogger('test', 'silent'), flushIntervalMs: 60_000 });
+    try {
+      await migrate(pool, { dir: ROUTER_MIGRATIONS_DIR, table: ROUTER_MIGRATIONS_TABLE, lockKey: ROUTER_MIGRATION_LOCK_KEY });
+      const scopes: BudgetScope[] = [{ kind: 'key', id: 'k-loc', maxConcurrent: 640, budget: { microUsd: 10_000_000, period: 'day' } }];
+      const rates: RateScope[] = [{ kind: 'key', id: 'k-loc', rpm: 60_000 }];
+      const usage = (microUsd: number) => ({ provider: 'p', model: 'm', microUsd, inputTokens: 1, cachedInputTokens: 0, outputTokens: 1, cacheHit: false });
+      // The first call sets the key's estimate (and starts the rpm lease); a block follows.
+      const first = await ledger.admitRequest('k-loc', scopes, rates);
+      await ledger.settle(first.lease, 'k-loc', undefined, usage(100));
+      await new Promise((r) => setTimeout(r, 1_100));
+      await ledger.settle((await ledger.admitRequest('k-loc', scopes, rates)).lease, 'k-loc', undefined, usage(100));
+      const probe = clusterClient('probe-local');
+      expect(await waitForRedis(probe, 15_000)).toBe(true);
+      const inflight = `${prefix}budget:{budget}:inflight:k:k-loc`;
+      await waitFor(async () => (await probe.zrange(inflight, 0, -1)).some((m) => /\|\d+s\|\d+$/.test(m)), 5_000, 'a block in the in-flight set');
+      const leases = await Promise.all(Array.from({ length: 20 }, () => ledger.admitRequest('k-loc', scopes, rates)));
+      await Promise.all(leases.map((l) => ledger.settle(l.lease, 'k-loc', undefined, usage(100))));
+      expect(await ledger.spent([{ kind: 'key', id: 'k-loc', period: 'day' }])).toEqual([22 * 100]);
+      expect(await probe.exists(`${prefix}budget:{budget}:rpm:k:k-loc`)).toBe(1);
+    } finally {
+      await ledger.close();
+      await pool.end();
+    }
+  });
+
   // Last: it leaves the cluster with a dead master.
   it('resubscribes on another node when the node holding the subscription crashes', async () => {
     let subscribedOn: number | undefined;
