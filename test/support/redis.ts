@@ -11,10 +11,13 @@ export function uniquePrefix(label = 't'): string {
 
 /** Deletes every key under `prefix` on the test server. */
 export async function deletePrefix(prefix: string, url = TEST_REDIS_URL): Promise<number> {
-  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  await redis.connect();
+  // No retries: a Redis that is gone (a test's own server, already stopped) fails the call
+  // instead of leaving a client reconnecting, and unheard, in the background.
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null });
+  redis.on('error', () => undefined);
   let deleted = 0;
   try {
+    await redis.connect();
     let cursor = '0';
     do {
       const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
