@@ -92,6 +92,24 @@ describe('ledger', () => {
     expect(await ledgers[0]!.spent([{ kind: 'key', id: keyId, period: 'day' }])).toEqual([spent]);
   });
 
+  it('charges the calls no limit checked in one script per key and team, exactly', async () => {
+    const { ledgers, prefix } = replicas(1, 'ledger-unchecked');
+    const ledger = ledgers[0]!;
+    await ledger.ensureSeeded();
+    const watch = await watchScripts(prefix);
+    // 30 calls of a key and team with no budget or concurrency limit, settled together.
+    await Promise.all(Array.from({ length: 30 }, (_, i) => ledger.settle(undefined, 'k-unchecked', 'team-unchecked', usage(10 + i))));
+    await watch.sync();
+    watch.stop();
+    expect(watch.counts.charge).toBe(1);
+    const total = Array.from({ length: 30 }, (_, i) => 10 + i).reduce((a, b) => a + b, 0);
+    expect(await ledger.spent([{ kind: 'key', id: 'k-unchecked', period: 'day' }, { kind: 'team', id: 'team-unchecked', period: 'month' }])).toEqual([total, total]);
+    await ledger.flush();
+    expect(await spentInPg('k-unchecked')).toBe(total);
+    const { rows } = await pool.query('SELECT count(*)::int AS n FROM promptmesh_spend WHERE key_id = $1', ['k-unchecked']);
+    expect(rows[0].n).toBe(30);
+  });
+
   it('counts each call once in PostgreSQL, whatever the flushes', async () => {
     const { ledgers } = replicas(2, 'ledger-once');
     await ledgers[0]!.ensureSeeded();
@@ -204,7 +222,7 @@ describe('ledger', () => {
     const url = new URL(TEST_REDIS_URL);
     const socket = net.connect(Number(url.port || 6379), url.hostname);
     sockets.push(socket);
-    const counts = { admit: 0, block: 0 };
+    const counts = { admit: 0, block: 0, charge: 0 };
     const markers = new Map<string, () => void>();
     let started!: () => void;
     const monitoring = new Promise<void>((resolve) => (started = resolve));
@@ -227,6 +245,8 @@ describe('ledger', () => {
         if (String(argv[1]).startsWith('b')) counts.block++;
         else counts.admit++;
       }
+      // CHARGE: member, cost, n, dayTtl, monthTtl, replacement, leaseMs, largest.
+      if (argv.length === 8 && argv[6] === String(LEASE_MS)) counts.charge++;
     };
     let rest = '';
     socket.setEncoding('utf8');

@@ -445,6 +445,9 @@ export class Ledger {
   private readonly noBlockUntil = new Map<string, number>();
   private readonly idler: NodeJS.Timeout;
   private readonly blocksOn: boolean;
+  /** Costs of calls no limit checked, per key and team, waiting for {@link sendUnchecked}. */
+  private readonly unchecked = new Map<string, { keyId: string; team: string | undefined; cost: number; largest: number; waiting: Array<(epoch: string) => void> }>();
+  private uncheckedTimer: NodeJS.Timeout | undefined;
   private closing = false;
 
   constructor(private readonly options: LedgerOptions) {
@@ -812,9 +815,10 @@ export class Ledger {
   /**
    * Counts a finished call: its cost goes onto the key's and team's totals and its lease is
    * dropped (one script), and its row is buffered for PostgreSQL. `usage` undefined: nothing
-   * was billed (the lease is only released). Off the answer's path: the script is sent after
-   * the current turn of the event loop (the answer is written first), with every other call
-   * settled in that turn; the promise resolves once the call was counted.
+   * was billed (the lease is only released). Off the answer's path: a leased call's script is
+   * sent after the current turn of the event loop (the answer is written first), with every
+   * other call settled in that turn; a block's calls, and calls no limit checked, go out in
+   * batches every 50 ms. The promise resolves once the call was counted.
    */
   settle(lease: Lease | undefined, keyId: string, team: string | undefined, usage: CallUsage | undefined): Promise<void> {
     if (lease && 'block' in lease) return this.settleFromBlock(lease as BlockLease, usage);
@@ -823,6 +827,7 @@ export class Ledger {
     // call waiting for it sees this one's cost.
     if (held) this.held.delete(held);
     if (!usage && !held) return Promise.resolve();
+    if (!held && this.blocksOn) return this.settleUnchecked(keyId, team, usage!);
     const at = new Date();
     const ids = periodIds(at);
     const scopes: Array<{ kind: 'key' | 'team'; id: string }> = [{ kind: 'key', id: keyId }];
@@ -844,6 +849,59 @@ export class Ledger {
     this.settling.add(settled);
     void settled.then(() => this.settling.delete(settled));
     return settled;
+  }
+
+  /**
+   * A call no budget or concurrency limit checked (its key and team have none): nothing is
+   * admitted against its totals, so its cost goes out with the key's other such calls every 50
+   * ms, one script per key and team, as a block's calls do.
+   */
+  private settleUnchecked(keyId: string, team: string | undefined, usage: CallUsage): Promise<void> {
+    const id = `${keyId}\u0000${team ?? ''}`;
+    let batch = this.unchecked.get(id);
+    if (!batch) {
+      batch = { keyId, team, cost: 0, largest: 0, waiting: [] };
+      this.unchecked.set(id, batch);
+    }
+    batch.cost += usage.microUsd;
+    batch.largest = Math.max(batch.largest, usage.microUsd);
+    const at = new Date();
+    const settled = new Promise<void>((resolve) => {
+      batch.waiting.push((epoch) => {
+        this.buffer.push({ ...usage, callId: randomUUID(), at, keyId, team, epoch });
+        resolve();
+      });
+    });
+    this.settling.add(settled);
+    void settled.then(() => this.settling.delete(settled));
+    this.uncheckedTimer ??= setTimeout(() => this.sendUnchecked(), BLOCK_CHARGE_MS);
+    return settled;
+  }
+
+  /** Sends the batches of {@link settleUnchecked}: one charge script per key and team. */
+  private sendUnchecked(): void {
+    if (this.uncheckedTimer) clearTimeout(this.uncheckedTimer);
+    this.uncheckedTimer = undefined;
+    const batches = [...this.unchecked.values()];
+    this.unchecked.clear();
+    const ids = periodIds(new Date());
+    for (const b of batches) {
+      const scopes: Array<{ kind: 'key' | 'team'; id: string }> = [{ kind: 'key', id: b.keyId }];
+      if (b.team) scopes.push({ kind: 'team', id: b.team });
+      const keys = [this.epochKey, this.estimateKey(b.keyId)];
+      for (const sc of scopes) keys.push(this.spentKey(sc, ids.day), this.spentKey(sc, ids.month), `${this.base}inflight:none`);
+      (this.redis as any).pmBudgetCharge(keys.length, ...keys, '', b.cost, scopes.length, DAY_TTL_MS, MONTH_TTL_MS, '', LEASE_MS, b.largest).then(
+        ([epoch]: [string, number]) => {
+          this.up();
+          if (String(epoch) === '') void this.ensureSeeded().catch(() => undefined);
+          for (const done of b.waiting) done(String(epoch));
+        },
+        (err: unknown) => {
+          this.down(err);
+          for (const done of b.waiting) done('');
+        },
+      );
+    }
   }
 
   /**
@@ -1072,6 +1130,7 @@ export class Ledger {
     for (let waited = 0; this.acquiring.size > 0 && waited < 2_000; waited += 5) await new Promise((resolve) => setTimeout(resolve, 5));
     for (const block of [...this.blocks.values()]) this.retire(block);
     for (const block of this.retired) this.sendBlock(block);
+    this.sendUnchecked();
     await this.rateLeases?.close();
     // Calls settled just before the close are buffered once their charge came back (a Redis
     // that does not answer holds the close up for at most 2 s).
