@@ -106,8 +106,8 @@ function rateError(rate: RateScope, retryAfterMs: number): ApiError {
  * file), checks the scope the route needs (`scopeOf` reads it from the matched route; undefined
  * refuses every key), takes one request from the key's and its team's per-minute budgets and,
  * on billed routes, admits the call against the budgets and concurrency limits: with a ledger
- * all of it in one script (one Redis round trip), without one (no virtual keys) the rpm checks
- * in parallel.
+ * large limits from the replica's leases and blocks (no round trip) and the rest in one script
+ * (one Redis round trip), without one (no virtual keys) the rpm checks in parallel.
  * When the rate-limit or budget store is down the request passes (fail open) and is marked degraded.
  */
 export function authenticate(options: AuthOptions, scopeOf: (request: FastifyRequest) => Scope | undefined): onRequestAsyncHookHandler {
@@ -153,7 +153,8 @@ export function authenticate(options: AuthOptions, scopeOf: (request: FastifyReq
     if (limiter && key.rpm !== undefined) rates.push({ kind: 'key', id: key.id, rpm: key.rpm });
     if (limiter && team?.rpm !== undefined) rates.push({ kind: 'team', id: team.id, rpm: team.rpm });
     if (ledger) {
-      // Everything in one script: one Redis round trip of waiting (docs/keys.md, "Performance").
+      // Large limits locally, the rest in one script: at most one Redis round trip of waiting
+      // (docs/keys.md, "Performance").
       const isBilled = billed(request);
       const scopes = isBilled ? budgetScopes(key, team) : [];
       if (rates.length === 0 && !Ledger.needsAdmission(scopes)) return;

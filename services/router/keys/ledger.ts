@@ -16,6 +16,12 @@
  *   counted in Redis under another epoch (or in none) is added to the new totals when its row
  *   reaches PostgreSQL, so the totals after a restart are what PostgreSQL holds, exactly.
  *
+ * - Large limits are admitted without a round trip (docs/keys.md, "Performance"): rpm from
+ *   chunks leased from the GCRA buckets (kit/gcra-leases.ts), budgets and concurrency from a
+ *   per-key block this replica reserved in the in-flight sets (a member `<id>|<slots>s|<amount>`
+ *   every admission counts), whose calls are charged in batches that shrink it. The overshoot
+ *   bound is the exact path's: a block is granted only whole, calls at risk never use one.
+ *
  * Every key is under one hash tag (`{budget}`), so a key's and its team's totals change in one
  * script on one Redis Cluster slot.
  */
@@ -514,9 +520,11 @@ export class Ledger {
   }
 
   /**
-   * A request's whole admission in one Redis round trip (one script): one request from each of
-   * `rates` (the key's and its team's `rpm`), then {@link admit}'s budget and concurrency checks
-   * of `scopes` and their lease; nothing is taken unless everything passes. Throws
+   * A request's whole admission, in at most one Redis round trip (one script): one request from
+   * each of `rates` (the key's and its team's `rpm`), then {@link admit}'s budget and concurrency
+   * checks of `scopes` and their lease; nothing is taken unless everything passes. Large limits
+   * are taken locally, with no round trip: rpm from leased chunks, budgets and concurrency from
+   * the key's block (`team`: the key's team, charged with it). Throws
    * {@link RateRefusal} (checked first) or {@link BudgetRefusal}. When Redis cannot be reached the
    * request passes unchecked (fail open), and `degraded` says what was not checked.
    */
