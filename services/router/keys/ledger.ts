@@ -386,6 +386,18 @@ interface Block {
   lastUsed: number;
 }
 
+/** What one CHARGE script counts (see {@link Ledger} `charge`). */
+interface Charge {
+  keyId: string;
+  team: string | undefined;
+  /** The in-flight sets `member` is in, by scope kind (none: the call held no lease). */
+  inflight?: { key?: string; team?: string };
+  member: string;
+  replacement: string;
+  cost: number;
+  largest: number;
+}
+
 /** A call admitted locally from a {@link Block}. */
 interface BlockLease extends Lease {
   block: Block;
@@ -426,7 +438,7 @@ export class Ledger {
   private readonly base: string;
   private buffer: SpendRow[] = [];
   /** Charges settled in this turn of the event loop, sent together (see {@link settle}). */
-  private charges: Array<{ keys: string[]; args: Array<string | number>; done: (epoch: string) => void }> = [];
+  private charges: Array<{ charge: Charge; done: (epoch: string) => void }> = [];
   /** Settlements whose charge has not come back yet (their rows are not buffered yet). */
   private readonly settling = new Set<Promise<void>>();
   /** Written rows whose cost could not be added to the Redis totals yet (Redis was down). */
@@ -795,29 +807,18 @@ export class Ledger {
       this.retired.delete(block);
     }
     if (!block.released) next = `${block.id}.${++block.seq}|${block.slots}s|${block.reserved}`;
-    const ids = periodIds(new Date());
-    const scopes: Array<{ kind: 'key' | 'team'; id: string }> = [{ kind: 'key', id: block.keyId }];
-    if (block.team) scopes.push({ kind: 'team', id: block.team });
-    const keys = [this.epochKey, this.estimateKey(block.keyId)];
-    for (const s of scopes) keys.push(this.spentKey(s, ids.day), this.spentKey(s, ids.month), block.inflightKeys[s.kind] ?? `${this.base}inflight:none`);
     const previous = block.member;
     block.member = next;
-    (this.redis as any).pmBudgetCharge(keys.length, ...keys, previous, cost, scopes.length, DAY_TTL_MS, MONTH_TTL_MS, next, LEASE_MS, largest).then(
-      ([epoch, lost]: [string, number]) => {
-        this.up();
-        // Redis lost its data, and the block with it: it admits no more. The epoch alone does
-        // not tell when another replica already reloaded the totals (the charge is counted under
-        // the new epoch), so the script also says when the block's member was gone: admitting
-        // on from it would pass calls Redis holds nothing for (past the overshoot bound).
-        if (String(epoch) === '' || Number(lost) === 1) this.retire(block);
-        if (String(epoch) === '') void this.ensureSeeded().catch(() => undefined);
-        for (const done of waiting) done(String(epoch));
-      },
-      (err: unknown) => {
-        this.down(err);
-        for (const done of waiting) done('');
-      },
-    );
+    const charge = { keyId: block.keyId, team: block.team, inflight: block.inflightKeys, member: previous, replacement: next, cost, largest };
+    this.charge(charge, (epoch, lost) => {
+      // Redis lost its data, and the block with it: it admits no more. The epoch alone does not
+      // tell when another replica already reloaded the totals (the charge is counted under the
+      // new epoch), so the script also says when the block's member was gone: admitting on from
+      // it would pass calls Redis holds nothing for (past the overshoot bound). A charge Redis
+      // did not answer leaves the member's name unknown: the block retires too.
+      if (epoch === '' || lost) this.retire(block);
+      for (const done of waiting) done(epoch);
+    });
   }
 
   /**
@@ -837,15 +838,10 @@ export class Ledger {
     if (!usage && !held) return Promise.resolve();
     if (!held && this.blocksOn) return this.settleUnchecked(keyId, team, usage!);
     const at = new Date();
-    const ids = periodIds(at);
-    const scopes: Array<{ kind: 'key' | 'team'; id: string }> = [{ kind: 'key', id: keyId }];
-    if (team) scopes.push({ kind: 'team', id: team });
-    const keys = [this.epochKey, this.estimateKey(keyId)];
-    for (const s of scopes) keys.push(this.spentKey(s, ids.day), this.spentKey(s, ids.month), held?.inflight[s.kind] ?? `${this.base}inflight:none`);
+    const cost = usage?.microUsd ?? 0;
     const settled = new Promise<void>((resolve) => {
       this.charges.push({
-        keys,
-        args: [held?.member ?? '', usage?.microUsd ?? 0, scopes.length, DAY_TTL_MS, MONTH_TTL_MS, '', LEASE_MS, usage?.microUsd ?? 0],
+        charge: { keyId, team, inflight: held?.inflight, member: held?.member ?? '', replacement: '', cost, largest: cost },
         done: (epoch) => {
           if (held) this.releaseRisk(held.riskIds);
           if (usage) this.buffer.push({ ...usage, callId: held?.callId ?? randomUUID(), at, keyId, team, epoch });
@@ -892,23 +888,10 @@ export class Ledger {
     this.uncheckedTimer = undefined;
     const batches = [...this.unchecked.values()];
     this.unchecked.clear();
-    const ids = periodIds(new Date());
     for (const b of batches) {
-      const scopes: Array<{ kind: 'key' | 'team'; id: string }> = [{ kind: 'key', id: b.keyId }];
-      if (b.team) scopes.push({ kind: 'team', id: b.team });
-      const keys = [this.epochKey, this.estimateKey(b.keyId)];
-      for (const sc of scopes) keys.push(this.spentKey(sc, ids.day), this.spentKey(sc, ids.month), `${this.base}inflight:none`);
-      (this.redis as any).pmBudgetCharge(keys.length, ...keys, '', b.cost, scopes.length, DAY_TTL_MS, MONTH_TTL_MS, '', LEASE_MS, b.largest).then(
-        ([epoch]: [string, number]) => {
-          this.up();
-          if (String(epoch) === '') void this.ensureSeeded().catch(() => undefined);
-          for (const done of b.waiting) done(String(epoch));
-        },
-        (err: unknown) => {
-          this.down(err);
-          for (const done of b.waiting) done('');
-        },
-      );
+      this.charge({ keyId: b.keyId, team: b.team, member: '', replacement: '', cost: b.cost, largest: b.largest }, (epoch) => {
+        for (const done of b.waiting) done(epoch);
+      });
     }
   }
 
@@ -917,19 +900,33 @@ export class Ledger {
    * is counted, or not, on its own, as if sent alone.
    */
   private sendCharges(): void {
-    for (const c of this.charges.splice(0)) {
-      (this.redis as any).pmBudgetCharge(c.keys.length, ...c.keys, ...c.args).then(
-        ([epoch]: [string, number]) => {
-          this.up();
-          if (String(epoch) === '') void this.ensureSeeded().catch(() => undefined);
-          c.done(String(epoch));
-        },
-        (err: unknown) => {
-          this.down(err);
-          c.done('');
-        },
-      );
-    }
+    for (const c of this.charges.splice(0)) this.charge(c.charge, c.done);
+  }
+
+  /**
+   * Sends one CHARGE script: `cost` onto the key's and its team's totals of this day and month,
+   * `member` out of the in-flight sets and `replacement` (a block's smaller reservation) in its
+   * place. `done` gets the epoch the cost was counted in ('' when none, or Redis is unreachable)
+   * and whether the member was gone from Redis; a charge that found no epoch starts the reload
+   * of the totals.
+   */
+  private charge(c: Charge, done: (epoch: string, lost: boolean) => void): void {
+    const ids = periodIds(new Date());
+    const scopes: Array<{ kind: 'key' | 'team'; id: string }> = [{ kind: 'key', id: c.keyId }];
+    if (c.team) scopes.push({ kind: 'team', id: c.team });
+    const keys = [this.epochKey, this.estimateKey(c.keyId)];
+    for (const s of scopes) keys.push(this.spentKey(s, ids.day), this.spentKey(s, ids.month), c.inflight?.[s.kind] ?? `${this.base}inflight:none`);
+    (this.redis as any).pmBudgetCharge(keys.length, ...keys, c.member, c.cost, scopes.length, DAY_TTL_MS, MONTH_TTL_MS, c.replacement, LEASE_MS, c.largest).then(
+      ([epoch, lost]: [string, number]) => {
+        this.up();
+        if (String(epoch) === '') void this.ensureSeeded().catch(() => undefined);
+        done(String(epoch), Number(lost) === 1);
+      },
+      (err: unknown) => {
+        this.down(err);
+        done('', false);
+      },
+    );
   }
 
   private release(lease: HeldLease): void {
@@ -1028,10 +1025,26 @@ export class Ledger {
    * the buffer and are tried again on the next tick.
    */
   flush(): Promise<void> {
-    this.flushing ??= this.flushAll().finally(() => {
-      this.flushing = undefined;
-    });
+    this.flushing ??= this.chargePending()
+      .then(() => this.flushAll())
+      .finally(() => {
+        this.flushing = undefined;
+      });
     return this.flushing;
+  }
+
+  /**
+   * Sends the charges still batched (blocks' calls, calls no limit checked) and waits for every
+   * charge in flight (at most 2 s), so a flush writes every call settled before it: the spend
+   * API reads what was answered.
+   */
+  private async chargePending(): Promise<void> {
+    this.sendUnchecked();
+    for (const block of [...this.blocks.values(), ...this.retired]) if (block.pending.length > 0) this.sendBlock(block);
+    if (this.settling.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all([...this.settling]), new Promise<void>((resolve) => (timer = setTimeout(resolve, 2_000)))]);
+    clearTimeout(timer);
   }
 
   /** Rows waiting for PostgreSQL on this replica. */
@@ -1140,11 +1153,8 @@ export class Ledger {
     for (const block of this.retired) this.sendBlock(block);
     this.sendUnchecked();
     await this.rateLeases?.close();
-    // Calls settled just before the close are buffered once their charge came back (a Redis
-    // that does not answer holds the close up for at most 2 s).
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all([...this.settling]), new Promise<void>((resolve) => (timer = setTimeout(resolve, 2_000)))]);
-    clearTimeout(timer);
+    // Calls settled just before the close are buffered once their charge came back (the flush
+    // waits for them; a Redis that does not answer holds the close up for at most 2 s).
     await this.flush().catch(() => undefined);
   }
 }
