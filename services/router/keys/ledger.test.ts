@@ -61,32 +61,44 @@ describe('ledger', () => {
     return Number(rows[0].m);
   }
 
+  /**
+   * One caller spending a budget: admits a call, holds it for `holdMs()` and settles it at
+   * `cost`, until it is refused, which must be over the budget ('budget' or 'committed').
+   * Counts what it did into `tally`; the refusals are kept for the test to look at.
+   */
+  async function spendUntilRefused(
+    ledger: Ledger,
+    call: { keyId: string; team?: string; scopes: BudgetScope[]; cost: number; holdMs: () => number },
+    tally: { admitted: number; refusals: BudgetRefusal[] },
+  ): Promise<void> {
+    for (;;) {
+      let lease;
+      try {
+        lease = await ledger.admit(call.keyId, call.scopes);
+      } catch (err) {
+        expect(err).toBeInstanceOf(BudgetRefusal);
+        expect(['budget', 'committed']).toContain((err as BudgetRefusal).reason);
+        tally.refusals.push(err as BudgetRefusal);
+        return;
+      }
+      tally.admitted++;
+      await sleep(call.holdMs());
+      await ledger.settle(lease, call.keyId, call.team, usage(call.cost));
+    }
+  }
+
   it('overshoots a budget by at most one call per replica under concurrent load', async () => {
     const { ledgers } = replicas(3, 'ledger-bound');
     const keyId = 'k-bound';
     const scopes: BudgetScope[] = [{ kind: 'key', id: keyId, budget: { microUsd: 10_000, period: 'day' } }];
     const cost = 700;
-    let refused = 0;
+    const tally = { admitted: 0, refusals: [] as BudgetRefusal[] };
     // 8 concurrent callers per replica, each call taking a few milliseconds.
-    const worker = async (ledger: Ledger) => {
-      for (;;) {
-        let lease;
-        try {
-          lease = await ledger.admit(keyId, scopes);
-        } catch (err) {
-          expect(err).toBeInstanceOf(BudgetRefusal);
-          expect(['budget', 'committed']).toContain((err as BudgetRefusal).reason);
-          refused++;
-          return;
-        }
-        await sleep(2 + Math.random() * 5);
-        await ledger.settle(lease, keyId, undefined, usage(cost));
-      }
-    };
-    await Promise.all(ledgers.flatMap((l) => Array.from({ length: 8 }, () => worker(l))));
+    const call = { keyId, scopes, cost, holdMs: () => 2 + Math.random() * 5 };
+    await Promise.all(ledgers.flatMap((l) => Array.from({ length: 8 }, () => spendUntilRefused(l, call, tally))));
     for (const l of ledgers) await l.flush();
     const spent = await spentInPg(keyId);
-    expect(refused).toBe(24);
+    expect(tally.refusals).toHaveLength(24);
     expect(spent).toBeGreaterThanOrEqual(10_000);
     expect(spent).toBeLessThanOrEqual(10_000 + ledgers.length * cost);
     expect(await ledgers[0]!.spent([{ kind: 'key', id: keyId, period: 'day' }])).toEqual([spent]);
@@ -329,37 +341,22 @@ describe('ledger', () => {
       const scopes: BudgetScope[] = [{ kind: 'key', id: keyId, budget: { microUsd: budget, period: 'day' } }];
       await knownEstimate(ledgers[0]!, keyId, undefined, cost);
       const watch = await watchScripts(prefix);
-      let admitted = 0;
-      let refused = 0;
+      const tally = { admitted: 0, refusals: [] as BudgetRefusal[] };
       let sawBlock = false;
-      const worker = async (ledger: Ledger) => {
-        for (;;) {
-          let lease;
-          try {
-            lease = await ledger.admit(keyId, scopes);
-          } catch (err) {
-            expect(err).toBeInstanceOf(BudgetRefusal);
-            expect(['budget', 'committed']).toContain((err as BudgetRefusal).reason);
-            refused++;
-            return;
-          }
-          admitted++;
-          await sleep(1 + Math.random() * 3);
-          await ledger.settle(lease, keyId, undefined, usage(cost));
-        }
-      };
+      const call = { keyId, scopes, cost, holdMs: () => 1 + Math.random() * 3 };
       const poll = setInterval(() => {
         void inflightMembers(prefix, 'k', keyId).then((m) => (sawBlock ||= blockMembers(m).length > 0));
       }, 20);
       try {
-        await Promise.all(ledgers.flatMap((l) => Array.from({ length: 8 }, () => worker(l))));
+        await Promise.all(ledgers.flatMap((l) => Array.from({ length: 8 }, () => spendUntilRefused(l, call, tally))));
       } finally {
         clearInterval(poll);
       }
+      const { admitted } = tally;
       await watch.sync();
       watch.stop();
       for (const l of ledgers) await l.close();
-      expect(refused).toBe(24);
+      expect(tally.refusals).toHaveLength(24);
       expect(sawBlock).toBe(true);
       // Most calls were admitted from blocks, without the ADMIT script.
       expect(watch.counts.block).toBeGreaterThan(0);
@@ -540,30 +537,15 @@ describe('ledger', () => {
       ];
       for (const k of keys) await knownEstimate(ledgers[0]!, k, team, cost);
       const watch = await watchScripts(prefix);
-      let admitted = 0;
-      let refused = 0;
-      const worker = async (ledger: Ledger, keyId: string) => {
-        for (;;) {
-          let lease;
-          try {
-            lease = await ledger.admit(keyId, scopesOf(keyId));
-          } catch (err) {
-            expect(err).toBeInstanceOf(BudgetRefusal);
-            expect(['budget', 'committed']).toContain((err as BudgetRefusal).reason);
-            expect((err as BudgetRefusal).scope).toMatchObject({ kind: 'team', id: team });
-            refused++;
-            return;
-          }
-          admitted++;
-          await sleep(1 + Math.random() * 3);
-          await ledger.settle(lease, keyId, team, usage(cost));
-        }
-      };
-      await Promise.all(ledgers.flatMap((l) => keys.flatMap((k) => Array.from({ length: 4 }, () => worker(l, k)))));
+      const tally = { admitted: 0, refusals: [] as BudgetRefusal[] };
+      const callOf = (keyId: string) => ({ keyId, team, scopes: scopesOf(keyId), cost, holdMs: () => 1 + Math.random() * 3 });
+      await Promise.all(ledgers.flatMap((l) => keys.flatMap((k) => Array.from({ length: 4 }, () => spendUntilRefused(l, callOf(k), tally)))));
       await watch.sync();
       watch.stop();
       for (const l of ledgers) await l.close();
-      expect(refused).toBe(24);
+      const { admitted } = tally;
+      expect(tally.refusals).toHaveLength(24);
+      for (const r of tally.refusals) expect(r.scope).toMatchObject({ kind: 'team', id: team });
       expect(watch.counts.block).toBeGreaterThan(0);
       expect(watch.counts.admit).toBeLessThan(admitted / 2);
       const { rows } = await pool.query('SELECT COALESCE(sum(micro_usd), 0)::bigint AS m FROM promptmesh_spend WHERE team = $1', [team]);
