@@ -574,19 +574,30 @@ export class Ledger {
     }
   }
 
+  /**
+   * The per-scope part of the admission and block scripts: KEYS the spent total (of the
+   * budget's period) and the in-flight set, ARGV the budget and the concurrency limit (-1 none).
+   */
+  private scopeParts(checked: readonly BudgetScope[], at: Date): { keys: string[]; args: number[] } {
+    const ids = periodIds(at);
+    const keys: string[] = [];
+    const args: number[] = [];
+    for (const s of checked) {
+      keys.push(this.spentKey(s, s.budget ? ids[s.budget.period] : ids.day), this.inflightKey(s));
+      args.push(s.budget ? s.budget.microUsd : -1, s.maxConcurrent ?? -1);
+    }
+    return { keys, args };
+  }
+
   /** {@link admitRequest} in Redis: one script. */
   private async admitExact(keyId: string, checked: readonly BudgetScope[], rates: readonly RateScope[]): Promise<Admission> {
     const now = new Date();
-    const ids = periodIds(now);
+    const perScope = this.scopeParts(checked, now);
     let pendingRates = rates;
     const riskIds = checked.filter((s) => s.budget).map((s) => `${s.kind}:${s.id}`);
     for (let attempt = 0; ; attempt++) {
-      const keys = [this.epochKey, this.estimateKey(keyId), ...pendingRates.map((r) => this.rateKey(r))];
-      const args: Array<string | number> = [LEASE_MS, randomUUID(), 0, checked.length, pendingRates.length, this.ratePeriodMs, ...pendingRates.map((r) => r.rpm)];
-      for (const s of checked) {
-        keys.push(this.spentKey(s, s.budget ? ids[s.budget.period] : ids.day), this.inflightKey(s));
-        args.push(s.budget ? s.budget.microUsd : -1, s.maxConcurrent ?? -1);
-      }
+      const keys = [this.epochKey, this.estimateKey(keyId), ...pendingRates.map((r) => this.rateKey(r)), ...perScope.keys];
+      const args: Array<string | number> = [LEASE_MS, randomUUID(), 0, checked.length, pendingRates.length, this.ratePeriodMs, ...pendingRates.map((r) => r.rpm), ...perScope.args];
       // Claim this replica's one slot for a call at risk before asking, so two admissions in
       // flight at once cannot both take it; given back unless the call is admitted at risk.
       const claim = riskIds.length > 0 && riskIds.every((id) => !this.atRisk.has(id));
@@ -686,15 +697,10 @@ export class Ledger {
   private async acquireBlock(keyId: string, team: string | undefined, signature: string, checked: readonly BudgetScope[]): Promise<void> {
     this.acquiring.add(keyId);
     try {
-      const keys = [this.epochKey, this.estimateKey(keyId)];
-      const args: Array<string | number> = [LEASE_MS, '', checked.length, BLOCK_CALLS, BLOCK_BUDGET_DIV, BLOCK_SLOT_DIV];
-      const ids = periodIds(new Date());
-      for (const c of checked) {
-        keys.push(this.spentKey(c, c.budget ? ids[c.budget.period] : ids.day), this.inflightKey(c));
-        args.push(c.budget ? c.budget.microUsd : -1, c.maxConcurrent ?? -1);
-      }
       const id = `b${randomUUID()}`;
-      args[1] = id;
+      const perScope = this.scopeParts(checked, new Date());
+      const keys = [this.epochKey, this.estimateKey(keyId), ...perScope.keys];
+      const args: Array<string | number> = [LEASE_MS, id, checked.length, BLOCK_CALLS, BLOCK_BUDGET_DIV, BLOCK_SLOT_DIV, ...perScope.args];
       let result: [number, string?, number?, number?, number?];
       try {
         result = (await (this.redis as any).pmBudgetBlock(keys.length, ...keys, ...args)) as typeof result;
