@@ -46,6 +46,9 @@ redis.call('SET', KEYS[1], tostring(newTat), 'PX', math.ceil(newTat - now) + 100
 return {1, 0}
 `;
 
+/** The name the lease script is defined under on a Redis client. */
+const COMMAND = 'pmGcraLease';
+
 /** Options of {@link GcraLeases}. */
 export interface GcraLeaseOptions {
   /** The share of a limit one lease takes. @default 0.02 */
@@ -76,7 +79,6 @@ export class GcraLeases {
   private readonly minChunkUnits: number;
   private readonly idleMs: number;
   private readonly sweeper: NodeJS.Timeout;
-  private readonly command: string;
   /**
    * Leases and give-backs sent and not yet answered (with what their answers send in turn):
    * close() waits for them, so a lease in flight when it is called goes back too, before the
@@ -92,9 +94,8 @@ export class GcraLeases {
     this.fraction = options.fraction ?? 0.02;
     this.minChunkUnits = options.minChunkUnits ?? 8;
     this.idleMs = options.idleMs ?? 2_000;
-    // One command name per client: every GcraLeases on a client shares the script.
-    this.command = 'pmGcraLease';
-    if (!(this.command in (redis as object))) redis.defineCommand(this.command, { numberOfKeys: 1, lua: LEASE_SCRIPT });
+    // One command per client: every GcraLeases on a client shares the script.
+    if (!(COMMAND in (redis as object))) redis.defineCommand(COMMAND, { numberOfKeys: 1, lua: LEASE_SCRIPT });
     this.sweeper = setInterval(() => this.sweep(false), Math.max(50, this.idleMs / 2));
     this.sweeper.unref();
   }
@@ -154,7 +155,7 @@ export class GcraLeases {
       // takes in Redis would keep admitting on top of it for as long as the traffic lasts.
       const owed = -pool.units;
       pool.units = 0;
-      void this.send(key, pool, owed, 'force');
+      void this.send(pool, owed, 'force');
     }
     return true;
   }
@@ -184,12 +185,12 @@ export class GcraLeases {
 
   private refill(pool: Pool): void {
     pool.refilling = true;
-    const leased = (this.redis as any)[this.command](pool.key, pool.periodMs, pool.limit, pool.chunk, 'take').then(
+    const leased = (this.redis as any)[COMMAND](pool.key, pool.periodMs, pool.limit, pool.chunk, 'take').then(
       (result: [number, number]) => {
         pool.refilling = false;
         if (Number(result[0]) === 1) {
           if (this.pools.get(pool.key) === pool) pool.units += pool.chunk;
-          else void this.send(pool.key, pool, pool.chunk, 'refund');
+          else void this.send(pool, pool.chunk, 'refund');
         } else pool.dryUntil = Date.now() + Math.min(Number(result[1]), 1_000);
       },
       () => {
@@ -212,10 +213,10 @@ export class GcraLeases {
     this.pools.delete(pool.key);
     const units = pool.units;
     pool.units = 0;
-    return units > 0 ? this.send(pool.key, pool, units, 'refund') : Promise.resolve();
+    return units > 0 ? this.send(pool, units, 'refund') : Promise.resolve();
   }
 
-  private send(key: string, pool: Pool, units: number, mode: 'refund' | 'force'): Promise<void> {
-    return this.track((this.redis as any)[this.command](key, pool.periodMs, pool.limit, Math.ceil(units), mode));
+  private send(pool: Pool, units: number, mode: 'refund' | 'force'): Promise<void> {
+    return this.track((this.redis as any)[COMMAND](pool.key, pool.periodMs, pool.limit, Math.ceil(units), mode));
   }
 }
