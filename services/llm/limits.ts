@@ -168,9 +168,7 @@ export class ProviderLimiter {
   async reconcile(provider: ProviderConfig, reserved: number, used: number): Promise<void> {
     const tpm = provider.limits?.tpm;
     if (tpm === undefined) return;
-    const tag = providerTag(this.keyPrefix, provider.name);
-    if (this.leases?.settle(`${tag}:tpm`, reserved - Math.ceil(Math.max(0, used)))) return;
-    await this.settle(tag, tpm, reserved, used);
+    await this.settle(providerTag(this.keyPrefix, provider.name), tpm, reserved, used);
   }
 
   /**
@@ -203,14 +201,13 @@ export class ProviderLimiter {
 
   /** {@link reconcile} for an API key's `tpm` budget. */
   async reconcileTenant(tenant: string, tpm: number, reserved: number, used: number): Promise<void> {
-    const tag = tenantTag(this.keyPrefix, tenant);
-    // A leased limit settles in its pool (the tokens were Redis's grant), whichever way they were taken.
-    if (this.leases?.settle(`${tag}:tpm`, reserved - Math.ceil(Math.max(0, used)))) return;
-    await this.settle(tag, tpm, reserved, used);
+    await this.settle(tenantTag(this.keyPrefix, tenant), tpm, reserved, used);
   }
 
   private async settle(tag: string, tpm: number, reserved: number, used: number): Promise<void> {
     const delta = Math.ceil(Math.max(0, used)) - reserved;
+    // A leased limit settles in its pool (the tokens were Redis's grant), whichever way they were taken.
+    if (this.leases?.settle(`${tag}:tpm`, -delta)) return;
     if (delta > 0) await this.run(tag, 0, tpm, delta, 'force');
     else if (delta < 0) await this.run(tag, 0, tpm, -delta, 'refund');
   }
